@@ -1,0 +1,94 @@
+# pfpcache-relay
+#
+#   make            build ./pfpcache-relay (needs the packages of scripts/deps.sh)
+#   make test       install missing dependencies, build, run unit and end-to-end tests
+#   make asan       the same tests against an ASan + UBSan build
+#   make bench      install benchmark tools, build, run the benchmarks
+#   make format     apply .clang-format to every C file
+#
+# `test`, `asan` and `bench` install dependencies first and then call make
+# again, so that pkg-config is asked only once the packages are there.
+
+BIN     := pfpcache-relay
+VERSION := 0.1.0
+PKGS    := libh2o libuv openssl jansson
+
+VARIANT ?= release
+ifeq ($(VARIANT),asan)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+OPT := -O2 -g
+endif
+
+B        := build/$(VARIANT)
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers
+CPPFLAGS := -D_GNU_SOURCE -DPFP_VERSION=\"$(VERSION)\" -Isrc
+CFLAGS   := -std=gnu11 $(OPT) $(WARN)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+LDLIBS   = $(PKG_LIBS) -lpthread -lm
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(SRCS:src/%.c=$(B)/obj/%.o)
+LIB       := $(B)/libpfp.a
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all test asan check unit e2e bench format clean
+.DELETE_ON_ERROR:
+
+all: $(BIN)
+
+$(BIN): build/release/$(BIN)
+	cp $< $@
+
+$(B)/$(BIN): $(B)/obj/main.o $(LIB)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+$(LIB): $(filter-out $(B)/obj/main.o,$(OBJS))
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+# Unit tests may #include the .c under test to reach its static functions;
+# linking against the archive pulls in only the modules they do not include.
+$(B)/tests/%: tests/unit/%.c $(LIB) | $(B)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+$(B)/obj $(B)/tests:
+	mkdir -p $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p node_modules && touch $@
+
+test:
+	scripts/deps.sh test
+	$(MAKE) check VARIANT=release
+
+asan:
+	scripts/deps.sh test
+	$(MAKE) check VARIANT=asan
+
+check: unit e2e
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: $(B)/$(BIN) node_modules/.installed
+	PFP_BIN=$(abspath $(B)/$(BIN)) node --test tests/e2e/*.test.mjs
+
+bench:
+	scripts/deps.sh bench
+	$(MAKE) all node_modules/.installed
+	bench/run.sh
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c
+
+clean:
+	rm -rf build $(BIN)
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
