@@ -1,0 +1,33 @@
+/* app.h -- the relay as a whole: owns the loop, the configuration and every service, in start-up order. */
+#ifndef PFP_APP_H
+#define PFP_APP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+
+/* Exit statuses of the process. */
+enum { APP_EXIT_OK = 0, APP_EXIT_FAILURE = 1, APP_EXIT_CONFIG = 2 };
+
+struct app {
+    const char *config_path;
+    struct config cfg;
+    uv_loop_t loop;
+    struct http_server http;
+    uv_signal_t sigint, sigterm;
+    uint64_t started_ns; /* uv_hrtime() at start-up, for the uptime */
+    bool stopping;
+};
+
+/*
+ * Loads the configuration at `config_path` (writing the defaults if it is missing),
+ * starts every service and runs until SIGINT or SIGTERM has drained them. With
+ * `check_only`, stops after checking the configuration. Returns an exit status:
+ * APP_EXIT_CONFIG for a configuration error, after printing one line on stderr.
+ */
+int app_run(struct app *a, const char *config_path, bool check_only);
+
+#endif

@@ -1,0 +1,441 @@
+/* config.c -- config.json: one table of keys drives defaults, loading, checking and error messages. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "url.h"
+
+enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_STRING_LIST };
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    int64_t min, max;            /* KEY_INT */
+    int64_t def_int;             /* KEY_INT, KEY_BOOL */
+    const char *def_str;         /* KEY_STRING */
+    const char *const *def_list; /* KEY_STRING_LIST, NULL-terminated */
+    bool (*valid)(const char *); /* KEY_STRING and each item of a KEY_STRING_LIST; NULL accepts any */
+    const char *allowed;         /* what is allowed, for KEY_STRING and each item of a KEY_STRING_LIST */
+};
+
+static bool valid_listen_addr(const char *s)
+{
+    struct sockaddr_storage ss;
+    bool wildcard;
+    return config_parse_listen_addr(s, &ss, &wildcard) == 0;
+}
+
+static bool valid_nonempty(const char *s)
+{
+    return *s != '\0';
+}
+
+static bool valid_log_level(const char *s)
+{
+    enum log_level level;
+    return log_level_parse(s, &level) == 0;
+}
+
+static bool valid_relay_url(const char *s)
+{
+    struct ws_url url;
+    return url_parse_ws(s, &url) == 0;
+}
+
+static const char *const default_relays[] = {"wss://damus.io", "wss://primal.net", "wss://nos.lol",
+                                             "wss://purplepag.es", NULL};
+
+#define OFF(field) offsetof(struct config, field)
+
+/* The order here is the order of the file written with the defaults: the seed's keys first. */
+static const struct key keys[] = {
+    {"listen_addr", KEY_STRING, OFF(listen_addr), .def_str = ":8080", .valid = valid_listen_addr,
+     .allowed = "\":port\", \"ipv4:port\", \"[ipv6]:port\" or \"localhost:port\" with a port from 0 to 65535"},
+    {"database_path", KEY_STRING, OFF(database_path), .def_str = "./data/pfpcache.db", .valid = valid_nonempty,
+     .allowed = "a non-empty path"},
+    {"media_cache_path", KEY_STRING, OFF(media_cache_path), .def_str = "./data/media_cache", .valid = valid_nonempty,
+     .allowed = "a non-empty path"},
+    {"upstream_relays", KEY_STRING_LIST, OFF(upstream_relays), .def_list = default_relays, .valid = valid_relay_url,
+     .allowed = "a ws:// or wss:// URL"},
+    {"max_concurrent", KEY_INT, OFF(max_concurrent), 1, 10000, 20},
+    {"cache_expiration_days", KEY_INT, OFF(cache_expiration_days), 1, 3650, 30},
+    {"max_cache_size_mb", KEY_INT, OFF(max_cache_size_mb), 1, 16777216, 1024},
+    {"lru_check_interval", KEY_INT, OFF(lru_check_interval), 1, 10080, 60},
+    {"resize_images", KEY_BOOL, OFF(resize_images), .def_int = 1},
+    {"max_image_size", KEY_INT, OFF(max_image_size), 16, 4096, 200},
+    {"image_quality", KEY_INT, OFF(image_quality), 1, 100, 85},
+    {"log_level", KEY_STRING, OFF(log_level), .def_str = "info", .valid = valid_log_level,
+     .allowed = "\"error\", \"warn\", \"info\" or \"debug\""},
+    {"access_log", KEY_STRING, OFF(access_log), .def_str = "", .allowed = "a file path, or \"\" for no access log"},
+    {"tls_cert_file", KEY_STRING, OFF(tls_cert_file), .def_str = "",
+     .allowed = "a PEM certificate chain file, or \"\" for plain HTTP"},
+    {"tls_key_file", KEY_STRING, OFF(tls_key_file), .def_str = "",
+     .allowed = "a PEM private key file, or \"\" for plain HTTP"},
+    {"max_request_body_bytes", KEY_INT, OFF(max_request_body_bytes), 1024, 67108864, 1048576},
+    {"shutdown_timeout_seconds", KEY_INT, OFF(shutdown_timeout_seconds), 0, 300, 10},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void *field(struct config *cfg, const struct key *k)
+{
+    return (char *)cfg + k->offset;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+static void list_set_defaults(struct config_list *l, const char *const *def)
+{
+    size_t n = 0;
+    while (def[n] != NULL)
+        n++;
+    l->count = n;
+    l->items = calloc(n + 1, sizeof(char *));
+    if (l->items == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        l->items[i] = xstrdup(def[i]);
+}
+
+static void list_free(struct config_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        switch (k->type) {
+        case KEY_STRING: *(char **)field(cfg, k) = xstrdup(k->def_str); break;
+        case KEY_INT: *(int64_t *)field(cfg, k) = k->def_int; break;
+        case KEY_BOOL: *(bool *)field(cfg, k) = k->def_int != 0; break;
+        case KEY_STRING_LIST: list_set_defaults(field(cfg, k), k->def_list); break;
+        }
+    }
+}
+
+void config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->type == KEY_STRING) {
+            free(*(char **)field(cfg, k));
+            *(char **)field(cfg, k) = NULL;
+        } else if (k->type == KEY_STRING_LIST) {
+            list_free(field(cfg, k));
+        }
+    }
+}
+
+static json_t *default_json(const struct key *k)
+{
+    switch (k->type) {
+    case KEY_STRING: return json_string(k->def_str);
+    case KEY_INT: return json_integer(k->def_int);
+    case KEY_BOOL: return json_boolean(k->def_int);
+    case KEY_STRING_LIST: {
+        json_t *a = json_array();
+        for (const char *const *s = k->def_list; *s != NULL; s++)
+            json_array_append_new(a, json_string(*s));
+        return a;
+    }
+    }
+    return NULL;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Writes the defaults through a temporary file and a rename, so a reader never sees half a file. */
+static int write_defaults(const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    json_t *root = json_object();
+    char *text = NULL;
+    FILE *f = NULL;
+    int r = 0;
+
+    for (size_t i = 0; i < NKEYS; i++)
+        json_object_set_new(root, keys[i].name, default_json(&keys[i]));
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp)) {
+        r = -ENAMETOOLONG;
+        set_err(err, errlen, "path too long");
+        goto out;
+    }
+    if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%s\n", text) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        r = -errno;
+        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+    }
+
+out:
+    if (f != NULL)
+        fclose(f);
+    if (r != 0)
+        unlink(tmp);
+    free(text);
+    json_decref(root);
+    return r;
+}
+
+/* The value as JSON, shortened so that the error stays one readable line. */
+static void value_text(const json_t *v, char *buf, size_t len)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (s == NULL) {
+        snprintf(buf, len, "(unprintable)");
+        return;
+    }
+    if (strlen(s) >= len && len > 4)
+        snprintf(buf, len, "%.*s...", (int)(len - 4), s);
+    else
+        snprintf(buf, len, "%s", s);
+    free(s);
+}
+
+static void allowed_text(const struct key *k, char *buf, size_t len)
+{
+    switch (k->type) {
+    case KEY_INT: snprintf(buf, len, "an integer from %lld to %lld", (long long)k->min, (long long)k->max); break;
+    case KEY_BOOL: snprintf(buf, len, "true or false"); break;
+    case KEY_STRING_LIST: snprintf(buf, len, "an array of strings, each %s", k->allowed); break;
+    case KEY_STRING: snprintf(buf, len, "%s", k->allowed); break;
+    }
+}
+
+static int bad_value(const struct key *k, const json_t *v, char *err, size_t errlen)
+{
+    char value[128], allowed[256];
+    value_text(v, value, sizeof(value));
+    allowed_text(k, allowed, sizeof(allowed));
+    set_err(err, errlen, "\"%s\" is %s; allowed: %s", k->name, value, allowed);
+    return -EINVAL;
+}
+
+static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err, size_t errlen)
+{
+    switch (k->type) {
+    case KEY_STRING: {
+        char **dst = field(cfg, k);
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+            (k->valid != NULL && !k->valid(json_string_value(v))))
+            return bad_value(k, v, err, errlen);
+        free(*dst);
+        *dst = xstrdup(json_string_value(v));
+        return 0;
+    }
+    case KEY_INT: {
+        json_int_t i;
+        if (!json_is_integer(v))
+            return bad_value(k, v, err, errlen);
+        i = json_integer_value(v);
+        if (i < k->min || i > k->max)
+            return bad_value(k, v, err, errlen);
+        *(int64_t *)field(cfg, k) = i;
+        return 0;
+    }
+    case KEY_BOOL:
+        if (!json_is_boolean(v))
+            return bad_value(k, v, err, errlen);
+        *(bool *)field(cfg, k) = json_is_true(v);
+        return 0;
+    case KEY_STRING_LIST: {
+        struct config_list *l = field(cfg, k);
+        size_t n;
+        json_t *item;
+        if (!json_is_array(v))
+            return bad_value(k, v, err, errlen);
+        json_array_foreach(v, n, item)
+        {
+            if (!json_is_string(item) || (k->valid != NULL && !k->valid(json_string_value(item)))) {
+                char value[128];
+                value_text(item, value, sizeof(value));
+                set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: %s", k->name, n, value, k->allowed);
+                return -EINVAL;
+            }
+        }
+        list_free(l);
+        l->count = json_array_size(v);
+        l->items = calloc(l->count + 1, sizeof(char *));
+        if (l->items == NULL)
+            abort();
+        json_array_foreach(v, n, item) l->items[n] = xstrdup(json_string_value(item));
+        return 0;
+    }
+    }
+    return -EINVAL;
+}
+
+/* Rules that span keys. */
+static int check_together(const struct config *cfg, char *err, size_t errlen)
+{
+    bool cert = cfg->tls_cert_file[0] != '\0', key = cfg->tls_key_file[0] != '\0';
+    if (cert != key) {
+        set_err(err, errlen, "\"%s\" is \"\"; allowed: a PEM %s file, required because \"%s\" is set",
+                cert ? "tls_key_file" : "tls_cert_file", cert ? "private key" : "certificate chain",
+                cert ? "tls_cert_file" : "tls_key_file");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = NULL, *v;
+    const char *name;
+    struct stat st;
+    int r = 0;
+
+    config_defaults(cfg);
+
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        if ((r = write_defaults(path, err, errlen)) != 0)
+            goto out;
+        log_info("wrote the default configuration to %s", path);
+        return 0;
+    }
+
+    if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        if (jerr.line <= 0)
+            set_err(err, errlen, "cannot read: %s", jerr.text);
+        else
+            set_err(err, errlen, "line %d, column %d: invalid JSON: %s", jerr.line, jerr.column, jerr.text);
+        r = -EINVAL;
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        set_err(err, errlen, "the configuration must be a JSON object");
+        r = -EINVAL;
+        goto out;
+    }
+
+    json_object_foreach(root, name, v)
+    {
+        const struct key *k = NULL;
+        for (size_t i = 0; i < NKEYS && k == NULL; i++) {
+            if (strcmp(keys[i].name, name) == 0)
+                k = &keys[i];
+        }
+        if (k == NULL) {
+            log_warn("%s: unknown key \"%s\" is ignored", path, name);
+            continue;
+        }
+        if ((r = set_key(cfg, k, v, err, errlen)) != 0)
+            goto out;
+    }
+    r = check_together(cfg, err, errlen);
+
+out:
+    json_decref(root);
+    if (r != 0)
+        config_free(cfg);
+    return r;
+}
+
+static int parse_port(const char *s, uint16_t *port)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9' || strlen(s) > 5)
+        return -EINVAL;
+    v = strtoul(s, &end, 10);
+    if (*end != '\0' || v > 65535)
+        return -EINVAL;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int config_parse_listen_addr(const char *s, struct sockaddr_storage *addr, bool *wildcard)
+{
+    char host[64];
+    const char *port_str;
+    uint16_t port;
+
+    memset(addr, 0, sizeof(*addr));
+    *wildcard = false;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port_str = close + 2;
+        if (parse_port(port_str, &port) != 0)
+            return -EINVAL;
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        return inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 ? 0 : -EINVAL;
+    }
+
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || (size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)) != NULL)
+        return -EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    if (parse_port(colon + 1, &port) != 0)
+        return -EINVAL;
+
+    if (host[0] == '\0') {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        sin6->sin6_addr = in6addr_any;
+        *wildcard = true;
+        return 0;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)addr;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    if (strcmp(host, "localhost") == 0) {
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return 0;
+    }
+    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -EINVAL;
+}

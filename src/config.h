@@ -1,0 +1,59 @@
+/* config.h -- config.json: defaults, loading, and validation that names the key at fault. */
+#ifndef PFP_CONFIG_H
+#define PFP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct config_list {
+    char **items;
+    size_t count;
+};
+
+/* Every string and list is owned by the config and freed by config_free(). */
+struct config {
+    char *listen_addr;
+    char *database_path;
+    char *media_cache_path;
+    struct config_list upstream_relays;
+    int64_t max_concurrent;
+    int64_t cache_expiration_days;
+    int64_t max_cache_size_mb;
+    int64_t lru_check_interval;
+    bool resize_images;
+    int64_t max_image_size;
+    int64_t image_quality;
+    char *log_level;
+    char *access_log;
+    char *tls_cert_file;
+    char *tls_key_file;
+    int64_t max_request_body_bytes;
+    int64_t shutdown_timeout_seconds;
+};
+
+/*
+ * Loads `path` into `cfg`. A file that does not exist is first written with the
+ * defaults. Unknown keys are logged as warnings. Returns 0, or -EINVAL when the
+ * file is malformed or a value is wrong, or -errno when the file cannot be written.
+ * On failure `err` holds one line (naming the key, the value and what is allowed,
+ * when a value is at fault; the caller adds the file name) and `cfg` holds nothing
+ * to free.
+ */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+
+/* Fills `cfg` with the defaults. Release with config_free(). */
+void config_defaults(struct config *cfg);
+
+void config_free(struct config *cfg);
+
+/*
+ * Parses a listen address: ":8080", "127.0.0.1:8080", "[::1]:8080",
+ * "localhost:8080". An empty host means every interface; `*wildcard` is set then
+ * and `addr` holds the IPv6 any-address. Port 0 asks the kernel for a free port.
+ * Returns 0 or -EINVAL.
+ */
+int config_parse_listen_addr(const char *s, struct sockaddr_storage *addr, bool *wildcard);
+
+#endif

@@ -1,0 +1,462 @@
+/* http.c -- the HTTP server: h2o on the libuv loop, routing, JSON replies and a draining shutdown. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "h2o/http2.h"
+#include "log.h"
+
+struct root_handler {
+    h2o_handler_t super;
+    struct http_server *server;
+};
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+    }
+}
+
+void http_begin_response(h2o_req_t *req, int status)
+{
+    req->res.status = status;
+    req->res.reason = http_reason(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, H2O_STRLIT("*"));
+    /* A response finished while the server drains closes its connection, so clients move on. */
+    if (req->conn->ctx->shutdown_requested)
+        req->http1_is_persistent = 0;
+}
+
+/* Sends a body the pool already owns, or only the headers for HEAD. */
+static void send_pooled(h2o_req_t *req, h2o_iovec_t body)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+
+    req->res.content_length = body.len;
+    h2o_start_response(req, &generator);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+}
+
+/* JSON text for `body`, with a trailing newline, in the request's pool. */
+static h2o_iovec_t json_in_pool(h2o_mem_pool_t *pool, const json_t *body)
+{
+    size_t len = json_dumpb(body, NULL, 0, JSON_COMPACT);
+    char *buf = h2o_mem_alloc_pool(pool, len + 1);
+
+    json_dumpb(body, buf, len, JSON_COMPACT);
+    buf[len] = '\n';
+    return h2o_iovec_init(buf, len + 1);
+}
+
+void http_reply_json(h2o_req_t *req, int status, json_t *body)
+{
+    http_begin_response(req, status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    send_pooled(req, json_in_pool(&req->pool, body));
+    json_decref(body);
+}
+
+/* Error messages may quote what a client sent; anything outside printable ASCII becomes '?', so the JSON is valid. */
+static json_t *error_body(const char *msg, size_t len)
+{
+    char clean[512];
+
+    if (len >= sizeof(clean))
+        len = sizeof(clean) - 1;
+    for (size_t i = 0; i < len; i++)
+        clean[i] = (msg[i] >= 0x20 && msg[i] < 0x7f) ? msg[i] : '?';
+    return json_pack("{s:s%}", "error", clean, len);
+}
+
+void http_reply_error(h2o_req_t *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    http_reply_json(req, status, error_body(msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1));
+}
+
+/*
+ * h2o answers some requests itself before any route sees them (a body over the
+ * limit, broken chunked encoding) with a text body. This filter, on the fallback
+ * path those answers use, rewrites them as {"error": "..."} like every other error.
+ */
+struct json_error_ostream {
+    h2o_ostream_t super;
+    bool sent;
+};
+
+static void json_error_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                               h2o_send_state_t state)
+{
+    struct json_error_ostream *o = (struct json_error_ostream *)self;
+    char text[256];
+    size_t len = 0;
+    json_t *body;
+    h2o_iovec_t out;
+
+    if (o->sent) {
+        h2o_ostream_send_next(&o->super, req, NULL, 0, state);
+        return;
+    }
+    o->sent = true;
+
+    if (req->res.status == 413) {
+        len = (size_t)snprintf(text, sizeof(text), "request body is larger than the limit of %zu bytes",
+                               req->conn->ctx->globalconf->max_request_entity_size);
+    } else {
+        for (size_t i = 0; i < bufcnt && len < sizeof(text); i++) {
+            size_t n = bufs[i].len < sizeof(text) - len ? bufs[i].len : sizeof(text) - len;
+            memcpy(text + len, bufs[i].base, n);
+            len += n;
+        }
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+            len--;
+        if (len == 0)
+            len = (size_t)snprintf(text, sizeof(text), "%s", req->res.reason);
+    }
+    body = error_body(text, len);
+    out = json_in_pool(&req->pool, body);
+    json_decref(body);
+
+    req->res.content_length = out.len;
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        h2o_ostream_send_next(&o->super, req, NULL, 0, state);
+    else
+        h2o_ostream_send_next(&o->super, req, &out, 1, state);
+}
+
+static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    if (req->res.status >= 400) {
+        struct json_error_ostream *o;
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"), 1);
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, H2O_STRLIT("*"), 1);
+        o = (struct json_error_ostream *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = json_error_do_send;
+        o->sent = false;
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    struct http_server *s = t->data;
+    bool timed_out = s->inflight != 0;
+
+    if (s->on_drained == NULL)
+        return;
+    if (timed_out)
+        log_warn("shutdown: %zu request(s) still in flight after the timeout, closing", s->inflight);
+    void (*done)(struct http_server *, bool) = s->on_drained;
+    s->on_drained = NULL;
+    uv_timer_stop(t);
+    done(s, timed_out);
+}
+
+static void on_req_disposed(void *p)
+{
+    struct http_server *s = *(struct http_server **)p;
+
+    s->inflight--;
+    if (s->draining && s->inflight == 0 && s->on_drained != NULL)
+        uv_timer_start(&s->drain_timer, on_drain_timer, 0, 0);
+}
+
+static void reply_options(h2o_req_t *req, unsigned allowed)
+{
+    char methods[128];
+    size_t n = router_format_methods(allowed, methods, sizeof(methods));
+    h2o_iovec_t allow = h2o_strdup(&req->pool, methods, n);
+
+    http_begin_response(req, 204);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow.base, allow.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                          allow.base, allow.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL,
+                          H2O_STRLIT("Authorization, Content-Type, Accept"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL,
+                          H2O_STRLIT("86400"));
+    send_pooled(req, h2o_iovec_init(NULL, 0));
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct http_server *s = ((struct root_handler *)self)->server;
+    unsigned method = router_method(req->method.base, req->method.len);
+    struct router_match m;
+    enum router_result found;
+    struct http_server **track;
+
+    /* The request counts as in flight until h2o frees its pool, after the last byte of the response. */
+    track = h2o_mem_alloc_shared(&req->pool, sizeof(*track), on_req_disposed);
+    *track = s;
+    s->inflight++;
+
+    log_debug("%.*s %.*s", (int)req->method.len, req->method.base, (int)req->path.len, req->path.base);
+    found = router_match(&s->router, method, req->path_normalized.base, req->path_normalized.len, &m);
+    switch (found) {
+    case ROUTER_FOUND: {
+        const struct http_route_target *t = m.route->data;
+        t->fn(t->data, req, h2o_iovec_init(m.param, m.param_len));
+        break;
+    }
+    case ROUTER_NOT_FOUND:
+        http_reply_error(req, 404, "no such endpoint: %.*s", (int)req->path_normalized.len, req->path_normalized.base);
+        break;
+    case ROUTER_METHOD_NOT_ALLOWED: {
+        char methods[128];
+        unsigned allowed = m.allowed | HTTP_OPTIONS;
+        size_t n;
+        h2o_iovec_t allow;
+
+        if (method == HTTP_OPTIONS) {
+            reply_options(req, allowed);
+            break;
+        }
+        n = router_format_methods(allowed, methods, sizeof(methods));
+        allow = h2o_strdup(&req->pool, methods, n);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow.base, allow.len);
+        http_reply_error(req, 405, "method %.*s is not allowed on %.*s; allowed: %s", (int)req->method.len,
+                         req->method.base, (int)req->path_normalized.len, req->path_normalized.base, methods);
+        break;
+    }
+    }
+    return 0;
+}
+
+int http_route(struct http_server *s, unsigned methods, const char *pattern, http_handler_fn fn, void *data)
+{
+    struct http_route_target *t;
+
+    if (s->router.count == ROUTER_MAX_ROUTES)
+        return -ENOSPC;
+    t = &s->targets[s->router.count];
+    *t = (struct http_route_target){fn, data};
+    return router_add(&s->router, methods, pattern, t);
+}
+
+static int tls_error(char *err, size_t errlen, const char *key, const char *value, const char *what)
+{
+    char reason[256] = "";
+    unsigned long e = ERR_get_error();
+
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    snprintf(err, errlen, "\"%s\" is \"%s\"; allowed: %s (%s)", key, value, what, reason[0] ? reason : "no detail");
+    return -EINVAL;
+}
+
+static int setup_tls(struct http_server *s, const struct config *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL)
+        return tls_error(err, errlen, "tls_cert_file", cfg->tls_cert_file, "a usable TLS setup");
+    s->ssl_ctx = ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1)
+        return tls_error(err, errlen, "tls_cert_file", cfg->tls_cert_file, "a readable PEM certificate chain");
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1)
+        return tls_error(err, errlen, "tls_key_file", cfg->tls_key_file, "a readable PEM private key");
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return tls_error(err, errlen, "tls_key_file", cfg->tls_key_file, "the private key of \"tls_cert_file\"");
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return 0;
+}
+
+int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+{
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *root;
+    struct root_handler *handler;
+    h2o_filter_t *filter;
+    int r;
+
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    h2o_config_init(&s->globalconf);
+    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pfpcache-relay/" PFP_VERSION));
+    s->globalconf.max_request_entity_size = (size_t)cfg->max_request_body_bytes;
+
+    host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    root = h2o_config_register_path(host, "/", 0);
+    handler = (struct root_handler *)h2o_create_handler(root, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->server = s;
+    filter = h2o_create_filter(&host->fallback_path, sizeof(*filter));
+    filter->on_setup_ostream = json_error_setup;
+
+    if (cfg->access_log[0] != '\0') {
+        h2o_access_log_filehandle_t *fh;
+        /* Opened once here first, because h2o reports its own failure on a line of its own. */
+        int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(err, errlen, "\"access_log\" is \"%s\"; allowed: a file that can be opened for appending (%s)",
+                     cfg->access_log, strerror(errno));
+            return -EINVAL;
+        }
+        close(fd);
+        if ((fh = h2o_access_log_open_handle(cfg->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
+            snprintf(err, errlen, "\"access_log\" is \"%s\"; allowed: a file that can be opened for appending",
+                     cfg->access_log);
+            return -EINVAL;
+        }
+        h2o_access_log_register(root, fh);
+        h2o_access_log_register(&host->fallback_path, fh);
+    }
+
+    if (cfg->tls_cert_file[0] != '\0' && (r = setup_tls(s, cfg, err, errlen)) != 0)
+        return r;
+
+    h2o_context_init(&s->ctx, loop, &s->globalconf);
+    s->accept_ctx.ctx = &s->ctx;
+    s->accept_ctx.hosts = s->globalconf.hosts;
+    s->accept_ctx.ssl_ctx = s->ssl_ctx;
+
+    uv_timer_init(loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    return 0;
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct http_server *s = listener->data;
+    uv_tcp_t *conn;
+
+    if (status != 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    conn = h2o_mem_alloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    h2o_accept(&s->accept_ctx, h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free));
+}
+
+static void format_url(struct http_server *s, bool wildcard)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN + 2] = "localhost";
+    const char *scheme = s->ssl_ctx != NULL ? "https" : "http";
+    int port;
+
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        port = ntohs(sin6->sin6_port);
+        if (!wildcard) {
+            char a[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+            snprintf(host, sizeof(host), "[%s]", a);
+        }
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        port = ntohs(sin->sin_port);
+        if (!wildcard)
+            inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+    }
+    snprintf(s->url, sizeof(s->url), "%s://%s:%d", scheme, host, port);
+}
+
+int http_server_listen(struct http_server *s, const struct config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    bool wildcard;
+    int r;
+
+    config_parse_listen_addr(cfg->listen_addr, &addr, &wildcard);
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    s->listening = true;
+    r = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (r == UV_EAFNOSUPPORT && wildcard) {
+        /* A host without IPv6 still serves ":port" on every IPv4 interface. */
+        struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = ((struct sockaddr_in6 *)&addr)->sin6_port};
+        r = uv_tcp_bind(&s->listener, (struct sockaddr *)&any, 0);
+    }
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_accept);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on \"%s\": %s", cfg->listen_addr, uv_strerror(r));
+        return r;
+    }
+    format_url(s, wildcard);
+    log_info("listening on %s", s->url);
+    return 0;
+}
+
+void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(struct http_server *s, bool timed_out))
+{
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listening = false;
+    }
+    h2o_context_request_shutdown(&s->ctx);
+    s->draining = true;
+    s->on_drained = done;
+    uv_timer_start(&s->drain_timer, on_drain_timer, s->inflight == 0 ? 0 : timeout_ms, 0);
+}
+
+void http_server_close(struct http_server *s)
+{
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listening = false;
+    }
+    if (s->drain_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&s->drain_timer))
+        uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    if (s->ssl_ctx != NULL) {
+        SSL_CTX_free(s->ssl_ctx);
+        s->ssl_ctx = NULL;
+    }
+}

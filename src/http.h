@@ -1,0 +1,78 @@
+/* http.h -- the HTTP server: h2o on the libuv loop, one listener for HTTP/1.1, HTTP/2 over TLS and upgrades. */
+#ifndef PFP_HTTP_H
+#define PFP_HTTP_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "router.h"
+
+/*
+ * A route's handler. It answers now or later, but exactly once, with one of the
+ * http_reply_* functions or its own h2o generator. `param` is the segment the
+ * route's "*" matched (empty for routes without one) and lives as long as `req`.
+ */
+typedef void (*http_handler_fn)(void *data, h2o_req_t *req, h2o_iovec_t param);
+
+struct http_route_target {
+    http_handler_fn fn;
+    void *data;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    h2o_globalconf_t globalconf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    SSL_CTX *ssl_ctx;
+    uv_tcp_t listener;
+    bool listening;
+    struct router router;
+    struct http_route_target targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
+    char url[128];                                       /* where the server can be reached, for the start-up line */
+    size_t inflight;                                     /* requests handed to a handler and not yet finished */
+    bool draining;
+    uv_timer_t drain_timer;
+    void (*on_drained)(struct http_server *s, bool timed_out);
+};
+
+/*
+ * Sets the server up from the configuration (TLS, body limit, access log) without
+ * listening yet. Returns 0, or -EINVAL with a message naming the configuration key
+ * at fault in `err` (an unreadable certificate or key, an access log that cannot be
+ * opened). Call http_server_close() in either case.
+ */
+int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Routes `methods` on `pattern` (see router.h) to `fn`. Returns 0 or a router_add() error. */
+int http_route(struct http_server *s, unsigned methods, const char *pattern, http_handler_fn fn, void *data);
+
+/* Binds and listens on the configured address. Returns 0, or a negative libuv error with a message in `err`. */
+int http_server_listen(struct http_server *s, const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * Stops accepting connections, turns keep-alive off, sends HTTP/2 GOAWAY, and calls
+ * `done` on the loop once every request in flight has finished, or after
+ * `timeout_ms` with `timed_out` set.
+ */
+void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(struct http_server *s, bool timed_out));
+
+/* Closes the server's own handles and frees its configuration. Connections still open are dropped with the process. */
+void http_server_close(struct http_server *s);
+
+/* Sends `body` as JSON with `status`, and drops the reference to `body`. */
+void http_reply_json(h2o_req_t *req, int status, json_t *body);
+
+/* Sends {"error": "<formatted message>"} with `status`. */
+void http_reply_error(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The reason phrase for a status code, "" for an unknown one. */
+const char *http_reason(int status);
+
+/* Adds the headers every response carries and prepares the response for the status; call before sending. */
+void http_begin_response(h2o_req_t *req, int status);
+
+#endif
