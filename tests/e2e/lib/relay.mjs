@@ -1,0 +1,131 @@
+// relay.mjs -- start the real pfpcache-relay binary on a free loopback port with a
+// temporary data directory, and stop it again.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = process.env.PFP_BIN ?? fileURLToPath(new URL('../../../pfpcache-relay', import.meta.url));
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+
+export async function tempDir() {
+  return mkdtemp(join(tmpdir(), 'pfp-e2e-'));
+}
+
+// A configuration for tests: loopback, an ephemeral port, data under `dir`, no upstream relays.
+export function testConfig(dir, overrides = {}) {
+  return {
+    listen_addr: '127.0.0.1:0',
+    database_path: join(dir, 'db', 'pfpcache.db'),
+    media_cache_path: join(dir, 'media'),
+    upstream_relays: [],
+    shutdown_timeout_seconds: 5,
+    ...overrides,
+  };
+}
+
+// Runs the binary to completion (for --check and configuration errors).
+export function runBinary(args, { timeoutMs = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${BIN} ${args.join(' ')} did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    proc.stdout.on('data', (c) => (stdout += c));
+    proc.stderr.on('data', (c) => (stderr += c));
+    proc.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+// A port that was free a moment ago, for the few tests that cannot learn the port from the log.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts the relay and resolves once it logs the address it listens on.
+// `config` overrides testConfig(); `readyPattern` may wait for a different line,
+// or be null to return at once (for a relay that logs nothing).
+export async function startRelay({ config = {}, dir, readyPattern = /listening on (https?:\/\/\S+)/, timeoutMs = 15000 } = {}) {
+  dir ??= await tempDir();
+  const configPath = join(dir, 'config.json');
+  await writeFile(configPath, JSON.stringify(testConfig(dir, config), null, 2));
+
+  const proc = spawn(BIN, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  proc.stdout.on('data', (c) => (stdout += c));
+
+  const url = await new Promise((resolve, reject) => {
+    if (readyPattern === null) {
+      proc.stderr.on('data', (c) => (stderr += c));
+      resolve(undefined);
+      return;
+    }
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`relay did not start within ${timeoutMs} ms:\n${stderr}`));
+    }, timeoutMs);
+    proc.stderr.on('data', (c) => {
+      stderr += c;
+      const m = readyPattern.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited (${code ?? signal}) before it was ready:\n${stderr}`));
+    });
+  });
+
+  return {
+    url,
+    dir,
+    configPath,
+    proc,
+    exited,
+    get stderr() {
+      return stderr;
+    },
+    get stdout() {
+      return stdout;
+    },
+    // Resolves once the log (stderr) matches `pattern`; rejects after `timeoutMs`.
+    async waitForLog(pattern, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!pattern.test(stderr)) {
+        if (Date.now() > deadline) throw new Error(`log never matched ${pattern}:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    // Sends `signal` (unless the process has already exited) and resolves with {code, signal}.
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+    // Stops the relay, removes its directory, and fails if it did not exit cleanly:
+    // under `make asan` a sanitizer report turns into a non-zero exit status.
+    async cleanup({ keepDir = false } = {}) {
+      const { code, signal } = await this.stop();
+      if (!keepDir) await rm(dir, { recursive: true, force: true });
+      if (code !== 0) throw new Error(`relay exited with ${code ?? signal}:\n${stderr}`);
+    },
+  };
+}

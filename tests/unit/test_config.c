@@ -1,0 +1,203 @@
+/* test_config.c -- configuration defaults, loading and the errors that name the key. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+static char dir[] = "/tmp/pfp-test-config-XXXXXX";
+static char path[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    log_threshold = LOG_LEVEL_ERROR;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+static void write_file(const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loads `text` and expects failure with a message containing `expect`. */
+static void expect_error(const char *text, const char *expect)
+{
+    struct config cfg;
+    char err[512] = "";
+
+    write_file(text);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+    if (strstr(err, expect) == NULL)
+        fail_msg("message \"%s\" does not contain \"%s\"", err, expect);
+    assert_null(strchr(err, '\n'));
+}
+
+static void defaults_are_the_seeds(void **state)
+{
+    struct config cfg;
+    (void)state;
+
+    config_defaults(&cfg);
+    assert_string_equal(cfg.listen_addr, ":8080");
+    assert_string_equal(cfg.database_path, "./data/pfpcache.db");
+    assert_string_equal(cfg.media_cache_path, "./data/media_cache");
+    assert_int_equal(cfg.upstream_relays.count, 4);
+    assert_string_equal(cfg.upstream_relays.items[0], "wss://damus.io");
+    assert_string_equal(cfg.upstream_relays.items[1], "wss://primal.net");
+    assert_string_equal(cfg.upstream_relays.items[2], "wss://nos.lol");
+    assert_string_equal(cfg.upstream_relays.items[3], "wss://purplepag.es");
+    assert_int_equal(cfg.max_concurrent, 20);
+    assert_int_equal(cfg.cache_expiration_days, 30);
+    assert_int_equal(cfg.max_cache_size_mb, 1024);
+    assert_int_equal(cfg.lru_check_interval, 60);
+    assert_true(cfg.resize_images);
+    assert_int_equal(cfg.max_image_size, 200);
+    assert_int_equal(cfg.image_quality, 85);
+    config_free(&cfg);
+}
+
+static void missing_file_is_written_with_defaults_and_reads_back(void **state)
+{
+    struct config cfg, again;
+    char err[512];
+    (void)state;
+
+    unlink(path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(access(path, R_OK), 0);
+    assert_int_equal(config_load(path, &again, err, sizeof(err)), 0);
+    assert_string_equal(again.listen_addr, cfg.listen_addr);
+    assert_int_equal(again.upstream_relays.count, cfg.upstream_relays.count);
+    assert_int_equal(again.image_quality, cfg.image_quality);
+    assert_int_equal(again.resize_images, cfg.resize_images);
+    config_free(&cfg);
+    config_free(&again);
+}
+
+static void values_in_the_file_override_defaults(void **state)
+{
+    struct config cfg;
+    char err[512];
+    (void)state;
+
+    write_file("{\"image_quality\": 70, \"resize_images\": false, \"upstream_relays\": [\"ws://127.0.0.1:7000\"],"
+               " \"listen_addr\": \"[::1]:0\", \"some_future_key\": 1}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.image_quality, 70);
+    assert_false(cfg.resize_images);
+    assert_int_equal(cfg.upstream_relays.count, 1);
+    assert_string_equal(cfg.upstream_relays.items[0], "ws://127.0.0.1:7000");
+    assert_string_equal(cfg.listen_addr, "[::1]:0");
+    assert_int_equal(cfg.max_concurrent, 20);
+    config_free(&cfg);
+}
+
+static void out_of_range_values_name_key_value_and_range(void **state)
+{
+    (void)state;
+    expect_error("{\"image_quality\": 0}", "\"image_quality\" is 0; allowed: an integer from 1 to 100");
+    expect_error("{\"image_quality\": 101}", "\"image_quality\" is 101; allowed: an integer from 1 to 100");
+    expect_error("{\"max_cache_size_mb\": -5}", "\"max_cache_size_mb\" is -5");
+    expect_error("{\"max_concurrent\": 0}", "\"max_concurrent\" is 0");
+}
+
+static void wrong_types_are_refused(void **state)
+{
+    (void)state;
+    expect_error("{\"max_concurrent\": \"20\"}", "\"max_concurrent\" is \"20\"; allowed: an integer");
+    expect_error("{\"max_concurrent\": 20.5}", "\"max_concurrent\" is 20.5");
+    expect_error("{\"resize_images\": 1}", "\"resize_images\" is 1; allowed: true or false");
+    expect_error("{\"listen_addr\": 8080}", "\"listen_addr\" is 8080");
+    expect_error("{\"upstream_relays\": \"wss://a\"}", "\"upstream_relays\" is \"wss://a\"; allowed: an array");
+}
+
+static void bad_strings_are_refused(void **state)
+{
+    (void)state;
+    expect_error("{\"listen_addr\": \"localhost\"}", "\"listen_addr\" is \"localhost\"");
+    expect_error("{\"upstream_relays\": [\"wss://a.example\", \"https://b.example\"]}",
+                 "\"upstream_relays\"[1] is \"https://b.example\"; allowed: a ws:// or wss:// URL");
+    expect_error("{\"log_level\": \"loud\"}", "\"log_level\" is \"loud\"");
+    expect_error("{\"database_path\": \"\"}", "\"database_path\" is \"\"");
+    expect_error("{\"tls_cert_file\": \"c.pem\"}", "\"tls_key_file\" is \"\"");
+}
+
+static void malformed_files_are_refused(void **state)
+{
+    (void)state;
+    expect_error("{\"image_quality\": ", "line 1");
+    expect_error("[1, 2]", "must be a JSON object");
+    expect_error("{\"a\": 1, \"a\": 2}", "duplicate");
+}
+
+static void listen_addresses(void **state)
+{
+    struct sockaddr_storage ss;
+    bool wildcard;
+    (void)state;
+
+    assert_int_equal(config_parse_listen_addr(":8080", &ss, &wildcard), 0);
+    assert_true(wildcard);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 8080);
+
+    assert_int_equal(config_parse_listen_addr("127.0.0.1:0", &ss, &wildcard), 0);
+    assert_false(wildcard);
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+
+    assert_int_equal(config_parse_listen_addr("localhost:80", &ss, &wildcard), 0);
+    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+
+    assert_int_equal(config_parse_listen_addr("[::1]:443", &ss, &wildcard), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 443);
+
+    const char *bad[] = {"8080",         "nope",           ":",       ":99999",  ":-1",
+                         ": 80",         "::1:80",         "[::1]80", "[::1]:",  "1.2.3.4:",
+                         "256.1.1.1:80", "example.com:80", "[zz]:80", ":08080x", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (config_parse_listen_addr(bad[i], &ss, &wildcard) == 0)
+            fail_msg("\"%s\" was accepted", bad[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_are_the_seeds),
+        cmocka_unit_test(missing_file_is_written_with_defaults_and_reads_back),
+        cmocka_unit_test(values_in_the_file_override_defaults),
+        cmocka_unit_test(out_of_range_values_name_key_value_and_range),
+        cmocka_unit_test(wrong_types_are_refused),
+        cmocka_unit_test(bad_strings_are_refused),
+        cmocka_unit_test(malformed_files_are_refused),
+        cmocka_unit_test(listen_addresses),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
