@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# run.sh -- every benchmark in turn; each prints its figures as ratios against a
+# reference measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")"
+for b in http_static.sh; do
+    echo "== $b"
+    bash "./$b"
+    echo
+done
