@@ -4,6 +4,7 @@
 #   make test       install missing dependencies, build, run unit and end-to-end tests
 #   make asan       the same tests against an ASan + UBSan build
 #   make bench      install benchmark tools, build, run the benchmarks
+#   make fuzz       run each libFuzzer driver in fuzz/ for FUZZ_SECONDS (clang)
 #   make format     apply .clang-format to every C file
 #
 # `test`, `asan` and `bench` install dependencies first and then call make
@@ -11,7 +12,7 @@
 
 BIN     := pfpcache-relay
 VERSION := 0.1.0
-PKGS    := libh2o libuv openssl jansson
+PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1
 
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
@@ -26,15 +27,19 @@ CPPFLAGS := -D_GNU_SOURCE -DPFP_VERSION=\"$(VERSION)\" -Isrc
 CFLAGS   := -std=gnu11 $(OPT) $(WARN)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
-LDLIBS   = $(PKG_LIBS) -lpthread -lm
+LDLIBS   = $(PKG_LIBS) -lwslay -lpthread -lm
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(B)/obj/%.o)
 LIB       := $(B)/libpfp.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+BENCH_TOOLS := $(patsubst bench/tools/%.c,$(B)/bench/%,$(wildcard bench/tools/*.c))
 
-.PHONY: all test asan check unit e2e bench format clean
+FUZZ_SECONDS ?= 30
+FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
+.PHONY: all test asan check unit e2e bench fuzz fuzz-run format clean
 .DELETE_ON_ERROR:
 
 all: $(BIN)
@@ -57,7 +62,10 @@ $(B)/obj/%.o: src/%.c | $(B)/obj
 $(B)/tests/%: tests/unit/%.c $(LIB) | $(B)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS) -lcmocka
 
-$(B)/obj $(B)/tests:
+$(B)/bench/%: bench/tools/%.c $(LIB) | $(B)/bench
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
+
+$(B)/obj $(B)/tests $(B)/bench:
 	mkdir -p $@
 
 node_modules/.installed: package.json package-lock.json
@@ -82,13 +90,37 @@ e2e: $(B)/$(BIN) node_modules/.installed
 
 bench:
 	scripts/deps.sh bench
-	$(MAKE) all node_modules/.installed
+	$(MAKE) all node_modules/.installed $(BENCH_TOOLS)
 	bench/run.sh
 
+# Fuzzers build every module with clang, libFuzzer and the sanitizers, and grow a
+# working corpus under build/fuzz from the seeds in fuzz/corpus.
+build/fuzz/%: fuzz/%.c $(filter-out src/main.c,$(SRCS)) | build/fuzz
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) \
+		-o $@ $< $(filter-out src/main.c,$(SRCS)) $(LDLIBS)
+
+build/fuzz:
+	mkdir -p $@
+
+fuzz:
+	scripts/deps.sh fuzz
+	$(MAKE) fuzz-run
+
+fuzz-run: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do \
+		name=$$(basename $$f); seeds=fuzz/corpus/$${name#fuzz_}; mkdir -p build/fuzz/corpus/$$name; \
+		echo "== $$name ($(FUZZ_SECONDS) s, log in build/fuzz/$$name.log)"; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+			build/fuzz/corpus/$$name $$seeds >build/fuzz/$$name.log 2>&1; then \
+			tail -40 build/fuzz/$$name.log; exit 1; \
+		fi; \
+		grep -E '^stat::number_of_executed_units' build/fuzz/$$name.log; \
+	done
+
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c bench/tools/*.c
 
 clean:
 	rm -rf build $(BIN)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_TOOLS:=.d)

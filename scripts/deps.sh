@@ -4,6 +4,7 @@
 #   scripts/deps.sh          what building and running the relay needs (./run.sh)
 #   scripts/deps.sh test     that, plus what `make test` and `make asan` need
 #   scripts/deps.sh bench    that, plus nginx and wrk for `make bench`
+#   scripts/deps.sh fuzz     that of test, plus clang and libFuzzer for `make fuzz`
 #
 # Packages already installed are skipped; `apt-get update` runs only when
 # something is missing; sudo is used when not running as root.
@@ -16,13 +17,15 @@ run_pkgs=(build-essential pkg-config
     libvips-dev libsecp256k1-dev libjansson-dev)
 test_pkgs=(libcmocka-dev openssl curl ca-certificates)
 bench_pkgs=(nginx wrk)
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 case "$profile" in
 run) want=("${run_pkgs[@]}") ;;
 test) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
 bench) want=("${run_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+fuzz) want=("${run_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 *)
-    echo "usage: $0 [run|test|bench]" >&2
+    echo "usage: $0 [run|test|bench|fuzz]" >&2
     exit 2
     ;;
 esac
