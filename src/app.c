@@ -9,30 +9,59 @@
 #include "fsutil.h"
 #include "log.h"
 
+#define SHUTDOWN_POLL_MS 20
+
+static struct app *app_of_http(struct http_server *s)
+{
+    return (struct app *)((char *)s - offsetof(struct app, http));
+}
+
 static void on_health(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct app *a = data;
     uint64_t uptime = (uv_hrtime() - a->started_ns) / 1000000000u;
-    bool draining = a->http.draining;
 
     (void)param;
-    http_reply_json(req, draining ? 503 : 200,
-                    json_pack("{s:s, s:s, s:I}", "status", draining ? "shutting_down" : "ok", "version", PFP_VERSION,
+    http_reply_json(req, a->stopping ? 503 : 200,
+                    json_pack("{s:s, s:s, s:I}", "status", a->stopping ? "shutting_down" : "ok", "version", PFP_VERSION,
                               "uptime_seconds", (json_int_t)uptime));
 }
 
-static void on_drained(struct http_server *s, bool timed_out)
+/* GET / for a browser: the relay answers WebSocket and NIP-11 requests on the same path. */
+static void on_home(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
-    struct app *a = (struct app *)((char *)s - offsetof(struct app, http));
+    static const char text[] = "pfpcache-relay " PFP_VERSION "\n"
+                               "A Nostr relay (connect a Nostr client to this address with ws:// or wss://)\n"
+                               "that serves profile pictures at /profile-pic/{pubkey}.\n";
+    (void)data;
+    (void)param;
+    http_reply_text(req, 200, "text/plain; charset=utf-8", text, sizeof(text) - 1);
+}
 
+/* Waits for requests in flight and relay connections to finish, up to the deadline, then stops the loop. */
+static void on_shutdown_timer(uv_timer_t *t)
+{
+    struct app *a = t->data;
+
+    if ((a->http_drained && a->relay.nconns == 0) || uv_now(&a->loop) >= a->shutdown_deadline) {
+        if (a->relay.nconns != 0)
+            log_warn("shutdown: %zu relay connection(s) still open at the deadline", a->relay.nconns);
+        uv_timer_stop(t);
+        uv_stop(&a->loop);
+    }
+}
+
+static void on_http_drained(struct http_server *s, bool timed_out)
+{
     (void)timed_out;
-    uv_stop(&a->loop);
+    app_of_http(s)->http_drained = true;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *a = h->data;
     const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    uint64_t timeout = (uint64_t)a->cfg.shutdown_timeout_seconds * 1000;
 
     if (a->stopping) {
         log_warn("second %s during shutdown: exiting now", name);
@@ -41,7 +70,10 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = true;
     log_info("%s: shutting down, waiting up to %lld s for requests in flight", name,
              (long long)a->cfg.shutdown_timeout_seconds);
-    http_server_drain(&a->http, (uint64_t)a->cfg.shutdown_timeout_seconds * 1000, on_drained);
+    relay_shutdown(&a->relay);
+    http_server_drain(&a->http, timeout, on_http_drained);
+    a->shutdown_deadline = uv_now(&a->loop) + timeout;
+    uv_timer_start(&a->shutdown_timer, on_shutdown_timer, 0, SHUTDOWN_POLL_MS);
 }
 
 static int config_error(const struct app *a, const char *msg)
@@ -65,11 +97,59 @@ static int make_data_dirs(const struct config *cfg)
     return 0;
 }
 
+/* Starts the services in dependency order. Returns 0, or an exit status after logging why. */
+static int start(struct app *a)
+{
+    char err[1024];
+    int r;
+
+    if (make_data_dirs(&a->cfg) != 0)
+        return APP_EXIT_FAILURE;
+    if ((r = store_open(&a->store, a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb, &a->inbox, err,
+                        sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
+    if ((r = workpool_init(&a->verify, (size_t)a->cfg.verify_threads, &a->inbox)) != 0) {
+        log_error("cannot start the signature threads: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    relay_init(&a->relay, &a->cfg, &a->store, &a->verify);
+    if ((r = store_start(&a->store)) != 0) {
+        log_error("cannot start the database writer: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+
+    http_route(&a->http, HTTP_GET, "/health", on_health, a);
+    relay_route(&a->relay, &a->http, on_home, a);
+
+    if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+/*
+ * Stops what start() started, in the order that loses nothing: the signature
+ * threads finish and hand their events to the writer, the writer commits
+ * everything queued, and the last completions run on the loop.
+ */
+static void stop(struct app *a)
+{
+    if (a->verify.threads != NULL) {
+        workpool_stop(&a->verify);
+        inbox_drain(&a->inbox);
+    }
+    store_close(&a->store);
+    inbox_close(&a->inbox);
+    relay_free(&a->relay);
+}
+
 int app_run(struct app *a, const char *config_path, bool check_only)
 {
     char err[1024];
-    int status = APP_EXIT_FAILURE;
-    int r;
+    int status;
 
     memset(a, 0, sizeof(*a));
     a->config_path = config_path;
@@ -80,6 +160,7 @@ int app_run(struct app *a, const char *config_path, bool check_only)
     log_level_parse(a->cfg.log_level, &log_threshold);
 
     uv_loop_init(&a->loop);
+    inbox_init(&a->inbox, &a->loop);
     if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0) {
         status = config_error(a, err);
         goto out;
@@ -89,19 +170,13 @@ int app_run(struct app *a, const char *config_path, bool check_only)
         status = APP_EXIT_OK;
         goto out;
     }
-    if (make_data_dirs(&a->cfg) != 0)
+    if ((status = start(a)) != 0)
         goto out;
-
-    http_route(&a->http, HTTP_GET, "/health", on_health, a);
-
-    if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
-        log_error("%s", err);
-        goto out;
-    }
 
     uv_signal_init(&a->loop, &a->sigint);
     uv_signal_init(&a->loop, &a->sigterm);
-    a->sigint.data = a->sigterm.data = a;
+    uv_timer_init(&a->loop, &a->shutdown_timer);
+    a->sigint.data = a->sigterm.data = a->shutdown_timer.data = a;
     uv_signal_start(&a->sigint, on_signal, SIGINT);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 
@@ -109,13 +184,16 @@ int app_run(struct app *a, const char *config_path, bool check_only)
 
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
-    log_info("stopped");
+    uv_close((uv_handle_t *)&a->shutdown_timer, NULL);
     status = APP_EXIT_OK;
 
 out:
+    stop(a);
     http_server_close(&a->http);
     /* Let close callbacks run; connections still open are dropped with the process. */
     uv_run(&a->loop, UV_RUN_NOWAIT);
+    if (status == APP_EXIT_OK && !check_only)
+        log_info("stopped");
     config_free(&a->cfg);
     return status;
 }

@@ -8,6 +8,10 @@
 
 #include "config.h"
 #include "http.h"
+#include "inbox.h"
+#include "relay.h"
+#include "store.h"
+#include "workpool.h"
 
 /* Exit statuses of the process. */
 enum { APP_EXIT_OK = 0, APP_EXIT_FAILURE = 1, APP_EXIT_CONFIG = 2 };
@@ -16,10 +20,17 @@ struct app {
     const char *config_path;
     struct config cfg;
     uv_loop_t loop;
+    struct inbox inbox; /* results of the writer and the worker threads */
+    struct store store;
+    struct workpool verify; /* signature checks */
+    struct relay relay;
     struct http_server http;
     uv_signal_t sigint, sigterm;
-    uint64_t started_ns; /* uv_hrtime() at start-up, for the uptime */
+    uv_timer_t shutdown_timer;
+    uint64_t shutdown_deadline; /* uv_now() after which shutdown stops waiting */
+    uint64_t started_ns;        /* uv_hrtime() at start-up, for the uptime */
     bool stopping;
+    bool http_drained;
 };
 
 /*

@@ -15,16 +15,17 @@
 #include "log.h"
 #include "url.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_STRING_LIST };
+enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST };
 
 struct key {
     const char *name;
     enum key_type type;
     size_t offset;
-    int64_t min, max;            /* KEY_INT */
+    int64_t min, max;            /* KEY_INT, and each item of a KEY_INT_LIST */
     int64_t def_int;             /* KEY_INT, KEY_BOOL */
     const char *def_str;         /* KEY_STRING */
     const char *const *def_list; /* KEY_STRING_LIST, NULL-terminated */
+    const int64_t *def_ints;     /* KEY_INT_LIST, terminated by -1 */
     bool (*valid)(const char *); /* KEY_STRING and each item of a KEY_STRING_LIST; NULL accepts any */
     const char *allowed;         /* what is allowed, for KEY_STRING and each item of a KEY_STRING_LIST */
 };
@@ -52,6 +53,22 @@ static bool valid_relay_url(const char *s)
     struct ws_url url;
     return url_parse_ws(s, &url) == 0;
 }
+
+static bool valid_pubkey_or_empty(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return true;
+    if (n != 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static const int64_t default_kinds[] = {0, 3, 10002, -1};
 
 static const char *const default_relays[] = {"wss://damus.io", "wss://primal.net", "wss://nos.lol",
                                              "wss://purplepag.es", NULL};
@@ -84,6 +101,23 @@ static const struct key keys[] = {
      .allowed = "a PEM private key file, or \"\" for plain HTTP"},
     {"max_request_body_bytes", KEY_INT, OFF(max_request_body_bytes), 1024, 67108864, 1048576},
     {"shutdown_timeout_seconds", KEY_INT, OFF(shutdown_timeout_seconds), 0, 300, 10},
+    {"database_max_size_mb", KEY_INT, OFF(database_max_size_mb), 16, 16777216, 65536},
+    {"relay_name", KEY_STRING, OFF(relay_name), .def_str = "pfpcache-relay", .allowed = "a string"},
+    {"relay_description", KEY_STRING, OFF(relay_description),
+     .def_str = "A Nostr relay for profiles, contact lists and relay lists, that also serves profile pictures",
+     .allowed = "a string"},
+    {"relay_pubkey", KEY_STRING, OFF(relay_pubkey), .def_str = "", .valid = valid_pubkey_or_empty,
+     .allowed = "64 lowercase hex characters, or \"\""},
+    {"relay_contact", KEY_STRING, OFF(relay_contact), .def_str = "", .allowed = "a string"},
+    {"accepted_kinds", KEY_INT_LIST, OFF(accepted_kinds), 0, 65535, .def_ints = default_kinds},
+    {"max_message_length", KEY_INT, OFF(max_message_length), 1024, 16777216, 131072},
+    {"max_subscriptions", KEY_INT, OFF(max_subscriptions), 1, 10000, 200},
+    {"max_filters", KEY_INT, OFF(max_filters), 1, 1000, 20},
+    {"max_limit", KEY_INT, OFF(max_limit), 1, 100000, 500},
+    {"max_subid_length", KEY_INT, OFF(max_subid_length), 1, 1024, 64},
+    {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},
+    {"max_client_queue_bytes", KEY_INT, OFF(max_client_queue_bytes), 1048576, 1073741824, 8388608},
+    {"verify_threads", KEY_INT, OFF(verify_threads), 0, 256, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -114,6 +148,18 @@ static void list_set_defaults(struct config_list *l, const char *const *def)
         l->items[i] = xstrdup(def[i]);
 }
 
+static void int_list_set_defaults(struct config_int_list *l, const int64_t *def)
+{
+    size_t n = 0;
+    while (def[n] >= 0)
+        n++;
+    l->items = calloc(n + 1, sizeof(int64_t));
+    if (l->items == NULL)
+        abort();
+    memcpy(l->items, def, n * sizeof(int64_t));
+    l->count = n;
+}
+
 static void list_free(struct config_list *l)
 {
     for (size_t i = 0; i < l->count; i++)
@@ -133,6 +179,7 @@ void config_defaults(struct config *cfg)
         case KEY_INT: *(int64_t *)field(cfg, k) = k->def_int; break;
         case KEY_BOOL: *(bool *)field(cfg, k) = k->def_int != 0; break;
         case KEY_STRING_LIST: list_set_defaults(field(cfg, k), k->def_list); break;
+        case KEY_INT_LIST: int_list_set_defaults(field(cfg, k), k->def_ints); break;
         }
     }
 }
@@ -146,6 +193,11 @@ void config_free(struct config *cfg)
             *(char **)field(cfg, k) = NULL;
         } else if (k->type == KEY_STRING_LIST) {
             list_free(field(cfg, k));
+        } else if (k->type == KEY_INT_LIST) {
+            struct config_int_list *l = field(cfg, k);
+            free(l->items);
+            l->items = NULL;
+            l->count = 0;
         }
     }
 }
@@ -160,6 +212,12 @@ static json_t *default_json(const struct key *k)
         json_t *a = json_array();
         for (const char *const *s = k->def_list; *s != NULL; s++)
             json_array_append_new(a, json_string(*s));
+        return a;
+    }
+    case KEY_INT_LIST: {
+        json_t *a = json_array();
+        for (const int64_t *i = k->def_ints; *i >= 0; i++)
+            json_array_append_new(a, json_integer(*i));
         return a;
     }
     }
@@ -243,6 +301,9 @@ static void allowed_text(const struct key *k, char *buf, size_t len)
     case KEY_BOOL: snprintf(buf, len, "true or false"); break;
     case KEY_STRING_LIST: snprintf(buf, len, "an array of strings, each %s", k->allowed); break;
     case KEY_STRING: snprintf(buf, len, "%s", k->allowed); break;
+    case KEY_INT_LIST:
+        snprintf(buf, len, "an array of integers from %lld to %lld", (long long)k->min, (long long)k->max);
+        break;
     }
 }
 
@@ -303,6 +364,30 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
         if (l->items == NULL)
             abort();
         json_array_foreach(v, n, item) l->items[n] = xstrdup(json_string_value(item));
+        return 0;
+    }
+    case KEY_INT_LIST: {
+        struct config_int_list *l = field(cfg, k);
+        size_t n;
+        json_t *item;
+        if (!json_is_array(v))
+            return bad_value(k, v, err, errlen);
+        json_array_foreach(v, n, item)
+        {
+            if (!json_is_integer(item) || json_integer_value(item) < k->min || json_integer_value(item) > k->max) {
+                char value[128];
+                value_text(item, value, sizeof(value));
+                set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: an integer from %lld to %lld", k->name, n, value,
+                        (long long)k->min, (long long)k->max);
+                return -EINVAL;
+            }
+        }
+        free(l->items);
+        l->count = json_array_size(v);
+        l->items = calloc(l->count + 1, sizeof(int64_t));
+        if (l->items == NULL)
+            abort();
+        json_array_foreach(v, n, item) l->items[n] = json_integer_value(item);
         return 0;
     }
     }

@@ -12,6 +12,11 @@ struct config_list {
     size_t count;
 };
 
+struct config_int_list {
+    int64_t *items;
+    size_t count;
+};
+
 /* Every string and list is owned by the config and freed by config_free(). */
 struct config {
     char *listen_addr;
@@ -31,6 +36,20 @@ struct config {
     char *tls_key_file;
     int64_t max_request_body_bytes;
     int64_t shutdown_timeout_seconds;
+    int64_t database_max_size_mb;
+    char *relay_name;
+    char *relay_description;
+    char *relay_pubkey;
+    char *relay_contact;
+    struct config_int_list accepted_kinds;
+    int64_t max_message_length;
+    int64_t max_subscriptions;
+    int64_t max_filters;
+    int64_t max_limit;
+    int64_t max_subid_length;
+    int64_t max_future_seconds;
+    int64_t max_client_queue_bytes;
+    int64_t verify_threads;
 };
 
 /*

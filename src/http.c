@@ -81,13 +81,29 @@ static h2o_iovec_t json_in_pool(h2o_mem_pool_t *pool, const json_t *body)
     return h2o_iovec_init(buf, len + 1);
 }
 
-void http_reply_json(h2o_req_t *req, int status, json_t *body)
+/* Sends a body the pool already owns, as `content_type`, not to be cached. */
+static void reply_pooled(h2o_req_t *req, int status, const char *content_type, h2o_iovec_t body)
 {
     http_begin_response(req, status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    send_pooled(req, json_in_pool(&req->pool, body));
+    send_pooled(req, body);
+}
+
+void http_reply_json(h2o_req_t *req, int status, json_t *body)
+{
+    reply_pooled(req, status, "application/json", json_in_pool(&req->pool, body));
     json_decref(body);
+}
+
+void http_reply_json_as(h2o_req_t *req, int status, const char *content_type, const json_t *body)
+{
+    reply_pooled(req, status, content_type, json_in_pool(&req->pool, body));
+}
+
+void http_reply_text(h2o_req_t *req, int status, const char *content_type, const char *text, size_t len)
+{
+    reply_pooled(req, status, content_type, h2o_strdup(&req->pool, text, len));
 }
 
 /* Error messages may quote what a client sent; anything outside printable ASCII becomes '?', so the JSON is valid. */

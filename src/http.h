@@ -66,6 +66,12 @@ void http_server_close(struct http_server *s);
 /* Sends `body` as JSON with `status`, and drops the reference to `body`. */
 void http_reply_json(h2o_req_t *req, int status, json_t *body);
 
+/* Sends `body` as JSON with `status` and the given content type; `body` stays the caller's. */
+void http_reply_json_as(h2o_req_t *req, int status, const char *content_type, const json_t *body);
+
+/* Sends `len` bytes of `text` (copied) with `status` and `content_type`. */
+void http_reply_text(h2o_req_t *req, int status, const char *content_type, const char *text, size_t len);
+
 /* Sends {"error": "<formatted message>"} with `status`. */
 void http_reply_error(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
