@@ -3,8 +3,9 @@
 # reference measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")"
-for b in http_static.sh; do
-    echo "== $b"
-    bash "./$b"
-    echo
-done
+echo "== http_static.sh"
+bash ./http_static.sh
+echo
+echo "== relay.mjs"
+node ./relay.mjs
+echo
