@@ -558,13 +558,17 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
             abort();
         c->relay = r;
         c->refs = 1;
+        if ((c->ws = ws_accept(req, &ws_handler, c, &opt)) == NULL) {
+            free(c);
+            http_reply_error(req, 400, "malformed WebSocket handshake");
+            return;
+        }
         c->next = r->conns;
         if (r->conns != NULL)
             r->conns->prev = c;
         r->conns = c;
         r->nconns++;
         r->stats.connections_total++;
-        c->ws = ws_accept(req, &ws_handler, c, &opt);
         return;
     }
     if (wants_nip11(req)) {

@@ -163,6 +163,22 @@ static void flush(struct ws_conn *ws)
     h2o_socket_write(ws->sock, &iov, 1, on_write_complete);
 }
 
+/*
+ * Frames what wslay has queued and starts a socket write. It never reads, so the
+ * owner may send from inside its own callbacks without messages arriving meanwhile.
+ */
+static void send_pending(struct ws_conn *ws)
+{
+    if (ws->dead || ws->sock == NULL)
+        return;
+    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+        /* Our send callback never fails, so this is wslay refusing its own state; the loop tears it down. */
+        wslay_event_shutdown_write(ws->ctx);
+        return;
+    }
+    flush(ws);
+}
+
 /* Moves bytes in and out until nothing more can happen now, then decides whether to read on or close. */
 static void proceed(struct ws_conn *ws)
 {
@@ -301,7 +317,7 @@ int ws_send_text(struct ws_conn *ws, const char *msg, size_t len)
         return -EPIPE;
     if (ws_queued(ws) > ws->opt.low_water)
         ws->above_low = true;
-    proceed(ws);
+    send_pending(ws);
     return 0;
 }
 
@@ -322,5 +338,5 @@ void ws_close(struct ws_conn *ws, uint16_t code, const char *reason)
     /* The peer's answering close frame is not awaited: the connection goes once ours is out. */
     wslay_event_shutdown_read(ws->ctx);
     uv_timer_start(&ws->timer, on_timer, CLOSE_GRACE_MS, 0);
-    proceed(ws);
+    send_pending(ws);
 }

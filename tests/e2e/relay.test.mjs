@@ -318,3 +318,29 @@ test('a client that stops reading is disconnected before its backlog passes max_
     await own.cleanup();
   }
 });
+
+test('closing or replacing a subscription while its stored results still stream is safe', async () => {
+  const own = await startRelay({ config: { accepted_kinds: [3] } });
+  const c = await rawClient(own.url);
+  try {
+    // More stored results than the relay sends before waiting for the client to read.
+    const filler = Array.from({ length: 900 }, () => ['p', randomBytes(32).toString('hex')]);
+    for (let i = 0; i < 12; i++) assert.equal((await publishRaw(c, newUser().sign({ kind: 3, tags: filler })))[2], true);
+
+    c.send(JSON.stringify(['REQ', 'big', { kinds: [3] }]));
+    c.send(JSON.stringify(['CLOSE', 'big']));
+    c.send(JSON.stringify(['REQ', 'again', { kinds: [3] }]));
+    c.send(JSON.stringify(['REQ', 'again', { kinds: [3], limit: 2 }]));
+    const eose = await c.next((m) => m[0] === 'EOSE' && m[1] === 'again');
+    assert.deepEqual(eose, ['EOSE', 'again']);
+    // Messages are handled in order, so once a later query is answered the CLOSE has been too.
+    assert.equal((await query(c, 'after', { kinds: [3], limit: 1 })).length, 1);
+    const big = () => c.messages.filter((m) => m[0] === 'EVENT' && m[1] === 'big').length;
+    const seen = big();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(big(), seen, 'nothing more arrives for a closed subscription');
+  } finally {
+    c.close();
+    await own.cleanup();
+  }
+});
