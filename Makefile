@@ -45,7 +45,7 @@ FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 all: $(BIN)
 
 $(BIN): build/release/$(BIN)
-	cp $< $@
+	cp -f $< $@
 
 $(B)/$(BIN): $(B)/obj/main.o $(LIB)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,9 +103,23 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
 }
 
+static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+    (void)ctx;
+    (void)user;
+    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
 static const struct wslay_event_callbacks server_callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
+    .on_msg_recv_callback = on_msg_cb,
+};
+
+static const struct wslay_event_callbacks client_callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .genmask_callback = genmask_cb,
     .on_msg_recv_callback = on_msg_cb,
 };
 
@@ -236,15 +251,17 @@ static void on_timer(uv_timer_t *t)
     proceed(ws);
 }
 
-/* RFC 6455: base64(SHA-1(key + GUID)); h2o 2.2.5 declares a helper for this but does not export it. */
-static void accept_key(char out[29], const char *client_key)
+/* h2o 2.2.5 declares a helper for this but does not export it. */
+void ws_accept_key(char out[29], const char *key, size_t key_len)
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char src[24 + sizeof(guid) - 1], digest[SHA_DIGEST_LENGTH];
+    unsigned char src[64 + sizeof(guid)], digest[SHA_DIGEST_LENGTH];
 
-    memcpy(src, client_key, 24);
-    memcpy(src + 24, guid, sizeof(guid) - 1);
-    SHA1(src, sizeof(src), digest);
+    if (key_len > 64)
+        key_len = 64;
+    memcpy(src, key, key_len);
+    memcpy(src + key_len, guid, sizeof(guid) - 1);
+    SHA1(src, key_len + sizeof(guid) - 1, digest);
     EVP_EncodeBlock((unsigned char *)out, digest, sizeof(digest));
 }
 
@@ -276,6 +293,25 @@ int ws_is_upgrade(h2o_req_t *req)
     return key != NULL;
 }
 
+static struct ws_conn *ws_new(uv_loop_t *loop, const struct ws_handler *h, void *data, const struct ws_options *opt,
+                              bool client)
+{
+    struct ws_conn *ws = calloc(1, sizeof(*ws));
+
+    if (ws == NULL)
+        abort();
+    ws->h = h;
+    ws->data = data;
+    ws->opt = *opt;
+    if ((client ? wslay_event_context_client_init(&ws->ctx, &client_callbacks, ws)
+                : wslay_event_context_server_init(&ws->ctx, &server_callbacks, ws)) != 0)
+        abort();
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, opt->max_message);
+    uv_timer_init(loop, &ws->timer);
+    ws->timer.data = ws;
+    return ws;
+}
+
 struct ws_conn *ws_accept(h2o_req_t *req, const struct ws_handler *h, void *data, const struct ws_options *opt)
 {
     struct ws_conn *ws;
@@ -284,23 +320,34 @@ struct ws_conn *ws_accept(h2o_req_t *req, const struct ws_handler *h, void *data
 
     if (req->version >= 0x200 || h2o_is_websocket_handshake(req, &client_key) != 0 || client_key == NULL)
         return NULL;
-    if ((ws = calloc(1, sizeof(*ws))) == NULL)
-        abort();
-    ws->h = h;
-    ws->data = data;
-    ws->opt = *opt;
-    if (wslay_event_context_server_init(&ws->ctx, &server_callbacks, ws) != 0)
-        abort();
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, opt->max_message);
-    uv_timer_init(req->conn->ctx->loop, &ws->timer);
-    ws->timer.data = ws;
-
-    accept_key(key, client_key);
+    ws = ws_new(req->conn->ctx->loop, h, data, opt, false);
+    ws_accept_key(key, client_key, 24);
     req->res.status = 101;
     req->res.reason = "Switching Protocols";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, key, strlen(key));
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, ws);
+    return ws;
+}
+
+/* The first look at a client connection, from the loop, once ws_client() has returned it to its owner. */
+static void on_client_start(uv_timer_t *t)
+{
+    struct ws_conn *ws = t->data;
+
+    if (ws->opt.ping_interval > 0 && !ws->closing)
+        uv_timer_start(&ws->timer, on_timer, ws->opt.ping_interval, ws->opt.ping_interval);
+    proceed(ws);
+}
+
+struct ws_conn *ws_client(h2o_socket_t *sock, const struct ws_handler *h, void *data, const struct ws_options *opt)
+{
+    struct ws_conn *ws = ws_new(h2o_socket_get_loop(sock), h, data, opt, true);
+
+    ws->sock = sock;
+    sock->data = ws;
+    ws->last_recv = uv_now(ws->timer.loop);
+    uv_timer_start(&ws->timer, on_client_start, 0, 0);
     return ws;
 }
 

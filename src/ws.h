@@ -25,6 +25,9 @@ struct ws_options {
     uint64_t ping_interval; /* milliseconds; a peer silent for two intervals is dropped; 0 turns pings off */
 };
 
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455): base64(SHA-1(key + GUID)), 28 characters and a NUL. */
+void ws_accept_key(char out[29], const char *key, size_t key_len);
+
 /* 1 when `req` asks for a WebSocket upgrade, 0 when it does not, -1 when it asks badly (a malformed key). */
 int ws_is_upgrade(h2o_req_t *req);
 
@@ -35,6 +38,12 @@ int ws_is_upgrade(h2o_req_t *req);
  * the 101.
  */
 struct ws_conn *ws_accept(h2o_req_t *req, const struct ws_handler *h, void *data, const struct ws_options *opt);
+
+/*
+ * Client side: takes over `sock`, whose upgrade the server has accepted (see
+ * wsdial.h), and frames as a client does, masking what it sends.
+ */
+struct ws_conn *ws_client(h2o_socket_t *sock, const struct ws_handler *h, void *data, const struct ws_options *opt);
 
 void *ws_data(const struct ws_conn *ws);
 

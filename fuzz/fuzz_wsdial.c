@@ -1,0 +1,19 @@
+/* fuzz_wsdial.c -- libFuzzer driver for the check of a server's answer to the WebSocket upgrade. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "wsdial.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *err = NULL;
+    ssize_t n = wsdial_parse_response((const char *)data, size, "dGhlIHNhbXBsZSBub25jZQ==", &err);
+
+    if (n > (ssize_t)size || (n < 0 && err == NULL))
+        abort();
+    return 0;
+}
