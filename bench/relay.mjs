@@ -4,50 +4,21 @@
 //   core (bench/tools/verify_rate), measured in the same run.
 //   Query: REQ by 500 authors, events returned per second.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-import { initNostrWasm } from 'nostr-wasm';
-import { finalizeEvent, generateSecretKey, setNostrWasm } from 'nostr-tools/wasm';
-import WebSocket from 'ws';
+import { readFileSync } from 'node:fs';
 
 import { startRelay } from '../tests/e2e/lib/relay.mjs';
+import { here, openSocket, signedProfiles } from './lib.mjs';
 
 const N = Number(process.env.INGEST_EVENTS ?? 50000);
 const CONNECTIONS = 8;
 const WINDOW = 256; // events awaiting their OK per connection
 const QUERY_ROUNDS = 20;
-const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const verifyRate = process.env.VERIFY_RATE_BIN ?? here('../build/release/bench/verify_rate');
-
-// Signing takes a while, so the events are made once and kept in bench/out.
-function loadEvents() {
-  const path = here(`out/kind0-${N}.jsonl`);
-  if (!existsSync(path)) {
-    mkdirSync(here('out'), { recursive: true });
-    const lines = [];
-    const base = Math.floor(Date.now() / 1000) - 86400;
-    for (let i = 0; i < N; i++) {
-      const content = JSON.stringify({ name: `user${i}`, picture: `http://127.0.0.1/pics/${i}.jpg` });
-      lines.push(JSON.stringify(finalizeEvent({ kind: 0, created_at: base + (i % 3600), tags: [], content }, generateSecretKey())));
-    }
-    writeFileSync(path, lines.join('\n') + '\n');
-  }
-  return { path, events: readFileSync(path, 'utf8').trim().split('\n') };
-}
 
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
   return { anon: kb('RssAnon'), file: kb('RssFile') };
-}
-
-function open(url) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url.replace(/^http/, 'ws'));
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
 }
 
 let answeredTotal = 0;
@@ -91,14 +62,13 @@ function query(ws, subId, authors) {
   });
 }
 
-setNostrWasm(await initNostrWasm());
-const { path, events } = loadEvents();
+const { path, lines: events } = await signedProfiles(N);
 const relay = await startRelay();
 const { url } = relay;
 const pid = relay.proc.pid;
 
 try {
-  const sockets = await Promise.all(Array.from({ length: CONNECTIONS }, () => open(url)));
+  const sockets = await Promise.all(Array.from({ length: CONNECTIONS }, () => openSocket(url)));
   const shares = sockets.map((_, c) => events.filter((_, i) => i % CONNECTIONS === c));
   const before = memory(pid);
   // The heap at each quarter of the run: if the second half adds nothing, memory is flat.

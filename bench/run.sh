@@ -9,3 +9,6 @@ echo
 echo "== relay.mjs"
 node ./relay.mjs
 echo
+echo "== upstream.mjs"
+node ./upstream.mjs
+echo

@@ -43,9 +43,12 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     struct app *a = t->data;
 
-    if ((a->http_drained && a->relay.nconns == 0) || uv_now(&a->loop) >= a->shutdown_deadline) {
-        if (a->relay.nconns != 0)
-            log_warn("shutdown: %zu relay connection(s) still open at the deadline", a->relay.nconns);
+    size_t upstream = upstream_open(&a->upstream);
+
+    if ((a->http_drained && a->relay.nconns == 0 && upstream == 0) || uv_now(&a->loop) >= a->shutdown_deadline) {
+        if (a->relay.nconns != 0 || upstream != 0)
+            log_warn("shutdown: %zu client and %zu upstream connection(s) still open at the deadline", a->relay.nconns,
+                     upstream);
         uv_timer_stop(t);
         uv_stop(&a->loop);
     }
@@ -71,6 +74,8 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("%s: shutting down, waiting up to %lld s for requests in flight", name,
              (long long)a->cfg.shutdown_timeout_seconds);
     relay_shutdown(&a->relay);
+    lookup_shutdown(&a->lookup);
+    upstream_shutdown(&a->upstream);
     http_server_drain(&a->http, timeout, on_http_drained);
     a->shutdown_deadline = uv_now(&a->loop) + timeout;
     uv_timer_start(&a->shutdown_timer, on_shutdown_timer, 0, SHUTDOWN_POLL_MS);
@@ -114,7 +119,8 @@ static int start(struct app *a)
         log_error("cannot start the signature threads: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
-    relay_init(&a->relay, &a->cfg, &a->store, &a->verify);
+    lookup_init(&a->lookup, &a->loop, &a->cfg, &a->upstream, &a->store, &a->verify);
+    relay_init(&a->relay, &a->cfg, &a->store, &a->verify, &a->lookup);
     if ((r = store_start(&a->store)) != 0) {
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
@@ -144,6 +150,8 @@ static void stop(struct app *a)
     store_close(&a->store);
     inbox_close(&a->inbox);
     relay_free(&a->relay);
+    if (a->upstream_ready)
+        upstream_free(&a->upstream);
 }
 
 int app_run(struct app *a, const char *config_path, bool check_only)
@@ -161,10 +169,12 @@ int app_run(struct app *a, const char *config_path, bool check_only)
 
     uv_loop_init(&a->loop);
     inbox_init(&a->inbox, &a->loop);
-    if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0) {
+    if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0 ||
+        upstream_init(&a->upstream, &a->loop, &a->cfg, err, sizeof(err)) != 0) {
         status = config_error(a, err);
         goto out;
     }
+    a->upstream_ready = true;
     if (check_only) {
         printf("%s: configuration OK\n", config_path);
         status = APP_EXIT_OK;

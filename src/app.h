@@ -9,8 +9,10 @@
 #include "config.h"
 #include "http.h"
 #include "inbox.h"
+#include "lookup.h"
 #include "relay.h"
 #include "store.h"
+#include "upstream.h"
 #include "workpool.h"
 
 /* Exit statuses of the process. */
@@ -22,7 +24,9 @@ struct app {
     uv_loop_t loop;
     struct inbox inbox; /* results of the writer and the worker threads */
     struct store store;
-    struct workpool verify; /* signature checks */
+    struct workpool verify;   /* signature checks */
+    struct upstream upstream; /* connections to the upstream relays */
+    struct lookup lookup;     /* what the upstream relays are asked */
     struct relay relay;
     struct http_server http;
     uv_signal_t sigint, sigterm;
@@ -31,6 +35,7 @@ struct app {
     uint64_t started_ns;        /* uv_hrtime() at start-up, for the uptime */
     bool stopping;
     bool http_drained;
+    bool upstream_ready; /* upstream_init() succeeded */
 };
 
 /*

@@ -118,6 +118,11 @@ static const struct key keys[] = {
     {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},
     {"max_client_queue_bytes", KEY_INT, OFF(max_client_queue_bytes), 1048576, 1073741824, 8388608},
     {"verify_threads", KEY_INT, OFF(verify_threads), 0, 256, 0},
+    {"upstream_ca_file", KEY_STRING, OFF(upstream_ca_file), .def_str = "",
+     .allowed = "a PEM file of certificate authorities, or \"\" for the system's"},
+    {"upstream_timeout_ms", KEY_INT, OFF(upstream_timeout_ms), 100, 120000, 5000},
+    {"upstream_grace_ms", KEY_INT, OFF(upstream_grace_ms), 0, 10000, 300},
+    {"upstream_batch_ms", KEY_INT, OFF(upstream_batch_ms), 0, 1000, 5},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -50,6 +50,10 @@ struct config {
     int64_t max_future_seconds;
     int64_t max_client_queue_bytes;
     int64_t verify_threads;
+    char *upstream_ca_file;
+    int64_t upstream_timeout_ms;
+    int64_t upstream_grace_ms;
+    int64_t upstream_batch_ms;
 };
 
 /*

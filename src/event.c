@@ -293,6 +293,20 @@ int event_view_decode(const uint8_t *id, const void *rec, size_t len, struct eve
     return 0;
 }
 
+void *event_view_dup(const struct event_view *v, struct event_view *out)
+{
+    size_t len = EVENT_RECORD_HEADER + v->tags_len + v->json_len;
+    const uint8_t *rec = v->pubkey - 12;
+    uint8_t *copy = malloc(32 + len);
+
+    if (copy == NULL)
+        abort();
+    memcpy(copy, v->id, 32);
+    memcpy(copy + 32, rec, len);
+    event_view_decode(copy, copy + 32, len, out);
+    return copy;
+}
+
 bool event_view_next_tag(const struct event_view *v, size_t *pos, char *letter, const char **value, size_t *value_len)
 {
     size_t n;

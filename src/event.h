@@ -86,6 +86,12 @@ struct event_view {
 /* Decodes `rec` (len bytes) of the event `id`. Returns 0, or -EINVAL when the lengths do not add up. */
 int event_view_decode(const uint8_t *id, const void *rec, size_t len, struct event_view *v);
 
+/*
+ * Copies the event behind `v` (id and record) into one malloc()ed block and
+ * decodes `out` from the copy, which lives until the returned pointer is freed.
+ */
+void *event_view_dup(const struct event_view *v, struct event_view *out);
+
 /* Walks the packed tags: start with *pos = 0; returns false after the last. */
 bool event_view_next_tag(const struct event_view *v, size_t *pos, char *letter, const char **value, size_t *value_len);
 

@@ -24,9 +24,22 @@
 /* Index entries a single REQ may examine. */
 #define SCAN_BUDGET      200000
 #define PING_INTERVAL_MS 60000
+/* Pairs of author and kind one REQ may have looked up upstream. */
+#define MAX_LOOKUPS_PER_REQ 5000
+
+struct sub;
+
+/* One lookup a subscription waits for. */
+struct sub_wait {
+    struct lookup_waiter w;
+    struct sub *sub;
+};
 
 struct sub {
     struct sub *next;
+    struct relay_conn *conn;
+    struct sub_wait *waits; /* upstream lookups to finish before the stored matches go out */
+    size_t nwaits, waiting;
     char *id; /* owned, NUL-terminated */
     size_t id_len;
     struct filter *filters;
@@ -57,6 +70,15 @@ struct ingest {
     bool sig_ok;
 };
 
+static bool kind_accepted(const struct config *cfg, uint32_t kind)
+{
+    for (size_t i = 0; i < cfg->accepted_kinds.count; i++) {
+        if (cfg->accepted_kinds.items[i] == (int64_t)kind)
+            return true;
+    }
+    return false;
+}
+
 static void conn_unref(struct relay_conn *c)
 {
     if (--c->refs == 0)
@@ -65,6 +87,9 @@ static void conn_unref(struct relay_conn *c)
 
 static void sub_free(struct sub *s)
 {
+    for (size_t i = 0; i < s->nwaits && s->waiting > 0; i++)
+        lookup_cancel(s->conn->relay->lookup, &s->waits[i].w);
+    free(s->waits);
     for (size_t i = 0; i < s->nfilters; i++)
         filter_free(&s->filters[i]);
     free(s->filters);
@@ -152,7 +177,7 @@ static void pump(struct relay_conn *c)
     MDB_txn *txn;
 
     for (struct sub *s = c->subs; s != NULL && c->ws != NULL; s = s->next) {
-        if (s->eose_sent)
+        if (s->eose_sent || s->waiting > 0)
             continue;
         if (s->sent < s->npending) {
             if (store_read_begin(r->store, &txn) != 0)
@@ -200,6 +225,102 @@ static void remove_sub(struct relay_conn *c, struct sub **p)
     sub_free(s);
 }
 
+/* Finds the stored matches of a subscription and starts sending them. */
+static void run_query(struct relay_conn *c, struct sub *s)
+{
+    struct sub **p;
+
+    if (store_query(c->relay->store, s->filters, s->nfilters, SCAN_BUDGET, &s->pending, &s->npending) != 0) {
+        send_closed(c, s->id, s->id_len, "error: could not read the database");
+        if ((p = find_sub(c, s->id, s->id_len)) != NULL)
+            remove_sub(c, p);
+        return;
+    }
+    pump(c);
+}
+
+static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
+{
+    struct sub *s = ((struct sub_wait *)w)->sub;
+
+    (void)ev; /* what was found is stored by now, so the query finds it */
+    if (--s->waiting == 0)
+        run_query(s->conn, s);
+}
+
+static bool lookup_kind(const struct config *cfg, uint32_t kind)
+{
+    return (kind == 0 || kind == 3 || kind == 10002) && kind_accepted(cfg, kind);
+}
+
+struct lookup_pair {
+    const uint8_t *pubkey;
+    uint32_t kind;
+};
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const struct lookup_pair *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    return memcmp(x->pubkey, y->pubkey, 32);
+}
+
+/*
+ * Starts upstream lookups for the (author, kind) pairs the subscription's
+ * filters name that are not stored here. Returns how many it waits for.
+ */
+static size_t start_lookups(struct relay *r, struct sub *s)
+{
+    struct lookup_pair *pairs = NULL;
+    size_t n = 0;
+    MDB_txn *txn;
+
+    if (r->lookup == NULL || r->lookup->up->nrelays == 0 || store_read_begin(r->store, &txn) != 0)
+        return 0;
+    for (size_t f = 0; f < s->nfilters; f++) {
+        const struct filter *fl = &s->filters[f];
+        if (!fl->has_authors || !fl->has_kinds || fl->has_ids || fl->limit == 0)
+            continue;
+        for (size_t k = 0; k < fl->nkinds; k++) {
+            if (!lookup_kind(r->cfg, fl->kinds[k]))
+                continue;
+            for (size_t a = 0; a < fl->nauthors && n < MAX_LOOKUPS_PER_REQ; a++) {
+                struct event_view ev;
+                if (store_get_latest(r->store, txn, fl->authors[a], fl->kinds[k], &ev) == 0)
+                    continue;
+                if (pairs == NULL && (pairs = calloc(MAX_LOOKUPS_PER_REQ, sizeof(*pairs))) == NULL)
+                    abort();
+                pairs[n].pubkey = fl->authors[a];
+                pairs[n].kind = fl->kinds[k];
+                n++;
+            }
+        }
+    }
+    store_read_end(r->store, txn);
+    if (n == 0)
+        return 0;
+    /* Each pair once, so that the subscription never waits twice on one lookup. */
+    qsort(pairs, n, sizeof(*pairs), cmp_pair);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (unique == 0 || cmp_pair(&pairs[unique - 1], &pairs[i]) != 0)
+            pairs[unique++] = pairs[i];
+    }
+    n = unique;
+
+    if ((s->waits = calloc(n, sizeof(*s->waits))) == NULL)
+        abort();
+    s->nwaits = s->waiting = n;
+    for (size_t i = 0; i < n; i++) {
+        s->waits[i].sub = s;
+        s->waits[i].w.cb = on_looked_up;
+        lookup_get(r->lookup, pairs[i].pubkey, pairs[i].kind, &s->waits[i].w);
+    }
+    free(pairs);
+    return n;
+}
+
 static void handle_req(struct relay_conn *c, json_t *msg)
 {
     struct relay *r = c->relay;
@@ -209,7 +330,6 @@ static void handle_req(struct relay_conn *c, json_t *msg)
     const char *id;
     struct sub *s, **existing;
     char reason[256], closed[320];
-    int rc;
 
     if (!json_is_string(jid)) {
         send_notice(c, "invalid: REQ needs a subscription id string: [\"REQ\", <id>, <filter>, ...]");
@@ -255,20 +375,17 @@ static void handle_req(struct relay_conn *c, json_t *msg)
         }
         s->nfilters = i + 1;
     }
-    if ((rc = store_query(r->store, s->filters, s->nfilters, SCAN_BUDGET, &s->pending, &s->npending)) != 0) {
-        send_closed(c, id, id_len, "error: could not read the database");
-        sub_free(s);
-        return;
-    }
-
     /* A REQ with the id of an open subscription replaces it. */
     if (existing != NULL)
         remove_sub(c, existing);
+    s->conn = c;
     s->next = c->subs;
     c->subs = s;
     c->nsubs++;
     r->stats.subscriptions_total++;
-    pump(c);
+    log_debug("relay: REQ \"%s\" with %zu filter(s)", s->id, s->nfilters);
+    if (start_lookups(r, s) == 0)
+        run_query(c, s);
 }
 
 static void handle_close(struct relay_conn *c, json_t *msg)
@@ -290,6 +407,9 @@ static void broadcast(struct relay *r, const struct event_view *ev)
     for (struct relay_conn *c = r->conns, *next; c != NULL; c = next) {
         next = c->next;
         for (struct sub *s = c->subs; s != NULL && c->ws != NULL; s = s->next) {
+            /* A subscription still waiting for lookups sends its stored matches later, these included. */
+            if (s->waiting > 0)
+                continue;
             for (size_t i = 0; i < s->nfilters; i++) {
                 if (filter_match(&s->filters[i], ev)) {
                     send_event(c, s, ev->json, ev->json_len);
@@ -368,15 +488,6 @@ static void verify_done(struct work *w)
     }
     in->ew.done = on_ingest_stored;
     store_put_event(r->store, &in->ew);
-}
-
-static bool kind_accepted(const struct config *cfg, uint32_t kind)
-{
-    for (size_t i = 0; i < cfg->accepted_kinds.count; i++) {
-        if (cfg->accepted_kinds.items[i] == (int64_t)kind)
-            return true;
-    }
-    return false;
 }
 
 static void handle_event(struct relay_conn *c, json_t *msg)
@@ -598,12 +709,14 @@ static json_t *build_info(const struct config *cfg)
     return info;
 }
 
-void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify)
+void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify,
+                struct lookup *lookup)
 {
     memset(r, 0, sizeof(*r));
     r->cfg = cfg;
     r->store = store;
     r->verify = verify;
+    r->lookup = lookup;
     r->info = build_info(cfg);
     store_add_listener(store, on_event_stored, r);
 }

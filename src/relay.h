@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "lookup.h"
 #include "store.h"
 #include "workpool.h"
 
@@ -27,6 +28,7 @@ struct relay {
     const struct config *cfg;
     struct store *store;
     struct workpool *verify; /* signature checks */
+    struct lookup *lookup;   /* profiles, contact lists and relay lists missing here */
     json_t *info;            /* the NIP-11 document */
     struct relay_conn *conns;
     size_t nconns;
@@ -36,8 +38,13 @@ struct relay {
     struct relay_stats stats;
 };
 
-/* Sets the relay up; `store` and `verify` must outlive it. Registers as a listener of the store. */
-void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify);
+/*
+ * Sets the relay up; `store`, `verify` and `lookup` must outlive it. Registers as
+ * a listener of the store. A REQ for kinds 0, 3 or 10002 of given authors looks
+ * up those missing here on the upstream relays before its stored matches and EOSE.
+ */
+void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify,
+                struct lookup *lookup);
 
 /*
  * Routes GET / to the relay: WebSocket upgrades become relay connections,

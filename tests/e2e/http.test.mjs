@@ -1,7 +1,6 @@
 // http.test.mjs -- the HTTP server: /health, error shapes, limits, keep-alive,
 // access log, log levels, and HTTP/2 over TLS on the same listener.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import http2 from 'node:http2';
 import https from 'node:https';
@@ -10,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { freePort, startRelay, tempDir } from './lib/relay.mjs';
+import { makeCertificates } from './lib/tls.mjs';
 
 let relay;
 let port;
@@ -202,24 +202,11 @@ test('log_level gates what is logged', async () => {
   }
 });
 
-function makeCertificates(dir) {
-  const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2',
-    '-subj', '/CN=pfpcache test CA');
-  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  execFileSync('sh', ['-c', 'printf "subjectAltName=DNS:localhost,IP:127.0.0.1\\n" > san.ext'], { cwd: dir });
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out',
-    'server.pem', '-days', '2', '-extfile', 'san.ext');
-}
-
 test('with tls_cert_file and tls_key_file the listener serves HTTP/2 and HTTP/1.1 over TLS', async () => {
   const dir = await tempDir();
-  makeCertificates(dir);
-  const secure = await startRelay({
-    dir,
-    config: { tls_cert_file: join(dir, 'server.pem'), tls_key_file: join(dir, 'server.key') },
-  });
-  const ca = await readFile(join(dir, 'ca.pem'));
+  const certs = makeCertificates(dir);
+  const secure = await startRelay({ dir, config: { tls_cert_file: certs.cert, tls_key_file: certs.key } });
+  const ca = await readFile(certs.ca);
   try {
     assert.match(secure.url, /^https:\/\/127\.0\.0\.1:\d+$/);
 

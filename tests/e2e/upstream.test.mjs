@@ -1,0 +1,227 @@
+// upstream.test.mjs -- lookups on upstream relays: two instances of the relay on
+// loopback, one of them over TLS with a certificate from a CA made for the test,
+// and a hostile relay that forges.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+
+import { getEventHash } from 'nostr-tools/pure';
+import { WebSocketServer } from 'ws';
+
+import { newUser, now, publishRaw, query, rawClient, wsUrl } from './lib/nostr.mjs';
+import { runBinary, startRelay, tempDir, testConfig } from './lib/relay.mjs';
+import { makeCertificates } from './lib/tls.mjs';
+
+let certDir, certs, upA, upB, main;
+const upBPort = () => Number(new URL(upB.url).port);
+
+async function seed(relay, ...events) {
+  const c = await rawClient(relay.url, { ca: readFileSync(certs.ca) });
+  try {
+    for (const ev of events) assert.equal((await publishRaw(c, ev))[2], true);
+  } finally {
+    c.close();
+  }
+}
+
+// REQ lines an upstream instance has logged for subscriptions the main relay opened.
+const upstreamReqs = (relay) => (relay.stderr.match(/relay: REQ "pfp\d+"/g) ?? []).length;
+
+function startMain(upstreams, config = {}) {
+  return startRelay({
+    config: { upstream_relays: upstreams, upstream_ca_file: certs.ca, upstream_timeout_ms: 2000, log_level: 'debug', ...config },
+  });
+}
+
+before(async () => {
+  certDir = await tempDir();
+  certs = makeCertificates(certDir);
+  upA = await startRelay({ config: { log_level: 'debug' } });
+  upB = await startRelay({ config: { log_level: 'debug', tls_cert_file: certs.cert, tls_key_file: certs.key } });
+  main = await startMain([wsUrl(upA.url), `wss://localhost:${upBPort()}`]);
+  await main.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+  await main.waitForLog(/upstream wss:\/\/localhost:\d+: connected/);
+});
+
+after(async () => {
+  await main.cleanup();
+  await upA.cleanup();
+  await upB.cleanup();
+  await rm(certDir, { recursive: true, force: true });
+});
+
+test('the newest version across relays wins, and is then stored locally', async () => {
+  const u = newUser();
+  const older = u.sign({ kind: 0, created_at: now() - 100, content: '{"name":"old"}' });
+  const newer = u.sign({ kind: 0, created_at: now() - 10, content: '{"name":"new"}' });
+  await seed(upA, older);
+  await seed(upB, newer);
+
+  const c = await rawClient(main.url);
+  try {
+    assert.deepEqual(await query(c, 'p', { authors: [u.pubkey], kinds: [0] }), [newer]);
+    // From now on the local relay answers without asking upstream.
+    const before = upstreamReqs(upA);
+    assert.deepEqual(await query(c, 'again', { authors: [u.pubkey], kinds: [0] }), [newer]);
+    assert.equal(upstreamReqs(upA), before);
+  } finally {
+    c.close();
+  }
+});
+
+test('an event only the TLS relay has is found; one no relay has is not', async () => {
+  const w = newUser();
+  const list = w.sign({ kind: 10002, tags: [['r', 'wss://relay.example']] });
+  await seed(upB, list);
+  const c = await rawClient(main.url);
+  try {
+    assert.deepEqual(await query(c, 'w', { authors: [w.pubkey], kinds: [10002] }), [list]);
+    assert.deepEqual(await query(c, 'nobody', { authors: [newUser().pubkey], kinds: [3] }), []);
+  } finally {
+    c.close();
+  }
+});
+
+test('1,200 pubkeys asked at once make at most 3 REQs on each relay', async () => {
+  const authors = Array.from({ length: 1200 }, () => randomBytes(32).toString('hex'));
+  const known = newUser();
+  const profile = known.sign({ kind: 0, content: '{"name":"one of many"}' });
+  await seed(upA, profile);
+  authors[600] = known.pubkey;
+  const [a0, b0] = [upstreamReqs(upA), upstreamReqs(upB)];
+  const c = await rawClient(main.url);
+  try {
+    assert.deepEqual(await query(c, 'many', { authors, kinds: [0] }), [profile]);
+  } finally {
+    c.close();
+  }
+  await upA.waitForLog(/relay: REQ "pfp\d+"/);
+  const [a, b] = [upstreamReqs(upA) - a0, upstreamReqs(upB) - b0];
+  assert.ok(a >= 1 && a <= 3, `relay A received ${a} REQs`);
+  assert.ok(b >= 1 && b <= 3, `relay B received ${b} REQs`);
+});
+
+test('200 concurrent lookups of one pubkey make one upstream query', async () => {
+  const u = newUser();
+  const contacts = u.sign({ kind: 3, tags: [['p', newUser().pubkey]] });
+  await seed(upA, contacts);
+  const [a0, b0] = [upstreamReqs(upA), upstreamReqs(upB)];
+  const clients = await Promise.all([0, 1, 2, 3].map(() => rawClient(main.url)));
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => query(clients[i % 4], `s${i}`, { authors: [u.pubkey], kinds: [3] })),
+    );
+    for (const r of results) assert.deepEqual(r, [contacts]);
+  } finally {
+    for (const c of clients) c.close();
+  }
+  assert.equal(upstreamReqs(upA) - a0, 1);
+  assert.equal(upstreamReqs(upB) - b0, 1);
+});
+
+test('a relay that forges signatures or sends other authors is ignored', async () => {
+  const honest = newUser();
+  const real = honest.sign({ kind: 0, created_at: now() - 50, content: '{"name":"real"}' });
+  await seed(upA, real);
+  const stranger = newUser();
+
+  // A relay that answers every REQ with a newer, forged version of each author's event,
+  // a properly signed event by an author nobody asked for, and garbage.
+  const hostile = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  hostile.on('connection', (ws) => {
+    ws.on('message', (data) => {
+      const [verb, sub, filter] = JSON.parse(data);
+      if (verb !== 'REQ') return;
+      for (const pubkey of filter.authors) {
+        const forged = { kind: filter.kinds[0], created_at: now(), tags: [], content: '{"name":"forged"}', pubkey };
+        forged.id = getEventHash(forged);
+        forged.sig = randomBytes(64).toString('hex');
+        ws.send(JSON.stringify(['EVENT', sub, forged]));
+      }
+      ws.send(JSON.stringify(['EVENT', sub, stranger.sign({ kind: filter.kinds[0], content: '{"name":"stranger"}' })]));
+      ws.send('this is not JSON');
+      ws.send(JSON.stringify(['EOSE', sub]));
+    });
+  });
+  await new Promise((r) => hostile.once('listening', r));
+  const guarded = await startMain([`ws://127.0.0.1:${hostile.address().port}`, wsUrl(upA.url)]);
+  try {
+    await guarded.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected[\s\S]*upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+    const c = await rawClient(guarded.url);
+    assert.deepEqual(await query(c, 'h', { authors: [honest.pubkey], kinds: [0] }), [real]);
+    // Nothing the hostile relay sent was stored (a filter without kinds reads only what is here).
+    assert.deepEqual(await query(c, 's', { authors: [stranger.pubkey] }), []);
+    assert.deepEqual(await query(c, 'h2', { authors: [honest.pubkey] }), [real]);
+    c.close();
+    await guarded.waitForLog(/dropped a message: event with a bad signature/);
+    assert.match(guarded.stderr, /dropped a message: event of a kind or author not asked for/);
+    assert.match(guarded.stderr, /dropped a message: malformed message/);
+  } finally {
+    await guarded.cleanup();
+    hostile.close();
+  }
+});
+
+test('a relay that is down does not stall lookups, and reconnects on its own when it is back', async () => {
+  const u = newUser();
+  const onA = u.sign({ kind: 0, content: '{"name":"on A"}' });
+  const v = newUser();
+  const onB = v.sign({ kind: 0, content: '{"name":"on B"}' });
+  await seed(upA, onA);
+  await seed(upB, onB);
+  const port = upBPort();
+  const reconnects = () => (main.stderr.match(/upstream wss:\/\/localhost:\d+: connected/g) ?? []).length;
+  const connectedBefore = reconnects();
+
+  assert.equal((await upB.stop()).code, 0);
+  await main.waitForLog(/upstream wss:\/\/localhost:\d+: .*retrying in/);
+  const c = await rawClient(main.url);
+  try {
+    const t0 = Date.now();
+    assert.deepEqual(await query(c, 'a', { authors: [u.pubkey], kinds: [0] }), [onA]);
+    assert.ok(Date.now() - t0 < 2000, 'answered before the upstream timeout');
+
+    upB = await startRelay({
+      dir: upB.dir,
+      config: { log_level: 'debug', listen_addr: `127.0.0.1:${port}`, tls_cert_file: certs.cert, tls_key_file: certs.key },
+    });
+    const deadline = Date.now() + 20000;
+    while (reconnects() === connectedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(reconnects(), connectedBefore + 1, 'the relay reconnected');
+    assert.deepEqual(await query(c, 'b', { authors: [v.pubkey], kinds: [0] }), [onB]);
+  } finally {
+    c.close();
+  }
+});
+
+test('an unreachable relay among the upstreams does not stall lookups', async () => {
+  const u = newUser();
+  const ev = u.sign({ kind: 0, content: '{"name":"reachable"}' });
+  await seed(upA, ev);
+  const lonely = await startMain([wsUrl(upA.url), 'ws://127.0.0.1:9']);
+  try {
+    await lonely.waitForLog(/upstream ws:\/\/127\.0\.0\.1:9: cannot connect/);
+    const c = await rawClient(lonely.url);
+    const t0 = Date.now();
+    assert.deepEqual(await query(c, 'x', { authors: [u.pubkey], kinds: [0] }), [ev]);
+    assert.ok(Date.now() - t0 < 2000, 'answered before the upstream timeout');
+    c.close();
+  } finally {
+    await lonely.cleanup();
+  }
+});
+
+test('a bad upstream_ca_file is a configuration error', async () => {
+  const dir = await tempDir();
+  try {
+    const path = `${dir}/config.json`;
+    await writeFile(path, JSON.stringify(testConfig(dir, { upstream_ca_file: `${dir}/missing.pem` })));
+    const r = await runBinary(['--config', path]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /"upstream_ca_file" is ".*missing.pem"; allowed: a readable PEM file of certificates/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
