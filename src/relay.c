@@ -24,8 +24,9 @@
 /* Index entries a single REQ may examine. */
 #define SCAN_BUDGET      200000
 #define PING_INTERVAL_MS 60000
-/* Pairs of author and kind one REQ may have looked up upstream. */
-#define MAX_LOOKUPS_PER_REQ 5000
+/* Pairs of author and kind one REQ, and one connection at a time, may have looked up upstream. */
+#define MAX_LOOKUPS_PER_REQ  5000
+#define MAX_LOOKUPS_PER_CONN 10000
 
 struct sub;
 
@@ -55,7 +56,8 @@ struct relay_conn {
     struct sub *subs;
     size_t nsubs;
     size_t inflight;
-    unsigned refs; /* one for the connection, one per event in flight */
+    size_t looking; /* upstream lookups its subscriptions wait for */
+    unsigned refs;  /* one for the connection, one per event in flight */
     struct relay_conn *prev, *next;
 };
 
@@ -87,6 +89,8 @@ static void conn_unref(struct relay_conn *c)
 
 static void sub_free(struct sub *s)
 {
+    if (s->waiting > 0)
+        s->conn->looking -= s->waiting;
     for (size_t i = 0; i < s->nwaits && s->waiting > 0; i++)
         lookup_cancel(s->conn->relay->lookup, &s->waits[i].w);
     free(s->waits);
@@ -244,6 +248,7 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
     struct sub *s = ((struct sub_wait *)w)->sub;
 
     (void)ev; /* what was found is stored by now, so the query finds it */
+    s->conn->looking--;
     if (--s->waiting == 0)
         run_query(s->conn, s);
 }
@@ -273,10 +278,13 @@ static int cmp_pair(const void *a, const void *b)
 static size_t start_lookups(struct relay *r, struct sub *s)
 {
     struct lookup_pair *pairs = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = MAX_LOOKUPS_PER_REQ;
     MDB_txn *txn;
 
-    if (r->lookup == NULL || r->lookup->up->nrelays == 0 || store_read_begin(r->store, &txn) != 0)
+    /* Past its share, a connection's REQs are answered from what is stored here. */
+    if (s->conn->looking + cap > MAX_LOOKUPS_PER_CONN)
+        cap = MAX_LOOKUPS_PER_CONN - s->conn->looking;
+    if (cap == 0 || r->lookup == NULL || r->lookup->up->nrelays == 0 || store_read_begin(r->store, &txn) != 0)
         return 0;
     for (size_t f = 0; f < s->nfilters; f++) {
         const struct filter *fl = &s->filters[f];
@@ -285,7 +293,7 @@ static size_t start_lookups(struct relay *r, struct sub *s)
         for (size_t k = 0; k < fl->nkinds; k++) {
             if (!lookup_kind(r->cfg, fl->kinds[k]))
                 continue;
-            for (size_t a = 0; a < fl->nauthors && n < MAX_LOOKUPS_PER_REQ; a++) {
+            for (size_t a = 0; a < fl->nauthors && n < cap; a++) {
                 struct event_view ev;
                 if (store_get_latest(r->store, txn, fl->authors[a], fl->kinds[k], &ev) == 0)
                     continue;
@@ -312,6 +320,7 @@ static size_t start_lookups(struct relay *r, struct sub *s)
     if ((s->waits = calloc(n, sizeof(*s->waits))) == NULL)
         abort();
     s->nwaits = s->waiting = n;
+    s->conn->looking += n;
     for (size_t i = 0; i < n; i++) {
         s->waits[i].sub = s;
         s->waits[i].w.cb = on_looked_up;
