@@ -1,0 +1,28 @@
+/* fuzz_nip19.c -- libFuzzer driver for public keys as hex, npub and nprofile, and the npub round trip. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nip19.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t key[32], again[32];
+    const char *why = NULL;
+    char npub[64];
+
+    if (nip19_decode_pubkey((const char *)data, size, key, &why) != 0) {
+        /* Every refusal must say why, or the client gets an empty error. */
+        if (why == NULL)
+            abort();
+        return 0;
+    }
+    if (nip19_encode_npub(key, npub, sizeof(npub)) != 63 || strlen(npub) != 63)
+        abort();
+    if (nip19_decode_pubkey(npub, 63, again, &why) != 0 || memcmp(key, again, 32) != 0)
+        abort();
+    return 0;
+}

@@ -1,0 +1,19 @@
+/* nip19.h -- public keys as clients write them: 64 hex characters, npub1... or nprofile1... (NIP-19). */
+#ifndef PFP_NIP19_H
+#define PFP_NIP19_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Decodes a public key given as 64 hexadecimal characters (either case), a
+ * bech32 "npub" or a bech32 "nprofile" (whose TLV record 0 is the key). The
+ * bech32 checksum is verified. Returns 0, or -EINVAL with `why` saying what is
+ * wrong, in a phrase fit for an error message.
+ */
+int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], const char **why);
+
+/* Writes "npub1..." for `pubkey` into `out` (at least 64 bytes) with a NUL. Returns the length. */
+size_t nip19_encode_npub(const uint8_t pubkey[32], char *out, size_t outlen);
+
+#endif
