@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "event.h"
 #include "hex.h"
+#include "keymap.h"
 #include "log.h"
 
 #define MAX_AUTHORS 500
@@ -17,117 +18,10 @@
 #define NEGATIVE_TTL_MS (10 * 60 * 1000)
 #define NEGATIVE_MAX    100000
 
-/*
- * A small hash map from (kind, pubkey) to a pointer. Pubkeys are hashes
- * already, so their first bytes serve as the hash.
- */
-struct map_node {
-    uint8_t key[36];
-    void *value;
-    struct map_node *next;
-};
-
-struct lookup_map {
-    struct map_node **buckets;
-    size_t nbuckets, count;
-};
-
 static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
 {
     memcpy(key, pubkey, 32);
     memcpy(key + 32, &kind, 4);
-}
-
-static size_t map_slot(const struct lookup_map *m, const uint8_t key[36])
-{
-    uint64_t h;
-    uint32_t kind;
-    memcpy(&h, key, 8);
-    memcpy(&kind, key + 32, 4);
-    return (size_t)((h ^ (uint64_t)kind * 0x9e3779b97f4a7c15ull) & (m->nbuckets - 1));
-}
-
-static struct lookup_map *map_new(void)
-{
-    struct lookup_map *m = calloc(1, sizeof(*m));
-    if (m == NULL || (m->buckets = calloc(64, sizeof(*m->buckets))) == NULL)
-        abort();
-    m->nbuckets = 64;
-    return m;
-}
-
-static void *map_get(const struct lookup_map *m, const uint8_t key[36])
-{
-    for (struct map_node *n = m->buckets[map_slot(m, key)]; n != NULL; n = n->next) {
-        if (memcmp(n->key, key, 36) == 0)
-            return n->value;
-    }
-    return NULL;
-}
-
-static void map_grow(struct lookup_map *m)
-{
-    struct map_node **old = m->buckets;
-    size_t nold = m->nbuckets;
-
-    m->nbuckets *= 2;
-    if ((m->buckets = calloc(m->nbuckets, sizeof(*m->buckets))) == NULL)
-        abort();
-    for (size_t i = 0; i < nold; i++) {
-        for (struct map_node *n = old[i], *next; n != NULL; n = next) {
-            size_t s = map_slot(m, n->key);
-            next = n->next;
-            n->next = m->buckets[s];
-            m->buckets[s] = n;
-        }
-    }
-    free(old);
-}
-
-static void map_put(struct lookup_map *m, const uint8_t key[36], void *value)
-{
-    struct map_node *n = malloc(sizeof(*n));
-    size_t s;
-
-    if (n == NULL)
-        abort();
-    if (m->count >= m->nbuckets)
-        map_grow(m);
-    s = map_slot(m, key);
-    memcpy(n->key, key, 36);
-    n->value = value;
-    n->next = m->buckets[s];
-    m->buckets[s] = n;
-    m->count++;
-}
-
-static void *map_del(struct lookup_map *m, const uint8_t key[36])
-{
-    for (struct map_node **p = &m->buckets[map_slot(m, key)]; *p != NULL; p = &(*p)->next) {
-        if (memcmp((*p)->key, key, 36) == 0) {
-            struct map_node *n = *p;
-            void *v = n->value;
-            *p = n->next;
-            free(n);
-            m->count--;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-static void map_free(struct lookup_map *m, void (*free_value)(void *))
-{
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        for (struct map_node *n = m->buckets[i], *next; n != NULL; n = next) {
-            next = n->next;
-            if (free_value != NULL)
-                free_value(n->value);
-            free(n);
-        }
-    }
-    free(m->buckets);
-    free(m);
 }
 
 /* A remembered miss, kept in a FIFO as well so the oldest go first when the map is full. */
@@ -243,21 +137,21 @@ static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
     uint8_t key[36];
 
     make_key(key, e->pubkey, e->kind);
-    if ((n = map_get(lk->negative, key)) == NULL) {
-        if (lk->negative->count >= NEGATIVE_MAX && lk->neg_oldest != NULL) {
+    if ((n = keymap_get(lk->negative, key)) == NULL) {
+        if (keymap_count(lk->negative) >= NEGATIVE_MAX && lk->neg_oldest != NULL) {
             struct lookup_negative *old = lk->neg_oldest;
             lk->neg_oldest = old->newer;
             if (lk->neg_oldest != NULL)
                 lk->neg_oldest->older = NULL;
             else
                 lk->neg_newest = NULL;
-            map_del(lk->negative, old->key);
+            keymap_del(lk->negative, old->key);
             free(old);
         }
         if ((n = calloc(1, sizeof(*n))) == NULL)
             abort();
         memcpy(n->key, key, 36);
-        map_put(lk->negative, key, n);
+        keymap_put(lk->negative, key, n);
     } else {
         /* Moved to the newest end. */
         if (n->older != NULL)
@@ -292,7 +186,7 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
         return;
     e->done = true;
     make_key(key, e->pubkey, e->kind);
-    map_del(lk->active, key);
+    keymap_del(lk->active, key);
 
     if (e->found) {
         lk->stats.found++;
@@ -557,19 +451,19 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
         answer_none_later(lk, w);
         return;
     }
-    if ((neg = map_get(lk->negative, key)) != NULL && neg->until > uv_now(lk->loop)) {
+    if ((neg = keymap_get(lk->negative, key)) != NULL && neg->until > uv_now(lk->loop)) {
         lk->stats.negative_hits++;
         answer_none_later(lk, w);
         return;
     }
-    if ((e = map_get(lk->active, key)) != NULL) {
+    if ((e = keymap_get(lk->active, key)) != NULL) {
         lk->stats.coalesced++;
     } else {
         if ((e = calloc(1, sizeof(*e))) == NULL)
             abort();
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
-        map_put(lk->active, key, e);
+        keymap_put(lk->active, key, e);
         e->next = lk->batch;
         lk->batch = e;
         if (lk->nbatch++ == 0)
@@ -781,8 +675,8 @@ void lookup_init(struct lookup *lk, uv_loop_t *loop, const struct config *cfg, s
     lk->up = up;
     lk->store = store;
     lk->verify = verify;
-    lk->active = map_new();
-    lk->negative = map_new();
+    lk->active = keymap_new(36);
+    lk->negative = keymap_new(36);
     uv_timer_init(loop, &lk->batch_timer);
     uv_timer_init(loop, &lk->ready_timer);
     lk->batch_timer.data = lk->ready_timer.data = lk;
@@ -807,7 +701,7 @@ void lookup_shutdown(struct lookup *lk)
     on_ready(&lk->ready_timer);
     uv_close((uv_handle_t *)&lk->batch_timer, NULL);
     uv_close((uv_handle_t *)&lk->ready_timer, NULL);
-    map_free(lk->active, NULL);
-    map_free(lk->negative, free);
+    keymap_free(lk->active, NULL);
+    keymap_free(lk->negative, free);
     lk->neg_oldest = lk->neg_newest = NULL;
 }

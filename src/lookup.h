@@ -38,6 +38,7 @@ struct lookup_stats {
 
 struct lookup_query;
 struct lookup_negative;
+struct keymap;
 
 struct lookup {
     uv_loop_t *loop;
@@ -45,8 +46,8 @@ struct lookup {
     struct upstream *up;
     struct store *store;
     struct workpool *verify;
-    struct lookup_map *active;   /* (kind, pubkey) -> entry under way */
-    struct lookup_map *negative; /* (kind, pubkey) -> recent "none found" */
+    struct keymap *active;   /* (kind, pubkey) -> entry under way */
+    struct keymap *negative; /* (kind, pubkey) -> recent "none found" */
     struct lookup_negative *neg_oldest, *neg_newest;
     struct lookup_entry *batch; /* entries waiting for the batch timer */
     size_t nbatch;
