@@ -1,0 +1,402 @@
+/* fetch.c -- picture downloads: libcurl's multi interface on the libuv loop, bounded in size and time, guarded. */
+#include "fetch.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+
+struct fetch {
+    struct fetcher *fr;
+    CURL *easy;
+    fetch_cb cb;
+    void *data;
+    struct buf body;
+    struct fetch_result res;
+    bool too_big;
+    const char *refused; /* the guard's reason, when it refused an address */
+    char errbuf[CURL_ERROR_SIZE];
+    char *url;
+    struct fetch *next, *prev; /* in the fetcher's list of transfers, or of ready answers */
+};
+
+/* A socket libcurl asked to be watched. */
+struct watch {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct fetcher *fr;
+};
+
+const char *fetch_error_name(enum fetch_error e)
+{
+    switch (e) {
+    case FETCH_OK: return "ok";
+    case FETCH_BAD_URL: return "bad_url";
+    case FETCH_REFUSED_ADDRESS: return "refused_address";
+    case FETCH_TOO_BIG: return "too_big";
+    case FETCH_TIMEOUT: return "timeout";
+    case FETCH_HTTP_STATUS: return "http_status";
+    case FETCH_REDIRECTS: return "redirects";
+    case FETCH_NETWORK: return "network";
+    }
+    return "network";
+}
+
+static void fetch_free(struct fetch *f)
+{
+    buf_free(&f->body);
+    free(f->res.body);
+    free(f->url);
+    free(f);
+}
+
+static void deliver(struct fetch *f)
+{
+    if (f->res.error == FETCH_OK) {
+        f->res.len = f->body.len;
+        f->res.body = (uint8_t *)buf_steal(&f->body);
+    }
+    f->cb(f->data, &f->res);
+    fetch_free(f);
+}
+
+/* --- transfers ---------------------------------------------------------------------------------------------- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+    struct fetch *f = userp;
+    size_t n = size * nmemb;
+
+    /* Counted as it arrives, whatever Content-Length claimed. */
+    if (f->body.len + n > f->fr->max_bytes) {
+        f->too_big = true;
+        return 0;
+    }
+    buf_append(&f->body, ptr, n);
+    return n;
+}
+
+/* Every connection, first or after a redirect, to each address DNS gave, passes here before it is made. */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct fetch *f = userp;
+    const char *why;
+
+    (void)purpose;
+    if (!netguard_allows(&f->fr->guard, &addr->addr, &why)) {
+        f->refused = why;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+static void link_fetch(struct fetch **head, struct fetch *f)
+{
+    f->prev = NULL;
+    f->next = *head;
+    if (*head != NULL)
+        (*head)->prev = f;
+    *head = f;
+}
+
+static void unlink_fetch(struct fetch **head, struct fetch *f)
+{
+    if (f->prev != NULL)
+        f->prev->next = f->next;
+    else
+        *head = f->next;
+    if (f->next != NULL)
+        f->next->prev = f->prev;
+    f->next = f->prev = NULL;
+}
+
+static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
+{
+    struct fetch *f;
+    struct fetch_result *res;
+
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
+    res = &f->res;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res->http_status);
+    if (rc == CURLE_OK && (res->http_status < 200 || res->http_status > 299)) {
+        res->error = FETCH_HTTP_STATUS;
+        snprintf(res->detail, sizeof(res->detail), "the server answered %ld", res->http_status);
+    } else if (rc == CURLE_OK) {
+        res->error = FETCH_OK;
+    } else if (f->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        res->error = FETCH_TOO_BIG;
+        snprintf(res->detail, sizeof(res->detail), "larger than max_source_bytes (%zu bytes)", fr->max_bytes);
+    } else if (f->refused != NULL && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)) {
+        res->error = FETCH_REFUSED_ADDRESS;
+        snprintf(res->detail, sizeof(res->detail), "refused address: %s", f->refused);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        res->error = FETCH_TIMEOUT;
+        snprintf(res->detail, sizeof(res->detail), "timed out: %.200s", f->errbuf[0] ? f->errbuf : "no detail");
+    } else if (rc == CURLE_TOO_MANY_REDIRECTS || rc == CURLE_UNSUPPORTED_PROTOCOL) {
+        res->error = FETCH_REDIRECTS;
+        snprintf(res->detail, sizeof(res->detail), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+    } else if (rc == CURLE_URL_MALFORMAT) {
+        res->error = FETCH_BAD_URL;
+        snprintf(res->detail, sizeof(res->detail), "malformed URL");
+    } else {
+        res->error = FETCH_NETWORK;
+        snprintf(res->detail, sizeof(res->detail), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+    }
+    curl_multi_remove_handle(fr->multi, easy);
+    curl_easy_cleanup(easy);
+    f->easy = NULL;
+    unlink_fetch(&fr->transfers, f);
+    fr->active--;
+    deliver(f);
+}
+
+static void check_done(struct fetcher *fr)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(fr->multi, &left)) != NULL) {
+        if (msg->msg == CURLMSG_DONE)
+            finish_transfer(fr, msg->easy_handle, msg->data.result);
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct watch *w = h->data;
+    int flags = 0, running;
+
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(w->fr->multi, w->fd, flags, &running);
+    check_done(w->fr);
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct fetcher *fr = userp;
+    struct watch *w = socketp;
+    int events = 0;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (w != NULL) {
+            uv_poll_stop(&w->poll);
+            uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+            curl_multi_assign(fr->multi, s, NULL);
+        }
+        return 0;
+    }
+    if (w == NULL) {
+        if ((w = calloc(1, sizeof(*w))) == NULL)
+            abort();
+        w->fd = s;
+        w->fr = fr;
+        uv_poll_init_socket(fr->loop, &w->poll, s);
+        w->poll.data = w;
+        curl_multi_assign(fr->multi, s, w);
+    }
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&w->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct fetcher *fr = t->data;
+    int running;
+
+    curl_multi_socket_action(fr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(fr);
+}
+
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct fetcher *fr = userp;
+
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&fr->timer);
+    else
+        uv_timer_start(&fr->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* --- answers without a transfer ----------------------------------------------------------------------------- */
+
+static void on_ready(uv_timer_t *t)
+{
+    struct fetcher *fr = t->data;
+
+    while (fr->ready != NULL) {
+        struct fetch *f = fr->ready;
+        unlink_fetch(&fr->ready, f);
+        deliver(f);
+    }
+}
+
+static void answer_later(struct fetch *f)
+{
+    link_fetch(&f->fr->ready, f);
+    uv_timer_start(&f->fr->ready_timer, on_ready, 0, 0);
+}
+
+/* data:[<mediatype>];base64,<data> -- pictures inlined in a profile, decoded under the same limit. */
+static void decode_data_uri(struct fetch *f)
+{
+    const char *comma = strchr(f->url, ',');
+    struct buf in = BUF_INIT;
+    size_t pads = 0;
+    int decoded;
+
+    if (comma == NULL || comma - f->url < 12 || strncasecmp(comma - 7, ";base64", 7) != 0) {
+        f->res.error = FETCH_BAD_URL;
+        snprintf(f->res.detail, sizeof(f->res.detail), "only base64 data: URIs are supported");
+        return;
+    }
+    /* EVP_DecodeBlock takes whole quadruples and decodes '=' as zero bytes, which are cut off after. */
+    buf_appends(&in, comma + 1);
+    while (in.len % 4 != 0)
+        buf_appendc(&in, '=');
+    while (pads < 2 && pads < in.len && in.data[in.len - 1 - pads] == '=')
+        pads++;
+    if (in.len / 4 * 3 - pads > f->fr->max_bytes) {
+        f->res.error = FETCH_TOO_BIG;
+        snprintf(f->res.detail, sizeof(f->res.detail), "larger than max_source_bytes (%zu bytes)", f->fr->max_bytes);
+        buf_free(&in);
+        return;
+    }
+    buf_reserve(&f->body, in.len / 4 * 3);
+    decoded = EVP_DecodeBlock((unsigned char *)f->body.data, (const unsigned char *)in.data, (int)in.len);
+    buf_free(&in);
+    if (decoded < 0) {
+        f->res.error = FETCH_BAD_URL;
+        snprintf(f->res.detail, sizeof(f->res.detail), "the data: URI is not valid base64");
+        return;
+    }
+    f->body.len = (size_t)decoded - pads;
+    f->res.error = FETCH_OK;
+    f->res.http_status = 200;
+}
+
+struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data)
+{
+    struct fetch *f = calloc(1, sizeof(*f));
+    CURL *e;
+
+    if (f == NULL || (f->url = strdup(url)) == NULL)
+        abort();
+    f->fr = fr;
+    f->cb = cb;
+    f->data = data;
+
+    if (strncasecmp(url, "data:", 5) == 0) {
+        decode_data_uri(f);
+        answer_later(f);
+        return f;
+    }
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
+        f->res.error = FETCH_BAD_URL;
+        snprintf(f->res.detail, sizeof(f->res.detail), "not an http, https or data: URL");
+        answer_later(f);
+        return f;
+    }
+
+    if ((e = curl_easy_init()) == NULL)
+        abort();
+    f->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, f->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, f);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, fr->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, fr->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    /* A proxy from the environment would be the only address the guard sees. */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "pfpcache-relay/" PFP_VERSION);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, fr->headers);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->max_bytes);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, f);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+    fr->active++;
+    link_fetch(&fr->transfers, f);
+    curl_multi_add_handle(fr->multi, e);
+    return f;
+}
+
+void fetch_cancel(struct fetch *f)
+{
+    struct fetcher *fr = f->fr;
+
+    if (f->easy != NULL) {
+        curl_multi_remove_handle(fr->multi, f->easy);
+        curl_easy_cleanup(f->easy);
+        unlink_fetch(&fr->transfers, f);
+        fr->active--;
+    } else {
+        unlink_fetch(&fr->ready, f);
+    }
+    fetch_free(f);
+}
+
+int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct config *cfg)
+{
+    memset(fr, 0, sizeof(*fr));
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (fr->multi = curl_multi_init()) == NULL)
+        return -ENOMEM;
+    fr->loop = loop;
+    fr->max_bytes = (size_t)cfg->max_source_bytes;
+    fr->connect_timeout_ms = (long)cfg->download_connect_timeout_seconds * 1000;
+    fr->timeout_ms = (long)cfg->download_timeout_seconds * 1000;
+    netguard_init(&fr->guard, cfg);
+    fr->headers = curl_slist_append(NULL, "Accept: image/avif,image/webp,image/png,image/jpeg,image/gif,*/*;q=0.5");
+    uv_timer_init(loop, &fr->timer);
+    uv_timer_init(loop, &fr->ready_timer);
+    fr->timer.data = fr->ready_timer.data = fr;
+    curl_multi_setopt(fr->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(fr->multi, CURLMOPT_SOCKETDATA, fr);
+    curl_multi_setopt(fr->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(fr->multi, CURLMOPT_TIMERDATA, fr);
+    return 0;
+}
+
+void fetcher_close(struct fetcher *fr)
+{
+    if (fr->multi == NULL)
+        return;
+    while (fr->ready != NULL)
+        fetch_cancel(fr->ready);
+    while (fr->transfers != NULL)
+        fetch_cancel(fr->transfers);
+    curl_multi_cleanup(fr->multi);
+    fr->multi = NULL;
+    curl_slist_free_all(fr->headers);
+    netguard_free(&fr->guard);
+    uv_close((uv_handle_t *)&fr->timer, NULL);
+    uv_close((uv_handle_t *)&fr->ready_timer, NULL);
+    curl_global_cleanup();
+}
