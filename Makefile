@@ -12,7 +12,7 @@
 
 BIN     := pfpcache-relay
 VERSION := 0.1.0
-PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1
+PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl
 
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
@@ -35,6 +35,7 @@ LIB       := $(B)/libpfp.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 BENCH_TOOLS := $(patsubst bench/tools/%.c,$(B)/bench/%,$(wildcard bench/tools/*.c))
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 FUZZ_SECONDS ?= 30
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
@@ -65,7 +66,11 @@ $(B)/tests/%: tests/unit/%.c $(LIB) | $(B)/tests
 $(B)/bench/%: bench/tools/%.c $(LIB) | $(B)/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
 
-$(B)/obj $(B)/tests $(B)/bench:
+# Programs the end-to-end tests run, such as the generator of test images.
+$(B)/tests/tools/%: tests/tools/%.c $(LIB) | $(B)/tests/tools
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
+
+$(B)/obj $(B)/tests $(B)/bench $(B)/tests/tools:
 	mkdir -p $@
 
 node_modules/.installed: package.json package-lock.json
@@ -85,8 +90,8 @@ check: unit e2e
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-e2e: $(B)/$(BIN) node_modules/.installed
-	PFP_BIN=$(abspath $(B)/$(BIN)) node --test tests/e2e/*.test.mjs
+e2e: $(B)/$(BIN) $(TEST_TOOLS) node_modules/.installed
+	PFP_BIN=$(abspath $(B)/$(BIN)) PFP_TOOLS=$(abspath $(B)/tests/tools) node --test tests/e2e/*.test.mjs
 
 bench:
 	scripts/deps.sh bench
@@ -123,4 +128,4 @@ format:
 clean:
 	rm -rf build $(BIN)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_TOOLS:=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_TOOLS:=.d) $(TEST_TOOLS:=.d)

@@ -121,13 +121,20 @@ static int start(struct app *a)
     }
     lookup_init(&a->lookup, &a->loop, &a->cfg, &a->upstream, &a->store, &a->verify);
     relay_init(&a->relay, &a->cfg, &a->store, &a->verify, &a->lookup);
+    if ((r = pfp_init(&a->pfp, &a->loop, &a->cfg, &a->store, &a->lookup, &a->inbox, err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
+    a->pfp_ready = true;
     if ((r = store_start(&a->store)) != 0) {
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
+    pfp_start(&a->pfp);
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(&a->relay, &a->http, on_home, a);
+    pfp_route(&a->pfp, &a->http);
 
     if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
         log_error("%s", err);
@@ -143,12 +150,19 @@ static int start(struct app *a)
  */
 static void stop(struct app *a)
 {
-    if (a->verify.threads != NULL) {
+    if (a->pfp_ready)
+        pfp_shutdown(&a->pfp);
+    if (a->verify.threads != NULL)
         workpool_stop(&a->verify);
-        inbox_drain(&a->inbox);
-    }
+    if (a->pfp_ready)
+        workpool_stop(&a->pfp.images);
+    inbox_drain(&a->inbox);
     store_close(&a->store);
     inbox_close(&a->inbox);
+    if (a->pfp_ready) {
+        pfp_free(&a->pfp);
+        image_shutdown();
+    }
     relay_free(&a->relay);
     if (a->upstream_ready)
         upstream_free(&a->upstream);

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "inbox.h"
 #include "lookup.h"
+#include "pfp.h"
 #include "relay.h"
 #include "store.h"
 #include "upstream.h"
@@ -28,6 +29,7 @@ struct app {
     struct upstream upstream; /* connections to the upstream relays */
     struct lookup lookup;     /* what the upstream relays are asked */
     struct relay relay;
+    struct pfp pfp; /* profile pictures */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -36,6 +38,7 @@ struct app {
     bool stopping;
     bool http_drained;
     bool upstream_ready; /* upstream_init() succeeded */
+    bool pfp_ready;      /* pfp_init() succeeded */
 };
 
 /*

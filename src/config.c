@@ -13,16 +13,17 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netguard.h"
 #include "url.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST };
+enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST };
 
 struct key {
     const char *name;
     enum key_type type;
     size_t offset;
-    int64_t min, max;            /* KEY_INT, and each item of a KEY_INT_LIST */
-    int64_t def_int;             /* KEY_INT, KEY_BOOL */
+    int64_t min, max;            /* KEY_INT and KEY_NUMBER, and each item of a KEY_INT_LIST */
+    int64_t def_int;             /* KEY_INT, KEY_NUMBER, KEY_BOOL */
     const char *def_str;         /* KEY_STRING */
     const char *const *def_list; /* KEY_STRING_LIST, NULL-terminated */
     const int64_t *def_ints;     /* KEY_INT_LIST, terminated by -1 */
@@ -69,6 +70,13 @@ static bool valid_pubkey_or_empty(const char *s)
 }
 
 static const int64_t default_kinds[] = {0, 3, 10002, -1};
+static const char *const no_strings[] = {NULL};
+
+static bool valid_cidr(const char *s)
+{
+    struct netguard_net net;
+    return netguard_parse_net(s, &net) == 0;
+}
 
 static const char *const default_relays[] = {"wss://damus.io", "wss://primal.net", "wss://nos.lol",
                                              "wss://purplepag.es", NULL};
@@ -86,7 +94,7 @@ static const struct key keys[] = {
     {"upstream_relays", KEY_STRING_LIST, OFF(upstream_relays), .def_list = default_relays, .valid = valid_relay_url,
      .allowed = "a ws:// or wss:// URL"},
     {"max_concurrent", KEY_INT, OFF(max_concurrent), 1, 10000, 20},
-    {"cache_expiration_days", KEY_INT, OFF(cache_expiration_days), 1, 3650, 30},
+    {"cache_expiration_days", KEY_NUMBER, OFF(cache_expiration_days), 0, 3650, 30},
     {"max_cache_size_mb", KEY_INT, OFF(max_cache_size_mb), 1, 16777216, 1024},
     {"lru_check_interval", KEY_INT, OFF(lru_check_interval), 1, 10080, 60},
     {"resize_images", KEY_BOOL, OFF(resize_images), .def_int = 1},
@@ -123,6 +131,16 @@ static const struct key keys[] = {
     {"upstream_timeout_ms", KEY_INT, OFF(upstream_timeout_ms), 100, 120000, 5000},
     {"upstream_grace_ms", KEY_INT, OFF(upstream_grace_ms), 0, 10000, 300},
     {"upstream_batch_ms", KEY_INT, OFF(upstream_batch_ms), 0, 1000, 5},
+    {"max_source_bytes", KEY_INT, OFF(max_source_bytes), 1024, 1073741824, 10485760},
+    {"max_source_pixels", KEY_INT, OFF(max_source_pixels), 1, 1000000000, 50000000},
+    {"allow_private_sources", KEY_BOOL, OFF(allow_private_sources), .def_int = 0},
+    {"allowed_source_addresses", KEY_STRING_LIST, OFF(allowed_source_addresses), .def_list = no_strings,
+     .valid = valid_cidr, .allowed = "an IPv4 or IPv6 address, or a network such as \"192.168.1.0/24\""},
+    {"download_timeout_seconds", KEY_INT, OFF(download_timeout_seconds), 1, 600, 15},
+    {"download_connect_timeout_seconds", KEY_INT, OFF(download_connect_timeout_seconds), 1, 120, 5},
+    {"image_threads", KEY_INT, OFF(image_threads), 0, 256, 0},
+    {"memory_cache_mb", KEY_INT, OFF(memory_cache_mb), 0, 1048576, 64},
+    {"precache_on_metadata", KEY_BOOL, OFF(precache_on_metadata), .def_int = 1},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -182,6 +200,7 @@ void config_defaults(struct config *cfg)
         switch (k->type) {
         case KEY_STRING: *(char **)field(cfg, k) = xstrdup(k->def_str); break;
         case KEY_INT: *(int64_t *)field(cfg, k) = k->def_int; break;
+        case KEY_NUMBER: *(double *)field(cfg, k) = (double)k->def_int; break;
         case KEY_BOOL: *(bool *)field(cfg, k) = k->def_int != 0; break;
         case KEY_STRING_LIST: list_set_defaults(field(cfg, k), k->def_list); break;
         case KEY_INT_LIST: int_list_set_defaults(field(cfg, k), k->def_ints); break;
@@ -211,7 +230,8 @@ static json_t *default_json(const struct key *k)
 {
     switch (k->type) {
     case KEY_STRING: return json_string(k->def_str);
-    case KEY_INT: return json_integer(k->def_int);
+    case KEY_INT:
+    case KEY_NUMBER: return json_integer(k->def_int);
     case KEY_BOOL: return json_boolean(k->def_int);
     case KEY_STRING_LIST: {
         json_t *a = json_array();
@@ -303,6 +323,9 @@ static void allowed_text(const struct key *k, char *buf, size_t len)
 {
     switch (k->type) {
     case KEY_INT: snprintf(buf, len, "an integer from %lld to %lld", (long long)k->min, (long long)k->max); break;
+    case KEY_NUMBER:
+        snprintf(buf, len, "a number greater than %lld and at most %lld", (long long)k->min, (long long)k->max);
+        break;
     case KEY_BOOL: snprintf(buf, len, "true or false"); break;
     case KEY_STRING_LIST: snprintf(buf, len, "an array of strings, each %s", k->allowed); break;
     case KEY_STRING: snprintf(buf, len, "%s", k->allowed); break;
@@ -341,6 +364,16 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
         if (i < k->min || i > k->max)
             return bad_value(k, v, err, errlen);
         *(int64_t *)field(cfg, k) = i;
+        return 0;
+    }
+    case KEY_NUMBER: {
+        double d;
+        if (!json_is_number(v))
+            return bad_value(k, v, err, errlen);
+        d = json_number_value(v);
+        if (!(d > (double)k->min && d <= (double)k->max))
+            return bad_value(k, v, err, errlen);
+        *(double *)field(cfg, k) = d;
         return 0;
     }
     case KEY_BOOL:

@@ -24,7 +24,7 @@ struct config {
     char *media_cache_path;
     struct config_list upstream_relays;
     int64_t max_concurrent;
-    int64_t cache_expiration_days;
+    double cache_expiration_days;
     int64_t max_cache_size_mb;
     int64_t lru_check_interval;
     bool resize_images;
@@ -54,6 +54,15 @@ struct config {
     int64_t upstream_timeout_ms;
     int64_t upstream_grace_ms;
     int64_t upstream_batch_ms;
+    int64_t max_source_bytes;
+    int64_t max_source_pixels;
+    bool allow_private_sources;
+    struct config_list allowed_source_addresses;
+    int64_t download_timeout_seconds;
+    int64_t download_connect_timeout_seconds;
+    int64_t image_threads;
+    int64_t memory_cache_mb;
+    bool precache_on_metadata;
 };
 
 /*
