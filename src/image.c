@@ -150,6 +150,9 @@ static int vips_refusal(struct image_out *out, const char *what)
     return -EINVAL;
 }
 
+/* Every load decodes top to bottom once, and stops at the first sign of corruption. */
+#define SEQUENTIAL "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR
+
 /* Opens the source with its own format's loader; only the header is read until pixels are asked for. */
 static VipsImage *open_header(const uint8_t *src, size_t len, enum image_type t)
 {
@@ -158,71 +161,122 @@ static VipsImage *open_header(const uint8_t *src, size_t len, enum image_type t)
     int r = -1;
 
     switch (t) {
-    case IMAGE_JPEG: r = vips_jpegload_buffer(buf, len, &im, "fail_on", VIPS_FAIL_ON_ERROR, NULL); break;
-    case IMAGE_PNG: r = vips_pngload_buffer(buf, len, &im, "fail_on", VIPS_FAIL_ON_ERROR, NULL); break;
-    case IMAGE_GIF: r = vips_gifload_buffer(buf, len, &im, "fail_on", VIPS_FAIL_ON_ERROR, NULL); break;
-    case IMAGE_WEBP: r = vips_webpload_buffer(buf, len, &im, "fail_on", VIPS_FAIL_ON_ERROR, NULL); break;
+    case IMAGE_JPEG: r = vips_jpegload_buffer(buf, len, &im, SEQUENTIAL, NULL); break;
+    case IMAGE_PNG: r = vips_pngload_buffer(buf, len, &im, SEQUENTIAL, NULL); break;
+    case IMAGE_GIF: r = vips_gifload_buffer(buf, len, &im, SEQUENTIAL, NULL); break;
+    case IMAGE_WEBP: r = vips_webpload_buffer(buf, len, &im, SEQUENTIAL, NULL); break;
     case IMAGE_AVIF:
-    case IMAGE_HEIC: r = vips_heifload_buffer(buf, len, &im, "fail_on", VIPS_FAIL_ON_ERROR, NULL); break;
+    case IMAGE_HEIC: r = vips_heifload_buffer(buf, len, &im, SEQUENTIAL, NULL); break;
     case IMAGE_NONE: break;
     }
     return r == 0 ? im : NULL;
 }
 
 /*
- * `convert` asks for a colour conversion to sRGB, for sources with an ICC
- * profile or in CMYK; the rest are sRGB already, and converting them anyway
- * would shift saturated colours.
+ * The image to resize: the one already open, unless the format can decode at a
+ * reduced size (JPEG by powers of two, WebP by any scale), in which case it is
+ * opened again so that no more pixels are decoded than the result needs.
+ * Takes over `header`; returns NULL on failure.
  */
-static int resize(const uint8_t *src, size_t len, const struct image_opts *o, bool convert, struct image_out *out)
+static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, int max_size)
 {
-    VipsImage *thumb = NULL, *flat = NULL;
+    int width = vips_image_get_width(header), height = vips_image_get_page_height(header);
+    int longest = width > height ? width : height, shrink = 1, r = 0;
+    VipsImage *im = NULL;
+    void *buf = (void *)src;
+
+    if (t == IMAGE_JPEG) {
+        while (shrink < 8 && longest / (shrink * 2) >= max_size)
+            shrink *= 2;
+        if (shrink > 1)
+            r = vips_jpegload_buffer(buf, len, &im, "shrink", shrink, SEQUENTIAL, NULL);
+    } else if (t == IMAGE_WEBP && longest > max_size) {
+        r = vips_webpload_buffer(buf, len, &im, "scale", (double)max_size / longest, SEQUENTIAL, NULL);
+    }
+    if (im == NULL && r == 0)
+        return header;
+    g_object_unref(header);
+    return r == 0 ? im : NULL;
+}
+
+/* Replaces *im with the result of the step just done. */
+static void swap_in(VipsImage **im, VipsImage *next)
+{
+    g_object_unref(*im);
+    *im = next;
+}
+
+/*
+ * Upright, sRGB, on white, within max_size: the same lanczos3 resampling
+ * vips_thumbnail uses, in the order that suits an opaque JPEG result. Alpha is
+ * flattened before resampling, which gives the same pixels as resampling
+ * premultiplied and flattening after (both are linear) without premultiplying.
+ */
+static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
+                  struct image_out *out)
+{
+    VipsImage *im = open_for_resize(header, src, len, t, o->max_size), *next = NULL;
     void *jpeg = NULL;
     size_t jlen = 0;
-    int r = -EINVAL, tr;
+    int w, h, tw, th;
 
-    if (convert)
-        tr = vips_thumbnail_buffer((void *)src, len, &thumb, o->max_size, "height", o->max_size, "size", VIPS_SIZE_DOWN,
-                                   "export_profile", "srgb", "option_string", "fail_on=error", NULL);
-    else
-        tr = vips_thumbnail_buffer((void *)src, len, &thumb, o->max_size, "height", o->max_size, "size", VIPS_SIZE_DOWN,
-                                   "option_string", "fail_on=error", NULL);
-    if (tr != 0) {
-        r = vips_refusal(out, "cannot decode");
-        goto out;
+    if (im == NULL)
+        return vips_refusal(out, "cannot decode");
+    if (vips_image_get_orientation(im) > 1) {
+        if (vips_autorot(im, &next, NULL) != 0)
+            goto fail;
+        swap_in(&im, next);
     }
-    if (vips_image_hasalpha(thumb)) {
+    if (vips_image_get_typeof(im, VIPS_META_ICC_NAME) ||
+        vips_image_get_interpretation(im) == VIPS_INTERPRETATION_CMYK) {
+        const char *assumed = vips_image_get_interpretation(im) == VIPS_INTERPRETATION_CMYK ? "cmyk" : "srgb";
+        if (vips_icc_transform(im, &next, "srgb", "embedded", TRUE, "input_profile", assumed, NULL) != 0)
+            goto fail;
+        swap_in(&im, next);
+    } else if (vips_image_get_interpretation(im) != VIPS_INTERPRETATION_sRGB &&
+               vips_image_get_interpretation(im) != VIPS_INTERPRETATION_B_W) {
+        /* 16-bit and other spaces: converted rather than clipped when cast to 8 bits. */
+        if (vips_colourspace(im, &next, VIPS_INTERPRETATION_sRGB, NULL) != 0)
+            goto fail;
+        swap_in(&im, next);
+    }
+    if (vips_image_hasalpha(im)) {
         VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-        int fr = vips_flatten(thumb, &flat, "background", white, NULL);
+        int fr = vips_flatten(im, &next, "background", white, NULL);
         vips_area_unref(VIPS_AREA(white));
-        if (fr != 0) {
-            r = vips_refusal(out, "cannot flatten");
-            goto out;
-        }
-    } else {
-        flat = thumb;
-        g_object_ref(flat);
+        if (fr != 0)
+            goto fail;
+        swap_in(&im, next);
     }
-    if (vips_jpegsave_buffer(flat, &jpeg, &jlen, "Q", o->quality, "optimize_coding", TRUE, "strip", TRUE, NULL) != 0) {
-        r = vips_refusal(out, "cannot encode");
-        goto out;
+
+    /* The target size, fitting max_size like vips_thumbnail: the longer side exact, the other rounded. */
+    w = vips_image_get_width(im);
+    h = vips_image_get_height(im);
+    if (w > o->max_size || h > o->max_size) {
+        tw = w >= h ? o->max_size : (int)((double)w * o->max_size / h + 0.5);
+        th = h > w ? o->max_size : (int)((double)h * o->max_size / w + 0.5);
+        tw = tw < 1 ? 1 : tw;
+        th = th < 1 ? 1 : th;
+        if (vips_resize(im, &next, (double)tw / w, "vscale", (double)th / h, NULL) != 0)
+            goto fail;
+        swap_in(&im, next);
     }
+    if (vips_jpegsave_buffer(im, &jpeg, &jlen, "Q", o->quality, "optimize_coding", TRUE, "strip", TRUE, NULL) != 0)
+        goto fail;
     if ((out->data = malloc(jlen)) == NULL)
         abort();
     memcpy(out->data, jpeg, jlen);
     out->len = jlen;
     out->type = IMAGE_JPEG;
-    out->width = vips_image_get_width(flat);
-    out->height = vips_image_get_height(flat);
-    r = 0;
-
-out:
+    out->width = vips_image_get_width(im);
+    out->height = vips_image_get_height(im);
     g_free(jpeg);
-    if (flat != NULL)
-        g_object_unref(flat);
-    if (thumb != NULL)
-        g_object_unref(thumb);
-    return r;
+    g_object_unref(im);
+    return 0;
+
+fail:
+    g_object_unref(im);
+    return vips_refusal(out, "cannot convert");
 }
 
 /* Decodes every pixel of the first frame, so that a truncated or corrupt original is not kept. */
@@ -259,10 +313,7 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
     }
 
     if (o->resize) {
-        bool convert = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0 ||
-                       vips_image_get_interpretation(im) == VIPS_INTERPRETATION_CMYK;
-        g_object_unref(im);
-        r = resize(src, len, o, convert, out);
+        r = resize(im, src, len, t, o, out);
     } else {
         r = check_decodes(im, out);
         if (r == 0) {
