@@ -18,8 +18,8 @@
 #include "nip19.h"
 
 #define MAX_URL 4096
-/* Pictures fetched ahead (new kind 0 events, stale entries) waiting at once; more are skipped. */
-#define BACKGROUND_MAX 10000
+/* Pubkeys waiting to be fetched ahead (new kind 0 events, stale entries); more are dropped. */
+#define PREFETCH_QUEUE_MAX 100000
 /* A failure is remembered 5 minutes, then twice as long each time again, up to a day. */
 #define RETRY_BASE_SECONDS 300
 #define RETRY_MAX_SECONDS  86400
@@ -282,6 +282,7 @@ struct pfp_job {
     struct pfp_pending *pendings;
     bool interactive; /* someone waits in a browser: ahead of background work */
     bool queued, running;
+    bool counted_background; /* started as background work: holds one of its slots */
     struct fetch *fetch;
     struct work work;
     uint8_t *src;
@@ -322,6 +323,7 @@ static void add_waiter(struct pfp_pending *pd, struct hold *h)
 }
 
 static void pump_queue(struct pfp *p);
+static void on_prefetch_timer(uv_timer_t *t);
 
 /* Ends a pending: every waiter is answered with `answer`, then it is freed. */
 static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pending *pd, h2o_req_t *req, void *ctx),
@@ -331,8 +333,10 @@ static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pen
     struct hold *h;
 
     keymap_del(p->pending, pd->pubkey);
-    if (pd->background)
+    if (pd->background) {
         p->background_pending--;
+        uv_timer_start(&p->prefetch_timer, on_prefetch_timer, 0, 0);
+    }
     if (pd->looking)
         lookup_cancel(p->lookup, &pd->lw);
     while ((h = pd->waiters) != NULL) {
@@ -581,8 +585,10 @@ static void job_end(struct pfp_job *j)
 {
     struct pfp *p = j->p;
 
-    if (j->running)
+    if (j->running) {
         p->slots_used--;
+        p->background_running -= j->counted_background;
+    }
     job_free(j);
     pump_queue(p);
 }
@@ -665,15 +671,26 @@ static void on_fetched(void *data, struct fetch_result *res)
     workpool_submit(&p->images, &j->work);
 }
 
-/* Starts queued jobs while slots are free: interactive first. */
+/* Download slots background work may hold: the rest are kept for pictures someone is waiting for. */
+static size_t background_slots(const struct pfp *p)
+{
+    size_t half = (size_t)p->cfg->max_concurrent / 2;
+    return half > 0 ? half : 1;
+}
+
+/* Starts queued jobs while slots are free: interactive first, background within its share. */
 static void pump_queue(struct pfp *p)
 {
     while (!p->closing && p->slots_used < (size_t)p->cfg->max_concurrent) {
-        struct pfp_job *j = p->queue_interactive != NULL ? p->queue_interactive : p->queue_background;
+        struct pfp_job *j = p->queue_interactive;
+        if (j == NULL && p->background_running < background_slots(p))
+            j = p->queue_background;
         if (j == NULL)
             return;
         queue_unlink(p, j);
         j->running = true;
+        j->counted_background = !j->interactive;
+        p->background_running += j->counted_background;
         p->slots_used++;
         p->stats.downloads++;
         j->fetch = fetch_start(&p->fetcher, j->url, on_fetched, j);
@@ -854,8 +871,6 @@ static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool backgrou
         }
         return;
     }
-    if (background && p->background_pending >= BACKGROUND_MAX)
-        return;
     if ((pd = calloc(1, sizeof(*pd))) == NULL)
         abort();
     pd->p = p;
@@ -885,6 +900,54 @@ static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool backgrou
         pd->looking = true;
         pd->lw.cb = on_looked_up;
         lookup_get(p->lookup, pubkey, 0, &pd->lw);
+    }
+}
+
+/* --- work ahead of requests ----------------------------------------------------------------------------------- */
+
+/*
+ * Pictures fetched ahead -- of new profiles, or to refresh stale ones -- wait
+ * in a queue of pubkeys, so that storing a profile costs only an append; at
+ * most max_concurrent of them are worked on at a time, behind interactive work.
+ */
+struct prefetch_item {
+    uint8_t pubkey[32];
+    bool refresh;
+};
+
+/* Queues `pubkey` unless it is queued already or the queue is full. Returns whether it was queued. */
+static bool prefetch(struct pfp *p, const uint8_t pubkey[32], bool refresh)
+{
+    struct prefetch_item *it;
+
+    if (keymap_get(p->prefetch_set, pubkey) != NULL)
+        return false;
+    if (p->prefetch_len == PREFETCH_QUEUE_MAX) {
+        p->stats.prefetch_dropped++;
+        return false;
+    }
+    it = &p->prefetch_queue[(p->prefetch_head + p->prefetch_len++) % PREFETCH_QUEUE_MAX];
+    memcpy(it->pubkey, pubkey, 32);
+    it->refresh = refresh;
+    keymap_put(p->prefetch_set, pubkey, it);
+    uv_timer_start(&p->prefetch_timer, on_prefetch_timer, 0, 0);
+    return true;
+}
+
+static void on_prefetch_timer(uv_timer_t *t)
+{
+    struct pfp *p = t->data;
+
+    while (!p->closing && p->prefetch_len > 0 && p->background_pending < (size_t)p->cfg->max_concurrent) {
+        struct prefetch_item it = p->prefetch_queue[p->prefetch_head];
+        struct pic pic;
+        bool have;
+
+        p->prefetch_head = (p->prefetch_head + 1) % PREFETCH_QUEUE_MAX;
+        p->prefetch_len--;
+        keymap_del(p->prefetch_set, it.pubkey);
+        have = read_pic(p, it.pubkey, &pic) == 0;
+        start_pending(p, it.pubkey, true, it.refresh, have ? &pic : NULL);
     }
 }
 
@@ -1005,10 +1068,8 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
             bool stale = pic.h.fetched_at + p->max_age <= now;
             if (stale) {
                 p->stats.stale++;
-                if (!p->closing && keymap_get(p->pending, pubkey) == NULL) {
+                if (!p->closing && keymap_get(p->pending, pubkey) == NULL && prefetch(p, pubkey, true))
                     p->stats.refreshes++;
-                    start_pending(p, pubkey, true, true, &pic);
-                }
             } else {
                 p->stats.hits++;
             }
@@ -1054,8 +1115,8 @@ static void on_event_stored(void *data, const struct event_view *ev)
             write_pic(p, ev->pubkey, NULL, NULL, NULL, NULL, NULL);
         return;
     }
-    p->stats.prefetches++;
-    start_pending(p, ev->pubkey, true, false, have ? &pic : NULL);
+    if (prefetch(p, ev->pubkey, false))
+        p->stats.prefetches++;
 }
 
 /* --- life cycle ------------------------------------------------------------------------------------------------- */
@@ -1092,6 +1153,11 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
     blobcache_init(&p->cache, (size_t)cfg->memory_cache_mb << 20);
     p->pending = keymap_new(32);
     p->jobs = keymap_new(32);
+    p->prefetch_set = keymap_new(32);
+    if ((p->prefetch_queue = calloc(PREFETCH_QUEUE_MAX, sizeof(*p->prefetch_queue))) == NULL)
+        abort();
+    uv_timer_init(loop, &p->prefetch_timer);
+    p->prefetch_timer.data = p;
     p->image_opts = (struct image_opts){cfg->resize_images, (int)cfg->max_image_size, (int)cfg->image_quality,
                                         cfg->max_source_pixels};
     p->max_age = (uint64_t)(cfg->cache_expiration_days * 86400);
@@ -1161,7 +1227,13 @@ void pfp_free(struct pfp *p)
         keymap_free(p->pending, free);
     if (p->jobs != NULL)
         keymap_free(p->jobs, NULL);
-    p->pending = p->jobs = NULL;
+    if (p->prefetch_set != NULL)
+        keymap_free(p->prefetch_set, NULL);
+    p->pending = p->jobs = p->prefetch_set = NULL;
+    free(p->prefetch_queue);
+    p->prefetch_queue = NULL;
+    if (p->prefetch_timer.loop != NULL)
+        uv_close((uv_handle_t *)&p->prefetch_timer, NULL);
     blobcache_free(&p->cache);
     blobs_free(&p->blobs);
 }

@@ -33,15 +33,17 @@ struct pfp_stats {
     uint64_t downloads;            /* started */
     uint64_t download_failures[8]; /* by enum fetch_error */
     uint64_t bad_images;
-    uint64_t processed;  /* pictures checked and stored */
-    uint64_t url_reuses; /* a picture another pubkey's URL had already brought */
-    uint64_t prefetches; /* started because a kind 0 arrived */
-    uint64_t refreshes;  /* started because an entry was stale */
-    uint64_t process_ns; /* time spent checking and resizing, summed */
+    uint64_t processed;        /* pictures checked and stored */
+    uint64_t url_reuses;       /* a picture another pubkey's URL had already brought */
+    uint64_t prefetches;       /* started because a kind 0 arrived */
+    uint64_t refreshes;        /* started because an entry was stale */
+    uint64_t prefetch_dropped; /* not queued: the queue was full */
+    uint64_t process_ns;       /* time spent checking and resizing, summed */
 };
 
 struct pfp_pending;
 struct pfp_job;
+struct prefetch_item;
 struct keymap;
 
 struct pfp {
@@ -60,8 +62,13 @@ struct pfp {
     struct keymap *jobs;                                  /* URL hash -> its download and processing under way */
     struct pfp_job *queue_interactive, *queue_background; /* waiting for a download slot */
     struct pfp_job *all_jobs;
-    size_t slots_used; /* downloads and processing under way, at most max_concurrent */
-    size_t background_pending;
+    size_t slots_used;                    /* downloads and processing under way, at most max_concurrent */
+    size_t background_running;            /* ... of them started as background work, at most half */
+    size_t background_pending;            /* pubkeys being fetched ahead, at most max_concurrent */
+    struct prefetch_item *prefetch_queue; /* a ring of pubkeys to fetch ahead */
+    size_t prefetch_head, prefetch_len;
+    struct keymap *prefetch_set; /* pubkey -> its place in the ring, so none is queued twice */
+    uv_timer_t prefetch_timer;
     uint64_t max_age; /* seconds a picture stays fresh */
     char cache_control[64];
     bool closing;
