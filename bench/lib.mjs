@@ -1,5 +1,9 @@
 // lib.mjs -- helpers shared by the Node benchmarks.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { initNostrWasm } from 'nostr-wasm';
@@ -53,3 +57,100 @@ export function publishAll(ws, lines, window = 256) {
     while (next < Math.min(window, lines.length)) ws.send(`["EVENT",${lines[next++]}]`);
   });
 }
+
+// A free TCP port on loopback.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// A scratch directory for one benchmark. nginx workers run as www-data when started by root,
+// so it is readable by all: they must reach the files under it.
+export function benchDir() {
+  const dir = mkdtempSync(join(tmpdir(), 'pfp-bench-'));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+// Starts nginx (one worker, access log off) serving `root` on a free loopback port; resolves with
+// { url, stop() }. The configuration is written into `dir`; both lie under a benchDir().
+export async function startNginx(root, dir) {
+  const port = await freePort();
+  mkdirSync(join(dir, 'tmp'), { recursive: true });
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    open_file_cache max=200000 inactive=60s;
+    open_file_cache_valid 60s;
+    client_body_temp_path ${dir}/tmp;
+    proxy_temp_path ${dir}/tmp;
+    fastcgi_temp_path ${dir}/tmp;
+    uwsgi_temp_path ${dir}/tmp;
+    scgi_temp_path ${dir}/tmp;
+    types { image/jpeg jpg; application/json json; }
+    server { listen 127.0.0.1:${port}; root ${root}; }
+}
+`,
+  );
+  const proc = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], {
+    stdio: 'ignore',
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(url).then(() => true, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    stop: () =>
+      new Promise((resolve) => {
+        proc.once('exit', resolve);
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+export const WRK = {
+  threads: Number(process.env.WRK_THREADS ?? 1),
+  connections: Number(process.env.WRK_CONNECTIONS ?? 32),
+  seconds: Number(process.env.WRK_SECONDS ?? 5),
+  rounds: Number(process.env.BENCH_ROUNDS ?? 3),
+};
+
+// Requests per second of one wrk run; fails if anything but 2xx or 3xx came back.
+export function wrk(url, { script, env } = {}) {
+  const args = [`-t${WRK.threads}`, `-c${WRK.connections}`, `-d${WRK.seconds}s`];
+  if (script) args.push('-s', script);
+  const out = execFileSync('wrk', [...args, url], { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (/Non-2xx or 3xx responses/.test(out)) throw new Error(`${url} answered errors under load:\n${out}`);
+  return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+}
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+// Medians of alternating wrk rounds against each of `urls`, so that drift hits all alike.
+export function wrkRounds(targets) {
+  const results = targets.map(() => []);
+  for (let r = 0; r < WRK.rounds; r++) targets.forEach((t, i) => results[i].push(wrk(t.url, t)));
+  return results.map(median);
+}
+
+export const fmt = (n) => Math.round(n).toLocaleString('en-US');

@@ -3,12 +3,8 @@
 # reference measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")"
-echo "== http_static.sh"
-bash ./http_static.sh
-echo
-echo "== relay.mjs"
-node ./relay.mjs
-echo
-echo "== upstream.mjs"
-node ./upstream.mjs
-echo
+for b in http_static relay upstream pictures resize; do
+    echo "== $b"
+    node "./$b.mjs"
+    echo
+done

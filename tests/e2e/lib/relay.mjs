@@ -1,7 +1,7 @@
 // relay.mjs -- start the real pfpcache-relay binary on a free loopback port with a
 // temporary data directory, and stop it again.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,7 @@ export function freePort() {
 // or be null to return at once (for a relay that logs nothing).
 export async function startRelay({ config = {}, dir, readyPattern = /listening on (https?:\/\/\S+)/, timeoutMs = 15000 } = {}) {
   dir ??= await tempDir();
+  await mkdir(dir, { recursive: true });
   const configPath = join(dir, 'config.json');
   await writeFile(configPath, JSON.stringify(testConfig(dir, config), null, 2));
 
