@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "hex.h"
+
 /*
  * NIP-19 drops BIP-173's 90-character limit because an nprofile carries relay
  * URLs; this cap still bounds the work and the stack buffer for the data part.
@@ -26,26 +28,6 @@ static const char *const other_prefixes[][2] = {
     {"nevent", "unknown bech32 prefix \"nevent\""}, {"naddr", "unknown bech32 prefix \"naddr\""},
     {"nrelay", "unknown bech32 prefix \"nrelay\""},
 };
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static bool all_hex(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (hex_value(s[i]) < 0)
-            return false;
-    }
-    return true;
-}
 
 static char lower(char c)
 {
@@ -222,11 +204,8 @@ int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], const char *
     size_t sep = len, n;
     bool npub;
 
-    if (len == 64 && all_hex(s, len)) {
-        for (size_t i = 0; i < 32; i++)
-            out[i] = (uint8_t)((hex_value(s[2 * i]) << 4) | hex_value(s[2 * i + 1]));
+    if (len == 64 && hex_decode_any_case(s, len, out, 32) == 0)
         return 0;
-    }
     if (len > MAX_INPUT) {
         *why = "longer than 5000 characters";
         return -EINVAL;

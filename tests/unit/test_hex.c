@@ -1,4 +1,4 @@
-/* test_hex.c -- strict lowercase hex decoding and encoding of ids, keys and signatures. */
+/* test_hex.c -- strict hex decoding (lowercase, or either case for pasted keys) and encoding. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "hex.h"
@@ -72,6 +73,49 @@ static void decode_refuses_characters_that_are_not_hex(void **state)
     assert_int_equal(hex_decode("0\0", 2, out, 1), -EINVAL);
 }
 
+/* Every byte value, in either place of a pair, against the digits each decoder accepts. */
+static void decoders_accept_exactly_their_digits_among_all_byte_values(void **state)
+{
+    static const char lower[] = "0123456789abcdef", upper[] = "0123456789ABCDEF";
+    (void)state;
+
+    for (int c = 0; c < 256; c++) {
+        int value = -1;
+        for (int d = 0; d < 16; d++) {
+            if (c == lower[d] || c == upper[d])
+                value = d;
+        }
+        bool is_lower = value >= 0 && c == lower[value];
+        char hi[2] = {(char)c, '7'}, lo[2] = {'7', (char)c};
+        uint8_t out;
+
+        assert_int_equal(hex_decode(hi, 2, &out, 1), is_lower ? 0 : -EINVAL);
+        if (is_lower)
+            assert_int_equal(out, value << 4 | 7);
+        assert_int_equal(hex_decode(lo, 2, &out, 1), is_lower ? 0 : -EINVAL);
+        if (is_lower)
+            assert_int_equal(out, 0x70 | value);
+        assert_int_equal(hex_decode_any_case(hi, 2, &out, 1), value >= 0 ? 0 : -EINVAL);
+        if (value >= 0)
+            assert_int_equal(out, value << 4 | 7);
+        assert_int_equal(hex_decode_any_case(lo, 2, &out, 1), value >= 0 ? 0 : -EINVAL);
+        if (value >= 0)
+            assert_int_equal(out, 0x70 | value);
+    }
+}
+
+static void any_case_decoding_reads_mixed_case_keys(void **state)
+{
+    uint8_t a[4], b[4];
+    (void)state;
+
+    assert_int_equal(hex_decode_any_case("01ABcdEf", 8, a, 4), 0);
+    assert_int_equal(hex_decode("01abcdef", 8, b, 4), 0);
+    assert_memory_equal(a, b, 4);
+    assert_int_equal(hex_decode_any_case("01ABcdE", 7, a, 4), -EINVAL);
+    assert_int_equal(hex_decode_any_case("01ABcdEg", 8, a, 4), -EINVAL);
+}
+
 static void encode_writes_lowercase_without_terminator_and_round_trips(void **state)
 {
     uint8_t in[256], back[256];
@@ -98,6 +142,8 @@ int main(void)
         cmocka_unit_test(decode_refuses_uppercase),
         cmocka_unit_test(decode_refuses_a_length_other_than_twice_the_bytes),
         cmocka_unit_test(decode_refuses_characters_that_are_not_hex),
+        cmocka_unit_test(decoders_accept_exactly_their_digits_among_all_byte_values),
+        cmocka_unit_test(any_case_decoding_reads_mixed_case_keys),
         cmocka_unit_test(encode_writes_lowercase_without_terminator_and_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
