@@ -78,24 +78,33 @@ export function benchDir() {
   return dir;
 }
 
-// Starts nginx (one worker, access log off) serving `root` on a free loopback port; resolves with
-// { url, stop() }. The configuration is written into `dir`; both lie under a benchDir().
+// The most files a process may open here: nginx keeps as many open as this allows, less its connections.
+const FILE_LIMIT = (() => {
+  const hard = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  return hard === 'unlimited' ? 1 << 20 : Number(hard);
+})();
+const NGINX_CONNECTIONS = 4096;
+export const NGINX_OPEN_FILES = Math.min(200000, FILE_LIMIT - 2 * NGINX_CONNECTIONS);
+
+// Starts nginx (one worker, access log off, open files cached) serving `root` on a free loopback port;
+// resolves with { url, stop() }. The configuration is written into `dir`; both lie under a benchDir().
 export async function startNginx(root, dir) {
   const port = await freePort();
   mkdirSync(join(dir, 'tmp'), { recursive: true });
   writeFileSync(
     join(dir, 'nginx.conf'),
     `worker_processes 1;
+worker_rlimit_nofile ${FILE_LIMIT};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${NGINX_CONNECTIONS}; }
 http {
     access_log off;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
     keepalive_requests 1000000;
-    open_file_cache max=200000 inactive=60s;
+    open_file_cache max=${NGINX_OPEN_FILES} inactive=60s;
     open_file_cache_valid 60s;
     client_body_temp_path ${dir}/tmp;
     proxy_temp_path ${dir}/tmp;

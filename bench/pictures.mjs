@@ -1,16 +1,16 @@
 // pictures.mjs -- GET /profile-pic benchmarks:
 //   hit path: wrk on one cached picture, against nginx (one worker) serving the same bytes, in one run;
-//   scale: 100,000 cached pubkeys requested at random (wrk Lua script), against the single-picture figure;
+//   scale: 100,000 cached pubkeys requested at random (wrk Lua script), against nginx serving a file per pubkey;
 //   coalescing: 500 concurrent requests for one uncached pubkey: upstream queries and downloads;
 //   memory: the relay's heap through a burst of 200 misses for distinct pictures.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 
 import { startImageServer } from '../tests/e2e/lib/images.mjs';
 import { startRelay } from '../tests/e2e/lib/relay.mjs';
-import { WRK, benchDir, fmt, here, openSocket, publishAll, startNginx, wrkRounds } from './lib.mjs';
+import { NGINX_OPEN_FILES, WRK, benchDir, fmt, here, openSocket, publishAll, startNginx, wrkRounds } from './lib.mjs';
 
 const PUBKEYS = Number(process.env.PICTURE_PUBKEYS ?? 100000);
 const DISTINCT = 1000;
@@ -63,26 +63,39 @@ try {
   });
   const fill = (performance.now() - t0) / 1000;
 
-  // nginx serves the same bytes the relay serves for the first pubkey.
+  // nginx serves the same bytes the relay serves: the first pubkey's picture, and each pubkey's picture
+  // as a file named by the pubkey (hard links to one file per distinct picture).
   const first = await get(`${relay.url}/profile-pic/${pubkeys[0]}`);
   const www = join(dir, 'www');
-  mkdirSync(www);
+  mkdirSync(join(www, 'p'), { recursive: true });
+  mkdirSync(join(www, 'k'));
   writeFileSync(join(www, 'pic.jpg'), first.body);
+  for (let i = 0; i < DISTINCT; i++) {
+    const r = await get(`${relay.url}/profile-pic/${pubkeys[i]}`);
+    writeFileSync(join(www, 'p', `${i}.jpg`), r.body);
+  }
+  pubkeys.forEach((pk, i) => linkSync(join(www, 'p', `${i % DISTINCT}.jpg`), join(www, 'k', pk)));
   const keysFile = join(dir, 'pubkeys.txt');
   writeFileSync(keysFile, pubkeys.join('\n') + '\n');
+  // The reference for the random run: the same script, so wrk does the same work per request, over one pubkey.
+  const oneKeyFile = join(dir, 'pubkey.txt');
+  writeFileSync(oneKeyFile, pubkeys[0] + '\n');
   const lua = join(dir, 'random.lua');
   writeFileSync(lua, `local keys = {}
 for line in io.lines(os.getenv("PFP_KEYS")) do keys[#keys + 1] = line end
 math.randomseed(os.time())
-request = function() return wrk.format("GET", "/profile-pic/" .. keys[math.random(#keys)]) end
+local prefix = os.getenv("PFP_PREFIX")
+request = function() return wrk.format("GET", prefix .. keys[math.random(#keys)]) end
 `);
   const nginx = await startNginx(www, join(dir, 'nginx'));
-  let single, random, theirs;
+  let single, theirs, random, theirsRandom, scripted;
   try {
-    [single, theirs, random] = wrkRounds([
+    [single, theirs, random, theirsRandom, scripted] = wrkRounds([
       { url: `${relay.url}/profile-pic/${pubkeys[0]}` },
       { url: `${nginx.url}/pic.jpg` },
-      { url: relay.url, script: lua, env: { PFP_KEYS: keysFile } },
+      { url: relay.url, script: lua, env: { PFP_KEYS: keysFile, PFP_PREFIX: '/profile-pic/' } },
+      { url: nginx.url, script: lua, env: { PFP_KEYS: keysFile, PFP_PREFIX: '/k/' } },
+      { url: relay.url, script: lua, env: { PFP_KEYS: oneKeyFile, PFP_PREFIX: '/profile-pic/' } },
     ]);
   } finally {
     await nginx.stop();
@@ -91,8 +104,11 @@ request = function() return wrk.format("GET", "/profile-pic/" .. keys[math.rando
   console.log(`  pfpcache-relay, one pubkey            ${fmt(single).padStart(10)} req/s`);
   console.log(`  nginx, the same bytes as a file       ${fmt(theirs).padStart(10)} req/s`);
   console.log(`  ratio relay/nginx                     ${(single / theirs).toFixed(2).padStart(10)}`);
-  console.log(`  pfpcache-relay, ${fmt(PUBKEYS)} pubkeys at random ${fmt(random).padStart(10)} req/s`);
-  console.log(`  ratio random/one pubkey               ${(random / single).toFixed(2).padStart(10)}`);
+  console.log(`  ${fmt(PUBKEYS)} pubkeys at random (wrk Lua script), ${DISTINCT} distinct pictures:`);
+  console.log(`  pfpcache-relay                        ${fmt(random).padStart(10)} req/s`);
+  console.log(`  nginx, a file per pubkey              ${fmt(theirsRandom).padStart(10)} req/s  (open_file_cache ${fmt(NGINX_OPEN_FILES)})`);
+  console.log(`  ratio relay/nginx                     ${(random / theirsRandom).toFixed(2).padStart(10)}`);
+  console.log(`  ratio to one pubkey through the script ${(random / scripted).toFixed(2).padStart(9)}`);
   console.log(`  (filling the cache: ${fmt(PUBKEYS)} misses over ${DISTINCT} pictures took ${fill.toFixed(1)} s)`);
 } finally {
   await relay.cleanup();
