@@ -199,6 +199,18 @@ static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t 
     return r == 0 ? im : NULL;
 }
 
+/* The result: a copy of `data`, which belongs to libvips or to the caller. */
+static void set_output(struct image_out *out, const void *data, size_t len, enum image_type t, int width, int height)
+{
+    if ((out->data = malloc(len)) == NULL)
+        abort();
+    memcpy(out->data, data, len);
+    out->len = len;
+    out->type = t;
+    out->width = width;
+    out->height = height;
+}
+
 /* Replaces *im with the result of the step just done. */
 static void swap_in(VipsImage **im, VipsImage *next)
 {
@@ -263,13 +275,7 @@ static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_
     }
     if (vips_jpegsave_buffer(im, &jpeg, &jlen, "Q", o->quality, "optimize_coding", TRUE, "strip", TRUE, NULL) != 0)
         goto fail;
-    if ((out->data = malloc(jlen)) == NULL)
-        abort();
-    memcpy(out->data, jpeg, jlen);
-    out->len = jlen;
-    out->type = IMAGE_JPEG;
-    out->width = vips_image_get_width(im);
-    out->height = vips_image_get_height(im);
+    set_output(out, jpeg, jlen, IMAGE_JPEG, vips_image_get_width(im), vips_image_get_height(im));
     g_free(jpeg);
     g_object_unref(im);
     return 0;
@@ -316,15 +322,8 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
         r = resize(im, src, len, t, o, out);
     } else {
         r = check_decodes(im, out);
-        if (r == 0) {
-            if ((out->data = malloc(len)) == NULL)
-                abort();
-            memcpy(out->data, src, len);
-            out->len = len;
-            out->type = t;
-            out->width = vips_image_get_width(im);
-            out->height = vips_image_get_page_height(im);
-        }
+        if (r == 0)
+            set_output(out, src, len, t, vips_image_get_width(im), vips_image_get_page_height(im));
         g_object_unref(im);
     }
     return r;
