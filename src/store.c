@@ -337,7 +337,7 @@ static void *writer_main(void *arg)
             return NULL;
         }
         batch = last = st->head;
-        while (last->next != NULL && ++n < BATCH_MAX)
+        while (!batch->solo && last->next != NULL && !last->next->solo && ++n < BATCH_MAX)
             last = last->next;
         st->head = last->next;
         if (st->head == NULL)
@@ -346,6 +346,10 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&st->lock);
 
         run_batch(st, batch);
+        for (w = batch; w != NULL; w = w->next) {
+            if (w->status == 0 && w->committed != NULL)
+                w->committed(w);
+        }
         while (batch != NULL) {
             w = batch;
             batch = batch->next;
@@ -372,6 +376,8 @@ void store_submit(struct store *st, struct store_write *w)
 void store_put_event(struct store *st, struct store_event_write *ew)
 {
     ew->w.apply = apply_put_event;
+    ew->w.committed = NULL;
+    ew->w.solo = false;
     ew->w.done = put_event_done;
     ew->w.status = 0;
     ew->result = STORE_STORED;

@@ -27,12 +27,19 @@ struct store;
  * it again alone, so no other write is lost. `apply` may thus run twice and must
  * depend only on the database. Once committed, `status` holds apply's result (or
  * the commit's error) and `done` runs on the loop thread, owning the write again.
+ * `committed`, when set, runs on the writer thread once the write is committed
+ * and before the next batch starts: for changes outside the database that must
+ * follow the commit and precede any later write (removing files). A `solo`
+ * write has a transaction of its own, so that its `committed` also precedes
+ * every write after it.
  */
 struct store_write {
     struct inbox_item item;
     int (*apply)(struct store *st, MDB_txn *txn, struct store_write *w);
+    void (*committed)(struct store_write *w);
     void (*done)(struct store_write *w);
     int status;
+    bool solo;
     struct store *st; /* set by store_submit() */
     struct store_write *next;
 };
