@@ -14,9 +14,10 @@
 
 #include "log.h"
 #include "netguard.h"
+#include "nip19.h"
 #include "url.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST };
+enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST, KEY_PUBKEY_LIST };
 
 struct key {
     const char *name;
@@ -25,10 +26,11 @@ struct key {
     int64_t min, max;            /* KEY_INT and KEY_NUMBER, and each item of a KEY_INT_LIST */
     int64_t def_int;             /* KEY_INT, KEY_NUMBER, KEY_BOOL */
     const char *def_str;         /* KEY_STRING */
-    const char *const *def_list; /* KEY_STRING_LIST, NULL-terminated */
+    const char *const *def_list; /* KEY_STRING_LIST, NULL-terminated; KEY_PUBKEY_LIST is always [] */
     const int64_t *def_ints;     /* KEY_INT_LIST, terminated by -1 */
     bool (*valid)(const char *); /* KEY_STRING and each item of a KEY_STRING_LIST; NULL accepts any */
-    const char *allowed;         /* what is allowed, for KEY_STRING and each item of a KEY_STRING_LIST */
+    const char *allowed; /* what is allowed, for KEY_STRING and each item of a KEY_STRING_LIST or KEY_PUBKEY_LIST */
+    bool secret;         /* KEY_STRING: errors describe the value instead of quoting it, as logs are not private */
 };
 
 static bool valid_listen_addr(const char *s)
@@ -64,6 +66,21 @@ static bool valid_pubkey_or_empty(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+/* The token travels in a header and must not be guessable: printable ASCII without spaces, 16 characters or more. */
+static bool valid_token_or_empty(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return true;
+    if (n < 16)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
             return false;
     }
     return true;
@@ -141,6 +158,11 @@ static const struct key keys[] = {
     {"image_threads", KEY_INT, OFF(image_threads), 0, 256, 0},
     {"memory_cache_mb", KEY_INT, OFF(memory_cache_mb), 0, 1048576, 64},
     {"precache_on_metadata", KEY_BOOL, OFF(precache_on_metadata), .def_int = 1},
+    {"lru_low_water_percent", KEY_INT, OFF(lru_low_water_percent), 50, 99, 90},
+    {"admin_token", KEY_STRING, OFF(admin_token), .def_str = "", .valid = valid_token_or_empty,
+     .allowed = "\"\" (off) or at least 16 printable ASCII characters without spaces", .secret = true},
+    {"admin_pubkeys", KEY_PUBKEY_LIST, OFF(admin_pubkeys),
+     .allowed = "64 hex characters (either case), an npub or an nprofile"},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -204,6 +226,7 @@ void config_defaults(struct config *cfg)
         case KEY_BOOL: *(bool *)field(cfg, k) = k->def_int != 0; break;
         case KEY_STRING_LIST: list_set_defaults(field(cfg, k), k->def_list); break;
         case KEY_INT_LIST: int_list_set_defaults(field(cfg, k), k->def_ints); break;
+        case KEY_PUBKEY_LIST: break;
         }
     }
 }
@@ -222,6 +245,11 @@ void config_free(struct config *cfg)
             free(l->items);
             l->items = NULL;
             l->count = 0;
+        } else if (k->type == KEY_PUBKEY_LIST) {
+            struct config_pubkeys *p = field(cfg, k);
+            free(p->keys);
+            p->keys = NULL;
+            p->count = 0;
         }
     }
 }
@@ -245,6 +273,7 @@ static json_t *default_json(const struct key *k)
             json_array_append_new(a, json_integer(*i));
         return a;
     }
+    case KEY_PUBKEY_LIST: return json_array();
     }
     return NULL;
 }
@@ -332,16 +361,68 @@ static void allowed_text(const struct key *k, char *buf, size_t len)
     case KEY_INT_LIST:
         snprintf(buf, len, "an array of integers from %lld to %lld", (long long)k->min, (long long)k->max);
         break;
+    case KEY_PUBKEY_LIST: snprintf(buf, len, "an array of public keys, each %s", k->allowed); break;
     }
+}
+
+/* A secret's length and kind of fault, without its characters. */
+static void secret_text(const json_t *v, char *buf, size_t len)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    bool odd = false;
+
+    if (!json_is_string(v)) {
+        snprintf(buf, len, "not a string");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        odd = odd || (unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f;
+    snprintf(buf, len, "%zu characters long%s", n, odd ? ", with spaces, control or non-ASCII characters" : "");
 }
 
 static int bad_value(const struct key *k, const json_t *v, char *err, size_t errlen)
 {
     char value[128], allowed[256];
-    value_text(v, value, sizeof(value));
+    if (k->secret)
+        secret_text(v, value, sizeof(value));
+    else
+        value_text(v, value, sizeof(value));
     allowed_text(k, allowed, sizeof(allowed));
     set_err(err, errlen, "\"%s\" is %s; allowed: %s", k->name, value, allowed);
     return -EINVAL;
+}
+
+static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v, char *err, size_t errlen)
+{
+    uint8_t(*decoded)[32];
+    size_t n;
+    json_t *item;
+    const char *why;
+
+    /* Nothing is quoted here: what was pasted may be a secret key (nsec). */
+    if (!json_is_array(v)) {
+        char allowed[256];
+        allowed_text(k, allowed, sizeof(allowed));
+        set_err(err, errlen, "\"%s\" is not an array; allowed: %s", k->name, allowed);
+        return -EINVAL;
+    }
+    if ((decoded = calloc(json_array_size(v) + 1, sizeof(*keys))) == NULL)
+        abort();
+    json_array_foreach(v, n, item)
+    {
+        if (!json_is_string(item))
+            why = "not a string";
+        else if (nip19_decode_pubkey(json_string_value(item), json_string_length(item), decoded[n], &why) == 0)
+            continue;
+        set_err(err, errlen, "\"%s\"[%zu] is not a public key (%s); allowed: %s", k->name, n, why, k->allowed);
+        free(decoded);
+        return -EINVAL;
+    }
+    free(p->keys);
+    p->keys = decoded;
+    p->count = json_array_size(v);
+    return 0;
 }
 
 static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err, size_t errlen)
@@ -428,6 +509,7 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
         json_array_foreach(v, n, item) l->items[n] = json_integer_value(item);
         return 0;
     }
+    case KEY_PUBKEY_LIST: return set_pubkeys(field(cfg, k), k, v, err, errlen);
     }
     return -EINVAL;
 }

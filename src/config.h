@@ -17,6 +17,12 @@ struct config_int_list {
     size_t count;
 };
 
+/* Public keys, decoded from hex or NIP-19 to their 32 bytes. */
+struct config_pubkeys {
+    uint8_t (*keys)[32];
+    size_t count;
+};
+
 /* Every string and list is owned by the config and freed by config_free(). */
 struct config {
     char *listen_addr;
@@ -63,6 +69,9 @@ struct config {
     int64_t image_threads;
     int64_t memory_cache_mb;
     bool precache_on_metadata;
+    int64_t lru_low_water_percent;
+    char *admin_token; /* "" when off */
+    struct config_pubkeys admin_pubkeys;
 };
 
 /*

@@ -81,6 +81,18 @@ static void defaults_are_the_seeds(void **state)
     config_free(&cfg);
 }
 
+static void admin_and_lru_keys_default_to_off_and_90_percent(void **state)
+{
+    struct config cfg;
+    (void)state;
+
+    config_defaults(&cfg);
+    assert_int_equal(cfg.lru_low_water_percent, 90);
+    assert_string_equal(cfg.admin_token, "");
+    assert_int_equal(cfg.admin_pubkeys.count, 0);
+    config_free(&cfg);
+}
+
 static void missing_file_is_written_with_defaults_and_reads_back(void **state)
 {
     struct config cfg, again;
@@ -95,6 +107,9 @@ static void missing_file_is_written_with_defaults_and_reads_back(void **state)
     assert_int_equal(again.upstream_relays.count, cfg.upstream_relays.count);
     assert_int_equal(again.image_quality, cfg.image_quality);
     assert_int_equal(again.resize_images, cfg.resize_images);
+    assert_int_equal(again.lru_low_water_percent, 90);
+    assert_string_equal(again.admin_token, "");
+    assert_int_equal(again.admin_pubkeys.count, 0);
     config_free(&cfg);
     config_free(&again);
 }
@@ -117,6 +132,88 @@ static void values_in_the_file_override_defaults(void **state)
     config_free(&cfg);
 }
 
+#define NPUB     "npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptg"
+#define NPUB_HEX "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4e"
+#define NSEC     "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5"
+
+static void admin_keys_and_low_water_are_read(void **state)
+{
+    static const uint8_t npub_key[32] = {0x7e, 0x7e, 0x9c, 0x42, 0xa9, 0x1b, 0xfe, 0xf1, 0x9f, 0xa9, 0x29,
+                                         0xe5, 0xfd, 0xa1, 0xb7, 0x2e, 0x0e, 0xbc, 0x1a, 0x4c, 0x11, 0x41,
+                                         0x67, 0x3e, 0x27, 0x94, 0x23, 0x4d, 0x86, 0xad, 0xdf, 0x4e};
+    struct config cfg;
+    char err[512];
+    (void)state;
+
+    write_file("{\"lru_low_water_percent\": 50, \"admin_token\": \"0123456789abcdef\","
+               " \"admin_pubkeys\": [\"" NPUB
+               "\", \"7E7E9C42A91BFEF19FA929E5FDA1B72E0EBC1A4C1141673E2794234D86ADDF4E\","
+               " \"" NPUB_HEX "\"]}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.lru_low_water_percent, 50);
+    assert_string_equal(cfg.admin_token, "0123456789abcdef");
+    assert_int_equal(cfg.admin_pubkeys.count, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_memory_equal(cfg.admin_pubkeys.keys[i], npub_key, 32);
+    config_free(&cfg);
+    assert_null(cfg.admin_pubkeys.keys);
+
+    write_file("{\"lru_low_water_percent\": 99, \"admin_token\": \"\", \"admin_pubkeys\": []}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.lru_low_water_percent, 99);
+    assert_string_equal(cfg.admin_token, "");
+    assert_int_equal(cfg.admin_pubkeys.count, 0);
+    config_free(&cfg);
+}
+
+/* Loads `text`, expects failure with `expect`, and checks that `secret` is not in the message. */
+static void expect_error_hiding(const char *text, const char *expect, const char *secret)
+{
+    struct config cfg;
+    char err[512] = "";
+
+    write_file(text);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+    if (strstr(err, expect) == NULL)
+        fail_msg("message \"%s\" does not contain \"%s\"", err, expect);
+    if (strstr(err, secret) != NULL)
+        fail_msg("message \"%s\" quotes \"%s\"", err, secret);
+}
+
+static void bad_admin_tokens_are_described_without_quoting_them(void **state)
+{
+    (void)state;
+    expect_error_hiding("{\"admin_token\": \"hunter2\"}",
+                        "\"admin_token\" is 7 characters long; allowed: \"\" (off) or at least 16 printable ASCII "
+                        "characters without spaces",
+                        "hunter2");
+    expect_error_hiding("{\"admin_token\": \"0123456789abcde\"}", "\"admin_token\" is 15 characters long; allowed",
+                        "0123456789abcde");
+    expect_error_hiding("{\"admin_token\": \"correct horse battery\"}",
+                        "\"admin_token\" is 21 characters long, with spaces, control or non-ASCII characters; allowed",
+                        "horse");
+    expect_error_hiding("{\"admin_token\": \"0123456789abcdef\\t\"}", "\"admin_token\" is 17 characters long, with",
+                        "0123456789");
+    expect_error_hiding("{\"admin_token\": 1234567890123456789}", "\"admin_token\" is not a string; allowed",
+                        "1234567890");
+}
+
+static void bad_admin_pubkeys_name_the_index(void **state)
+{
+    (void)state;
+    expect_error_hiding("{\"admin_pubkeys\": \"" NSEC "\"}",
+                        "\"admin_pubkeys\" is not an array; allowed: an array of public keys, each 64 hex characters",
+                        NSEC);
+    expect_error("{\"admin_pubkeys\": [\"" NPUB_HEX "\", \"abc\"]}",
+                 "\"admin_pubkeys\"[1] is not a public key (not 64 hex characters, an npub or an nprofile); "
+                 "allowed: 64 hex characters (either case), an npub or an nprofile");
+    expect_error("{\"admin_pubkeys\": [7]}", "\"admin_pubkeys\"[0] is not a public key (not a string)");
+    expect_error_hiding("{\"admin_pubkeys\": [\"" NPUB_HEX "\", \"" NSEC "\"]}",
+                        "\"admin_pubkeys\"[1] is not a public key (unknown bech32 prefix \"nsec\")", NSEC);
+    expect_error("{\"admin_pubkeys\": [\"npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptq\"]}",
+                 "\"admin_pubkeys\"[0] is not a public key (bad bech32 checksum)");
+}
+
 static void out_of_range_values_name_key_value_and_range(void **state)
 {
     (void)state;
@@ -124,6 +221,9 @@ static void out_of_range_values_name_key_value_and_range(void **state)
     expect_error("{\"image_quality\": 101}", "\"image_quality\" is 101; allowed: an integer from 1 to 100");
     expect_error("{\"max_cache_size_mb\": -5}", "\"max_cache_size_mb\" is -5");
     expect_error("{\"max_concurrent\": 0}", "\"max_concurrent\" is 0");
+    expect_error("{\"lru_low_water_percent\": 49}",
+                 "\"lru_low_water_percent\" is 49; allowed: an integer from 50 to 99");
+    expect_error("{\"lru_low_water_percent\": 100}", "\"lru_low_water_percent\" is 100");
 }
 
 static void wrong_types_are_refused(void **state)
@@ -191,6 +291,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_are_the_seeds),
+        cmocka_unit_test(admin_and_lru_keys_default_to_off_and_90_percent),
+        cmocka_unit_test(admin_keys_and_low_water_are_read),
+        cmocka_unit_test(bad_admin_tokens_are_described_without_quoting_them),
+        cmocka_unit_test(bad_admin_pubkeys_name_the_index),
         cmocka_unit_test(missing_file_is_written_with_defaults_and_reads_back),
         cmocka_unit_test(values_in_the_file_override_defaults),
         cmocka_unit_test(out_of_range_values_name_key_value_and_range),

@@ -1,0 +1,366 @@
+/* auth.c -- who may call the admin endpoints: a bearer token, NIP-98 signed events, or else loopback clients only. */
+#include "auth.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "event.h"
+#include "hex.h"
+#include "http.h"
+#include "keymap.h"
+
+#define STR(x)  #x
+#define XSTR(x) STR(x)
+
+#define NIP98_USAGE  "\"Authorization: Nostr <base64 of a NIP-98 event>\""
+#define BEARER_USAGE "\"Authorization: Bearer <admin_token>\""
+
+#define LOOPBACK_ONLY "admin endpoints are open to loopback clients only"
+#define OPEN_UP       "set admin_token (or admin_pubkeys) in the configuration to allow others"
+
+/* The headers a reverse proxy adds: behind one on the same machine, every client would look like loopback. */
+static const char *const proxy_headers[] = {"forwarded", "x-forwarded-for", "x-real-ip"};
+
+void auth_init(struct auth *a, const struct config *cfg)
+{
+    bool token, keys;
+
+    memset(a, 0, sizeof(*a));
+    a->token = cfg->admin_token;
+    a->token_len = strlen(cfg->admin_token);
+    a->pubkeys = &cfg->admin_pubkeys;
+    token = a->token_len != 0;
+    keys = a->pubkeys->count != 0;
+    if (token && keys) {
+        a->schemes = "Bearer, Nostr";
+        a->usage = "send " BEARER_USAGE " or " NIP98_USAGE;
+    } else if (token) {
+        a->schemes = "Bearer";
+        a->usage = "send " BEARER_USAGE;
+    } else {
+        a->schemes = "Nostr";
+        a->usage = "send " NIP98_USAGE;
+    }
+    a->seen = keymap_new(32);
+    if ((a->ring = calloc(AUTH_REPLAY_MAX, sizeof(*a->ring))) == NULL)
+        abort();
+}
+
+void auth_free(struct auth *a)
+{
+    if (a->seen != NULL)
+        keymap_free(a->seen, NULL);
+    free(a->ring);
+    a->seen = NULL;
+    a->ring = NULL;
+}
+
+/* The length may leak through timing; the bytes may not. */
+static bool token_ok(const struct auth *a, h2o_iovec_t given)
+{
+    return a->token_len != 0 && given.len == a->token_len && CRYPTO_memcmp(given.base, a->token, given.len) == 0;
+}
+
+/* True when `v` is "<scheme> <rest>", the scheme in any case as HTTP allows; `rest` is what follows the spaces. */
+static bool scheme_is(h2o_iovec_t v, const char *scheme, h2o_iovec_t *rest)
+{
+    size_t n = strlen(scheme), i;
+
+    if (v.len <= n || strncasecmp(v.base, scheme, n) != 0 || v.base[n] != ' ')
+        return false;
+    for (i = n; i < v.len && v.base[i] == ' '; i++)
+        ;
+    *rest = h2o_iovec_init(v.base + i, v.len - i);
+    return true;
+}
+
+static bool is_base64_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+/* Standard base64, padded or not, into a malloc()ed buffer the caller frees. Returns the length, or -1. */
+static int base64_decode(h2o_iovec_t in, uint8_t **out)
+{
+    size_t len = in.len, pads = 0, padded;
+    char *quads;
+    int n;
+
+    while (len > 0 && pads < 2 && in.base[len - 1] == '=')
+        len--, pads++;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_base64_char(in.base[i]))
+            return -1;
+    }
+    if (len % 4 == 1)
+        return -1;
+    /* EVP_DecodeBlock takes whole quadruples and decodes '=' as zero bytes, which are cut off after. */
+    pads = (4 - len % 4) % 4;
+    padded = len + pads;
+    if ((quads = malloc(padded)) == NULL || (*out = malloc(padded / 4 * 3)) == NULL)
+        abort();
+    memcpy(quads, in.base, len);
+    memset(quads + len, '=', pads);
+    n = EVP_DecodeBlock(*out, (const unsigned char *)quads, (int)padded);
+    free(quads);
+    if (n < 0) {
+        free(*out);
+        return -1;
+    }
+    return n - (int)pads;
+}
+
+/* The second item of the first tag named `name` that has one. */
+static bool tag_value(const struct event *ev, const char *name, h2o_iovec_t *value)
+{
+    size_t i;
+    json_t *tag;
+
+    json_array_foreach(ev->tags, i, tag)
+    {
+        json_t *first = json_array_get(tag, 0), *second = json_array_get(tag, 1);
+        if (second != NULL && strcmp(json_string_value(first), name) == 0) {
+            *value = h2o_iovec_init(json_string_value(second), json_string_length(second));
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool pubkey_listed(const struct auth *a, const uint8_t pubkey[32])
+{
+    for (size_t i = 0; i < a->pubkeys->count; i++) {
+        if (memcmp(a->pubkeys->keys[i], pubkey, 32) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool iovec_eq(h2o_iovec_t a, h2o_iovec_t b)
+{
+    return a.base != NULL && h2o_memis(a.base, a.len, b.base, b.len);
+}
+
+/* Checks the tags that bind the event to this request: u, method, and payload when there is a body or a tag. */
+static const char *check_binding(struct auth *a, const struct event *ev, const struct nip98_request *rq)
+{
+    h2o_iovec_t v;
+    uint8_t digest[32];
+    char hex[64];
+
+    if (!tag_value(ev, "u", &v))
+        return "NIP-98: the event has no u tag";
+    if (!iovec_eq(rq->url, v) && !iovec_eq(rq->proxied_url, v)) {
+        snprintf(a->why, sizeof(a->why), "NIP-98: the u tag does not match the request URL, %.*s",
+                 (int)(rq->url.len < 160 ? rq->url.len : 160), rq->url.base);
+        return a->why;
+    }
+    if (!tag_value(ev, "method", &v))
+        return "NIP-98: the event has no method tag";
+    if (!iovec_eq(rq->method, v)) {
+        snprintf(a->why, sizeof(a->why), "NIP-98: the method tag does not match the request method, %.*s",
+                 (int)(rq->method.len < 16 ? rq->method.len : 16), rq->method.base);
+        return a->why;
+    }
+    /* A payload tag binds the event to one body, so it is checked even against an empty one. */
+    if (!tag_value(ev, "payload", &v))
+        return rq->body.len != 0 ? "NIP-98: the request has a body but the event has no payload tag" : NULL;
+    SHA256((const unsigned char *)(rq->body.len != 0 ? rq->body.base : ""), rq->body.len, digest);
+    hex_encode(digest, 32, hex);
+    if (!h2o_memis(v.base, v.len, hex, 64))
+        return "NIP-98: the payload tag is not the lowercase hex SHA-256 of the request body";
+    return NULL;
+}
+
+/* Checks a parsed event in order of cost, the signature last. Returns NULL or what failed. */
+static const char *check_event(struct auth *a, const struct event *ev, const struct nip98_request *rq, int64_t now)
+{
+    const char *why;
+
+    if (ev->kind != AUTH_NIP98_KIND)
+        return "NIP-98: the event's kind is not " XSTR(AUTH_NIP98_KIND);
+    if (!pubkey_listed(a, ev->pubkey))
+        return "NIP-98: the event's pubkey is not in admin_pubkeys";
+    if (now - ev->created_at > AUTH_NIP98_WINDOW)
+        return "NIP-98: stale created_at, more than " XSTR(AUTH_NIP98_WINDOW) " seconds old";
+    if (ev->created_at - now > AUTH_NIP98_WINDOW)
+        return "NIP-98: created_at is more than " XSTR(AUTH_NIP98_WINDOW) " seconds ahead of the server's clock";
+    if ((why = check_binding(a, ev, rq)) != NULL)
+        return why;
+    if (!event_id_valid(ev))
+        return "NIP-98: the event's id is not the hash of its content";
+    if (!event_verify_sig(ev->id, ev->pubkey, ev->sig))
+        return "NIP-98: bad signature";
+    return NULL;
+}
+
+/* Forgets ids accepted more than AUTH_REPLAY_SECONDS ago: by then their created_at is stale. */
+static void forget_expired(struct auth *a, int64_t now)
+{
+    while (a->count > 0 && a->ring[a->head].forget_after < now) {
+        keymap_del(a->seen, a->ring[a->head].id);
+        a->head = (a->head + 1) % AUTH_REPLAY_MAX;
+        a->count--;
+    }
+}
+
+/* Refuses an event seen before, or else remembers it. */
+static const char *check_replay(struct auth *a, const uint8_t id[32], int64_t now)
+{
+    struct auth_seen *s;
+
+    forget_expired(a, now);
+    if (keymap_get(a->seen, id) != NULL)
+        return "NIP-98: event already used";
+    if (a->count == AUTH_REPLAY_MAX) {
+        snprintf(a->why, sizeof(a->why), "NIP-98: more than %d admin requests in %d seconds; try again later",
+                 AUTH_REPLAY_MAX, AUTH_REPLAY_SECONDS);
+        return a->why;
+    }
+    s = &a->ring[(a->head + a->count++) % AUTH_REPLAY_MAX];
+    memcpy(s->id, id, 32);
+    s->forget_after = now + AUTH_REPLAY_SECONDS;
+    keymap_put(a->seen, id, s);
+    return NULL;
+}
+
+int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *rq, int64_t now, const char **why)
+{
+    h2o_iovec_t b64;
+    uint8_t *json = NULL;
+    int len;
+    json_t *root = NULL;
+    struct event ev = {0};
+    char reason[128];
+
+    *why = NULL;
+    if (!scheme_is(header, "Nostr", &b64))
+        *why = "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"";
+    else if (b64.len > AUTH_MAX_HEADER)
+        *why = "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64";
+    else if ((len = base64_decode(b64, &json)) < 0)
+        *why = "NIP-98: the Authorization header is not valid base64";
+    else if ((root = json_loadb((const char *)json, (size_t)len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+        *why = "NIP-98: the event is not valid JSON";
+    else if (event_parse(root, &ev, reason, sizeof(reason)) != 0) {
+        snprintf(a->why, sizeof(a->why), "NIP-98: malformed event: %s", reason);
+        *why = a->why;
+    } else if ((*why = check_event(a, &ev, rq, now)) == NULL)
+        *why = check_replay(a, ev.id, now);
+
+    event_free(&ev);
+    json_decref(root);
+    free(json);
+    return *why == NULL ? 0 : -EACCES;
+}
+
+static bool peer_is_loopback(const struct sockaddr *sa, socklen_t len)
+{
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
+        return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 == 127;
+    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Everything about a request that the rules look at. */
+struct auth_request {
+    h2o_iovec_t authorization; /* {NULL, 0} when absent */
+    struct nip98_request nip98;
+    const struct sockaddr *peer;
+    socklen_t peer_len;       /* 0 when unknown */
+    const char *proxy_header; /* the first of proxy_headers present, or NULL */
+};
+
+/* Applies the rules: 0 when `in` is admitted, else 401 or 403 with `*why` (valid until the next call on `a`). */
+static int decide(struct auth *a, const struct auth_request *in, int64_t now, const char **why)
+{
+    h2o_iovec_t rest;
+
+    if (a->token_len == 0 && a->pubkeys->count == 0) {
+        if (in->proxy_header != NULL) {
+            snprintf(a->why, sizeof(a->why), "%s, and this request came through a proxy (it has the %s header); %s",
+                     LOOPBACK_ONLY, in->proxy_header, OPEN_UP);
+            *why = a->why;
+            return 403;
+        }
+        *why = LOOPBACK_ONLY "; " OPEN_UP;
+        return in->peer_len != 0 && peer_is_loopback(in->peer, in->peer_len) ? 0 : 403;
+    }
+    if (in->authorization.base == NULL) {
+        snprintf(a->why, sizeof(a->why), "missing Authorization header; %s", a->usage);
+    } else if (a->token_len != 0 && scheme_is(in->authorization, "Bearer", &rest)) {
+        if (token_ok(a, rest))
+            return 0;
+        snprintf(a->why, sizeof(a->why), "wrong token in the Authorization header; %s", a->usage);
+    } else if (a->pubkeys->count != 0 && scheme_is(in->authorization, "Nostr", &rest)) {
+        return nip98_check(a, in->authorization, &in->nip98, now, why) == 0 ? 0 : 401;
+    } else {
+        snprintf(a->why, sizeof(a->why), "the Authorization header's scheme is not accepted; %s", a->usage);
+    }
+    *why = a->why;
+    return 401;
+}
+
+static h2o_iovec_t request_url(h2o_req_t *req, h2o_iovec_t scheme)
+{
+    return h2o_concat(&req->pool, scheme, h2o_iovec_init(H2O_STRLIT("://")), req->authority, req->path);
+}
+
+/* X-Forwarded-Proto, from a proxy that terminates TLS: the URL the client signed may be the https one. */
+static h2o_iovec_t proxied_url(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-proto"), -1);
+    h2o_iovec_t v;
+
+    if (i < 0)
+        return h2o_iovec_init(NULL, 0);
+    v = req->headers.entries[i].value;
+    if (h2o_lcstris(v.base, v.len, H2O_STRLIT("https")))
+        return request_url(req, h2o_iovec_init(H2O_STRLIT("https")));
+    if (h2o_lcstris(v.base, v.len, H2O_STRLIT("http")))
+        return request_url(req, h2o_iovec_init(H2O_STRLIT("http")));
+    return h2o_iovec_init(NULL, 0);
+}
+
+bool auth_admit(struct auth *a, h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    struct auth_request in = {0};
+    ssize_t i;
+    const char *why;
+    int status;
+
+    if ((i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1)) >= 0)
+        in.authorization = req->headers.entries[i].value;
+    if (a->pubkeys->count != 0) {
+        in.nip98.url = request_url(req, req->scheme->name);
+        in.nip98.proxied_url = proxied_url(req);
+        in.nip98.method = req->method;
+        in.nip98.body = req->entity;
+    }
+    in.peer = (struct sockaddr *)&ss;
+    in.peer_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    for (size_t k = 0; k < sizeof(proxy_headers) / sizeof(proxy_headers[0]) && in.proxy_header == NULL; k++) {
+        if (h2o_find_header_by_str(&req->headers, proxy_headers[k], strlen(proxy_headers[k]), -1) >= 0)
+            in.proxy_header = proxy_headers[k];
+    }
+
+    if ((status = decide(a, &in, (int64_t)time(NULL), &why)) == 0)
+        return true;
+    if (status == 401)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, a->schemes, strlen(a->schemes));
+    http_reply_error(req, status, "%s", why);
+    return false;
+}
