@@ -17,86 +17,11 @@
 #include "log.h"
 #include "nip19.h"
 
-#define MAX_URL 4096
 /* Pubkeys waiting to be fetched ahead (new kind 0 events, stale entries); more are dropped. */
 #define PREFETCH_QUEUE_MAX 100000
 /* A failure is remembered 5 minutes, then twice as long each time again, up to a day. */
 #define RETRY_BASE_SECONDS 300
 #define RETRY_MAX_SECONDS  86400
-
-/* --- records --------------------------------------------------------------------------------------------------- */
-
-enum { PIC_OK = 1, PIC_NEGATIVE = 2 };
-
-/* The picture record of a pubkey, as stored (followed by url_len bytes of URL). */
-struct pic_head {
-    uint8_t state;
-    uint8_t type;   /* enum image_type of the stored bytes */
-    uint8_t reason; /* enum pfp_negative */
-    uint8_t unused;
-    uint32_t failures;   /* failures in a row, for the back-off */
-    uint64_t fetched_at; /* unix time the picture was stored or last confirmed */
-    uint64_t retry_at;   /* unix time a failure may be tried again */
-    int64_t kind0_at;    /* created_at of the kind 0 the picture came from */
-    uint8_t event_id[32];
-    uint8_t blob[32];
-    uint32_t bytes;
-    uint16_t width, height;
-    uint16_t url_len;
-};
-
-struct pic {
-    struct pic_head h;
-    char url[MAX_URL + 1];
-};
-
-/* What a picture URL gave, so that another pubkey with the same URL needs no download. */
-struct url_rec {
-    uint8_t blob[32];
-    uint8_t type;
-    uint8_t unused[3];
-    uint32_t bytes;
-    uint16_t width, height;
-    uint64_t fetched_at;
-};
-
-static int pic_decode(const MDB_val *v, struct pic *out)
-{
-    if (v->mv_size < sizeof(out->h))
-        return -EINVAL;
-    memcpy(&out->h, v->mv_data, sizeof(out->h));
-    if (out->h.url_len > MAX_URL || sizeof(out->h) + out->h.url_len != v->mv_size)
-        return -EINVAL;
-    memcpy(out->url, (const char *)v->mv_data + sizeof(out->h), out->h.url_len);
-    out->url[out->h.url_len] = '\0';
-    return 0;
-}
-
-static uint8_t *pic_encode(const struct pic *pic, size_t *len)
-{
-    uint8_t *v;
-
-    *len = sizeof(pic->h) + pic->h.url_len;
-    if ((v = malloc(*len)) == NULL)
-        abort();
-    memcpy(v, &pic->h, sizeof(pic->h));
-    memcpy(v + sizeof(pic->h), pic->url, pic->h.url_len);
-    return v;
-}
-
-/* Reads the record of `pubkey`. Returns 0 or -ENOENT. */
-static int read_pic(struct pfp *p, const uint8_t pubkey[32], struct pic *out)
-{
-    MDB_txn *txn;
-    MDB_val k = {32, (void *)pubkey}, v;
-    int r;
-
-    if ((r = store_read_begin(p->store, &txn)) != 0)
-        return r;
-    r = mdb_get(txn, p->pictures, &k, &v) == 0 ? pic_decode(&v, out) : -ENOENT;
-    store_read_end(p->store, txn);
-    return r;
-}
 
 /* --- requests held while their answer is made ---------------------------------------------------------------- */
 
@@ -206,6 +131,7 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h
 
     *slot = blob;
     blob_retain(blob);
+    pictures_touch(&p->index, blob->hash);
     http_date(h->fetched_at, date);
     http_begin_response(req, not_modified ? 304 : 200);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, blob->etag, 66);
@@ -259,23 +185,31 @@ static void send_negative(struct pfp *p, h2o_req_t *req, const struct pic *pic)
 
 /* --- pending fetches, one per pubkey -------------------------------------------------------------------------- */
 
+/* Who started a pending: someone waiting in a browser, a new or stale profile, or a job. */
+enum pending_kind { PENDING_INTERACTIVE, PENDING_PREFETCH, PENDING_JOB };
+
 struct pfp_pending {
     struct pfp *p;
     uint8_t pubkey[32];
     struct hold *waiters;
-    bool background;
-    bool refresh;   /* a stale entry: ask the upstream relays again */
-    struct pic old; /* the record there was, if have_old */
+    struct pfp_watch *watches;
+    enum pending_kind kind;
+    bool background; /* nobody waits in a browser */
+    bool refresh;    /* a stale entry: ask the upstream relays again */
+    bool confirmed;  /* the picture there was is still the profile's: nothing new was cached */
+    bool refetched;  /* its file went while the record was written, and it was downloaded again */
+    struct pic old;  /* the record there was, if have_old */
     bool have_old;
     struct lookup_waiter lw;
     bool looking;
     struct pic found; /* the profile's kind 0 and picture URL */
-    struct pfp_job *job;
-    struct pfp_pending *job_next;
+    struct pfp_download *download;
+    struct pfp_pending *download_next;
+    struct blob_ref *blob; /* the picture's bytes while its record is written, when just made */
 };
 
 /* A download and its processing, one per URL, shared by every pubkey whose profile names it. */
-struct pfp_job {
+struct pfp_download {
     struct pfp *p;
     char *url;
     uint8_t url_hash[32];
@@ -292,8 +226,8 @@ struct pfp_job {
     int rc;
     int write_err;
     uint64_t process_ns;
-    struct pfp_job *qnext, *qprev;
-    struct pfp_job *anext, *aprev; /* every job, for shutdown */
+    struct pfp_download *qnext, *qprev;
+    struct pfp_download *anext, *aprev; /* every download, for shutdown */
 };
 
 static void unlink_hold(struct hold *h)
@@ -325,16 +259,29 @@ static void add_waiter(struct pfp_pending *pd, struct hold *h)
 static void pump_queue(struct pfp *p);
 static void on_prefetch_timer(uv_timer_t *t);
 
-/* Ends a pending: every waiter is answered with `answer`, then it is freed. */
+/* What a pending's record says, for the jobs watching it. */
+static enum pfp_outcome outcome_of(const struct pfp_pending *pd)
+{
+    if (pd->found.h.state == PIC_OK)
+        return pd->confirmed ? PFP_ALREADY_CACHED : PFP_CACHED;
+    switch (pd->found.h.reason) {
+    case PFP_DOWNLOAD_FAILED:
+    case PFP_BAD_IMAGE: return PFP_FAILED;
+    default: return PFP_NOT_FOUND;
+    }
+}
+
+/* Ends a pending: every waiter is answered with `answer`, every watch told `outcome`, then it is freed. */
 static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pending *pd, h2o_req_t *req, void *ctx),
-                           void *ctx)
+                           void *ctx, enum pfp_outcome outcome)
 {
     struct pfp *p = pd->p;
     struct hold *h;
+    struct pfp_watch *w;
 
     keymap_del(p->pending, pd->pubkey);
-    if (pd->background) {
-        p->background_pending--;
+    if (pd->kind == PENDING_PREFETCH) {
+        p->prefetch_pending--;
         uv_timer_start(&p->prefetch_timer, on_prefetch_timer, 0, 0);
     }
     if (pd->looking)
@@ -344,6 +291,10 @@ static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pen
         if (h->req != NULL)
             answer(pd, h->req, ctx);
         hold_unref(h);
+    }
+    while ((w = pd->watches) != NULL) {
+        pd->watches = w->next;
+        w->cb(w, outcome);
     }
     free(pd);
 }
@@ -375,80 +326,37 @@ static void answer_negative(struct pfp_pending *pd, h2o_req_t *req, void *ctx)
 
 /* --- index writes ------------------------------------------------------------------------------------------------ */
 
-/* A picture record (and perhaps the URL's) to store; the pending is answered once it is committed. */
-struct pic_write {
-    struct store_write w;
-    struct pfp *p;
-    uint8_t pubkey[32];
-    uint8_t *value; /* NULL deletes the record */
-    size_t len;
-    bool put_url;
-    uint8_t url_key[32];
-    struct url_rec url;
-    struct pfp_pending *pd;
-    struct blob_ref *blob;
-};
+static void attach_download(struct pfp_pending *pd);
 
-static int apply_pic_write(struct store *st, MDB_txn *txn, struct store_write *w)
+/* The pending's record is committed: its waiters and watches hear the outcome. */
+static void on_pic_written(void *ctx, int status)
 {
-    struct pic_write *pw = (struct pic_write *)w;
-    MDB_val k = {32, pw->pubkey}, v = {pw->len, pw->value};
-    int rc;
+    struct pfp_pending *pd = ctx;
+    struct blob_ref *blob = pd->blob;
 
-    (void)st;
-    if (pw->value != NULL)
-        rc = mdb_put(txn, pw->p->pictures, &k, &v, 0);
-    else if ((rc = mdb_del(txn, pw->p->pictures, &k, NULL)) == MDB_NOTFOUND)
-        rc = 0;
-    if (rc == 0 && pw->put_url) {
-        MDB_val uk = {32, pw->url_key}, uv = {sizeof(pw->url), &pw->url};
-        rc = mdb_put(txn, pw->p->urls, &uk, &uv, 0);
+    pd->blob = NULL;
+    if (status == -ENOENT && pd->found.h.state == PIC_OK && !pd->refetched && !pd->p->closing) {
+        /* Its file was evicted or purged meanwhile: downloaded again, and written with its bytes this time. */
+        pd->refetched = true;
+        pd->confirmed = false;
+        pd->p->stats.refetched++;
+        attach_download(pd);
+    } else if (pd->found.h.state == PIC_OK) {
+        finish_pending(pd, answer_picture, blob, status == 0 ? outcome_of(pd) : PFP_FAILED);
+    } else {
+        finish_pending(pd, answer_negative, NULL, outcome_of(pd));
     }
-    return rc == 0 ? 0 : (rc == MDB_MAP_FULL ? -ENOSPC : -EIO);
-}
-
-static void on_pic_written(struct store_write *w)
-{
-    struct pic_write *pw = (struct pic_write *)w;
-
-    if (w->status != 0)
-        log_error("pictures: cannot store a picture record: %s", strerror(-w->status));
-    if (pw->pd != NULL) {
-        if (pw->pd->found.h.state == PIC_OK)
-            finish_pending(pw->pd, answer_picture, pw->blob);
-        else
-            finish_pending(pw->pd, answer_negative, NULL);
-    }
-    if (pw->blob != NULL)
-        blob_release(pw->blob);
-    free(pw->value);
-    free(pw);
-}
-
-/* Stores `pic` for `pubkey` (or deletes the record when `pic` is NULL); answers `pd` once committed, if given. */
-static void write_pic(struct pfp *p, const uint8_t pubkey[32], const struct pic *pic, struct pfp_pending *pd,
-                      struct blob_ref *blob, const struct url_rec *url, const uint8_t url_key[32])
-{
-    struct pic_write *pw = calloc(1, sizeof(*pw));
-
-    if (pw == NULL)
-        abort();
-    pw->p = p;
-    memcpy(pw->pubkey, pubkey, 32);
-    if (pic != NULL)
-        pw->value = pic_encode(pic, &pw->len);
-    if (url != NULL) {
-        pw->put_url = true;
-        pw->url = *url;
-        memcpy(pw->url_key, url_key, 32);
-    }
-    pw->pd = pd;
-    pw->blob = blob;
     if (blob != NULL)
+        blob_release(blob);
+}
+
+/* Stores the pending's record; it is answered once that is committed. `blob`: the bytes, when just made. */
+static void write_found(struct pfp_pending *pd, struct blob_ref *blob, const struct url_rec *url,
+                        const uint8_t url_key[32])
+{
+    if ((pd->blob = blob) != NULL)
         blob_retain(blob);
-    pw->w.apply = apply_pic_write;
-    pw->w.done = on_pic_written;
-    store_submit(p->store, &pw->w);
+    pictures_put(&pd->p->index, pd->pubkey, &pd->found, url, url_key, blob, on_pic_written, pd);
 }
 
 /* --- outcomes ------------------------------------------------------------------------------------------------------
@@ -468,7 +376,7 @@ static void fail(struct pfp_pending *pd, enum pfp_negative reason, const char *d
     uint64_t delay;
 
     if (p->closing) {
-        finish_pending(pd, answer_unavailable, NULL);
+        finish_pending(pd, answer_unavailable, NULL, PFP_ABANDONED);
         return;
     }
     {
@@ -481,7 +389,8 @@ static void fail(struct pfp_pending *pd, enum pfp_negative reason, const char *d
         /* The old picture stays; it is confirmed for another period rather than retried at once. */
         pd->old.h.fetched_at = now_s();
         pd->found = pd->old;
-        write_pic(p, pd->pubkey, &pd->old, pd, NULL, NULL, NULL);
+        pd->confirmed = true;
+        write_found(pd, NULL, NULL, NULL);
         return;
     }
     failures = pd->have_old && pd->old.h.state == PIC_NEGATIVE ? pd->old.h.failures + 1 : 1;
@@ -493,7 +402,7 @@ static void fail(struct pfp_pending *pd, enum pfp_negative reason, const char *d
     pic->h.failures = failures;
     pic->h.fetched_at = now_s();
     pic->h.retry_at = pic->h.fetched_at + delay;
-    write_pic(p, pd->pubkey, pic, pd, NULL, NULL, NULL);
+    write_found(pd, NULL, NULL, NULL);
 }
 
 /* The picture is stored: the record points at it, and the waiters get it. */
@@ -512,15 +421,14 @@ static void succeed(struct pfp_pending *pd, const uint8_t blob_hash[32], const s
     pic->h.height = u->height;
     pic->h.fetched_at = now_s();
     pic->h.retry_at = 0;
-    write_pic(pd->p, pd->pubkey, pic, pd, blob, put_url ? u : NULL, url_key);
+    write_found(pd, blob, put_url ? u : NULL, url_key);
 }
 
-/* --- jobs: one download and processing per URL ---------------------------------------------------------------------
- */
+/* --- downloads: one download and processing per URL ----------------------------------------------------------- */
 
-static void queue_unlink(struct pfp *p, struct pfp_job *j)
+static void queue_unlink(struct pfp *p, struct pfp_download *j)
 {
-    struct pfp_job **head = j->interactive ? &p->queue_interactive : &p->queue_background;
+    struct pfp_download **head = j->interactive ? &p->queue_interactive : &p->queue_background;
 
     if (j->qprev != NULL)
         j->qprev->qnext = j->qnext;
@@ -533,9 +441,9 @@ static void queue_unlink(struct pfp *p, struct pfp_job *j)
 }
 
 /* Appends to the end of its queue, so that each queue is first come, first served. */
-static void queue_push(struct pfp *p, struct pfp_job *j)
+static void queue_push(struct pfp *p, struct pfp_download *j)
 {
-    struct pfp_job **head = j->interactive ? &p->queue_interactive : &p->queue_background, *last = *head;
+    struct pfp_download **head = j->interactive ? &p->queue_interactive : &p->queue_background, *last = *head;
 
     j->qnext = NULL;
     j->qprev = NULL;
@@ -550,38 +458,38 @@ static void queue_push(struct pfp *p, struct pfp_job *j)
     j->queued = true;
 }
 
-static void job_free(struct pfp_job *j)
+static void download_free(struct pfp_download *j)
 {
     struct pfp *p = j->p;
 
     if (j->aprev != NULL)
         j->aprev->anext = j->anext;
     else
-        p->all_jobs = j->anext;
+        p->all_downloads = j->anext;
     if (j->anext != NULL)
         j->anext->aprev = j->aprev;
-    keymap_del(p->jobs, j->url_hash);
+    keymap_del(p->downloads, j->url_hash);
     free(j->url);
     free(j->src);
     image_out_free(&j->out);
     free(j);
 }
 
-/* Every pubkey waiting on the job hears the same outcome. */
-static void job_fail(struct pfp_job *j, enum pfp_negative reason, const char *detail)
+/* Every pubkey waiting on the download hears the same outcome. */
+static void download_fail(struct pfp_download *j, enum pfp_negative reason, const char *detail)
 {
     struct pfp_pending *pd = j->pendings;
 
     j->pendings = NULL;
     while (pd != NULL) {
-        struct pfp_pending *next = pd->job_next;
-        pd->job = NULL;
+        struct pfp_pending *next = pd->download_next;
+        pd->download = NULL;
         fail(pd, reason, detail);
         pd = next;
     }
 }
 
-static void job_end(struct pfp_job *j)
+static void download_end(struct pfp_download *j)
 {
     struct pfp *p = j->p;
 
@@ -589,13 +497,13 @@ static void job_end(struct pfp_job *j)
         p->slots_used--;
         p->background_running -= j->counted_background;
     }
-    job_free(j);
+    download_free(j);
     pump_queue(p);
 }
 
 static void image_run(struct work *w)
 {
-    struct pfp_job *j = (struct pfp_job *)((char *)w - offsetof(struct pfp_job, work));
+    struct pfp_download *j = (struct pfp_download *)((char *)w - offsetof(struct pfp_download, work));
     struct pfp *p = j->p;
     uint64_t t0 = uv_hrtime();
 
@@ -609,7 +517,7 @@ static void image_run(struct work *w)
 
 static void image_done(struct work *w)
 {
-    struct pfp_job *j = (struct pfp_job *)((char *)w - offsetof(struct pfp_job, work));
+    struct pfp_download *j = (struct pfp_download *)((char *)w - offsetof(struct pfp_download, work));
     struct pfp *p = j->p;
     struct pfp_pending *pd = j->pendings;
     struct url_rec u = {0};
@@ -621,14 +529,14 @@ static void image_done(struct work *w)
     if (j->rc != 0) {
         p->stats.bad_images++;
         log_info("pictures: refused %s: %s", j->url, j->out.error);
-        job_fail(j, PFP_BAD_IMAGE, j->out.error);
-        job_end(j);
+        download_fail(j, PFP_BAD_IMAGE, j->out.error);
+        download_end(j);
         return;
     }
     if (j->write_err != 0) {
         log_error("pictures: cannot write to media_cache_path: %s", strerror(-j->write_err));
-        job_fail(j, PFP_DOWNLOAD_FAILED, "cannot store the picture");
-        job_end(j);
+        download_fail(j, PFP_DOWNLOAD_FAILED, "cannot store the picture");
+        download_end(j);
         return;
     }
     p->stats.processed++;
@@ -641,26 +549,26 @@ static void image_done(struct work *w)
     blob = blobcache_put(&p->cache, j->hash, j->out.data, j->out.len);
     j->pendings = NULL;
     for (bool first = true; pd != NULL; first = false) {
-        struct pfp_pending *next = pd->job_next;
-        pd->job = NULL;
+        struct pfp_pending *next = pd->download_next;
+        pd->download = NULL;
         succeed(pd, j->hash, &u, blob, first, j->url_hash);
         pd = next;
     }
     blob_release(blob);
-    job_end(j);
+    download_end(j);
 }
 
 static void on_fetched(void *data, struct fetch_result *res)
 {
-    struct pfp_job *j = data;
+    struct pfp_download *j = data;
     struct pfp *p = j->p;
 
     j->fetch = NULL;
     if (res->error != FETCH_OK) {
         p->stats.download_failures[res->error]++;
         log_info("pictures: cannot download %s: %s (%s)", j->url, fetch_error_name(res->error), res->detail);
-        job_fail(j, PFP_DOWNLOAD_FAILED, res->detail);
-        job_end(j);
+        download_fail(j, PFP_DOWNLOAD_FAILED, res->detail);
+        download_end(j);
         return;
     }
     j->src = res->body;
@@ -678,11 +586,11 @@ static size_t background_slots(const struct pfp *p)
     return half > 0 ? half : 1;
 }
 
-/* Starts queued jobs while slots are free: interactive first, background within its share. */
+/* Starts queued downloads while slots are free: interactive first, background within its share. */
 static void pump_queue(struct pfp *p)
 {
     while (!p->closing && p->slots_used < (size_t)p->cfg->max_concurrent) {
-        struct pfp_job *j = p->queue_interactive;
+        struct pfp_download *j = p->queue_interactive;
         if (j == NULL && p->background_running < background_slots(p))
             j = p->queue_background;
         if (j == NULL)
@@ -697,33 +605,33 @@ static void pump_queue(struct pfp *p)
     }
 }
 
-static void attach_job(struct pfp_pending *pd)
+static void attach_download(struct pfp_pending *pd)
 {
     struct pfp *p = pd->p;
     uint8_t key[32];
-    struct pfp_job *j;
+    struct pfp_download *j;
 
     blob_hash((const uint8_t *)pd->found.url, pd->found.h.url_len, key);
-    if ((j = keymap_get(p->jobs, key)) == NULL) {
+    if ((j = keymap_get(p->downloads, key)) == NULL) {
         if ((j = calloc(1, sizeof(*j))) == NULL || (j->url = strdup(pd->found.url)) == NULL)
             abort();
         j->p = p;
         memcpy(j->url_hash, key, 32);
         j->interactive = !pd->background;
-        keymap_put(p->jobs, key, j);
-        j->anext = p->all_jobs;
-        if (p->all_jobs != NULL)
-            p->all_jobs->aprev = j;
-        p->all_jobs = j;
+        keymap_put(p->downloads, key, j);
+        j->anext = p->all_downloads;
+        if (p->all_downloads != NULL)
+            p->all_downloads->aprev = j;
+        p->all_downloads = j;
         queue_push(p, j);
     } else if (!pd->background && !j->interactive && j->queued) {
-        /* Someone now waits in a browser: the job moves to the interactive queue. */
+        /* Someone now waits in a browser: the download moves to the interactive queue. */
         queue_unlink(p, j);
         j->interactive = true;
         queue_push(p, j);
     }
-    pd->job = j;
-    pd->job_next = j->pendings;
+    pd->download = j;
+    pd->download_next = j->pendings;
     j->pendings = pd;
     pump_queue(p);
 }
@@ -744,7 +652,7 @@ static bool url_usable(const char *url)
 {
     size_t n = strlen(url);
 
-    if (n > MAX_URL || (!http_url(url) && strncasecmp(url, "data:", 5) != 0))
+    if (n > PICTURES_MAX_URL || (!http_url(url) && strncasecmp(url, "data:", 5) != 0))
         return false;
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
@@ -753,25 +661,15 @@ static bool url_usable(const char *url)
     return true;
 }
 
-/* Reuses what an earlier download of the same URL gave, when it is fresh and its file is still there. */
+/* Reuses what an earlier download of the same URL gave, when it is fresh and its file is still cached. */
 static bool reuse_url(struct pfp_pending *pd)
 {
     struct pfp *p = pd->p;
     uint8_t key[32];
-    MDB_txn *txn;
-    MDB_val k = {32, key}, v;
     struct url_rec u;
-    bool have = false;
 
     blob_hash((const uint8_t *)pd->found.url, pd->found.h.url_len, key);
-    if (store_read_begin(p->store, &txn) != 0)
-        return false;
-    if (mdb_get(txn, p->urls, &k, &v) == 0 && v.mv_size == sizeof(u)) {
-        memcpy(&u, v.mv_data, sizeof(u));
-        have = u.fetched_at + p->max_age > now_s();
-    }
-    store_read_end(p->store, txn);
-    if (!have || !blob_exists(&p->blobs, u.blob))
+    if (pictures_get_url(&p->index, key, &u) != 0 || u.fetched_at + p->max_age <= now_s())
         return false;
     p->stats.url_reuses++;
     succeed(pd, u.blob, &u, NULL, false, NULL);
@@ -795,7 +693,7 @@ static void use_profile(struct pfp_pending *pd, const struct event_view *ev)
         return;
     }
     snprintf(pic->url, sizeof(pic->url), "%s", url);
-    pic->h.url_len = (uint16_t)strnlen(pic->url, MAX_URL);
+    pic->h.url_len = (uint16_t)strnlen(pic->url, PICTURES_MAX_URL);
     json_decref(content);
     json_decref(obj);
 
@@ -809,12 +707,13 @@ static void use_profile(struct pfp_pending *pd, const struct event_view *ev)
         memcpy(pd->old.h.event_id, ev->id, 32);
         pd->old.h.kind0_at = ev->created_at;
         pd->found = pd->old;
-        write_pic(pd->p, pd->pubkey, &pd->found, pd, NULL, NULL, NULL);
+        pd->confirmed = true;
+        write_found(pd, NULL, NULL, NULL);
         return;
     }
     if (reuse_url(pd))
         return;
-    attach_job(pd);
+    attach_download(pd);
 }
 
 static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
@@ -830,7 +729,7 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
         return;
     }
     if (p->lookup->closing) {
-        finish_pending(pd, answer_unavailable, NULL);
+        finish_pending(pd, answer_unavailable, NULL, PFP_ABANDONED);
         return;
     }
     /* A refresh that found nothing newer upstream goes on with the kind 0 stored here. */
@@ -852,7 +751,8 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
  * interactive start promotes a background one). It may end at once, when
  * nothing needs waiting for; the caller looks the pending up to wait on it.
  */
-static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool background, bool refresh, const struct pic *old)
+static void start_pending(struct pfp *p, const uint8_t pubkey[32], enum pending_kind kind, bool refresh,
+                          const struct pic *old)
 {
     struct pfp_pending *pd = keymap_get(p->pending, pubkey);
     struct event_view ev;
@@ -860,13 +760,12 @@ static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool backgrou
     bool local = false;
 
     if (pd != NULL) {
-        if (!background && pd->background) {
+        if (kind == PENDING_INTERACTIVE && pd->background) {
             pd->background = false;
-            p->background_pending--;
-            if (pd->job != NULL && !pd->job->interactive && pd->job->queued) {
-                queue_unlink(p, pd->job);
-                pd->job->interactive = true;
-                queue_push(p, pd->job);
+            if (pd->download != NULL && !pd->download->interactive && pd->download->queued) {
+                queue_unlink(p, pd->download);
+                pd->download->interactive = true;
+                queue_push(p, pd->download);
             }
         }
         return;
@@ -875,14 +774,15 @@ static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool backgrou
         abort();
     pd->p = p;
     memcpy(pd->pubkey, pubkey, 32);
-    pd->background = background;
+    pd->kind = kind;
+    pd->background = kind != PENDING_INTERACTIVE;
     pd->refresh = refresh;
     if (old != NULL) {
         pd->old = *old;
         pd->have_old = true;
     }
-    if (background)
-        p->background_pending++;
+    if (kind == PENDING_PREFETCH)
+        p->prefetch_pending++;
     keymap_put(p->pending, pubkey, pd);
 
     if (!refresh && store_read_begin(p->store, &txn) == 0) {
@@ -913,10 +813,11 @@ static void start_pending(struct pfp *p, const uint8_t pubkey[32], bool backgrou
 struct prefetch_item {
     uint8_t pubkey[32];
     bool refresh;
+    int64_t kind0_at; /* the new profile's created_at: nothing to do once a record is that recent */
 };
 
 /* Queues `pubkey` unless it is queued already or the queue is full. Returns whether it was queued. */
-static bool prefetch(struct pfp *p, const uint8_t pubkey[32], bool refresh)
+static bool prefetch(struct pfp *p, const uint8_t pubkey[32], bool refresh, int64_t kind0_at)
 {
     struct prefetch_item *it;
 
@@ -929,6 +830,7 @@ static bool prefetch(struct pfp *p, const uint8_t pubkey[32], bool refresh)
     it = &p->prefetch_queue[(p->prefetch_head + p->prefetch_len++) % PREFETCH_QUEUE_MAX];
     memcpy(it->pubkey, pubkey, 32);
     it->refresh = refresh;
+    it->kind0_at = kind0_at;
     keymap_put(p->prefetch_set, pubkey, it);
     uv_timer_start(&p->prefetch_timer, on_prefetch_timer, 0, 0);
     return true;
@@ -938,7 +840,7 @@ static void on_prefetch_timer(uv_timer_t *t)
 {
     struct pfp *p = t->data;
 
-    while (!p->closing && p->prefetch_len > 0 && p->background_pending < (size_t)p->cfg->max_concurrent) {
+    while (!p->closing && p->prefetch_len > 0 && p->prefetch_pending < (size_t)p->cfg->max_concurrent) {
         struct prefetch_item it = p->prefetch_queue[p->prefetch_head];
         struct pic pic;
         bool have;
@@ -946,8 +848,11 @@ static void on_prefetch_timer(uv_timer_t *t)
         p->prefetch_head = (p->prefetch_head + 1) % PREFETCH_QUEUE_MAX;
         p->prefetch_len--;
         keymap_del(p->prefetch_set, it.pubkey);
-        have = read_pic(p, it.pubkey, &pic) == 0;
-        start_pending(p, it.pubkey, true, it.refresh, have ? &pic : NULL);
+        have = pictures_get(&p->index, it.pubkey, &pic) == 0;
+        /* The lookup that brought the profile may have cached its picture already. */
+        if (!it.refresh && have && pic.h.kind0_at >= it.kind0_at)
+            continue;
+        start_pending(p, it.pubkey, PENDING_PREFETCH, it.refresh, have ? &pic : NULL);
     }
 }
 
@@ -1007,12 +912,12 @@ static void read_blob_done(uv_work_t *w, int status)
             send_picture(p, req, &br->pic.h, blob, br->x_cache);
         blob_release(blob);
     } else if (req != NULL) {
-        /* The file has gone: the record goes too, and this request becomes a miss. */
+        /* The file has gone: its entries go too, and this request becomes a miss. */
         log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-br->err));
-        write_pic(p, br->pubkey, NULL, NULL, NULL, NULL, NULL);
+        pictures_forget_file(&p->index, br->pic.h.blob);
         if (!p->closing) {
             struct pfp_pending *pd;
-            start_pending(p, br->pubkey, false, false, NULL);
+            start_pending(p, br->pubkey, PENDING_INTERACTIVE, false, NULL);
             if ((pd = keymap_get(p->pending, br->pubkey)) != NULL) {
                 add_waiter(pd, br->hold);
                 br->hold = NULL;
@@ -1063,12 +968,12 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
         return;
     }
     now = now_s();
-    if (read_pic(p, pubkey, &pic) == 0) {
+    if (pictures_get(&p->index, pubkey, &pic) == 0) {
         if (pic.h.state == PIC_OK) {
             bool stale = pic.h.fetched_at + p->max_age <= now;
             if (stale) {
                 p->stats.stale++;
-                if (!p->closing && keymap_get(p->pending, pubkey) == NULL && prefetch(p, pubkey, true))
+                if (!p->closing && keymap_get(p->pending, pubkey) == NULL && prefetch(p, pubkey, true, 0))
                     p->stats.refreshes++;
             } else {
                 p->stats.hits++;
@@ -1088,7 +993,7 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
     }
     p->stats.misses++;
     /* A stale failure record tells the new attempt how many came before it. */
-    start_pending(p, pubkey, false, false, read_pic(p, pubkey, &pic) == 0 ? &pic : NULL);
+    start_pending(p, pubkey, PENDING_INTERACTIVE, false, pictures_get(&p->index, pubkey, &pic) == 0 ? &pic : NULL);
     if ((pd = keymap_get(p->pending, pubkey)) != NULL)
         add_waiter(pd, hold_req(req));
     else
@@ -1106,16 +1011,16 @@ static void on_event_stored(void *data, const struct event_view *ev)
 
     if (ev->kind != 0 || p->closing)
         return;
-    have = read_pic(p, ev->pubkey, &pic) == 0;
+    have = pictures_get(&p->index, ev->pubkey, &pic) == 0;
     if (have && pic.h.kind0_at >= ev->created_at)
         return;
     if (!p->cfg->precache_on_metadata) {
         /* A failure remembered for an older profile says nothing about this one. */
         if (have && pic.h.state == PIC_NEGATIVE)
-            write_pic(p, ev->pubkey, NULL, NULL, NULL, NULL, NULL);
+            pictures_put(&p->index, ev->pubkey, NULL, NULL, NULL, NULL, NULL, NULL);
         return;
     }
-    if (prefetch(p, ev->pubkey, false))
+    if (prefetch(p, ev->pubkey, false, ev->created_at))
         p->stats.prefetches++;
 }
 
@@ -1131,13 +1036,13 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
     p->cfg = cfg;
     p->store = store;
     p->lookup = lookup;
-    if ((r = store_open_db(store, "pictures", 0, &p->pictures)) != 0 ||
-        (r = store_open_db(store, "picture_urls", 0, &p->urls)) != 0) {
+    if ((r = blobs_init(&p->blobs, cfg->media_cache_path, err, errlen)) != 0)
+        return r;
+    blobcache_init(&p->cache, (size_t)cfg->memory_cache_mb << 20);
+    if ((r = pictures_open(&p->index, loop, cfg, store, &p->blobs, &p->cache)) != 0) {
         snprintf(err, errlen, "cannot open the picture index: %s", strerror(-r));
         return r;
     }
-    if ((r = blobs_init(&p->blobs, cfg->media_cache_path, err, errlen)) != 0)
-        return r;
     if ((r = image_init()) != 0) {
         snprintf(err, errlen, "cannot start libvips");
         return r;
@@ -1150,9 +1055,8 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
         snprintf(err, errlen, "cannot start the image threads: %s", strerror(-r));
         return r;
     }
-    blobcache_init(&p->cache, (size_t)cfg->memory_cache_mb << 20);
     p->pending = keymap_new(32);
-    p->jobs = keymap_new(32);
+    p->downloads = keymap_new(32);
     p->prefetch_set = keymap_new(32);
     if ((p->prefetch_queue = calloc(PREFETCH_QUEUE_MAX, sizeof(*p->prefetch_queue))) == NULL)
         abort();
@@ -1170,30 +1074,7 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
 
 void pfp_start(struct pfp *p)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    size_t kept = 0, dropped = 0;
-
-    if (store_read_begin(p->store, &txn) != 0)
-        return;
-    if (mdb_cursor_open(txn, p->pictures, &cur) == 0) {
-        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            struct pic pic;
-            if (k.mv_size != 32 || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
-                continue;
-            if (blob_exists(&p->blobs, pic.h.blob)) {
-                kept++;
-                continue;
-            }
-            /* Written by the writer after this read ends; the key is copied by then. */
-            write_pic(p, k.mv_data, NULL, NULL, NULL, NULL, NULL);
-            dropped++;
-        }
-        mdb_cursor_close(cur);
-    }
-    store_read_end(p->store, txn);
-    log_info("pictures: %zu cached, %zu dropped because their file was missing", kept, dropped);
+    pictures_start(&p->index);
 }
 
 int pfp_route(struct pfp *p, struct http_server *http)
@@ -1201,11 +1082,44 @@ int pfp_route(struct pfp *p, struct http_server *http)
     return http_route(http, HTTP_GET, "/profile-pic/*", on_profile_pic, p);
 }
 
+static enum pfp_outcome outcome_of_record(const struct pic *pic)
+{
+    if (pic->h.state == PIC_OK)
+        return PFP_ALREADY_CACHED;
+    return pic->h.reason == PFP_DOWNLOAD_FAILED || pic->h.reason == PFP_BAD_IMAGE ? PFP_FAILED : PFP_NOT_FOUND;
+}
+
+void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w)
+{
+    struct pfp_pending *pd;
+    struct pic pic;
+    bool have = pictures_get(&p->index, pubkey, &pic) == 0;
+    uint64_t now = now_s();
+
+    if (p->closing) {
+        w->cb(w, PFP_ABANDONED);
+        return;
+    }
+    /* A fresh picture, or a failure not yet due for another try, is the answer already. */
+    if (have && (pic.h.state == PIC_OK ? pic.h.fetched_at + p->max_age > now : now < pic.h.retry_at)) {
+        w->cb(w, outcome_of_record(&pic));
+        return;
+    }
+    start_pending(p, pubkey, PENDING_JOB, have && pic.h.state == PIC_OK, have ? &pic : NULL);
+    if ((pd = keymap_get(p->pending, pubkey)) == NULL) {
+        w->cb(w, PFP_ABANDONED);
+        return;
+    }
+    w->next = pd->watches;
+    pd->watches = w;
+}
+
 void pfp_shutdown(struct pfp *p)
 {
     p->closing = true;
+    pictures_shutdown(&p->index);
     /* Jobs not started, and downloads under way, end now; their waiters hear 503 and nothing is remembered. */
-    for (struct pfp_job *j = p->all_jobs, *next; j != NULL; j = next) {
+    for (struct pfp_download *j = p->all_downloads, *next; j != NULL; j = next) {
         next = j->anext;
         if (j->queued) {
             queue_unlink(p, j);
@@ -1215,8 +1129,8 @@ void pfp_shutdown(struct pfp *p)
         } else {
             continue; /* being processed: it ends when its image work comes back */
         }
-        job_fail(j, PFP_DOWNLOAD_FAILED, "shutting down");
-        job_end(j);
+        download_fail(j, PFP_DOWNLOAD_FAILED, "shutting down");
+        download_end(j);
     }
 }
 
@@ -1225,15 +1139,16 @@ void pfp_free(struct pfp *p)
     fetcher_close(&p->fetcher);
     if (p->pending != NULL)
         keymap_free(p->pending, free);
-    if (p->jobs != NULL)
-        keymap_free(p->jobs, NULL);
+    if (p->downloads != NULL)
+        keymap_free(p->downloads, NULL);
     if (p->prefetch_set != NULL)
         keymap_free(p->prefetch_set, NULL);
-    p->pending = p->jobs = p->prefetch_set = NULL;
+    p->pending = p->downloads = p->prefetch_set = NULL;
     free(p->prefetch_queue);
     p->prefetch_queue = NULL;
     if (p->prefetch_timer.loop != NULL)
         uv_close((uv_handle_t *)&p->prefetch_timer, NULL);
+    pictures_close(&p->index);
     blobcache_free(&p->cache);
     blobs_free(&p->blobs);
 }

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "image.h"
 #include "lookup.h"
+#include "pictures.h"
 #include "store.h"
 #include "workpool.h"
 
@@ -38,11 +39,27 @@ struct pfp_stats {
     uint64_t prefetches;       /* started because a kind 0 arrived */
     uint64_t refreshes;        /* started because an entry was stale */
     uint64_t prefetch_dropped; /* not queued: the queue was full */
+    uint64_t refetched;        /* a picture whose file went while its record was written, downloaded again */
     uint64_t process_ns;       /* time spent checking and resizing, summed */
 };
 
+/* What caching a pubkey's picture ahead of any request came to, for the jobs that ask. */
+enum pfp_outcome {
+    PFP_CACHED,         /* a picture is now cached for it */
+    PFP_ALREADY_CACHED, /* it was cached and fresh, or confirmed unchanged */
+    PFP_NOT_FOUND,      /* no profile, no picture, or a picture URL that cannot be fetched */
+    PFP_FAILED,         /* the download or the image failed */
+    PFP_ABANDONED,      /* the relay is shutting down: try again after a restart */
+};
+
+/* Told once how caching one pubkey ended. Lives in the caller's memory until then. */
+struct pfp_watch {
+    void (*cb)(struct pfp_watch *w, enum pfp_outcome outcome);
+    struct pfp_watch *next;
+};
+
 struct pfp_pending;
-struct pfp_job;
+struct pfp_download;
 struct prefetch_item;
 struct keymap;
 
@@ -51,20 +68,19 @@ struct pfp {
     const struct config *cfg;
     struct store *store;
     struct lookup *lookup;
-    MDB_dbi pictures; /* pubkey -> picture record */
-    MDB_dbi urls;     /* SHA-256 of a picture URL -> what it gave */
+    struct pictures index;
     struct blobs blobs;
     struct blobcache cache;
     struct fetcher fetcher;
     struct workpool images;
     struct image_opts image_opts;
-    struct keymap *pending;                               /* pubkey -> the fetch under way for it */
-    struct keymap *jobs;                                  /* URL hash -> its download and processing under way */
-    struct pfp_job *queue_interactive, *queue_background; /* waiting for a download slot */
-    struct pfp_job *all_jobs;
+    struct keymap *pending;                                    /* pubkey -> the fetch under way for it */
+    struct keymap *downloads;                                  /* URL hash -> its download and processing under way */
+    struct pfp_download *queue_interactive, *queue_background; /* waiting for a download slot */
+    struct pfp_download *all_downloads;
     size_t slots_used;                    /* downloads and processing under way, at most max_concurrent */
     size_t background_running;            /* ... of them started as background work, at most half */
-    size_t background_pending;            /* pubkeys being fetched ahead, at most max_concurrent */
+    size_t prefetch_pending;              /* pubkeys being fetched ahead, at most max_concurrent */
     struct prefetch_item *prefetch_queue; /* a ring of pubkeys to fetch ahead */
     size_t prefetch_head, prefetch_len;
     struct keymap *prefetch_set; /* pubkey -> its place in the ring, so none is queued twice */
@@ -89,6 +105,12 @@ void pfp_start(struct pfp *p);
 
 /* Routes GET and HEAD /profile-pic/{pubkey}. */
 int pfp_route(struct pfp *p, struct http_server *http);
+
+/*
+ * Caches the picture of `pubkey` ahead of any request, behind pictures someone
+ * waits for; `w->cb` hears the outcome once, perhaps before this returns.
+ */
+void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w);
 
 /* Stops starting new work; downloads under way are abandoned and their waiters answered 503. */
 void pfp_shutdown(struct pfp *p);

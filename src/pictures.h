@@ -1,0 +1,146 @@
+/*
+ * pictures.h -- the picture index in LMDB and the files it counts: pubkey ->
+ * picture, each file's users and last use, the cache's total size, and the
+ * evictions and purges that keep index and files in step.
+ */
+#ifndef PFP_PICTURES_H
+#define PFP_PICTURES_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "blob.h"
+#include "blobcache.h"
+#include "config.h"
+#include "store.h"
+
+#define PICTURES_MAX_URL 4096
+
+enum { PIC_OK = 1, PIC_NEGATIVE = 2 };
+
+/* The picture record of a pubkey, as stored (followed by url_len bytes of URL). */
+struct pic_head {
+    uint8_t state;
+    uint8_t type;   /* enum image_type of the stored bytes */
+    uint8_t reason; /* enum pfp_negative */
+    uint8_t unused;
+    uint32_t failures;   /* failures in a row, for the back-off */
+    uint64_t fetched_at; /* unix time the picture was stored or last confirmed */
+    uint64_t retry_at;   /* unix time a failure may be tried again */
+    int64_t kind0_at;    /* created_at of the kind 0 the picture came from */
+    uint8_t event_id[32];
+    uint8_t blob[32];
+    uint32_t bytes;
+    uint16_t width, height;
+    uint16_t url_len;
+};
+
+struct pic {
+    struct pic_head h;
+    char url[PICTURES_MAX_URL + 1];
+};
+
+/* What a picture URL gave, so that another pubkey with the same URL needs no download. */
+struct url_rec {
+    uint8_t blob[32];
+    uint8_t type;
+    uint8_t unused[3];
+    uint32_t bytes;
+    uint16_t width, height;
+    uint64_t fetched_at;
+};
+
+enum pictures_scope {
+    PURGE_PUBKEY,   /* one pubkey's record, picture or remembered failure */
+    PURGE_PICTURES, /* every cached picture; remembered failures stay */
+    PURGE_ALL,      /* everything the picture cache holds */
+};
+
+struct pictures_purged {
+    int status;        /* 0, or a negative error: nothing was removed */
+    bool found;        /* PURGE_PUBKEY: the pubkey had a record */
+    uint64_t pictures; /* picture records removed */
+    uint64_t files, bytes;
+};
+
+struct pictures_stats {
+    uint64_t pictures; /* pubkeys with a cached picture */
+    uint64_t files;    /* distinct files, each counted once however many pubkeys share it */
+    uint64_t bytes;    /* the files' total size */
+    uint64_t evictions, evicted_files, evicted_bytes, evicted_pictures;
+    uint64_t purges;
+    uint64_t recency_flushes; /* batches of last-served times written */
+};
+
+struct touch;
+struct keymap;
+
+struct pictures {
+    uv_loop_t *loop;
+    struct store *store;
+    struct blobs *blobs;
+    struct blobcache *memory; /* bytes of removed files are dropped from it */
+    MDB_dbi records, urls, files, lru, users, meta;
+    uint64_t limit_bytes, low_bytes;     /* max_cache_size_mb, and where eviction stops */
+    uint64_t check_ms, next_check_ms;    /* lru_check_interval, and when the next check is due (uv_now) */
+    uint64_t wall_base_ms, mono_base_ms; /* wall-clock ms = wall_base + (uv_now - mono_base) */
+    struct keymap *touched;              /* file hash -> index into `touches` */
+    struct touch *touches;
+    size_t ntouches, touches_cap;
+    uv_timer_t timer;
+    bool ready;    /* start-up reconciliation done: totals are known */
+    bool evicting; /* an eviction is queued or running */
+    bool closing;
+    struct pictures_stats stats;
+};
+
+/* Opens the index's databases (between store_open() and store_start()). Returns 0 or a negative error. */
+int pictures_open(struct pictures *x, uv_loop_t *loop, const struct config *cfg, struct store *store,
+                  struct blobs *blobs, struct blobcache *memory);
+
+/*
+ * After store_start(): reconciles index and files (entries whose file is gone
+ * are dropped, files no entry names are removed), learns the totals, then
+ * checks the size limit every lru_check_interval minutes.
+ */
+void pictures_start(struct pictures *x);
+
+/* The record of `pubkey`. Returns 0 or -ENOENT. Loop thread. */
+int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out);
+
+/* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0 or -ENOENT. */
+int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out);
+
+/* Notes that the file `hash` was served now. Memory only; written in batches. */
+void pictures_touch(struct pictures *x, const uint8_t hash[32]);
+
+typedef void (*pictures_done_fn)(void *ctx, int status);
+
+/*
+ * Stores `pic` for `pubkey`, or deletes its record when `pic` is NULL; with
+ * `url`, also what `url_key` gave. A picture's file must exist: if it has gone
+ * (evicted or purged meanwhile), it is written again from `bytes` when given,
+ * else the write fails with -ENOENT and nothing changes. `done` (may be NULL)
+ * hears 0 or a negative error once committed.
+ */
+void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
+                  const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx);
+
+typedef void (*pictures_purged_fn)(void *ctx, const struct pictures_purged *r);
+
+/* Removes records and then their files; `done` hears what went. `pubkey` only for PURGE_PUBKEY. */
+void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t pubkey[32], pictures_purged_fn done,
+                    void *ctx);
+
+/* The file `hash` was found missing: its entries, and the records naming it, are dropped. */
+void pictures_forget_file(struct pictures *x, const uint8_t hash[32]);
+
+/* Writes the last-served times still in memory (at shutdown, before store_close()). */
+void pictures_shutdown(struct pictures *x);
+
+void pictures_close(struct pictures *x);
+
+#endif
