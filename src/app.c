@@ -126,15 +126,27 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     a->pfp_ready = true;
+    if ((r = jobs_open(&a->jobs, &a->loop, &a->store, &a->pfp)) != 0) {
+        log_error("cannot open the job database: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    a->jobs_ready = true;
     if ((r = store_start(&a->store)) != 0) {
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
     pfp_start(&a->pfp);
+    if ((r = jobs_start(&a->jobs)) != 0) {
+        log_error("cannot read the job database: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    auth_init(&a->auth, &a->cfg);
+    a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, &a->lookup};
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(&a->relay, &a->http, on_home, a);
     pfp_route(&a->pfp, &a->http);
+    admin_route(&a->admin, &a->http);
 
     if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
         log_error("%s", err);
@@ -157,12 +169,17 @@ static void stop(struct app *a)
     if (a->pfp_ready)
         workpool_stop(&a->pfp.images);
     inbox_drain(&a->inbox);
+    if (a->jobs_ready)
+        jobs_shutdown(&a->jobs);
     store_close(&a->store);
     inbox_close(&a->inbox);
     if (a->pfp_ready) {
         pfp_free(&a->pfp);
         image_shutdown();
     }
+    if (a->jobs_ready)
+        jobs_free(&a->jobs);
+    auth_free(&a->auth);
     relay_free(&a->relay);
     if (a->upstream_ready)
         upstream_free(&a->upstream);

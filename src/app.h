@@ -6,9 +6,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "inbox.h"
+#include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
 #include "relay.h"
@@ -29,7 +32,10 @@ struct app {
     struct upstream upstream; /* connections to the upstream relays */
     struct lookup lookup;     /* what the upstream relays are asked */
     struct relay relay;
-    struct pfp pfp; /* profile pictures */
+    struct pfp pfp;     /* profile pictures */
+    struct jobs jobs;   /* batch pre-caching */
+    struct auth auth;   /* who may call the admin endpoints */
+    struct admin admin; /* their routes */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -39,6 +45,7 @@ struct app {
     bool http_drained;
     bool upstream_ready; /* upstream_init() succeeded */
     bool pfp_ready;      /* pfp_init() succeeded */
+    bool jobs_ready;     /* jobs_open() succeeded */
 };
 
 /*

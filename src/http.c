@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,6 +56,72 @@ void http_begin_response(h2o_req_t *req, int status)
     /* A response finished while the server drains closes its connection, so clients move on. */
     if (req->conn->ctx->shutdown_requested)
         req->http1_is_persistent = 0;
+}
+
+bool http_query_param(h2o_req_t *req, const char *name, h2o_iovec_t *value)
+{
+    size_t nlen = strlen(name), i;
+
+    if (req->query_at == SIZE_MAX)
+        return false;
+    for (i = req->query_at + 1; i < req->path.len;) {
+        const char *p = req->path.base + i, *end = req->path.base + req->path.len;
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t len = amp != NULL ? (size_t)(amp - p) : (size_t)(end - p);
+        if (len > nlen && p[nlen] == '=' && memcmp(p, name, nlen) == 0) {
+            *value = h2o_iovec_init(p + nlen + 1, len - nlen - 1);
+            return true;
+        }
+        if (len == nlen && memcmp(p, name, nlen) == 0) {
+            *value = h2o_iovec_init(p + nlen, 0);
+            return true;
+        }
+        i += len + 1;
+    }
+    return false;
+}
+
+struct http_hold {
+    h2o_req_t *req;
+    unsigned refs; /* one for the request's pool, one for the work */
+};
+
+static void hold_unref(struct http_hold *h)
+{
+    if (--h->refs == 0)
+        free(h);
+}
+
+static void on_held_req_gone(void *ptr)
+{
+    struct http_hold *h = *(struct http_hold **)ptr;
+
+    h->req = NULL;
+    hold_unref(h);
+}
+
+struct http_hold *http_hold(h2o_req_t *req)
+{
+    struct http_hold *h = malloc(sizeof(*h));
+    struct http_hold **slot;
+
+    if (h == NULL)
+        abort();
+    h->req = req;
+    h->refs = 2;
+    slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_held_req_gone);
+    *slot = h;
+    return h;
+}
+
+h2o_req_t *http_held(const struct http_hold *h)
+{
+    return h->req;
+}
+
+void http_unhold(struct http_hold *h)
+{
+    hold_unref(h);
 }
 
 /* Sends a body the pool already owns, or only the headers for HEAD. */

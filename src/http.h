@@ -81,4 +81,17 @@ const char *http_reason(int status);
 /* Adds the headers every response carries and prepares the response for the status; call before sending. */
 void http_begin_response(h2o_req_t *req, int status);
 
+/* The raw value of query parameter `name` (no percent-decoding). Returns false when it is absent. */
+bool http_query_param(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+
+/*
+ * A request answered later, after work that may outlive it: http_held() is the
+ * request, or NULL once h2o has freed it (the client went away). Release with
+ * http_unhold() once answered or abandoned.
+ */
+struct http_hold;
+struct http_hold *http_hold(h2o_req_t *req);
+h2o_req_t *http_held(const struct http_hold *h);
+void http_unhold(struct http_hold *h);
+
 #endif

@@ -1,8 +1,10 @@
-/* make_fixtures.c -- writes the images the end-to-end tests serve, and reports what libvips sees in one. */
+/* make_fixtures.c -- writes the images the end-to-end tests serve (and N distinct noisy ones), and reports what
+ * libvips sees in one. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <vips/vips.h>
@@ -281,6 +283,31 @@ static const struct fixture {
     {"huge.png", make_huge},   {"truncated.jpg", make_truncated}, {"random.bin", make_random},
 };
 
+/* `n` different noisy photos, noise<i>.jpg: noise compresses badly, so each stays some 20 KB once resized. */
+static int make_noise(const char *dir, int n)
+{
+    for (int i = 0; i < n; i++) {
+        VipsObject *scope = VIPS_OBJECT(vips_image_new());
+        VipsImage **t = local(scope, 6);
+        char name[32], *path;
+        int rc;
+
+        snprintf(name, sizeof(name), "noise%d.jpg", i);
+        path = g_build_filename(dir, name, NULL);
+        rc = vips_gaussnoise(&t[0], 300, 300, "mean", 128.0, "sigma", 60.0, "seed", 3 * i, NULL) ||
+             vips_gaussnoise(&t[1], 300, 300, "mean", 128.0, "sigma", 60.0, "seed", 3 * i + 1, NULL) ||
+             vips_gaussnoise(&t[2], 300, 300, "mean", 128.0, "sigma", 60.0, "seed", 3 * i + 2, NULL) ||
+             vips_bandjoin((VipsImage *[]){t[0], t[1], t[2]}, &t[3], 3, NULL) || vips_cast_uchar(t[3], &t[4], NULL) ||
+             vips_copy(t[4], &t[5], "interpretation", VIPS_INTERPRETATION_sRGB, NULL) ||
+             vips_jpegsave(t[5], path, "Q", 90, NULL);
+        g_object_unref(scope);
+        g_free(path);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 static int make_all(const char *dir)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(fixtures); i++) {
@@ -377,8 +404,11 @@ int main(int argc, char **argv)
         rc = make_all(argv[1]);
     } else if (argc == 3 && strcmp(argv[1], "--inspect") == 0) {
         rc = inspect(argv[2]);
+    } else if (argc == 4 && strcmp(argv[1], "--noise") == 0 && atoi(argv[3]) > 0) {
+        rc = make_noise(argv[2], atoi(argv[3]));
     } else {
-        fprintf(stderr, "usage: %s DIR\n       %s --inspect FILE\n", argv[0], argv[0]);
+        fprintf(stderr, "usage: %s DIR\n       %s --inspect FILE\n       %s --noise DIR N\n", argv[0], argv[0],
+                argv[0]);
         vips_shutdown();
         return 2;
     }

@@ -1,5 +1,5 @@
 // images.mjs -- test images made by tests/tools/make_fixtures, and a loopback HTTP server that serves
-// them along with the misbehaving origins (endless, trickling, lying, redirecting) the fetcher must survive.
+// them along with the misbehaving origins (endless, trickling, slow, lying, redirecting) the fetcher must survive.
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -13,6 +13,12 @@ export const MAKE_FIXTURES = join(TOOLS, 'make_fixtures');
 // Writes the fixtures (big.jpg, alpha.png, cmyk.jpg, huge.png, ...) into `dir`, which must exist.
 export function makeFixtures(dir) {
   execFileSync(MAKE_FIXTURES, [dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return dir;
+}
+
+// Writes `n` distinct noisy JPEGs, noise0.jpg ... noise<n-1>.jpg, into `dir` (each some 20 KB once resized).
+export function makeNoise(dir, n) {
+  execFileSync(MAKE_FIXTURES, ['--noise', dir, String(n)], { stdio: ['ignore', 'ignore', 'pipe'] });
   return dir;
 }
 
@@ -127,6 +133,9 @@ export function startImageServer(fixturesDir) {
     let m;
     if ((m = /^\/f\/([^/]+)$/.exec(path))) {
       serveFixture(fixturesDir, decodeURIComponent(m[1]), res).catch(() => res.destroy());
+    } else if ((m = /^\/slow\/(\d+)\/([^/]+)$/.exec(path))) {
+      const timer = setTimeout(() => serveFixture(fixturesDir, decodeURIComponent(m[2]), res).catch(() => res.destroy()), Number(m[1]));
+      res.on('close', () => clearTimeout(timer));
     } else if (path === '/endless') {
       serveEndless(res);
     } else if (path === '/trickle') {

@@ -1,0 +1,439 @@
+/* admin.c -- batch pre-caching, follows, purges and the jobs they start, behind the admin authentication. */
+#include "admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "hex.h"
+#include "keymap.h"
+#include "nip19.h"
+
+#define JOBS_LIST_DEFAULT 50
+#define JOBS_LIST_MAX     1000
+/* Invalid keys named in the error message; the "invalid" array lists them all. */
+#define INVALID_NAMED 20
+
+/* A positive integer query parameter, at most `max`. Returns 0, or -EINVAL when it is not one. */
+static int query_count(h2o_req_t *req, const char *name, size_t dflt, size_t max, size_t *out)
+{
+    h2o_iovec_t v;
+    size_t n = 0;
+
+    *out = dflt;
+    if (!http_query_param(req, name, &v))
+        return 0;
+    if (v.len == 0 || v.len > 9)
+        return -EINVAL;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.base[i] < '0' || v.base[i] > '9')
+            return -EINVAL;
+        n = n * 10 + (size_t)(v.base[i] - '0');
+    }
+    if (n < 1 || n > max)
+        return -EINVAL;
+    *out = n;
+    return 0;
+}
+
+static void hex_of(const uint8_t key[32], char out[65])
+{
+    hex_encode(key, 32, out);
+    out[64] = '\0';
+}
+
+static void reply_job_error(h2o_req_t *req, int status)
+{
+    if (status == -ENOSPC)
+        http_reply_error(req, 503, "cannot store the job: the database is full");
+    else
+        http_reply_error(req, 503, "cannot store the job now; try again");
+}
+
+/* --- POST /batch-cache ------------------------------------------------------------------------------------------ */
+
+struct batch_req {
+    struct http_hold *hold;
+    size_t count;
+};
+
+static void on_batch_created(void *ctx, int status, uint64_t id)
+{
+    struct batch_req *br = ctx;
+    h2o_req_t *req = http_held(br->hold);
+
+    if (req != NULL && status != 0) {
+        reply_job_error(req, status);
+    } else if (req != NULL) {
+        char msg[96], hex[17];
+        snprintf(msg, sizeof(msg), "Started caching %zu profile pictures", br->count);
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+        http_reply_json(req, 202,
+                        json_pack("{s:s, s:I, s:s}", "message", msg, "count", (json_int_t)br->count, "job_id", hex));
+    }
+    http_unhold(br->hold);
+    free(br);
+}
+
+/* JSON is all the endpoint reads; a form or text body is a client mistake worth naming. */
+static bool json_content_type(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    h2o_iovec_t v;
+    size_t n = 0;
+
+    if (i == -1)
+        return true;
+    v = req->headers.entries[i].value;
+    while (n < v.len && v.base[n] != ';' && v.base[n] != ' ')
+        n++;
+    return n == sizeof("application/json") - 1 && strncasecmp(v.base, "application/json", n) == 0;
+}
+
+/* 400 naming every index whose entry is not a public key (the values are not echoed: they may be secrets). */
+static void reply_invalid_keys(h2o_req_t *req, const size_t *bad, size_t nbad)
+{
+    char msg[512];
+    size_t off = (size_t)snprintf(msg, sizeof(msg),
+                                  "%zu entr%s of \"pubkeys\" %s not a public key (hex, npub or "
+                                  "nprofile): index%s",
+                                  nbad, nbad == 1 ? "y" : "ies", nbad == 1 ? "is" : "are", nbad == 1 ? "" : "es");
+    json_t *list = json_array();
+
+    for (size_t i = 0; i < nbad; i++) {
+        json_array_append_new(list, json_integer((json_int_t)bad[i]));
+        if (i < INVALID_NAMED && off < sizeof(msg))
+            off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %zu", i == 0 ? "" : ",", bad[i]);
+    }
+    if (nbad > INVALID_NAMED && off < sizeof(msg))
+        snprintf(msg + off, sizeof(msg) - off, " and %zu more", nbad - INVALID_NAMED);
+    http_reply_json(req, 400, json_pack("{s:s, s:o}", "error", msg, "invalid", list));
+}
+
+/* Checks and decodes `pubkeys`, without duplicates, into `keys`. Answers and returns -1 when the request is bad. */
+static ssize_t decode_batch(h2o_req_t *req, json_t *pubkeys, uint8_t (*keys)[32])
+{
+    struct keymap *seen = keymap_new(32);
+    size_t n = 0, nbad = 0, *bad = calloc(json_array_size(pubkeys) + 1, sizeof(*bad));
+    size_t i;
+    json_t *v;
+
+    if (bad == NULL)
+        abort();
+    json_array_foreach(pubkeys, i, v)
+    {
+        const char *why;
+        if (!json_is_string(v)) {
+            http_reply_error(req, 400, "\"pubkeys\"[%zu] is not a string", i);
+            keymap_free(seen, NULL);
+            free(bad);
+            return -1;
+        }
+        if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), keys[n], &why) != 0) {
+            bad[nbad++] = i;
+            continue;
+        }
+        if (keymap_get(seen, keys[n]) == NULL)
+            keymap_put(seen, keys[n++], (void *)1);
+    }
+    keymap_free(seen, NULL);
+    if (nbad > 0)
+        reply_invalid_keys(req, bad, nbad);
+    free(bad);
+    return nbad > 0 ? -1 : (ssize_t)n;
+}
+
+static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    json_error_t jerr;
+    json_t *body, *pubkeys;
+    uint8_t(*keys)[32];
+    struct batch_req *br;
+    ssize_t n;
+
+    (void)param;
+    if (!auth_admit(a->auth, req))
+        return;
+    if (!json_content_type(req)) {
+        http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
+        return;
+    }
+    if ((body = json_loadb(req->entity.base, req->entity.len, 0, &jerr)) == NULL) {
+        http_reply_error(req, 400, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return;
+    }
+    pubkeys = json_object_get(body, "pubkeys");
+    if (!json_is_object(body) || pubkeys == NULL) {
+        http_reply_error(req, 400, "the body must be an object with a \"pubkeys\" array: {\"pubkeys\": [...]}");
+    } else if (!json_is_array(pubkeys)) {
+        http_reply_error(req, 400, "\"pubkeys\" must be an array of public keys");
+    } else if (json_array_size(pubkeys) == 0) {
+        http_reply_error(req, 400, "\"pubkeys\" is empty");
+    } else if (json_array_size(pubkeys) > ADMIN_BATCH_MAX) {
+        http_reply_error(req, 413, "at most %d pubkeys per request; got %zu", ADMIN_BATCH_MAX,
+                         json_array_size(pubkeys));
+    } else {
+        if ((keys = malloc(json_array_size(pubkeys) * 32)) == NULL)
+            abort();
+        if ((n = decode_batch(req, pubkeys, keys)) >= 0) {
+            if ((br = calloc(1, sizeof(*br))) == NULL)
+                abort();
+            br->hold = http_hold(req);
+            br->count = (size_t)n;
+            jobs_create(a->jobs, JOB_BATCH, (const uint8_t(*)[32])keys, (size_t)n, NULL, on_batch_created, br);
+        }
+        free(keys);
+    }
+    json_decref(body);
+}
+
+/* --- GET /cache-follows/{pubkey} -------------------------------------------------------------------------------- */
+
+size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32])
+{
+    json_t *ev = json_loadb(json, len, 0, NULL), *tags = json_object_get(ev, "tags"), *tag;
+    struct keymap *seen = keymap_new(32);
+    size_t n = 0, i;
+
+    json_array_foreach(tags, i, tag)
+    {
+        json_t *name = json_array_get(tag, 0), *value = json_array_get(tag, 1);
+        if (n == limit)
+            break;
+        if (!json_is_string(name) || strcmp(json_string_value(name), "p") != 0 || !json_is_string(value) ||
+            hex_decode(json_string_value(value), json_string_length(value), out[n], 32) != 0)
+            continue;
+        if (keymap_get(seen, out[n]) == NULL)
+            keymap_put(seen, out[n++], (void *)1);
+    }
+    keymap_free(seen, NULL);
+    json_decref(ev);
+    return n;
+}
+
+struct follows_req {
+    struct admin *a;
+    struct http_hold *hold;
+    uint8_t pubkey[32];
+    size_t limit, count;
+    struct lookup_waiter lw;
+};
+
+static void on_follows_created(void *ctx, int status, uint64_t id)
+{
+    struct follows_req *fr = ctx;
+    h2o_req_t *req = http_held(fr->hold);
+
+    if (req != NULL && status != 0) {
+        reply_job_error(req, status);
+    } else if (req != NULL) {
+        char msg[96], hex[17], pk[65];
+        snprintf(msg, sizeof(msg), "Started caching profile pictures for %zu follows", fr->count);
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+        hex_of(fr->pubkey, pk);
+        http_reply_json(req, 202,
+                        json_pack("{s:s, s:I, s:s, s:s}", "message", msg, "count", (json_int_t)fr->count, "pubkey", pk,
+                                  "job_id", hex));
+    }
+    http_unhold(fr->hold);
+    free(fr);
+}
+
+/* The contact list is here: its follows become a job. */
+static void follows_found(struct follows_req *fr, const struct event_view *ev)
+{
+    uint8_t(*keys)[32] = malloc(fr->limit * 32);
+
+    if (keys == NULL)
+        abort();
+    fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys);
+    jobs_create(fr->a->jobs, JOB_FOLLOWS, (const uint8_t(*)[32])keys, fr->count, fr->pubkey, on_follows_created, fr);
+    free(keys);
+}
+
+static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev)
+{
+    struct follows_req *fr = (struct follows_req *)((char *)w - offsetof(struct follows_req, lw));
+    h2o_req_t *req = http_held(fr->hold);
+
+    if (ev != NULL && req != NULL) {
+        follows_found(fr, ev);
+        return;
+    }
+    if (req != NULL && fr->a->lookup->closing)
+        http_reply_error(req, 503, "the relay is shutting down");
+    else if (req != NULL)
+        http_reply_error(req, 404, "no contact list (kind 3) found for this pubkey, here or on the upstream relays");
+    http_unhold(fr->hold);
+    free(fr);
+}
+
+static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    struct follows_req *fr;
+    struct event_view ev;
+    MDB_txn *txn;
+    const char *why;
+    uint8_t pubkey[32];
+    size_t limit;
+
+    if (!auth_admit(a->auth, req))
+        return;
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, &why) != 0) {
+        http_reply_error(req, 400, "not a public key: %s", why);
+        return;
+    }
+    if (query_count(req, "limit", ADMIN_FOLLOWS_DEFAULT, ADMIN_FOLLOWS_MAX, &limit) != 0) {
+        http_reply_error(req, 400, "limit must be an integer from 1 to %d", ADMIN_FOLLOWS_MAX);
+        return;
+    }
+    if ((fr = calloc(1, sizeof(*fr))) == NULL)
+        abort();
+    fr->a = a;
+    fr->hold = http_hold(req);
+    memcpy(fr->pubkey, pubkey, 32);
+    fr->limit = limit;
+    if (store_read_begin(a->store, &txn) == 0) {
+        if (store_get_latest(a->store, txn, pubkey, 3, &ev) == 0) {
+            void *copy = event_view_dup(&ev, &ev);
+            store_read_end(a->store, txn);
+            follows_found(fr, &ev);
+            free(copy);
+            return;
+        }
+        store_read_end(a->store, txn);
+    }
+    fr->lw.cb = on_contact_list;
+    lookup_get(a->lookup, pubkey, 3, &fr->lw);
+}
+
+/* --- purges ------------------------------------------------------------------------------------------------------ */
+
+struct purge_req {
+    struct http_hold *hold;
+    enum pictures_scope scope;
+    uint8_t pubkey[32];
+};
+
+static void on_purged(void *ctx, const struct pictures_purged *r)
+{
+    struct purge_req *pr = ctx;
+    h2o_req_t *req = http_held(pr->hold);
+    char msg[160];
+
+    if (req == NULL) {
+    } else if (r->status != 0) {
+        http_reply_error(req, 503, "cannot purge now: %s", strerror(-r->status));
+    } else if (pr->scope == PURGE_PUBKEY && !r->found) {
+        http_reply_error(req, 404, "nothing is cached for this pubkey");
+    } else {
+        if (pr->scope == PURGE_PUBKEY) {
+            char pk[65];
+            hex_of(pr->pubkey, pk);
+            snprintf(msg, sizeof(msg), "Profile picture for %s purged successfully", pk);
+        } else {
+            snprintf(msg, sizeof(msg), "%s",
+                     pr->scope == PURGE_ALL ? "All cached media purged successfully"
+                                            : "Profile picture cache purged successfully");
+        }
+        http_reply_json(req, 200,
+                        json_pack("{s:s, s:s, s:I, s:I, s:I}", "status", "success", "message", msg, "pictures",
+                                  (json_int_t)r->pictures, "files", (json_int_t)r->files, "bytes",
+                                  (json_int_t)r->bytes));
+    }
+    http_unhold(pr->hold);
+    free(pr);
+}
+
+static void purge(struct admin *a, h2o_req_t *req, enum pictures_scope scope, const uint8_t *pubkey)
+{
+    struct purge_req *pr = calloc(1, sizeof(*pr));
+
+    if (pr == NULL)
+        abort();
+    pr->hold = http_hold(req);
+    pr->scope = scope;
+    if (pubkey != NULL)
+        memcpy(pr->pubkey, pubkey, 32);
+    pictures_purge(&a->pfp->index, scope, pubkey, on_purged, pr);
+}
+
+static void on_purge_all(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    if (auth_admit(((struct admin *)data)->auth, req))
+        purge(data, req, PURGE_ALL, NULL);
+}
+
+static void on_purge_pictures(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    if (auth_admit(((struct admin *)data)->auth, req))
+        purge(data, req, PURGE_PICTURES, NULL);
+}
+
+static void on_purge_one(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    uint8_t pubkey[32];
+    const char *why;
+
+    if (!auth_admit(a->auth, req))
+        return;
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, &why) != 0) {
+        http_reply_error(req, 400, "not a public key: %s", why);
+        return;
+    }
+    purge(a, req, PURGE_PUBKEY, pubkey);
+}
+
+/* --- GET /jobs ------------------------------------------------------------------------------------------------- */
+
+static void on_jobs(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    size_t limit;
+
+    (void)param;
+    if (query_count(req, "limit", JOBS_LIST_DEFAULT, JOBS_LIST_MAX, &limit) != 0) {
+        http_reply_error(req, 400, "limit must be an integer from 1 to %d", JOBS_LIST_MAX);
+        return;
+    }
+    http_reply_json(req, 200, json_pack("{s:o}", "jobs", jobs_list(a->jobs, limit)));
+}
+
+static void on_job(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    uint64_t id;
+    json_t *job;
+
+    if (jobs_parse_id(param.base, param.len, &id) != 0) {
+        http_reply_error(req, 400, "not a job id: job ids are 16 hex digits");
+        return;
+    }
+    if ((job = jobs_get(a->jobs, id)) == NULL) {
+        http_reply_error(req, 404, "no such job");
+        return;
+    }
+    http_reply_json(req, 200, job);
+}
+
+int admin_route(struct admin *a, struct http_server *http)
+{
+    int r;
+
+    if ((r = http_route(http, HTTP_POST, "/batch-cache", on_batch_cache, a)) != 0 ||
+        (r = http_route(http, HTTP_GET, "/cache-follows/*", on_cache_follows, a)) != 0 ||
+        (r = http_route(http, HTTP_POST | HTTP_DELETE, "/purge-cache/all", on_purge_all, a)) != 0 ||
+        (r = http_route(http, HTTP_POST | HTTP_DELETE, "/purge-cache/profile-pics", on_purge_pictures, a)) != 0 ||
+        (r = http_route(http, HTTP_POST | HTTP_DELETE, "/purge-profile-pic/*", on_purge_one, a)) != 0 ||
+        (r = http_route(http, HTTP_GET, "/jobs", on_jobs, a)) != 0 ||
+        (r = http_route(http, HTTP_GET, "/jobs/*", on_job, a)) != 0)
+        return r;
+    return 0;
+}

@@ -1,0 +1,40 @@
+/*
+ * admin.h -- the endpoints that change the cache or spend its bandwidth:
+ * POST /batch-cache, GET /cache-follows/{pubkey}, the purges; and GET /jobs
+ * to follow the jobs they start.
+ */
+#ifndef PFP_ADMIN_H
+#define PFP_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "http.h"
+#include "jobs.h"
+#include "lookup.h"
+#include "pfp.h"
+#include "store.h"
+
+#define ADMIN_BATCH_MAX       1000
+#define ADMIN_FOLLOWS_DEFAULT 500
+#define ADMIN_FOLLOWS_MAX     5000
+
+struct admin {
+    struct auth *auth;
+    struct jobs *jobs;
+    struct pfp *pfp;
+    struct store *store;
+    struct lookup *lookup;
+};
+
+int admin_route(struct admin *a, struct http_server *http);
+
+/*
+ * The follows in a contact list (kind 3) event's JSON: the distinct pubkeys of
+ * its "p" tags, in order, at most `limit` (`out` holds that many). Malformed
+ * tags are skipped. Returns how many were written.
+ */
+size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32]);
+
+#endif

@@ -1,0 +1,615 @@
+/* jobs.c -- batch jobs that cache many pubkeys' pictures ahead of requests, durable across restarts. */
+#include "jobs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "hex.h"
+#include "log.h"
+
+/* Pubkeys being cached at once, across jobs: enough to fill the upstream lookups' batches. */
+#define JOBS_INFLIGHT 256
+/* Finished jobs kept for GET /jobs; older ones are deleted as new ones come. */
+#define JOBS_KEEP 1000
+/* Progress reaches the database at most this long after it is made. */
+#define FLUSH_MS 250
+
+struct job {
+    uint64_t id;
+    struct job_head h;
+    uint8_t *bits;          /* h.total bits: the pubkeys done */
+    uint8_t (*pubkeys)[32]; /* h.total of them */
+    uint32_t next;          /* the next index to consider starting */
+    uint32_t working;       /* its pubkeys being cached now */
+    bool dirty;             /* progress not yet handed to the writer */
+    struct job *next_active;
+};
+
+/* One pubkey of a job being cached. */
+struct job_work {
+    struct pfp_watch w;
+    struct jobs *js;
+    struct job *job;
+    uint32_t index;
+    struct job_work *prev, *next;
+};
+
+/* A job record (and, at creation, its pubkeys) to store. */
+struct job_write {
+    struct store_write w;
+    struct jobs *js;
+    uint8_t key[8];
+    uint8_t *rec;
+    size_t rec_len;
+    const uint8_t *items; /* at creation: the job's pubkeys, which the job keeps */
+    size_t items_len;
+    bool finished; /* the job has ended: its pubkeys are no longer needed */
+    struct job *job;
+    jobs_created_fn created;
+    void *ctx;
+};
+
+static uint64_t now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static void id_key(uint8_t k[8], uint64_t id)
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+static uint64_t key_id(const uint8_t k[8])
+{
+    uint64_t id = 0;
+    for (int i = 0; i < 8; i++)
+        id = id << 8 | k[i];
+    return id;
+}
+
+static size_t bitmap_len(uint32_t total)
+{
+    return ((size_t)total + 7) / 8;
+}
+
+static bool bit_get(const uint8_t *bits, uint32_t i)
+{
+    return bits[i / 8] >> (i % 8) & 1;
+}
+
+static uint8_t *encode(const struct job *j, size_t *len)
+{
+    uint8_t *rec;
+
+    *len = sizeof(j->h) + bitmap_len(j->h.total);
+    if ((rec = malloc(*len)) == NULL)
+        abort();
+    memcpy(rec, &j->h, sizeof(j->h));
+    memcpy(rec + sizeof(j->h), j->bits, bitmap_len(j->h.total));
+    return rec;
+}
+
+static int decode_head(const MDB_val *v, struct job_head *h)
+{
+    if (v->mv_size < sizeof(*h))
+        return -EINVAL;
+    memcpy(h, v->mv_data, sizeof(*h));
+    return v->mv_size == sizeof(*h) + bitmap_len(h->total) ? 0 : -EINVAL;
+}
+
+static int mdb_err(int rc)
+{
+    return rc == 0 ? 0 : rc == MDB_MAP_FULL ? -ENOSPC : rc == MDB_NOTFOUND ? -ENOENT : -EIO;
+}
+
+/* --- writes ------------------------------------------------------------------------------------------------------- */
+
+/* Deletes the oldest finished jobs beyond JOBS_KEEP. */
+static int prune(struct jobs *js, MDB_txn *txn)
+{
+    MDB_stat st;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t count;
+    int rc;
+
+    if ((rc = mdb_stat(txn, js->heads, &st)) != 0 || (rc = mdb_cursor_open(txn, js->heads, &cur)) != 0)
+        return mdb_err(rc);
+    count = st.ms_entries;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && count > JOBS_KEEP;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct job_head h;
+        if (decode_head(&v, &h) == 0 && (h.state == JOB_QUEUED || h.state == JOB_RUNNING))
+            continue;
+        if ((rc = mdb_del(txn, js->items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        count--;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+}
+
+static int apply_job_write(struct store *st, MDB_txn *txn, struct store_write *w)
+{
+    struct job_write *jw = (struct job_write *)w;
+    struct jobs *js = jw->js;
+    MDB_val k = {8, jw->key}, v = {jw->rec_len, jw->rec};
+    int rc;
+
+    (void)st;
+    if ((rc = mdb_put(txn, js->heads, &k, &v, 0)) != 0)
+        return mdb_err(rc);
+    if (jw->items != NULL) {
+        MDB_val iv = {jw->items_len, (void *)jw->items};
+        if ((rc = mdb_put(txn, js->items, &k, &iv, 0)) != 0)
+            return mdb_err(rc);
+        return prune(js, txn);
+    }
+    if (jw->finished && (rc = mdb_del(txn, js->items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        return mdb_err(rc);
+    return 0;
+}
+
+static void schedule_pump(struct jobs *js);
+
+static void job_free(struct job *j)
+{
+    free(j->bits);
+    free(j->pubkeys);
+    free(j);
+}
+
+static void on_job_written(struct store_write *w)
+{
+    struct job_write *jw = (struct job_write *)w;
+    struct jobs *js = jw->js;
+
+    if (jw->created != NULL) {
+        struct job *j = jw->job;
+        uint64_t id = j->id;
+        if (w->status == 0 && !js->closing) {
+            if (js->active_tail != NULL)
+                js->active_tail->next_active = j;
+            else
+                js->active = j;
+            js->active_tail = j;
+            js->stats.created++;
+            schedule_pump(js);
+        } else {
+            job_free(j);
+        }
+        jw->created(jw->ctx, w->status, w->status == 0 ? id : 0);
+    } else if (w->status != 0) {
+        log_error("jobs: cannot store a job's progress: %s", strerror(-w->status));
+    }
+    free(jw->rec);
+    free(jw);
+}
+
+static struct job_write *job_write_new(struct jobs *js, struct job *j)
+{
+    struct job_write *jw = calloc(1, sizeof(*jw));
+
+    if (jw == NULL)
+        abort();
+    jw->js = js;
+    id_key(jw->key, j->id);
+    jw->rec = encode(j, &jw->rec_len);
+    jw->w.apply = apply_job_write;
+    jw->w.done = on_job_written;
+    return jw;
+}
+
+static void write_progress(struct jobs *js, struct job *j)
+{
+    struct job_write *jw = job_write_new(js, j);
+
+    jw->finished = j->h.state == JOB_DONE || j->h.state == JOB_FAILED;
+    j->dirty = false;
+    store_submit(js->store, &jw->w);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    struct jobs *js = t->data;
+
+    for (struct job *j = js->active; j != NULL; j = j->next_active) {
+        if (j->dirty)
+            write_progress(js, j);
+    }
+}
+
+/* --- running ------------------------------------------------------------------------------------------------------ */
+
+static void unlink_work(struct jobs *js, struct job_work *jw)
+{
+    if (jw->prev != NULL)
+        jw->prev->next = jw->next;
+    else
+        js->working = jw->next;
+    if (jw->next != NULL)
+        jw->next->prev = jw->prev;
+}
+
+static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
+{
+    struct job_work *jw = (struct job_work *)w;
+    struct jobs *js = jw->js;
+    struct job *j = jw->job;
+
+    unlink_work(js, jw);
+    js->inflight--;
+    j->working--;
+    /* Abandoned at shutdown: not counted, so it is done again after the restart. */
+    if (outcome != PFP_ABANDONED || !js->closing) {
+        j->bits[jw->index / 8] |= (uint8_t)(1u << (jw->index % 8));
+        j->h.done++;
+        js->stats.items_done++;
+        switch (outcome) {
+        case PFP_CACHED: j->h.cached++; break;
+        case PFP_ALREADY_CACHED: j->h.already_cached++; break;
+        case PFP_NOT_FOUND: j->h.not_found++; break;
+        default: j->h.failed++; break;
+        }
+        j->dirty = true;
+        if (!js->closing && !uv_is_active((uv_handle_t *)&js->flush_timer))
+            uv_timer_start(&js->flush_timer, on_flush_timer, FLUSH_MS, 0);
+    }
+    free(jw);
+    schedule_pump(js);
+}
+
+/* Jobs with every pubkey done are written as done and leave the active list. */
+static void settle(struct jobs *js)
+{
+    struct job **pp = &js->active, *prev = NULL;
+
+    while (*pp != NULL) {
+        struct job *j = *pp;
+        if (j->h.done < j->h.total || j->working > 0) {
+            prev = j;
+            pp = &j->next_active;
+            continue;
+        }
+        *pp = j->next_active;
+        if (js->active_tail == j)
+            js->active_tail = prev;
+        j->h.state = JOB_DONE;
+        j->h.finished_at = now_s();
+        if (j->h.started_at == 0)
+            j->h.started_at = j->h.finished_at;
+        js->stats.finished++;
+        write_progress(js, j);
+        job_free(j);
+    }
+}
+
+/* Starts pubkeys, oldest job first, while fewer than JOBS_INFLIGHT are under way. */
+static void on_pump(uv_timer_t *t)
+{
+    struct jobs *js = t->data;
+
+    if (js->closing)
+        return;
+    settle(js);
+    for (struct job *j = js->active; j != NULL && js->inflight < JOBS_INFLIGHT;) {
+        struct job_work *jw;
+        uint32_t i;
+
+        if (j->next >= j->h.total) {
+            j = j->next_active;
+            continue;
+        }
+        if (bit_get(j->bits, i = j->next++))
+            continue;
+        if (j->h.state == JOB_QUEUED) {
+            j->h.state = JOB_RUNNING;
+            j->h.started_at = now_s();
+            j->dirty = true;
+        }
+        if ((jw = calloc(1, sizeof(*jw))) == NULL)
+            abort();
+        jw->w.cb = on_item_done;
+        jw->js = js;
+        jw->job = j;
+        jw->index = i;
+        jw->next = js->working;
+        if (js->working != NULL)
+            js->working->prev = jw;
+        js->working = jw;
+        js->inflight++;
+        j->working++;
+        /* May call on_item_done() before it returns; that only schedules another pump. */
+        pfp_precache(js->pfp, j->pubkeys[i], &jw->w);
+    }
+}
+
+static void schedule_pump(struct jobs *js)
+{
+    if (!js->closing)
+        uv_timer_start(&js->pump_timer, on_pump, 0, 0);
+}
+
+/* --- creating and reading ------------------------------------------------------------------------------------- */
+
+static uint64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
+                 jobs_created_fn done, void *ctx)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    struct job_write *jw;
+    /* Ids grow with time, so the database lists jobs oldest first; 8 bits leave room for bursts. */
+    uint64_t id = wall_ms() << 8;
+
+    if (j == NULL || (j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL ||
+        (j->pubkeys = malloc(n * 32 + 1)) == NULL)
+        abort();
+    js->last_id = id > js->last_id ? id : js->last_id + 1;
+    j->id = js->last_id;
+    j->h.type = (uint8_t)type;
+    j->h.state = JOB_QUEUED;
+    j->h.total = (uint32_t)n;
+    j->h.created_at = now_s();
+    if (owner != NULL) {
+        j->h.has_owner = 1;
+        memcpy(j->h.owner, owner, 32);
+    }
+    memcpy(j->pubkeys, pubkeys, n * 32);
+    jw = job_write_new(js, j);
+    jw->items = (const uint8_t *)j->pubkeys;
+    jw->items_len = n * 32;
+    jw->job = j;
+    jw->created = done;
+    jw->ctx = ctx;
+    store_submit(js->store, &jw->w);
+}
+
+static const char *type_name(uint8_t t)
+{
+    return t == JOB_FOLLOWS ? "follows" : "batch";
+}
+
+static const char *state_name(uint8_t s)
+{
+    switch (s) {
+    case JOB_QUEUED: return "queued";
+    case JOB_RUNNING: return "running";
+    case JOB_DONE: return "done";
+    default: return "failed";
+    }
+}
+
+static json_t *time_or_null(uint64_t t)
+{
+    return t != 0 ? json_integer((json_int_t)t) : json_null();
+}
+
+static json_t *job_json(uint64_t id, const struct job_head *h)
+{
+    char hex[17];
+    json_t *o;
+
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+    o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "id", hex, "type", type_name(h->type),
+                  "state", state_name(h->state), "total", (json_int_t)h->total, "done", (json_int_t)h->done, "cached",
+                  (json_int_t)h->cached, "already_cached", (json_int_t)h->already_cached, "not_found",
+                  (json_int_t)h->not_found, "failed", (json_int_t)h->failed, "created_at", (json_int_t)h->created_at,
+                  "started_at", time_or_null(h->started_at), "finished_at", time_or_null(h->finished_at));
+    if (h->has_owner) {
+        char owner[65];
+        hex_encode(h->owner, 32, owner);
+        owner[64] = '\0';
+        json_object_set_new(o, "pubkey", json_string(owner));
+    }
+    return o;
+}
+
+static const struct job *find_active(const struct jobs *js, uint64_t id)
+{
+    for (const struct job *j = js->active; j != NULL; j = j->next_active) {
+        if (j->id == id)
+            return j;
+    }
+    return NULL;
+}
+
+/* The job as it stands: from memory while it runs (ahead of what is written), else from the database. */
+static json_t *job_json_from(struct jobs *js, uint64_t id, const MDB_val *v)
+{
+    const struct job *j = find_active(js, id);
+    struct job_head h;
+
+    if (j != NULL)
+        return job_json(id, &j->h);
+    if (decode_head(v, &h) != 0)
+        return NULL;
+    return job_json(id, &h);
+}
+
+json_t *jobs_get(struct jobs *js, uint64_t id)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key}, v;
+    MDB_txn *txn;
+    json_t *o = NULL;
+
+    id_key(key, id);
+    if (store_read_begin(js->store, &txn) != 0)
+        return NULL;
+    if (mdb_get(txn, js->heads, &k, &v) == 0)
+        o = job_json_from(js, id, &v);
+    store_read_end(js->store, txn);
+    return o;
+}
+
+json_t *jobs_list(struct jobs *js, size_t limit)
+{
+    json_t *a = json_array();
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+
+    if (store_read_begin(js->store, &txn) != 0)
+        return a;
+    if (mdb_cursor_open(txn, js->heads, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST); rc == 0 && json_array_size(a) < limit;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+            json_t *o = k.mv_size == 8 ? job_json_from(js, key_id(k.mv_data), &v) : NULL;
+            if (o != NULL)
+                json_array_append_new(a, o);
+        }
+        mdb_cursor_close(cur);
+    }
+    store_read_end(js->store, txn);
+    return a;
+}
+
+int jobs_parse_id(const char *s, size_t len, uint64_t *id)
+{
+    uint8_t b[8];
+
+    if (len != 16 || hex_decode(s, len, b, 8) != 0)
+        return -EINVAL;
+    *id = key_id(b);
+    return 0;
+}
+
+/* --- life cycle ----------------------------------------------------------------------------------------------- */
+
+int jobs_open(struct jobs *js, uv_loop_t *loop, struct store *store, struct pfp *pfp)
+{
+    int r;
+
+    memset(js, 0, sizeof(*js));
+    js->loop = loop;
+    js->store = store;
+    js->pfp = pfp;
+    if ((r = store_open_db(store, "jobs", 0, &js->heads)) != 0 ||
+        (r = store_open_db(store, "job_items", 0, &js->items)) != 0)
+        return r;
+    uv_timer_init(loop, &js->pump_timer);
+    uv_timer_init(loop, &js->flush_timer);
+    js->pump_timer.data = js->flush_timer.data = js;
+    return 0;
+}
+
+/* Reads an unfinished job back; NULL when its pubkeys are gone or do not fit its record. */
+static struct job *load(struct jobs *js, MDB_txn *txn, const MDB_val *k, const MDB_val *v)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    MDB_val iv;
+
+    if (j == NULL)
+        abort();
+    if (decode_head(v, &j->h) != 0 || mdb_get(txn, js->items, (MDB_val *)k, &iv) != 0 ||
+        iv.mv_size != (size_t)j->h.total * 32) {
+        free(j);
+        return NULL;
+    }
+    j->id = key_id(k->mv_data);
+    if ((j->bits = malloc(bitmap_len(j->h.total) + 1)) == NULL || (j->pubkeys = malloc(iv.mv_size + 1)) == NULL)
+        abort();
+    memcpy(j->bits, (const uint8_t *)v->mv_data + sizeof(j->h), bitmap_len(j->h.total));
+    memcpy(j->pubkeys, iv.mv_data, iv.mv_size);
+    return j;
+}
+
+/* Marks a job that cannot be resumed as failed, so that it does not stay "running" forever. */
+static void fail_unloadable(struct jobs *js, uint64_t id, const struct job_head *h)
+{
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL || (j->bits = calloc(1, bitmap_len(h->total) + 1)) == NULL)
+        abort();
+    j->id = id;
+    j->h = *h;
+    j->h.state = JOB_FAILED;
+    j->h.finished_at = now_s();
+    write_progress(js, j);
+    job_free(j);
+}
+
+int jobs_start(struct jobs *js)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = store_read_begin(js->store, &txn)) != 0)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, js->heads, &cur)) != 0) {
+        store_read_end(js->store, txn);
+        return mdb_err(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct job_head h;
+        struct job *j;
+
+        if (k.mv_size != 8)
+            continue;
+        js->last_id = key_id(k.mv_data);
+        if (decode_head(&v, &h) != 0 || (h.state != JOB_QUEUED && h.state != JOB_RUNNING))
+            continue;
+        if ((j = load(js, txn, &k, &v)) == NULL) {
+            log_warn("jobs: job %016llx cannot be resumed: its pubkeys are missing",
+                     (unsigned long long)key_id(k.mv_data));
+            fail_unloadable(js, key_id(k.mv_data), &h);
+            continue;
+        }
+        if (js->active_tail != NULL)
+            js->active_tail->next_active = j;
+        else
+            js->active = j;
+        js->active_tail = j;
+        js->stats.resumed++;
+    }
+    mdb_cursor_close(cur);
+    store_read_end(js->store, txn);
+    if (js->stats.resumed > 0)
+        log_info("jobs: resuming %llu unfinished job(s)", (unsigned long long)js->stats.resumed);
+    schedule_pump(js);
+    return 0;
+}
+
+void jobs_shutdown(struct jobs *js)
+{
+    js->closing = true;
+    uv_timer_stop(&js->pump_timer);
+    uv_timer_stop(&js->flush_timer);
+    for (struct job *j = js->active; j != NULL; j = j->next_active) {
+        if (j->dirty)
+            write_progress(js, j);
+    }
+}
+
+void jobs_free(struct jobs *js)
+{
+    while (js->working != NULL) {
+        struct job_work *jw = js->working;
+        js->working = jw->next;
+        free(jw);
+    }
+    while (js->active != NULL) {
+        struct job *j = js->active;
+        js->active = j->next_active;
+        job_free(j);
+    }
+    js->active_tail = NULL;
+    if (js->pump_timer.loop != NULL) {
+        uv_close((uv_handle_t *)&js->pump_timer, NULL);
+        uv_close((uv_handle_t *)&js->flush_timer, NULL);
+    }
+}

@@ -1,0 +1,86 @@
+/*
+ * jobs.h -- batch jobs that cache many pubkeys' pictures ahead of requests:
+ * stored in LMDB before they are acknowledged, their progress written as it
+ * goes, resumed where they stopped after a restart.
+ */
+#ifndef PFP_JOBS_H
+#define PFP_JOBS_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pfp.h"
+#include "store.h"
+
+enum job_type { JOB_BATCH = 1, JOB_FOLLOWS = 2 };
+enum job_state { JOB_QUEUED = 1, JOB_RUNNING, JOB_DONE, JOB_FAILED };
+
+/* A job as stored: this header, then a bit per pubkey, set once that pubkey is done. */
+struct job_head {
+    uint8_t type, state;
+    uint8_t has_owner; /* JOB_FOLLOWS: `owner` is whose follows these are */
+    uint8_t unused;
+    uint32_t total, done, cached, already_cached, not_found, failed;
+    uint64_t created_at, started_at, finished_at; /* unix seconds; 0 until it happens */
+    uint8_t owner[32];
+};
+
+struct job;
+struct job_work;
+
+struct jobs_stats {
+    uint64_t created, finished, resumed;
+    uint64_t items_done;
+};
+
+struct jobs {
+    uv_loop_t *loop;
+    struct store *store;
+    struct pfp *pfp;
+    MDB_dbi heads;                    /* big-endian id -> job_head + bitmap */
+    MDB_dbi items;                    /* big-endian id -> its pubkeys, 32 bytes each (deleted once the job ends) */
+    struct job *active, *active_tail; /* unfinished jobs, oldest first */
+    struct job_work *working;         /* pubkeys being cached now, across jobs */
+    size_t inflight;
+    uint64_t last_id;
+    uv_timer_t pump_timer, flush_timer;
+    bool closing;
+    struct jobs_stats stats;
+};
+
+/* Opens the job databases (between store_open() and store_start()). Returns 0 or a negative error. */
+int jobs_open(struct jobs *js, uv_loop_t *loop, struct store *store, struct pfp *pfp);
+
+/* After store_start(): loads the unfinished jobs and runs them. */
+int jobs_start(struct jobs *js);
+
+typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
+
+/*
+ * Creates a job over `n` distinct pubkeys (JOB_FOLLOWS: `owner`'s follows).
+ * `done` hears the new id once the job is committed, so an acknowledged job
+ * survives a crash; it then runs.
+ */
+void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
+                 jobs_created_fn done, void *ctx);
+
+/* The job `id` as JSON ({id, type, state, total, done, cached, ...}), or NULL when there is none. */
+json_t *jobs_get(struct jobs *js, uint64_t id);
+
+/* The `limit` most recent jobs, newest first, as a JSON array. */
+json_t *jobs_list(struct jobs *js, size_t limit);
+
+/* "0123456789abcdef": the id as clients see it. Returns 0, or -EINVAL for anything but 16 hex digits. */
+int jobs_parse_id(const char *s, size_t len, uint64_t *id);
+
+/* Writes the progress still in memory and starts no more work (before store_close()). */
+void jobs_shutdown(struct jobs *js);
+
+/* After the picture service has let go of every watch. */
+void jobs_free(struct jobs *js);
+
+#endif

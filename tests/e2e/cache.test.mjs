@@ -1,0 +1,187 @@
+// cache.test.mjs -- purging (one pubkey, the pictures, everything; shared files; during a burst of reads)
+// and least-recently-served eviction under max_cache_size_mb, across a restart.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { makeFixtures, makeNoise, startImageServer } from './lib/images.mjs';
+import { newUser, publishRaw, rawClient } from './lib/nostr.mjs';
+import { startRelay, tempDir } from './lib/relay.mjs';
+
+const NOISE = 300;
+let fixtures, images;
+
+const GUARDED = { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false };
+
+before(async () => {
+  fixtures = makeFixtures(await tempDir());
+  makeNoise(fixtures, NOISE);
+  images = await startImageServer(fixtures);
+});
+
+after(async () => {
+  await images.close();
+  await rm(fixtures, { recursive: true, force: true });
+});
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+
+async function profiles(relay, pictures) {
+  const c = await rawClient(relay.url);
+  const users = [];
+  for (const picture of pictures) {
+    const u = newUser();
+    assert.equal((await publishRaw(c, u.sign({ kind: 0, content: JSON.stringify({ picture }) })))[2], true);
+    users.push(u);
+  }
+  c.close();
+  return users;
+}
+
+async function getPic(relay, pubkey) {
+  const res = await fetch(`${relay.url}/profile-pic/${pubkey}`, { redirect: 'manual' });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, cache: res.headers.get('x-cache'), etag: res.headers.get('etag'), body };
+}
+
+async function purge(relay, path, method = 'POST') {
+  const res = await fetch(`${relay.url}${path}`, { method });
+  return { status: res.status, json: await res.json() };
+}
+
+// The picture files under the media directory, and their total size (a file evicted meanwhile counts for nothing).
+function mediaFiles(relay) {
+  const dir = join(relay.dir, 'media');
+  const sizes = readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => /[0-9a-f]{64}$/.test(f))
+    .map((f) => statSync(join(dir, f), { throwIfNoEntry: false })?.size)
+    .filter((size) => size !== undefined);
+  return { count: sizes.length, bytes: sizes.reduce((n, size) => n + size, 0) };
+}
+
+test('purging one pubkey, the pictures or everything removes records and files, and says so', async () => {
+  const relay = await startRelay({ config: GUARDED });
+  try {
+    const [a, b, c] = await profiles(relay, [0, 0, 1].map((i) => `${images.url}/f/noise${i}.jpg`));
+    const [broken] = await profiles(relay, [`${images.url}/status/500`]);
+    for (const u of [a, b, c]) assert.equal((await getPic(relay, u.pubkey)).status, 200);
+    assert.equal((await getPic(relay, broken.pubkey)).status, 307);
+    assert.equal(mediaFiles(relay).count, 2, 'a and b share one file');
+
+    // The seed's response; a file shared with another pubkey stays until its last user goes.
+    const one = await purge(relay, `/purge-profile-pic/${a.pubkey}`);
+    assert.equal(one.status, 200);
+    assert.deepEqual([one.json.status, one.json.message], ['success', `Profile picture for ${a.pubkey} purged successfully`]);
+    assert.equal(mediaFiles(relay).count, 2);
+    assert.equal((await getPic(relay, b.pubkey)).cache, 'HIT');
+    assert.equal((await purge(relay, `/purge-profile-pic/${b.pubkey}`, 'DELETE')).status, 200);
+    assert.equal(mediaFiles(relay).count, 1);
+    const none = await purge(relay, `/purge-profile-pic/${b.pubkey}`);
+    assert.equal(none.status, 404);
+    assert.equal(none.json.error, 'nothing is cached for this pubkey');
+    assert.equal((await purge(relay, '/purge-profile-pic/nope')).status, 400);
+    assert.equal((await getPic(relay, a.pubkey)).cache, 'MISS', 'a purged pubkey is fetched again');
+
+    // Only the pictures: the remembered failure stays (no new download of the broken source).
+    const hitsBefore = images.hits.get('/status/500');
+    const pics = await purge(relay, '/purge-cache/profile-pics');
+    assert.deepEqual([pics.status, pics.json.message], [200, 'Profile picture cache purged successfully']);
+    assert.deepEqual([pics.json.pictures, pics.json.files], [2, 2]);
+    assert.equal(mediaFiles(relay).count, 0);
+    assert.equal((await getPic(relay, broken.pubkey)).status, 307);
+    assert.equal(images.hits.get('/status/500'), hitsBefore);
+
+    // Everything, by DELETE as the seed program allowed: the failure is forgotten too.
+    assert.equal((await getPic(relay, c.pubkey)).cache, 'MISS');
+    const all = await purge(relay, '/purge-cache/all', 'DELETE');
+    assert.deepEqual([all.status, all.json.status, all.json.message], [200, 'success', 'All cached media purged successfully']);
+    assert.equal(mediaFiles(relay).count, 0);
+    assert.equal((await getPic(relay, broken.pubkey)).status, 307);
+    assert.equal(images.hits.get('/status/500'), hitsBefore + 1);
+    assert.equal((await fetch(`${relay.url}/purge-cache/all`)).status, 405);
+  } finally {
+    await relay.cleanup();
+  }
+});
+
+test('a purge during a burst of reads never serves a partial picture or an error', async () => {
+  const relay = await startRelay({ config: { ...GUARDED, memory_cache_mb: 0 } });
+  try {
+    const users = await profiles(relay, Array.from({ length: 40 }, (_, i) => `${images.url}/f/noise${i}.jpg`));
+    for (const u of users) assert.equal((await getPic(relay, u.pubkey)).status, 200);
+    let purged = 0;
+    const reads = [];
+    for (let round = 0; round < 10; round++) {
+      for (const u of users) reads.push(getPic(relay, u.pubkey));
+      if (round % 3 === 1) purged += (await purge(relay, round === 4 ? '/purge-cache/all' : '/purge-cache/profile-pics')).status === 200;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const answers = await Promise.all(reads);
+    assert.equal(purged, 3);
+    for (const a of answers) {
+      assert.equal(a.status, 200);
+      assert.equal(a.etag, `"${sha256(a.body)}"`, 'every body is the whole picture its ETag names');
+    }
+    assert.ok(answers.some((a) => a.cache === 'MISS') && answers.some((a) => a.cache === 'HIT'));
+  } finally {
+    await relay.cleanup();
+  }
+});
+
+// Eviction follows the write that crosses the limit by a moment: waits (up to 2 s) for the files to fit.
+async function settlesWithin(relay, limit, what) {
+  const deadline = Date.now() + 2000;
+  while (mediaFiles(relay).bytes > limit) {
+    if (Date.now() > deadline) assert.fail(`the files exceed ${limit} bytes ${what}: ${mediaFiles(relay).bytes}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('LRU: the cache stays under max_cache_size_mb, recently served pictures stay, and recency survives a restart', async () => {
+  const dir = await tempDir();
+  const config = { ...GUARDED, max_cache_size_mb: 1, lru_low_water_percent: 90 };
+  let relay = await startRelay({ dir, config });
+  const users = await profiles(relay, Array.from({ length: NOISE }, (_, i) => `${images.url}/f/noise${i}.jpg`));
+  const favourites = users.slice(0, 5);
+  // Whether a user's picture is cached, from its file: looking does not count as serving it.
+  const file = new Map();
+  const cached = (u) => statSync(join(dir, 'media', file.get(u).slice(0, 2), file.get(u)), { throwIfNoEntry: false }) !== undefined;
+  const serve = async (u) => {
+    const r = await getPic(relay, u.pubkey);
+    assert.equal(r.status, 200);
+    file.set(u, r.etag.slice(1, -1));
+    return r;
+  };
+  try {
+    // Every picture once, the favourites again every 20: they are never the least recently served.
+    for (let i = 0; i < 200; i++) {
+      await serve(users[i]);
+      if (i % 20 === 19) for (const f of favourites) await serve(f);
+      await settlesWithin(relay, 1 << 20, `after ${i + 1} pictures`);
+    }
+    await relay.waitForLog(/pictures: evicted \d+ file/);
+    assert.ok(favourites.every(cached), 'the favourites stayed');
+    assert.ok(!cached(users[100]), 'an old picture was evicted');
+    const old = users.slice(5, 200).filter(cached);
+    assert.ok(old.length >= 35 && old.length <= 46, `45 to 50 pictures of some 21 KB fit: ${old.length}`);
+
+    // The five oldest still cached are served now, then the relay restarts: they must count as recent.
+    const recent = old.slice(0, 5);
+    for (const u of recent) assert.equal((await serve(u)).cache, 'HIT');
+    await relay.stop();
+    relay = await startRelay({ dir, config });
+    for (let i = 200; i < 220; i++) await serve(users[i]);
+    await settlesWithin(relay, 1 << 20, 'after the restart');
+    assert.ok(recent.every(cached), 'served before the restart, kept');
+    assert.ok(favourites.every(cached));
+    const gone = old.slice(5).filter((u) => !cached(u)).length;
+    assert.ok(gone >= 15, `the least recently served went instead: ${gone} of ${old.length - 5}`);
+  } finally {
+    await relay.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

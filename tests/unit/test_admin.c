@@ -1,0 +1,108 @@
+/* test_admin.c -- the follows read from a contact list, and job ids as clients write them. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "hex.h"
+
+static const char A[] = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char B[] = "2222222222222222222222222222222222222222222222222222222222222222";
+static const char C[] = "3333333333333333333333333333333333333333333333333333333333333333";
+
+static size_t follows(const char *tags, size_t limit, uint8_t (*out)[32])
+{
+    char json[2048];
+    snprintf(json, sizeof(json), "{\"kind\":3,\"content\":\"\",\"tags\":%s}", tags);
+    return admin_follows_of(json, strlen(json), limit, out);
+}
+
+static void assert_key(const uint8_t key[32], const char *hex)
+{
+    uint8_t want[32];
+    assert_int_equal(hex_decode(hex, 64, want, 32), 0);
+    assert_memory_equal(key, want, 32);
+}
+
+static void follows_are_the_distinct_p_tags_in_order(void **state)
+{
+    uint8_t out[8][32];
+    char tags[1024];
+    (void)state;
+
+    snprintf(tags, sizeof(tags),
+             "[[\"p\",\"%s\"],[\"e\",\"%s\"],[\"p\",\"%s\",\"wss://r\",\"alice\"],[\"p\",\"%s\"],[\"p\",\"%s\"]]", B, C,
+             A, B, C);
+    assert_int_equal(follows(tags, 8, out), 3);
+    assert_key(out[0], B);
+    assert_key(out[1], A);
+    assert_key(out[2], C);
+}
+
+static void the_limit_counts_distinct_follows(void **state)
+{
+    uint8_t out[2][32];
+    char tags[1024];
+    (void)state;
+
+    snprintf(tags, sizeof(tags), "[[\"p\",\"%s\"],[\"p\",\"%s\"],[\"p\",\"%s\"],[\"p\",\"%s\"]]", A, A, B, C);
+    assert_int_equal(follows(tags, 2, out), 2);
+    assert_key(out[0], A);
+    assert_key(out[1], B);
+}
+
+static void malformed_tags_are_skipped(void **state)
+{
+    uint8_t out[4][32];
+    char tags[1024], upper[65];
+    (void)state;
+
+    for (size_t i = 0; i < 64; i++)
+        upper[i] = "ABCDEF"[i % 6];
+    upper[64] = '\0';
+    snprintf(tags, sizeof(tags),
+             "[[\"p\"],[\"p\",42],[\"p\",\"%.63s\"],[\"p\",\"%s\"],\"p\",[],[\"P\",\"%s\"],[1,\"%s\"],[\"p\",\"%s\"]]",
+             A, upper, B, B, C);
+    assert_int_equal(follows(tags, 4, out), 1);
+    assert_key(out[0], C);
+}
+
+static void no_tags_or_no_json_give_no_follows(void **state)
+{
+    uint8_t out[1][32];
+    (void)state;
+
+    assert_int_equal(follows("[]", 1, out), 0);
+    assert_int_equal(follows("{}", 1, out), 0);
+    assert_int_equal(admin_follows_of("not json", 8, 1, out), 0);
+}
+
+static void job_ids_are_sixteen_hex_digits(void **state)
+{
+    uint64_t id;
+    (void)state;
+
+    assert_int_equal(jobs_parse_id("0001a20c2d3c3000", 16, &id), 0);
+    assert_true(id == 0x0001a20c2d3c3000ull);
+    assert_int_not_equal(jobs_parse_id("0001a20c2d3c300", 15, &id), 0);
+    assert_int_not_equal(jobs_parse_id("0001a20c2d3c30000", 17, &id), 0);
+    assert_int_not_equal(jobs_parse_id("0001A20C2D3C3000", 16, &id), 0);
+    assert_int_not_equal(jobs_parse_id("0001a20c2d3c300g", 16, &id), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(follows_are_the_distinct_p_tags_in_order),
+        cmocka_unit_test(the_limit_counts_distinct_follows),
+        cmocka_unit_test(malformed_tags_are_skipped),
+        cmocka_unit_test(no_tags_or_no_json_give_no_follows),
+        cmocka_unit_test(job_ids_are_sixteen_hex_digits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
