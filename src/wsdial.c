@@ -2,6 +2,8 @@
 #include "wsdial.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -251,6 +253,7 @@ static void try_next_address(struct wsdial *d);
 static void on_connect(h2o_socket_t *sock, const char *err)
 {
     struct wsdial *d = sock->data;
+    int fd, one = 1;
 
     if (err != NULL) {
         h2o_socket_close(sock);
@@ -258,6 +261,9 @@ static void on_connect(h2o_socket_t *sock, const char *err)
         try_next_address(d);
         return;
     }
+    /* A REQ is a small write answered by small writes: Nagle's delay would add tens of milliseconds to each. */
+    if ((fd = h2o_socket_get_fd(sock)) >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (d->url->tls)
         h2o_socket_ssl_handshake(sock, d->ssl_ctx, d->url->host, on_handshake);
     else
