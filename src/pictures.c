@@ -726,14 +726,18 @@ static void on_px_done(struct store_write *w)
             x->stats.evicted_files += pw->removed_files;
             x->stats.evicted_bytes += pw->removed_bytes;
             x->stats.evicted_pictures += pw->removed_pictures;
-            if (pw->removed_files > 0)
-                log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
-                         (unsigned long long)pw->removed_files, (unsigned long long)pw->removed_bytes,
-                         (unsigned long long)pw->totals.bytes);
+            x->run_files += pw->removed_files;
+            x->run_bytes += pw->removed_bytes;
         }
         x->evicting = false;
-        if (w->status == 0 && pw->more && !x->closing)
+        if (w->status == 0 && pw->more && !x->closing) {
             evict_chunk(x);
+        } else if (x->run_files > 0) {
+            log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
+                     (unsigned long long)x->run_files, (unsigned long long)x->run_bytes,
+                     (unsigned long long)x->stats.bytes);
+            x->run_files = x->run_bytes = 0;
+        }
         break;
     case PX_FORGET: break;
     case PX_PURGE:

@@ -91,8 +91,9 @@ struct pictures {
     struct touch *touches;
     size_t ntouches, touches_cap;
     uv_timer_t timer;
-    bool ready;    /* start-up reconciliation done: totals are known */
-    bool evicting; /* an eviction is queued or running */
+    bool ready;                    /* start-up reconciliation done: totals are known */
+    bool evicting;                 /* an eviction is queued or running */
+    uint64_t run_files, run_bytes; /* evicted so far by the eviction under way, for its log line */
     bool closing;
     struct pictures_stats stats;
 };
