@@ -23,50 +23,13 @@
 #define RETRY_BASE_SECONDS 300
 #define RETRY_MAX_SECONDS  86400
 
-/* --- requests held while their answer is made ---------------------------------------------------------------- */
+/* --- requests waiting for a pending ---------------------------------------------------------------------------- */
 
-/*
- * An HTTP request the service answers later. The request's pool holds one
- * reference and drops it when h2o frees the request (answered, or the client
- * gone); the work holds the other.
- */
-struct hold {
-    h2o_req_t *req; /* NULL once the client has gone */
-    unsigned refs;
-    struct pfp_pending *pending; /* the pending it waits on, if any */
-    struct hold *next, *prev;
+/* A request waiting for its picture; answered when the pending ends, unless the client has gone by then. */
+struct waiter {
+    struct http_hold *hold;
+    struct waiter *next;
 };
-
-static void hold_unref(struct hold *h)
-{
-    if (--h->refs == 0)
-        free(h);
-}
-
-static void unlink_hold(struct hold *h);
-
-static void on_req_gone(void *ptr)
-{
-    struct hold *h = *(struct hold **)ptr;
-
-    h->req = NULL;
-    unlink_hold(h);
-    hold_unref(h);
-}
-
-static struct hold *hold_req(h2o_req_t *req)
-{
-    struct hold *h = calloc(1, sizeof(*h));
-    struct hold **slot;
-
-    if (h == NULL)
-        abort();
-    h->req = req;
-    h->refs = 2;
-    slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_gone);
-    *slot = h;
-    return h;
-}
 
 /* --- answers ---------------------------------------------------------------------------------------------------- */
 
@@ -191,7 +154,7 @@ enum pending_kind { PENDING_INTERACTIVE, PENDING_PREFETCH, PENDING_JOB };
 struct pfp_pending {
     struct pfp *p;
     uint8_t pubkey[32];
-    struct hold *waiters;
+    struct waiter *waiters;
     struct pfp_watch *watches;
     enum pending_kind kind;
     bool background; /* nobody waits in a browser */
@@ -230,30 +193,15 @@ struct pfp_download {
     struct pfp_download *anext, *aprev; /* every download, for shutdown */
 };
 
-static void unlink_hold(struct hold *h)
+static void add_waiter(struct pfp_pending *pd, struct http_hold *hold)
 {
-    struct pfp_pending *pd = h->pending;
+    struct waiter *w = malloc(sizeof(*w));
 
-    if (pd == NULL)
-        return;
-    if (h->prev != NULL)
-        h->prev->next = h->next;
-    else
-        pd->waiters = h->next;
-    if (h->next != NULL)
-        h->next->prev = h->prev;
-    h->pending = NULL;
-    h->next = h->prev = NULL;
-}
-
-static void add_waiter(struct pfp_pending *pd, struct hold *h)
-{
-    h->pending = pd;
-    h->prev = NULL;
-    h->next = pd->waiters;
-    if (pd->waiters != NULL)
-        pd->waiters->prev = h;
-    pd->waiters = h;
+    if (w == NULL)
+        abort();
+    w->hold = hold;
+    w->next = pd->waiters;
+    pd->waiters = w;
 }
 
 static void pump_queue(struct pfp *p);
@@ -276,7 +224,7 @@ static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pen
                            void *ctx, enum pfp_outcome outcome)
 {
     struct pfp *p = pd->p;
-    struct hold *h;
+    struct waiter *wt;
     struct pfp_watch *w;
 
     keymap_del(p->pending, pd->pubkey);
@@ -286,11 +234,13 @@ static void finish_pending(struct pfp_pending *pd, void (*answer)(struct pfp_pen
     }
     if (pd->looking)
         lookup_cancel(p->lookup, &pd->lw);
-    while ((h = pd->waiters) != NULL) {
-        unlink_hold(h);
-        if (h->req != NULL)
-            answer(pd, h->req, ctx);
-        hold_unref(h);
+    while ((wt = pd->waiters) != NULL) {
+        h2o_req_t *req = http_held(wt->hold);
+        pd->waiters = wt->next;
+        if (req != NULL)
+            answer(pd, req, ctx);
+        http_unhold(wt->hold);
+        free(wt);
     }
     while ((w = pd->watches) != NULL) {
         pd->watches = w->next;
@@ -862,7 +812,7 @@ static void on_prefetch_timer(uv_timer_t *t)
 struct blob_read {
     uv_work_t work;
     struct pfp *p;
-    struct hold *hold;
+    struct http_hold *hold;
     uint8_t pubkey[32];
     struct pic pic;
     const char *x_cache;
@@ -904,7 +854,7 @@ static void read_blob_done(uv_work_t *w, int status)
 {
     struct blob_read *br = (struct blob_read *)w;
     struct pfp *p = br->p;
-    h2o_req_t *req = br->hold->req;
+    h2o_req_t *req = http_held(br->hold);
 
     if (status == 0 && br->err == 0) {
         struct blob_ref *blob = blobcache_put(&p->cache, br->pic.h.blob, br->data, br->len);
@@ -923,11 +873,11 @@ static void read_blob_done(uv_work_t *w, int status)
                 br->hold = NULL;
             }
         }
-        if (br->hold != NULL && br->hold->req != NULL)
-            http_reply_error(br->hold->req, 503, "the relay is shutting down");
+        if (br->hold != NULL)
+            http_reply_error(req, 503, "the relay is shutting down");
     }
     if (br->hold != NULL)
-        hold_unref(br->hold);
+        http_unhold(br->hold);
     free(br->data);
     free(br);
 }
@@ -949,7 +899,7 @@ static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     br->pic = *pic;
     memcpy(br->pubkey, pubkey, 32);
     br->x_cache = x_cache;
-    br->hold = hold_req(req);
+    br->hold = http_hold(req);
     uv_queue_work(p->loop, &br->work, read_blob_run, read_blob_done);
 }
 
@@ -995,7 +945,7 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
     /* A stale failure record tells the new attempt how many came before it. */
     start_pending(p, pubkey, PENDING_INTERACTIVE, false, pictures_get(&p->index, pubkey, &pic) == 0 ? &pic : NULL);
     if ((pd = keymap_get(p->pending, pubkey)) != NULL)
-        add_waiter(pd, hold_req(req));
+        add_waiter(pd, http_hold(req));
     else
         http_reply_error(req, 503, "the picture could not be looked up now; try again");
 }
