@@ -44,16 +44,24 @@ static void write_file(const char *text)
     fclose(f);
 }
 
-/* Loads `text` and expects failure with a message containing `expect`. */
-static void expect_error(const char *text, const char *expect)
+/* Loads `text`, expects failure with a message containing `expect`, and leaves the message in `err`. */
+static void load_failing(const char *text, const char *expect, char err[512])
 {
     struct config cfg;
-    char err[512] = "";
 
+    err[0] = '\0';
     write_file(text);
-    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+    assert_int_equal(config_load(path, &cfg, err, 512), -EINVAL);
     if (strstr(err, expect) == NULL)
         fail_msg("message \"%s\" does not contain \"%s\"", err, expect);
+}
+
+/* Loads `text` and expects failure with a one-line message containing `expect`. */
+static void expect_error(const char *text, const char *expect)
+{
+    char err[512];
+
+    load_failing(text, expect, err);
     assert_null(strchr(err, '\n'));
 }
 
@@ -169,13 +177,9 @@ static void admin_keys_and_low_water_are_read(void **state)
 /* Loads `text`, expects failure with `expect`, and checks that `secret` is not in the message. */
 static void expect_error_hiding(const char *text, const char *expect, const char *secret)
 {
-    struct config cfg;
-    char err[512] = "";
+    char err[512];
 
-    write_file(text);
-    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
-    if (strstr(err, expect) == NULL)
-        fail_msg("message \"%s\" does not contain \"%s\"", err, expect);
+    load_failing(text, expect, err);
     if (strstr(err, secret) != NULL)
         fail_msg("message \"%s\" quotes \"%s\"", err, secret);
 }
