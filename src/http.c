@@ -279,10 +279,35 @@ static void on_drain_timer(uv_timer_t *t)
     done(s, timed_out);
 }
 
+/* What a request's pool carries so that its end is counted: the route it took, and the status it got. */
+struct req_track {
+    struct http_server *s;
+    h2o_req_t *req;
+    size_t route; /* index into the router's routes, or ROUTER_MAX_ROUTES for no route */
+};
+
+static void count_status(struct http_route_stats *rs, int status)
+{
+    size_t i;
+
+    for (i = 0; i < HTTP_STATUSES_TRACKED && rs->status[i] != 0; i++) {
+        if (rs->status[i] == status)
+            break;
+    }
+    if (i == HTTP_STATUSES_TRACKED) {
+        rs->other++;
+        return;
+    }
+    rs->status[i] = status;
+    rs->count[i]++;
+}
+
 static void on_req_disposed(void *p)
 {
-    struct http_server *s = *(struct http_server **)p;
+    struct req_track *t = p;
+    struct http_server *s = t->s;
 
+    count_status(&s->route_stats[t->route], t->req->res.status);
     s->inflight--;
     if (s->draining && s->inflight == 0 && s->on_drained != NULL)
         uv_timer_start(&s->drain_timer, on_drain_timer, 0, 0);
@@ -311,11 +336,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     unsigned method = router_method(req->method.base, req->method.len);
     struct router_match m;
     enum router_result found;
-    struct http_server **track;
+    struct req_track *track;
 
     /* The request counts as in flight until h2o frees its pool, after the last byte of the response. */
     track = h2o_mem_alloc_shared(&req->pool, sizeof(*track), on_req_disposed);
-    *track = s;
+    *track = (struct req_track){s, req, ROUTER_MAX_ROUTES};
     s->inflight++;
 
     log_debug("%.*s %.*s", (int)req->method.len, req->method.base, (int)req->path.len, req->path.base);
@@ -323,6 +348,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     switch (found) {
     case ROUTER_FOUND: {
         const struct http_route_target *t = m.route->data;
+        track->route = (size_t)(m.route - s->router.routes);
         t->fn(t->data, req, h2o_iovec_init(m.param, m.param_len));
         break;
     }

@@ -22,6 +22,14 @@ struct http_route_target {
     void *data;
 };
 
+/* Requests that took one route, by the status they were answered with. */
+#define HTTP_STATUSES_TRACKED 24
+struct http_route_stats {
+    int status[HTTP_STATUSES_TRACKED]; /* 0 marks the end of those seen so far */
+    uint64_t count[HTTP_STATUSES_TRACKED];
+    uint64_t other; /* statuses past the first HTTP_STATUSES_TRACKED seen */
+};
+
 struct http_server {
     uv_loop_t *loop;
     h2o_globalconf_t globalconf;
@@ -34,6 +42,7 @@ struct http_server {
     struct http_route_target targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
     char url[128];                                       /* where the server can be reached, for the start-up line */
     size_t inflight;                                     /* requests handed to a handler and not yet finished */
+    struct http_route_stats route_stats[ROUTER_MAX_ROUTES + 1]; /* the last: requests no route took */
     bool draining;
     uv_timer_t drain_timer;
     void (*on_drained)(struct http_server *s, bool timed_out);

@@ -476,6 +476,29 @@ json_t *jobs_list(struct jobs *js, size_t limit)
     return a;
 }
 
+void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1])
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+
+    memset(counts, 0, (JOB_FAILED + 1) * sizeof(*counts));
+    if (store_read_begin(js->store, &txn) != 0)
+        return;
+    if (mdb_cursor_open(txn, js->heads, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            const struct job *j = k.mv_size == 8 ? find_active(js, key_id(k.mv_data)) : NULL;
+            struct job_head h;
+            if (j != NULL)
+                counts[j->h.state]++;
+            else if (decode_head(&v, &h) == 0 && h.state <= JOB_FAILED)
+                counts[h.state]++;
+        }
+        mdb_cursor_close(cur);
+    }
+    store_read_end(js->store, txn);
+}
+
 int jobs_parse_id(const char *s, size_t len, uint64_t *id)
 {
     uint8_t b[8];

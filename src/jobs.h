@@ -74,6 +74,9 @@ json_t *jobs_get(struct jobs *js, uint64_t id);
 /* The `limit` most recent jobs, newest first, as a JSON array. */
 json_t *jobs_list(struct jobs *js, size_t limit);
 
+/* How many jobs are in each state (indexed by enum job_state): those kept, the unfinished as they stand. */
+void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1]);
+
 /* "0123456789abcdef": the id as clients see it. Returns 0, or -EINVAL for anything but 16 hex digits. */
 int jobs_parse_id(const char *s, size_t len, uint64_t *id);
 

@@ -18,6 +18,9 @@
 #define NEGATIVE_TTL_MS (10 * 60 * 1000)
 #define NEGATIVE_MAX    100000
 
+/* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
+static const double LOOKUP_LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
 static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
 {
     memcpy(key, pubkey, 32);
@@ -40,8 +43,9 @@ struct lookup_entry {
     int64_t best_at; /* created_at of the best verified, to skip copies that are not newer */
     uint8_t best_id[32];
     bool has_best;
-    unsigned inflight; /* verifications and writes not yet back */
-    uint64_t grace_at; /* once found: when to stop waiting for newer versions; 0 before */
+    unsigned inflight;   /* verifications and writes not yet back */
+    uint64_t grace_at;   /* once found: when to stop waiting for newer versions; 0 before */
+    uint64_t started_ns; /* uv_hrtime() when first asked, for the latency histogram */
     bool done;
     struct lookup_entry *next;
 };
@@ -188,6 +192,7 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
     make_key(key, e->pubkey, e->kind);
     keymap_del(lk->active, key);
 
+    histogram_observe(&lk->latency, (double)(uv_hrtime() - e->started_ns) / 1e9);
     if (e->found) {
         lk->stats.found++;
     } else {
@@ -463,6 +468,7 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
             abort();
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
+        e->started_ns = uv_hrtime();
         keymap_put(lk->active, key, e);
         e->next = lk->batch;
         lk->batch = e;
@@ -677,6 +683,7 @@ void lookup_init(struct lookup *lk, uv_loop_t *loop, const struct config *cfg, s
     lk->verify = verify;
     lk->active = keymap_new(36);
     lk->negative = keymap_new(36);
+    histogram_init(&lk->latency, LOOKUP_LATENCY_BOUNDS, sizeof(LOOKUP_LATENCY_BOUNDS) / sizeof(double));
     uv_timer_init(loop, &lk->batch_timer);
     uv_timer_init(loop, &lk->ready_timer);
     lk->batch_timer.data = lk->ready_timer.data = lk;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "store.h"
 #include "upstream.h"
 #include "workpool.h"
@@ -59,6 +60,7 @@ struct lookup {
     uv_timer_t batch_timer, ready_timer;
     bool closing;
     struct lookup_stats stats;
+    struct histogram latency; /* seconds from the first ask to the answer, per (pubkey, kind) looked up */
 };
 
 /* Sets the lookup up and registers with `up` (whose connections it then uses). All must outlive it. */

@@ -22,6 +22,8 @@
 /* A failure is remembered 5 minutes, then twice as long each time again, up to a day. */
 #define RETRY_BASE_SECONDS 300
 #define RETRY_MAX_SECONDS  86400
+/* Upper bounds of the image processing histogram, in seconds. */
+static const double PROCESSING_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 /* --- requests waiting for a pending ---------------------------------------------------------------------------- */
 
@@ -89,7 +91,7 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h
     static h2o_generator_t generator = {NULL, NULL};
     struct blob_ref **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), release_blob);
     char *date = h2o_mem_alloc_pool(&req->pool, 30);
-    bool not_modified = etag_matches(req, blob->etag);
+    bool not_modified = etag_matches(req, blob->etag), head;
     h2o_iovec_t body = h2o_iovec_init(blob->data, blob->len);
 
     *slot = blob;
@@ -111,11 +113,11 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, image_mime(h->type),
                    strlen(image_mime(h->type)));
     req->res.content_length = blob->len;
+    head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!head)
+        p->stats.bytes_served += blob->len;
     h2o_start_response(req, &generator);
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    else
-        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    h2o_send(req, head ? NULL : &body, head ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
 static bool http_url(const char *url)
@@ -474,6 +476,7 @@ static void image_done(struct work *w)
     struct blob_ref *blob;
 
     p->stats.process_ns += j->process_ns;
+    histogram_observe(&p->processing, (double)j->process_ns / 1e9);
     free(j->src);
     j->src = NULL;
     if (j->rc != 0) {
@@ -1007,6 +1010,7 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
     }
     p->pending = keymap_new(32);
     p->downloads = keymap_new(32);
+    histogram_init(&p->processing, PROCESSING_BOUNDS, sizeof(PROCESSING_BOUNDS) / sizeof(double));
     p->prefetch_set = keymap_new(32);
     if ((p->prefetch_queue = calloc(PREFETCH_QUEUE_MAX, sizeof(*p->prefetch_queue))) == NULL)
         abort();

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "image.h"
 #include "lookup.h"
+#include "metrics.h"
 #include "pictures.h"
 #include "store.h"
 #include "workpool.h"
@@ -40,6 +41,7 @@ struct pfp_stats {
     uint64_t refreshes;        /* started because an entry was stale */
     uint64_t prefetch_dropped; /* not queued: the queue was full */
     uint64_t refetched;        /* a picture whose file went while its record was written, downloaded again */
+    uint64_t bytes_served;     /* picture bytes sent (200 answers to GET) */
     uint64_t process_ns;       /* time spent checking and resizing, summed */
 };
 
@@ -89,6 +91,7 @@ struct pfp {
     char cache_control[64];
     bool closing;
     struct pfp_stats stats;
+    struct histogram processing; /* seconds checking, resizing and storing each downloaded picture */
 };
 
 /*
