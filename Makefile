@@ -55,6 +55,9 @@ $(LIB): $(filter-out $(B)/obj/main.o,$(OBJS))
 	rm -f $@
 	ar rcs $@ $^
 
+# The page is assembled into web.o (.incbin), which the compiler's dependency files cannot see.
+$(B)/obj/web.o: web/profile-pic-example.html
+
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "web.h"
 #include "log.h"
 
 #define SHUTDOWN_POLL_MS 20
@@ -25,17 +26,6 @@ static void on_health(void *data, h2o_req_t *req, h2o_iovec_t param)
     http_reply_json(req, a->stopping ? 503 : 200,
                     json_pack("{s:s, s:s, s:I}", "status", a->stopping ? "shutting_down" : "ok", "version", PFP_VERSION,
                               "uptime_seconds", (json_int_t)uptime));
-}
-
-/* GET / for a browser: the relay answers WebSocket and NIP-11 requests on the same path. */
-static void on_home(void *data, h2o_req_t *req, h2o_iovec_t param)
-{
-    static const char text[] = "pfpcache-relay " PFP_VERSION "\n"
-                               "A Nostr relay (connect a Nostr client to this address with ws:// or wss://)\n"
-                               "that serves profile pictures at /profile-pic/{pubkey}.\n";
-    (void)data;
-    (void)param;
-    http_reply_text(req, 200, "text/plain; charset=utf-8", text, sizeof(text) - 1);
 }
 
 /* Waits for requests in flight and relay connections to finish, up to the deadline, then stops the loop. */
@@ -142,11 +132,23 @@ static int start(struct app *a)
     }
     auth_init(&a->auth, &a->cfg);
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, &a->lookup};
+    a->stats = (struct stats){.cfg = &a->cfg,
+                              .http = &a->http,
+                              .store = &a->store,
+                              .upstream = &a->upstream,
+                              .lookup = &a->lookup,
+                              .relay = &a->relay,
+                              .pfp = &a->pfp,
+                              .jobs = &a->jobs,
+                              .started_ns = a->started_ns};
+    stats_init(&a->stats);
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
-    relay_route(&a->relay, &a->http, on_home, a);
+    relay_route(&a->relay, &a->http, web_page, NULL);
     pfp_route(&a->pfp, &a->http);
     admin_route(&a->admin, &a->http);
+    stats_route(&a->stats, &a->http);
+    web_route(&a->http);
 
     if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
         log_error("%s", err);

@@ -15,6 +15,7 @@
 #include "lookup.h"
 #include "pfp.h"
 #include "relay.h"
+#include "stats.h"
 #include "store.h"
 #include "upstream.h"
 #include "workpool.h"
@@ -36,6 +37,7 @@ struct app {
     struct jobs jobs;   /* batch pre-caching */
     struct auth auth;   /* who may call the admin endpoints */
     struct admin admin; /* their routes */
+    struct stats stats; /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;

@@ -1,0 +1,302 @@
+/* stats.c -- what the relay is doing: GET /stats as JSON for the page, GET /metrics for Prometheus. */
+#include "stats.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "fetch.h"
+#include "metrics.h"
+
+static const char *const state_names[] = {"disconnected", "connecting", "connected"};
+static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
+
+static void on_event_stored(void *data, const struct event_view *ev)
+{
+    struct stats *s = data;
+
+    for (size_t i = 0; i < s->nstored; i++) {
+        if (s->stored[i].kind == ev->kind) {
+            s->stored[i].count++;
+            return;
+        }
+    }
+    if (s->nstored == STATS_KINDS) {
+        s->stored_other++;
+        return;
+    }
+    s->stored[s->nstored].kind = ev->kind;
+    s->stored[s->nstored++].count = 1;
+}
+
+void stats_init(struct stats *s)
+{
+    store_add_listener(s->store, on_event_stored, s);
+}
+
+/* Pictures served from the cache among the requests that wanted one (remembered failures aside). */
+static json_t *hit_ratio(const struct pfp_stats *ps)
+{
+    uint64_t served = ps->hits + ps->stale, all = served + ps->misses;
+    return all > 0 ? json_real((double)served / (double)all) : json_null();
+}
+
+static json_t *failures_json(const struct pfp_stats *ps)
+{
+    json_t *o = json_object();
+
+    for (int e = FETCH_BAD_URL; e <= FETCH_NETWORK; e++)
+        json_object_set_new(o, fetch_error_name(e), json_integer((json_int_t)ps->download_failures[e]));
+    json_object_set_new(o, "bad_image", json_integer((json_int_t)ps->bad_images));
+    return o;
+}
+
+static json_t *relays_json(const struct stats *s)
+{
+    json_t *a = json_array();
+    uint64_t now = uv_now(s->upstream->loop);
+
+    for (size_t i = 0; i < s->upstream->nrelays; i++) {
+        const struct upstream_relay *r = &s->upstream->relays[i];
+        json_t *o =
+            json_pack("{s:s, s:s, s:s}", "url", r->url, "state", state_names[r->state], "last_error", r->last_error);
+        if (r->state == UPSTREAM_CONNECTED)
+            json_object_set_new(o, "connected_seconds", json_integer((json_int_t)((now - r->connected_at) / 1000)));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+json_t *stats_json(struct stats *s)
+{
+    const struct pfp_stats *ps = &s->pfp->stats;
+    const struct pictures_stats *xs = &s->pfp->index.stats;
+    const struct lookup_stats *ls = &s->lookup->stats;
+    uint64_t jobs[JOB_FAILED + 1];
+    json_t *stored = json_object();
+    char kind[16];
+
+    jobs_count(s->jobs, jobs);
+    for (size_t i = 0; i < s->nstored; i++) {
+        snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
+        json_object_set_new(stored, kind, json_integer((json_int_t)s->stored[i].count));
+    }
+    if (s->stored_other > 0)
+        json_object_set_new(stored, "other", json_integer((json_int_t)s->stored_other));
+    return json_pack(
+        "{s:s, s:I,"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:o},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:o,"
+        " s:{s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:o},"
+        " s:{s:b, s:b, s:b}}",
+        "version", PFP_VERSION, "uptime_seconds", (json_int_t)((uv_hrtime() - s->started_ns) / 1000000000u), "cache",
+        "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
+        "max_bytes", (json_int_t)s->pfp->index.limit_bytes, "hits", (json_int_t)ps->hits, "stale",
+        (json_int_t)ps->stale, "misses", (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits,
+        "not_modified", (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served",
+        (json_int_t)ps->bytes_served, "evictions", (json_int_t)xs->evictions, "evicted_files",
+        (json_int_t)xs->evicted_files, "purges", (json_int_t)xs->purges, "downloads", "started",
+        (json_int_t)ps->downloads, "processed", (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses,
+        "failed", failures_json(ps), "lookups", "requested", (json_int_t)ls->requested, "coalesced",
+        (json_int_t)ls->coalesced, "queries", (json_int_t)ls->queries, "found", (json_int_t)ls->found, "not_found",
+        (json_int_t)ls->not_found, "timed_out", (json_int_t)ls->timed_out, "upstream_relays", relays_json(s), "jobs",
+        "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
+        (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
+        (json_int_t)s->relay->nconns, "events_stored", stored, "admin", "token", s->cfg->admin_token[0] != '\0',
+        "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
+        s->cfg->admin_token[0] == '\0' && s->cfg->admin_pubkeys.count == 0);
+}
+
+static void on_stats(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    http_reply_json(req, 200, stats_json(data));
+}
+
+/* --- /metrics --------------------------------------------------------------------------------------------------- */
+
+/* A label list of one label. */
+static const char *one_label(struct buf *l, const char *name, const char *value)
+{
+    l->len = 0;
+    metrics_label(l, name, value);
+    return l->data;
+}
+
+static void http_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    metrics_family(b, "pfpcache_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+    for (size_t r = 0; r <= s->http->router.count; r++) {
+        const struct http_route_stats *rs = &s->http->route_stats[r == s->http->router.count ? ROUTER_MAX_ROUTES : r];
+        const char *route = r == s->http->router.count ? "none" : s->http->router.routes[r].pattern;
+        char status[8];
+        for (size_t i = 0; i < HTTP_STATUSES_TRACKED && rs->status[i] != 0; i++) {
+            snprintf(status, sizeof(status), "%d", rs->status[i]);
+            l->len = 0;
+            metrics_label(l, "route", route);
+            metrics_label(l, "status", status);
+            metrics_u64(b, "pfpcache_http_requests_total", l->data, rs->count[i]);
+        }
+        if (rs->other > 0) {
+            l->len = 0;
+            metrics_label(l, "route", route);
+            metrics_label(l, "status", "other");
+            metrics_u64(b, "pfpcache_http_requests_total", l->data, rs->other);
+        }
+    }
+}
+
+static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    const struct pfp_stats *ps = &s->pfp->stats;
+    const struct pictures_stats *xs = &s->pfp->index.stats;
+
+    metrics_family(
+        b, "pfpcache_picture_requests_total", "counter",
+        "GET /profile-pic answers: hit, stale (served while refreshed), miss, negative (a remembered failure).");
+    metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "hit"), ps->hits);
+    metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "stale"), ps->stale);
+    metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "miss"), ps->misses);
+    metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "negative"), ps->negative_hits);
+    metrics_family(b, "pfpcache_picture_not_modified_total", "counter", "Picture answers that were 304 Not Modified.");
+    metrics_u64(b, "pfpcache_picture_not_modified_total", "", ps->not_modified);
+    metrics_family(b, "pfpcache_picture_served_bytes_total", "counter", "Picture bytes sent in 200 answers.");
+    metrics_u64(b, "pfpcache_picture_served_bytes_total", "", ps->bytes_served);
+
+    metrics_family(b, "pfpcache_downloads_total", "counter", "Picture downloads started.");
+    metrics_u64(b, "pfpcache_downloads_total", "", ps->downloads);
+    metrics_family(
+        b, "pfpcache_download_failures_total", "counter",
+        "Pictures that could not be cached, by reason: the download's, or bad_image when it was no picture.");
+    for (int e = FETCH_BAD_URL; e <= FETCH_NETWORK; e++)
+        metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", fetch_error_name(e)),
+                    ps->download_failures[e]);
+    metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", "bad_image"), ps->bad_images);
+    metrics_family(b, "pfpcache_image_processing_seconds", "histogram",
+                   "Time to check, resize and store each downloaded picture.");
+    metrics_histogram(b, "pfpcache_image_processing_seconds", "", &s->pfp->processing);
+
+    metrics_family(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.");
+    metrics_u64(b, "pfpcache_cache_pictures", "", xs->pictures);
+    metrics_family(b, "pfpcache_cache_files", "gauge",
+                   "Picture files, each counted once however many pubkeys share it.");
+    metrics_u64(b, "pfpcache_cache_files", "", xs->files);
+    metrics_family(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.");
+    metrics_u64(b, "pfpcache_cache_bytes", "", xs->bytes);
+    metrics_family(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.");
+    metrics_u64(b, "pfpcache_cache_max_bytes", "", s->pfp->index.limit_bytes);
+    metrics_family(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.");
+    metrics_u64(b, "pfpcache_cache_evictions_total", "", xs->evictions);
+    metrics_family(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.");
+    metrics_u64(b, "pfpcache_cache_evicted_files_total", "", xs->evicted_files);
+    metrics_family(b, "pfpcache_cache_evicted_bytes_total", "counter", "Bytes of picture files evicted.");
+    metrics_u64(b, "pfpcache_cache_evicted_bytes_total", "", xs->evicted_bytes);
+    metrics_family(b, "pfpcache_cache_purges_total", "counter", "Purges done.");
+    metrics_u64(b, "pfpcache_cache_purges_total", "", xs->purges);
+}
+
+static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    const struct lookup_stats *ls = &s->lookup->stats;
+
+    metrics_family(b, "pfpcache_upstream_lookups_total", "counter",
+                   "Lookups of a (pubkey, kind) on the upstream relays, by result.");
+    metrics_u64(b, "pfpcache_upstream_lookups_total", one_label(l, "result", "found"), ls->found);
+    metrics_u64(b, "pfpcache_upstream_lookups_total", one_label(l, "result", "not_found"), ls->not_found);
+    metrics_family(b, "pfpcache_upstream_lookup_requests_total", "counter",
+                   "Lookups asked for, including those that joined one under way or were answered from memory.");
+    metrics_u64(b, "pfpcache_upstream_lookup_requests_total", "", ls->requested);
+    metrics_family(b, "pfpcache_upstream_queries_total", "counter", "Batches of lookups sent to the upstream relays.");
+    metrics_u64(b, "pfpcache_upstream_queries_total", "", ls->queries);
+    metrics_family(b, "pfpcache_upstream_lookup_timeouts_total", "counter",
+                   "Lookups answered at upstream_timeout_ms rather than by every relay.");
+    metrics_u64(b, "pfpcache_upstream_lookup_timeouts_total", "", ls->timed_out);
+    metrics_family(b, "pfpcache_upstream_lookup_duration_seconds", "histogram",
+                   "Time from the first ask of a lookup to its answer.");
+    metrics_histogram(b, "pfpcache_upstream_lookup_duration_seconds", "", &s->lookup->latency);
+
+    metrics_family(b, "pfpcache_upstream_relay_up", "gauge", "1 when the connection to the upstream relay is open.");
+    for (size_t i = 0; i < s->upstream->nrelays; i++) {
+        const struct upstream_relay *r = &s->upstream->relays[i];
+        metrics_u64(b, "pfpcache_upstream_relay_up", one_label(l, "relay", r->url), r->state == UPSTREAM_CONNECTED);
+    }
+    metrics_family(b, "pfpcache_upstream_relay_state", "gauge", "1 for the state each upstream connection is in.");
+    for (size_t i = 0; i < s->upstream->nrelays; i++) {
+        const struct upstream_relay *r = &s->upstream->relays[i];
+        for (int st = UPSTREAM_DISCONNECTED; st <= UPSTREAM_CONNECTED; st++) {
+            l->len = 0;
+            metrics_label(l, "relay", r->url);
+            metrics_label(l, "state", state_names[st]);
+            metrics_u64(b, "pfpcache_upstream_relay_state", l->data, r->state == (enum upstream_state)st);
+        }
+    }
+    metrics_family(b, "pfpcache_upstream_relay_connects_total", "counter",
+                   "Connections opened to each upstream relay.");
+    for (size_t i = 0; i < s->upstream->nrelays; i++)
+        metrics_u64(b, "pfpcache_upstream_relay_connects_total", one_label(l, "relay", s->upstream->relays[i].url),
+                    s->upstream->relays[i].stats.connects);
+    metrics_family(b, "pfpcache_upstream_relay_invalid_events_total", "counter",
+                   "Events from each upstream relay dropped as forged, malformed or not asked for.");
+    for (size_t i = 0; i < s->upstream->nrelays; i++)
+        metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total",
+                    one_label(l, "relay", s->upstream->relays[i].url), s->upstream->relays[i].stats.invalid_events);
+}
+
+static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    uint64_t jobs[JOB_FAILED + 1];
+    char kind[16];
+
+    jobs_count(s->jobs, jobs);
+    metrics_family(b, "pfpcache_jobs", "gauge", "Jobs kept, by state.");
+    for (int st = JOB_QUEUED; st <= JOB_FAILED; st++)
+        metrics_u64(b, "pfpcache_jobs", one_label(l, "state", job_state_names[st]), jobs[st]);
+    metrics_family(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.");
+    metrics_u64(b, "pfpcache_job_pubkeys_done_total", "", s->jobs->stats.items_done);
+
+    metrics_family(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.");
+    metrics_u64(b, "pfpcache_relay_connections", "", s->relay->nconns);
+    metrics_family(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.");
+    metrics_u64(b, "pfpcache_relay_connections_total", "", s->relay->stats.connections_total);
+    metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
+    for (size_t i = 0; i < s->nstored; i++) {
+        snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
+        metrics_u64(b, "pfpcache_events_stored_total", one_label(l, "kind", kind), s->stored[i].count);
+    }
+    if (s->stored_other > 0)
+        metrics_u64(b, "pfpcache_events_stored_total", one_label(l, "kind", "other"), s->stored_other);
+    metrics_family(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.");
+    metrics_u64(b, "pfpcache_events_rejected_total", "", s->relay->stats.events_rejected);
+
+    metrics_family(b, "pfpcache_uptime_seconds", "gauge", "Seconds since start-up.");
+    metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(uv_hrtime() - s->started_ns) / 1e9);
+    metrics_family(b, "pfpcache_build_info", "gauge", "The running version.");
+    metrics_u64(b, "pfpcache_build_info", one_label(l, "version", PFP_VERSION), 1);
+}
+
+static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct stats *s = data;
+    struct buf b = BUF_INIT, l = BUF_INIT;
+
+    (void)param;
+    buf_reserve(&l, 256);
+    http_metrics(s, &b, &l);
+    picture_metrics(s, &b, &l);
+    upstream_metrics(s, &b, &l);
+    relay_metrics(s, &b, &l);
+    http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    buf_free(&b);
+    buf_free(&l);
+}
+
+int stats_route(struct stats *s, struct http_server *http)
+{
+    int r;
+
+    if ((r = http_route(http, HTTP_GET, "/stats", on_stats, s)) != 0)
+        return r;
+    return http_route(http, HTTP_GET, "/metrics", on_metrics, s);
+}

@@ -1,0 +1,48 @@
+/* stats.h -- what the relay is doing: GET /stats as JSON for the page, GET /metrics for Prometheus. */
+#ifndef PFP_STATS_H
+#define PFP_STATS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "jobs.h"
+#include "lookup.h"
+#include "pfp.h"
+#include "relay.h"
+#include "store.h"
+#include "upstream.h"
+
+/* Kinds counted one by one in events stored; the rest are added up as "other". */
+#define STATS_KINDS 32
+
+struct stats {
+    const struct config *cfg;
+    struct http_server *http;
+    struct store *store;
+    struct upstream *upstream;
+    struct lookup *lookup;
+    struct relay *relay;
+    struct pfp *pfp;
+    struct jobs *jobs;
+    uint64_t started_ns; /* uv_hrtime() at start-up */
+    struct {
+        uint32_t kind;
+        uint64_t count;
+    } stored[STATS_KINDS];
+    size_t nstored;
+    uint64_t stored_other;
+};
+
+/* Wires `s` (whose source fields the caller has set) to the store, to count events stored by kind. */
+void stats_init(struct stats *s);
+
+/* Routes GET /stats and GET /metrics. */
+int stats_route(struct stats *s, struct http_server *http);
+
+/* The figures of GET /stats. */
+json_t *stats_json(struct stats *s);
+
+#endif

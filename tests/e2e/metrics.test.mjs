@@ -1,0 +1,179 @@
+// metrics.test.mjs -- GET /metrics parsed as Prometheus text (every family the operator needs, well formed)
+// and GET /stats, both moving as pictures, lookups, jobs and failures happen.
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+
+import { makeFixtures, startImageServer } from './lib/images.mjs';
+import { newUser, publishRaw, rawClient, wsUrl } from './lib/nostr.mjs';
+import { startRelay, tempDir } from './lib/relay.mjs';
+
+let fixtures, images, upstream, upClient, relay;
+
+before(async () => {
+  fixtures = makeFixtures(await tempDir());
+  images = await startImageServer(fixtures);
+  upstream = await startRelay();
+  upClient = await rawClient(upstream.url);
+  relay = await startRelay({
+    config: { upstream_relays: [wsUrl(upstream.url)], allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false },
+  });
+  await relay.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+});
+
+after(async () => {
+  upClient.close();
+  await relay.cleanup();
+  await upstream.cleanup();
+  await images.close();
+  await rm(fixtures, { recursive: true, force: true });
+});
+
+// Parses the text exposition format strictly: every sample belongs to a family declared by # TYPE.
+function parse(text) {
+  const families = new Map();
+  const samples = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let m;
+    if ((m = /^# HELP ([a-z_:][a-z0-9_:]*) \S.*$/.exec(line))) continue;
+    if ((m = /^# TYPE ([a-z_:][a-z0-9_:]*) (counter|gauge|histogram)$/.exec(line))) {
+      assert.ok(!families.has(m[1]), `${m[1]} declared twice`);
+      families.set(m[1], m[2]);
+      continue;
+    }
+    m = /^([a-z_:][a-z0-9_:]*)(?:\{((?:[a-z_][a-z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_][a-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    const value = m[3] === '+Inf' ? Infinity : Number(m[3]);
+    assert.ok(!Number.isNaN(value), `not a number: ${line}`);
+    const family = [m[1], m[1].replace(/_(bucket|sum|count)$/, '')].find((f) => families.has(f));
+    assert.ok(family, `${m[1]} has no # TYPE`);
+    samples.push({ name: m[1], family, labels, value });
+  }
+  return { families, samples };
+}
+
+async function metrics() {
+  const res = await fetch(`${relay.url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const m = parse(await res.text());
+  m.get = (name, labels = {}) =>
+    m.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+  return m;
+}
+
+const stats = async () => (await fetch(`${relay.url}/stats`)).json();
+
+async function upstreamProfile(picture) {
+  const user = newUser();
+  assert.equal((await publishRaw(upClient, user.sign({ kind: 0, content: JSON.stringify({ picture }) })))[2], true);
+  return user;
+}
+
+async function getPic(pubkey) {
+  const res = await fetch(`${relay.url}/profile-pic/${pubkey}`, { redirect: 'manual' });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+const FAMILIES = {
+  pfpcache_http_requests_total: 'counter',
+  pfpcache_picture_requests_total: 'counter',
+  pfpcache_picture_served_bytes_total: 'counter',
+  pfpcache_upstream_lookups_total: 'counter',
+  pfpcache_upstream_lookup_duration_seconds: 'histogram',
+  pfpcache_upstream_relay_up: 'gauge',
+  pfpcache_upstream_relay_state: 'gauge',
+  pfpcache_downloads_total: 'counter',
+  pfpcache_download_failures_total: 'counter',
+  pfpcache_image_processing_seconds: 'histogram',
+  pfpcache_cache_pictures: 'gauge',
+  pfpcache_cache_bytes: 'gauge',
+  pfpcache_cache_evictions_total: 'counter',
+  pfpcache_jobs: 'gauge',
+  pfpcache_relay_connections: 'gauge',
+  pfpcache_events_stored_total: 'counter',
+};
+
+test('/metrics is well-formed Prometheus text with every family an operator needs', async () => {
+  const m = await metrics();
+  for (const [name, type] of Object.entries(FAMILIES)) assert.equal(m.families.get(name), type, name);
+  for (const [name, type] of m.families) {
+    if (type === 'counter') assert.match(name, /_total$/, `counter ${name}`);
+    if (type === 'histogram') {
+      assert.match(name, /_seconds$/);
+      const buckets = m.samples.filter((s) => s.name === `${name}_bucket`);
+      assert.ok(buckets.every((b, i) => i === 0 || b.value >= buckets[i - 1].value), `${name} buckets are cumulative`);
+      assert.equal(buckets.at(-1).labels.le, '+Inf');
+      assert.equal(buckets.at(-1).value, m.get(`${name}_count`));
+    }
+  }
+  for (const reason of ['timeout', 'too_big', 'refused_address', 'bad_image']) {
+    assert.ok(m.samples.some((s) => s.name === 'pfpcache_download_failures_total' && s.labels.reason === reason), reason);
+  }
+  assert.equal(m.get('pfpcache_upstream_relay_up', { relay: wsUrl(upstream.url) }), 1);
+  assert.equal(m.get('pfpcache_upstream_relay_state', { relay: wsUrl(upstream.url), state: 'connected' }), 1);
+  for (const state of ['queued', 'running', 'done', 'failed']) {
+    assert.ok(m.samples.some((s) => s.name === 'pfpcache_jobs' && s.labels.state === state), state);
+  }
+});
+
+test('counters and /stats move as pictures are fetched, failures happen and jobs run', async () => {
+  const before = await metrics();
+  const statsBefore = await stats();
+  const good = await upstreamProfile(`${images.url}/f/small.jpg?metrics`);
+  const bad = await upstreamProfile(`${images.url}/f/random.bin?metrics`);
+  const viewer = await rawClient(relay.url);
+
+  const miss = await getPic(good.pubkey);
+  const hit = await getPic(good.pubkey);
+  assert.deepEqual([miss.status, hit.status], [200, 200]);
+  assert.equal((await getPic(bad.pubkey)).status, 307);
+  assert.equal((await getPic(newUser().pubkey)).status, 404);
+  const job = await (await fetch(`${relay.url}/batch-cache`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ pubkeys: [good.pubkey] }),
+  })).json();
+  for (let state = ''; state !== 'done';) {
+    state = (await (await fetch(`${relay.url}/jobs/${job.job_id}`)).json()).state;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+
+  const after = await metrics();
+  const delta = (name, labels) => after.get(name, labels) - before.get(name, labels);
+  assert.equal(delta('pfpcache_http_requests_total', { route: '/profile-pic/*', status: '200' }), 2);
+  assert.equal(delta('pfpcache_http_requests_total', { route: '/profile-pic/*', status: '307' }), 1);
+  assert.equal(delta('pfpcache_http_requests_total', { route: '/profile-pic/*', status: '404' }), 1);
+  assert.equal(delta('pfpcache_http_requests_total', { route: '/batch-cache', status: '202' }), 1);
+  assert.equal(delta('pfpcache_picture_requests_total', { result: 'hit' }), 1);
+  assert.equal(delta('pfpcache_picture_requests_total', { result: 'miss' }), 3);
+  assert.equal(delta('pfpcache_picture_served_bytes_total'), miss.body.length + hit.body.length);
+  assert.equal(delta('pfpcache_downloads_total'), 2);
+  assert.equal(delta('pfpcache_download_failures_total', { reason: 'bad_image' }), 1);
+  assert.equal(delta('pfpcache_image_processing_seconds_count'), 2);
+  assert.equal(delta('pfpcache_upstream_lookups_total', { result: 'found' }), 2);
+  assert.equal(delta('pfpcache_upstream_lookups_total', { result: 'not_found' }), 1);
+  assert.equal(delta('pfpcache_upstream_lookup_duration_seconds_count'), 3);
+  assert.ok(delta('pfpcache_upstream_lookup_duration_seconds_sum') > 0);
+  assert.equal(delta('pfpcache_events_stored_total', { kind: '0' }), 2, 'two profiles came from upstream');
+  assert.equal(delta('pfpcache_cache_pictures'), 1);
+  assert.equal(delta('pfpcache_cache_bytes'), miss.body.length);
+  assert.equal(delta('pfpcache_jobs', { state: 'done' }), 1);
+  assert.equal(after.get('pfpcache_relay_connections'), 1);
+
+  // /stats says the same.
+  const s = await stats();
+  assert.equal(s.cache.pictures - statsBefore.cache.pictures, 1);
+  assert.equal(s.cache.bytes, after.get('pfpcache_cache_bytes'));
+  assert.equal(s.cache.hits, after.get('pfpcache_picture_requests_total', { result: 'hit' }));
+  assert.equal(s.cache.hit_ratio, s.cache.hits / (s.cache.hits + s.cache.stale + s.cache.misses));
+  assert.equal(s.downloads.failed.bad_image, after.get('pfpcache_download_failures_total', { reason: 'bad_image' }));
+  assert.equal(s.jobs.done, after.get('pfpcache_jobs', { state: 'done' }));
+  assert.equal(s.relay.connections, 1);
+  assert.equal(s.relay.events_stored['0'], after.get('pfpcache_events_stored_total', { kind: '0' }));
+  assert.deepEqual(s.upstream_relays.map((r) => [r.url, r.state]), [[wsUrl(upstream.url), 'connected']]);
+  assert.deepEqual(s.admin, { token: false, nip98: false, loopback_only: true });
+  viewer.close();
+});
