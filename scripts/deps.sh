@@ -15,7 +15,7 @@ profile=${1:-run}
 run_pkgs=(build-essential pkg-config
     libh2o-dev libuv1-dev libwslay-dev libssl-dev libcurl4-openssl-dev liblmdb-dev
     libvips-dev libsecp256k1-dev libjansson-dev)
-test_pkgs=(libcmocka-dev openssl curl ca-certificates)
+test_pkgs=(libcmocka-dev openssl curl ca-certificates chromium)
 bench_pkgs=(nginx wrk)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
