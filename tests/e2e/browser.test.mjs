@@ -2,7 +2,7 @@
 // avatars, a batch job and its progress, the stats panel against /stats, and screenshots at desktop and phone sizes.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,16 +10,16 @@ import { fileURLToPath } from 'node:url';
 import { nip19 } from 'nostr-tools';
 import { chromium } from 'playwright-core';
 
-import { makeFixtures, startImageServer } from './lib/images.mjs';
-import { newUser, publishRaw, rawClient, wsUrl } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { newUser, publishRaw, rawClient } from './lib/nostr.mjs';
+import { startRelay } from './lib/relay.mjs';
+import { startWorld } from './lib/world.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 const MAX_IMAGE_SIZE = 200;
 const WAIT = { timeout: 20000 };
 
-let fixtures, images, upstream, upClient, relay, guarded, browser, page;
+let world, images, relay, guarded, browser, page;
 // Console errors and warnings, and uncaught exceptions, in the order the page produced them.
 const problems = [];
 // The user whose avatar test 2 shows; test 3 puts it in the batch too.
@@ -28,19 +28,8 @@ let pictured;
 before(async () => {
   // Never downloaded: scripts/deps.sh installs Debian's chromium, and without it this file must fail, not skip.
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/deps.sh test (apt-get install chromium)`);
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-  upstream = await startRelay();
-  upClient = await rawClient(upstream.url);
-  relay = await startRelay({
-    config: {
-      upstream_relays: [wsUrl(upstream.url)],
-      allowed_source_addresses: ['127.0.0.1'],
-      precache_on_metadata: false,
-      max_image_size: MAX_IMAGE_SIZE,
-    },
-  });
-  await relay.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+  world = await startWorld({ max_image_size: MAX_IMAGE_SIZE });
+  ({ images, relay } = world);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -58,12 +47,8 @@ after(async () => {
   // Every step runs even if an earlier one failed (or before() stopped half way); the first error is reported.
   const steps = [
     () => browser?.close(),
-    () => upClient?.close(),
-    () => relay?.cleanup(),
     () => guarded?.cleanup(),
-    () => upstream?.cleanup(),
-    () => images?.close(),
-    () => fixtures && rm(fixtures, { recursive: true, force: true }),
+    () => world?.close(),
   ];
   let failure;
   for (const step of steps) {
@@ -76,13 +61,7 @@ after(async () => {
   if (failure) throw failure;
 });
 
-// A user whose kind 0 is on the upstream relay only (with no `picture` when picture is undefined).
-async function upstreamProfile(picture) {
-  const user = newUser();
-  const content = JSON.stringify(picture === undefined ? { name: 'nobody' } : { name: 'someone', picture });
-  assert.equal((await publishRaw(upClient, user.sign({ kind: 0, content })))[2], true);
-  return user;
-}
+const upstreamProfile = (picture) => world.upstreamProfile(picture);
 
 async function getJson(path) {
   const res = await fetch(`${relay.url}${path}`);

@@ -1,49 +1,24 @@
 // jobs.test.mjs -- POST /batch-cache, GET /cache-follows and GET /jobs against a local upstream relay and a
 // local image server: counts, limits, every refusal, and a job that survives kill -9.
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
 import { nip19 } from 'nostr-tools';
 
-import { makeFixtures, startImageServer } from './lib/images.mjs';
-import { newUser, publishRaw, rawClient, wsUrl } from './lib/nostr.mjs';
+import { newUser, publishRaw } from './lib/nostr.mjs';
 import { startRelay, tempDir } from './lib/relay.mjs';
+import { startWorld, worldConfig } from './lib/world.mjs';
 
-let fixtures, images, upstream, upClient, relay;
-
-// The relay under test: profiles come from `upstream`, pictures from the image server on loopback.
-const config = () => ({
-  upstream_relays: [wsUrl(upstream.url)],
-  upstream_timeout_ms: 2000,
-  allowed_source_addresses: ['127.0.0.1'],
-  precache_on_metadata: false,
-});
+let world, images, relay;
 
 before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-  upstream = await startRelay();
-  upClient = await rawClient(upstream.url);
-  relay = await startRelay({ config: config() });
-  await relay.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+  world = await startWorld();
+  ({ images, relay } = world);
 });
 
-after(async () => {
-  upClient.close();
-  await relay.cleanup();
-  await upstream.cleanup();
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
-});
+after(() => world.close());
 
-// A user whose kind 0 (with `picture`, or none when undefined) is on the upstream relay only.
-async function upstreamProfile(picture) {
-  const user = newUser();
-  const content = JSON.stringify(picture === undefined ? { name: 'nobody' } : { name: 'someone', picture });
-  assert.equal((await publishRaw(upClient, user.sign({ kind: 0, content })))[2], true);
-  return user;
-}
+const upstreamProfile = (picture) => world.upstreamProfile(picture);
 
 async function post(path, body, { headers = {}, base = relay.url } = {}) {
   const res = await fetch(`${base}${path}`, {
@@ -146,7 +121,7 @@ test('GET /cache-follows caches the distinct follows of a contact list, up to li
   const pubkeys = [...followed.map((u) => u.pubkey), ...strangers];
   // A 1,000-entry list, with a duplicate, a malformed entry and another tag in between.
   const tags = [...pubkeys.map((p) => ['p', p]), ['p', pubkeys[3]], ['p', 'not-a-key'], ['t', 'nostr']];
-  assert.equal((await publishRaw(upClient, owner.sign({ kind: 3, tags })))[2], true);
+  assert.equal((await publishRaw(world.upClient, owner.sign({ kind: 3, tags })))[2], true);
 
   const first = await get(`/cache-follows/${owner.pubkey}?limit=20`);
   assert.equal(first.status, 202);
@@ -202,7 +177,7 @@ test('a job interrupted by kill -9 resumes after the restart and finishes', asyn
   const dir = await tempDir();
   const users = [];
   for (let i = 0; i < 60; i++) users.push(await upstreamProfile(`${images.url}/slow/150/small.jpg?resume=${i}`));
-  let victim = await startRelay({ dir, config: { ...config(), max_concurrent: 2 } });
+  let victim = await startRelay({ dir, config: worldConfig(world.upstream, { max_concurrent: 2 }) });
   await victim.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
   const { json } = await post('/batch-cache', { pubkeys: users.map((u) => u.pubkey) }, { base: victim.url });
   // Let some pictures be cached, then kill it mid-job.
@@ -213,7 +188,7 @@ test('a job interrupted by kill -9 resumes after the restart and finishes', asyn
   victim.proc.kill('SIGKILL');
   await victim.exited;
 
-  victim = await startRelay({ dir, config: config() });
+  victim = await startRelay({ dir, config: worldConfig(world.upstream) });
   try {
     await victim.waitForLog(/jobs: resuming 1 unfinished job/);
     const job = await finished(json.job_id, { base: victim.url });

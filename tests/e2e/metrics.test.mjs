@@ -1,33 +1,19 @@
 // metrics.test.mjs -- GET /metrics parsed as Prometheus text (every family the operator needs, well formed)
 // and GET /stats, both moving as pictures, lookups, jobs and failures happen.
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
-import { makeFixtures, startImageServer } from './lib/images.mjs';
-import { newUser, publishRaw, rawClient, wsUrl } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { newUser, rawClient, wsUrl } from './lib/nostr.mjs';
+import { startWorld } from './lib/world.mjs';
 
-let fixtures, images, upstream, upClient, relay;
+let world, images, upstream, relay;
 
 before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-  upstream = await startRelay();
-  upClient = await rawClient(upstream.url);
-  relay = await startRelay({
-    config: { upstream_relays: [wsUrl(upstream.url)], allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false },
-  });
-  await relay.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+  world = await startWorld();
+  ({ images, upstream, relay } = world);
 });
 
-after(async () => {
-  upClient.close();
-  await relay.cleanup();
-  await upstream.cleanup();
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
-});
+after(() => world.close());
 
 // Parses the text exposition format strictly: every sample belongs to a family declared by # TYPE.
 function parse(text) {
@@ -66,11 +52,7 @@ async function metrics() {
 
 const stats = async () => (await fetch(`${relay.url}/stats`)).json();
 
-async function upstreamProfile(picture) {
-  const user = newUser();
-  assert.equal((await publishRaw(upClient, user.sign({ kind: 0, content: JSON.stringify({ picture }) })))[2], true);
-  return user;
-}
+const upstreamProfile = (picture) => world.upstreamProfile(picture);
 
 async function getPic(pubkey) {
   const res = await fetch(`${relay.url}/profile-pic/${pubkey}`, { redirect: 'manual' });
