@@ -51,6 +51,12 @@ void metrics_f64(struct buf *b, const char *name, const char *labels, double val
     buf_appendf(b, "%.10g\n", value);
 }
 
+void metrics_single(struct buf *b, const char *name, const char *type, const char *help, uint64_t value)
+{
+    metrics_family(b, name, type, help);
+    metrics_u64(b, name, "", value);
+}
+
 void metrics_label(struct buf *b, const char *name, const char *value)
 {
     if (b->len > 0)

@@ -35,6 +35,9 @@ void metrics_f64(struct buf *b, const char *name, const char *labels, double val
 /* Appends name="value" (after a comma when `b` is not empty), escaping \, " and newlines in `value`. */
 void metrics_label(struct buf *b, const char *name, const char *value);
 
+/* A family of one unlabelled sample. */
+void metrics_single(struct buf *b, const char *name, const char *type, const char *help, uint64_t value);
+
 /* The _bucket (cumulative, le="..."), _sum and _count lines of `h`. */
 void metrics_histogram(struct buf *b, const char *name, const char *labels, const struct histogram *h);
 

@@ -160,13 +160,12 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "stale"), ps->stale);
     metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "miss"), ps->misses);
     metrics_u64(b, "pfpcache_picture_requests_total", one_label(l, "result", "negative"), ps->negative_hits);
-    metrics_family(b, "pfpcache_picture_not_modified_total", "counter", "Picture answers that were 304 Not Modified.");
-    metrics_u64(b, "pfpcache_picture_not_modified_total", "", ps->not_modified);
-    metrics_family(b, "pfpcache_picture_served_bytes_total", "counter", "Picture bytes sent in 200 answers.");
-    metrics_u64(b, "pfpcache_picture_served_bytes_total", "", ps->bytes_served);
+    metrics_single(b, "pfpcache_picture_not_modified_total", "counter", "Picture answers that were 304 Not Modified.",
+                   ps->not_modified);
+    metrics_single(b, "pfpcache_picture_served_bytes_total", "counter", "Picture bytes sent in 200 answers.",
+                   ps->bytes_served);
 
-    metrics_family(b, "pfpcache_downloads_total", "counter", "Picture downloads started.");
-    metrics_u64(b, "pfpcache_downloads_total", "", ps->downloads);
+    metrics_single(b, "pfpcache_downloads_total", "counter", "Picture downloads started.", ps->downloads);
     metrics_family(
         b, "pfpcache_download_failures_total", "counter",
         "Pictures that could not be cached, by reason: the download's, or bad_image when it was no picture.");
@@ -178,23 +177,17 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Time to check, resize and store each downloaded picture.");
     metrics_histogram(b, "pfpcache_image_processing_seconds", "", &s->pfp->processing);
 
-    metrics_family(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.");
-    metrics_u64(b, "pfpcache_cache_pictures", "", xs->pictures);
-    metrics_family(b, "pfpcache_cache_files", "gauge",
-                   "Picture files, each counted once however many pubkeys share it.");
-    metrics_u64(b, "pfpcache_cache_files", "", xs->files);
-    metrics_family(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.");
-    metrics_u64(b, "pfpcache_cache_bytes", "", xs->bytes);
-    metrics_family(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.");
-    metrics_u64(b, "pfpcache_cache_max_bytes", "", s->pfp->index.limit_bytes);
-    metrics_family(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.");
-    metrics_u64(b, "pfpcache_cache_evictions_total", "", xs->evictions);
-    metrics_family(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.");
-    metrics_u64(b, "pfpcache_cache_evicted_files_total", "", xs->evicted_files);
-    metrics_family(b, "pfpcache_cache_evicted_bytes_total", "counter", "Bytes of picture files evicted.");
-    metrics_u64(b, "pfpcache_cache_evicted_bytes_total", "", xs->evicted_bytes);
-    metrics_family(b, "pfpcache_cache_purges_total", "counter", "Purges done.");
-    metrics_u64(b, "pfpcache_cache_purges_total", "", xs->purges);
+    metrics_single(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.", xs->pictures);
+    metrics_single(b, "pfpcache_cache_files", "gauge",
+                   "Picture files, each counted once however many pubkeys share it.", xs->files);
+    metrics_single(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.", xs->bytes);
+    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", s->pfp->index.limit_bytes);
+    metrics_single(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.",
+                   xs->evictions);
+    metrics_single(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.", xs->evicted_files);
+    metrics_single(b, "pfpcache_cache_evicted_bytes_total", "counter", "Bytes of picture files evicted.",
+                   xs->evicted_bytes);
+    metrics_single(b, "pfpcache_cache_purges_total", "counter", "Purges done.", xs->purges);
 }
 
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -205,14 +198,13 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Lookups of a (pubkey, kind) on the upstream relays, by result.");
     metrics_u64(b, "pfpcache_upstream_lookups_total", one_label(l, "result", "found"), ls->found);
     metrics_u64(b, "pfpcache_upstream_lookups_total", one_label(l, "result", "not_found"), ls->not_found);
-    metrics_family(b, "pfpcache_upstream_lookup_requests_total", "counter",
-                   "Lookups asked for, including those that joined one under way or were answered from memory.");
-    metrics_u64(b, "pfpcache_upstream_lookup_requests_total", "", ls->requested);
-    metrics_family(b, "pfpcache_upstream_queries_total", "counter", "Batches of lookups sent to the upstream relays.");
-    metrics_u64(b, "pfpcache_upstream_queries_total", "", ls->queries);
-    metrics_family(b, "pfpcache_upstream_lookup_timeouts_total", "counter",
-                   "Lookups answered at upstream_timeout_ms rather than by every relay.");
-    metrics_u64(b, "pfpcache_upstream_lookup_timeouts_total", "", ls->timed_out);
+    metrics_single(b, "pfpcache_upstream_lookup_requests_total", "counter",
+                   "Lookups asked for, including those that joined one under way or were answered from memory.",
+                   ls->requested);
+    metrics_single(b, "pfpcache_upstream_queries_total", "counter", "Batches of lookups sent to the upstream relays.",
+                   ls->queries);
+    metrics_single(b, "pfpcache_upstream_lookup_timeouts_total", "counter",
+                   "Lookups answered at upstream_timeout_ms rather than by every relay.", ls->timed_out);
     metrics_family(b, "pfpcache_upstream_lookup_duration_seconds", "histogram",
                    "Time from the first ask of a lookup to its answer.");
     metrics_histogram(b, "pfpcache_upstream_lookup_duration_seconds", "", &s->lookup->latency);
@@ -253,13 +245,12 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_family(b, "pfpcache_jobs", "gauge", "Jobs kept, by state.");
     for (int st = JOB_QUEUED; st <= JOB_FAILED; st++)
         metrics_u64(b, "pfpcache_jobs", one_label(l, "state", job_state_names[st]), jobs[st]);
-    metrics_family(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.");
-    metrics_u64(b, "pfpcache_job_pubkeys_done_total", "", s->jobs->stats.items_done);
+    metrics_single(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.",
+                   s->jobs->stats.items_done);
 
-    metrics_family(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.");
-    metrics_u64(b, "pfpcache_relay_connections", "", s->relay->nconns);
-    metrics_family(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.");
-    metrics_u64(b, "pfpcache_relay_connections_total", "", s->relay->stats.connections_total);
+    metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", s->relay->nconns);
+    metrics_single(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.",
+                   s->relay->stats.connections_total);
     metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -267,8 +258,8 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     }
     if (s->stored_other > 0)
         metrics_u64(b, "pfpcache_events_stored_total", one_label(l, "kind", "other"), s->stored_other);
-    metrics_family(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.");
-    metrics_u64(b, "pfpcache_events_rejected_total", "", s->relay->stats.events_rejected);
+    metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.",
+                   s->relay->stats.events_rejected);
 
     metrics_family(b, "pfpcache_uptime_seconds", "gauge", "Seconds since start-up.");
     metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(uv_hrtime() - s->started_ns) / 1e9);
