@@ -5,20 +5,12 @@
 #include <string.h>
 
 #include "hex.h"
-
-static size_t slot(const struct blobcache *c, const uint8_t hash[32])
-{
-    uint64_t h;
-    memcpy(&h, hash, 8);
-    return (size_t)(h & (c->nbuckets - 1));
-}
+#include "keymap.h"
 
 void blobcache_init(struct blobcache *c, size_t max_bytes)
 {
     memset(c, 0, sizeof(*c));
-    c->nbuckets = 1024;
-    if ((c->buckets = calloc(c->nbuckets, sizeof(*c->buckets))) == NULL)
-        abort();
+    c->index = keymap_new(32);
     c->max_bytes = max_bytes;
 }
 
@@ -60,49 +52,23 @@ static void push_newest(struct blobcache *c, struct blob_ref *r)
 /* Takes `r` out of the cache; the cache's own reference goes with it. */
 static void evict(struct blobcache *c, struct blob_ref *r)
 {
-    for (struct blob_ref **p = &c->buckets[slot(c, r->hash)]; *p != NULL; p = &(*p)->hnext) {
-        if (*p == r) {
-            *p = r->hnext;
-            break;
-        }
-    }
+    keymap_del(c->index, r->hash);
     unlink_lru(c, r);
     r->cached = false;
     c->bytes -= r->len;
-    c->count--;
     blob_release(r);
-}
-
-static void grow(struct blobcache *c)
-{
-    struct blob_ref **old = c->buckets;
-    size_t nold = c->nbuckets;
-
-    c->nbuckets *= 2;
-    if ((c->buckets = calloc(c->nbuckets, sizeof(*c->buckets))) == NULL)
-        abort();
-    for (size_t i = 0; i < nold; i++) {
-        for (struct blob_ref *r = old[i], *next; r != NULL; r = next) {
-            size_t s = slot(c, r->hash);
-            next = r->hnext;
-            r->hnext = c->buckets[s];
-            c->buckets[s] = r;
-        }
-    }
-    free(old);
 }
 
 struct blob_ref *blobcache_get(struct blobcache *c, const uint8_t hash[32])
 {
-    for (struct blob_ref *r = c->buckets[slot(c, hash)]; r != NULL; r = r->hnext) {
-        if (memcmp(r->hash, hash, 32) == 0) {
-            unlink_lru(c, r);
-            push_newest(c, r);
-            r->refs++;
-            return r;
-        }
+    struct blob_ref *r = keymap_get(c->index, hash);
+
+    if (r != NULL) {
+        unlink_lru(c, r);
+        push_newest(c, r);
+        r->refs++;
     }
-    return NULL;
+    return r;
 }
 
 struct blob_ref *blobcache_put(struct blobcache *c, const uint8_t hash[32], const uint8_t *data, size_t len)
@@ -127,32 +93,27 @@ struct blob_ref *blobcache_put(struct blobcache *c, const uint8_t hash[32], cons
 
     while (c->bytes + len > c->max_bytes && c->oldest != NULL)
         evict(c, c->oldest);
-    if (c->count >= c->nbuckets)
-        grow(c);
-    r->hnext = c->buckets[slot(c, hash)];
-    c->buckets[slot(c, hash)] = r;
+    keymap_put(c->index, hash, r);
     push_newest(c, r);
     r->cached = true;
     r->refs++;
     c->bytes += len;
-    c->count++;
     return r;
 }
 
 void blobcache_drop(struct blobcache *c, const uint8_t hash[32])
 {
-    for (struct blob_ref *r = c->buckets[slot(c, hash)]; r != NULL; r = r->hnext) {
-        if (memcmp(r->hash, hash, 32) == 0) {
-            evict(c, r);
-            return;
-        }
-    }
+    struct blob_ref *r = keymap_get(c->index, hash);
+
+    if (r != NULL)
+        evict(c, r);
 }
 
 void blobcache_free(struct blobcache *c)
 {
     while (c->oldest != NULL)
         evict(c, c->oldest);
-    free(c->buckets);
-    c->buckets = NULL;
+    if (c->index != NULL)
+        keymap_free(c->index, NULL);
+    c->index = NULL;
 }

@@ -13,13 +13,14 @@ struct blob_ref {
     size_t len;
     unsigned refs;
     bool cached; /* still in the cache (not evicted or dropped) */
-    struct blob_ref *hnext, *newer, *older;
+    struct blob_ref *newer, *older;
     uint8_t data[];
 };
 
+struct keymap;
+
 struct blobcache {
-    struct blob_ref **buckets;
-    size_t nbuckets, count;
+    struct keymap *index; /* hash -> its blob_ref */
     size_t bytes, max_bytes;
     struct blob_ref *newest, *oldest;
 };

@@ -101,11 +101,6 @@ static int decode_head(const MDB_val *v, struct job_head *h)
     return v->mv_size == sizeof(*h) + bitmap_len(h->total) ? 0 : -EINVAL;
 }
 
-static int mdb_err(int rc)
-{
-    return rc == 0 ? 0 : rc == MDB_MAP_FULL ? -ENOSPC : rc == MDB_NOTFOUND ? -ENOENT : -EIO;
-}
-
 /* --- writes ------------------------------------------------------------------------------------------------------- */
 
 /* Deletes the oldest finished jobs beyond JOBS_KEEP. */
@@ -118,7 +113,7 @@ static int prune(struct jobs *js, MDB_txn *txn)
     int rc;
 
     if ((rc = mdb_stat(txn, js->heads, &st)) != 0 || (rc = mdb_cursor_open(txn, js->heads, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     count = st.ms_entries;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && count > JOBS_KEEP;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -132,7 +127,7 @@ static int prune(struct jobs *js, MDB_txn *txn)
         count--;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
 static int apply_job_write(struct store *st, MDB_txn *txn, struct store_write *w)
@@ -144,15 +139,15 @@ static int apply_job_write(struct store *st, MDB_txn *txn, struct store_write *w
 
     (void)st;
     if ((rc = mdb_put(txn, js->heads, &k, &v, 0)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     if (jw->items != NULL) {
         MDB_val iv = {jw->items_len, (void *)jw->items};
         if ((rc = mdb_put(txn, js->items, &k, &iv, 0)) != 0)
-            return mdb_err(rc);
+            return store_errno(rc);
         return prune(js, txn);
     }
     if (jw->finished && (rc = mdb_del(txn, js->items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
-        return mdb_err(rc);
+        return store_errno(rc);
     return 0;
 }
 
@@ -165,6 +160,16 @@ static void job_free(struct job *j)
     free(j);
 }
 
+/* Unfinished jobs run oldest first. */
+static void append_active(struct jobs *js, struct job *j)
+{
+    if (js->active_tail != NULL)
+        js->active_tail->next_active = j;
+    else
+        js->active = j;
+    js->active_tail = j;
+}
+
 static void on_job_written(struct store_write *w)
 {
     struct job_write *jw = (struct job_write *)w;
@@ -174,11 +179,7 @@ static void on_job_written(struct store_write *w)
         struct job *j = jw->job;
         uint64_t id = j->id;
         if (w->status == 0 && !js->closing) {
-            if (js->active_tail != NULL)
-                js->active_tail->next_active = j;
-            else
-                js->active = j;
-            js->active_tail = j;
+            append_active(js, j);
             js->stats.created++;
             schedule_pump(js);
         } else {
@@ -575,7 +576,7 @@ int jobs_start(struct jobs *js)
         return rc;
     if ((rc = mdb_cursor_open(txn, js->heads, &cur)) != 0) {
         store_read_end(js->store, txn);
-        return mdb_err(rc);
+        return store_errno(rc);
     }
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct job_head h;
@@ -592,11 +593,7 @@ int jobs_start(struct jobs *js)
             fail_unloadable(js, key_id(k.mv_data), &h);
             continue;
         }
-        if (js->active_tail != NULL)
-            js->active_tail->next_active = j;
-        else
-            js->active = j;
-        js->active_tail = j;
+        append_active(js, j);
         js->stats.resumed++;
     }
     mdb_cursor_close(cur);

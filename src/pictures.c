@@ -78,16 +78,6 @@ static void lru_key(uint8_t k[40], uint64_t ms, const uint8_t hash[32])
     memcpy(k + 8, hash, 32);
 }
 
-static int mdb_err(int rc)
-{
-    switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return -ENOENT;
-    case MDB_MAP_FULL: return -ENOSPC;
-    default: return -EIO;
-    }
-}
-
 static uint64_t wall_ms(void)
 {
     struct timeval tv;
@@ -151,7 +141,7 @@ static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0 || v.mv_size != sizeof(*t))
-        return rc != 0 ? mdb_err(rc) : -EIO;
+        return rc != 0 ? store_errno(rc) : -EIO;
     memcpy(t, v.mv_data, sizeof(*t));
     return 0;
 }
@@ -159,7 +149,7 @@ static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *
 static int totals_put(struct pictures *x, MDB_txn *txn, const struct totals *t)
 {
     MDB_val k = {sizeof(TOTALS_KEY) - 1, (void *)TOTALS_KEY}, v = {sizeof(*t), (void *)t};
-    return mdb_err(mdb_put(txn, x->meta, &k, &v, 0));
+    return store_errno(mdb_put(txn, x->meta, &k, &v, 0));
 }
 
 static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], struct file_rec *f)
@@ -168,7 +158,7 @@ static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], st
     int rc = mdb_get(txn, x->files, &k, &v);
 
     if (rc != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     if (v.mv_size != sizeof(*f))
         return -EIO;
     memcpy(f, v.mv_data, sizeof(*f));
@@ -178,7 +168,7 @@ static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], st
 static int file_put(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
 {
     MDB_val k = {32, (void *)hash}, v = {sizeof(*f), (void *)f};
-    return mdb_err(mdb_put(txn, x->files, &k, &v, 0));
+    return store_errno(mdb_put(txn, x->files, &k, &v, 0));
 }
 
 static int lru_put(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
@@ -187,7 +177,7 @@ static int lru_put(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t 
     MDB_val k = {sizeof(key), key}, v = {0, NULL};
 
     lru_key(key, ms, hash);
-    return mdb_err(mdb_put(txn, x->lru, &k, &v, 0));
+    return store_errno(mdb_put(txn, x->lru, &k, &v, 0));
 }
 
 static int lru_del(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
@@ -198,7 +188,7 @@ static int lru_del(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t 
 
     lru_key(key, ms, hash);
     rc = mdb_del(txn, x->lru, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
 static void gone_add(struct px_write *pw, const uint8_t hash[32])
@@ -219,9 +209,9 @@ static int file_remove(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32]
     int rc;
 
     if ((rc = mdb_del(txn, x->files, &k, NULL)) != 0 || (rc = lru_del(x, txn, f->served_ms, hash)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     if ((rc = mdb_del(txn, x->users, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
-        return mdb_err(rc);
+        return store_errno(rc);
     pw->totals.files--;
     pw->totals.bytes -= f->bytes;
     pw->removed_files++;
@@ -239,7 +229,7 @@ static int drop_users(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32])
     int rc;
 
     if ((rc = mdb_cursor_open(txn, x->users, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
         MDB_val pk = {32, v.mv_data}, pv;
         struct pic pic;
@@ -252,7 +242,7 @@ static int drop_users(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32])
         pw->removed_pictures++;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
 /*
@@ -290,7 +280,7 @@ static int file_add_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[3
     if (rc == 0)
         f.users++;
     else if (rc != MDB_KEYEXIST)
-        return mdb_err(rc);
+        return store_errno(rc);
     return file_put(x, txn, hash, &f);
 }
 
@@ -311,7 +301,7 @@ static int file_drop_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[
     if (rc == 0 && f.users > 0)
         f.users--;
     else if (rc != 0 && rc != MDB_NOTFOUND)
-        return mdb_err(rc);
+        return store_errno(rc);
     if (remove && f.users == 0)
         return file_remove(pw, txn, hash, &f);
     return file_put(x, txn, hash, &f);
@@ -346,10 +336,10 @@ static int record_set(struct px_write *pw, MDB_txn *txn, const uint8_t pubkey[32
     pw->totals.pictures += (uint64_t)now_ok - (uint64_t)old_ok;
     if (value != NULL) {
         v = (MDB_val){len, (void *)value};
-        return mdb_err(mdb_put(txn, x->records, &k, &v, 0));
+        return store_errno(mdb_put(txn, x->records, &k, &v, 0));
     }
     rc = mdb_del(txn, x->records, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
 /* Moves each touched file to its new place in the recency order. */
@@ -383,14 +373,14 @@ static int apply_evict(struct px_write *pw, MDB_txn *txn)
     if ((rc = apply_touches(pw, txn)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, x->lru, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     while (rc == 0 && pw->totals.bytes > pw->target && n < EVICT_CHUNK) {
         MDB_val k, v;
         uint8_t hash[32];
         struct file_rec f;
 
         /* The first entry again each time: the removals below move the cursor's ground. */
-        if ((rc = mdb_err(mdb_cursor_get(cur, &k, &v, MDB_FIRST))) != 0)
+        if ((rc = store_errno(mdb_cursor_get(cur, &k, &v, MDB_FIRST))) != 0)
             break;
         if (k.mv_size != 40) {
             rc = -EIO;
@@ -398,7 +388,7 @@ static int apply_evict(struct px_write *pw, MDB_txn *txn)
         }
         memcpy(hash, (uint8_t *)k.mv_data + 8, 32);
         if ((rc = file_get(x, txn, hash, &f)) == -ENOENT) {
-            rc = mdb_err(mdb_cursor_del(cur, 0));
+            rc = store_errno(mdb_cursor_del(cur, 0));
             continue;
         }
         if (rc == 0 && (rc = drop_users(pw, txn, hash)) == 0 && (rc = file_remove(pw, txn, hash, &f)) == 0)
@@ -418,7 +408,7 @@ static int drop_all_files(struct px_write *pw, MDB_txn *txn)
     int rc;
 
     if ((rc = mdb_cursor_open(txn, x->files, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct file_rec f;
         if (k.mv_size != 32 || v.mv_size != sizeof(f))
@@ -430,10 +420,10 @@ static int drop_all_files(struct px_write *pw, MDB_txn *txn)
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
-        return mdb_err(rc);
+        return store_errno(rc);
     if ((rc = mdb_drop(txn, x->files, 0)) != 0 || (rc = mdb_drop(txn, x->lru, 0)) != 0 ||
         (rc = mdb_drop(txn, x->users, 0)) != 0 || (rc = mdb_drop(txn, x->urls, 0)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     pw->totals.files = pw->totals.bytes = 0;
     return 0;
 }
@@ -448,8 +438,8 @@ static int apply_purge(struct px_write *pw, MDB_txn *txn)
     pw->result.found = false;
     if (pw->scope == PURGE_PUBKEY) {
         MDB_val pk = {32, pw->pubkey};
-        if (mdb_get(txn, x->records, &pk, &v) != 0)
-            return 0;
+        if ((rc = mdb_get(txn, x->records, &pk, &v)) != 0)
+            return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
         pw->result.found = true;
         if ((rc = record_set(pw, txn, pw->pubkey, NULL, 0, true)) == 0)
             pw->removed_pictures++;
@@ -460,17 +450,17 @@ static int apply_purge(struct px_write *pw, MDB_txn *txn)
     pw->removed_pictures = pw->totals.pictures;
     pw->totals.pictures = 0;
     if (pw->scope == PURGE_ALL)
-        return mdb_err(mdb_drop(txn, x->records, 0));
+        return store_errno(mdb_drop(txn, x->records, 0));
     /* Only the pictures: remembered failures stay. */
     if ((rc = mdb_cursor_open(txn, x->records, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct pic pic;
         if (pic_decode(&v, &pic) == 0 && pic.h.state == PIC_OK && (rc = mdb_cursor_del(cur, 0)) != 0)
             break;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
 /* A file found missing: its entries go, with the records naming it. */
@@ -558,7 +548,7 @@ static int rebuild(struct px_write *pw, MDB_txn *txn, const struct disk_file *di
 
     if ((c = mdb_drop(txn, x->files, 0)) != 0 || (c = mdb_drop(txn, x->lru, 0)) != 0 ||
         (c = mdb_drop(txn, x->users, 0)) != 0 || (c = mdb_cursor_open(txn, x->records, &cur)) != 0)
-        return mdb_err(c);
+        return store_errno(c);
     memset(&pw->totals, 0, sizeof(pw->totals));
     for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0 && rc == 0; c = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct pic pic;
@@ -567,7 +557,7 @@ static int rebuild(struct px_write *pw, MDB_txn *txn, const struct disk_file *di
             continue;
         memcpy(pubkey, k.mv_data, 32);
         if (on_disk(disk, n, pic.h.blob) == NULL) {
-            rc = mdb_err(mdb_cursor_del(cur, 0));
+            rc = store_errno(mdb_cursor_del(cur, 0));
             pw->dropped++;
             continue;
         }
@@ -578,7 +568,7 @@ static int rebuild(struct px_write *pw, MDB_txn *txn, const struct disk_file *di
     }
     mdb_cursor_close(cur);
     if (rc == 0 && c != MDB_NOTFOUND)
-        rc = mdb_err(c);
+        rc = store_errno(c);
     return rc;
 }
 
@@ -593,7 +583,7 @@ static int drop_missing(struct px_write *pw, MDB_txn *txn, const struct disk_fil
     int rc;
 
     if ((rc = mdb_cursor_open(txn, x->files, &cur)) != 0)
-        return mdb_err(rc);
+        return store_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 32 || on_disk(disk, n, k.mv_data) != NULL)
             continue;
@@ -605,7 +595,7 @@ static int drop_missing(struct px_write *pw, MDB_txn *txn, const struct disk_fil
         memcpy(missing[nmissing++], k.mv_data, 32);
     }
     mdb_cursor_close(cur);
-    rc = rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+    rc = rc == MDB_NOTFOUND ? 0 : store_errno(rc);
     for (size_t i = 0; i < nmissing && rc == 0; i++) {
         struct file_rec f;
         uint64_t before = pw->removed_pictures;
@@ -658,7 +648,7 @@ static int apply_px(struct store *st, MDB_txn *txn, struct store_write *w)
         rc = record_set(pw, txn, pw->pubkey, pw->value, pw->len, false);
         if (rc == 0 && pw->put_url) {
             MDB_val uk = {32, pw->url_key}, uv = {sizeof(pw->url), &pw->url};
-            rc = mdb_err(mdb_put(txn, x->urls, &uk, &uv, 0));
+            rc = store_errno(mdb_put(txn, x->urls, &uk, &uv, 0));
         }
         break;
     case PX_TOUCH: rc = apply_touches(pw, txn); break;

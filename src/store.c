@@ -30,7 +30,7 @@
  */
 #define BATCH_MAX 1024
 
-static int mdb_to_errno(int rc)
+int store_errno(int rc)
 {
     switch (rc) {
     case 0: return 0;
@@ -234,14 +234,14 @@ static int apply_put_event(struct store *st, MDB_txn *txn, struct store_write *w
         return 0;
     }
     if (rc != MDB_NOTFOUND)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     if (event_view_decode(ew->id, ew->rec, ew->rec_len, &ev) != 0)
         return -EINVAL;
 
     cls = event_kind_class(ev.kind);
     if (cls == EVENT_REPLACEABLE || cls == EVENT_ADDRESSABLE) {
         if ((rc = replace_versions(st, txn, &ev, cls == EVENT_ADDRESSABLE, &superseded)) != 0)
-            return mdb_to_errno(rc);
+            return store_errno(rc);
         if (superseded) {
             ew->result = STORE_SUPERSEDED;
             return 0;
@@ -250,7 +250,7 @@ static int apply_put_event(struct store *st, MDB_txn *txn, struct store_write *w
     v.mv_size = ew->rec_len;
     v.mv_data = ew->rec;
     if ((rc = mdb_put(txn, st->events, &k, &v, 0)) != 0 || (rc = for_each_index_key(st, &ev, index_put, txn)) != 0)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     ew->result = STORE_STORED;
     return 0;
 }
@@ -283,14 +283,14 @@ static void run_alone(struct store *st, struct store_write *w)
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 
     if (rc != 0) {
-        w->status = mdb_to_errno(rc);
+        w->status = store_errno(rc);
         return;
     }
     w->status = w->apply(st, txn, w);
     if (w->status != 0) {
         mdb_txn_abort(txn);
     } else if ((rc = mdb_txn_commit(txn)) != 0) {
-        w->status = mdb_to_errno(rc);
+        w->status = store_errno(rc);
     } else {
         st->commits++;
     }
@@ -443,12 +443,12 @@ int store_open_db(struct store *st, const char *name, unsigned flags, MDB_dbi *d
     int rc;
 
     if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     if ((rc = mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi)) != 0) {
         mdb_txn_abort(txn);
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     }
-    return mdb_to_errno(mdb_txn_commit(txn));
+    return store_errno(mdb_txn_commit(txn));
 }
 
 int store_start(struct store *st)
@@ -488,7 +488,7 @@ int store_read_begin(struct store *st, MDB_txn **txn)
         return -EBUSY;
     }
     if ((rc = mdb_txn_renew(st->rtxn)) != 0)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     st->rtxn_open = true;
     *txn = st->rtxn;
     return 0;
@@ -507,7 +507,7 @@ int store_get_event(struct store *st, MDB_txn *txn, const uint8_t id[32], struct
     int rc = mdb_get(txn, st->events, &k, &d);
 
     if (rc != 0)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     return event_view_decode(id, d.mv_data, d.mv_size, v) == 0 ? 0 : -EIO;
 }
 
@@ -755,7 +755,7 @@ out:
     }
     free(streams);
     free(heap);
-    return mdb_to_errno(rc);
+    return store_errno(rc);
 }
 
 int store_query(struct store *st, const struct filter *filters, size_t nfilters, size_t scan_budget,
@@ -798,7 +798,7 @@ int store_get_latest(struct store *st, MDB_txn *txn, const uint8_t pubkey[32], u
     put_be32(s.prefix + 32, kind);
     s.plen = 36;
     if ((rc = stream_open(&s, txn, st->by_author_kind, 0, INT64_MAX)) != 0)
-        return mdb_to_errno(rc);
+        return store_errno(rc);
     rc = s.valid ? store_get_event(st, txn, s.id, v) : -ENOENT;
     mdb_cursor_close(s.cur);
     return rc;

@@ -20,6 +20,9 @@
 
 struct store;
 
+/* An LMDB result as one of the errors above (0 stays 0); unexpected ones are logged. Any thread. */
+int store_errno(int rc);
+
 /*
  * A write, queued to the writer thread. `apply` runs there, inside the
  * transaction of a batch of writes: it returns 0 to keep its changes or a
