@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s[size] = '\0';
     if (url_parse_ws(s, &u) == 0 && (u.host[0] == '\0' || u.port == 0 || u.path[0] != '/'))
         abort();
-    (void)config_parse_listen_addr(s, &ss, &wildcard);
+    (void)url_parse_listen(s, &ss, &wildcard);
     free(s);
     return 0;
 }

@@ -1,10 +1,8 @@
 /* config.c -- config.json: one table of keys drives defaults, loading, checking and error messages. */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +35,7 @@ static bool valid_listen_addr(const char *s)
 {
     struct sockaddr_storage ss;
     bool wildcard;
-    return config_parse_listen_addr(s, &ss, &wildcard) == 0;
+    return url_parse_listen(s, &ss, &wildcard) == 0;
 }
 
 static bool valid_nonempty(const char *s)
@@ -579,68 +577,4 @@ out:
     if (r != 0)
         config_free(cfg);
     return r;
-}
-
-static int parse_port(const char *s, uint16_t *port)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9' || strlen(s) > 5)
-        return -EINVAL;
-    v = strtoul(s, &end, 10);
-    if (*end != '\0' || v > 65535)
-        return -EINVAL;
-    *port = (uint16_t)v;
-    return 0;
-}
-
-int config_parse_listen_addr(const char *s, struct sockaddr_storage *addr, bool *wildcard)
-{
-    char host[64];
-    const char *port_str;
-    uint16_t port;
-
-    memset(addr, 0, sizeof(*addr));
-    *wildcard = false;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
-            return -EINVAL;
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        port_str = close + 2;
-        if (parse_port(port_str, &port) != 0)
-            return -EINVAL;
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        return inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 ? 0 : -EINVAL;
-    }
-
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || (size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)) != NULL)
-        return -EINVAL;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    if (parse_port(colon + 1, &port) != 0)
-        return -EINVAL;
-
-    if (host[0] == '\0') {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        sin6->sin6_addr = in6addr_any;
-        *wildcard = true;
-        return 0;
-    }
-    struct sockaddr_in *sin = (struct sockaddr_in *)addr;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    if (strcmp(host, "localhost") == 0) {
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        return 0;
-    }
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -EINVAL;
 }

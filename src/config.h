@@ -5,7 +5,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 struct config_list {
     char **items;
@@ -88,13 +87,5 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 void config_defaults(struct config *cfg);
 
 void config_free(struct config *cfg);
-
-/*
- * Parses a listen address: ":8080", "127.0.0.1:8080", "[::1]:8080",
- * "localhost:8080". An empty host means every interface; `*wildcard` is set then
- * and `addr` holds the IPv6 any-address. Port 0 asks the kernel for a free port.
- * Returns 0 or -EINVAL.
- */
-int config_parse_listen_addr(const char *s, struct sockaddr_storage *addr, bool *wildcard);
 
 #endif

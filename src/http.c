@@ -14,6 +14,7 @@
 
 #include "h2o/http2.h"
 #include "log.h"
+#include "url.h"
 
 struct root_handler {
     h2o_handler_t super;
@@ -523,7 +524,7 @@ int http_server_listen(struct http_server *s, const struct config *cfg, char *er
     bool wildcard;
     int r;
 
-    config_parse_listen_addr(cfg->listen_addr, &addr, &wildcard);
+    url_parse_listen(cfg->listen_addr, &addr, &wildcard);
     uv_tcp_init(s->loop, &s->listener);
     s->listener.data = s;
     s->listening = true;

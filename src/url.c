@@ -1,11 +1,13 @@
-/* url.c -- parsing of ws:// and wss:// URLs. */
+/* url.c -- parsing of ws:// and wss:// URLs and of listen addresses. */
 #include "url.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
 
-static int parse_port(const char *s, size_t len, uint16_t *port)
+int url_parse_port(const char *s, size_t len, uint16_t *port)
 {
     unsigned long v = 0;
 
@@ -16,7 +18,7 @@ static int parse_port(const char *s, size_t len, uint16_t *port)
             return -EINVAL;
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
-    if (v == 0 || v > 65535)
+    if (v > 65535)
         return -EINVAL;
     *port = (uint16_t)v;
     return 0;
@@ -85,7 +87,8 @@ int url_parse_ws(const char *s, struct ws_url *out)
     out->host[host_len] = '\0';
 
     if (port != NULL) {
-        if (parse_port(port, (size_t)(path - port), &out->port) != 0)
+        /* A relay cannot be reached on port 0. */
+        if (url_parse_port(port, (size_t)(path - port), &out->port) != 0 || out->port == 0)
             return -EINVAL;
     } else {
         out->port = out->tls ? 443 : 80;
@@ -104,4 +107,52 @@ int url_parse_ws(const char *s, struct ws_url *out)
         strcpy(out->path, path);
     }
     return 0;
+}
+
+int url_parse_listen(const char *s, struct sockaddr_storage *addr, bool *wildcard)
+{
+    char host[64];
+    uint16_t port;
+
+    memset(addr, 0, sizeof(*addr));
+    *wildcard = false;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        if (url_parse_port(close + 2, strlen(close + 2), &port) != 0)
+            return -EINVAL;
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        return inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 ? 0 : -EINVAL;
+    }
+
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || (size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)) != NULL)
+        return -EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    if (url_parse_port(colon + 1, strlen(colon + 1), &port) != 0)
+        return -EINVAL;
+
+    if (host[0] == '\0') {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        sin6->sin6_addr = in6addr_any;
+        *wildcard = true;
+        return 0;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)addr;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    if (strcmp(host, "localhost") == 0) {
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return 0;
+    }
+    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -EINVAL;
 }

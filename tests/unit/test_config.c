@@ -5,9 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,38 +257,6 @@ static void malformed_files_are_refused(void **state)
     expect_error("{\"a\": 1, \"a\": 2}", "duplicate");
 }
 
-static void listen_addresses(void **state)
-{
-    struct sockaddr_storage ss;
-    bool wildcard;
-    (void)state;
-
-    assert_int_equal(config_parse_listen_addr(":8080", &ss, &wildcard), 0);
-    assert_true(wildcard);
-    assert_int_equal(ss.ss_family, AF_INET6);
-    assert_int_equal(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 8080);
-
-    assert_int_equal(config_parse_listen_addr("127.0.0.1:0", &ss, &wildcard), 0);
-    assert_false(wildcard);
-    assert_int_equal(ss.ss_family, AF_INET);
-    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
-
-    assert_int_equal(config_parse_listen_addr("localhost:80", &ss, &wildcard), 0);
-    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
-
-    assert_int_equal(config_parse_listen_addr("[::1]:443", &ss, &wildcard), 0);
-    assert_int_equal(ss.ss_family, AF_INET6);
-    assert_int_equal(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 443);
-
-    const char *bad[] = {"8080",         "nope",           ":",       ":99999",  ":-1",
-                         ": 80",         "::1:80",         "[::1]80", "[::1]:",  "1.2.3.4:",
-                         "256.1.1.1:80", "example.com:80", "[zz]:80", ":08080x", ""};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (config_parse_listen_addr(bad[i], &ss, &wildcard) == 0)
-            fail_msg("\"%s\" was accepted", bad[i]);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,7 +271,6 @@ int main(void)
         cmocka_unit_test(wrong_types_are_refused),
         cmocka_unit_test(bad_strings_are_refused),
         cmocka_unit_test(malformed_files_are_refused),
-        cmocka_unit_test(listen_addresses),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
