@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base64.h"
 #include "event.h"
 #include "hex.h"
 #include "http.h"
@@ -81,42 +81,6 @@ static bool scheme_is(h2o_iovec_t v, const char *scheme, h2o_iovec_t *rest)
         ;
     *rest = h2o_iovec_init(v.base + i, v.len - i);
     return true;
-}
-
-static bool is_base64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-/* Standard base64, padded or not, into a malloc()ed buffer the caller frees. Returns the length, or -1. */
-static int base64_decode(h2o_iovec_t in, uint8_t **out)
-{
-    size_t len = in.len, pads = 0, padded;
-    char *quads;
-    int n;
-
-    while (len > 0 && pads < 2 && in.base[len - 1] == '=')
-        len--, pads++;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_base64_char(in.base[i]))
-            return -1;
-    }
-    if (len % 4 == 1)
-        return -1;
-    /* EVP_DecodeBlock takes whole quadruples and decodes '=' as zero bytes, which are cut off after. */
-    pads = (4 - len % 4) % 4;
-    padded = len + pads;
-    if ((quads = malloc(padded)) == NULL || (*out = malloc(padded / 4 * 3)) == NULL)
-        abort();
-    memcpy(quads, in.base, len);
-    memset(quads + len, '=', pads);
-    n = EVP_DecodeBlock(*out, (const unsigned char *)quads, (int)padded);
-    free(quads);
-    if (n < 0) {
-        free(*out);
-        return -1;
-    }
-    return n - (int)pads;
 }
 
 /* The second item of the first tag named `name` that has one. */
@@ -237,7 +201,7 @@ int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *
 {
     h2o_iovec_t b64;
     uint8_t *json = NULL;
-    int len;
+    size_t len;
     json_t *root = NULL;
     struct event ev = {0};
     char reason[128];
@@ -247,9 +211,11 @@ int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *
         *why = "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"";
     else if (b64.len > AUTH_MAX_HEADER)
         *why = "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64";
-    else if ((len = base64_decode(b64, &json)) < 0)
+    else if ((json = malloc(base64_decoded_len(b64.base, b64.len) + 1)) == NULL)
+        abort();
+    else if (base64_decode(b64.base, b64.len, json, &len) != 0)
         *why = "NIP-98: the Authorization header is not valid base64";
-    else if ((root = json_loadb((const char *)json, (size_t)len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+    else if ((root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
         *why = "NIP-98: the event is not valid JSON";
     else if (event_parse(root, &ev, reason, sizeof(reason)) != 0) {
         snprintf(a->why, sizeof(a->why), "NIP-98: malformed event: %s", reason);

@@ -2,13 +2,13 @@
 #include "fetch.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "log.h"
 
@@ -263,36 +263,26 @@ static void answer_later(struct fetch *f)
 static void decode_data_uri(struct fetch *f)
 {
     const char *comma = strchr(f->url, ',');
-    struct buf in = BUF_INIT;
-    size_t pads = 0;
-    int decoded;
+    size_t len, n;
 
     if (comma == NULL || comma - f->url < 12 || strncasecmp(comma - 7, ";base64", 7) != 0) {
         f->res.error = FETCH_BAD_URL;
         snprintf(f->res.detail, sizeof(f->res.detail), "only base64 data: URIs are supported");
         return;
     }
-    /* EVP_DecodeBlock takes whole quadruples and decodes '=' as zero bytes, which are cut off after. */
-    buf_appends(&in, comma + 1);
-    while (in.len % 4 != 0)
-        buf_appendc(&in, '=');
-    while (pads < 2 && pads < in.len && in.data[in.len - 1 - pads] == '=')
-        pads++;
-    if (in.len / 4 * 3 - pads > f->fr->max_bytes) {
+    len = strlen(comma + 1);
+    if ((n = base64_decoded_len(comma + 1, len)) > f->fr->max_bytes) {
         f->res.error = FETCH_TOO_BIG;
         snprintf(f->res.detail, sizeof(f->res.detail), "larger than max_source_bytes (%zu bytes)", f->fr->max_bytes);
-        buf_free(&in);
         return;
     }
-    buf_reserve(&f->body, in.len / 4 * 3);
-    decoded = EVP_DecodeBlock((unsigned char *)f->body.data, (const unsigned char *)in.data, (int)in.len);
-    buf_free(&in);
-    if (decoded < 0) {
+    buf_reserve(&f->body, n);
+    if (base64_decode(comma + 1, len, (uint8_t *)f->body.data, &f->body.len) != 0) {
         f->res.error = FETCH_BAD_URL;
         snprintf(f->res.detail, sizeof(f->res.detail), "the data: URI is not valid base64");
         return;
     }
-    f->body.len = (size_t)decoded - pads;
+    f->body.data[f->body.len] = '\0';
     f->res.error = FETCH_OK;
     f->res.http_status = 200;
 }
