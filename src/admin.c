@@ -256,7 +256,7 @@ static void follows_found(struct follows_req *fr, const struct event_view *ev)
 
 static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev)
 {
-    struct follows_req *fr = (struct follows_req *)((char *)w - offsetof(struct follows_req, lw));
+    struct follows_req *fr = H2O_STRUCT_FROM_MEMBER(struct follows_req, lw, w);
     h2o_req_t *req = http_held(fr->hold);
 
     if (ev != NULL && req != NULL) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "web.h"
 #include "log.h"
@@ -14,13 +15,13 @@
 
 static struct app *app_of_http(struct http_server *s)
 {
-    return (struct app *)((char *)s - offsetof(struct app, http));
+    return H2O_STRUCT_FROM_MEMBER(struct app, http, s);
 }
 
 static void on_health(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct app *a = data;
-    uint64_t uptime = (uv_hrtime() - a->started_ns) / 1000000000u;
+    uint64_t uptime = (clock_mono_ns() - a->started_ns) / 1000000000u;
 
     (void)param;
     http_reply_json(req, a->stopping ? 503 : 200,
@@ -194,7 +195,7 @@ int app_run(struct app *a, const char *config_path, bool check_only)
 
     memset(a, 0, sizeof(*a));
     a->config_path = config_path;
-    a->started_ns = uv_hrtime();
+    a->started_ns = clock_mono_ns();
 
     if (config_load(config_path, &a->cfg, err, sizeof(err)) != 0)
         return config_error(a, err);

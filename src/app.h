@@ -42,7 +42,7 @@ struct app {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     uint64_t shutdown_deadline; /* uv_now() after which shutdown stops waiting */
-    uint64_t started_ns;        /* uv_hrtime() at start-up, for the uptime */
+    uint64_t started_ns;        /* clock_mono_ns() at start-up, for the uptime */
     bool stopping;
     bool http_drained;
     bool upstream_ready; /* upstream_init() succeeded */

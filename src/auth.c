@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "base64.h"
+#include "clock.h"
 #include "event.h"
 #include "hex.h"
 #include "http.h"
@@ -323,7 +323,7 @@ bool auth_admit(struct auth *a, h2o_req_t *req)
             in.proxy_header = proxy_headers[k];
     }
 
-    if ((status = decide(a, &in, (int64_t)time(NULL), &why)) == 0)
+    if ((status = decide(a, &in, clock_now_s(), &why)) == 0)
         return true;
     if (status == 401)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, a->schemes, strlen(a->schemes));
