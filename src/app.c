@@ -10,6 +10,7 @@
 #include "fsutil.h"
 #include "web.h"
 #include "log.h"
+#include "netguard.h"
 
 #define SHUTDOWN_POLL_MS 20
 
@@ -72,6 +73,36 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&a->shutdown_timer, on_shutdown_timer, 0, SHUTDOWN_POLL_MS);
 }
 
+/* The item of allowed_source_addresses that netguard, not the configuration, knows how to parse. */
+static bool valid_source_network(const char *s)
+{
+    struct netguard_net net;
+    return netguard_parse_net(s, &net) == 0;
+}
+
+/* Loads the configuration and the checks that only the modules can make. Returns 0 or -EINVAL with `err`. */
+static int load_config(struct app *a, char *err, size_t errlen)
+{
+    int r;
+
+    if ((r = config_load(a->config_path, &a->cfg, err, errlen)) != 0)
+        return r;
+    if ((r = config_check_strings(&a->cfg, "allowed_source_addresses", valid_source_network, err, errlen)) != 0)
+        config_free(&a->cfg);
+    return r;
+}
+
+static void http_options_of(const struct config *cfg, struct http_options *o)
+{
+    *o = (struct http_options){
+        .max_request_body_bytes = (size_t)cfg->max_request_body_bytes,
+        .access_log = cfg->access_log,
+        .tls_cert_file = cfg->tls_cert_file,
+        .tls_key_file = cfg->tls_key_file,
+        .names = {"access_log", "tls_cert_file", "tls_key_file"},
+    };
+}
+
 static int config_error(const struct app *a, const char *msg)
 {
     fprintf(stderr, "pfpcache-relay: %s: %s\n", a->config_path, msg);
@@ -131,7 +162,10 @@ static int start(struct app *a)
         log_error("cannot read the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
-    auth_init(&a->auth, &a->cfg);
+    auth_init(&a->auth, &(struct auth_options){a->cfg.admin_token,
+                                               (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
+                                               a->cfg.admin_pubkeys.count,
+                                               {"admin_token", "admin_pubkeys"}});
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, &a->lookup};
     a->stats = (struct stats){.cfg = &a->cfg,
                               .http = &a->http,
@@ -151,7 +185,7 @@ static int start(struct app *a)
     stats_route(&a->stats, &a->http);
     web_route(&a->http);
 
-    if ((r = http_server_listen(&a->http, &a->cfg, err, sizeof(err))) != 0) {
+    if ((r = http_server_listen(&a->http, a->cfg.listen_addr, err, sizeof(err))) != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
@@ -191,19 +225,21 @@ static void stop(struct app *a)
 int app_run(struct app *a, const char *config_path, bool check_only)
 {
     char err[1024];
+    struct http_options ho;
     int status;
 
     memset(a, 0, sizeof(*a));
     a->config_path = config_path;
     a->started_ns = clock_mono_ns();
 
-    if (config_load(config_path, &a->cfg, err, sizeof(err)) != 0)
+    if (load_config(a, err, sizeof(err)) != 0)
         return config_error(a, err);
     log_level_parse(a->cfg.log_level, &log_threshold);
 
+    http_options_of(&a->cfg, &ho);
     uv_loop_init(&a->loop);
     inbox_init(&a->inbox, &a->loop);
-    if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0 ||
+    if (http_server_init(&a->http, &a->loop, &ho, err, sizeof(err)) != 0 ||
         upstream_init(&a->upstream, &a->loop, &a->cfg, err, sizeof(err)) != 0) {
         status = config_error(a, err);
         goto out;

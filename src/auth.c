@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,53 +22,52 @@
 #define STR(x)  #x
 #define XSTR(x) STR(x)
 
-#define NIP98_USAGE  "\"Authorization: Nostr <base64 of a NIP-98 event>\""
-#define BEARER_USAGE "\"Authorization: Bearer <admin_token>\""
-
+#define NIP98_USAGE   "\"Authorization: Nostr <base64 of a NIP-98 event>\""
 #define LOOPBACK_ONLY "admin endpoints are open to loopback clients only"
-#define OPEN_UP       "set admin_token (or admin_pubkeys) in the configuration to allow others"
 
 /* The headers a reverse proxy adds: behind one on the same machine, every client would look like loopback. */
 static const char *const proxy_headers[] = {"forwarded", "x-forwarded-for", "x-real-ip"};
 
-void auth_init(struct auth *a, const struct config *cfg)
+void auth_init(struct auth *a, const struct auth_options *o)
 {
     bool token, keys;
 
     memset(a, 0, sizeof(*a));
-    a->token = cfg->admin_token;
-    a->token_len = strlen(cfg->admin_token);
-    a->pubkeys = &cfg->admin_pubkeys;
-    token = a->token_len != 0;
-    keys = a->pubkeys->count != 0;
+    a->_opts = *o;
+    a->_token_len = strlen(o->token);
+    token = a->_token_len != 0;
+    keys = o->npubkeys != 0;
     if (token && keys) {
-        a->schemes = "Bearer, Nostr";
-        a->usage = "send " BEARER_USAGE " or " NIP98_USAGE;
+        a->_schemes = "Bearer, Nostr";
+        snprintf(a->_usage, sizeof(a->_usage), "send \"Authorization: Bearer <%s>\" or " NIP98_USAGE, o->names.token);
     } else if (token) {
-        a->schemes = "Bearer";
-        a->usage = "send " BEARER_USAGE;
+        a->_schemes = "Bearer";
+        snprintf(a->_usage, sizeof(a->_usage), "send \"Authorization: Bearer <%s>\"", o->names.token);
     } else {
-        a->schemes = "Nostr";
-        a->usage = "send " NIP98_USAGE;
+        a->_schemes = "Nostr";
+        snprintf(a->_usage, sizeof(a->_usage), "send " NIP98_USAGE);
     }
-    a->seen = keymap_new(32);
-    if ((a->ring = calloc(AUTH_REPLAY_MAX, sizeof(*a->ring))) == NULL)
+    snprintf(a->_open_up, sizeof(a->_open_up), "set %s (or %s) in the configuration to allow others", o->names.token,
+             o->names.pubkeys);
+    a->_seen = keymap_new(32);
+    if ((a->_ring = calloc(AUTH_REPLAY_MAX, sizeof(*a->_ring))) == NULL)
         abort();
 }
 
 void auth_free(struct auth *a)
 {
-    if (a->seen != NULL)
-        keymap_free(a->seen, NULL);
-    free(a->ring);
-    a->seen = NULL;
-    a->ring = NULL;
+    if (a->_seen != NULL)
+        keymap_free(a->_seen, NULL);
+    free(a->_ring);
+    a->_seen = NULL;
+    a->_ring = NULL;
 }
 
 /* The length may leak through timing; the bytes may not. */
 static bool token_ok(const struct auth *a, h2o_iovec_t given)
 {
-    return a->token_len != 0 && given.len == a->token_len && CRYPTO_memcmp(given.base, a->token, given.len) == 0;
+    return a->_token_len != 0 && given.len == a->_token_len &&
+           CRYPTO_memcmp(given.base, a->_opts.token, given.len) == 0;
 }
 
 /* True when `v` is "<scheme> <rest>", the scheme in any case as HTTP allows; `rest` is what follows the spaces. */
@@ -102,8 +102,8 @@ static bool tag_value(const struct event *ev, const char *name, h2o_iovec_t *val
 
 static bool pubkey_listed(const struct auth *a, const uint8_t pubkey[32])
 {
-    for (size_t i = 0; i < a->pubkeys->count; i++) {
-        if (memcmp(a->pubkeys->keys[i], pubkey, 32) == 0)
+    for (size_t i = 0; i < a->_opts.npubkeys; i++) {
+        if (memcmp(a->_opts.pubkeys[i], pubkey, 32) == 0)
             return true;
     }
     return false;
@@ -114,119 +114,149 @@ static bool iovec_eq(h2o_iovec_t a, h2o_iovec_t b)
     return a.base != NULL && h2o_memis(a.base, a.len, b.base, b.len);
 }
 
+/* Refuses with `fmt`: returns -EACCES. */
+static int refuse(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int refuse(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EACCES;
+}
+
 /* Checks the tags that bind the event to this request: u, method, and payload when there is a body or a tag. */
-static const char *check_binding(struct auth *a, const struct event *ev, const struct nip98_request *rq)
+static int check_binding(const struct event *ev, const struct nip98_request *rq, char *err, size_t errlen)
 {
     h2o_iovec_t v;
     uint8_t digest[32];
     char hex[64];
 
     if (!tag_value(ev, "u", &v))
-        return "NIP-98: the event has no u tag";
-    if (!iovec_eq(rq->url, v) && !iovec_eq(rq->proxied_url, v)) {
-        snprintf(a->why, sizeof(a->why), "NIP-98: the u tag does not match the request URL, %.*s",
-                 (int)(rq->url.len < 160 ? rq->url.len : 160), rq->url.base);
-        return a->why;
-    }
+        return refuse(err, errlen, "NIP-98: the event has no u tag");
+    if (!iovec_eq(rq->url, v) && !iovec_eq(rq->proxied_url, v))
+        return refuse(err, errlen, "NIP-98: the u tag does not match the request URL, %.*s",
+                      (int)(rq->url.len < 160 ? rq->url.len : 160), rq->url.base);
     if (!tag_value(ev, "method", &v))
-        return "NIP-98: the event has no method tag";
-    if (!iovec_eq(rq->method, v)) {
-        snprintf(a->why, sizeof(a->why), "NIP-98: the method tag does not match the request method, %.*s",
-                 (int)(rq->method.len < 16 ? rq->method.len : 16), rq->method.base);
-        return a->why;
-    }
+        return refuse(err, errlen, "NIP-98: the event has no method tag");
+    if (!iovec_eq(rq->method, v))
+        return refuse(err, errlen, "NIP-98: the method tag does not match the request method, %.*s",
+                      (int)(rq->method.len < 16 ? rq->method.len : 16), rq->method.base);
     /* A payload tag binds the event to one body, so it is checked even against an empty one. */
-    if (!tag_value(ev, "payload", &v))
-        return rq->body.len != 0 ? "NIP-98: the request has a body but the event has no payload tag" : NULL;
+    if (!tag_value(ev, "payload", &v)) {
+        if (rq->body.len != 0)
+            return refuse(err, errlen, "NIP-98: the request has a body but the event has no payload tag");
+        return 0;
+    }
     SHA256((const unsigned char *)(rq->body.len != 0 ? rq->body.base : ""), rq->body.len, digest);
     hex_encode(digest, 32, hex);
     if (!h2o_memis(v.base, v.len, hex, 64))
-        return "NIP-98: the payload tag is not the lowercase hex SHA-256 of the request body";
-    return NULL;
+        return refuse(err, errlen, "NIP-98: the payload tag is not the lowercase hex SHA-256 of the request body");
+    return 0;
 }
 
-/* Checks a parsed event in order of cost, the signature last. Returns NULL or what failed. */
-static const char *check_event(struct auth *a, const struct event *ev, const struct nip98_request *rq, int64_t now)
+/* Checks a parsed event in order of cost, the signature last. Returns 0 or -EACCES with what failed. */
+static int check_event(const struct auth *a, const struct event *ev, const struct nip98_request *rq, int64_t now,
+                       char *err, size_t errlen)
 {
-    const char *why;
+    int r;
 
     if (ev->kind != AUTH_NIP98_KIND)
-        return "NIP-98: the event's kind is not " XSTR(AUTH_NIP98_KIND);
+        return refuse(err, errlen, "NIP-98: the event's kind is not " XSTR(AUTH_NIP98_KIND));
     if (!pubkey_listed(a, ev->pubkey))
-        return "NIP-98: the event's pubkey is not in admin_pubkeys";
+        return refuse(err, errlen, "NIP-98: the event's pubkey is not in %s", a->_opts.names.pubkeys);
     if (now - ev->created_at > AUTH_NIP98_WINDOW)
-        return "NIP-98: stale created_at, more than " XSTR(AUTH_NIP98_WINDOW) " seconds old";
+        return refuse(err, errlen, "NIP-98: stale created_at, more than " XSTR(AUTH_NIP98_WINDOW) " seconds old");
     if (ev->created_at - now > AUTH_NIP98_WINDOW)
-        return "NIP-98: created_at is more than " XSTR(AUTH_NIP98_WINDOW) " seconds ahead of the server's clock";
-    if ((why = check_binding(a, ev, rq)) != NULL)
-        return why;
+        return refuse(
+            err, errlen,
+            "NIP-98: created_at is more than " XSTR(AUTH_NIP98_WINDOW) " seconds ahead of the server's clock");
+    if ((r = check_binding(ev, rq, err, errlen)) != 0)
+        return r;
     if (!event_id_valid(ev))
-        return "NIP-98: the event's id is not the hash of its content";
+        return refuse(err, errlen, "NIP-98: the event's id is not the hash of its content");
     if (!event_verify_sig(ev->id, ev->pubkey, ev->sig))
-        return "NIP-98: bad signature";
-    return NULL;
+        return refuse(err, errlen, "NIP-98: bad signature");
+    return 0;
 }
 
 /* Forgets ids accepted more than AUTH_REPLAY_SECONDS ago: by then their created_at is stale. */
 static void forget_expired(struct auth *a, int64_t now)
 {
-    while (a->count > 0 && a->ring[a->head].forget_after < now) {
-        keymap_del(a->seen, a->ring[a->head].id);
-        a->head = (a->head + 1) % AUTH_REPLAY_MAX;
-        a->count--;
+    while (a->_count > 0 && a->_ring[a->_head].forget_after < now) {
+        keymap_del(a->_seen, a->_ring[a->_head].id);
+        a->_head = (a->_head + 1) % AUTH_REPLAY_MAX;
+        a->_count--;
     }
 }
 
-/* Refuses an event seen before, or else remembers it. */
-static const char *check_replay(struct auth *a, const uint8_t id[32], int64_t now)
+/* Refuses an event seen before, or else remembers it. Returns 0 or -EACCES. */
+static int check_replay(struct auth *a, const uint8_t id[32], int64_t now, char *err, size_t errlen)
 {
     struct auth_seen *s;
 
     forget_expired(a, now);
-    if (keymap_get(a->seen, id) != NULL)
-        return "NIP-98: event already used";
-    if (a->count == AUTH_REPLAY_MAX) {
-        snprintf(a->why, sizeof(a->why), "NIP-98: more than %d admin requests in %d seconds; try again later",
-                 AUTH_REPLAY_MAX, AUTH_REPLAY_SECONDS);
-        return a->why;
-    }
-    s = &a->ring[(a->head + a->count++) % AUTH_REPLAY_MAX];
+    if (keymap_get(a->_seen, id) != NULL)
+        return refuse(err, errlen, "NIP-98: event already used");
+    if (a->_count == AUTH_REPLAY_MAX)
+        return refuse(err, errlen, "NIP-98: more than %d admin requests in %d seconds; try again later",
+                      AUTH_REPLAY_MAX, AUTH_REPLAY_SECONDS);
+    s = &a->_ring[(a->_head + a->_count++) % AUTH_REPLAY_MAX];
     memcpy(s->id, id, 32);
     s->forget_after = now + AUTH_REPLAY_SECONDS;
-    keymap_put(a->seen, id, s);
-    return NULL;
+    keymap_put(a->_seen, id, s);
+    return 0;
 }
 
-int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *rq, int64_t now, const char **why)
+/* The event JSON of a "Nostr <base64>" header, malloc()ed for the caller to free, or NULL with `err` saying why. */
+static uint8_t *decode_header(h2o_iovec_t header, size_t *len, char *err, size_t errlen)
 {
     h2o_iovec_t b64;
-    uint8_t *json = NULL;
+    uint8_t *json;
+
+    if (!scheme_is(header, "Nostr", &b64)) {
+        refuse(err, errlen, "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"");
+        return NULL;
+    }
+    if (b64.len > AUTH_MAX_HEADER) {
+        refuse(err, errlen, "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64");
+        return NULL;
+    }
+    if ((json = malloc(base64_decoded_len(b64.base, b64.len) + 1)) == NULL)
+        abort();
+    if (base64_decode(b64.base, b64.len, json, len) != 0) {
+        refuse(err, errlen, "NIP-98: the Authorization header is not valid base64");
+        free(json);
+        return NULL;
+    }
+    return json;
+}
+
+int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *rq, int64_t now, char *err,
+                size_t errlen)
+{
+    uint8_t *json;
     size_t len;
     json_t *root = NULL;
     struct event ev = {0};
     char reason[128];
+    int r = -EACCES;
 
-    *why = NULL;
-    if (!scheme_is(header, "Nostr", &b64))
-        *why = "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"";
-    else if (b64.len > AUTH_MAX_HEADER)
-        *why = "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64";
-    else if ((json = malloc(base64_decoded_len(b64.base, b64.len) + 1)) == NULL)
-        abort();
-    else if (base64_decode(b64.base, b64.len, json, &len) != 0)
-        *why = "NIP-98: the Authorization header is not valid base64";
-    else if ((root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
-        *why = "NIP-98: the event is not valid JSON";
-    else if (event_parse(root, &ev, reason, sizeof(reason)) != 0) {
-        snprintf(a->why, sizeof(a->why), "NIP-98: malformed event: %s", reason);
-        *why = a->why;
-    } else if ((*why = check_event(a, &ev, rq, now)) == NULL)
-        *why = check_replay(a, ev.id, now);
+    if ((json = decode_header(header, &len, err, errlen)) == NULL)
+        return -EACCES;
+    if ((root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+        refuse(err, errlen, "NIP-98: the event is not valid JSON");
+    else if (event_parse(root, &ev, reason, sizeof(reason)) != 0)
+        refuse(err, errlen, "NIP-98: malformed event: %s", reason);
+    else if ((r = check_event(a, &ev, rq, now, err, errlen)) == 0)
+        r = check_replay(a, ev.id, now, err, errlen);
 
     event_free(&ev);
     json_decref(root);
     free(json);
-    return *why == NULL ? 0 : -EACCES;
+    return r;
 }
 
 static bool peer_is_loopback(const struct sockaddr *sa, socklen_t len)
@@ -249,33 +279,31 @@ struct auth_request {
     const char *proxy_header; /* the first of proxy_headers present, or NULL */
 };
 
-/* Applies the rules: 0 when `in` is admitted, else 401 or 403 with `*why` (valid until the next call on `a`). */
-static int decide(struct auth *a, const struct auth_request *in, int64_t now, const char **why)
+/* Applies the rules: 0 when `in` is admitted, else 401 or 403 with `err` saying why. */
+static int decide(struct auth *a, const struct auth_request *in, int64_t now, char *err, size_t errlen)
 {
     h2o_iovec_t rest;
 
-    if (a->token_len == 0 && a->pubkeys->count == 0) {
+    if (a->_token_len == 0 && a->_opts.npubkeys == 0) {
         if (in->proxy_header != NULL) {
-            snprintf(a->why, sizeof(a->why), "%s, and this request came through a proxy (it has the %s header); %s",
-                     LOOPBACK_ONLY, in->proxy_header, OPEN_UP);
-            *why = a->why;
+            snprintf(err, errlen, "%s, and this request came through a proxy (it has the %s header); %s", LOOPBACK_ONLY,
+                     in->proxy_header, a->_open_up);
             return 403;
         }
-        *why = LOOPBACK_ONLY "; " OPEN_UP;
+        snprintf(err, errlen, "%s; %s", LOOPBACK_ONLY, a->_open_up);
         return in->peer_len != 0 && peer_is_loopback(in->peer, in->peer_len) ? 0 : 403;
     }
     if (in->authorization.base == NULL) {
-        snprintf(a->why, sizeof(a->why), "missing Authorization header; %s", a->usage);
-    } else if (a->token_len != 0 && scheme_is(in->authorization, "Bearer", &rest)) {
+        snprintf(err, errlen, "missing Authorization header; %s", a->_usage);
+    } else if (a->_token_len != 0 && scheme_is(in->authorization, "Bearer", &rest)) {
         if (token_ok(a, rest))
             return 0;
-        snprintf(a->why, sizeof(a->why), "wrong token in the Authorization header; %s", a->usage);
-    } else if (a->pubkeys->count != 0 && scheme_is(in->authorization, "Nostr", &rest)) {
-        return nip98_check(a, in->authorization, &in->nip98, now, why) == 0 ? 0 : 401;
+        snprintf(err, errlen, "wrong token in the Authorization header; %s", a->_usage);
+    } else if (a->_opts.npubkeys != 0 && scheme_is(in->authorization, "Nostr", &rest)) {
+        return nip98_check(a, in->authorization, &in->nip98, now, err, errlen) == 0 ? 0 : 401;
     } else {
-        snprintf(a->why, sizeof(a->why), "the Authorization header's scheme is not accepted; %s", a->usage);
+        snprintf(err, errlen, "the Authorization header's scheme is not accepted; %s", a->_usage);
     }
-    *why = a->why;
     return 401;
 }
 
@@ -305,12 +333,12 @@ bool auth_admit(struct auth *a, h2o_req_t *req)
     struct sockaddr_storage ss;
     struct auth_request in = {0};
     ssize_t i;
-    const char *why;
+    char why[512];
     int status;
 
     if ((i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1)) >= 0)
         in.authorization = req->headers.entries[i].value;
-    if (a->pubkeys->count != 0) {
+    if (a->_opts.npubkeys != 0) {
         in.nip98.url = request_url(req, req->scheme->name);
         in.nip98.proxied_url = proxied_url(req);
         in.nip98.method = req->method;
@@ -323,10 +351,11 @@ bool auth_admit(struct auth *a, h2o_req_t *req)
             in.proxy_header = proxy_headers[k];
     }
 
-    if ((status = decide(a, &in, clock_now_s(), &why)) == 0)
+    if ((status = decide(a, &in, clock_now_s(), why, sizeof(why))) == 0)
         return true;
     if (status == 401)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, a->schemes, strlen(a->schemes));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, a->_schemes,
+                       strlen(a->_schemes));
     http_reply_error(req, status, "%s", why);
     return false;
 }

@@ -7,8 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-
 #define AUTH_NIP98_KIND     27235
 #define AUTH_NIP98_WINDOW   60    /* seconds created_at may be from the clock, either way */
 #define AUTH_REPLAY_SECONDS 120   /* how long an accepted event's id is remembered: longer than it stays fresh */
@@ -22,16 +20,27 @@ struct auth_seen {
     int64_t forget_after; /* unix seconds */
 };
 
+/* Who may call the admin endpoints. The token and the keys stay the caller's and must outlive the auth. */
+struct auth_options {
+    const char *token;            /* a bearer token, "" when off */
+    const uint8_t (*pubkeys)[32]; /* who may sign NIP-98 events */
+    size_t npubkeys;
+    /* How messages name the two options to the operator: app.c gives the configuration's keys. */
+    struct {
+        const char *token, *pubkeys;
+    } names;
+};
+
+/* Embedded in its owner; the fields are private to auth.c. */
 struct auth {
-    const char *token; /* the configuration's admin_token, "" when off */
-    size_t token_len;
-    const struct config_pubkeys *pubkeys;
-    const char *schemes;    /* for WWW-Authenticate */
-    const char *usage;      /* what to send, for 401 messages */
-    struct keymap *seen;    /* ids of accepted NIP-98 events -> their slot in `ring` */
-    struct auth_seen *ring; /* the same, oldest first from `head` */
-    size_t head, count;
-    char why[256]; /* room for the messages that quote a detail */
+    struct auth_options _opts;
+    size_t _token_len;
+    const char *_schemes;    /* for WWW-Authenticate */
+    char _usage[160];        /* what to send, for 401 messages */
+    char _open_up[160];      /* how to let other clients in, for 403 messages */
+    struct keymap *_seen;    /* ids of accepted NIP-98 events -> their slot in `_ring` */
+    struct auth_seen *_ring; /* the same, oldest first from `_head` */
+    size_t _head, _count;
 };
 
 /* What a NIP-98 event must be bound to. The slices stay the caller's. */
@@ -42,8 +51,8 @@ struct nip98_request {
     h2o_iovec_t body; /* {NULL, 0} when there is none */
 };
 
-/* Sets `a` up from `cfg`, which must outlive it: `a` keeps pointers to the token and the keys. */
-void auth_init(struct auth *a, const struct config *cfg);
+/* Sets `a` up from `o`; `a` keeps pointers to the token, the keys and the names. Release with auth_free(). */
+void auth_init(struct auth *a, const struct auth_options *o);
 
 void auth_free(struct auth *a);
 
@@ -58,9 +67,10 @@ bool auth_admit(struct auth *a, h2o_req_t *req);
 /*
  * The NIP-98 checks of an Authorization header value ("Nostr <base64 event>")
  * against `rq` at `now` (unix seconds). Returns 0 and remembers the event so
- * that it is refused if seen again, or -EACCES with `*why` saying which check
- * failed; `*why` is valid until the next call on `a`.
+ * that it is refused if seen again, or -EACCES with `err` saying which check
+ * failed.
  */
-int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *rq, int64_t now, const char **why);
+int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *rq, int64_t now, char *err,
+                size_t errlen);
 
 #endif

@@ -1,6 +1,7 @@
 /* config.c -- config.json: one table of keys drives defaults, loading, checking and error messages. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "netguard.h"
 #include "nip19.h"
 #include "url.h"
 
@@ -87,12 +87,6 @@ static bool valid_token_or_empty(const char *s)
 static const int64_t default_kinds[] = {0, 3, 10002, -1};
 static const char *const no_strings[] = {NULL};
 
-static bool valid_cidr(const char *s)
-{
-    struct netguard_net net;
-    return netguard_parse_net(s, &net) == 0;
-}
-
 static const char *const default_relays[] = {"wss://damus.io", "wss://primal.net", "wss://nos.lol",
                                              "wss://purplepag.es", NULL};
 
@@ -150,7 +144,7 @@ static const struct key keys[] = {
     {"max_source_pixels", KEY_INT, OFF(max_source_pixels), 1, 1000000000, 50000000},
     {"allow_private_sources", KEY_BOOL, OFF(allow_private_sources), .def_int = 0},
     {"allowed_source_addresses", KEY_STRING_LIST, OFF(allowed_source_addresses), .def_list = no_strings,
-     .valid = valid_cidr, .allowed = "an IPv4 or IPv6 address, or a network such as \"192.168.1.0/24\""},
+     .allowed = "an IPv4 or IPv6 address, or a network such as \"192.168.1.0/24\""}, /* config_check_strings() */
     {"download_timeout_seconds", KEY_INT, OFF(download_timeout_seconds), 1, 600, 15},
     {"download_connect_timeout_seconds", KEY_INT, OFF(download_connect_timeout_seconds), 1, 120, 5},
     {"image_threads", KEY_INT, OFF(image_threads), 0, 256, 0},
@@ -391,6 +385,15 @@ static int bad_value(const struct key *k, const json_t *v, char *err, size_t err
     return -EINVAL;
 }
 
+static int bad_item(const struct key *k, size_t i, const json_t *item, char *err, size_t errlen)
+{
+    char value[128];
+
+    value_text(item, value, sizeof(value));
+    set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: %s", k->name, i, value, k->allowed);
+    return -EINVAL;
+}
+
 static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v, char *err, size_t errlen)
 {
     uint8_t(*decoded)[32];
@@ -405,7 +408,7 @@ static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v,
         set_err(err, errlen, "\"%s\" is not an array; allowed: %s", k->name, allowed);
         return -EINVAL;
     }
-    if ((decoded = calloc(json_array_size(v) + 1, sizeof(*keys))) == NULL)
+    if ((decoded = calloc(json_array_size(v) + 1, sizeof(*decoded))) == NULL)
         abort();
     json_array_foreach(v, n, item)
     {
@@ -468,12 +471,8 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
             return bad_value(k, v, err, errlen);
         json_array_foreach(v, n, item)
         {
-            if (!json_is_string(item) || (k->valid != NULL && !k->valid(json_string_value(item)))) {
-                char value[128];
-                value_text(item, value, sizeof(value));
-                set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: %s", k->name, n, value, k->allowed);
-                return -EINVAL;
-            }
+            if (!json_is_string(item) || (k->valid != NULL && !k->valid(json_string_value(item))))
+                return bad_item(k, n, item, err, errlen);
         }
         list_free(l);
         l->count = json_array_size(v);
@@ -577,4 +576,27 @@ out:
     if (r != 0)
         config_free(cfg);
     return r;
+}
+
+int config_check_strings(const struct config *cfg, const char *name, bool (*valid)(const char *s), char *err,
+                         size_t errlen)
+{
+    const struct key *k = NULL;
+    const struct config_list *l;
+
+    for (size_t i = 0; i < NKEYS && k == NULL; i++) {
+        if (strcmp(keys[i].name, name) == 0)
+            k = &keys[i];
+    }
+    assert(k != NULL && k->type == KEY_STRING_LIST);
+    l = (const struct config_list *)((const char *)cfg + k->offset);
+    for (size_t i = 0; i < l->count; i++) {
+        if (!valid(l->items[i])) {
+            json_t *item = json_string(l->items[i]);
+            int r = bad_item(k, i, item, err, errlen);
+            json_decref(item);
+            return r;
+        }
+    }
+    return 0;
 }

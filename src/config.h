@@ -88,4 +88,13 @@ void config_defaults(struct config *cfg);
 
 void config_free(struct config *cfg);
 
+/*
+ * Checks each item of the string list `name` with `valid`, for the lists whose
+ * items only the module that uses them can parse (allowed_source_addresses:
+ * netguard). Returns 0, or -EINVAL with the message config_load() would give in
+ * `err`. `name` must be a string-list key.
+ */
+int config_check_strings(const struct config *cfg, const char *name, bool (*valid)(const char *s), char *err,
+                         size_t errlen);
+
 #endif

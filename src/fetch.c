@@ -2,6 +2,7 @@
 #include "fetch.h"
 
 #include <errno.h>
+#include <h2o/memory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,10 @@ struct fetch {
     struct buf body;
     struct fetch_result res;
     bool too_big;
-    const char *refused; /* the guard's reason, when it refused an address */
+    char refused[128]; /* the guard's reason, when it refused an address; "" otherwise */
     char errbuf[CURL_ERROR_SIZE];
     char *url;
-    struct fetch *next, *prev; /* in the fetcher's list of transfers, or of ready answers */
+    h2o_linklist_t link; /* in the fetcher's list of transfers, or of ready answers */
 };
 
 /* A socket libcurl asked to be watched. */
@@ -74,7 +75,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
     size_t n = size * nmemb;
 
     /* Counted as it arrives, whatever Content-Length claimed. */
-    if (f->body.len + n > f->fr->max_bytes) {
+    if (f->body.len + n > f->fr->_opts.max_bytes) {
         f->too_big = true;
         return 0;
     }
@@ -86,34 +87,19 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     struct fetch *f = userp;
-    const char *why;
 
     (void)purpose;
-    if (!netguard_allows(&f->fr->guard, &addr->addr, &why)) {
-        f->refused = why;
+    if (netguard_check(&f->fr->_guard, &addr->addr, f->refused, sizeof(f->refused)) != 0)
         return CURL_SOCKET_BAD;
-    }
     return socket(addr->family, addr->socktype, addr->protocol);
 }
 
-static void link_fetch(struct fetch **head, struct fetch *f)
+/* The detail of FETCH_TOO_BIG. */
+static void too_big(struct fetch *f)
 {
-    f->prev = NULL;
-    f->next = *head;
-    if (*head != NULL)
-        (*head)->prev = f;
-    *head = f;
-}
-
-static void unlink_fetch(struct fetch **head, struct fetch *f)
-{
-    if (f->prev != NULL)
-        f->prev->next = f->next;
-    else
-        *head = f->next;
-    if (f->next != NULL)
-        f->next->prev = f->prev;
-    f->next = f->prev = NULL;
+    f->res.error = FETCH_TOO_BIG;
+    snprintf(f->res.detail, sizeof(f->res.detail), "larger than %s (%zu bytes)", f->fr->_opts.max_bytes_name,
+             f->fr->_opts.max_bytes);
 }
 
 static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
@@ -130,9 +116,8 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
     } else if (rc == CURLE_OK) {
         res->error = FETCH_OK;
     } else if (f->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-        res->error = FETCH_TOO_BIG;
-        snprintf(res->detail, sizeof(res->detail), "larger than max_source_bytes (%zu bytes)", fr->max_bytes);
-    } else if (f->refused != NULL && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)) {
+        too_big(f);
+    } else if (f->refused[0] != '\0' && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)) {
         res->error = FETCH_REFUSED_ADDRESS;
         snprintf(res->detail, sizeof(res->detail), "refused address: %s", f->refused);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
@@ -148,11 +133,11 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
         res->error = FETCH_NETWORK;
         snprintf(res->detail, sizeof(res->detail), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
     }
-    curl_multi_remove_handle(fr->multi, easy);
+    curl_multi_remove_handle(fr->_multi, easy);
     curl_easy_cleanup(easy);
     f->easy = NULL;
-    unlink_fetch(&fr->transfers, f);
-    fr->active--;
+    h2o_linklist_unlink(&f->link);
+    fr->_active--;
     deliver(f);
 }
 
@@ -161,7 +146,7 @@ static void check_done(struct fetcher *fr)
     CURLMsg *msg;
     int left;
 
-    while ((msg = curl_multi_info_read(fr->multi, &left)) != NULL) {
+    while ((msg = curl_multi_info_read(fr->_multi, &left)) != NULL) {
         if (msg->msg == CURLMSG_DONE)
             finish_transfer(fr, msg->easy_handle, msg->data.result);
     }
@@ -178,7 +163,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(w->fr->multi, w->fd, flags, &running);
+    curl_multi_socket_action(w->fr->_multi, w->fd, flags, &running);
     check_done(w->fr);
 }
 
@@ -198,7 +183,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         if (w != NULL) {
             uv_poll_stop(&w->poll);
             uv_close((uv_handle_t *)&w->poll, on_watch_closed);
-            curl_multi_assign(fr->multi, s, NULL);
+            curl_multi_assign(fr->_multi, s, NULL);
         }
         return 0;
     }
@@ -207,9 +192,9 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
             abort();
         w->fd = s;
         w->fr = fr;
-        uv_poll_init_socket(fr->loop, &w->poll, s);
+        uv_poll_init_socket(fr->_loop, &w->poll, s);
         w->poll.data = w;
-        curl_multi_assign(fr->multi, s, w);
+        curl_multi_assign(fr->_multi, s, w);
     }
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
@@ -224,7 +209,7 @@ static void on_timeout(uv_timer_t *t)
     struct fetcher *fr = t->data;
     int running;
 
-    curl_multi_socket_action(fr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    curl_multi_socket_action(fr->_multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(fr);
 }
 
@@ -234,9 +219,9 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 
     (void)multi;
     if (timeout_ms < 0)
-        uv_timer_stop(&fr->timer);
+        uv_timer_stop(&fr->_timer);
     else
-        uv_timer_start(&fr->timer, on_timeout, (uint64_t)timeout_ms, 0);
+        uv_timer_start(&fr->_timer, on_timeout, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -246,17 +231,17 @@ static void on_ready(uv_timer_t *t)
 {
     struct fetcher *fr = t->data;
 
-    while (fr->ready != NULL) {
-        struct fetch *f = fr->ready;
-        unlink_fetch(&fr->ready, f);
+    while (!h2o_linklist_is_empty(&fr->_ready)) {
+        struct fetch *f = H2O_STRUCT_FROM_MEMBER(struct fetch, link, fr->_ready.next);
+        h2o_linklist_unlink(&f->link);
         deliver(f);
     }
 }
 
 static void answer_later(struct fetch *f)
 {
-    link_fetch(&f->fr->ready, f);
-    uv_timer_start(&f->fr->ready_timer, on_ready, 0, 0);
+    h2o_linklist_insert(&f->fr->_ready, &f->link);
+    uv_timer_start(&f->fr->_ready_timer, on_ready, 0, 0);
 }
 
 /* data:[<mediatype>];base64,<data> -- pictures inlined in a profile, decoded under the same limit. */
@@ -271,9 +256,8 @@ static void decode_data_uri(struct fetch *f)
         return;
     }
     len = strlen(comma + 1);
-    if ((n = base64_decoded_len(comma + 1, len)) > f->fr->max_bytes) {
-        f->res.error = FETCH_TOO_BIG;
-        snprintf(f->res.detail, sizeof(f->res.detail), "larger than max_source_bytes (%zu bytes)", f->fr->max_bytes);
+    if ((n = base64_decoded_len(comma + 1, len)) > f->fr->_opts.max_bytes) {
+        too_big(f);
         return;
     }
     buf_reserve(&f->body, n);
@@ -319,22 +303,22 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, fr->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, fr->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, fr->_opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, fr->_opts.timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     /* A proxy from the environment would be the only address the guard sees. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "pfpcache-relay/" PFP_VERSION);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, fr->headers);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->max_bytes);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, fr->_headers);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->_opts.max_bytes);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, f);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
-    fr->active++;
-    link_fetch(&fr->transfers, f);
-    curl_multi_add_handle(fr->multi, e);
+    fr->_active++;
+    h2o_linklist_insert(&fr->_transfers, &f->link);
+    curl_multi_add_handle(fr->_multi, e);
     return f;
 }
 
@@ -343,50 +327,58 @@ void fetch_cancel(struct fetch *f)
     struct fetcher *fr = f->fr;
 
     if (f->easy != NULL) {
-        curl_multi_remove_handle(fr->multi, f->easy);
+        curl_multi_remove_handle(fr->_multi, f->easy);
         curl_easy_cleanup(f->easy);
-        unlink_fetch(&fr->transfers, f);
-        fr->active--;
-    } else {
-        unlink_fetch(&fr->ready, f);
+        fr->_active--;
     }
+    h2o_linklist_unlink(&f->link);
     fetch_free(f);
 }
 
-int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct config *cfg)
+int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options *o, char *err, size_t errlen)
 {
+    int r;
+
     memset(fr, 0, sizeof(*fr));
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (fr->multi = curl_multi_init()) == NULL)
+    h2o_linklist_init_anchor(&fr->_ready);
+    h2o_linklist_init_anchor(&fr->_transfers);
+    if ((r = netguard_init(&fr->_guard, &o->guard, err, errlen)) != 0)
+        return r;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (fr->_multi = curl_multi_init()) == NULL) {
+        netguard_free(&fr->_guard);
+        snprintf(err, errlen, "cannot start libcurl");
         return -ENOMEM;
-    fr->loop = loop;
-    fr->max_bytes = (size_t)cfg->max_source_bytes;
-    fr->connect_timeout_ms = (long)cfg->download_connect_timeout_seconds * 1000;
-    fr->timeout_ms = (long)cfg->download_timeout_seconds * 1000;
-    netguard_init(&fr->guard, cfg);
-    fr->headers = curl_slist_append(NULL, "Accept: image/avif,image/webp,image/png,image/jpeg,image/gif,*/*;q=0.5");
-    uv_timer_init(loop, &fr->timer);
-    uv_timer_init(loop, &fr->ready_timer);
-    fr->timer.data = fr->ready_timer.data = fr;
-    curl_multi_setopt(fr->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(fr->multi, CURLMOPT_SOCKETDATA, fr);
-    curl_multi_setopt(fr->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(fr->multi, CURLMOPT_TIMERDATA, fr);
+    }
+    fr->_loop = loop;
+    fr->_opts = *o;
+    fr->_headers = curl_slist_append(NULL, "Accept: image/avif,image/webp,image/png,image/jpeg,image/gif,*/*;q=0.5");
+    uv_timer_init(loop, &fr->_timer);
+    uv_timer_init(loop, &fr->_ready_timer);
+    fr->_timer.data = fr->_ready_timer.data = fr;
+    curl_multi_setopt(fr->_multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(fr->_multi, CURLMOPT_SOCKETDATA, fr);
+    curl_multi_setopt(fr->_multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(fr->_multi, CURLMOPT_TIMERDATA, fr);
     return 0;
+}
+
+static void cancel_all(h2o_linklist_t *list)
+{
+    while (!h2o_linklist_is_empty(list))
+        fetch_cancel(H2O_STRUCT_FROM_MEMBER(struct fetch, link, list->next));
 }
 
 void fetcher_close(struct fetcher *fr)
 {
-    if (fr->multi == NULL)
+    if (fr->_multi == NULL)
         return;
-    while (fr->ready != NULL)
-        fetch_cancel(fr->ready);
-    while (fr->transfers != NULL)
-        fetch_cancel(fr->transfers);
-    curl_multi_cleanup(fr->multi);
-    fr->multi = NULL;
-    curl_slist_free_all(fr->headers);
-    netguard_free(&fr->guard);
-    uv_close((uv_handle_t *)&fr->timer, NULL);
-    uv_close((uv_handle_t *)&fr->ready_timer, NULL);
+    cancel_all(&fr->_ready);
+    cancel_all(&fr->_transfers);
+    curl_multi_cleanup(fr->_multi);
+    fr->_multi = NULL;
+    curl_slist_free_all(fr->_headers);
+    netguard_free(&fr->_guard);
+    uv_close((uv_handle_t *)&fr->_timer, NULL);
+    uv_close((uv_handle_t *)&fr->_ready_timer, NULL);
     curl_global_cleanup();
 }

@@ -3,12 +3,12 @@
 #define PFP_FETCH_H
 
 #include <curl/curl.h>
+#include <h2o/linklist.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
 #include "netguard.h"
 
 enum fetch_error {
@@ -39,24 +39,40 @@ typedef void (*fetch_cb)(void *data, struct fetch_result *res);
 
 struct fetch;
 
-struct fetcher {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    uv_timer_t ready_timer;  /* answers that need no transfer (data: URIs, bad URLs) */
-    struct fetch *ready;     /* answered, to be delivered from the loop */
-    struct fetch *transfers; /* under way in libcurl */
-    struct netguard guard;
-    size_t max_bytes;
+/* What downloads may do. The strings stay the caller's and must outlive the fetcher. */
+struct fetch_options {
+    size_t max_bytes;           /* the largest body, counted as it arrives */
+    const char *max_bytes_name; /* how a FETCH_TOO_BIG detail names that limit (the configuration's key) */
     long connect_timeout_ms, timeout_ms;
-    struct curl_slist *headers;
-    size_t active;
+    struct netguard_options guard;
 };
 
-/* Returns 0, or a negative error when libcurl cannot be set up. */
-int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct config *cfg);
+/* Embedded in its owner; the fields are private to fetch.c. */
+struct fetcher {
+    uv_loop_t *_loop;
+    CURLM *_multi;
+    uv_timer_t _timer;
+    uv_timer_t _ready_timer;   /* answers that need no transfer (data: URIs, bad URLs) */
+    h2o_linklist_t _ready;     /* answered, to be delivered from the loop */
+    h2o_linklist_t _transfers; /* under way in libcurl */
+    struct netguard _guard;
+    struct fetch_options _opts;
+    struct curl_slist *_headers;
+    size_t _active;
+};
 
-/* Starts downloading `url` (http, https or a base64 data: URI). The URL is copied. */
+/*
+ * Sets `fr` up on `loop`. Returns 0, -ENOMEM when libcurl cannot be set up (with
+ * `err` saying so), or -EINVAL when a network of `o->guard` does not parse (with
+ * `err` quoting it). Call fetcher_close() in either case.
+ */
+int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options *o, char *err, size_t errlen);
+
+/*
+ * Starts downloading `url` (http, https or a base64 data: URI). The URL is copied.
+ * The fetch is the fetcher's: it is freed after its callback returns, or by
+ * fetch_cancel().
+ */
 struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data);
 
 /* Abandons a download: its callback is not called. */

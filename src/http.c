@@ -400,26 +400,28 @@ static int tls_error(char *err, size_t errlen, const char *key, const char *valu
     return -EINVAL;
 }
 
-static int setup_tls(struct http_server *s, const struct config *cfg, char *err, size_t errlen)
+static int setup_tls(struct http_server *s, const struct http_options *o, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char what[128];
 
     if (ctx == NULL)
-        return tls_error(err, errlen, "tls_cert_file", cfg->tls_cert_file, "a usable TLS setup");
+        return tls_error(err, errlen, o->names.tls_cert_file, o->tls_cert_file, "a usable TLS setup");
     s->ssl_ctx = ctx;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1)
-        return tls_error(err, errlen, "tls_cert_file", cfg->tls_cert_file, "a readable PEM certificate chain");
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1)
-        return tls_error(err, errlen, "tls_key_file", cfg->tls_key_file, "a readable PEM private key");
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) != 1)
+        return tls_error(err, errlen, o->names.tls_cert_file, o->tls_cert_file, "a readable PEM certificate chain");
+    if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key_file, SSL_FILETYPE_PEM) != 1)
+        return tls_error(err, errlen, o->names.tls_key_file, o->tls_key_file, "a readable PEM private key");
+    snprintf(what, sizeof(what), "the private key of \"%s\"", o->names.tls_cert_file);
     if (SSL_CTX_check_private_key(ctx) != 1)
-        return tls_error(err, errlen, "tls_key_file", cfg->tls_key_file, "the private key of \"tls_cert_file\"");
+        return tls_error(err, errlen, o->names.tls_key_file, o->tls_key_file, what);
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
     return 0;
 }
 
-int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_options *o, char *err, size_t errlen)
 {
     h2o_hostconf_t *host;
     h2o_pathconf_t *root;
@@ -431,7 +433,7 @@ int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config
     s->loop = loop;
     h2o_config_init(&s->globalconf);
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pfpcache-relay/" PFP_VERSION));
-    s->globalconf.max_request_entity_size = (size_t)cfg->max_request_body_bytes;
+    s->globalconf.max_request_entity_size = o->max_request_body_bytes;
 
     host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     root = h2o_config_register_path(host, "/", 0);
@@ -441,26 +443,26 @@ int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config
     filter = h2o_create_filter(&host->fallback_path, sizeof(*filter));
     filter->on_setup_ostream = json_error_setup;
 
-    if (cfg->access_log[0] != '\0') {
+    if (o->access_log[0] != '\0') {
         h2o_access_log_filehandle_t *fh;
         /* Opened once here first, because h2o reports its own failure on a line of its own. */
-        int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        int fd = open(o->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
-            snprintf(err, errlen, "\"access_log\" is \"%s\"; allowed: a file that can be opened for appending (%s)",
-                     cfg->access_log, strerror(errno));
+            snprintf(err, errlen, "\"%s\" is \"%s\"; allowed: a file that can be opened for appending (%s)",
+                     o->names.access_log, o->access_log, strerror(errno));
             return -EINVAL;
         }
         close(fd);
-        if ((fh = h2o_access_log_open_handle(cfg->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
-            snprintf(err, errlen, "\"access_log\" is \"%s\"; allowed: a file that can be opened for appending",
-                     cfg->access_log);
+        if ((fh = h2o_access_log_open_handle(o->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
+            snprintf(err, errlen, "\"%s\" is \"%s\"; allowed: a file that can be opened for appending",
+                     o->names.access_log, o->access_log);
             return -EINVAL;
         }
         h2o_access_log_register(root, fh);
         h2o_access_log_register(&host->fallback_path, fh);
     }
 
-    if (cfg->tls_cert_file[0] != '\0' && (r = setup_tls(s, cfg, err, errlen)) != 0)
+    if (o->tls_cert_file[0] != '\0' && (r = setup_tls(s, o, err, errlen)) != 0)
         return r;
 
     h2o_context_init(&s->ctx, loop, &s->globalconf);
@@ -518,13 +520,16 @@ static void format_url(struct http_server *s, bool wildcard)
     snprintf(s->url, sizeof(s->url), "%s://%s:%d", scheme, host, port);
 }
 
-int http_server_listen(struct http_server *s, const struct config *cfg, char *err, size_t errlen)
+int http_server_listen(struct http_server *s, const char *listen_addr, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
     bool wildcard;
     int r;
 
-    url_parse_listen(cfg->listen_addr, &addr, &wildcard);
+    if (url_parse_listen(listen_addr, &addr, &wildcard) != 0) {
+        snprintf(err, errlen, "cannot listen on \"%s\": not an address and port", listen_addr);
+        return -EINVAL;
+    }
     uv_tcp_init(s->loop, &s->listener);
     s->listener.data = s;
     s->listening = true;
@@ -537,7 +542,7 @@ int http_server_listen(struct http_server *s, const struct config *cfg, char *er
     if (r == 0)
         r = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_accept);
     if (r != 0) {
-        snprintf(err, errlen, "cannot listen on \"%s\": %s", cfg->listen_addr, uv_strerror(r));
+        snprintf(err, errlen, "cannot listen on \"%s\": %s", listen_addr, uv_strerror(r));
         return r;
     }
     format_url(s, wildcard);

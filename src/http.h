@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "config.h"
 #include "router.h"
 
 /*
@@ -48,19 +47,35 @@ struct http_server {
     void (*on_drained)(struct http_server *s, bool timed_out);
 };
 
-/*
- * Sets the server up from the configuration (TLS, body limit, access log) without
- * listening yet. Returns 0, or -EINVAL with a message naming the configuration key
- * at fault in `err` (an unreadable certificate or key, an access log that cannot be
- * opened). Call http_server_close() in either case.
- */
-int http_server_init(struct http_server *s, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+/* How the server is set up. The strings stay the caller's and are read only by http_server_init(). */
+struct http_options {
+    size_t max_request_body_bytes;
+    const char *access_log;    /* a file to append to, or "" for none */
+    const char *tls_cert_file; /* PEM certificate chain and private key, or "" and "" for plain HTTP */
+    const char *tls_key_file;
+    /* How messages name the three files to the operator: app.c gives the configuration's keys. */
+    struct {
+        const char *access_log, *tls_cert_file, *tls_key_file;
+    } names;
+};
 
-/* Routes `methods` on `pattern` (see router.h) to `fn`. Returns 0 or a router_add() error. */
+/*
+ * Sets the server up from `o` without listening yet. Returns 0, or -EINVAL with
+ * a message naming the option at fault in `err` (an unreadable certificate or key,
+ * an access log that cannot be opened). Call http_server_close() in either case.
+ */
+int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_options *o, char *err, size_t errlen);
+
+/* Routes `methods` on `pattern` (see router.h) to `fn`. Returns 0, -ENOSPC past ROUTER_MAX_ROUTES, or a router_add()
+ * error. */
 int http_route(struct http_server *s, unsigned methods, const char *pattern, http_handler_fn fn, void *data);
 
-/* Binds and listens on the configured address. Returns 0, or a negative libuv error with a message in `err`. */
-int http_server_listen(struct http_server *s, const struct config *cfg, char *err, size_t errlen);
+/*
+ * Binds and listens on `listen_addr`, which url_parse_listen() accepts. Returns 0,
+ * or -EINVAL for an address it does not, or a negative libuv error, with a
+ * message in `err`.
+ */
+int http_server_listen(struct http_server *s, const char *listen_addr, char *err, size_t errlen);
 
 /*
  * Stops accepting connections, turns keep-alive off, sends HTTP/2 GOAWAY, and calls

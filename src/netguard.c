@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,35 +146,37 @@ int netguard_parse_net(const char *s, struct netguard_net *out)
     return 0;
 }
 
-void netguard_init(struct netguard *g, const struct config *cfg)
+int netguard_init(struct netguard *g, const struct netguard_options *o, char *err, size_t errlen)
 {
-    g->allow_private = cfg->allow_private_sources;
-    g->nallowed = 0;
-    if ((g->allowed = calloc(cfg->allowed_source_addresses.count + 1, sizeof(*g->allowed))) == NULL)
+    g->_allow_private = o->allow_private;
+    g->_nallowed = o->nallowed;
+    if ((g->_allowed = calloc(o->nallowed + 1, sizeof(*g->_allowed))) == NULL)
         abort();
-    /* An entry that does not parse is left out: kept zeroed, it would be ::/0 and allow everything. */
-    for (size_t i = 0; i < cfg->allowed_source_addresses.count; i++) {
-        if (netguard_parse_net(cfg->allowed_source_addresses.items[i], &g->allowed[g->nallowed]) == 0)
-            g->nallowed++;
+    for (size_t i = 0; i < o->nallowed; i++) {
+        if (netguard_parse_net(o->allowed[i], &g->_allowed[i]) != 0) {
+            snprintf(err, errlen, "\"%s\" is not an IPv4 or IPv6 address or network", o->allowed[i]);
+            netguard_free(g);
+            return -EINVAL;
+        }
     }
+    return 0;
 }
 
 void netguard_free(struct netguard *g)
 {
-    free(g->allowed);
-    g->allowed = NULL;
-    g->nallowed = 0;
+    free(g->_allowed);
+    g->_allowed = NULL;
+    g->_nallowed = 0;
 }
 
-bool netguard_allows(const struct netguard *g, const struct sockaddr *sa, const char **why)
+int netguard_check(const struct netguard *g, const struct sockaddr *sa, char *err, size_t errlen)
 {
     uint8_t a[16] = {0};
     const char *range = netguard_classify(sa);
     const uint8_t *v4;
 
-    *why = NULL;
-    if (range == NULL || g->allow_private)
-        return true;
+    if (range == NULL || g->_allow_private)
+        return 0;
     if (sa->sa_family == AF_INET) {
         a[10] = a[11] = 0xff;
         memcpy(a + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
@@ -186,10 +189,10 @@ bool netguard_allows(const struct netguard *g, const struct sockaddr *sa, const 
             memcpy(a, mapped, 16);
         }
     }
-    for (size_t i = 0; i < g->nallowed; i++) {
-        if (in_net(a, g->allowed[i].addr, g->allowed[i].prefix))
-            return true;
+    for (size_t i = 0; i < g->_nallowed; i++) {
+        if (in_net(a, g->_allowed[i].addr, g->_allowed[i].prefix))
+            return 0;
     }
-    *why = range;
-    return false;
+    snprintf(err, errlen, "%s", range);
+    return -EACCES;
 }

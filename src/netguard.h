@@ -7,18 +7,24 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "config.h"
-
 /* An IPv4 or IPv6 network; IPv4 is kept as an IPv4-mapped IPv6 address, prefix counted over 128 bits. */
 struct netguard_net {
     uint8_t addr[16];
     unsigned prefix;
 };
 
-struct netguard {
-    bool allow_private;
-    struct netguard_net *allowed;
+/* What downloads may reach beyond public unicast addresses. The strings stay the caller's. */
+struct netguard_options {
+    bool allow_private;   /* every address */
+    char *const *allowed; /* networks as netguard_parse_net() reads them */
     size_t nallowed;
+};
+
+/* Embedded in its owner; the fields are private to netguard.c. */
+struct netguard {
+    bool _allow_private;
+    struct netguard_net *_allowed;
+    size_t _nallowed;
 };
 
 /* Parses "192.168.1.0/24", "10.1.2.3", "fd00::/8" or "::1". Returns 0 or -EINVAL. */
@@ -26,21 +32,26 @@ int netguard_parse_net(const char *s, struct netguard_net *out);
 
 /*
  * Why `sa` is not a public unicast address ("loopback", "private network
- * (RFC 1918)", ...), or NULL when it is one. IPv6 forms that carry an IPv4
- * address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by the
- * IPv4 address they carry.
+ * (RFC 1918)", ...), or NULL when it is one. The reason is a static string.
+ * IPv6 forms that carry an IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4
+ * 2002::/16) are judged by the IPv4 address they carry.
  */
 const char *netguard_classify(const struct sockaddr *sa);
 
-/* From allow_private_sources and allowed_source_addresses (already checked by the configuration). */
-void netguard_init(struct netguard *g, const struct config *cfg);
+/*
+ * Sets `g` up from `o`. Returns 0, or -EINVAL when an allowed network does not
+ * parse (`err` then quotes it, and `g` holds nothing to free). Release with
+ * netguard_free().
+ */
+int netguard_init(struct netguard *g, const struct netguard_options *o, char *err, size_t errlen);
+
 void netguard_free(struct netguard *g);
 
 /*
- * Whether a download may connect to `sa`. When not, `why` names the range that
- * refused it; when it may, `why` is NULL. Allowed networks are matched like
+ * Whether a download may connect to `sa`. Returns 0 when it may, or -EACCES with
+ * `err` naming the range that refused it. Allowed networks are matched like
  * netguard_classify() judges: by the IPv4 address an IPv6 form carries.
  */
-bool netguard_allows(const struct netguard *g, const struct sockaddr *sa, const char **why);
+int netguard_check(const struct netguard *g, const struct sockaddr *sa, char *err, size_t errlen);
 
 #endif

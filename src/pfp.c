@@ -1000,10 +1000,15 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
         snprintf(err, errlen, "cannot start libvips");
         return r;
     }
-    if ((r = fetcher_init(&p->fetcher, loop, cfg)) != 0) {
-        snprintf(err, errlen, "cannot start libcurl");
+    struct fetch_options fo = {
+        .max_bytes = (size_t)cfg->max_source_bytes,
+        .max_bytes_name = "max_source_bytes",
+        .connect_timeout_ms = (long)cfg->download_connect_timeout_seconds * 1000,
+        .timeout_ms = (long)cfg->download_timeout_seconds * 1000,
+        .guard = {cfg->allow_private_sources, cfg->allowed_source_addresses.items, cfg->allowed_source_addresses.count},
+    };
+    if ((r = fetcher_init(&p->fetcher, loop, &fo, err, errlen)) != 0)
         return r;
-    }
     if ((r = workpool_init(&p->images, (size_t)cfg->image_threads, inbox)) != 0) {
         snprintf(err, errlen, "cannot start the image threads: %s", strerror(-r));
         return r;

@@ -257,6 +257,31 @@ static void malformed_files_are_refused(void **state)
     expect_error("{\"a\": 1, \"a\": 2}", "duplicate");
 }
 
+/* A check only another module can make reports in the configuration's words, naming the key and the index. */
+static bool starts_with_10(const char *s)
+{
+    return strncmp(s, "10.", 3) == 0;
+}
+
+static void lists_checked_by_modules_name_the_key_and_index(void **state)
+{
+    struct config cfg;
+    char err[512];
+    (void)state;
+
+    write_file("{\"allowed_source_addresses\": [\"10.0.0.1\", \"fd00::/8\"]}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(config_check_strings(&cfg, "allowed_source_addresses", starts_with_10, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "\"allowed_source_addresses\"[1] is \"fd00::/8\"; allowed: an IPv4 or IPv6 address, "
+                             "or a network such as \"192.168.1.0/24\"");
+    config_free(&cfg);
+
+    write_file("{\"allowed_source_addresses\": [\"10.0.0.1\"]}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(config_check_strings(&cfg, "allowed_source_addresses", starts_with_10, err, sizeof(err)), 0);
+    config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +296,7 @@ int main(void)
         cmocka_unit_test(wrong_types_are_refused),
         cmocka_unit_test(bad_strings_are_refused),
         cmocka_unit_test(malformed_files_are_refused),
+        cmocka_unit_test(lists_checked_by_modules_name_the_key_and_index),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
