@@ -16,26 +16,16 @@
 /* Invalid keys named in the error message; the "invalid" array lists them all. */
 #define INVALID_NAMED 20
 
-/* A positive integer query parameter, at most `max`. Returns 0, or -EINVAL when it is not one. */
+/* A positive integer query parameter, at most `max`, or `dflt` when absent. Returns 0, or -EINVAL when it is not one.
+ */
 static int query_count(h2o_req_t *req, const char *name, size_t dflt, size_t max, size_t *out)
 {
     h2o_iovec_t v;
-    size_t n = 0;
 
     *out = dflt;
     if (!http_query_param(req, name, &v))
         return 0;
-    if (v.len == 0 || v.len > 9)
-        return -EINVAL;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.base[i] < '0' || v.base[i] > '9')
-            return -EINVAL;
-        n = n * 10 + (size_t)(v.base[i] - '0');
-    }
-    if (n < 1 || n > max)
-        return -EINVAL;
-    *out = n;
-    return 0;
+    return http_parse_count(v, max, out);
 }
 
 static void hex_of(const uint8_t key[32], char out[65])

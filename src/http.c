@@ -59,27 +59,46 @@ void http_begin_response(h2o_req_t *req, int status)
         req->http1_is_persistent = 0;
 }
 
-bool http_query_param(h2o_req_t *req, const char *name, h2o_iovec_t *value)
+bool http_query_find(h2o_iovec_t query, const char *name, h2o_iovec_t *value)
 {
-    size_t nlen = strlen(name), i;
+    size_t nlen = strlen(name);
+    const char *p = query.base, *end = query.base + query.len;
 
-    if (req->query_at == SIZE_MAX)
-        return false;
-    for (i = req->query_at + 1; i < req->path.len;) {
-        const char *p = req->path.base + i, *end = req->path.base + req->path.len;
+    while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         size_t len = amp != NULL ? (size_t)(amp - p) : (size_t)(end - p);
-        if (len > nlen && p[nlen] == '=' && memcmp(p, name, nlen) == 0) {
-            *value = h2o_iovec_init(p + nlen + 1, len - nlen - 1);
+        if (len >= nlen && memcmp(p, name, nlen) == 0 && (len == nlen || p[nlen] == '=')) {
+            *value = len == nlen ? h2o_iovec_init(p + nlen, 0) : h2o_iovec_init(p + nlen + 1, len - nlen - 1);
             return true;
         }
-        if (len == nlen && memcmp(p, name, nlen) == 0) {
-            *value = h2o_iovec_init(p + nlen, 0);
-            return true;
-        }
-        i += len + 1;
+        p += len + 1;
     }
     return false;
+}
+
+bool http_query_param(h2o_req_t *req, const char *name, h2o_iovec_t *value)
+{
+    if (req->query_at == SIZE_MAX)
+        return false;
+    return http_query_find(h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1), name,
+                           value);
+}
+
+int http_parse_count(h2o_iovec_t v, size_t max, size_t *out)
+{
+    size_t n = 0;
+
+    if (v.len == 0 || v.len > 9)
+        return -EINVAL;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.base[i] < '0' || v.base[i] > '9')
+            return -EINVAL;
+        n = n * 10 + (size_t)(v.base[i] - '0');
+    }
+    if (n < 1 || n > max)
+        return -EINVAL;
+    *out = n;
+    return 0;
 }
 
 struct http_hold {

@@ -105,8 +105,21 @@ const char *http_reason(int status);
 /* Adds the headers every response carries and prepares the response for the status; call before sending. */
 void http_begin_response(h2o_req_t *req, int status);
 
-/* The raw value of query parameter `name` (no percent-decoding). Returns false when it is absent. */
+/*
+ * The raw value of query parameter `name` (no percent-decoding) in `req`'s query.
+ * Returns false when it is absent; `value` points into the request and lives as
+ * long as it.
+ */
 bool http_query_param(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+
+/*
+ * The same, in `query` (what follows '?'): the first "name=value" or bare "name"
+ * between '&'s. `value` points into `query`.
+ */
+bool http_query_find(h2o_iovec_t query, const char *name, h2o_iovec_t *value);
+
+/* Parses a count given in a query: decimal digits, from 1 to `max` (at most 9 digits). Returns 0 or -EINVAL. */
+int http_parse_count(h2o_iovec_t v, size_t max, size_t *out);
 
 /*
  * A request answered later, after work that may outlive it: http_held() is the
