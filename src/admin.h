@@ -28,6 +28,7 @@ struct admin {
     struct lookup *lookup;
 };
 
+/* Routes the admin endpoints on `http`; `a` must outlive the server. Returns 0, or an http_route() error. */
 int admin_route(struct admin *a, struct http_server *http);
 
 /*

@@ -66,8 +66,11 @@ struct http_options {
  */
 int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_options *o, char *err, size_t errlen);
 
-/* Routes `methods` on `pattern` (see router.h) to `fn`. Returns 0, -ENOSPC past ROUTER_MAX_ROUTES, or a router_add()
- * error. */
+/*
+ * Routes `methods` on `pattern` (see router.h) to `fn`; `pattern` and `data` must
+ * outlive the server. Returns 0, -ENOSPC past ROUTER_MAX_ROUTES, or -EINVAL for a
+ * pattern router_add() refuses.
+ */
 int http_route(struct http_server *s, unsigned methods, const char *pattern, http_handler_fn fn, void *data);
 
 /*
@@ -123,8 +126,9 @@ int http_parse_count(h2o_iovec_t v, size_t max, size_t *out);
 
 /*
  * A request answered later, after work that may outlive it: http_held() is the
- * request, or NULL once h2o has freed it (the client went away). Release with
- * http_unhold() once answered or abandoned.
+ * request, or NULL once h2o has freed it (the client went away). The hold is
+ * shared by the request's pool and the caller, and freed when both let go:
+ * release it with http_unhold() once answered or abandoned.
  */
 struct http_hold;
 struct http_hold *http_hold(h2o_req_t *req);
