@@ -27,6 +27,8 @@ int fifo_push(struct fifo *q, struct fifo_item *item)
         pthread_mutex_unlock(&q->_lock);
         return -ESHUTDOWN;
     }
+    /* The item's link may hold anything: it is the caller's memory, perhaps reused. */
+    item->_link.next = item->_link.prev = NULL;
     h2o_linklist_insert(&q->_items, &item->_link);
     q->_length++;
     pthread_cond_signal(&q->_cond);
