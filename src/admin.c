@@ -401,13 +401,18 @@ static void on_job(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct admin *a = data;
     uint64_t id;
     json_t *job;
+    int r;
 
     if (jobs_parse_id(param.base, param.len, &id) != 0) {
         http_reply_error(req, 400, "not a job id: job ids are 16 hex digits");
         return;
     }
-    if ((job = jobs_get(a->jobs, id)) == NULL) {
+    if ((r = jobs_get(a->jobs, id, &job)) == -ENOENT) {
         http_reply_error(req, 404, "no such job");
+        return;
+    }
+    if (r != 0) {
+        http_reply_error(req, 503, "cannot read the job now: %s", strerror(-r));
         return;
     }
     http_reply_json(req, 200, job);

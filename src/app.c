@@ -132,9 +132,14 @@ static int start(struct app *a)
 
     if (make_data_dirs(&a->cfg) != 0)
         return APP_EXIT_FAILURE;
-    if ((r = store_open(&a->store, a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb, &a->inbox, err,
-                        sizeof(err))) != 0) {
+    if ((r = db_init(&a->db,
+                     &(struct db_options){a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb}, &a->inbox,
+                     err, sizeof(err))) != 0) {
         log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
+    if ((r = store_init(&a->store, a->db)) != 0) {
+        log_error("cannot open the event database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
     if ((r = workpool_init(&a->verify, (size_t)a->cfg.verify_threads, &a->inbox)) != 0) {
@@ -148,12 +153,12 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     a->pfp_ready = true;
-    if ((r = jobs_open(&a->jobs, &a->loop, &a->store, &a->pfp)) != 0) {
+    if ((r = jobs_init(&a->jobs, &a->loop, a->db, &a->pfp)) != 0) {
         log_error("cannot open the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
     a->jobs_ready = true;
-    if ((r = store_start(&a->store)) != 0) {
+    if ((r = db_start(a->db)) != 0) {
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
@@ -201,14 +206,13 @@ static void stop(struct app *a)
 {
     if (a->pfp_ready)
         pfp_shutdown(&a->pfp);
-    if (a->verify.threads != NULL)
-        workpool_stop(&a->verify);
+    workpool_stop(&a->verify);
     if (a->pfp_ready)
         workpool_stop(&a->pfp.images);
     inbox_drain(&a->inbox);
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
-    store_close(&a->store);
+    db_shutdown(a->db);
     inbox_close(&a->inbox);
     if (a->pfp_ready) {
         pfp_free(&a->pfp);
@@ -220,6 +224,7 @@ static void stop(struct app *a)
     relay_free(&a->relay);
     if (a->upstream_ready)
         upstream_free(&a->upstream);
+    db_free(a->db);
 }
 
 int app_run(struct app *a, const char *config_path, bool check_only)

@@ -9,6 +9,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "config.h"
+#include "db.h"
 #include "http.h"
 #include "inbox.h"
 #include "jobs.h"
@@ -28,6 +29,7 @@ struct app {
     struct config cfg;
     uv_loop_t loop;
     struct inbox inbox; /* results of the writer and the worker threads */
+    struct db *db;
     struct store store;
     struct workpool verify;   /* signature checks */
     struct upstream upstream; /* connections to the upstream relays */
@@ -47,7 +49,7 @@ struct app {
     bool http_drained;
     bool upstream_ready; /* upstream_init() succeeded */
     bool pfp_ready;      /* pfp_init() succeeded */
-    bool jobs_ready;     /* jobs_open() succeeded */
+    bool jobs_ready;     /* jobs_init() succeeded */
 };
 
 /*

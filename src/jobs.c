@@ -1,7 +1,9 @@
 /* jobs.c -- batch jobs that cache many pubkeys' pictures ahead of requests, durable across restarts. */
 #include "jobs.h"
 
+#include <endian.h>
 #include <errno.h>
+#include <h2o/memory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@ struct job {
     uint32_t next;          /* the next index to consider starting */
     uint32_t working;       /* its pubkeys being cached now */
     bool dirty;             /* progress not yet handed to the writer */
-    struct job *next_active;
+    h2o_linklist_t link;    /* in jobs._active */
 };
 
 /* One pubkey of a job being cached. */
@@ -34,20 +36,27 @@ struct job_work {
     struct jobs *js;
     struct job *job;
     uint32_t index;
-    struct job_work *prev, *next;
+    h2o_linklist_t link; /* in jobs._working */
 };
 
-/* A job record (and, at creation, its pubkeys) to store. */
-struct job_write {
-    struct store_write w;
+/* A job's record as it stands, to store; once the job has ended, its pubkeys are deleted. */
+struct job_progress_write {
+    struct db_write w;
     struct jobs *js;
     uint8_t key[8];
     uint8_t *rec;
     size_t rec_len;
-    const uint8_t *items; /* at creation: the job's pubkeys, which the job keeps */
-    size_t items_len;
-    bool finished; /* the job has ended: its pubkeys are no longer needed */
-    struct job *job;
+    bool finished;
+};
+
+/* A new job: its record and its pubkeys, stored before the job is acknowledged. */
+struct job_create_write {
+    struct db_write w;
+    struct jobs *js;
+    uint8_t key[8];
+    uint8_t *rec;
+    size_t rec_len;
+    struct job *job; /* its pubkeys are stored; it runs once committed */
     jobs_created_fn created;
     void *ctx;
 };
@@ -59,16 +68,15 @@ static uint64_t now_s(void)
 
 static void id_key(uint8_t k[8], uint64_t id)
 {
-    for (int i = 0; i < 8; i++)
-        k[i] = (uint8_t)(id >> (56 - 8 * i));
+    uint64_t be = htobe64(id);
+    memcpy(k, &be, 8);
 }
 
 static uint64_t key_id(const uint8_t k[8])
 {
-    uint64_t id = 0;
-    for (int i = 0; i < 8; i++)
-        id = id << 8 | k[i];
-    return id;
+    uint64_t be;
+    memcpy(&be, k, 8);
+    return be64toh(be);
 }
 
 static size_t bitmap_len(uint32_t total)
@@ -112,43 +120,48 @@ static int prune(struct jobs *js, MDB_txn *txn)
     size_t count;
     int rc;
 
-    if ((rc = mdb_stat(txn, js->heads, &st)) != 0 || (rc = mdb_cursor_open(txn, js->heads, &cur)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_stat(txn, js->_heads, &st)) != 0 || (rc = mdb_cursor_open(txn, js->_heads, &cur)) != 0)
+        return db_errno(rc);
     count = st.ms_entries;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && count > JOBS_KEEP;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct job_head h;
         if (decode_head(&v, &h) == 0 && (h.state == JOB_QUEUED || h.state == JOB_RUNNING))
             continue;
-        if ((rc = mdb_del(txn, js->items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        if ((rc = mdb_del(txn, js->_items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
             break;
         if ((rc = mdb_cursor_del(cur, 0)) != 0)
             break;
         count--;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
 }
 
-static int apply_job_write(struct store *st, MDB_txn *txn, struct store_write *w)
+static int apply_progress(MDB_txn *txn, struct db_write *w)
 {
-    struct job_write *jw = (struct job_write *)w;
-    struct jobs *js = jw->js;
-    MDB_val k = {8, jw->key}, v = {jw->rec_len, jw->rec};
+    struct job_progress_write *pw = H2O_STRUCT_FROM_MEMBER(struct job_progress_write, w, w);
+    MDB_val k = {8, pw->key}, v = {pw->rec_len, pw->rec};
     int rc;
 
-    (void)st;
-    if ((rc = mdb_put(txn, js->heads, &k, &v, 0)) != 0)
-        return store_errno(rc);
-    if (jw->items != NULL) {
-        MDB_val iv = {jw->items_len, (void *)jw->items};
-        if ((rc = mdb_put(txn, js->items, &k, &iv, 0)) != 0)
-            return store_errno(rc);
-        return prune(js, txn);
-    }
-    if (jw->finished && (rc = mdb_del(txn, js->items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
-        return store_errno(rc);
+    if ((rc = mdb_put(txn, pw->js->_heads, &k, &v, 0)) != 0)
+        return db_errno(rc);
+    if (pw->finished && (rc = mdb_del(txn, pw->js->_items, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        return db_errno(rc);
     return 0;
+}
+
+static int apply_create(MDB_txn *txn, struct db_write *w)
+{
+    struct job_create_write *cw = H2O_STRUCT_FROM_MEMBER(struct job_create_write, w, w);
+    struct jobs *js = cw->js;
+    MDB_val k = {8, cw->key}, v = {cw->rec_len, cw->rec};
+    MDB_val iv = {(size_t)cw->job->h.total * 32, cw->job->pubkeys};
+    int rc;
+
+    if ((rc = mdb_put(txn, js->_heads, &k, &v, 0)) != 0 || (rc = mdb_put(txn, js->_items, &k, &iv, 0)) != 0)
+        return db_errno(rc);
+    return prune(js, txn);
 }
 
 static void schedule_pump(struct jobs *js);
@@ -160,98 +173,83 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Unfinished jobs run oldest first. */
-static void append_active(struct jobs *js, struct job *j)
+static void on_created(struct db_write *w)
 {
-    if (js->active_tail != NULL)
-        js->active_tail->next_active = j;
-    else
-        js->active = j;
-    js->active_tail = j;
-}
+    struct job_create_write *cw = H2O_STRUCT_FROM_MEMBER(struct job_create_write, w, w);
+    struct jobs *js = cw->js;
+    struct job *j = cw->job;
+    uint64_t id = j->id;
 
-static void on_job_written(struct store_write *w)
-{
-    struct job_write *jw = (struct job_write *)w;
-    struct jobs *js = jw->js;
-
-    if (jw->created != NULL) {
-        struct job *j = jw->job;
-        uint64_t id = j->id;
-        if (w->status == 0 && !js->closing) {
-            append_active(js, j);
-            js->stats.created++;
-            schedule_pump(js);
-        } else {
-            job_free(j);
-        }
-        jw->created(jw->ctx, w->status, w->status == 0 ? id : 0);
-    } else if (w->status != 0) {
-        log_error("jobs: cannot store a job's progress: %s", strerror(-w->status));
+    /* Unfinished jobs run oldest first. */
+    if (w->status == 0 && !js->_closing) {
+        h2o_linklist_insert(&js->_active, &j->link);
+        js->_stats.created++;
+        schedule_pump(js);
+    } else {
+        job_free(j);
     }
-    free(jw->rec);
-    free(jw);
+    cw->created(cw->ctx, w->status, w->status == 0 ? id : 0);
+    free(cw->rec);
+    free(cw);
 }
 
-static struct job_write *job_write_new(struct jobs *js, struct job *j)
+static void on_progress_written(struct db_write *w)
 {
-    struct job_write *jw = calloc(1, sizeof(*jw));
+    struct job_progress_write *pw = H2O_STRUCT_FROM_MEMBER(struct job_progress_write, w, w);
 
-    if (jw == NULL)
-        abort();
-    jw->js = js;
-    id_key(jw->key, j->id);
-    jw->rec = encode(j, &jw->rec_len);
-    jw->w.apply = apply_job_write;
-    jw->w.done = on_job_written;
-    return jw;
+    if (w->status != 0)
+        log_error("jobs: cannot store a job's progress: %s", strerror(-w->status));
+    free(pw->rec);
+    free(pw);
 }
 
 static void write_progress(struct jobs *js, struct job *j)
 {
-    struct job_write *jw = job_write_new(js, j);
+    struct job_progress_write *pw = calloc(1, sizeof(*pw));
 
-    jw->finished = j->h.state == JOB_DONE || j->h.state == JOB_FAILED;
+    if (pw == NULL)
+        abort();
+    pw->js = js;
+    id_key(pw->key, j->id);
+    pw->rec = encode(j, &pw->rec_len);
+    pw->finished = j->h.state == JOB_DONE || j->h.state == JOB_FAILED;
+    pw->w.apply = apply_progress;
+    pw->w.done = on_progress_written;
     j->dirty = false;
-    store_submit(js->store, &jw->w);
+    db_submit(js->_db, &pw->w);
+}
+
+static struct job *job_of(h2o_linklist_t *l)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct job, link, l);
 }
 
 static void on_flush_timer(uv_timer_t *t)
 {
     struct jobs *js = t->data;
 
-    for (struct job *j = js->active; j != NULL; j = j->next_active) {
-        if (j->dirty)
-            write_progress(js, j);
+    for (h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
+        if (job_of(l)->dirty)
+            write_progress(js, job_of(l));
     }
 }
 
 /* --- running ------------------------------------------------------------------------------------------------------ */
 
-static void unlink_work(struct jobs *js, struct job_work *jw)
-{
-    if (jw->prev != NULL)
-        jw->prev->next = jw->next;
-    else
-        js->working = jw->next;
-    if (jw->next != NULL)
-        jw->next->prev = jw->prev;
-}
-
 static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
 {
-    struct job_work *jw = (struct job_work *)w;
+    struct job_work *jw = H2O_STRUCT_FROM_MEMBER(struct job_work, w, w);
     struct jobs *js = jw->js;
     struct job *j = jw->job;
 
-    unlink_work(js, jw);
-    js->inflight--;
+    h2o_linklist_unlink(&jw->link);
+    js->_inflight--;
     j->working--;
     /* Abandoned at shutdown: not counted, so it is done again after the restart. */
-    if (outcome != PFP_ABANDONED || !js->closing) {
+    if (outcome != PFP_ABANDONED || !js->_closing) {
         j->bits[jw->index / 8] |= (uint8_t)(1u << (jw->index % 8));
         j->h.done++;
-        js->stats.items_done++;
+        js->_stats.items_done++;
         switch (outcome) {
         case PFP_CACHED: j->h.cached++; break;
         case PFP_ALREADY_CACHED: j->h.already_cached++; break;
@@ -259,8 +257,8 @@ static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
         default: j->h.failed++; break;
         }
         j->dirty = true;
-        if (!js->closing && !uv_is_active((uv_handle_t *)&js->flush_timer))
-            uv_timer_start(&js->flush_timer, on_flush_timer, FLUSH_MS, 0);
+        if (!js->_closing && !uv_is_active((uv_handle_t *)&js->_flush_timer))
+            uv_timer_start(&js->_flush_timer, on_flush_timer, FLUSH_MS, 0);
     }
     free(jw);
     schedule_pump(js);
@@ -269,23 +267,18 @@ static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
 /* Jobs with every pubkey done are written as done and leave the active list. */
 static void settle(struct jobs *js)
 {
-    struct job **pp = &js->active, *prev = NULL;
+    for (h2o_linklist_t *l = js->_active.next, *next; l != &js->_active; l = next) {
+        struct job *j = job_of(l);
 
-    while (*pp != NULL) {
-        struct job *j = *pp;
-        if (j->h.done < j->h.total || j->working > 0) {
-            prev = j;
-            pp = &j->next_active;
+        next = l->next;
+        if (j->h.done < j->h.total || j->working > 0)
             continue;
-        }
-        *pp = j->next_active;
-        if (js->active_tail == j)
-            js->active_tail = prev;
+        h2o_linklist_unlink(&j->link);
         j->h.state = JOB_DONE;
         j->h.finished_at = now_s();
         if (j->h.started_at == 0)
             j->h.started_at = j->h.finished_at;
-        js->stats.finished++;
+        js->_stats.finished++;
         write_progress(js, j);
         job_free(j);
     }
@@ -296,15 +289,16 @@ static void on_pump(uv_timer_t *t)
 {
     struct jobs *js = t->data;
 
-    if (js->closing)
+    if (js->_closing)
         return;
     settle(js);
-    for (struct job *j = js->active; j != NULL && js->inflight < JOBS_INFLIGHT;) {
+    for (h2o_linklist_t *l = js->_active.next; l != &js->_active && js->_inflight < JOBS_INFLIGHT;) {
+        struct job *j = job_of(l);
         struct job_work *jw;
         uint32_t i;
 
         if (j->next >= j->h.total) {
-            j = j->next_active;
+            l = l->next;
             continue;
         }
         if (bit_get(j->bits, i = j->next++))
@@ -320,21 +314,18 @@ static void on_pump(uv_timer_t *t)
         jw->js = js;
         jw->job = j;
         jw->index = i;
-        jw->next = js->working;
-        if (js->working != NULL)
-            js->working->prev = jw;
-        js->working = jw;
-        js->inflight++;
+        h2o_linklist_insert(&js->_working, &jw->link);
+        js->_inflight++;
         j->working++;
         /* May call on_item_done() before it returns; that only schedules another pump. */
-        pfp_precache(js->pfp, j->pubkeys[i], &jw->w);
+        pfp_precache(js->_pfp, j->pubkeys[i], &jw->w);
     }
 }
 
 static void schedule_pump(struct jobs *js)
 {
-    if (!js->closing)
-        uv_timer_start(&js->pump_timer, on_pump, 0, 0);
+    if (!js->_closing)
+        uv_timer_start(&js->_pump_timer, on_pump, 0, 0);
 }
 
 /* --- creating and reading ------------------------------------------------------------------------------------- */
@@ -350,15 +341,15 @@ void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[3
                  jobs_created_fn done, void *ctx)
 {
     struct job *j = calloc(1, sizeof(*j));
-    struct job_write *jw;
+    struct job_create_write *cw = calloc(1, sizeof(*cw));
     /* Ids grow with time, so the database lists jobs oldest first; 8 bits leave room for bursts. */
     uint64_t id = wall_ms() << 8;
 
-    if (j == NULL || (j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL ||
+    if (j == NULL || cw == NULL || (j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL ||
         (j->pubkeys = malloc(n * 32 + 1)) == NULL)
         abort();
-    js->last_id = id > js->last_id ? id : js->last_id + 1;
-    j->id = js->last_id;
+    js->_last_id = id > js->_last_id ? id : js->_last_id + 1;
+    j->id = js->_last_id;
     j->h.type = (uint8_t)type;
     j->h.state = JOB_QUEUED;
     j->h.total = (uint32_t)n;
@@ -368,13 +359,15 @@ void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[3
         memcpy(j->h.owner, owner, 32);
     }
     memcpy(j->pubkeys, pubkeys, n * 32);
-    jw = job_write_new(js, j);
-    jw->items = (const uint8_t *)j->pubkeys;
-    jw->items_len = n * 32;
-    jw->job = j;
-    jw->created = done;
-    jw->ctx = ctx;
-    store_submit(js->store, &jw->w);
+    cw->js = js;
+    id_key(cw->key, j->id);
+    cw->rec = encode(j, &cw->rec_len);
+    cw->job = j;
+    cw->created = done;
+    cw->ctx = ctx;
+    cw->w.apply = apply_create;
+    cw->w.done = on_created;
+    db_submit(js->_db, &cw->w);
 }
 
 static const char *type_name(uint8_t t)
@@ -419,7 +412,8 @@ static json_t *job_json(uint64_t id, const struct job_head *h)
 
 static const struct job *find_active(const struct jobs *js, uint64_t id)
 {
-    for (const struct job *j = js->active; j != NULL; j = j->next_active) {
+    for (const h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
+        const struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, link, l);
         if (j->id == id)
             return j;
     }
@@ -439,20 +433,21 @@ static json_t *job_json_from(struct jobs *js, uint64_t id, const MDB_val *v)
     return job_json(id, &h);
 }
 
-json_t *jobs_get(struct jobs *js, uint64_t id)
+int jobs_get(struct jobs *js, uint64_t id, json_t **out)
 {
     uint8_t key[8];
     MDB_val k = {8, key}, v;
     MDB_txn *txn;
-    json_t *o = NULL;
+    int rc;
 
+    *out = NULL;
     id_key(key, id);
-    if (store_read_begin(js->store, &txn) != 0)
-        return NULL;
-    if (mdb_get(txn, js->heads, &k, &v) == 0)
-        o = job_json_from(js, id, &v);
-    store_read_end(js->store, txn);
-    return o;
+    if ((rc = db_read_begin(js->_db, &txn)) != 0)
+        return rc;
+    if ((rc = db_errno(mdb_get(txn, js->_heads, &k, &v))) == 0 && (*out = job_json_from(js, id, &v)) == NULL)
+        rc = -EIO;
+    db_read_end(js->_db, txn);
+    return rc;
 }
 
 json_t *jobs_list(struct jobs *js, size_t limit)
@@ -462,9 +457,9 @@ json_t *jobs_list(struct jobs *js, size_t limit)
     MDB_cursor *cur;
     MDB_val k, v;
 
-    if (store_read_begin(js->store, &txn) != 0)
+    if (db_read_begin(js->_db, &txn) != 0)
         return a;
-    if (mdb_cursor_open(txn, js->heads, &cur) == 0) {
+    if (mdb_cursor_open(txn, js->_heads, &cur) == 0) {
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST); rc == 0 && json_array_size(a) < limit;
              rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
             json_t *o = k.mv_size == 8 ? job_json_from(js, key_id(k.mv_data), &v) : NULL;
@@ -473,7 +468,7 @@ json_t *jobs_list(struct jobs *js, size_t limit)
         }
         mdb_cursor_close(cur);
     }
-    store_read_end(js->store, txn);
+    db_read_end(js->_db, txn);
     return a;
 }
 
@@ -484,9 +479,9 @@ void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1])
     MDB_val k, v;
 
     memset(counts, 0, (JOB_FAILED + 1) * sizeof(*counts));
-    if (store_read_begin(js->store, &txn) != 0)
+    if (db_read_begin(js->_db, &txn) != 0)
         return;
-    if (mdb_cursor_open(txn, js->heads, &cur) == 0) {
+    if (mdb_cursor_open(txn, js->_heads, &cur) == 0) {
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             const struct job *j = k.mv_size == 8 ? find_active(js, key_id(k.mv_data)) : NULL;
             struct job_head h;
@@ -497,7 +492,7 @@ void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1])
         }
         mdb_cursor_close(cur);
     }
-    store_read_end(js->store, txn);
+    db_read_end(js->_db, txn);
 }
 
 int jobs_parse_id(const char *s, size_t len, uint64_t *id)
@@ -512,21 +507,28 @@ int jobs_parse_id(const char *s, size_t len, uint64_t *id)
 
 /* --- life cycle ----------------------------------------------------------------------------------------------- */
 
-int jobs_open(struct jobs *js, uv_loop_t *loop, struct store *store, struct pfp *pfp)
+int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp)
 {
     int r;
 
     memset(js, 0, sizeof(*js));
-    js->loop = loop;
-    js->store = store;
-    js->pfp = pfp;
-    if ((r = store_open_db(store, "jobs", 0, &js->heads)) != 0 ||
-        (r = store_open_db(store, "job_items", 0, &js->items)) != 0)
+    js->_loop = loop;
+    js->_db = db;
+    js->_pfp = pfp;
+    h2o_linklist_init_anchor(&js->_active);
+    h2o_linklist_init_anchor(&js->_working);
+    if ((r = db_open_table(db, "jobs", 0, &js->_heads)) != 0 ||
+        (r = db_open_table(db, "job_items", 0, &js->_items)) != 0)
         return r;
-    uv_timer_init(loop, &js->pump_timer);
-    uv_timer_init(loop, &js->flush_timer);
-    js->pump_timer.data = js->flush_timer.data = js;
+    uv_timer_init(loop, &js->_pump_timer);
+    uv_timer_init(loop, &js->_flush_timer);
+    js->_pump_timer.data = js->_flush_timer.data = js;
     return 0;
+}
+
+void jobs_stats(const struct jobs *js, struct jobs_stats *out)
+{
+    *out = js->_stats;
 }
 
 /* Reads an unfinished job back; NULL when its pubkeys are gone or do not fit its record. */
@@ -537,7 +539,7 @@ static struct job *load(struct jobs *js, MDB_txn *txn, const MDB_val *k, const M
 
     if (j == NULL)
         abort();
-    if (decode_head(v, &j->h) != 0 || mdb_get(txn, js->items, (MDB_val *)k, &iv) != 0 ||
+    if (decode_head(v, &j->h) != 0 || mdb_get(txn, js->_items, (MDB_val *)k, &iv) != 0 ||
         iv.mv_size != (size_t)j->h.total * 32) {
         free(j);
         return NULL;
@@ -572,11 +574,11 @@ int jobs_start(struct jobs *js)
     MDB_val k, v;
     int rc;
 
-    if ((rc = store_read_begin(js->store, &txn)) != 0)
+    if ((rc = db_read_begin(js->_db, &txn)) != 0)
         return rc;
-    if ((rc = mdb_cursor_open(txn, js->heads, &cur)) != 0) {
-        store_read_end(js->store, txn);
-        return store_errno(rc);
+    if ((rc = mdb_cursor_open(txn, js->_heads, &cur)) != 0) {
+        db_read_end(js->_db, txn);
+        return db_errno(rc);
     }
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct job_head h;
@@ -584,7 +586,7 @@ int jobs_start(struct jobs *js)
 
         if (k.mv_size != 8)
             continue;
-        js->last_id = key_id(k.mv_data);
+        js->_last_id = key_id(k.mv_data);
         if (decode_head(&v, &h) != 0 || (h.state != JOB_QUEUED && h.state != JOB_RUNNING))
             continue;
         if ((j = load(js, txn, &k, &v)) == NULL) {
@@ -593,43 +595,44 @@ int jobs_start(struct jobs *js)
             fail_unloadable(js, key_id(k.mv_data), &h);
             continue;
         }
-        append_active(js, j);
-        js->stats.resumed++;
+        h2o_linklist_insert(&js->_active, &j->link);
+        js->_stats.resumed++;
     }
     mdb_cursor_close(cur);
-    store_read_end(js->store, txn);
-    if (js->stats.resumed > 0)
-        log_info("jobs: resuming %llu unfinished job(s)", (unsigned long long)js->stats.resumed);
+    db_read_end(js->_db, txn);
+    if (js->_stats.resumed > 0)
+        log_info("jobs: resuming %llu unfinished job(s)", (unsigned long long)js->_stats.resumed);
     schedule_pump(js);
     return 0;
 }
 
 void jobs_shutdown(struct jobs *js)
 {
-    js->closing = true;
-    uv_timer_stop(&js->pump_timer);
-    uv_timer_stop(&js->flush_timer);
-    for (struct job *j = js->active; j != NULL; j = j->next_active) {
-        if (j->dirty)
-            write_progress(js, j);
+    if (js->_closing)
+        return;
+    js->_closing = true;
+    uv_timer_stop(&js->_pump_timer);
+    uv_timer_stop(&js->_flush_timer);
+    for (h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
+        if (job_of(l)->dirty)
+            write_progress(js, job_of(l));
     }
 }
 
 void jobs_free(struct jobs *js)
 {
-    while (js->working != NULL) {
-        struct job_work *jw = js->working;
-        js->working = jw->next;
+    while (!h2o_linklist_is_empty(&js->_working)) {
+        struct job_work *jw = H2O_STRUCT_FROM_MEMBER(struct job_work, link, js->_working.next);
+        h2o_linklist_unlink(&jw->link);
         free(jw);
     }
-    while (js->active != NULL) {
-        struct job *j = js->active;
-        js->active = j->next_active;
+    while (!h2o_linklist_is_empty(&js->_active)) {
+        struct job *j = job_of(js->_active.next);
+        h2o_linklist_unlink(&j->link);
         job_free(j);
     }
-    js->active_tail = NULL;
-    if (js->pump_timer.loop != NULL) {
-        uv_close((uv_handle_t *)&js->pump_timer, NULL);
-        uv_close((uv_handle_t *)&js->flush_timer, NULL);
+    if (js->_pump_timer.loop != NULL) {
+        uv_close((uv_handle_t *)&js->_pump_timer, NULL);
+        uv_close((uv_handle_t *)&js->_flush_timer, NULL);
     }
 }

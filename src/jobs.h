@@ -6,6 +6,7 @@
 #ifndef PFP_JOBS_H
 #define PFP_JOBS_H
 
+#include <h2o/linklist.h>
 #include <jansson.h>
 #include <lmdb.h>
 #include <stdbool.h>
@@ -13,8 +14,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "db.h"
 #include "pfp.h"
-#include "store.h"
 
 enum job_type { JOB_BATCH = 1, JOB_FOLLOWS = 2 };
 enum job_state { JOB_QUEUED = 1, JOB_RUNNING, JOB_DONE, JOB_FAILED };
@@ -37,25 +38,26 @@ struct jobs_stats {
     uint64_t items_done;
 };
 
+/* The fields are private. */
 struct jobs {
-    uv_loop_t *loop;
-    struct store *store;
-    struct pfp *pfp;
-    MDB_dbi heads;                    /* big-endian id -> job_head + bitmap */
-    MDB_dbi items;                    /* big-endian id -> its pubkeys, 32 bytes each (deleted once the job ends) */
-    struct job *active, *active_tail; /* unfinished jobs, oldest first */
-    struct job_work *working;         /* pubkeys being cached now, across jobs */
-    size_t inflight;
-    uint64_t last_id;
-    uv_timer_t pump_timer, flush_timer;
-    bool closing;
-    struct jobs_stats stats;
+    uv_loop_t *_loop;
+    struct db *_db;
+    struct pfp *_pfp;
+    MDB_dbi _heads;          /* big-endian id -> job_head + bitmap */
+    MDB_dbi _items;          /* big-endian id -> its pubkeys, 32 bytes each (deleted once the job ends) */
+    h2o_linklist_t _active;  /* unfinished jobs, oldest first */
+    h2o_linklist_t _working; /* pubkeys being cached now, across jobs */
+    size_t _inflight;
+    uint64_t _last_id;
+    uv_timer_t _pump_timer, _flush_timer;
+    bool _closing;
+    struct jobs_stats _stats;
 };
 
-/* Opens the job databases (between store_open() and store_start()). Returns 0 or a negative error. */
-int jobs_open(struct jobs *js, uv_loop_t *loop, struct store *store, struct pfp *pfp);
+/* Opens the job tables (between db_init() and db_start()). Returns 0 or a negative error. */
+int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp);
 
-/* After store_start(): loads the unfinished jobs and runs them. */
+/* After db_start(): loads the unfinished jobs and runs them. Returns 0, or -EIO when the jobs cannot be read. */
 int jobs_start(struct jobs *js);
 
 typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
@@ -63,15 +65,20 @@ typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
 /*
  * Creates a job over `n` distinct pubkeys (JOB_FOLLOWS: `owner`'s follows).
  * `done` hears the new id once the job is committed, so an acknowledged job
- * survives a crash; it then runs.
+ * survives a crash; it then runs. `status` is 0, -ENOSPC, -EIO or -ESHUTDOWN.
+ * `pubkeys` and `owner` are copied.
  */
 void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
                  jobs_created_fn done, void *ctx);
 
-/* The job `id` as JSON ({id, type, state, total, done, cached, ...}), or NULL when there is none. */
-json_t *jobs_get(struct jobs *js, uint64_t id);
+/*
+ * The job `id` as JSON ({id, type, state, total, done, cached, ...}) in `*out`,
+ * the caller's reference (json_decref() it). Returns 0, -ENOENT when there is
+ * no such job, or -EIO (or -EBUSY) when the database cannot be read.
+ */
+int jobs_get(struct jobs *js, uint64_t id, json_t **out);
 
-/* The `limit` most recent jobs, newest first, as a JSON array. */
+/* The `limit` most recent jobs, newest first, as a new JSON array (empty when the database cannot be read). */
 json_t *jobs_list(struct jobs *js, size_t limit);
 
 /* How many jobs are in each state (indexed by enum job_state): those kept, the unfinished as they stand. */
@@ -80,10 +87,12 @@ void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1]);
 /* "0123456789abcdef": the id as clients see it. Returns 0, or -EINVAL for anything but 16 hex digits. */
 int jobs_parse_id(const char *s, size_t len, uint64_t *id);
 
-/* Writes the progress still in memory and starts no more work (before store_close()). */
+void jobs_stats(const struct jobs *js, struct jobs_stats *out);
+
+/* Writes the progress still in memory and starts no more work (before db_shutdown()). Idempotent. */
 void jobs_shutdown(struct jobs *js);
 
-/* After the picture service has let go of every watch. */
+/* After the picture service has let go of every watch; the timers close with the loop's next iteration. */
 void jobs_free(struct jobs *js);
 
 #endif

@@ -992,7 +992,11 @@ int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct st
     if ((r = blobs_init(&p->blobs, cfg->media_cache_path, err, errlen)) != 0)
         return r;
     blobcache_init(&p->cache, (size_t)cfg->memory_cache_mb << 20);
-    if ((r = pictures_open(&p->index, loop, cfg, store, &p->blobs, &p->cache)) != 0) {
+    if ((r = pictures_init(&p->index, loop,
+                           &(struct pictures_options){(uint64_t)cfg->max_cache_size_mb << 20,
+                                                      (unsigned)cfg->lru_low_water_percent,
+                                                      (uint64_t)cfg->lru_check_interval * 60000},
+                           store_db(store), &p->blobs, &p->cache, inbox)) != 0) {
         snprintf(err, errlen, "cannot open the picture index: %s", strerror(-r));
         return r;
     }
@@ -1107,7 +1111,7 @@ void pfp_free(struct pfp *p)
     p->prefetch_queue = NULL;
     if (p->prefetch_timer.loop != NULL)
         uv_close((uv_handle_t *)&p->prefetch_timer, NULL);
-    pictures_close(&p->index);
+    pictures_free(&p->index);
     blobcache_free(&p->cache);
     blobs_free(&p->blobs);
 }

@@ -1,8 +1,11 @@
 /* pictures.c -- the picture index in LMDB and the files it counts. */
 #include "pictures.h"
 
+#include <assert.h>
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
+#include <h2o/memory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +76,9 @@ static uint8_t *pic_encode(const struct pic *pic, size_t *len)
 
 static void lru_key(uint8_t k[40], uint64_t ms, const uint8_t hash[32])
 {
-    for (int i = 0; i < 8; i++)
-        k[i] = (uint8_t)(ms >> (56 - 8 * i));
+    uint64_t be = htobe64(ms);
+
+    memcpy(k, &be, 8);
     memcpy(k + 8, hash, 32);
 }
 
@@ -87,17 +91,26 @@ static uint64_t wall_ms(void)
 
 /* --- writes ----------------------------------------------------------------------------------------------------- */
 
-enum px_op { PX_PUT, PX_TOUCH, PX_EVICT, PX_PURGE, PX_FORGET, PX_RECONCILE };
-
-/* One write to the index. Those that remove files are solo, so files go before any later write runs. */
-struct px_write {
-    struct store_write w;
+/*
+ * What every write to the index shares. Each operation has its own struct
+ * around it, with its own apply (writer thread) and completion (loop thread).
+ * `work` carries it through the file thread when it needs file work before
+ * (a picture's file checked) or after (files removed) the commit.
+ */
+struct px {
+    struct db_write w;
+    struct work work;
     struct pictures *x;
-    enum px_op op;
     uint64_t now_ms;
     struct totals totals; /* after the write */
+    /* removals: files to delete once committed */
+    uint8_t (*gone)[32];
+    size_t ngone, gone_cap;
+    uint64_t removed_files, removed_bytes, removed_pictures;
+};
 
-    /* PX_PUT, PX_PURGE of a pubkey; PX_FORGET: the file's hash */
+struct px_put {
+    struct px b;
     uint8_t pubkey[32];
     uint8_t *value; /* the encoded record, NULL to delete it */
     size_t len;
@@ -105,35 +118,55 @@ struct px_write {
     uint8_t url_key[32];
     struct url_rec url;
     struct blob_ref *bytes;
+    bool on_disk;        /* the record's file, checked on the file thread before the write */
+    uint64_t disk_bytes; /* ... and its size */
     pictures_done_fn done;
     void *ctx;
+};
 
-    /* PX_TOUCH, PX_EVICT */
+struct px_touch {
+    struct px b;
     struct touch *touches;
     size_t ntouches;
-    uint64_t target; /* PX_EVICT: bytes to come down to */
-    bool more;       /* PX_EVICT: stopped at EVICT_CHUNK files */
+};
 
-    /* PX_PURGE */
+struct px_evict {
+    struct px b;
+    struct touch *touches; /* written first */
+    size_t ntouches;
+    uint64_t target; /* bytes to come down to */
+    bool more;       /* stopped at EVICT_CHUNK files */
+};
+
+struct px_purge {
+    struct px b;
     enum pictures_scope scope;
+    uint8_t pubkey[32];
     pictures_purged_fn purged;
+    void *ctx;
     struct pictures_purged result;
+};
 
-    /* PX_RECONCILE */
-    time_t cutoff;             /* files written since are not orphans: their records may be on the way */
+struct px_forget {
+    struct px b;
+    uint8_t hash[32];
+};
+
+struct disk_file;
+
+struct px_reconcile {
+    struct px b;
+    time_t cutoff;          /* files written since are not orphans: their records may be on the way */
+    struct disk_file *disk; /* listed on the file thread, sorted by hash */
+    size_t ndisk;
     bool rebuilt;              /* the index had no totals: counted from the picture records */
     uint64_t dropped, orphans; /* records whose file had gone; files no record named */
-
-    /* removals: files to delete once committed */
-    uint8_t (*gone)[32];
-    size_t ngone, gone_cap;
-    uint64_t removed_files, removed_bytes, removed_pictures;
 };
 
 static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *present)
 {
     MDB_val k = {sizeof(TOTALS_KEY) - 1, (void *)TOTALS_KEY}, v;
-    int rc = mdb_get(txn, x->meta, &k, &v);
+    int rc = mdb_get(txn, x->_meta, &k, &v);
 
     memset(t, 0, sizeof(*t));
     if (present != NULL)
@@ -141,7 +174,7 @@ static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0 || v.mv_size != sizeof(*t))
-        return rc != 0 ? store_errno(rc) : -EIO;
+        return rc != 0 ? db_errno(rc) : -EIO;
     memcpy(t, v.mv_data, sizeof(*t));
     return 0;
 }
@@ -149,16 +182,16 @@ static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *
 static int totals_put(struct pictures *x, MDB_txn *txn, const struct totals *t)
 {
     MDB_val k = {sizeof(TOTALS_KEY) - 1, (void *)TOTALS_KEY}, v = {sizeof(*t), (void *)t};
-    return store_errno(mdb_put(txn, x->meta, &k, &v, 0));
+    return db_errno(mdb_put(txn, x->_meta, &k, &v, 0));
 }
 
 static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], struct file_rec *f)
 {
     MDB_val k = {32, (void *)hash}, v;
-    int rc = mdb_get(txn, x->files, &k, &v);
+    int rc = mdb_get(txn, x->_files, &k, &v);
 
     if (rc != 0)
-        return store_errno(rc);
+        return db_errno(rc);
     if (v.mv_size != sizeof(*f))
         return -EIO;
     memcpy(f, v.mv_data, sizeof(*f));
@@ -168,7 +201,7 @@ static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], st
 static int file_put(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
 {
     MDB_val k = {32, (void *)hash}, v = {sizeof(*f), (void *)f};
-    return store_errno(mdb_put(txn, x->files, &k, &v, 0));
+    return db_errno(mdb_put(txn, x->_files, &k, &v, 0));
 }
 
 static int lru_put(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
@@ -177,7 +210,7 @@ static int lru_put(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t 
     MDB_val k = {sizeof(key), key}, v = {0, NULL};
 
     lru_key(key, ms, hash);
-    return store_errno(mdb_put(txn, x->lru, &k, &v, 0));
+    return db_errno(mdb_put(txn, x->_lru, &k, &v, 0));
 }
 
 static int lru_del(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
@@ -187,11 +220,11 @@ static int lru_del(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t 
     int rc;
 
     lru_key(key, ms, hash);
-    rc = mdb_del(txn, x->lru, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    rc = mdb_del(txn, x->_lru, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
 }
 
-static void gone_add(struct px_write *pw, const uint8_t hash[32])
+static void gone_add(struct px *pw, const uint8_t hash[32])
 {
     if (pw->ngone == pw->gone_cap) {
         pw->gone_cap = pw->gone_cap ? 2 * pw->gone_cap : 64;
@@ -202,16 +235,16 @@ static void gone_add(struct px_write *pw, const uint8_t hash[32])
 }
 
 /* Removes the file's entries (not the records naming it); the file itself goes after the commit. */
-static int file_remove(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
+static int file_remove(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
 {
     struct pictures *x = pw->x;
     MDB_val k = {32, (void *)hash};
     int rc;
 
-    if ((rc = mdb_del(txn, x->files, &k, NULL)) != 0 || (rc = lru_del(x, txn, f->served_ms, hash)) != 0)
-        return store_errno(rc);
-    if ((rc = mdb_del(txn, x->users, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
-        return store_errno(rc);
+    if ((rc = mdb_del(txn, x->_files, &k, NULL)) != 0 || (rc = lru_del(x, txn, f->served_ms, hash)) != 0)
+        return db_errno(rc);
+    if ((rc = mdb_del(txn, x->_users, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        return db_errno(rc);
     pw->totals.files--;
     pw->totals.bytes -= f->bytes;
     pw->removed_files++;
@@ -221,36 +254,37 @@ static int file_remove(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32]
 }
 
 /* Deletes every picture record that names the file `hash`. */
-static int drop_users(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32])
+static int drop_users(struct px *pw, MDB_txn *txn, const uint8_t hash[32])
 {
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     MDB_val k = {32, (void *)hash}, v;
     int rc;
 
-    if ((rc = mdb_cursor_open(txn, x->users, &cur)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_cursor_open(txn, x->_users, &cur)) != 0)
+        return db_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
         MDB_val pk = {32, v.mv_data}, pv;
         struct pic pic;
-        if (v.mv_size != 32 || mdb_get(txn, x->records, &pk, &pv) != 0 || pic_decode(&pv, &pic) != 0 ||
+        if (v.mv_size != 32 || mdb_get(txn, x->_records, &pk, &pv) != 0 || pic_decode(&pv, &pic) != 0 ||
             pic.h.state != PIC_OK || memcmp(pic.h.blob, hash, 32) != 0)
             continue;
-        if ((rc = mdb_del(txn, x->records, &pk, NULL)) != 0)
+        if ((rc = mdb_del(txn, x->_records, &pk, NULL)) != 0)
             break;
         pw->totals.pictures--;
         pw->removed_pictures++;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
 }
 
 /*
  * `pubkey` now names the file `hash`. A file new to the index is counted with
- * its size on disk; when it is not on disk (removed since it was written), it
- * is written again from the write's bytes if it has them.
+ * its size on disk, `disk_bytes`, found on the file thread before the write;
+ * NULL when it is not on disk, which fails the write.
  */
-static int file_add_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32])
+static int file_add_user(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32],
+                         const uint64_t *disk_bytes)
 {
     struct pictures *x = pw->x;
     MDB_val k = {32, (void *)hash}, v = {32, (void *)pubkey};
@@ -258,17 +292,9 @@ static int file_add_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[3
     int rc = file_get(x, txn, hash, &f);
 
     if (rc == -ENOENT) {
-        char path[4096];
-        struct stat st;
-
-        blob_path(x->blobs, hash, path, sizeof(path));
-        if (stat(path, &st) != 0) {
-            if (pw->bytes == NULL || memcmp(pw->bytes->hash, hash, 32) != 0)
-                return -ENOENT;
-            if ((rc = blob_write(x->blobs, hash, pw->bytes->data, pw->bytes->len)) != 0 || stat(path, &st) != 0)
-                return rc != 0 ? rc : -EIO;
-        }
-        f = (struct file_rec){.bytes = (uint64_t)st.st_size, .served_ms = pw->now_ms};
+        if (disk_bytes == NULL)
+            return -ENOENT;
+        f = (struct file_rec){.bytes = *disk_bytes, .served_ms = pw->now_ms};
         if ((rc = lru_put(x, txn, f.served_ms, hash)) != 0)
             return rc;
         pw->totals.files++;
@@ -276,17 +302,16 @@ static int file_add_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[3
     } else if (rc != 0) {
         return rc;
     }
-    rc = mdb_put(txn, x->users, &k, &v, MDB_NODUPDATA);
+    rc = mdb_put(txn, x->_users, &k, &v, MDB_NODUPDATA);
     if (rc == 0)
         f.users++;
     else if (rc != MDB_KEYEXIST)
-        return store_errno(rc);
+        return db_errno(rc);
     return file_put(x, txn, hash, &f);
 }
 
 /* `pubkey` no longer names `hash`. The file stays, unused, until it is evicted or purged, unless `remove`. */
-static int file_drop_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32],
-                          bool remove)
+static int file_drop_user(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32], bool remove)
 {
     struct pictures *x = pw->x;
     MDB_val k = {32, (void *)hash}, v = {32, (void *)pubkey};
@@ -297,19 +322,19 @@ static int file_drop_user(struct px_write *pw, MDB_txn *txn, const uint8_t hash[
         return 0;
     if (rc != 0)
         return rc;
-    rc = mdb_del(txn, x->users, &k, &v);
+    rc = mdb_del(txn, x->_users, &k, &v);
     if (rc == 0 && f.users > 0)
         f.users--;
     else if (rc != 0 && rc != MDB_NOTFOUND)
-        return store_errno(rc);
+        return db_errno(rc);
     if (remove && f.users == 0)
         return file_remove(pw, txn, hash, &f);
     return file_put(x, txn, hash, &f);
 }
 
 /* Replaces the record of `pubkey` (deletes it when `value` is NULL), keeping the files' users in step. */
-static int record_set(struct px_write *pw, MDB_txn *txn, const uint8_t pubkey[32], const uint8_t *value, size_t len,
-                      bool remove_unused)
+static int record_set(struct px *pw, MDB_txn *txn, const uint8_t pubkey[32], const uint8_t *value, size_t len,
+                      bool remove_unused, const uint64_t *disk_bytes)
 {
     struct pictures *x = pw->x;
     MDB_val k = {32, (void *)pubkey}, v;
@@ -317,7 +342,7 @@ static int record_set(struct px_write *pw, MDB_txn *txn, const uint8_t pubkey[32
     bool old_ok = false, now_ok = false;
     int rc;
 
-    if (mdb_get(txn, x->records, &k, &v) == 0 && pic_decode(&v, &old) == 0)
+    if (mdb_get(txn, x->_records, &k, &v) == 0 && pic_decode(&v, &old) == 0)
         old_ok = old.h.state == PIC_OK;
     if (value != NULL) {
         MDB_val nv = {len, (void *)value};
@@ -326,7 +351,7 @@ static int record_set(struct px_write *pw, MDB_txn *txn, const uint8_t pubkey[32
         now_ok = now.h.state == PIC_OK;
     }
     if (now_ok && !(old_ok && memcmp(old.h.blob, now.h.blob, 32) == 0)) {
-        if ((rc = file_add_user(pw, txn, now.h.blob, pubkey)) != 0)
+        if ((rc = file_add_user(pw, txn, now.h.blob, pubkey, disk_bytes)) != 0)
             return rc;
     }
     if (old_ok && !(now_ok && memcmp(old.h.blob, now.h.blob, 32) == 0)) {
@@ -336,19 +361,19 @@ static int record_set(struct px_write *pw, MDB_txn *txn, const uint8_t pubkey[32
     pw->totals.pictures += (uint64_t)now_ok - (uint64_t)old_ok;
     if (value != NULL) {
         v = (MDB_val){len, (void *)value};
-        return store_errno(mdb_put(txn, x->records, &k, &v, 0));
+        return db_errno(mdb_put(txn, x->_records, &k, &v, 0));
     }
-    rc = mdb_del(txn, x->records, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    rc = mdb_del(txn, x->_records, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
 }
 
 /* Moves each touched file to its new place in the recency order. */
-static int apply_touches(struct px_write *pw, MDB_txn *txn)
+static int apply_touches(struct px *pw, MDB_txn *txn, const struct touch *touches, size_t ntouches)
 {
     struct pictures *x = pw->x;
 
-    for (size_t i = 0; i < pw->ntouches; i++) {
-        const struct touch *t = &pw->touches[i];
+    for (size_t i = 0; i < ntouches; i++) {
+        const struct touch *t = &touches[i];
         struct file_rec f;
         int rc = file_get(x, txn, t->hash, &f);
         if (rc == -ENOENT || (rc == 0 && f.served_ms >= t->ms))
@@ -363,24 +388,25 @@ static int apply_touches(struct px_write *pw, MDB_txn *txn)
 }
 
 /* Removes the least recently served files, and the records naming them, down to the target. */
-static int apply_evict(struct px_write *pw, MDB_txn *txn)
+static int evict(struct px_evict *pe, MDB_txn *txn)
 {
+    struct px *pw = &pe->b;
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     size_t n = 0;
     int rc;
 
-    if ((rc = apply_touches(pw, txn)) != 0)
+    if ((rc = apply_touches(pw, txn, pe->touches, pe->ntouches)) != 0)
         return rc;
-    if ((rc = mdb_cursor_open(txn, x->lru, &cur)) != 0)
-        return store_errno(rc);
-    while (rc == 0 && pw->totals.bytes > pw->target && n < EVICT_CHUNK) {
+    if ((rc = mdb_cursor_open(txn, x->_lru, &cur)) != 0)
+        return db_errno(rc);
+    while (rc == 0 && pw->totals.bytes > pe->target && n < EVICT_CHUNK) {
         MDB_val k, v;
         uint8_t hash[32];
         struct file_rec f;
 
         /* The first entry again each time: the removals below move the cursor's ground. */
-        if ((rc = store_errno(mdb_cursor_get(cur, &k, &v, MDB_FIRST))) != 0)
+        if ((rc = db_errno(mdb_cursor_get(cur, &k, &v, MDB_FIRST))) != 0)
             break;
         if (k.mv_size != 40) {
             rc = -EIO;
@@ -388,27 +414,27 @@ static int apply_evict(struct px_write *pw, MDB_txn *txn)
         }
         memcpy(hash, (uint8_t *)k.mv_data + 8, 32);
         if ((rc = file_get(x, txn, hash, &f)) == -ENOENT) {
-            rc = store_errno(mdb_cursor_del(cur, 0));
+            rc = db_errno(mdb_cursor_del(cur, 0));
             continue;
         }
         if (rc == 0 && (rc = drop_users(pw, txn, hash)) == 0 && (rc = file_remove(pw, txn, hash, &f)) == 0)
             n++;
     }
     mdb_cursor_close(cur);
-    pw->more = n == EVICT_CHUNK && pw->totals.bytes > pw->target;
+    pe->more = n == EVICT_CHUNK && pw->totals.bytes > pe->target;
     return rc == -ENOENT ? 0 : rc;
 }
 
 /* Lists every file in the index for removal, and empties the file databases. */
-static int drop_all_files(struct px_write *pw, MDB_txn *txn)
+static int drop_all_files(struct px *pw, MDB_txn *txn)
 {
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     MDB_val k, v;
     int rc;
 
-    if ((rc = mdb_cursor_open(txn, x->files, &cur)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_cursor_open(txn, x->_files, &cur)) != 0)
+        return db_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct file_rec f;
         if (k.mv_size != 32 || v.mv_size != sizeof(f))
@@ -420,28 +446,29 @@ static int drop_all_files(struct px_write *pw, MDB_txn *txn)
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
-        return store_errno(rc);
-    if ((rc = mdb_drop(txn, x->files, 0)) != 0 || (rc = mdb_drop(txn, x->lru, 0)) != 0 ||
-        (rc = mdb_drop(txn, x->users, 0)) != 0 || (rc = mdb_drop(txn, x->urls, 0)) != 0)
-        return store_errno(rc);
+        return db_errno(rc);
+    if ((rc = mdb_drop(txn, x->_files, 0)) != 0 || (rc = mdb_drop(txn, x->_lru, 0)) != 0 ||
+        (rc = mdb_drop(txn, x->_users, 0)) != 0 || (rc = mdb_drop(txn, x->_urls, 0)) != 0)
+        return db_errno(rc);
     pw->totals.files = pw->totals.bytes = 0;
     return 0;
 }
 
-static int apply_purge(struct px_write *pw, MDB_txn *txn)
+static int purge(struct px_purge *pp, MDB_txn *txn)
 {
+    struct px *pw = &pp->b;
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     MDB_val k, v;
     int rc;
 
-    pw->result.found = false;
-    if (pw->scope == PURGE_PUBKEY) {
-        MDB_val pk = {32, pw->pubkey};
-        if ((rc = mdb_get(txn, x->records, &pk, &v)) != 0)
-            return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
-        pw->result.found = true;
-        if ((rc = record_set(pw, txn, pw->pubkey, NULL, 0, true)) == 0)
+    pp->result.found = false;
+    if (pp->scope == PURGE_PUBKEY) {
+        MDB_val pk = {32, pp->pubkey};
+        if ((rc = mdb_get(txn, x->_records, &pk, &v)) != 0)
+            return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
+        pp->result.found = true;
+        if ((rc = record_set(pw, txn, pp->pubkey, NULL, 0, true, NULL)) == 0)
             pw->removed_pictures++;
         return rc;
     }
@@ -449,31 +476,31 @@ static int apply_purge(struct px_write *pw, MDB_txn *txn)
         return rc;
     pw->removed_pictures = pw->totals.pictures;
     pw->totals.pictures = 0;
-    if (pw->scope == PURGE_ALL)
-        return store_errno(mdb_drop(txn, x->records, 0));
+    if (pp->scope == PURGE_ALL)
+        return db_errno(mdb_drop(txn, x->_records, 0));
     /* Only the pictures: remembered failures stay. */
-    if ((rc = mdb_cursor_open(txn, x->records, &cur)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_cursor_open(txn, x->_records, &cur)) != 0)
+        return db_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct pic pic;
         if (pic_decode(&v, &pic) == 0 && pic.h.state == PIC_OK && (rc = mdb_cursor_del(cur, 0)) != 0)
             break;
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
 }
 
 /* A file found missing: its entries go, with the records naming it. */
-static int apply_forget(struct px_write *pw, MDB_txn *txn)
+static int forget(struct px_forget *pf, MDB_txn *txn)
 {
     struct file_rec f;
-    int rc = file_get(pw->x, txn, pw->pubkey, &f);
+    int rc = file_get(pf->b.x, txn, pf->hash, &f);
 
     if (rc == -ENOENT)
         return 0;
-    if (rc != 0 || (rc = drop_users(pw, txn, pw->pubkey)) != 0)
+    if (rc != 0 || (rc = drop_users(&pf->b, txn, pf->hash)) != 0)
         return rc;
-    return file_remove(pw, txn, pw->pubkey, &f);
+    return file_remove(&pf->b, txn, pf->hash, &f);
 }
 
 /* --- start-up reconciliation ---------------------------------------------------------------------------------- */
@@ -494,7 +521,7 @@ static struct disk_file *list_disk(struct pictures *x, size_t *n)
 {
     struct disk_file *v = NULL;
     size_t cap = 0;
-    DIR *top = opendir(x->blobs->dir);
+    DIR *top = opendir(x->_blobs->dir);
     struct dirent *e;
 
     *n = 0;
@@ -505,7 +532,7 @@ static struct disk_file *list_disk(struct pictures *x, size_t *n)
 
         if (strlen(e->d_name) != 2 || e->d_name[0] == '.')
             continue;
-        snprintf(sub, sizeof(sub), "%s/%s", x->blobs->dir, e->d_name);
+        snprintf(sub, sizeof(sub), "%s/%s", x->_blobs->dir, e->d_name);
         if ((d = opendir(sub)) == NULL)
             continue;
         while ((f = readdir(d)) != NULL) {
@@ -539,42 +566,49 @@ static const struct disk_file *on_disk(const struct disk_file *v, size_t n, cons
 }
 
 /* Counts the files again from the picture records: for an index written before files were counted. */
-static int rebuild(struct px_write *pw, MDB_txn *txn, const struct disk_file *disk, size_t n)
+static int rebuild(struct px_reconcile *pr, MDB_txn *txn)
 {
+    struct px *pw = &pr->b;
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     MDB_val k, v;
     int c, rc = 0;
 
-    if ((c = mdb_drop(txn, x->files, 0)) != 0 || (c = mdb_drop(txn, x->lru, 0)) != 0 ||
-        (c = mdb_drop(txn, x->users, 0)) != 0 || (c = mdb_cursor_open(txn, x->records, &cur)) != 0)
-        return store_errno(c);
+    if ((c = mdb_drop(txn, x->_files, 0)) != 0 || (c = mdb_drop(txn, x->_lru, 0)) != 0 ||
+        (c = mdb_drop(txn, x->_users, 0)) != 0 || (c = mdb_cursor_open(txn, x->_records, &cur)) != 0)
+        return db_errno(c);
     memset(&pw->totals, 0, sizeof(pw->totals));
     for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0 && rc == 0; c = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const struct disk_file *d;
         struct pic pic;
         uint8_t pubkey[32];
         if (k.mv_size != 32 || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
             continue;
         memcpy(pubkey, k.mv_data, 32);
-        if (on_disk(disk, n, pic.h.blob) == NULL) {
-            rc = store_errno(mdb_cursor_del(cur, 0));
-            pw->dropped++;
+        if ((d = on_disk(pr->disk, pr->ndisk, pic.h.blob)) == NULL) {
+            rc = db_errno(mdb_cursor_del(cur, 0));
+            pr->dropped++;
             continue;
         }
         /* Recency starts from when each picture was fetched. */
         pw->now_ms = pic.h.fetched_at * 1000;
-        if ((rc = file_add_user(pw, txn, pic.h.blob, pubkey)) == 0)
+        if ((rc = file_add_user(pw, txn, pic.h.blob, pubkey, &d->bytes)) == 0)
             pw->totals.pictures++;
     }
     mdb_cursor_close(cur);
     if (rc == 0 && c != MDB_NOTFOUND)
-        rc = store_errno(c);
+        rc = db_errno(c);
     return rc;
 }
 
-/* Drops the entries of files that are no longer on disk, with the records naming them. */
-static int drop_missing(struct px_write *pw, MDB_txn *txn, const struct disk_file *disk, size_t n)
+/*
+ * Drops the entries of files that are no longer on disk, with the records
+ * naming them. The listing came just before, on the file thread, ahead of any
+ * picture write that could name a new file.
+ */
+static int drop_missing(struct px_reconcile *pr, MDB_txn *txn)
 {
+    struct px *pw = &pr->b;
     struct pictures *x = pw->x;
     MDB_cursor *cur;
     MDB_val k, v;
@@ -582,11 +616,12 @@ static int drop_missing(struct px_write *pw, MDB_txn *txn, const struct disk_fil
     size_t nmissing = 0, cap = 0;
     int rc;
 
-    if ((rc = mdb_cursor_open(txn, x->files, &cur)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_cursor_open(txn, x->_files, &cur)) != 0)
+        return db_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 32 || on_disk(disk, n, k.mv_data) != NULL)
+        if (k.mv_size != 32 || on_disk(pr->disk, pr->ndisk, k.mv_data) != NULL)
             continue;
+
         if (nmissing == cap) {
             cap = cap ? 2 * cap : 64;
             if ((missing = realloc(missing, cap * sizeof(*missing))) == NULL)
@@ -595,222 +630,354 @@ static int drop_missing(struct px_write *pw, MDB_txn *txn, const struct disk_fil
         memcpy(missing[nmissing++], k.mv_data, 32);
     }
     mdb_cursor_close(cur);
-    rc = rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+    rc = rc == MDB_NOTFOUND ? 0 : db_errno(rc);
     for (size_t i = 0; i < nmissing && rc == 0; i++) {
         struct file_rec f;
         uint64_t before = pw->removed_pictures;
         if ((rc = file_get(x, txn, missing[i], &f)) == 0 && (rc = drop_users(pw, txn, missing[i])) == 0)
             rc = file_remove(pw, txn, missing[i], &f);
-        pw->dropped += pw->removed_pictures - before;
+        pr->dropped += pw->removed_pictures - before;
     }
     free(missing);
     return rc;
 }
 
-static int apply_reconcile(struct px_write *pw, MDB_txn *txn)
+/* --- writes, one type per operation ------------------------------------------------------------------------------ */
+
+/* Every apply starts from nothing, as it may run twice: the totals as stored, nothing removed yet. */
+static int px_begin(struct px *pw, MDB_txn *txn)
 {
-    struct pictures *x = pw->x;
-    size_t n;
-    struct disk_file *disk = list_disk(x, &n);
-    bool present;
-    int rc = totals_get(x, txn, &pw->totals, &present);
+    pw->ngone = 0;
+    pw->removed_files = pw->removed_bytes = pw->removed_pictures = 0;
+    return totals_get(pw->x, txn, &pw->totals, NULL);
+}
+
+static int px_end(struct px *pw, MDB_txn *txn, int rc)
+{
+    return rc == 0 ? totals_put(pw->x, txn, &pw->totals) : rc;
+}
+
+static int apply_put(MDB_txn *txn, struct db_write *w)
+{
+    struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
+    int rc = px_begin(&p->b, txn);
 
     if (rc == 0)
-        rc = present ? drop_missing(pw, txn, disk, n) : rebuild(pw, txn, disk, n);
-    pw->rebuilt = !present && (pw->totals.pictures > 0 || pw->dropped > 0);
+        rc = record_set(&p->b, txn, p->pubkey, p->value, p->len, false, p->on_disk ? &p->disk_bytes : NULL);
+    if (rc == 0 && p->put_url) {
+        MDB_val uk = {32, p->url_key}, uv = {sizeof(p->url), &p->url};
+        rc = db_errno(mdb_put(txn, p->b.x->_urls, &uk, &uv, 0));
+    }
+    return px_end(&p->b, txn, rc);
+}
+
+static int apply_touch(MDB_txn *txn, struct db_write *w)
+{
+    struct px_touch *t = H2O_STRUCT_FROM_MEMBER(struct px_touch, b.w, w);
+    int rc = px_begin(&t->b, txn);
+
+    return px_end(&t->b, txn, rc == 0 ? apply_touches(&t->b, txn, t->touches, t->ntouches) : rc);
+}
+
+static int apply_evict(MDB_txn *txn, struct db_write *w)
+{
+    struct px_evict *e = H2O_STRUCT_FROM_MEMBER(struct px_evict, b.w, w);
+    int rc = px_begin(&e->b, txn);
+
+    return px_end(&e->b, txn, rc == 0 ? evict(e, txn) : rc);
+}
+
+static int apply_purge(MDB_txn *txn, struct db_write *w)
+{
+    struct px_purge *p = H2O_STRUCT_FROM_MEMBER(struct px_purge, b.w, w);
+    int rc = px_begin(&p->b, txn);
+
+    return px_end(&p->b, txn, rc == 0 ? purge(p, txn) : rc);
+}
+
+static int apply_forget(MDB_txn *txn, struct db_write *w)
+{
+    struct px_forget *f = H2O_STRUCT_FROM_MEMBER(struct px_forget, b.w, w);
+    int rc = px_begin(&f->b, txn);
+
+    return px_end(&f->b, txn, rc == 0 ? forget(f, txn) : rc);
+}
+
+static int apply_reconcile(MDB_txn *txn, struct db_write *w)
+{
+    struct px_reconcile *r = H2O_STRUCT_FROM_MEMBER(struct px_reconcile, b.w, w);
+    struct px *pw = &r->b;
+    struct pictures *x = pw->x;
+    bool present;
+    int rc;
+
+    pw->ngone = 0;
+    pw->removed_files = pw->removed_bytes = pw->removed_pictures = r->dropped = r->orphans = 0;
+    if ((rc = totals_get(x, txn, &pw->totals, &present)) == 0)
+        rc = present ? drop_missing(r, txn) : rebuild(r, txn);
+    r->rebuilt = !present && (pw->totals.pictures > 0 || r->dropped > 0);
     /* Files no entry names: a crash came between writing one and storing its record. */
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < r->ndisk && rc == 0; i++) {
         struct file_rec f;
-        if (disk[i].mtime < pw->cutoff && (rc = file_get(x, txn, disk[i].hash, &f)) == -ENOENT) {
-            gone_add(pw, disk[i].hash);
-            pw->orphans++;
+        if (r->disk[i].mtime < r->cutoff && (rc = file_get(x, txn, r->disk[i].hash, &f)) == -ENOENT) {
+            gone_add(pw, r->disk[i].hash);
+            r->orphans++;
             rc = 0;
         }
     }
-    free(disk);
-    return rc;
+    return px_end(pw, txn, rc);
 }
 
-/* Runs in the writer thread, inside the transaction; may run twice, so starts from nothing each time. */
-static int apply_px(struct store *st, MDB_txn *txn, struct store_write *w)
+/* --- the file thread ---------------------------------------------------------------------------------------------- */
+
+/*
+ * A write that removes files: committed first, then its files go. Waiting for
+ * the commit here keeps the file thread's order: a later write that needs one
+ * of these files checks for it only once it is gone, and writes it again.
+ */
+static void run_removal(struct work *work)
 {
-    struct px_write *pw = (struct px_write *)w;
-    struct pictures *x = pw->x;
-    int rc;
+    struct px *pw = H2O_STRUCT_FROM_MEMBER(struct px, work, work);
 
-    (void)st;
-    pw->ngone = 0;
-    pw->removed_files = pw->removed_bytes = pw->removed_pictures = pw->dropped = pw->orphans = 0;
-    if (pw->op != PX_RECONCILE && (rc = totals_get(x, txn, &pw->totals, NULL)) != 0)
-        return rc;
-    switch (pw->op) {
-    case PX_PUT:
-        rc = record_set(pw, txn, pw->pubkey, pw->value, pw->len, false);
-        if (rc == 0 && pw->put_url) {
-            MDB_val uk = {32, pw->url_key}, uv = {sizeof(pw->url), &pw->url};
-            rc = store_errno(mdb_put(txn, x->urls, &uk, &uv, 0));
-        }
-        break;
-    case PX_TOUCH: rc = apply_touches(pw, txn); break;
-    case PX_EVICT: rc = apply_evict(pw, txn); break;
-    case PX_PURGE: rc = apply_purge(pw, txn); break;
-    case PX_FORGET: rc = apply_forget(pw, txn); break;
-    case PX_RECONCILE: rc = apply_reconcile(pw, txn); break;
-    default: rc = -EINVAL;
-    }
-    return rc == 0 ? totals_put(x, txn, &pw->totals) : rc;
-}
-
-/* Writer thread, after the commit and before any later write: the files whose entries went. */
-static void remove_gone(struct store_write *w)
-{
-    struct px_write *pw = (struct px_write *)w;
-
+    if (db_submit_wait(pw->x->_db, &pw->w) != 0)
+        return;
     for (size_t i = 0; i < pw->ngone; i++) {
-        int r = blob_remove(pw->x->blobs, pw->gone[i]);
+        int r = blob_remove(pw->x->_blobs, pw->gone[i]);
         if (r != 0 && r != -ENOENT)
             log_warn("pictures: cannot remove a cached file: %s", strerror(-r));
     }
 }
 
+static void run_reconcile(struct work *work)
+{
+    struct px_reconcile *r = H2O_STRUCT_FROM_MEMBER(struct px_reconcile, b.work, work);
+
+    r->disk = list_disk(r->b.x, &r->ndisk);
+    run_removal(work);
+}
+
+/* A picture's file must be there before its record names it: written again from the bytes if it has gone. */
+static void run_put(struct work *work)
+{
+    struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.work, work);
+    struct pictures *x = p->b.x;
+    struct pic pic;
+    MDB_val v = {p->len, p->value};
+
+    if (p->value != NULL && pic_decode(&v, &pic) == 0 && pic.h.state == PIC_OK) {
+        char path[4096];
+        struct stat st;
+
+        blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
+        p->on_disk = stat(path, &st) == 0;
+        if (!p->on_disk && p->bytes != NULL && memcmp(p->bytes->hash, pic.h.blob, 32) == 0)
+            p->on_disk = blob_write(x->_blobs, pic.h.blob, p->bytes->data, p->bytes->len) == 0 && stat(path, &st) == 0;
+        p->disk_bytes = p->on_disk ? (uint64_t)st.st_size : 0;
+    }
+    db_submit(x->_db, &p->b.w);
+}
+
+/* Hands `pw` to the file thread, or runs its file work here once that thread has stopped. */
+static void file_work(struct pictures *x, struct px *pw, void (*run)(struct work *), void (*done)(struct work *))
+{
+    pw->work.run = run;
+    pw->work.done = done;
+    if (!x->_file_thread_stopped) {
+        workpool_submit(&x->_file_thread, &pw->work);
+        return;
+    }
+    run(&pw->work);
+    if (done != NULL)
+        done(&pw->work);
+}
+
+/* --- completions, on the loop thread ----------------------------------------------------------------------------- */
+
 static void check_limit(struct pictures *x);
 static void evict_chunk(struct pictures *x);
 
-static void px_free(struct px_write *pw)
+static void px_free(struct px *pw)
 {
-    if (pw->bytes != NULL)
-        blob_release(pw->bytes);
-    free(pw->value);
-    free(pw->touches);
     free(pw->gone);
-    free(pw);
 }
 
-static void on_px_done(struct store_write *w)
+/* What every committed write tells the loop: the new totals, and which files' bytes to forget. */
+static void px_settled(struct px *pw)
 {
-    struct px_write *pw = (struct px_write *)w;
     struct pictures *x = pw->x;
 
-    if (w->status == 0) {
-        x->stats.pictures = pw->totals.pictures;
-        x->stats.files = pw->totals.files;
-        x->stats.bytes = pw->totals.bytes;
-        for (size_t i = 0; i < pw->ngone; i++)
-            blobcache_drop(x->memory, pw->gone[i]);
-    } else {
-        log_error("pictures: cannot update the picture index: %s", strerror(-w->status));
+    if (pw->w.status != 0) {
+        if (pw->w.status != -ESHUTDOWN)
+            log_error("pictures: cannot update the picture index: %s", strerror(-pw->w.status));
+        return;
     }
-    switch (pw->op) {
-    case PX_PUT:
-        if (pw->done != NULL)
-            pw->done(pw->ctx, w->status);
-        check_limit(x);
-        break;
-    case PX_TOUCH:
-        if (w->status == 0)
-            x->stats.recency_flushes++;
-        break;
-    case PX_EVICT:
-        if (w->status == 0) {
-            x->stats.recency_flushes += pw->ntouches > 0;
-            x->stats.evicted_files += pw->removed_files;
-            x->stats.evicted_bytes += pw->removed_bytes;
-            x->stats.evicted_pictures += pw->removed_pictures;
-            x->run_files += pw->removed_files;
-            x->run_bytes += pw->removed_bytes;
-        }
-        x->evicting = false;
-        if (w->status == 0 && pw->more && !x->closing) {
-            evict_chunk(x);
-        } else if (x->run_files > 0) {
-            log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
-                     (unsigned long long)x->run_files, (unsigned long long)x->run_bytes,
-                     (unsigned long long)x->stats.bytes);
-            x->run_files = x->run_bytes = 0;
-        }
-        break;
-    case PX_FORGET: break;
-    case PX_PURGE:
-        pw->result.status = w->status;
-        pw->result.pictures = pw->removed_pictures;
-        pw->result.files = pw->removed_files;
-        pw->result.bytes = pw->removed_bytes;
-        if (w->status == 0)
-            x->stats.purges++;
-        pw->purged(pw->ctx, &pw->result);
-        break;
-    case PX_RECONCILE:
-        if (w->status == 0) {
-            log_info("pictures: %llu cached in %llu file(s), %llu bytes%s; %llu dropped because their file was "
-                     "missing, %llu stray file(s) removed",
-                     (unsigned long long)pw->totals.pictures, (unsigned long long)pw->totals.files,
-                     (unsigned long long)pw->totals.bytes, pw->rebuilt ? " (counted from the records)" : "",
-                     (unsigned long long)pw->dropped, (unsigned long long)pw->orphans);
-            x->ready = true;
-            check_limit(x);
-        }
-        break;
-    }
-    px_free(pw);
+    x->_stats.pictures = pw->totals.pictures;
+    x->_stats.files = pw->totals.files;
+    x->_stats.bytes = pw->totals.bytes;
+    for (size_t i = 0; i < pw->ngone; i++)
+        blobcache_drop(x->_memory, pw->gone[i]);
 }
 
-static struct px_write *px_new(struct pictures *x, enum px_op op)
+static void on_put_done(struct db_write *w)
 {
-    struct px_write *pw = calloc(1, sizeof(*pw));
+    struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
+    struct pictures *x = p->b.x;
+
+    px_settled(&p->b);
+    if (p->done != NULL)
+        p->done(p->ctx, w->status);
+    check_limit(x);
+    if (p->bytes != NULL)
+        blob_release(p->bytes);
+    free(p->value);
+    px_free(&p->b);
+    free(p);
+}
+
+static void on_touch_done(struct db_write *w)
+{
+    struct px_touch *t = H2O_STRUCT_FROM_MEMBER(struct px_touch, b.w, w);
+
+    px_settled(&t->b);
+    if (w->status == 0)
+        t->b.x->_stats.recency_flushes++;
+    free(t->touches);
+    px_free(&t->b);
+    free(t);
+}
+
+static void on_evicted(struct work *work)
+{
+    struct px_evict *e = H2O_STRUCT_FROM_MEMBER(struct px_evict, b.work, work);
+    struct pictures *x = e->b.x;
+    int status = e->b.w.status;
+
+    px_settled(&e->b);
+    if (status == 0) {
+        x->_stats.recency_flushes += e->ntouches > 0;
+        x->_stats.evicted_files += e->b.removed_files;
+        x->_stats.evicted_bytes += e->b.removed_bytes;
+        x->_stats.evicted_pictures += e->b.removed_pictures;
+        x->_run_files += e->b.removed_files;
+        x->_run_bytes += e->b.removed_bytes;
+    }
+    x->_stats.evicting = false;
+    if (status == 0 && e->more && !x->_closing) {
+        evict_chunk(x);
+    } else if (x->_run_files > 0) {
+        log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
+                 (unsigned long long)x->_run_files, (unsigned long long)x->_run_bytes,
+                 (unsigned long long)x->_stats.bytes);
+        x->_run_files = x->_run_bytes = 0;
+    }
+    free(e->touches);
+    px_free(&e->b);
+    free(e);
+}
+
+static void on_purged(struct work *work)
+{
+    struct px_purge *p = H2O_STRUCT_FROM_MEMBER(struct px_purge, b.work, work);
+
+    px_settled(&p->b);
+    p->result.status = p->b.w.status;
+    p->result.pictures = p->b.removed_pictures;
+    p->result.files = p->b.removed_files;
+    p->result.bytes = p->b.removed_bytes;
+    if (p->b.w.status == 0)
+        p->b.x->_stats.purges++;
+    p->purged(p->ctx, &p->result);
+    px_free(&p->b);
+    free(p);
+}
+
+static void on_forgotten(struct work *work)
+{
+    struct px_forget *f = H2O_STRUCT_FROM_MEMBER(struct px_forget, b.work, work);
+
+    px_settled(&f->b);
+    px_free(&f->b);
+    free(f);
+}
+
+static void on_reconciled(struct work *work)
+{
+    struct px_reconcile *r = H2O_STRUCT_FROM_MEMBER(struct px_reconcile, b.work, work);
+    struct pictures *x = r->b.x;
+
+    px_settled(&r->b);
+    if (r->b.w.status == 0) {
+        log_info("pictures: %llu cached in %llu file(s), %llu bytes%s; %llu dropped because their file was "
+                 "missing, %llu stray file(s) removed",
+                 (unsigned long long)r->b.totals.pictures, (unsigned long long)r->b.totals.files,
+                 (unsigned long long)r->b.totals.bytes, r->rebuilt ? " (counted from the records)" : "",
+                 (unsigned long long)r->dropped, (unsigned long long)r->orphans);
+        x->_stats.ready = true;
+        check_limit(x);
+    }
+    free(r->disk);
+    px_free(&r->b);
+    free(r);
+}
+
+/* A zeroed operation of `size` bytes around its `struct px`, at the front. */
+static void *px_new(struct pictures *x, size_t size, int (*apply)(MDB_txn *, struct db_write *))
+{
+    struct px *pw = calloc(1, size);
 
     if (pw == NULL)
         abort();
     pw->x = x;
-    pw->op = op;
-    pw->now_ms = x->wall_base_ms + (uv_now(x->loop) - x->mono_base_ms);
-    pw->w.apply = apply_px;
-    pw->w.done = on_px_done;
-    if (op == PX_EVICT || op == PX_PURGE || op == PX_FORGET || op == PX_RECONCILE) {
-        pw->w.solo = true;
-        pw->w.committed = remove_gone;
-    }
+    pw->now_ms = x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms);
+    pw->w.apply = apply;
     return pw;
 }
 
-/* Hands the last-served times gathered so far to `pw`. */
-static void take_touches(struct pictures *x, struct px_write *pw)
+/* Hands the last-served times gathered so far to a write. */
+static void take_touches(struct pictures *x, struct touch **touches, size_t *n)
 {
-    pw->touches = x->touches;
-    pw->ntouches = x->ntouches;
-    x->touches = NULL;
-    x->ntouches = x->touches_cap = 0;
-    keymap_free(x->touched, NULL);
-    x->touched = keymap_new(32);
+    *touches = x->_touches;
+    *n = x->_ntouches;
+    x->_touches = NULL;
+    x->_ntouches = x->_touches_cap = 0;
+    keymap_free(x->_touched, NULL);
+    x->_touched = keymap_new(32);
 }
 
 static void flush_touches(struct pictures *x)
 {
-    struct px_write *pw;
+    struct px_touch *t;
 
-    if (x->ntouches == 0)
+    if (x->_ntouches == 0)
         return;
-    pw = px_new(x, PX_TOUCH);
-    take_touches(x, pw);
-    store_submit(x->store, &pw->w);
+    t = px_new(x, sizeof(*t), apply_touch);
+    t->b.w.done = on_touch_done;
+    take_touches(x, &t->touches, &t->ntouches);
+    db_submit(x->_db, &t->b.w);
 }
 
-/* Evicts a chunk, with the last-served times gathered so far written first. */
+/*
+ * Evicts a chunk, with the last-served times gathered so far written first.
+ * Its commit is not flushed to disk: should a crash lose it after its files
+ * went, start-up drops the entries whose file is missing.
+ */
 static void evict_chunk(struct pictures *x)
 {
-    struct px_write *pw = px_new(x, PX_EVICT);
+    struct px_evict *e = px_new(x, sizeof(*e), apply_evict);
 
-    pw->target = x->low_bytes;
-    take_touches(x, pw);
-    x->evicting = true;
-    store_submit(x->store, &pw->w);
+    e->target = x->_low_bytes;
+    e->b.w.nosync = true;
+    take_touches(x, &e->touches, &e->ntouches);
+    x->_stats.evicting = true;
+    file_work(x, &e->b, run_removal, on_evicted);
 }
 
 /* Starts an eviction when the files exceed the limit; it goes on, a chunk at a time, down to the low-water mark. */
 static void check_limit(struct pictures *x)
 {
-    if (!x->ready || x->evicting || x->closing || x->stats.bytes <= x->limit_bytes)
+    if (!x->_stats.ready || x->_stats.evicting || x->_closing || x->_stats.bytes <= x->_limit_bytes)
         return;
-    x->stats.evictions++;
+    x->_stats.evictions++;
     evict_chunk(x);
 }
 
@@ -819,60 +986,61 @@ static void check_limit(struct pictures *x)
 void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
                   const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx)
 {
-    struct px_write *pw = px_new(x, PX_PUT);
+    struct px_put *p = px_new(x, sizeof(*p), apply_put);
 
-    memcpy(pw->pubkey, pubkey, 32);
+    p->b.w.done = on_put_done;
+    memcpy(p->pubkey, pubkey, 32);
     if (pic != NULL)
-        pw->value = pic_encode(pic, &pw->len);
+        p->value = pic_encode(pic, &p->len);
     if (url != NULL) {
-        pw->put_url = true;
-        pw->url = *url;
-        memcpy(pw->url_key, url_key, 32);
+        p->put_url = true;
+        p->url = *url;
+        memcpy(p->url_key, url_key, 32);
     }
-    if ((pw->bytes = bytes) != NULL)
+    if ((p->bytes = bytes) != NULL)
         blob_retain(bytes);
-    pw->done = done;
-    pw->ctx = ctx;
-    store_submit(x->store, &pw->w);
+    p->done = done;
+    p->ctx = ctx;
+    file_work(x, &p->b, run_put, NULL);
 }
 
 void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t pubkey[32], pictures_purged_fn done,
                     void *ctx)
 {
-    struct px_write *pw = px_new(x, PX_PURGE);
+    struct px_purge *p = px_new(x, sizeof(*p), apply_purge);
 
-    pw->scope = scope;
+    p->scope = scope;
     if (pubkey != NULL)
-        memcpy(pw->pubkey, pubkey, 32);
-    pw->purged = done;
-    pw->ctx = ctx;
-    store_submit(x->store, &pw->w);
+        memcpy(p->pubkey, pubkey, 32);
+    p->purged = done;
+    p->ctx = ctx;
+    file_work(x, &p->b, run_removal, on_purged);
 }
 
 void pictures_forget_file(struct pictures *x, const uint8_t hash[32])
 {
-    struct px_write *pw = px_new(x, PX_FORGET);
+    struct px_forget *f = px_new(x, sizeof(*f), apply_forget);
 
-    memcpy(pw->pubkey, hash, 32);
-    store_submit(x->store, &pw->w);
+    memcpy(f->hash, hash, 32);
+    file_work(x, &f->b, run_removal, on_forgotten);
 }
 
 void pictures_touch(struct pictures *x, const uint8_t hash[32])
 {
-    uintptr_t slot = (uintptr_t)keymap_get(x->touched, hash);
-    uint64_t ms = x->wall_base_ms + (uv_now(x->loop) - x->mono_base_ms);
+    uintptr_t slot = (uintptr_t)keymap_get(x->_touched, hash);
+    uint64_t ms = x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms);
 
     if (slot == 0) {
-        if (x->ntouches == x->touches_cap) {
-            x->touches_cap = x->touches_cap ? 2 * x->touches_cap : 256;
-            if ((x->touches = realloc(x->touches, x->touches_cap * sizeof(*x->touches))) == NULL)
+        if (x->_ntouches == x->_touches_cap) {
+            x->_touches_cap = x->_touches_cap ? 2 * x->_touches_cap : 256;
+            if ((x->_touches = realloc(x->_touches, x->_touches_cap * sizeof(*x->_touches))) == NULL)
                 abort();
         }
-        memcpy(x->touches[x->ntouches].hash, hash, 32);
-        slot = ++x->ntouches;
-        keymap_put(x->touched, hash, (void *)slot);
+        memcpy(x->_touches[x->_ntouches].hash, hash, 32);
+        slot = ++x->_ntouches;
+        keymap_put(x->_touched, hash, (void *)slot);
     }
-    x->touches[slot - 1].ms = ms;
+    x->_touches[slot - 1].ms = ms;
 }
 
 int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
@@ -881,10 +1049,11 @@ int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
     MDB_val k = {32, (void *)pubkey}, v;
     int r;
 
-    if ((r = store_read_begin(x->store, &txn)) != 0)
+    if ((r = db_read_begin(x->_db, &txn)) != 0)
         return r;
-    r = mdb_get(txn, x->records, &k, &v) == 0 ? pic_decode(&v, out) : -ENOENT;
-    store_read_end(x->store, txn);
+    if ((r = db_errno(mdb_get(txn, x->_records, &k, &v))) == 0)
+        r = pic_decode(&v, out) == 0 ? 0 : -EIO;
+    db_read_end(x->_db, txn);
     return r;
 }
 
@@ -892,84 +1061,100 @@ int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_r
 {
     MDB_txn *txn;
     MDB_val k = {32, (void *)url_key}, v, fk;
-    int r = -ENOENT;
+    int r;
 
-    if (store_read_begin(x->store, &txn) != 0)
-        return -EIO;
-    if (mdb_get(txn, x->urls, &k, &v) == 0 && v.mv_size == sizeof(*out)) {
+    if ((r = db_read_begin(x->_db, &txn)) != 0)
+        return r;
+    if ((r = db_errno(mdb_get(txn, x->_urls, &k, &v))) == 0 && v.mv_size != sizeof(*out))
+        r = -EIO;
+    if (r == 0) {
         memcpy(out, v.mv_data, sizeof(*out));
         fk = (MDB_val){32, out->blob};
-        r = mdb_get(txn, x->files, &fk, &v) == 0 ? 0 : -ENOENT;
+        r = db_errno(mdb_get(txn, x->_files, &fk, &v));
     }
-    store_read_end(x->store, txn);
+    db_read_end(x->_db, txn);
     return r;
+}
+
+void pictures_stats(const struct pictures *x, struct pictures_stats *out)
+{
+    *out = x->_stats;
 }
 
 static void on_timer(uv_timer_t *t)
 {
     struct pictures *x = t->data;
-    uint64_t now = uv_now(x->loop);
+    uint64_t now = uv_now(x->_loop);
 
-    if (now >= x->next_check_ms) {
-        x->next_check_ms = now + x->check_ms;
+    if (now >= x->_next_check_ms) {
+        x->_next_check_ms = now + x->_check_ms;
         check_limit(x);
     }
     flush_touches(x);
 }
 
-int pictures_open(struct pictures *x, uv_loop_t *loop, const struct config *cfg, struct store *store,
-                  struct blobs *blobs, struct blobcache *memory)
+int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_options *opt, struct db *db,
+                  struct blobs *blobs, struct blobcache *memory, struct inbox *inbox)
 {
     int r;
 
     memset(x, 0, sizeof(*x));
-    x->loop = loop;
-    x->store = store;
-    x->blobs = blobs;
-    x->memory = memory;
-    if ((r = store_open_db(store, "pictures", 0, &x->records)) != 0 ||
-        (r = store_open_db(store, "picture_urls", 0, &x->urls)) != 0 ||
-        (r = store_open_db(store, "picture_files", 0, &x->files)) != 0 ||
-        (r = store_open_db(store, "picture_lru", 0, &x->lru)) != 0 ||
-        (r = store_open_db(store, "picture_users", MDB_DUPSORT | MDB_DUPFIXED, &x->users)) != 0 ||
-        (r = store_open_db(store, "picture_meta", 0, &x->meta)) != 0)
+    x->_loop = loop;
+    x->_db = db;
+    x->_blobs = blobs;
+    x->_memory = memory;
+    if ((r = db_open_table(db, "pictures", 0, &x->_records)) != 0 ||
+        (r = db_open_table(db, "picture_urls", 0, &x->_urls)) != 0 ||
+        (r = db_open_table(db, "picture_files", 0, &x->_files)) != 0 ||
+        (r = db_open_table(db, "picture_lru", 0, &x->_lru)) != 0 ||
+        (r = db_open_table(db, "picture_users", MDB_DUPSORT | MDB_DUPFIXED, &x->_users)) != 0 ||
+        (r = db_open_table(db, "picture_meta", 0, &x->_meta)) != 0)
         return r;
-    x->limit_bytes = (uint64_t)cfg->max_cache_size_mb << 20;
-    x->low_bytes = x->limit_bytes / 100 * (uint64_t)cfg->lru_low_water_percent;
-    x->check_ms = (uint64_t)cfg->lru_check_interval * 60000;
-    x->touched = keymap_new(32);
+    /* One thread, so that file work keeps the order of the writes it goes with. */
+    if ((r = workpool_init(&x->_file_thread, 1, inbox)) != 0)
+        return r;
+    x->_limit_bytes = opt->max_bytes;
+    x->_low_bytes = opt->max_bytes / 100 * opt->low_water_percent;
+    x->_check_ms = opt->check_interval_ms;
+    x->_stats.max_bytes = opt->max_bytes;
+    x->_touched = keymap_new(32);
     uv_update_time(loop);
-    x->wall_base_ms = wall_ms();
-    x->mono_base_ms = uv_now(loop);
-    uv_timer_init(loop, &x->timer);
-    x->timer.data = x;
+    x->_wall_base_ms = wall_ms();
+    x->_mono_base_ms = uv_now(loop);
+    uv_timer_init(loop, &x->_timer);
+    x->_timer.data = x;
     return 0;
 }
 
 void pictures_start(struct pictures *x)
 {
-    struct px_write *pw = px_new(x, PX_RECONCILE);
+    struct px_reconcile *r = px_new(x, sizeof(*r), apply_reconcile);
 
-    pw->cutoff = (time_t)(x->wall_base_ms / 1000);
-    store_submit(x->store, &pw->w);
-    x->next_check_ms = uv_now(x->loop) + x->check_ms;
-    uv_timer_start(&x->timer, on_timer, TOUCH_FLUSH_MS, TOUCH_FLUSH_MS);
+    r->cutoff = (time_t)(x->_wall_base_ms / 1000);
+    file_work(x, &r->b, run_reconcile, on_reconciled);
+    x->_next_check_ms = uv_now(x->_loop) + x->_check_ms;
+    uv_timer_start(&x->_timer, on_timer, TOUCH_FLUSH_MS, TOUCH_FLUSH_MS);
 }
 
 void pictures_shutdown(struct pictures *x)
 {
-    x->closing = true;
-    uv_timer_stop(&x->timer);
+    if (x->_closing)
+        return;
+    x->_closing = true;
+    uv_timer_stop(&x->_timer);
     flush_touches(x);
+    workpool_stop(&x->_file_thread);
+    x->_file_thread_stopped = true;
 }
 
-void pictures_close(struct pictures *x)
+void pictures_free(struct pictures *x)
 {
-    if (x->touched != NULL)
-        keymap_free(x->touched, NULL);
-    x->touched = NULL;
-    free(x->touches);
-    x->touches = NULL;
-    if (x->timer.loop != NULL)
-        uv_close((uv_handle_t *)&x->timer, NULL);
+    workpool_stop(&x->_file_thread);
+    if (x->_touched != NULL)
+        keymap_free(x->_touched, NULL);
+    x->_touched = NULL;
+    free(x->_touches);
+    x->_touches = NULL;
+    if (x->_timer.loop != NULL)
+        uv_close((uv_handle_t *)&x->_timer, NULL);
 }

@@ -14,8 +14,9 @@
 
 #include "blob.h"
 #include "blobcache.h"
-#include "config.h"
-#include "store.h"
+#include "db.h"
+#include "inbox.h"
+#include "workpool.h"
 
 #define PICTURES_MAX_URL 4096
 
@@ -67,52 +68,72 @@ struct pictures_purged {
 };
 
 struct pictures_stats {
-    uint64_t pictures; /* pubkeys with a cached picture */
-    uint64_t files;    /* distinct files, each counted once however many pubkeys share it */
-    uint64_t bytes;    /* the files' total size */
+    uint64_t pictures;  /* pubkeys with a cached picture */
+    uint64_t files;     /* distinct files, each counted once however many pubkeys share it */
+    uint64_t bytes;     /* the files' total size */
+    uint64_t max_bytes; /* the limit */
     uint64_t evictions, evicted_files, evicted_bytes, evicted_pictures;
     uint64_t purges;
     uint64_t recency_flushes; /* batches of last-served times written */
+    bool ready;               /* start-up reconciliation done: the totals are known */
+    bool evicting;            /* an eviction is under way, its files not all removed yet */
+};
+
+struct pictures_options {
+    uint64_t max_bytes;         /* evict beyond this */
+    unsigned low_water_percent; /* ... down to this share of max_bytes */
+    uint64_t check_interval_ms; /* how often the size is checked besides after each write */
 };
 
 struct touch;
 struct keymap;
 
+/*
+ * The fields are private. File work (reading the media directory, writing a
+ * file again, removing files) runs on a thread of its own, in order with the
+ * index writes it goes with: a file is removed only after the commit that
+ * dropped its entries, and a write that needs a file checks for it after
+ * every earlier removal.
+ */
 struct pictures {
-    uv_loop_t *loop;
-    struct store *store;
-    struct blobs *blobs;
-    struct blobcache *memory; /* bytes of removed files are dropped from it */
-    MDB_dbi records, urls, files, lru, users, meta;
-    uint64_t limit_bytes, low_bytes;     /* max_cache_size_mb, and where eviction stops */
-    uint64_t check_ms, next_check_ms;    /* lru_check_interval, and when the next check is due (uv_now) */
-    uint64_t wall_base_ms, mono_base_ms; /* wall-clock ms = wall_base + (uv_now - mono_base) */
-    struct keymap *touched;              /* file hash -> index into `touches` */
-    struct touch *touches;
-    size_t ntouches, touches_cap;
-    uv_timer_t timer;
-    bool ready;                    /* start-up reconciliation done: totals are known */
-    bool evicting;                 /* an eviction is queued or running */
-    uint64_t run_files, run_bytes; /* evicted so far by the eviction under way, for its log line */
-    bool closing;
-    struct pictures_stats stats;
+    uv_loop_t *_loop;
+    struct db *_db;
+    struct blobs *_blobs;
+    struct blobcache *_memory; /* bytes of removed files are dropped from it */
+    MDB_dbi _records, _urls, _files, _lru, _users, _meta;
+    uint64_t _limit_bytes, _low_bytes;     /* where eviction starts, and where it stops */
+    uint64_t _check_ms, _next_check_ms;    /* the size check's interval, and when the next is due (uv_now) */
+    uint64_t _wall_base_ms, _mono_base_ms; /* wall-clock ms = wall_base + (uv_now - mono_base) */
+    struct keymap *_touched;               /* file hash -> index into `touches` */
+    struct touch *_touches;
+    size_t _ntouches, _touches_cap;
+    uv_timer_t _timer;
+    struct workpool _file_thread;    /* one thread: the file work, in order */
+    bool _file_thread_stopped;       /* after pictures_shutdown(): file work runs on the caller's thread */
+    uint64_t _run_files, _run_bytes; /* evicted so far by the eviction under way, for its log line */
+    bool _closing;
+    struct pictures_stats _stats;
 };
 
-/* Opens the index's databases (between store_open() and store_start()). Returns 0 or a negative error. */
-int pictures_open(struct pictures *x, uv_loop_t *loop, const struct config *cfg, struct store *store,
-                  struct blobs *blobs, struct blobcache *memory);
+/*
+ * Opens the index's tables (between db_init() and db_start()) and starts its
+ * file thread, whose results come back through `inbox`. `blobs` and `memory`
+ * must outlive the index. Returns 0 or a negative error.
+ */
+int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_options *opt, struct db *db,
+                  struct blobs *blobs, struct blobcache *memory, struct inbox *inbox);
 
 /*
- * After store_start(): reconciles index and files (entries whose file is gone
+ * After db_start(): reconciles index and files (entries whose file is gone
  * are dropped, files no entry names are removed), learns the totals, then
- * checks the size limit every lru_check_interval minutes.
+ * checks the size limit every check_interval_ms.
  */
 void pictures_start(struct pictures *x);
 
-/* The record of `pubkey`. Returns 0 or -ENOENT. Loop thread. */
+/* The record of `pubkey`. Returns 0, -ENOENT, or -EIO (or -EBUSY inside a read transaction). Loop thread. */
 int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out);
 
-/* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0 or -ENOENT. */
+/* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0, -ENOENT or -EIO. */
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out);
 
 /* Notes that the file `hash` was served now. Memory only; written in batches. */
@@ -125,23 +146,36 @@ typedef void (*pictures_done_fn)(void *ctx, int status);
  * `url`, also what `url_key` gave. A picture's file must exist: if it has gone
  * (evicted or purged meanwhile), it is written again from `bytes` when given,
  * else the write fails with -ENOENT and nothing changes. `done` (may be NULL)
- * hears 0 or a negative error once committed.
+ * hears 0 or a negative error (-ENOENT, -ENOSPC, -EIO, -ESHUTDOWN) once
+ * committed. `bytes` is retained until then. Loop thread.
  */
 void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
                   const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx);
 
 typedef void (*pictures_purged_fn)(void *ctx, const struct pictures_purged *r);
 
-/* Removes records and then their files; `done` hears what went. `pubkey` only for PURGE_PUBKEY. */
+/*
+ * Removes records and then their files; `done` hears what went once the files
+ * are gone (`r` valid during the call). `pubkey` only for PURGE_PUBKEY.
+ */
 void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t pubkey[32], pictures_purged_fn done,
                     void *ctx);
 
 /* The file `hash` was found missing: its entries, and the records naming it, are dropped. */
 void pictures_forget_file(struct pictures *x, const uint8_t hash[32]);
 
-/* Writes the last-served times still in memory (at shutdown, before store_close()). */
+/* What the index holds and has done. */
+void pictures_stats(const struct pictures *x, struct pictures_stats *out);
+
+/*
+ * Writes the last-served times still in memory, starts no more evictions and
+ * waits for the file work queued (before db_shutdown(); the writer must still
+ * run). Later writes still work, their file work done on the caller's thread.
+ * Idempotent.
+ */
 void pictures_shutdown(struct pictures *x);
 
-void pictures_close(struct pictures *x);
+/* After pictures_shutdown() and db_shutdown(); the timer closes with the loop's next iteration. */
+void pictures_free(struct pictures *x);
 
 #endif

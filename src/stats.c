@@ -69,12 +69,14 @@ static json_t *relays_json(const struct stats *s)
 json_t *stats_json(struct stats *s)
 {
     const struct pfp_stats *ps = &s->pfp->stats;
-    const struct pictures_stats *xs = &s->pfp->index.stats;
+    struct pictures_stats xs_now;
+    const struct pictures_stats *xs = &xs_now;
     const struct lookup_stats *ls = &s->lookup->stats;
     uint64_t jobs[JOB_FAILED + 1];
     json_t *stored = json_object();
     char kind[16];
 
+    pictures_stats(&s->pfp->index, &xs_now);
     jobs_count(s->jobs, jobs);
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -93,7 +95,7 @@ json_t *stats_json(struct stats *s)
         " s:{s:b, s:b, s:b}}",
         "version", PFP_VERSION, "uptime_seconds", (json_int_t)((uv_hrtime() - s->started_ns) / 1000000000u), "cache",
         "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
-        "max_bytes", (json_int_t)s->pfp->index.limit_bytes, "hits", (json_int_t)ps->hits, "stale",
+        "max_bytes", (json_int_t)xs->max_bytes, "hits", (json_int_t)ps->hits, "stale",
         (json_int_t)ps->stale, "misses", (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits,
         "not_modified", (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served",
         (json_int_t)ps->bytes_served, "evictions", (json_int_t)xs->evictions, "evicted_files",
@@ -151,8 +153,10 @@ static void http_metrics(struct stats *s, struct buf *b, struct buf *l)
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     const struct pfp_stats *ps = &s->pfp->stats;
-    const struct pictures_stats *xs = &s->pfp->index.stats;
+    struct pictures_stats xs_now;
+    const struct pictures_stats *xs = &xs_now;
 
+    pictures_stats(&s->pfp->index, &xs_now);
     metrics_family(
         b, "pfpcache_picture_requests_total", "counter",
         "GET /profile-pic answers: hit, stale (served while refreshed), miss, negative (a remembered failure).");
@@ -181,7 +185,7 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_cache_files", "gauge",
                    "Picture files, each counted once however many pubkeys share it.", xs->files);
     metrics_single(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.", xs->bytes);
-    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", s->pfp->index.limit_bytes);
+    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", xs->max_bytes);
     metrics_single(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.",
                    xs->evictions);
     metrics_single(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.", xs->evicted_files);
@@ -239,14 +243,16 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
 static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     uint64_t jobs[JOB_FAILED + 1];
+    struct jobs_stats js;
     char kind[16];
 
     jobs_count(s->jobs, jobs);
+    jobs_stats(s->jobs, &js);
     metrics_family(b, "pfpcache_jobs", "gauge", "Jobs kept, by state.");
     for (int st = JOB_QUEUED; st <= JOB_FAILED; st++)
         metrics_u64(b, "pfpcache_jobs", one_label(l, "state", job_state_names[st]), jobs[st]);
     metrics_single(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.",
-                   s->jobs->stats.items_done);
+                   js.items_done);
 
     metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", s->relay->nconns);
     metrics_single(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.",

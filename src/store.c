@@ -1,7 +1,10 @@
-/* store.c -- the LMDB database: events and their indexes, one writer thread that commits in batches. */
+/* store.c -- the Nostr event store: events and their indexes, NIP-01's replacement rules, the query planner. */
 #include "store.h"
 
+#include <assert.h>
+#include <endian.h>
 #include <errno.h>
+#include <h2o/memory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,44 +25,23 @@
 #define SUFFIX_LEN    40
 #define MAX_KEY       512
 #define MAX_TAG_INDEX 255
-/*
- * Writes per transaction. Each commit costs an fsync, so larger batches write
- * faster; LMDB keeps the page buffers of its largest transaction for reuse, so the
- * heap grows with the batch (measured: 64 gives 14,600 events/s and 6 MiB, 1024
- * gives 25,000 events/s and 20 MiB).
- */
-#define BATCH_MAX 1024
-
-int store_errno(int rc)
-{
-    switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return -ENOENT;
-    case MDB_MAP_FULL: return -ENOSPC;
-    default: log_error("database: %s", mdb_strerror(rc)); return rc > 0 ? -rc : -EIO;
-    }
-}
-
 static void put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = htobe32(v);
+    memcpy(p, &v, 4);
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
+    v = htobe64(v);
+    memcpy(p, &v, 8);
 }
 
 static uint64_t get_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
 }
 
 static size_t put_suffix(uint8_t *k, int64_t created_at, const uint8_t *id)
@@ -86,21 +68,21 @@ static int for_each_index_key(struct store *st, const struct event_view *ev,
 
     memcpy(k, ev->pubkey, 32);
     n = 32 + put_suffix(k + 32, ev->created_at, ev->id);
-    if ((rc = fn(txn, st->by_author, k, n)) != 0)
+    if ((rc = fn(txn, st->_by_author, k, n)) != 0)
         return rc;
 
     put_be32(k + 32, ev->kind);
     n = 36 + put_suffix(k + 36, ev->created_at, ev->id);
-    if ((rc = fn(txn, st->by_author_kind, k, n)) != 0)
+    if ((rc = fn(txn, st->_by_author_kind, k, n)) != 0)
         return rc;
 
     put_be32(k, ev->kind);
     n = 4 + put_suffix(k + 4, ev->created_at, ev->id);
-    if ((rc = fn(txn, st->by_kind, k, n)) != 0)
+    if ((rc = fn(txn, st->_by_kind, k, n)) != 0)
         return rc;
 
     n = put_suffix(k, ev->created_at, ev->id);
-    if ((rc = fn(txn, st->by_time, k, n)) != 0)
+    if ((rc = fn(txn, st->_by_time, k, n)) != 0)
         return rc;
 
     while (event_view_next_tag(ev, &pos, &letter, &value, &vlen)) {
@@ -110,7 +92,7 @@ static int for_each_index_key(struct store *st, const struct event_view *ev,
         k[1] = (uint8_t)vlen;
         memcpy(k + 2, value, vlen);
         n = 2 + vlen + put_suffix(k + 2 + vlen, ev->created_at, ev->id);
-        if ((rc = fn(txn, st->by_tag, k, n)) != 0)
+        if ((rc = fn(txn, st->_by_tag, k, n)) != 0)
             return rc;
     }
     return 0;
@@ -138,7 +120,7 @@ static int delete_event(struct store *st, MDB_txn *txn, const uint8_t id[32])
     void *copy;
     int rc;
 
-    if ((rc = mdb_get(txn, st->events, &k, &v)) != 0)
+    if ((rc = mdb_get(txn, st->_events, &k, &v)) != 0)
         return rc;
     if ((copy = malloc(v.mv_size)) == NULL)
         abort();
@@ -150,7 +132,7 @@ static int delete_event(struct store *st, MDB_txn *txn, const uint8_t id[32])
     }
     rc = for_each_index_key(st, &ev, index_del, txn);
     if (rc == 0)
-        rc = mdb_del(txn, st->events, &k, NULL);
+        rc = mdb_del(txn, st->_events, &k, NULL);
     free(copy);
     return rc;
 }
@@ -176,7 +158,7 @@ static int replace_versions(struct store *st, MDB_txn *txn, const struct event_v
         event_view_d_tag(ev, &d, &dlen);
     memcpy(prefix, ev->pubkey, 32);
     put_be32(prefix + 32, ev->kind);
-    if ((rc = mdb_cursor_open(txn, st->by_author_kind, &cur)) != 0)
+    if ((rc = mdb_cursor_open(txn, st->_by_author_kind, &cur)) != 0)
         return rc;
     k.mv_size = sizeof(prefix);
     k.mv_data = prefix;
@@ -195,7 +177,7 @@ static int replace_versions(struct store *st, MDB_txn *txn, const struct event_v
             size_t odlen;
             ok.mv_size = 32;
             ok.mv_data = (void *)old_id;
-            if (mdb_get(txn, st->events, &ok, &ov) != 0 || event_view_decode(old_id, ov.mv_data, ov.mv_size, &old_ev))
+            if (mdb_get(txn, st->_events, &ok, &ov) != 0 || event_view_decode(old_id, ov.mv_data, ov.mv_size, &old_ev))
                 continue;
             event_view_d_tag(&old_ev, &od, &odlen);
             if (odlen != dlen || memcmp(od, d, dlen) != 0)
@@ -220,28 +202,29 @@ static int replace_versions(struct store *st, MDB_txn *txn, const struct event_v
     return rc;
 }
 
-static int apply_put_event(struct store *st, MDB_txn *txn, struct store_write *w)
+static int apply_put_event(MDB_txn *txn, struct db_write *w)
 {
-    struct store_event_write *ew = (struct store_event_write *)w;
+    struct store_event_write *ew = H2O_STRUCT_FROM_MEMBER(struct store_event_write, w, w);
+    struct store *st = ew->_st;
     MDB_val k = {32, ew->id}, v;
     struct event_view ev;
     enum event_class cls;
     bool superseded;
     int rc;
 
-    if ((rc = mdb_get(txn, st->events, &k, &v)) == 0) {
+    if ((rc = mdb_get(txn, st->_events, &k, &v)) == 0) {
         ew->result = STORE_DUPLICATE;
         return 0;
     }
     if (rc != MDB_NOTFOUND)
-        return store_errno(rc);
+        return db_errno(rc);
     if (event_view_decode(ew->id, ew->rec, ew->rec_len, &ev) != 0)
         return -EINVAL;
 
     cls = event_kind_class(ev.kind);
     if (cls == EVENT_REPLACEABLE || cls == EVENT_ADDRESSABLE) {
         if ((rc = replace_versions(st, txn, &ev, cls == EVENT_ADDRESSABLE, &superseded)) != 0)
-            return store_errno(rc);
+            return db_errno(rc);
         if (superseded) {
             ew->result = STORE_SUPERSEDED;
             return 0;
@@ -249,265 +232,83 @@ static int apply_put_event(struct store *st, MDB_txn *txn, struct store_write *w
     }
     v.mv_size = ew->rec_len;
     v.mv_data = ew->rec;
-    if ((rc = mdb_put(txn, st->events, &k, &v, 0)) != 0 || (rc = for_each_index_key(st, &ev, index_put, txn)) != 0)
-        return store_errno(rc);
+    if ((rc = mdb_put(txn, st->_events, &k, &v, 0)) != 0 || (rc = for_each_index_key(st, &ev, index_put, txn)) != 0)
+        return db_errno(rc);
     ew->result = STORE_STORED;
     return 0;
 }
 
 /* Tells the listeners of a newly stored event before the writer's own callback. */
-static void put_event_done(struct store_write *w)
+static void put_event_done(struct db_write *w)
 {
-    struct store_event_write *ew = (struct store_event_write *)w;
-    struct store *st = w->st;
+    struct store_event_write *ew = H2O_STRUCT_FROM_MEMBER(struct store_event_write, w, w);
+    struct store *st = ew->_st;
 
     if (w->status == 0 && ew->result == STORE_STORED) {
         struct event_view ev;
         event_view_decode(ew->id, ew->rec, ew->rec_len, &ev);
-        for (size_t i = 0; i < st->nlisteners; i++)
-            st->listeners[i].fn(st->listeners[i].data, &ev);
+        for (size_t i = 0; i < st->_nlisteners; i++)
+            st->_listeners[i].fn(st->_listeners[i].data, &ev);
     }
     ew->done(ew);
 }
 
-static void on_write_completed(struct inbox_item *item)
-{
-    struct store_write *w = (struct store_write *)item;
-    w->done(w);
-}
-
-/* Runs `w` alone in a transaction of its own. */
-static void run_alone(struct store *st, struct store_write *w)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-
-    if (rc != 0) {
-        w->status = store_errno(rc);
-        return;
-    }
-    w->status = w->apply(st, txn, w);
-    if (w->status != 0) {
-        mdb_txn_abort(txn);
-    } else if ((rc = mdb_txn_commit(txn)) != 0) {
-        w->status = store_errno(rc);
-    } else {
-        st->commits++;
-    }
-}
-
-/*
- * Runs a batch in one transaction, one commit for all. If a write fails, LMDB may
- * have left the transaction unusable, so the batch is aborted and every write is
- * run again in a transaction of its own: a failure costs nobody else their write.
- */
-static void run_batch(struct store *st, struct store_write *batch)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    bool failed = rc != 0;
-
-    for (struct store_write *w = batch; w != NULL && !failed; w = w->next)
-        failed = (w->status = w->apply(st, txn, w)) != 0;
-    if (!failed) {
-        if ((rc = mdb_txn_commit(txn)) == 0) {
-            st->commits++;
-            return;
-        }
-    } else if (rc == 0) {
-        mdb_txn_abort(txn);
-    }
-    for (struct store_write *w = batch; w != NULL; w = w->next)
-        run_alone(st, w);
-}
-
-static void *writer_main(void *arg)
-{
-    struct store *st = arg;
-
-    for (;;) {
-        struct store_write *batch, *last, *w;
-        size_t n = 0;
-
-        pthread_mutex_lock(&st->lock);
-        while (st->head == NULL && !st->stopping)
-            pthread_cond_wait(&st->cond, &st->lock);
-        if (st->head == NULL) {
-            pthread_mutex_unlock(&st->lock);
-            return NULL;
-        }
-        batch = last = st->head;
-        while (!batch->solo && last->next != NULL && !last->next->solo && ++n < BATCH_MAX)
-            last = last->next;
-        st->head = last->next;
-        if (st->head == NULL)
-            st->tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&st->lock);
-
-        run_batch(st, batch);
-        for (w = batch; w != NULL; w = w->next) {
-            if (w->status == 0 && w->committed != NULL)
-                w->committed(w);
-        }
-        while (batch != NULL) {
-            w = batch;
-            batch = batch->next;
-            inbox_post(st->inbox, &w->item);
-        }
-    }
-}
-
-void store_submit(struct store *st, struct store_write *w)
-{
-    w->next = NULL;
-    w->st = st;
-    w->item.cb = on_write_completed;
-    pthread_mutex_lock(&st->lock);
-    if (st->tail != NULL)
-        st->tail->next = w;
-    else
-        st->head = w;
-    st->tail = w;
-    pthread_cond_signal(&st->cond);
-    pthread_mutex_unlock(&st->lock);
-}
-
 void store_put_event(struct store *st, struct store_event_write *ew)
 {
+    ew->_st = st;
     ew->w.apply = apply_put_event;
-    ew->w.committed = NULL;
-    ew->w.solo = false;
     ew->w.done = put_event_done;
-    ew->w.status = 0;
+    ew->w.nosync = false;
     ew->result = STORE_STORED;
-    store_submit(st, &ew->w);
+    db_submit(st->_db, &ew->w);
 }
 
 void store_add_listener(struct store *st, store_listener_fn fn, void *data)
 {
-    if (st->nlisteners < STORE_MAX_LISTENERS) {
-        st->listeners[st->nlisteners].fn = fn;
-        st->listeners[st->nlisteners].data = data;
-        st->nlisteners++;
-    }
+    assert(st->_nlisteners < STORE_MAX_LISTENERS);
+    st->_listeners[st->_nlisteners].fn = fn;
+    st->_listeners[st->_nlisteners].data = data;
+    st->_nlisteners++;
 }
 
-int store_open(struct store *st, const char *path, uint64_t max_size_mb, struct inbox *inbox, char *err, size_t errlen)
+int store_init(struct store *st, struct db *db)
 {
-    MDB_txn *txn;
-    int rc, dead;
-
-    memset(st, 0, sizeof(*st));
-    st->inbox = inbox;
-    pthread_mutex_init(&st->lock, NULL);
-    pthread_cond_init(&st->cond, NULL);
-
-    if ((rc = mdb_env_create(&st->env)) != 0 || (rc = mdb_env_set_maxdbs(st->env, 32)) != 0 ||
-        (rc = mdb_env_set_mapsize(st->env, (size_t)max_size_mb << 20)) != 0)
-        goto fail;
-    /* NOTLS: the loop keeps one read transaction it resets and renews; NORDAHEAD suits random reads. */
-    if ((rc = mdb_env_open(st->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0)
-        goto fail;
-    mdb_reader_check(st->env, &dead);
-
-    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-        goto fail;
-    if ((rc = mdb_dbi_open(txn, "events", MDB_CREATE, &st->events)) != 0 ||
-        (rc = mdb_dbi_open(txn, "by_author", MDB_CREATE, &st->by_author)) != 0 ||
-        (rc = mdb_dbi_open(txn, "by_author_kind", MDB_CREATE, &st->by_author_kind)) != 0 ||
-        (rc = mdb_dbi_open(txn, "by_kind", MDB_CREATE, &st->by_kind)) != 0 ||
-        (rc = mdb_dbi_open(txn, "by_time", MDB_CREATE, &st->by_time)) != 0 ||
-        (rc = mdb_dbi_open(txn, "by_tag", MDB_CREATE, &st->by_tag)) != 0) {
-        mdb_txn_abort(txn);
-        goto fail;
-    }
-    if ((rc = mdb_txn_commit(txn)) != 0)
-        goto fail;
-    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn)) != 0)
-        goto fail;
-    mdb_txn_reset(st->rtxn);
-    return 0;
-
-fail:
-    snprintf(err, errlen, "cannot open the database %s: %s", path, mdb_strerror(rc));
-    if (st->env != NULL)
-        mdb_env_close(st->env);
-    st->env = NULL;
-    return rc > 0 ? -rc : -EIO;
-}
-
-int store_open_db(struct store *st, const char *name, unsigned flags, MDB_dbi *dbi)
-{
-    MDB_txn *txn;
     int rc;
 
-    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-        return store_errno(rc);
-    if ((rc = mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi)) != 0) {
-        mdb_txn_abort(txn);
-        return store_errno(rc);
-    }
-    return store_errno(mdb_txn_commit(txn));
-}
-
-int store_start(struct store *st)
-{
-    int r = pthread_create(&st->writer, NULL, writer_main, st);
-    if (r != 0)
-        return -r;
-    st->writer_running = true;
+    memset(st, 0, sizeof(*st));
+    st->_db = db;
+    if ((rc = db_open_table(db, "events", 0, &st->_events)) != 0 ||
+        (rc = db_open_table(db, "by_author", 0, &st->_by_author)) != 0 ||
+        (rc = db_open_table(db, "by_author_kind", 0, &st->_by_author_kind)) != 0 ||
+        (rc = db_open_table(db, "by_kind", 0, &st->_by_kind)) != 0 ||
+        (rc = db_open_table(db, "by_time", 0, &st->_by_time)) != 0 ||
+        (rc = db_open_table(db, "by_tag", 0, &st->_by_tag)) != 0)
+        return rc;
     return 0;
 }
 
-void store_close(struct store *st)
+struct db *store_db(struct store *st)
 {
-    if (st->env == NULL)
-        return;
-    if (st->writer_running) {
-        pthread_mutex_lock(&st->lock);
-        st->stopping = true;
-        pthread_cond_broadcast(&st->cond);
-        pthread_mutex_unlock(&st->lock);
-        pthread_join(st->writer, NULL);
-        st->writer_running = false;
-    }
-    if (st->rtxn != NULL)
-        mdb_txn_abort(st->rtxn);
-    st->rtxn = NULL;
-    mdb_env_close(st->env);
-    st->env = NULL;
+    return st->_db;
 }
 
 int store_read_begin(struct store *st, MDB_txn **txn)
 {
-    int rc;
-
-    if (st->rtxn_open) {
-        log_error("database: nested read transaction");
-        return -EBUSY;
-    }
-    if ((rc = mdb_txn_renew(st->rtxn)) != 0)
-        return store_errno(rc);
-    st->rtxn_open = true;
-    *txn = st->rtxn;
-    return 0;
+    return db_read_begin(st->_db, txn);
 }
 
 void store_read_end(struct store *st, MDB_txn *txn)
 {
-    (void)txn;
-    mdb_txn_reset(st->rtxn);
-    st->rtxn_open = false;
+    db_read_end(st->_db, txn);
 }
 
 int store_get_event(struct store *st, MDB_txn *txn, const uint8_t id[32], struct event_view *v)
 {
     MDB_val k = {32, (void *)id}, d;
-    int rc = mdb_get(txn, st->events, &k, &d);
+    int rc = mdb_get(txn, st->_events, &k, &d);
 
     if (rc != 0)
-        return store_errno(rc);
+        return db_errno(rc);
     return event_view_decode(id, d.mv_data, d.mv_size, v) == 0 ? 0 : -EIO;
 }
 
@@ -669,23 +470,23 @@ static int query_filter(struct store *st, MDB_txn *txn, const struct filter *f, 
         return query_ids(st, txn, f, out);
 
     if (f->has_authors && f->has_kinds && f->nauthors * f->nkinds <= MAX_STREAMS) {
-        dbi = st->by_author_kind;
+        dbi = st->_by_author_kind;
         nstreams = f->nauthors * f->nkinds;
         covered = f->ntags == 0;
     } else if (f->has_authors && f->nauthors <= MAX_STREAMS) {
-        dbi = st->by_author;
+        dbi = st->_by_author;
         nstreams = f->nauthors;
         covered = f->ntags == 0 && !f->has_kinds;
     } else if (f->has_kinds) {
-        dbi = st->by_kind;
+        dbi = st->_by_kind;
         nstreams = f->nkinds;
         covered = f->ntags == 0 && !f->has_authors;
     } else if (f->ntags > 0 && tag_indexable(&f->tags[0])) {
-        dbi = st->by_tag;
+        dbi = st->_by_tag;
         nstreams = f->tags[0].nvalues;
         covered = f->ntags == 1 && !f->has_authors;
     } else {
-        dbi = st->by_time;
+        dbi = st->_by_time;
         nstreams = 1;
         covered = !f->has_authors && f->ntags == 0;
     }
@@ -694,17 +495,17 @@ static int query_filter(struct store *st, MDB_txn *txn, const struct filter *f, 
         abort();
     for (size_t i = 0; i < nstreams; i++) {
         struct stream *s = &streams[i];
-        if (dbi == st->by_author_kind) {
+        if (dbi == st->_by_author_kind) {
             memcpy(s->prefix, f->authors[i / f->nkinds], 32);
             put_be32(s->prefix + 32, f->kinds[i % f->nkinds]);
             s->plen = 36;
-        } else if (dbi == st->by_author) {
+        } else if (dbi == st->_by_author) {
             memcpy(s->prefix, f->authors[i], 32);
             s->plen = 32;
-        } else if (dbi == st->by_kind) {
+        } else if (dbi == st->_by_kind) {
             put_be32(s->prefix, f->kinds[i]);
             s->plen = 4;
-        } else if (dbi == st->by_tag) {
+        } else if (dbi == st->_by_tag) {
             const struct filter_value *fv = &f->tags[0].values[i];
             s->prefix[0] = (uint8_t)f->tags[0].letter;
             s->prefix[1] = (uint8_t)fv->len;
@@ -755,7 +556,7 @@ out:
     }
     free(streams);
     free(heap);
-    return store_errno(rc);
+    return db_errno(rc);
 }
 
 int store_query(struct store *st, const struct filter *filters, size_t nfilters, size_t scan_budget,
@@ -797,9 +598,24 @@ int store_get_latest(struct store *st, MDB_txn *txn, const uint8_t pubkey[32], u
     memcpy(s.prefix, pubkey, 32);
     put_be32(s.prefix + 32, kind);
     s.plen = 36;
-    if ((rc = stream_open(&s, txn, st->by_author_kind, 0, INT64_MAX)) != 0)
-        return store_errno(rc);
+    if ((rc = stream_open(&s, txn, st->_by_author_kind, 0, INT64_MAX)) != 0)
+        return db_errno(rc);
     rc = s.valid ? store_get_event(st, txn, s.id, v) : -ENOENT;
     mdb_cursor_close(s.cur);
+    return rc;
+}
+
+int store_get_latest_copy(struct store *st, const uint8_t pubkey[32], uint32_t kind, struct event_view *v, void **copy)
+{
+    struct event_view found;
+    MDB_txn *txn;
+    int rc;
+
+    *copy = NULL;
+    if ((rc = store_read_begin(st, &txn)) != 0)
+        return rc;
+    if ((rc = store_get_latest(st, txn, pubkey, kind, &found)) == 0)
+        *copy = event_view_dup(&found, v);
+    store_read_end(st, txn);
     return rc;
 }

@@ -1,61 +1,57 @@
 /* workpool.c -- a fixed number of threads for CPU-heavy work. */
 #include "workpool.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <h2o/memory.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 static void on_done(struct inbox_item *item)
 {
-    struct work *w = (struct work *)item;
+    struct work *w = H2O_STRUCT_FROM_MEMBER(struct work, item, item);
     w->done(w);
 }
 
 static void *worker(void *arg)
 {
     struct workpool *p = arg;
+    h2o_linklist_t one;
 
-    for (;;) {
-        struct work *w;
+    h2o_linklist_init_anchor(&one);
+    while (fifo_pop(&p->_queue, &one, 1, true) == 1) {
+        struct work *w = H2O_STRUCT_FROM_MEMBER(struct work, item._q._link, one.next);
+        void (*done)(struct work *) = w->done;
 
-        pthread_mutex_lock(&p->lock);
-        while (p->head == NULL && !p->stopping)
-            pthread_cond_wait(&p->cond, &p->lock);
-        w = p->head;
-        if (w == NULL) {
-            pthread_mutex_unlock(&p->lock);
-            return NULL;
-        }
-        p->head = w->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        p->queued--;
-        pthread_mutex_unlock(&p->lock);
-
+        h2o_linklist_unlink(&w->item._q._link);
         w->run(w);
-        w->item.cb = on_done;
-        inbox_post(p->inbox, &w->item);
+        /* Without `done`, `run` may have freed the job: it is not read again. */
+        if (done != NULL) {
+            w->item.cb = on_done;
+            inbox_post(p->_inbox, &w->item);
+        }
     }
+    return NULL;
 }
 
 int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox)
 {
+    int r;
+
     if (nthreads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = n > 0 ? (size_t)n : 1;
     }
-    p->head = p->tail = NULL;
-    p->queued = 0;
-    p->stopping = false;
-    p->inbox = inbox;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    p->threads = calloc(nthreads, sizeof(pthread_t));
-    if (p->threads == NULL)
+    p->_nthreads = 0;
+    p->_inbox = inbox;
+    if ((r = fifo_init(&p->_queue)) != 0)
+        return r;
+    if ((p->_threads = calloc(nthreads, sizeof(pthread_t))) == NULL) {
+        fifo_free(&p->_queue);
         return -ENOMEM;
-    for (p->nthreads = 0; p->nthreads < nthreads; p->nthreads++) {
-        int r = pthread_create(&p->threads[p->nthreads], NULL, worker, p);
-        if (r != 0) {
+    }
+    for (; p->_nthreads < nthreads; p->_nthreads++) {
+        if ((r = pthread_create(&p->_threads[p->_nthreads], NULL, worker, p)) != 0) {
             workpool_stop(p);
             return -r;
         }
@@ -65,27 +61,21 @@ int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox)
 
 void workpool_submit(struct workpool *p, struct work *w)
 {
-    w->next = NULL;
-    pthread_mutex_lock(&p->lock);
-    if (p->tail != NULL)
-        p->tail->next = w;
-    else
-        p->head = w;
-    p->tail = w;
-    p->queued++;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    int r = fifo_push(&p->_queue, &w->item._q);
+
+    assert(r == 0);
+    (void)r;
 }
 
 void workpool_stop(struct workpool *p)
 {
-    pthread_mutex_lock(&p->lock);
-    p->stopping = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    for (size_t i = 0; i < p->nthreads; i++)
-        pthread_join(p->threads[i], NULL);
-    free(p->threads);
-    p->threads = NULL;
-    p->nthreads = 0;
+    if (p->_threads == NULL)
+        return;
+    fifo_close(&p->_queue);
+    for (size_t i = 0; i < p->_nthreads; i++)
+        pthread_join(p->_threads[i], NULL);
+    fifo_free(&p->_queue);
+    free(p->_threads);
+    p->_threads = NULL;
+    p->_nthreads = 0;
 }

@@ -3,37 +3,40 @@
 #define PFP_WORKPOOL_H
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "inbox.h"
+#include "fifo.h"
 
-/* Embed in the job. `run` runs on a pool thread; then `done` runs on the loop thread and owns the job again. */
+/*
+ * Embed in the job. `run` runs on a pool thread; then `done` runs on the loop
+ * thread and owns the job again. With `done` NULL nothing comes back: the job
+ * is run's from then on.
+ */
 struct work {
     struct inbox_item item;
     void (*run)(struct work *w);
     void (*done)(struct work *w);
-    struct work *next;
 };
 
+/* The fields are private; a zeroed workpool may be stopped. */
 struct workpool {
-    pthread_t *threads;
-    size_t nthreads;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct work *head, *tail;
-    size_t queued; /* waiting, not yet running */
-    bool stopping;
-    struct inbox *inbox;
+    pthread_t *_threads;
+    size_t _nthreads;
+    struct fifo _queue;
+    struct inbox *_inbox;
 };
 
-/* Starts `nthreads` threads (0: one per online CPU). Returns 0 or -errno. */
+/* Starts `nthreads` threads (0: one per online CPU). Returns 0, -ENOMEM, or another negative errno. */
 int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox);
 
-/* Queues `w`. Loop thread. */
+/* Queues `w`, run in submission order by the first free thread. Any thread, before workpool_stop(). */
 void workpool_submit(struct workpool *p, struct work *w);
 
-/* Lets the threads finish what is queued, then joins them. Loop thread; `done`s arrive through the inbox. */
+/*
+ * Lets the threads finish what is queued, then joins them. Loop thread; `done`s
+ * arrive through the inbox. Idempotent, and a no-op on a zeroed workpool.
+ */
 void workpool_stop(struct workpool *p);
 
 #endif

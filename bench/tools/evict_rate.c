@@ -3,6 +3,7 @@
  * eviction's seconds and, as the reference, the seconds to unlink as many files of the same size with no
  * index at all:  EVICTED EVICT_SECONDS UNLINK_SECONDS */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,19 +14,17 @@
 
 #include "blob.h"
 #include "blobcache.h"
-#include "config.h"
+#include "db.h"
 #include "fsutil.h"
 #include "inbox.h"
 #include "pictures.h"
-#include "store.h"
 
 #define FILE_BYTES 2048
 
 struct bench {
     uv_loop_t loop;
-    struct config cfg;
     struct inbox inbox;
-    struct store store;
+    struct db *db;
     struct blobs blobs;
     struct blobcache memory;
     struct pictures index;
@@ -44,44 +43,54 @@ static void die(const char *what)
     exit(1);
 }
 
-static void open_index(struct bench *b, const char *dir, int64_t max_cache_size_mb)
+static bool index_ready(struct bench *b)
+{
+    struct pictures_stats s;
+    pictures_stats(&b->index, &s);
+    return s.ready;
+}
+
+static bool index_evicting(struct bench *b)
+{
+    struct pictures_stats s;
+    pictures_stats(&b->index, &s);
+    return s.evicting;
+}
+
+static void open_index(struct bench *b, const char *dir, uint64_t max_cache_size_mb)
 {
     char db[4096], media[4096], err[512];
+    /* The relay's defaults: the low water at 90%, a check every 5 minutes. */
+    struct pictures_options opt = {max_cache_size_mb << 20, 90, 300000};
 
     memset(b, 0, sizeof(*b));
     snprintf(db, sizeof(db), "%s/db/pictures.db", dir);
     snprintf(media, sizeof(media), "%s/media", dir);
-    config_defaults(&b->cfg);
-    free(b->cfg.database_path);
-    free(b->cfg.media_cache_path);
-    b->cfg.database_path = strdup(db);
-    b->cfg.media_cache_path = strdup(media);
-    b->cfg.max_cache_size_mb = max_cache_size_mb;
     uv_loop_init(&b->loop);
     inbox_init(&b->inbox, &b->loop);
-    if (fs_mkdir_parent(db, 0755) != 0 || store_open(&b->store, db, 65536, &b->inbox, err, sizeof(err)) != 0 ||
+    if (fs_mkdir_parent(db, 0755) != 0 ||
+        db_init(&b->db, &(struct db_options){db, 65536}, &b->inbox, err, sizeof(err)) != 0 ||
         blobs_init(&b->blobs, media, err, sizeof(err)) != 0)
         die("cannot open the database or the media directory");
     blobcache_init(&b->memory, 0);
-    if (pictures_open(&b->index, &b->loop, &b->cfg, &b->store, &b->blobs, &b->memory) != 0 ||
-        store_start(&b->store) != 0)
+    if (pictures_init(&b->index, &b->loop, &opt, b->db, &b->blobs, &b->memory, &b->inbox) != 0 || db_start(b->db) != 0)
         die("cannot open the picture index");
     pictures_start(&b->index);
-    while (!b->index.ready)
+    while (!index_ready(b))
         uv_run(&b->loop, UV_RUN_ONCE);
 }
 
 static void close_index(struct bench *b)
 {
     pictures_shutdown(&b->index);
-    store_close(&b->store);
+    db_shutdown(b->db);
     inbox_close(&b->inbox);
-    pictures_close(&b->index);
+    pictures_free(&b->index);
+    db_free(b->db);
     blobcache_free(&b->memory);
     blobs_free(&b->blobs);
     uv_run(&b->loop, UV_RUN_NOWAIT);
     uv_loop_close(&b->loop);
-    config_free(&b->cfg);
 }
 
 /* Bytes that differ for every seed. */
@@ -142,15 +151,17 @@ static void fill(const char *dir, uint32_t n)
 static double evict(const char *dir, uint64_t *evicted)
 {
     struct bench b;
+    struct pictures_stats s;
     double t0, t1;
 
     /* 100,000 files of 2 KB are 195.3 MiB: a limit of 195 with the low water at 90% evicts a tenth. */
     open_index(&b, dir, 195);
     t0 = now_s();
-    while (b.index.evicting)
+    while (index_evicting(&b))
         uv_run(&b.loop, UV_RUN_ONCE);
     t1 = now_s();
-    *evicted = b.index.stats.evicted_files;
+    pictures_stats(&b.index, &s);
+    *evicted = s.evicted_files;
     close_index(&b);
     return t1 - t0;
 }

@@ -21,6 +21,7 @@
 
 static uv_loop_t loop;
 static struct inbox inbox;
+static struct db *db;
 static struct store st;
 static char dir[64], path[128];
 static int pending;
@@ -60,13 +61,28 @@ static void expand(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static void open_store(const char *p, uint64_t max_mb)
+/* The database and its event tables, the writer not started yet. */
+static void open_unstarted(const char *p, uint64_t max_mb)
 {
     char err[256];
 
-    if (store_open(&st, p, max_mb, &inbox, err, sizeof(err)) != 0)
+    if (db_init(&db, &(struct db_options){p, max_mb}, &inbox, err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    assert_int_equal(store_start(&st), 0);
+    assert_int_equal(store_init(&st, db), 0);
+}
+
+static void open_store(const char *p, uint64_t max_mb)
+{
+    open_unstarted(p, max_mb);
+    assert_int_equal(db_start(db), 0);
+}
+
+/* The relay's order: the writer commits what is queued and stops, then the database closes. */
+static void close_store(void)
+{
+    db_shutdown(db);
+    db_free(db);
+    db = NULL;
 }
 
 static int setup(void **state)
@@ -89,7 +105,7 @@ static int teardown(void **state)
     (void)state;
 
     /* The shutdown order of the relay: writer and database, then the inbox, then the loop's handles. */
-    store_close(&st);
+    close_store();
     inbox_close(&inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -497,14 +513,13 @@ static void listeners_hear_each_newly_stored_event_once(void **state)
 
 static void listener_added_before_start_is_called(void **state)
 {
-    char err[256];
     int calls = 0;
     (void)state;
 
-    store_close(&st);
-    assert_int_equal(store_open(&st, path, 64, &inbox, err, sizeof(err)), 0);
+    close_store();
+    open_unstarted(path, 64);
     store_add_listener(&st, on_stored, &calls);
-    assert_int_equal(store_start(&st), 0);
+    assert_int_equal(db_start(db), 0);
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_STORED);
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_DUPLICATE);
     assert_int_equal(calls, 1);
@@ -717,13 +732,43 @@ static void an_event_at_until_with_the_highest_id_is_found(void **state)
     expect_hits("[{\"until\":699}]", "");
 }
 
+static void latest_copy_outlives_its_read_transaction(void **state)
+{
+    struct event_view v;
+    uint8_t pk[32], other[32];
+    void *copy;
+    MDB_txn *txn;
+    (void)state;
+
+    assert_int_equal(put(0x01, 0xa1, 100, 0, "[]"), STORE_STORED);
+    assert_int_equal(put(0x02, 0xa1, 200, 0, "[]"), STORE_STORED);
+    memset(pk, 0xa1, 32);
+    assert_int_equal(store_get_latest_copy(&st, pk, 0, &v, &copy), 0);
+    assert_non_null(copy);
+    /* Another read transaction may start while the copy is in use. */
+    assert_int_equal(store_read_begin(&st, &txn), 0);
+    store_read_end(&st, txn);
+    assert_int_equal(v.id[0], 0x02);
+    assert_int_equal(v.created_at, 200);
+    assert_memory_equal(v.pubkey, pk, 32);
+    free(copy);
+
+    memset(other, 0xb2, 32);
+    assert_int_equal(store_get_latest_copy(&st, other, 0, &v, &copy), -ENOENT);
+    assert_null(copy);
+    assert_int_equal(store_read_begin(&st, &txn), 0);
+    assert_int_equal(store_get_latest_copy(&st, pk, 0, &v, &copy), -EBUSY);
+    assert_null(copy);
+    store_read_end(&st, txn);
+}
+
 static void data_survives_close_and_reopen(void **state)
 {
     (void)state;
 
     put_query_fixture();
     assert_int_equal(put(0x20, 0xa1, 210, 0, "[]"), STORE_STORED);
-    store_close(&st);
+    close_store();
     open_store(path, 64);
 
     assert_true(stored(0x01));
@@ -744,7 +789,7 @@ static void writes_queued_at_close_are_committed_and_reported(void **state)
     p[0] = queue_put(0x01, 0xa1, 100, 1, "[]");
     p[1] = queue_put(0x02, 0xa1, 200, 1, "[]");
     p[2] = queue_put(0x01, 0xa1, 100, 1, "[]");
-    store_close(&st);
+    close_store();
     wait_all();
     assert_int_equal(p[0]->ew.result, STORE_STORED);
     assert_int_equal(p[1]->ew.result, STORE_STORED);
@@ -767,8 +812,8 @@ static void full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest(void *
     int nstored = 0, status = 0;
     (void)state;
 
-    /* Below the configuration's minimum, but store_open itself accepts it, and it fills quickly. */
-    store_close(&st);
+    /* Below the configuration's minimum, but db_init itself accepts it, and it fills quickly. */
+    close_store();
     snprintf(tiny, sizeof(tiny), "%s/tiny.db", dir);
     open_store(tiny, 1);
     memset(big, 'a', sizeof(big));
@@ -824,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(one_filter_returns_each_event_once, setup, teardown),
         cmocka_unit_test_setup_teardown(long_d_tags_name_distinct_addresses, setup, teardown),
         cmocka_unit_test_setup_teardown(an_event_at_until_with_the_highest_id_is_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(latest_copy_outlives_its_read_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(data_survives_close_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_queued_at_close_are_committed_and_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest, setup, teardown),

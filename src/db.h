@@ -1,0 +1,100 @@
+/*
+ * db.h -- the LMDB environment: tables opened by name, one writer thread that
+ * commits queued writes in batches, the loop thread's read transactions, and
+ * LMDB's results as negative errno values.
+ */
+#ifndef PFP_DB_H
+#define PFP_DB_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inbox.h"
+
+/*
+ * Errors are negative errno values: -ENOSPC when the map is full, -ENOENT when
+ * a record is absent, -ESHUTDOWN for a write submitted after db_shutdown(),
+ * -EBUSY for a nested read transaction, -EIO for anything else LMDB reports
+ * (and logs).
+ */
+
+struct db;
+
+struct db_options {
+    const char *path;     /* the database file */
+    uint64_t max_size_mb; /* the map's size */
+};
+
+struct db_stats {
+    uint64_t commits; /* transactions committed by the writer */
+};
+
+/* An LMDB result as one of the errors above (0 stays 0); unexpected ones are logged. Any thread. */
+int db_errno(int rc);
+
+/*
+ * A write, queued to the writer thread. `apply` runs there, inside the
+ * transaction of a batch of writes: it returns 0 to keep its changes or a
+ * negative error to discard them, which aborts the batch and runs every write
+ * of it again alone, so no other write is lost. `apply` may thus run twice: it
+ * must depend only on the database and the write, and it does no file or
+ * network I/O (every commit waits for it). Once committed, `status` holds
+ * apply's result (or the commit's error) and `done` runs on the loop thread,
+ * owning the write again. With `nosync`, a batch made only of such writes is
+ * committed without a flush to disk: it is durable once a later commit flushes,
+ * and a crash may lose it (for writes whose loss start-up repairs).
+ */
+struct db_write {
+    struct inbox_item _item;
+    int (*apply)(MDB_txn *txn, struct db_write *w);
+    void (*done)(struct db_write *w);
+    int status;
+    bool nosync;
+    struct db *_db;
+    struct db_wait *_wait; /* db_submit_wait()'s waiter */
+};
+
+/*
+ * Opens (creating if needed) the database file with room for `max_size_mb`;
+ * completions will arrive through `inbox`. Returns 0 and the handle in `*out`
+ * (db_free() it), or a negative error with a message in `err`. Tables are then
+ * opened with db_open_table(), after which db_start() starts the writer.
+ */
+int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, char *err, size_t errlen);
+
+/* Opens (creating) the table `name` with LMDB `flags` (MDB_DUPSORT...). Before db_start(). Returns 0 or an error. */
+int db_open_table(struct db *db, const char *name, unsigned flags, MDB_dbi *dbi);
+
+/* Starts the writer thread. Returns 0 or a negative errno. */
+int db_start(struct db *db);
+
+/*
+ * Lets the writer commit what is queued and stops it; completions arrive
+ * through the inbox. Later writes fail with -ESHUTDOWN. Idempotent. Loop thread.
+ */
+void db_shutdown(struct db *db);
+
+/* Closes the database (after db_shutdown(), once no read transaction is open). NULL is allowed. */
+void db_free(struct db *db);
+
+/* Queues a write. Any thread. After db_shutdown() `done` hears -ESHUTDOWN before this returns. */
+void db_submit(struct db *db, struct db_write *w);
+
+/*
+ * Queues a write and blocks until it is committed or has failed; `done` is not
+ * called. For threads other than the loop and the writer. Returns its status.
+ */
+int db_submit_wait(struct db *db, struct db_write *w);
+
+/*
+ * Read transactions, on the loop thread, one at a time. Everything read through
+ * `txn` stays valid until db_read_end(). Returns 0, -EBUSY or another error.
+ */
+int db_read_begin(struct db *db, MDB_txn **txn);
+void db_read_end(struct db *db, MDB_txn *txn);
+
+void db_stats(const struct db *db, struct db_stats *out);
+
+#endif

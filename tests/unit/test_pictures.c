@@ -1,0 +1,484 @@
+/* test_pictures.c -- the picture index on a real loop and LMDB: users per file, eviction order, reconciliation, purges.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "../../src/pictures.c"
+
+#define FILE_BYTES 1000
+
+static uv_loop_t loop;
+static struct inbox inbox;
+static struct db *db;
+static struct blobs blobs;
+static struct blobcache memory;
+static struct pictures x;
+static char dir[64];
+static uint64_t limit_bytes;
+static int pending;
+
+static void open_index(void)
+{
+    char path[128], media[128], err[256];
+    struct pictures_options opt = {limit_bytes, 50, 3600000};
+
+    snprintf(path, sizeof(path), "%s/pictures.db", dir);
+    snprintf(media, sizeof(media), "%s/media", dir);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(inbox_init(&inbox, &loop), 0);
+    if (db_init(&db, &(struct db_options){path, 64}, &inbox, err, sizeof(err)) != 0 ||
+        blobs_init(&blobs, media, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    blobcache_init(&memory, 0);
+    assert_int_equal(pictures_init(&x, &loop, &opt, db, &blobs, &memory, &inbox), 0);
+    assert_int_equal(db_start(db), 0);
+    pictures_start(&x);
+    while (!x._stats.ready)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* The relay's order: index, writer, inbox, then the loop's handles. */
+static void close_index(void)
+{
+    pictures_shutdown(&x);
+    db_shutdown(db);
+    inbox_close(&inbox);
+    pictures_free(&x);
+    db_free(db);
+    blobcache_free(&memory);
+    blobs_free(&blobs);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/pfp-test-pictures-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    limit_bytes = 1 << 30;
+    pending = 0;
+    open_index();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+
+    close_index();
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+/* The loop runs until every write the test queued has reported. */
+static void wait_all(void)
+{
+    while (pending > 0)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* Steps the index's clock, so that what is stored or served next is more recent. */
+static void later(void)
+{
+    x._wall_base_ms += 1000;
+}
+
+static void file_hash(uint8_t n, uint8_t hash[32])
+{
+    uint8_t data[FILE_BYTES];
+
+    memset(data, n, sizeof(data));
+    blob_hash(data, sizeof(data), hash);
+}
+
+/* Writes file `n` (FILE_BYTES bytes of n) as the picture pipeline does. */
+static void write_file(uint8_t n)
+{
+    uint8_t data[FILE_BYTES], hash[32];
+
+    memset(data, n, sizeof(data));
+    blob_hash(data, sizeof(data), hash);
+    assert_int_equal(blob_write(&blobs, hash, data, sizeof(data)), 0);
+}
+
+static bool file_there(uint8_t n)
+{
+    uint8_t hash[32];
+
+    file_hash(n, hash);
+    return blob_exists(&blobs, hash) == 1;
+}
+
+static void on_put(void *ctx, int status)
+{
+    *(int *)ctx = status;
+    pending--;
+}
+
+/* Stores pubkey `pk`'s picture as file `n`, already on disk, and returns the write's status. */
+static int put(uint8_t pk, uint8_t n)
+{
+    struct pic pic = {0};
+    uint8_t pubkey[32];
+    int status = 1;
+
+    memset(pubkey, pk, 32);
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    pic.h.fetched_at = (uint64_t)time(NULL);
+    file_hash(n, pic.h.blob);
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, NULL, on_put, &status);
+    wait_all();
+    return status;
+}
+
+static void put_negative(uint8_t pk)
+{
+    struct pic pic = {0};
+    uint8_t pubkey[32];
+    int status = 1;
+
+    memset(pubkey, pk, 32);
+    pic.h.state = PIC_NEGATIVE;
+    pic.h.retry_at = (uint64_t)time(NULL) + 3600;
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, NULL, on_put, &status);
+    wait_all();
+    assert_int_equal(status, 0);
+}
+
+static bool has_record(uint8_t pk)
+{
+    uint8_t pubkey[32];
+    struct pic pic;
+    int r;
+
+    memset(pubkey, pk, 32);
+    r = pictures_get(&x, pubkey, &pic);
+    assert_true(r == 0 || r == -ENOENT);
+    return r == 0;
+}
+
+static void served(uint8_t n)
+{
+    uint8_t hash[32];
+
+    file_hash(n, hash);
+    pictures_touch(&x, hash);
+}
+
+static void on_purged_cb(void *ctx, const struct pictures_purged *r)
+{
+    *(struct pictures_purged *)ctx = *r;
+    pending--;
+}
+
+static struct pictures_purged purge_scope(enum pictures_scope scope, int pk)
+{
+    struct pictures_purged r = {.status = 1};
+    uint8_t pubkey[32];
+
+    memset(pubkey, pk, 32);
+    pending++;
+    pictures_purge(&x, scope, pk >= 0 ? pubkey : NULL, on_purged_cb, &r);
+    wait_all();
+    assert_int_equal(r.status, 0);
+    return r;
+}
+
+static void wait_eviction(void)
+{
+    while (x._stats.evicting)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void a_file_shared_by_pubkeys_is_counted_once(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    write_file(1);
+    write_file(2);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 1), 0);
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 2);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.bytes, FILE_BYTES);
+
+    /* A pubkey that moves to another picture leaves the shared file to the other. */
+    assert_int_equal(put(0xa2, 2), 0);
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 2);
+    assert_int_equal(s.files, 2);
+    assert_int_equal(s.bytes, 2 * FILE_BYTES);
+
+    /* A file whose users have all moved on stays, counted, until it is evicted or purged. */
+    assert_int_equal(put(0xa1, 2), 0);
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 2);
+    assert_true(file_there(1));
+}
+
+static void a_record_naming_a_missing_file_is_refused(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    assert_int_equal(put(0xa1, 7), -ENOENT);
+    assert_false(has_record(0xa1));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 0);
+    assert_int_equal(s.files, 0);
+}
+
+static void a_vanished_file_is_written_again_from_the_bytes(void **state)
+{
+    struct blob_ref *ref;
+    struct pic pic = {0};
+    uint8_t data[FILE_BYTES], pubkey[32];
+    int status = 1;
+    (void)state;
+
+    memset(data, 9, sizeof(data));
+    memset(pubkey, 0xa1, 32);
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    blob_hash(data, sizeof(data), pic.h.blob);
+    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
+    assert_non_null(ref);
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, ref, on_put, &status);
+    blob_release(ref);
+    wait_all();
+    assert_int_equal(status, 0);
+    assert_true(file_there(9));
+    assert_true(has_record(0xa1));
+}
+
+static void a_write_queued_behind_the_removal_of_its_file_writes_it_again(void **state)
+{
+    struct pictures_purged r = {.status = 1};
+    struct blob_ref *ref;
+    struct pic pic = {0};
+    uint8_t data[FILE_BYTES], a[32], b[32];
+    int status = 1;
+    (void)state;
+
+    write_file(1);
+    assert_int_equal(put(0xa1, 1), 0);
+    memset(a, 0xa1, 32);
+    memset(b, 0xa2, 32);
+    memset(data, 1, sizeof(data));
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    blob_hash(data, sizeof(data), pic.h.blob);
+    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
+    /* Both queued at once: the file goes with the purge, then comes back for the new record. */
+    pending += 2;
+    pictures_purge(&x, PURGE_PUBKEY, a, on_purged_cb, &r);
+    pictures_put(&x, b, &pic, NULL, NULL, ref, on_put, &status);
+    blob_release(ref);
+    wait_all();
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.files, 1);
+    assert_int_equal(status, 0);
+    assert_true(file_there(1));
+    assert_false(has_record(0xa1));
+    assert_true(has_record(0xa2));
+}
+
+static void eviction_removes_the_least_recently_served_down_to_the_low_water_mark(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    close_index();
+    /* Room for four files; the low water (50%) for two. */
+    limit_bytes = 4 * FILE_BYTES;
+    open_index();
+    for (uint8_t n = 1; n <= 4; n++) {
+        write_file(n);
+        assert_int_equal(put((uint8_t)(0xa0 + n), n), 0);
+        later();
+    }
+    /* Served since: 1, then 3. The order is now 2, 4, 1, 3, least recent first. */
+    served(1);
+    later();
+    served(3);
+    later();
+
+    write_file(5);
+    assert_int_equal(put(0xa5, 5), 0);
+    wait_eviction();
+    pictures_stats(&x, &s);
+    assert_int_equal(s.evictions, 1);
+    assert_int_equal(s.evicted_files, 3);
+    assert_int_equal(s.files, 2);
+    assert_int_equal(s.bytes, 2 * FILE_BYTES);
+    assert_false(file_there(2));
+    assert_false(file_there(4));
+    assert_false(file_there(1));
+    assert_true(file_there(3));
+    assert_true(file_there(5));
+    /* The records of the pubkeys that used them went too. */
+    assert_false(has_record(0xa2));
+    assert_false(has_record(0xa1));
+    assert_true(has_record(0xa3));
+    assert_true(has_record(0xa5));
+}
+
+static void startup_drops_entries_without_a_file_and_removes_files_without_an_entry(void **state)
+{
+    struct pictures_stats s;
+    struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
+    struct timeval recent[2] = {{time(NULL) + 3600, 0}, {time(NULL) + 3600, 0}};
+    char stray_old[256], stray_new[256];
+    uint8_t hash[32];
+    (void)state;
+
+    write_file(1);
+    write_file(2);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 2), 0);
+    assert_int_equal(put(0xa3, 2), 0);
+    close_index();
+
+    /* File 2 disappears; files 3 and 4 appear with no entry, 3 from long ago, 4 as if written after start-up. */
+    open_index();
+    file_hash(2, hash);
+    assert_int_equal(blob_remove(&blobs, hash), 0);
+    write_file(3);
+    file_hash(3, hash);
+    blob_path(&blobs, hash, stray_old, sizeof(stray_old));
+    assert_int_equal(utimes(stray_old, old), 0);
+    write_file(4);
+    file_hash(4, hash);
+    blob_path(&blobs, hash, stray_new, sizeof(stray_new));
+    assert_int_equal(utimes(stray_new, recent), 0);
+    close_index();
+    open_index();
+
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 1);
+    assert_int_equal(s.files, 1);
+    assert_true(has_record(0xa1));
+    assert_false(has_record(0xa2));
+    assert_false(has_record(0xa3));
+    assert_false(file_there(3));
+    /* Written since the relay started, by its time: its record may still be on the way. */
+    assert_true(file_there(4));
+}
+
+static void purging_a_pubkey_removes_a_shared_file_only_with_its_last_user(void **state)
+{
+    struct pictures_purged r;
+    struct pictures_stats s;
+    (void)state;
+
+    write_file(1);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 1), 0);
+
+    r = purge_scope(PURGE_PUBKEY, 0xa1);
+    assert_true(r.found);
+    assert_int_equal(r.pictures, 1);
+    assert_int_equal(r.files, 0);
+    assert_true(file_there(1));
+
+    r = purge_scope(PURGE_PUBKEY, 0xa2);
+    assert_true(r.found);
+    assert_int_equal(r.files, 1);
+    assert_int_equal(r.bytes, FILE_BYTES);
+    assert_false(file_there(1));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 0);
+    assert_int_equal(s.files, 0);
+    assert_int_equal(s.bytes, 0);
+
+    r = purge_scope(PURGE_PUBKEY, 0xa3);
+    assert_false(r.found);
+}
+
+static void purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not(void **state)
+{
+    struct pictures_purged r;
+    struct pictures_stats s;
+    (void)state;
+
+    write_file(1);
+    write_file(2);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 2), 0);
+    put_negative(0xb1);
+
+    r = purge_scope(PURGE_PICTURES, -1);
+    assert_int_equal(r.pictures, 2);
+    assert_int_equal(r.files, 2);
+    assert_false(file_there(1));
+    assert_false(file_there(2));
+    assert_false(has_record(0xa1));
+    assert_true(has_record(0xb1));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 0);
+    assert_int_equal(s.purges, 1);
+
+    write_file(3);
+    assert_int_equal(put(0xa3, 3), 0);
+    r = purge_scope(PURGE_ALL, -1);
+    assert_int_equal(r.files, 1);
+    assert_false(has_record(0xb1));
+    assert_false(has_record(0xa3));
+    assert_false(file_there(3));
+}
+
+static void a_forgotten_file_takes_its_records_with_it(void **state)
+{
+    struct pictures_stats s;
+    uint8_t hash[32];
+    (void)state;
+
+    write_file(1);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 1), 0);
+    file_hash(1, hash);
+    assert_int_equal(blob_remove(&blobs, hash), 0);
+    pictures_forget_file(&x, hash);
+    /* The forget goes ahead of this write on the file thread, and the writer keeps their order. */
+    put_negative(0xb1);
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 0);
+    assert_int_equal(s.files, 0);
+    assert_false(has_record(0xa1));
+    assert_false(has_record(0xa2));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(a_file_shared_by_pubkeys_is_counted_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_record_naming_a_missing_file_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_vanished_file_is_written_again_from_the_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_write_queued_behind_the_removal_of_its_file_writes_it_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(eviction_removes_the_least_recently_served_down_to_the_low_water_mark, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(startup_drops_entries_without_a_file_and_removes_files_without_an_entry, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_forgotten_file_takes_its_records_with_it, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
