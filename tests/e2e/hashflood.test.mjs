@@ -8,14 +8,17 @@ import { after, before, test } from 'node:test';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { rawClient } from './lib/nostr.mjs';
-import { startRelay } from './lib/relay.mjs';
+import { BIN, startRelay } from './lib/relay.mjs';
 import { worldConfig } from './lib/world.mjs';
 
 // One REQ may ask upstream for 5,000 author and kind pairs (a connection for 10,000 at a time): each REQ here
 // stays within that and waits for its EOSE, so that every pubkey goes through the lookup tables.
 const AUTHORS = 5000;
 const REQS = 6;
-const MAX_HEALTH_MS = 50;
+// The bound is for the release build. Even with no collisions, parsing and looking up one REQ of 5,000
+// authors keeps the loop busy for about 20 ms there, and AddressSanitizer makes that work about three times
+// slower; the former keymap took 370 ms.
+const MAX_HEALTH_MS = /\/asan\//.test(BIN) ? 150 : 50;
 
 // Distinct pubkeys that share their first 8 and last 8 bytes, so that also pubkey-and-kind keys
 // (the kind appended) share their first 8 bytes and 4 of their last 8.
@@ -60,7 +63,7 @@ if (!isMainThread) {
     await upstream.cleanup();
   });
 
-  test('/health answers within 50 ms while REQs of 5,000 colliding authors are looked up', async () => {
+  test(`/health answers within ${MAX_HEALTH_MS} ms while REQs of 5,000 colliding authors are looked up`, async () => {
     const stats = async () => (await fetch(`${relay.url}/stats`)).json();
     const before = (await stats()).lookups.requested;
     const latencies = [];
