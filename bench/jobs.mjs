@@ -1,7 +1,9 @@
 // jobs.mjs -- batch pre-caching and LRU eviction:
 //   batch: 2,000 pubkeys whose profiles are on a local upstream relay and whose pictures are on a local
 //     image server, cached by POST /batch-cache; the reference is the same pubkeys fetched through
-//     /profile-pic one request at a time, by a second relay in the same run;
+//     /profile-pic one request at a time, by a second relay in the same run; and the limit: the same source
+//     pictures through the image pipeline alone (bench/tools/pipeline_rate.c), on as many image threads as
+//     the relay uses, with no network or disk;
 //   LRU: evicting a tenth of a 100,000-entry cache (bench/tools/evict_rate.c), against unlinking as many
 //     files of the same size with no index at all.
 import { execFileSync } from 'node:child_process';
@@ -84,10 +86,19 @@ try {
   const singleSeconds = (performance.now() - t1) / 1000;
   await single.cleanup();
 
+  // The relays run with image_threads at its default, 0: one per online CPU.
+  const [pipelineRate, pipelined, threads] = execFileSync(join(tools, 'pipeline_rate'), [sources, '0'], { encoding: 'utf8' })
+    .trim()
+    .split(' ')
+    .map(Number);
+  const batchRate = cached / batchSeconds;
+
   console.log(`batch pre-caching (${PUBKEYS} pubkeys, profiles on a local upstream relay, a distinct picture each)`);
-  console.log(`  POST /batch-cache, until the jobs are done   ${batchSeconds.toFixed(2).padStart(6)} s  ${(cached / batchSeconds).toFixed(0).padStart(5)} pictures/s  (${cached} cached)`);
+  console.log(`  POST /batch-cache, until the jobs are done   ${batchSeconds.toFixed(2).padStart(6)} s  ${batchRate.toFixed(0).padStart(5)} pictures/s  (${cached} cached)`);
   console.log(`  GET /profile-pic, one request at a time     ${singleSeconds.toFixed(2).padStart(6)} s  ${(ok / singleSeconds).toFixed(0).padStart(5)} pictures/s  (${ok} cached)`);
   console.log(`  ratio one-at-a-time/batch (speed-up)        ${(singleSeconds / batchSeconds).toFixed(1).padStart(6)}`);
+  console.log(`  image pipeline alone, ${threads} threads, no I/O     ${(pipelined / pipelineRate).toFixed(2).padStart(6)} s  ${pipelineRate.toFixed(0).padStart(5)} pictures/s  (${pipelined} pictures)`);
+  console.log(`  ratio batch/pipeline                        ${(batchRate / pipelineRate).toFixed(2).padStart(6)}`);
 } finally {
   await upstream.cleanup();
   await images.close();

@@ -1,6 +1,6 @@
 // lib.mjs -- helpers shared by the Node benchmarks.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,7 +87,7 @@ const NGINX_CONNECTIONS = 4096;
 export const NGINX_OPEN_FILES = Math.min(200000, FILE_LIMIT - 2 * NGINX_CONNECTIONS);
 
 // Starts nginx (one worker, access log off, open files cached) serving `root` on a free loopback port;
-// resolves with { url, stop() }. The configuration is written into `dir`; both lie under a benchDir().
+// resolves with { url, pid (the master's), stop() }. The configuration is written into `dir`; both lie under a benchDir().
 export async function startNginx(root, dir) {
   const port = await freePort();
   mkdirSync(join(dir, 'tmp'), { recursive: true });
@@ -126,6 +126,7 @@ http {
   }
   return {
     url,
+    pid: proc.pid,
     stop: () =>
       new Promise((resolve) => {
         proc.once('exit', resolve);
@@ -141,13 +142,33 @@ export const WRK = {
   rounds: Number(process.env.BENCH_ROUNDS ?? 3),
 };
 
-// Requests per second of one wrk run; fails if anything but 2xx or 3xx came back.
-export function wrk(url, { script, env } = {}) {
-  const args = [`-t${WRK.threads}`, `-c${WRK.connections}`, `-d${WRK.seconds}s`];
+// One wrk run: { rps, requests }; fails if anything but 2xx or 3xx came back.
+export function wrkRun(url, { script, env, connections = WRK.connections, seconds = WRK.seconds } = {}) {
+  const args = [`-t${WRK.threads}`, `-c${connections}`, `-d${seconds}s`];
   if (script) args.push('-s', script);
   const out = execFileSync('wrk', [...args, url], { encoding: 'utf8', env: { ...process.env, ...env } });
   if (/Non-2xx or 3xx responses/.test(out)) throw new Error(`${url} answered errors under load:\n${out}`);
-  return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), requests: Number(/(\d+) requests in/.exec(out)[1]) };
+}
+
+// Requests per second of one wrk run.
+export const wrk = (url, options) => wrkRun(url, options).rps;
+
+// CPU time (user + system, every thread) a process and its children have used so far, in microseconds:
+// nginx serves from a worker process, the relay from threads of one process.
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+export function cpuMicros(pid) {
+  const own = (p) => {
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]); // utime and stime, fields 14 and 15
+  };
+  const children = (p) =>
+    readdirSync(`/proc/${p}/task`).flatMap((t) =>
+      readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+    );
+  const all = [pid, ...children(pid)];
+  return (all.reduce((sum, p) => sum + own(p), 0) * 1e6) / CLOCK_TICKS;
 }
 
 export function median(values) {
