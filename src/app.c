@@ -249,7 +249,8 @@ int app_run(struct app *a, const char *config_path, bool check_only)
 
     uv_loop_init(&a->loop);
     inbox_init(&a->inbox, &a->loop);
-    if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0 || init_upstream(a, err, sizeof(err)) != 0) {
+    if (http_server_init(&a->http, &a->loop, &a->cfg, err, sizeof(err)) != 0 ||
+        init_upstream(a, err, sizeof(err)) != 0) {
         status = config_error(a, err);
         goto out;
     }

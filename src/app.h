@@ -30,7 +30,7 @@ struct app {
     uv_loop_t loop;
     struct inbox inbox; /* results of the writer and the worker threads */
     struct store store;
-    struct workpool verify;   /* signature checks */
+    struct workpool verify;    /* signature checks */
     struct upstream *upstream; /* connections to the upstream relays */
     struct ingest *ingest;     /* every incoming event: checked, verified, stored */
     struct lookup *lookup;     /* what the upstream relays are asked */
@@ -47,8 +47,8 @@ struct app {
     uint64_t started_ns;        /* uv_hrtime() at start-up, for the uptime */
     bool stopping;
     bool http_drained;
-    bool pfp_ready;      /* pfp_init() succeeded */
-    bool jobs_ready;     /* jobs_open() succeeded */
+    bool pfp_ready;  /* pfp_init() succeeded */
+    bool jobs_ready; /* jobs_open() succeeded */
 };
 
 /*

@@ -107,8 +107,8 @@ json_t *stats_json(struct stats *s)
         (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out, "upstream_relays", relays_json(s), "jobs",
         "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
         (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
-        (json_int_t)rs.connections, "events_stored", stored, "admin", "token", s->cfg->admin_token[0] != '\0',
-        "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
+        (json_int_t)rs.connections, "events_stored", stored, "admin", "token", s->cfg->admin_token[0] != '\0', "nip98",
+        s->cfg->admin_pubkeys.count > 0, "loopback_only",
         s->cfg->admin_token[0] == '\0' && s->cfg->admin_pubkeys.count == 0);
 }
 
@@ -269,8 +269,7 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     }
     if (s->stored_other > 0)
         metrics_u64(b, "pfpcache_events_stored_total", one_label(l, "kind", "other"), s->stored_other);
-    metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.",
-                   rs.events_rejected);
+    metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.", rs.events_rejected);
 
     metrics_family(b, "pfpcache_uptime_seconds", "gauge", "Seconds since start-up.");
     metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(uv_hrtime() - s->started_ns) / 1e9);
