@@ -253,7 +253,7 @@ static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev
         follows_found(fr, ev);
         return;
     }
-    if (req != NULL && fr->a->lookup->closing)
+    if (req != NULL && lookup_closing(fr->a->lookup))
         http_reply_error(req, 503, "the relay is shutting down");
     else if (req != NULL)
         http_reply_error(req, 404, "no contact list (kind 3) found for this pubkey, here or on the upstream relays");

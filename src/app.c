@@ -35,12 +35,14 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     struct app *a = t->data;
 
-    size_t upstream = upstream_open(&a->upstream);
+    size_t upstream = upstream_open_count(a->upstream);
+    struct relay_stats rs;
 
-    if ((a->http_drained && a->relay.nconns == 0 && upstream == 0) || uv_now(&a->loop) >= a->shutdown_deadline) {
-        if (a->relay.nconns != 0 || upstream != 0)
-            log_warn("shutdown: %zu client and %zu upstream connection(s) still open at the deadline", a->relay.nconns,
-                     upstream);
+    relay_stats(a->relay, &rs);
+    if ((a->http_drained && rs.connections == 0 && upstream == 0) || uv_now(&a->loop) >= a->shutdown_deadline) {
+        if (rs.connections != 0 || upstream != 0)
+            log_warn("shutdown: %llu client and %zu upstream connection(s) still open at the deadline",
+                     (unsigned long long)rs.connections, upstream);
         uv_timer_stop(t);
         uv_stop(&a->loop);
     }
@@ -65,9 +67,9 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = true;
     log_info("%s: shutting down, waiting up to %lld s for requests in flight", name,
              (long long)a->cfg.shutdown_timeout_seconds);
-    relay_shutdown(&a->relay);
-    lookup_shutdown(&a->lookup);
-    upstream_shutdown(&a->upstream);
+    relay_shutdown(a->relay);
+    lookup_shutdown(a->lookup);
+    upstream_shutdown(a->upstream);
     http_server_drain(&a->http, timeout, on_http_drained);
     a->shutdown_deadline = uv_now(&a->loop) + timeout;
     uv_timer_start(&a->shutdown_timer, on_shutdown_timer, 0, SHUTDOWN_POLL_MS);
@@ -103,6 +105,24 @@ static void http_options_of(const struct config *cfg, struct http_options *o)
     };
 }
 
+/* Prepares the upstream connections; a CA file that cannot be loaded is a configuration error named by its key. */
+static int init_upstream(struct app *a, char *err, size_t errlen)
+{
+    struct upstream_options opt = {.urls = (const char *const *)a->cfg.upstream_relays.items,
+                                   .nurls = a->cfg.upstream_relays.count,
+                                   .ca_file = a->cfg.upstream_ca_file,
+                                   .max_message = (size_t)a->cfg.max_message_length};
+    char reason[256];
+    int r;
+
+    if ((r = upstream_init(&a->upstream, &a->loop, &opt, reason, sizeof(reason))) == -EINVAL)
+        snprintf(err, errlen, "\"upstream_ca_file\" is \"%s\"; allowed: a readable PEM file of certificates (%s)",
+                 a->cfg.upstream_ca_file, reason);
+    else if (r != 0)
+        snprintf(err, errlen, "%s", reason);
+    return r;
+}
+
 static int config_error(const struct app *a, const char *msg)
 {
     fprintf(stderr, "pfpcache-relay: %s: %s\n", a->config_path, msg);
@@ -132,9 +152,8 @@ static int start(struct app *a)
 
     if (make_data_dirs(&a->cfg) != 0)
         return APP_EXIT_FAILURE;
-    if ((r = db_init(&a->db,
-                     &(struct db_options){a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb}, &a->inbox,
-                     err, sizeof(err))) != 0) {
+    if ((r = db_init(&a->db, &(struct db_options){a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb},
+                     &a->inbox, err, sizeof(err))) != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
@@ -146,9 +165,30 @@ static int start(struct app *a)
         log_error("cannot start the signature threads: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
-    lookup_init(&a->lookup, &a->loop, &a->cfg, &a->upstream, &a->store, &a->verify);
-    relay_init(&a->relay, &a->cfg, &a->store, &a->verify, &a->lookup);
-    if ((r = pfp_init(&a->pfp, &a->loop, &a->cfg, &a->store, &a->lookup, &a->inbox, err, sizeof(err))) != 0) {
+    ingest_init(&a->ingest, &(struct ingest_options){.max_future_seconds = a->cfg.max_future_seconds}, &a->store,
+                &a->verify);
+    lookup_init(&a->lookup, &a->loop,
+                &(struct lookup_options){.timeout_ms = (uint64_t)a->cfg.upstream_timeout_ms,
+                                         .grace_ms = (uint64_t)a->cfg.upstream_grace_ms,
+                                         .batch_ms = (uint64_t)a->cfg.upstream_batch_ms,
+                                         .max_concurrent = (size_t)a->cfg.max_concurrent},
+                a->upstream, a->ingest, &a->store);
+    relay_init(&a->relay,
+               &(struct relay_options){.name = a->cfg.relay_name,
+                                       .description = a->cfg.relay_description,
+                                       .pubkey = a->cfg.relay_pubkey,
+                                       .contact = a->cfg.relay_contact,
+                                       .accepted_kinds = a->cfg.accepted_kinds.items,
+                                       .naccepted_kinds = a->cfg.accepted_kinds.count,
+                                       .max_message_length = (size_t)a->cfg.max_message_length,
+                                       .max_subscriptions = (size_t)a->cfg.max_subscriptions,
+                                       .max_filters = (size_t)a->cfg.max_filters,
+                                       .max_limit = (uint32_t)a->cfg.max_limit,
+                                       .max_subid_length = (size_t)a->cfg.max_subid_length,
+                                       .max_future_seconds = a->cfg.max_future_seconds,
+                                       .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes},
+               &a->store, a->ingest, a->lookup);
+    if ((r = pfp_init(&a->pfp, &a->loop, &a->cfg, &a->store, a->lookup, &a->inbox, err, sizeof(err))) != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
@@ -163,6 +203,7 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     pfp_start(&a->pfp);
+    upstream_start(a->upstream);
     if ((r = jobs_start(&a->jobs)) != 0) {
         log_error("cannot read the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
@@ -171,20 +212,20 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, &a->lookup};
+    a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, a->lookup};
     a->stats = (struct stats){.cfg = &a->cfg,
                               .http = &a->http,
                               .store = &a->store,
-                              .upstream = &a->upstream,
-                              .lookup = &a->lookup,
-                              .relay = &a->relay,
+                              .upstream = a->upstream,
+                              .lookup = a->lookup,
+                              .relay = a->relay,
                               .pfp = &a->pfp,
                               .jobs = &a->jobs,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
-    relay_route(&a->relay, &a->http, web_page, NULL);
+    relay_route(a->relay, &a->http, web_page, NULL);
     pfp_route(&a->pfp, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
@@ -221,9 +262,14 @@ static void stop(struct app *a)
     if (a->jobs_ready)
         jobs_free(&a->jobs);
     auth_free(&a->auth);
-    relay_free(&a->relay);
-    if (a->upstream_ready)
-        upstream_free(&a->upstream);
+    if (a->relay != NULL)
+        relay_free(a->relay);
+    if (a->lookup != NULL)
+        lookup_free(a->lookup);
+    if (a->ingest != NULL)
+        ingest_free(a->ingest);
+    if (a->upstream != NULL)
+        upstream_free(a->upstream);
     db_free(a->db);
 }
 
@@ -244,12 +290,10 @@ int app_run(struct app *a, const char *config_path, bool check_only)
     http_options_of(&a->cfg, &ho);
     uv_loop_init(&a->loop);
     inbox_init(&a->inbox, &a->loop);
-    if (http_server_init(&a->http, &a->loop, &ho, err, sizeof(err)) != 0 ||
-        upstream_init(&a->upstream, &a->loop, &a->cfg, err, sizeof(err)) != 0) {
+    if (http_server_init(&a->http, &a->loop, &ho, err, sizeof(err)) != 0 || init_upstream(a, err, sizeof(err)) != 0) {
         status = config_error(a, err);
         goto out;
     }
-    a->upstream_ready = true;
     if (check_only) {
         printf("%s: configuration OK\n", config_path);
         status = APP_EXIT_OK;

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "http.h"
 #include "inbox.h"
+#include "ingest.h"
 #include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
@@ -31,10 +32,11 @@ struct app {
     struct inbox inbox; /* results of the writer and the worker threads */
     struct db *db;
     struct store store;
-    struct workpool verify;   /* signature checks */
-    struct upstream upstream; /* connections to the upstream relays */
-    struct lookup lookup;     /* what the upstream relays are asked */
-    struct relay relay;
+    struct workpool verify;    /* signature checks */
+    struct upstream *upstream; /* connections to the upstream relays */
+    struct ingest *ingest;     /* every incoming event: checked, verified, stored */
+    struct lookup *lookup;     /* what the upstream relays are asked */
+    struct relay *relay;
     struct pfp pfp;     /* profile pictures */
     struct jobs jobs;   /* batch pre-caching */
     struct auth auth;   /* who may call the admin endpoints */
@@ -47,9 +49,8 @@ struct app {
     uint64_t started_ns;        /* clock_mono_ns() at start-up, for the uptime */
     bool stopping;
     bool http_drained;
-    bool upstream_ready; /* upstream_init() succeeded */
-    bool pfp_ready;      /* pfp_init() succeeded */
-    bool jobs_ready;     /* jobs_init() succeeded */
+    bool pfp_ready;  /* pfp_init() succeeded */
+    bool jobs_ready; /* jobs_init() succeeded */
 };
 
 /*

@@ -1,14 +1,15 @@
 /* lookup.c -- the newest event of a pubkey and kind from the upstream relays: coalesced, batched, verified, stored. */
 #include "lookup.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include <h2o/memory.h>
 
 #include "buf.h"
-#include "event.h"
 #include "hex.h"
 #include "keymap.h"
 #include "log.h"
@@ -21,6 +22,29 @@
 /* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
 static const double LOOKUP_LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+struct lookup {
+    uv_loop_t *loop;
+    struct lookup_options opt;
+    struct upstream *up;
+    struct ingest *ingest;
+    struct store *store;
+    struct keymap *active;    /* (kind, pubkey) -> entry under way */
+    struct keymap *negative;  /* (kind, pubkey) -> recent "none found" */
+    h2o_linklist_t negatives; /* the same, oldest first */
+    h2o_linklist_t batch;     /* entries waiting for the batch timer, oldest first */
+    size_t nbatch;
+    h2o_linklist_t queued; /* queries waiting for a free slot (max_concurrent) */
+    h2o_linklist_t running;
+    size_t nrunning;
+    uint64_t next_query_id;
+    h2o_linklist_t ready; /* waiters answered, to be called back from the loop */
+    uv_timer_t batch_timer, ready_timer;
+    unsigned timers_open; /* while lookup_free() waits for close callbacks */
+    bool closing;
+    struct lookup_stats stats;
+    struct histogram latency;
+};
+
 static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
 {
     memcpy(key, pubkey, 32);
@@ -31,23 +55,23 @@ static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
 struct lookup_negative {
     uint8_t key[36];
     uint64_t until;
-    struct lookup_negative *older, *newer;
+    h2o_linklist_t link;
 };
 
 struct lookup_entry {
     uint8_t pubkey[32];
     uint32_t kind;
-    struct lookup_waiter *waiters;
+    h2o_linklist_t waiters;
+    h2o_linklist_t link; /* in the batch, until a query takes it */
     struct lookup_query *query;
     bool found;      /* a valid event was stored for it */
     int64_t best_at; /* created_at of the best verified, to skip copies that are not newer */
     uint8_t best_id[32];
     bool has_best;
-    unsigned inflight;   /* verifications and writes not yet back */
+    unsigned inflight;   /* events in the ingest pipeline */
     uint64_t grace_at;   /* once found: when to stop waiting for newer versions; 0 before */
     uint64_t started_ns; /* uv_hrtime() when first asked, for the latency histogram */
     bool done;
-    struct lookup_entry *next;
 };
 
 enum relay_part { PART_NONE, PART_OPEN, PART_DONE };
@@ -63,23 +87,18 @@ struct lookup_query {
     size_t participants, finished;
     bool answered; /* a relay reached EOSE: an absence means something */
     bool over;     /* every entry is done; only references keep it */
-    unsigned refs; /* verifications and writes in flight, plus one while running */
+    unsigned refs; /* events in the ingest pipeline, plus one until the timer has closed */
     uint64_t deadline;
     uv_timer_t timer;
-    struct lookup_query *next;
+    h2o_linklist_t link; /* in lk->queued or lk->running */
 };
 
-/* An upstream event on its way: signature check on the pool, then the store. */
+/* An upstream event in the ingest pipeline. */
 struct incoming {
-    struct work work;
-    struct store_event_write ew;
+    struct ingest_job job;
     struct lookup_query *q;
     struct lookup_entry *e;
     struct upstream_relay *relay;
-    uint8_t pubkey[32];
-    uint8_t sig[64];
-    int64_t ev_at;
-    bool sig_ok;
 };
 
 static void check_query(struct lookup_query *q);
@@ -92,12 +111,9 @@ static void on_ready(uv_timer_t *t)
 {
     struct lookup *lk = t->data;
 
-    while (lk->ready != NULL) {
-        struct lookup_waiter *w = lk->ready;
-        lk->ready = w->next;
-        if (lk->ready != NULL)
-            lk->ready->prev = NULL;
-        w->ready = false;
+    while (!h2o_linklist_is_empty(&lk->ready)) {
+        struct lookup_waiter *w = H2O_STRUCT_FROM_MEMBER(struct lookup_waiter, _link, lk->ready.next);
+        h2o_linklist_unlink(&w->_link);
         w->cb(w, NULL);
     }
 }
@@ -105,34 +121,17 @@ static void on_ready(uv_timer_t *t)
 /* Answers "none" from the loop, so that no callback runs inside lookup_get(). */
 static void answer_none_later(struct lookup *lk, struct lookup_waiter *w)
 {
-    w->entry = NULL;
-    w->ready = true;
-    w->prev = NULL;
-    w->next = lk->ready;
-    if (lk->ready != NULL)
-        lk->ready->prev = w;
-    lk->ready = w;
+    w->_entry = NULL;
+    h2o_linklist_insert(&lk->ready, &w->_link);
     uv_timer_start(&lk->ready_timer, on_ready, 0, 0);
 }
 
 void lookup_cancel(struct lookup *lk, struct lookup_waiter *w)
 {
-    struct lookup_waiter **head;
-
-    if (w->ready)
-        head = &lk->ready;
-    else if (w->entry != NULL)
-        head = &w->entry->waiters;
-    else
-        return;
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        *head = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
-    w->entry = NULL;
-    w->ready = false;
+    (void)lk;
+    if (h2o_linklist_is_linked(&w->_link))
+        h2o_linklist_unlink(&w->_link);
+    w->_entry = NULL;
 }
 
 static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
@@ -142,13 +141,9 @@ static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
 
     make_key(key, e->pubkey, e->kind);
     if ((n = keymap_get(lk->negative, key)) == NULL) {
-        if (keymap_count(lk->negative) >= NEGATIVE_MAX && lk->neg_oldest != NULL) {
-            struct lookup_negative *old = lk->neg_oldest;
-            lk->neg_oldest = old->newer;
-            if (lk->neg_oldest != NULL)
-                lk->neg_oldest->older = NULL;
-            else
-                lk->neg_newest = NULL;
+        if (keymap_count(lk->negative) >= NEGATIVE_MAX) {
+            struct lookup_negative *old = H2O_STRUCT_FROM_MEMBER(struct lookup_negative, link, lk->negatives.next);
+            h2o_linklist_unlink(&old->link);
             keymap_del(lk->negative, old->key);
             free(old);
         }
@@ -157,30 +152,15 @@ static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
         memcpy(n->key, key, 36);
         keymap_put(lk->negative, key, n);
     } else {
-        /* Moved to the newest end. */
-        if (n->older != NULL)
-            n->older->newer = n->newer;
-        else
-            lk->neg_oldest = n->newer;
-        if (n->newer != NULL)
-            n->newer->older = n->older;
-        else
-            lk->neg_newest = n->older;
+        h2o_linklist_unlink(&n->link); /* moved to the newest end */
     }
     n->until = uv_now(lk->loop) + NEGATIVE_TTL_MS;
-    n->older = lk->neg_newest;
-    n->newer = NULL;
-    if (lk->neg_newest != NULL)
-        lk->neg_newest->newer = n;
-    else
-        lk->neg_oldest = n;
-    lk->neg_newest = n;
+    h2o_linklist_insert(&lk->negatives, &n->link);
 }
 
 /* Ends an entry: its waiters hear the stored event, or NULL. */
 static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answered)
 {
-    struct lookup_waiter *w;
     struct event_view ev;
     MDB_txn *txn;
     uint8_t key[36];
@@ -207,12 +187,10 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
         store_read_end(lk->store, txn);
     }
     /* One waiter at a time, from the entry itself: a callback may cancel the others or look up more. */
-    while ((w = e->waiters) != NULL) {
-        e->waiters = w->next;
-        if (e->waiters != NULL)
-            e->waiters->prev = NULL;
-        w->prev = w->next = NULL;
-        w->entry = NULL;
+    while (!h2o_linklist_is_empty(&e->waiters)) {
+        struct lookup_waiter *w = H2O_STRUCT_FROM_MEMBER(struct lookup_waiter, _link, e->waiters.next);
+        h2o_linklist_unlink(&w->_link);
+        w->_entry = NULL;
         w->cb(w, copy != NULL ? &ev : NULL);
     }
     free(copy);
@@ -241,7 +219,7 @@ static struct lookup_entry *query_entry(const struct lookup_query *q, const uint
     return NULL;
 }
 
-static void send_req(struct lookup_query *q, struct upstream_relay *r, size_t i)
+static void send_req(struct lookup_query *q, struct upstream_relay *r)
 {
     struct buf b = BUF_INIT;
     char hex[64];
@@ -254,10 +232,10 @@ static void send_req(struct lookup_query *q, struct upstream_relay *r, size_t i)
         buf_appendc(&b, '"');
     }
     buf_appendf(&b, "],\"limit\":%zu}]", q->n);
+    /* A relay not connected now joins when it connects (on_connected). */
     if (upstream_send(r, b.data, b.len) == 0) {
-        q->parts[i] = PART_OPEN;
+        q->parts[upstream_relay_index(r)] = PART_OPEN;
         q->participants++;
-        r->stats.queries++;
     }
     buf_free(&b);
 }
@@ -271,8 +249,7 @@ static void send_close(struct lookup_query *q, struct upstream_relay *r)
 
 static void on_query_timer_closed(uv_handle_t *h)
 {
-    struct lookup_query *q = h->data;
-    query_unref(q);
+    query_unref(h->data);
 }
 
 static void query_unref(struct lookup_query *q)
@@ -296,19 +273,14 @@ static void end_query(struct lookup_query *q)
     if (q->over)
         return;
     q->over = true;
-    for (size_t i = 0; i < lk->up->nrelays; i++) {
+    for (size_t i = 0; i < upstream_count(lk->up); i++) {
         if (q->parts[i] == PART_OPEN)
-            send_close(q, &lk->up->relays[i]);
+            send_close(q, upstream_relay(lk->up, i));
     }
     /* Only a query every relay answered may call an author absent. */
     for (size_t i = 0; i < q->n; i++)
         finish_entry(lk, q->entries[i], q->answered && q->finished == q->participants);
-    for (struct lookup_query **p = &lk->running; *p != NULL; p = &(*p)->next) {
-        if (*p == q) {
-            *p = q->next;
-            break;
-        }
-    }
+    h2o_linklist_unlink(&q->link);
     lk->nrunning--;
     uv_close((uv_handle_t *)&q->timer, on_query_timer_closed);
     start_queued(lk);
@@ -332,18 +304,19 @@ static void on_query_timer(uv_timer_t *t)
 /*
  * Answers what can be answered: entries whose event arrived and whose grace
  * period has passed, and everything once every relay has finished (or, with no
- * relay taking part, none is still connecting). Waits for checks and writes in
- * flight, so that nothing found is answered as missing.
+ * relay taking part, none is still connecting). Waits for events still in the
+ * ingest pipeline, so that nothing found is answered as missing.
  */
 static void check_query(struct lookup_query *q)
 {
     struct lookup *lk = q->lk;
-    uint64_t now = uv_now(lk->loop), next = q->deadline;
+    uint64_t now, next = q->deadline;
     bool all_done = true, relays_done;
     size_t inflight = 0;
 
     if (q->over)
         return;
+    now = uv_now(lk->loop);
     relays_done = q->finished == q->participants && (q->participants > 0 || !upstream_connecting(lk->up));
     for (size_t i = 0; i < q->n; i++) {
         struct lookup_entry *e = q->entries[i];
@@ -367,23 +340,20 @@ static void check_query(struct lookup_query *q)
 
 static void start_query(struct lookup *lk, struct lookup_query *q)
 {
-    q->next = lk->running;
-    lk->running = q;
+    h2o_linklist_insert(&lk->running, &q->link);
     lk->nrunning++;
     lk->stats.queries++;
-    q->deadline = uv_now(lk->loop) + (uint64_t)lk->cfg->upstream_timeout_ms;
-    for (size_t i = 0; i < lk->up->nrelays; i++) {
-        if (lk->up->relays[i].state == UPSTREAM_CONNECTED)
-            send_req(q, &lk->up->relays[i], i);
-    }
+    q->deadline = uv_now(lk->loop) + lk->opt.timeout_ms;
+    for (size_t i = 0; i < upstream_count(lk->up); i++)
+        send_req(q, upstream_relay(lk->up, i));
     check_query(q);
 }
 
 static void start_queued(struct lookup *lk)
 {
-    while (lk->queued != NULL && lk->nrunning < (size_t)lk->cfg->max_concurrent && !lk->closing) {
-        struct lookup_query *q = lk->queued;
-        lk->queued = q->next;
+    while (!h2o_linklist_is_empty(&lk->queued) && lk->nrunning < lk->opt.max_concurrent && !lk->closing) {
+        struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->queued.next);
+        h2o_linklist_unlink(&q->link);
         start_query(lk, q);
     }
 }
@@ -392,7 +362,7 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
 {
     struct lookup_query *q = calloc(1, sizeof(*q));
 
-    if (q == NULL || (q->parts = calloc(lk->up->nrelays + 1, sizeof(*q->parts))) == NULL)
+    if (q == NULL || (q->parts = calloc(upstream_count(lk->up) + 1, sizeof(*q->parts))) == NULL)
         abort();
     q->lk = lk;
     q->id = ++lk->next_query_id;
@@ -413,31 +383,25 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
 static void on_batch_timer(uv_timer_t *t)
 {
     struct lookup *lk = t->data;
-    struct lookup_entry *e = lk->batch;
-    struct lookup_query **tail = &lk->queued;
 
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    lk->batch = NULL;
     lk->nbatch = 0;
-    while (e != NULL) {
-        uint32_t kind = e->kind;
-        struct lookup_entry **group = malloc(MAX_AUTHORS * sizeof(*group)), **rest = &e;
+    while (!h2o_linklist_is_empty(&lk->batch)) {
+        uint32_t kind = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, lk->batch.next)->kind;
+        struct lookup_entry **group = malloc(MAX_AUTHORS * sizeof(*group));
         size_t n = 0;
 
         if (group == NULL)
             abort();
-        /* Takes up to MAX_AUTHORS entries of this kind out of the list, in order. */
-        for (struct lookup_entry **p = rest; *p != NULL && n < MAX_AUTHORS;) {
-            if ((*p)->kind == kind) {
-                group[n++] = *p;
-                *p = (*p)->next;
-            } else {
-                p = &(*p)->next;
+        /* Takes up to MAX_AUTHORS entries of this kind out of the batch, in order. */
+        for (h2o_linklist_t *l = lk->batch.next, *next; l != &lk->batch && n < MAX_AUTHORS; l = next) {
+            struct lookup_entry *e = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, l);
+            next = l->next;
+            if (e->kind == kind) {
+                h2o_linklist_unlink(l);
+                group[n++] = e;
             }
         }
-        *tail = new_query(lk, kind, group, n);
-        tail = &(*tail)->next;
+        h2o_linklist_insert(&lk->queued, &new_query(lk, kind, group, n)->link);
     }
     start_queued(lk);
 }
@@ -448,11 +412,11 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
     struct lookup_negative *neg;
     uint8_t key[36];
 
+    assert(w->cb != NULL);
     lk->stats.requested++;
-    w->prev = w->next = NULL;
-    w->ready = false;
+    w->_link = (h2o_linklist_t){NULL, NULL};
     make_key(key, pubkey, kind);
-    if (lk->closing || lk->up->nrelays == 0) {
+    if (lk->closing || upstream_count(lk->up) == 0) {
         answer_none_later(lk, w);
         return;
     }
@@ -469,83 +433,63 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
         e->started_ns = uv_hrtime();
+        h2o_linklist_init_anchor(&e->waiters);
         keymap_put(lk->active, key, e);
-        e->next = lk->batch;
-        lk->batch = e;
+        h2o_linklist_insert(&lk->batch, &e->link);
         if (lk->nbatch++ == 0)
-            uv_timer_start(&lk->batch_timer, on_batch_timer, (uint64_t)lk->cfg->upstream_batch_ms, 0);
+            uv_timer_start(&lk->batch_timer, on_batch_timer, lk->opt.batch_ms, 0);
     }
-    w->entry = e;
-    w->next = e->waiters;
-    if (e->waiters != NULL)
-        e->waiters->prev = w;
-    e->waiters = w;
+    w->_entry = e;
+    h2o_linklist_insert(&e->waiters, &w->_link);
 }
 
 /* --- what the relays send ------------------------------------------------------------------------------------ */
 
 static struct lookup_query *find_query(struct lookup *lk, const char *subid)
 {
-    for (struct lookup_query *q = lk->running; q != NULL; q = q->next) {
+    for (h2o_linklist_t *l = lk->running.next; l != &lk->running; l = l->next) {
+        struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, l);
         if (strcmp(q->subid, subid) == 0)
             return q;
     }
     return NULL;
 }
 
-static size_t relay_index(const struct lookup *lk, const struct upstream_relay *r)
+/* Whether an event is newer than the best verified for `e` (at equal times, the lower id wins, as NIP-01 says). */
+static bool beats_best(const struct lookup_entry *e, int64_t created_at, const uint8_t id[32])
 {
-    return (size_t)(r - lk->up->relays);
+    return !e->has_best || created_at > e->best_at || (created_at == e->best_at && memcmp(id, e->best_id, 32) < 0);
 }
 
-static void on_incoming_stored(struct store_event_write *ew)
+/* A verified version of `e`'s event is stored. */
+static void found(struct lookup *lk, struct lookup_entry *e, int64_t created_at, const uint8_t id[32])
 {
-    struct incoming *in = (struct incoming *)((char *)ew - offsetof(struct incoming, ew));
-    struct lookup_entry *e = in->e;
+    if (beats_best(e, created_at, id)) {
+        e->has_best = true;
+        e->best_at = created_at;
+        memcpy(e->best_id, id, 32);
+    }
+    if (e->done)
+        return;
+    if (!e->found)
+        e->grace_at = uv_now(lk->loop) + lk->opt.grace_ms;
+    e->found = true;
+}
+
+static void on_ingested(struct ingest_job *job, int status, const struct event_view *ev)
+{
+    struct incoming *in = H2O_STRUCT_FROM_MEMBER(struct incoming, job, job);
     struct lookup_query *q = in->q;
 
-    e->inflight--;
-    if (ew->w.status == 0 && !e->done) {
-        if (!e->found)
-            e->grace_at = uv_now(q->lk->loop) + (uint64_t)q->lk->cfg->upstream_grace_ms;
-        e->found = true;
-    }
-    free(in->ew.rec);
+    in->e->inflight--;
+    /* A forged copy changes nothing: only verified events count as the best in hand. */
+    if (status == -EKEYREJECTED)
+        upstream_dropped(in->relay, "event with a bad signature");
+    else if (status >= 0 && status != INGEST_EPHEMERAL)
+        found(q->lk, in->e, ev->created_at, ev->id);
     free(in);
     check_query(q);
     query_unref(q);
-}
-
-static void verify_run(struct work *w)
-{
-    struct incoming *in = (struct incoming *)w;
-    in->sig_ok = event_verify_sig(in->ew.id, in->pubkey, in->sig);
-}
-
-static void verify_done(struct work *w)
-{
-    struct incoming *in = (struct incoming *)w;
-    struct lookup_query *q = in->q;
-
-    if (!in->sig_ok) {
-        /* A forged copy changes nothing: only verified events count as the best in hand. */
-        upstream_dropped(in->relay, "event with a bad signature");
-        in->e->inflight--;
-        free(in->ew.rec);
-        free(in);
-        check_query(q);
-        query_unref(q);
-        return;
-    }
-    if (!in->e->has_best || in->ev_at > in->e->best_at ||
-        (in->ev_at == in->e->best_at && memcmp(in->ew.id, in->e->best_id, 32) < 0)) {
-        in->e->has_best = true;
-        in->e->best_at = in->ev_at;
-        memcpy(in->e->best_id, in->ew.id, 32);
-    }
-    /* Stored through the same path as a client's EVENT: the relay's subscribers and listeners hear of it. */
-    in->ew.done = on_incoming_stored;
-    store_put_event(q->lk->store, &in->ew);
 }
 
 static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_t *msg)
@@ -564,39 +508,31 @@ static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_
     /* Events for a subscription already closed are late, not wrong. */
     if ((q = find_query(lk, json_string_value(jsub))) == NULL || q->over)
         return;
-    if (event_parse(json_array_get(msg, 2), &ev, reason, sizeof(reason)) != 0) {
+    if (ingest_check(lk->ingest, json_array_get(msg, 2), &ev, reason, sizeof(reason)) != 0) {
         snprintf(why, sizeof(why), "invalid event: %s", reason);
         upstream_dropped(r, why);
         return;
     }
     if (ev.kind != q->kind || (e = query_entry(q, ev.pubkey)) == NULL) {
         upstream_dropped(r, "event of a kind or author not asked for");
-    } else if (ev.created_at > (int64_t)time(NULL) + lk->cfg->max_future_seconds) {
-        upstream_dropped(r, "event dated in the future");
-    } else if (!event_id_valid(&ev)) {
-        upstream_dropped(r, "event whose id is not its hash");
-    } else if (e->done || (e->has_best && (ev.created_at < e->best_at ||
-                                           (ev.created_at == e->best_at && memcmp(ev.id, e->best_id, 32) >= 0)))) {
-        /* Already answered, or not newer than a verified version: nothing to check. */
-        r->stats.events_received++;
-    } else {
-        r->stats.events_received++;
+    } else if (!e->done && beats_best(e, ev.created_at, ev.id)) {
+        /* Stored through the same path as a client's EVENT: the relay's subscribers and listeners hear of it. */
         if ((in = calloc(1, sizeof(*in))) == NULL)
             abort();
+        in->job.done = on_ingested;
         in->q = q;
         in->e = e;
         in->relay = r;
-        memcpy(in->ew.id, ev.id, 32);
-        memcpy(in->pubkey, ev.pubkey, 32);
-        memcpy(in->sig, ev.sig, 64);
-        in->ev_at = ev.created_at;
-        in->ew.rec = event_record_build(&ev, &in->ew.rec_len);
-        in->work.run = verify_run;
-        in->work.done = verify_done;
-        e->inflight++;
-        q->refs++;
-        workpool_submit(lk->verify, &in->work);
+        if (ingest_submit(lk->ingest, &ev, &in->job) == INGEST_DUPLICATE) {
+            free(in);
+            found(lk, e, ev.created_at, ev.id);
+            check_query(q);
+        } else {
+            e->inflight++;
+            q->refs++;
+        }
     }
+    /* Otherwise already answered, or not newer than a verified version: nothing to check. */
     event_free(&ev);
 }
 
@@ -630,12 +566,10 @@ static void on_message(void *data, struct upstream_relay *r, json_t *msg)
         if (verb[0] == 'E')
             send_close(q, r);
         else
-            log_debug("upstream %s: subscription closed: %s", r->url, json_string_value(json_array_get(msg, 2)));
-        relay_finished(q, relay_index(lk, r), verb[0] == 'E');
-    } else if (strcmp(verb, "NOTICE") == 0) {
-        r->stats.notices++;
-        log_debug("upstream %s: NOTICE %s", r->url, json_string_value(jsub));
-    } else if (strcmp(verb, "OK") != 0 && strcmp(verb, "AUTH") != 0) {
+            log_debug("upstream %s: subscription closed: %s", upstream_relay_url(r),
+                      json_string_value(json_array_get(msg, 2)));
+        relay_finished(q, upstream_relay_index(r), verb[0] == 'E');
+    } else if (strcmp(verb, "NOTICE") != 0 && strcmp(verb, "OK") != 0 && strcmp(verb, "AUTH") != 0) {
         upstream_dropped(r, "unknown message type");
     }
 }
@@ -644,21 +578,24 @@ static void on_message(void *data, struct upstream_relay *r, json_t *msg)
 static void on_connected(void *data, struct upstream_relay *r)
 {
     struct lookup *lk = data;
-    size_t i = relay_index(lk, r);
+    size_t i = upstream_relay_index(r);
 
-    for (struct lookup_query *q = lk->running; q != NULL; q = q->next) {
+    for (h2o_linklist_t *l = lk->running.next; l != &lk->running; l = l->next) {
+        struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, l);
         if (!q->over && q->parts[i] == PART_NONE)
-            send_req(q, r, i);
+            send_req(q, r);
     }
 }
 
 static void on_disconnected(void *data, struct upstream_relay *r)
 {
     struct lookup *lk = data;
-    size_t i = relay_index(lk, r);
+    size_t i = upstream_relay_index(r);
 
-    for (struct lookup_query *q = lk->running, *next; q != NULL; q = next) {
-        next = q->next;
+    /* A query may end (and leave the list) on the way. */
+    for (h2o_linklist_t *l = lk->running.next, *next; l != &lk->running; l = next) {
+        struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, l);
+        next = l->next;
         if (q->parts[i] == PART_OPEN)
             relay_finished(q, i, false);
         else if (q->parts[i] == PART_NONE)
@@ -672,43 +609,83 @@ static const struct upstream_handler upstream_handler = {
     .on_message = on_message,
 };
 
-void lookup_init(struct lookup *lk, uv_loop_t *loop, const struct config *cfg, struct upstream *up, struct store *store,
-                 struct workpool *verify)
+int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_options *opt, struct upstream *up,
+                struct ingest *ingest, struct store *store)
 {
-    memset(lk, 0, sizeof(*lk));
+    struct lookup *lk = calloc(1, sizeof(*lk));
+
+    if (lk == NULL)
+        abort();
     lk->loop = loop;
-    lk->cfg = cfg;
+    lk->opt = *opt;
     lk->up = up;
+    lk->ingest = ingest;
     lk->store = store;
-    lk->verify = verify;
     lk->active = keymap_new(36);
     lk->negative = keymap_new(36);
+    h2o_linklist_init_anchor(&lk->negatives);
+    h2o_linklist_init_anchor(&lk->batch);
+    h2o_linklist_init_anchor(&lk->queued);
+    h2o_linklist_init_anchor(&lk->running);
+    h2o_linklist_init_anchor(&lk->ready);
     histogram_init(&lk->latency, LOOKUP_LATENCY_BOUNDS, sizeof(LOOKUP_LATENCY_BOUNDS) / sizeof(double));
     uv_timer_init(loop, &lk->batch_timer);
     uv_timer_init(loop, &lk->ready_timer);
     lk->batch_timer.data = lk->ready_timer.data = lk;
-    upstream_start(up, &upstream_handler, lk);
+    upstream_set_handler(up, &upstream_handler, lk);
+    *out = lk;
+    return 0;
+}
+
+bool lookup_enabled(const struct lookup *lk)
+{
+    return upstream_count(lk->up) > 0;
+}
+
+bool lookup_closing(const struct lookup *lk)
+{
+    return lk->closing;
+}
+
+void lookup_stats(const struct lookup *lk, struct lookup_stats *out)
+{
+    *out = lk->stats;
+    out->latency = &lk->latency;
 }
 
 void lookup_shutdown(struct lookup *lk)
 {
+    if (lk->closing)
+        return;
     lk->closing = true;
     uv_timer_stop(&lk->batch_timer);
     /* Batched entries become one last set of queries, ended at once with the rest. */
     on_batch_timer(&lk->batch_timer);
-    while (lk->queued != NULL) {
-        struct lookup_query *q = lk->queued;
-        lk->queued = q->next;
-        q->next = lk->running;
-        lk->running = q;
+    while (!h2o_linklist_is_empty(&lk->queued)) {
+        struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->queued.next);
+        h2o_linklist_unlink(&q->link);
+        h2o_linklist_insert(&lk->running, &q->link);
         lk->nrunning++;
     }
-    while (lk->running != NULL)
-        end_query(lk->running);
+    while (!h2o_linklist_is_empty(&lk->running))
+        end_query(H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->running.next));
     on_ready(&lk->ready_timer);
-    uv_close((uv_handle_t *)&lk->batch_timer, NULL);
-    uv_close((uv_handle_t *)&lk->ready_timer, NULL);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct lookup *lk = h->data;
+
+    if (--lk->timers_open > 0)
+        return;
     keymap_free(lk->active, NULL);
     keymap_free(lk->negative, free);
-    lk->neg_oldest = lk->neg_newest = NULL;
+    free(lk);
+}
+
+void lookup_free(struct lookup *lk)
+{
+    lk->timers_open = 2;
+    uv_close((uv_handle_t *)&lk->batch_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&lk->ready_timer, on_timer_closed);
 }

@@ -2,17 +2,19 @@
 #ifndef PFP_LOOKUP_H
 #define PFP_LOOKUP_H
 
+#include <h2o/linklist.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
+#include "event.h"
+#include "ingest.h"
 #include "metrics.h"
 #include "store.h"
 #include "upstream.h"
-#include "workpool.h"
 
+struct lookup;
 struct lookup_entry;
 
 /*
@@ -24,9 +26,15 @@ struct lookup_entry;
  */
 struct lookup_waiter {
     void (*cb)(struct lookup_waiter *w, const struct event_view *ev);
-    struct lookup_entry *entry; /* the rest is the lookup's */
-    struct lookup_waiter *prev, *next;
-    bool ready;
+    struct lookup_entry *_entry; /* NULL while on the lookup's list of answers to give */
+    h2o_linklist_t _link;
+};
+
+struct lookup_options {
+    uint64_t timeout_ms;   /* a batch's answers are awaited this long at most */
+    uint64_t grace_ms;     /* once an event is found, newer versions from other relays are awaited this long */
+    uint64_t batch_ms;     /* lookups asked within this window go out together */
+    size_t max_concurrent; /* batches asked of the relays at once; more wait their turn */
 };
 
 struct lookup_stats {
@@ -35,37 +43,16 @@ struct lookup_stats {
     uint64_t negative_hits; /* ... answered "none" from memory of a recent miss */
     uint64_t queries;       /* batches asked of the relays */
     uint64_t found, not_found, timed_out;
+    const struct histogram *latency; /* seconds from the first ask to the answer; lives as long as the lookup */
 };
 
-struct lookup_query;
-struct lookup_negative;
-struct keymap;
-
-struct lookup {
-    uv_loop_t *loop;
-    const struct config *cfg;
-    struct upstream *up;
-    struct store *store;
-    struct workpool *verify;
-    struct keymap *active;   /* (kind, pubkey) -> entry under way */
-    struct keymap *negative; /* (kind, pubkey) -> recent "none found" */
-    struct lookup_negative *neg_oldest, *neg_newest;
-    struct lookup_entry *batch; /* entries waiting for the batch timer */
-    size_t nbatch;
-    struct lookup_query *queued; /* batches waiting for a free slot (max_concurrent) */
-    struct lookup_query *running;
-    size_t nrunning;
-    uint64_t next_query_id;
-    struct lookup_waiter *ready; /* answered, to be called back from the loop */
-    uv_timer_t batch_timer, ready_timer;
-    bool closing;
-    struct lookup_stats stats;
-    struct histogram latency; /* seconds from the first ask to the answer, per (pubkey, kind) looked up */
-};
-
-/* Sets the lookup up and registers with `up` (whose connections it then uses). All must outlive it. */
-void lookup_init(struct lookup *lk, uv_loop_t *loop, const struct config *cfg, struct upstream *up, struct store *store,
-                 struct workpool *verify);
+/*
+ * Sets the lookup up in `*out`: it asks the relays of `up` (it becomes their
+ * handler; start them with upstream_start()), passes what they send through
+ * `ingest` and reads `store`. All must outlive it. Returns 0.
+ */
+int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_options *opt, struct upstream *up,
+                struct ingest *ingest, struct store *store);
 
 /* Looks up the newest event of `pubkey` and `kind`; `w->cb` must be set. The waiter stays the caller's. */
 void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, struct lookup_waiter *w);
@@ -73,7 +60,22 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
 /* Withdraws a waiter whose callback has not run; its callback will not run. */
 void lookup_cancel(struct lookup *lk, struct lookup_waiter *w);
 
-/* Answers every waiter with NULL and stops; call before the upstream connections close. */
+/* Whether there are upstream relays to ask at all. */
+bool lookup_enabled(const struct lookup *lk);
+
+/* Whether lookup_shutdown() has been called: every lookup is answered "none" from then on. */
+bool lookup_closing(const struct lookup *lk);
+
+void lookup_stats(const struct lookup *lk, struct lookup_stats *out);
+
+/* Answers every waiter with NULL and takes no more work; call before the upstream connections close. Idempotent. */
 void lookup_shutdown(struct lookup *lk);
+
+/*
+ * Releases the lookup once the events it submitted are through the pipeline
+ * (the verify pool stopped, the store closed); the memory goes once the loop has
+ * run the close callbacks.
+ */
+void lookup_free(struct lookup *lk);
 
 #endif

@@ -681,7 +681,7 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
         use_profile(pd, ev);
         return;
     }
-    if (p->lookup->closing) {
+    if (lookup_closing(p->lookup)) {
         finish_pending(pd, answer_unavailable, NULL, PFP_ABANDONED);
         return;
     }

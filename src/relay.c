@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
 #include "event.h"
@@ -13,6 +12,9 @@
 #include "hex.h"
 #include "log.h"
 #include "ws.h"
+
+#include <h2o/linklist.h>
+#include <h2o/memory.h>
 
 /* Stored results are sent while less than this is queued, the rest as the client reads. */
 #define STREAM_HIGH_WATER (256 * 1024)
@@ -37,7 +39,7 @@ struct sub_wait {
 };
 
 struct sub {
-    struct sub *next;
+    h2o_linklist_t link; /* in conn->subs */
     struct relay_conn *conn;
     struct sub_wait *waits; /* upstream lookups to finish before the stored matches go out */
     size_t nwaits, waiting;
@@ -52,30 +54,38 @@ struct sub {
 
 struct relay_conn {
     struct relay *relay;
-    struct ws_conn *ws; /* NULL once the connection is gone */
-    struct sub *subs;
+    struct ws_conn *ws;  /* NULL once the connection is gone */
+    h2o_linklist_t subs; /* struct sub */
     size_t nsubs;
     size_t inflight;
-    size_t looking; /* upstream lookups its subscriptions wait for */
-    unsigned refs;  /* one for the connection, one per event in flight */
-    struct relay_conn *prev, *next;
+    size_t looking;      /* upstream lookups its subscriptions wait for */
+    unsigned refs;       /* one for the connection, one per event in flight */
+    h2o_linklist_t link; /* in relay->conns */
 };
 
-/* An EVENT on its way: verified on the pool, then written by the store. */
-struct ingest {
-    struct work work;
-    struct store_event_write ew;
+struct relay {
+    struct relay_options opt; /* accepted_kinds points to the relay's copy; the strings are not kept */
+    struct store *store;
+    struct ingest *ingest;
+    struct lookup *lookup; /* profiles, contact lists and relay lists missing here */
+    json_t *info;          /* the NIP-11 document */
+    h2o_linklist_t conns;  /* struct relay_conn */
+    bool closing;
+    http_handler_fn fallback; /* GET / that is neither a WebSocket nor a NIP-11 request */
+    void *fallback_data;
+    struct relay_stats stats;
+};
+
+/* A client's EVENT in the ingest pipeline. */
+struct client_event {
+    struct ingest_job job;
     struct relay_conn *conn;
-    uint8_t pubkey[32];
-    uint8_t sig[64];
-    uint32_t kind;
-    bool sig_ok;
 };
 
-static bool kind_accepted(const struct config *cfg, uint32_t kind)
+static bool kind_accepted(const struct relay *r, uint32_t kind)
 {
-    for (size_t i = 0; i < cfg->accepted_kinds.count; i++) {
-        if (cfg->accepted_kinds.items[i] == (int64_t)kind)
+    for (size_t i = 0; i < r->opt.naccepted_kinds; i++) {
+        if (r->opt.accepted_kinds[i] == (int64_t)kind)
             return true;
     }
     return false;
@@ -112,7 +122,7 @@ static void conn_send(struct relay_conn *c, const struct buf *msg)
 
     if (c->ws == NULL)
         return;
-    if (ws_queued(c->ws) > (size_t)r->cfg->max_client_queue_bytes) {
+    if (ws_queued(c->ws) > r->opt.max_client_queue_bytes) {
         log_info("relay: closing a client that is not reading (%zu bytes queued)", ws_queued(c->ws));
         r->stats.slow_clients_closed++;
         ws_close(c->ws, 1008, "slow consumer: too many bytes queued");
@@ -180,7 +190,8 @@ static void pump(struct relay_conn *c)
     struct relay *r = c->relay;
     MDB_txn *txn;
 
-    for (struct sub *s = c->subs; s != NULL && c->ws != NULL; s = s->next) {
+    for (h2o_linklist_t *l = c->subs.next; l != &c->subs && c->ws != NULL; l = l->next) {
+        struct sub *s = H2O_STRUCT_FROM_MEMBER(struct sub, link, l);
         if (s->eose_sent || s->waiting > 0)
             continue;
         if (s->sent < s->npending) {
@@ -212,19 +223,19 @@ static void pump(struct relay_conn *c)
     }
 }
 
-static struct sub **find_sub(struct relay_conn *c, const char *id, size_t len)
+static struct sub *find_sub(struct relay_conn *c, const char *id, size_t len)
 {
-    for (struct sub **p = &c->subs; *p != NULL; p = &(*p)->next) {
-        if ((*p)->id_len == len && memcmp((*p)->id, id, len) == 0)
-            return p;
+    for (h2o_linklist_t *l = c->subs.next; l != &c->subs; l = l->next) {
+        struct sub *s = H2O_STRUCT_FROM_MEMBER(struct sub, link, l);
+        if (s->id_len == len && memcmp(s->id, id, len) == 0)
+            return s;
     }
     return NULL;
 }
 
-static void remove_sub(struct relay_conn *c, struct sub **p)
+static void remove_sub(struct relay_conn *c, struct sub *s)
 {
-    struct sub *s = *p;
-    *p = s->next;
+    h2o_linklist_unlink(&s->link);
     c->nsubs--;
     sub_free(s);
 }
@@ -232,12 +243,9 @@ static void remove_sub(struct relay_conn *c, struct sub **p)
 /* Finds the stored matches of a subscription and starts sending them. */
 static void run_query(struct relay_conn *c, struct sub *s)
 {
-    struct sub **p;
-
     if (store_query(c->relay->store, s->filters, s->nfilters, SCAN_BUDGET, &s->pending, &s->npending) != 0) {
         send_closed(c, s->id, s->id_len, "error: could not read the database");
-        if ((p = find_sub(c, s->id, s->id_len)) != NULL)
-            remove_sub(c, p);
+        remove_sub(c, s);
         return;
     }
     pump(c);
@@ -245,7 +253,7 @@ static void run_query(struct relay_conn *c, struct sub *s)
 
 static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
 {
-    struct sub *s = ((struct sub_wait *)w)->sub;
+    struct sub *s = H2O_STRUCT_FROM_MEMBER(struct sub_wait, w, w)->sub;
 
     (void)ev; /* what was found is stored by now, so the query finds it */
     s->conn->looking--;
@@ -253,9 +261,9 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
         run_query(s->conn, s);
 }
 
-static bool lookup_kind(const struct config *cfg, uint32_t kind)
+static bool lookup_kind(const struct relay *r, uint32_t kind)
 {
-    return (kind == 0 || kind == 3 || kind == 10002) && kind_accepted(cfg, kind);
+    return (kind == 0 || kind == 3 || kind == 10002) && kind_accepted(r, kind);
 }
 
 struct lookup_pair {
@@ -284,14 +292,14 @@ static size_t start_lookups(struct relay *r, struct sub *s)
     /* Past its share, a connection's REQs are answered from what is stored here. */
     if (s->conn->looking + cap > MAX_LOOKUPS_PER_CONN)
         cap = MAX_LOOKUPS_PER_CONN - s->conn->looking;
-    if (cap == 0 || r->lookup == NULL || r->lookup->up->nrelays == 0 || store_read_begin(r->store, &txn) != 0)
+    if (cap == 0 || r->lookup == NULL || !lookup_enabled(r->lookup) || store_read_begin(r->store, &txn) != 0)
         return 0;
     for (size_t f = 0; f < s->nfilters; f++) {
         const struct filter *fl = &s->filters[f];
         if (!fl->has_authors || !fl->has_kinds || fl->has_ids || fl->limit == 0)
             continue;
         for (size_t k = 0; k < fl->nkinds; k++) {
-            if (!lookup_kind(r->cfg, fl->kinds[k]))
+            if (!lookup_kind(r, fl->kinds[k]))
                 continue;
             for (size_t a = 0; a < fl->nauthors && n < cap; a++) {
                 struct event_view ev;
@@ -333,11 +341,11 @@ static size_t start_lookups(struct relay *r, struct sub *s)
 static void handle_req(struct relay_conn *c, json_t *msg)
 {
     struct relay *r = c->relay;
-    const struct config *cfg = r->cfg;
+    const struct relay_options *opt = &r->opt;
     size_t nfilters = json_array_size(msg) - 2, id_len;
     json_t *jid = json_array_get(msg, 1);
     const char *id;
-    struct sub *s, **existing;
+    struct sub *s, *existing;
     char reason[256], closed[320];
 
     if (!json_is_string(jid)) {
@@ -346,9 +354,8 @@ static void handle_req(struct relay_conn *c, json_t *msg)
     }
     id = json_string_value(jid);
     id_len = json_string_length(jid);
-    if (id_len == 0 || id_len > (size_t)cfg->max_subid_length) {
-        snprintf(closed, sizeof(closed), "invalid: subscription id must be 1 to %lld characters",
-                 (long long)cfg->max_subid_length);
+    if (id_len == 0 || id_len > opt->max_subid_length) {
+        snprintf(closed, sizeof(closed), "invalid: subscription id must be 1 to %zu characters", opt->max_subid_length);
         send_closed(c, id, id_len, closed);
         return;
     }
@@ -356,15 +363,15 @@ static void handle_req(struct relay_conn *c, json_t *msg)
         send_closed(c, id, id_len, "invalid: REQ needs at least one filter");
         return;
     }
-    if (nfilters > (size_t)cfg->max_filters) {
-        snprintf(closed, sizeof(closed), "invalid: too many filters (at most %lld)", (long long)cfg->max_filters);
+    if (nfilters > opt->max_filters) {
+        snprintf(closed, sizeof(closed), "invalid: too many filters (at most %zu)", opt->max_filters);
         send_closed(c, id, id_len, closed);
         return;
     }
     existing = find_sub(c, id, id_len);
-    if (existing == NULL && c->nsubs >= (size_t)cfg->max_subscriptions) {
-        snprintf(closed, sizeof(closed), "rate-limited: too many subscriptions (at most %lld per connection)",
-                 (long long)cfg->max_subscriptions);
+    if (existing == NULL && c->nsubs >= opt->max_subscriptions) {
+        snprintf(closed, sizeof(closed), "rate-limited: too many subscriptions (at most %zu per connection)",
+                 opt->max_subscriptions);
         send_closed(c, id, id_len, closed);
         return;
     }
@@ -375,8 +382,7 @@ static void handle_req(struct relay_conn *c, json_t *msg)
     memcpy(s->id, id, id_len + 1);
     s->id_len = id_len;
     for (size_t i = 0; i < nfilters; i++) {
-        if (filter_parse(json_array_get(msg, i + 2), (uint32_t)cfg->max_limit, &s->filters[i], reason,
-                         sizeof(reason)) != 0) {
+        if (filter_parse(json_array_get(msg, i + 2), opt->max_limit, &s->filters[i], reason, sizeof(reason)) != 0) {
             snprintf(closed, sizeof(closed), "invalid: filter %zu: %s", i, reason);
             send_closed(c, id, id_len, closed);
             sub_free(s);
@@ -388,8 +394,7 @@ static void handle_req(struct relay_conn *c, json_t *msg)
     if (existing != NULL)
         remove_sub(c, existing);
     s->conn = c;
-    s->next = c->subs;
-    c->subs = s;
+    h2o_linklist_insert(&c->subs, &s->link);
     c->nsubs++;
     r->stats.subscriptions_total++;
     log_debug("relay: REQ \"%s\" with %zu filter(s)", s->id, s->nfilters);
@@ -400,22 +405,24 @@ static void handle_req(struct relay_conn *c, json_t *msg)
 static void handle_close(struct relay_conn *c, json_t *msg)
 {
     json_t *jid = json_array_get(msg, 1);
-    struct sub **p;
+    struct sub *s;
 
     if (json_array_size(msg) != 2 || !json_is_string(jid)) {
         send_notice(c, "invalid: CLOSE must be [\"CLOSE\", <subscription id>]");
         return;
     }
-    if ((p = find_sub(c, json_string_value(jid), json_string_length(jid))) != NULL)
-        remove_sub(c, p);
+    if ((s = find_sub(c, json_string_value(jid), json_string_length(jid))) != NULL)
+        remove_sub(c, s);
 }
 
 /* Sends a newly stored (or ephemeral) event to every subscription it matches. */
 static void broadcast(struct relay *r, const struct event_view *ev)
 {
-    for (struct relay_conn *c = r->conns, *next; c != NULL; c = next) {
-        next = c->next;
-        for (struct sub *s = c->subs; s != NULL && c->ws != NULL; s = s->next) {
+    for (h2o_linklist_t *cl = r->conns.next, *next; cl != &r->conns; cl = next) {
+        struct relay_conn *c = H2O_STRUCT_FROM_MEMBER(struct relay_conn, link, cl);
+        next = cl->next;
+        for (h2o_linklist_t *sl = c->subs.next; sl != &c->subs && c->ws != NULL; sl = sl->next) {
+            struct sub *s = H2O_STRUCT_FROM_MEMBER(struct sub, link, sl);
             /* A subscription still waiting for lookups sends its stored matches later, these included. */
             if (s->waiting > 0)
                 continue;
@@ -436,67 +443,42 @@ static void on_event_stored(void *data, const struct event_view *ev)
     broadcast(r, ev);
 }
 
-static void ingest_finish(struct ingest *in, bool ok, const char *msg)
+static void on_ingested(struct ingest_job *job, int status, const struct event_view *ev)
 {
-    struct relay_conn *c = in->conn;
+    struct client_event *ce = H2O_STRUCT_FROM_MEMBER(struct client_event, job, job);
+    struct relay_conn *c = ce->conn;
+    struct relay *r = c->relay;
+    const char *msg = "";
 
+    switch (status) {
+    case INGEST_STORED: break;
+    case INGEST_EPHEMERAL: broadcast(r, ev); break;
+    case INGEST_DUPLICATE:
+        r->stats.events_duplicate++;
+        msg = "duplicate: already have this event";
+        break;
+    case INGEST_SUPERSEDED:
+        r->stats.events_duplicate++;
+        msg = "duplicate: a newer version of this event is stored";
+        break;
+    case -EKEYREJECTED:
+        r->stats.events_rejected++;
+        msg = "invalid: bad signature";
+        break;
+    case -ENOSPC:
+        log_error("relay: the database is full; raise database_max_size_mb");
+        msg = "error: the relay's database is full";
+        break;
+    default: msg = "error: could not store the event"; break;
+    }
     if (c->ws != NULL) {
-        send_ok(c, in->ew.id, ok, msg);
+        send_ok(c, ev->id, status >= 0, msg);
         c->inflight--;
         if (c->inflight == INFLIGHT_PAUSE / 2)
             ws_pause(c->ws, false);
     }
-    free(in->ew.rec);
-    free(in);
+    free(ce);
     conn_unref(c);
-}
-
-static void on_ingest_stored(struct store_event_write *ew)
-{
-    struct ingest *in = (struct ingest *)((char *)ew - offsetof(struct ingest, ew));
-    struct relay *r = in->conn->relay;
-
-    if (ew->w.status == -ENOSPC) {
-        log_error("relay: the database is full; raise database_max_size_mb");
-        ingest_finish(in, false, "error: the relay's database is full");
-    } else if (ew->w.status != 0) {
-        ingest_finish(in, false, "error: could not store the event");
-    } else if (ew->result == STORE_DUPLICATE) {
-        r->stats.events_duplicate++;
-        ingest_finish(in, true, "duplicate: already have this event");
-    } else if (ew->result == STORE_SUPERSEDED) {
-        r->stats.events_duplicate++;
-        ingest_finish(in, true, "duplicate: a newer version of this event is stored");
-    } else {
-        ingest_finish(in, true, "");
-    }
-}
-
-static void verify_run(struct work *w)
-{
-    struct ingest *in = (struct ingest *)w;
-    in->sig_ok = event_verify_sig(in->ew.id, in->pubkey, in->sig);
-}
-
-static void verify_done(struct work *w)
-{
-    struct ingest *in = (struct ingest *)w;
-    struct relay *r = in->conn->relay;
-
-    if (!in->sig_ok) {
-        r->stats.events_rejected++;
-        ingest_finish(in, false, "invalid: bad signature");
-        return;
-    }
-    if (event_kind_class(in->kind) == EVENT_EPHEMERAL) {
-        struct event_view ev;
-        event_view_decode(in->ew.id, in->ew.rec, in->ew.rec_len, &ev);
-        broadcast(r, &ev);
-        ingest_finish(in, true, "");
-        return;
-    }
-    in->ew.done = on_ingest_stored;
-    store_put_event(r->store, &in->ew);
 }
 
 static void handle_event(struct relay_conn *c, json_t *msg)
@@ -504,44 +486,34 @@ static void handle_event(struct relay_conn *c, json_t *msg)
     struct relay *r = c->relay;
     json_t *obj = json_array_get(msg, 1), *jid;
     struct event ev;
-    struct ingest *in;
+    struct client_event *ce;
     uint8_t id[32];
     char reason[200], text[300];
-    MDB_txn *txn;
-    bool known;
+    int rc;
 
     r->stats.events_received++;
     if (json_array_size(msg) != 2 || !json_is_object(obj)) {
         send_notice(c, "invalid: EVENT must be [\"EVENT\", <event object>]");
         return;
     }
-    if (event_parse(obj, &ev, reason, sizeof(reason)) != 0) {
+    if ((rc = ingest_check(r->ingest, obj, &ev, reason, sizeof(reason))) != 0) {
         r->stats.events_rejected++;
+        snprintf(text, sizeof(text), "invalid: %s", reason);
+        if (rc != -EINVAL) {
+            send_ok(c, ev.id, false, text);
+            return;
+        }
         /* OK needs the event id; when even that is unusable, only a NOTICE can answer. */
         jid = json_object_get(obj, "id");
-        snprintf(text, sizeof(text), "invalid: %s", reason);
         if (json_is_string(jid) && hex_decode(json_string_value(jid), json_string_length(jid), id, 32) == 0)
             send_ok(c, id, false, text);
         else
             send_notice(c, text);
         return;
     }
-
-    if (!event_id_valid(&ev)) {
-        r->stats.events_rejected++;
-        send_ok(c, ev.id, false, "invalid: the id is not the hash of the event");
-        goto out;
-    }
-    if (!kind_accepted(r->cfg, ev.kind)) {
+    if (!kind_accepted(r, ev.kind)) {
         r->stats.events_rejected++;
         snprintf(text, sizeof(text), "blocked: kind %u is not accepted by this relay", ev.kind);
-        send_ok(c, ev.id, false, text);
-        goto out;
-    }
-    if (ev.created_at > (int64_t)time(NULL) + r->cfg->max_future_seconds) {
-        r->stats.events_rejected++;
-        snprintf(text, sizeof(text), "invalid: created_at is more than %lld seconds in the future",
-                 (long long)r->cfg->max_future_seconds);
         send_ok(c, ev.id, false, text);
         goto out;
     }
@@ -549,33 +521,19 @@ static void handle_event(struct relay_conn *c, json_t *msg)
         send_ok(c, ev.id, false, "rate-limited: too many events awaiting their OK on this connection");
         goto out;
     }
-    /* A known event skips the signature check: its answer is already decided. */
-    known = store_read_begin(r->store, &txn) == 0;
-    if (known) {
-        struct event_view stored;
-        known = store_get_event(r->store, txn, ev.id, &stored) == 0;
-        store_read_end(r->store, txn);
-    }
-    if (known) {
+    if ((ce = calloc(1, sizeof(*ce))) == NULL)
+        abort();
+    ce->job.done = on_ingested;
+    ce->conn = c;
+    if (ingest_submit(r->ingest, &ev, &ce->job) == INGEST_DUPLICATE) {
+        free(ce);
         r->stats.events_duplicate++;
         send_ok(c, ev.id, true, "duplicate: already have this event");
         goto out;
     }
-
-    if ((in = calloc(1, sizeof(*in))) == NULL)
-        abort();
-    in->conn = c;
-    memcpy(in->ew.id, ev.id, 32);
-    memcpy(in->pubkey, ev.pubkey, 32);
-    memcpy(in->sig, ev.sig, 64);
-    in->kind = ev.kind;
-    in->ew.rec = event_record_build(&ev, &in->ew.rec_len);
-    in->work.run = verify_run;
-    in->work.done = verify_done;
     c->refs++;
     if (++c->inflight == INFLIGHT_PAUSE)
         ws_pause(c->ws, true);
-    workpool_submit(r->verify, &in->work);
 
 out:
     event_free(&ev);
@@ -629,15 +587,10 @@ static void on_ws_close(struct ws_conn *ws)
     struct relay *r = c->relay;
 
     c->ws = NULL;
-    while (c->subs != NULL)
-        remove_sub(c, &c->subs);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        r->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    r->nconns--;
+    while (!h2o_linklist_is_empty(&c->subs))
+        remove_sub(c, H2O_STRUCT_FROM_MEMBER(struct sub, link, c->subs.next));
+    h2o_linklist_unlink(&c->link);
+    r->stats.connections--;
     conn_unref(c);
 }
 
@@ -658,7 +611,7 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct relay *r = data;
     struct ws_options opt = {
-        .max_message = (size_t)r->cfg->max_message_length,
+        .max_message = r->opt.max_message_length,
         .low_water = STREAM_LOW_WATER,
         .ping_interval = PING_INTERVAL_MS,
     };
@@ -678,16 +631,14 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
             abort();
         c->relay = r;
         c->refs = 1;
+        h2o_linklist_init_anchor(&c->subs);
         if ((c->ws = ws_accept(req, &ws_handler, c, &opt)) == NULL) {
             free(c);
             http_reply_error(req, 400, "malformed WebSocket handshake");
             return;
         }
-        c->next = r->conns;
-        if (r->conns != NULL)
-            r->conns->prev = c;
-        r->conns = c;
-        r->nconns++;
+        h2o_linklist_insert(&r->conns, &c->link);
+        r->stats.connections++;
         r->stats.connections_total++;
         return;
     }
@@ -698,36 +649,45 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
     r->fallback(r->fallback_data, req, param);
 }
 
-static json_t *build_info(const struct config *cfg)
+static json_t *build_info(const struct relay_options *opt)
 {
-    json_t *info =
-        json_pack("{s:s, s:s, s:[i, i], s:s, s:s}", "name", cfg->relay_name, "description", cfg->relay_description,
-                  "supported_nips", 1, 11, "software", "pfpcache-relay", "version", PFP_VERSION);
-    if (cfg->relay_pubkey[0] != '\0')
-        json_object_set_new(info, "pubkey", json_string(cfg->relay_pubkey));
-    if (cfg->relay_contact[0] != '\0')
-        json_object_set_new(info, "contact", json_string(cfg->relay_contact));
+    json_t *info = json_pack("{s:s, s:s, s:[i, i], s:s, s:s}", "name", opt->name, "description", opt->description,
+                             "supported_nips", 1, 11, "software", "pfpcache-relay", "version", PFP_VERSION);
+    if (opt->pubkey != NULL && opt->pubkey[0] != '\0')
+        json_object_set_new(info, "pubkey", json_string(opt->pubkey));
+    if (opt->contact != NULL && opt->contact[0] != '\0')
+        json_object_set_new(info, "contact", json_string(opt->contact));
     json_object_set_new(info, "limitation",
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:b}", "max_message_length",
-                                  (json_int_t)cfg->max_message_length, "max_subscriptions",
-                                  (json_int_t)cfg->max_subscriptions, "max_filters", (json_int_t)cfg->max_filters,
-                                  "max_limit", (json_int_t)cfg->max_limit, "max_subid_length",
-                                  (json_int_t)cfg->max_subid_length, "default_limit", (json_int_t)cfg->max_limit,
-                                  "created_at_upper_limit", (json_int_t)cfg->max_future_seconds, "auth_required", 0,
+                                  (json_int_t)opt->max_message_length, "max_subscriptions",
+                                  (json_int_t)opt->max_subscriptions, "max_filters", (json_int_t)opt->max_filters,
+                                  "max_limit", (json_int_t)opt->max_limit, "max_subid_length",
+                                  (json_int_t)opt->max_subid_length, "default_limit", (json_int_t)opt->max_limit,
+                                  "created_at_upper_limit", (json_int_t)opt->max_future_seconds, "auth_required", 0,
                                   "payment_required", 0, "restricted_writes", 1));
     return info;
 }
 
-void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify,
-                struct lookup *lookup)
+int relay_init(struct relay **out, const struct relay_options *opt, struct store *store, struct ingest *ingest,
+               struct lookup *lookup)
 {
-    memset(r, 0, sizeof(*r));
-    r->cfg = cfg;
+    struct relay *r = calloc(1, sizeof(*r));
+    int64_t *kinds = calloc(opt->naccepted_kinds + 1, sizeof(*kinds));
+
+    if (r == NULL || kinds == NULL)
+        abort();
+    memcpy(kinds, opt->accepted_kinds, opt->naccepted_kinds * sizeof(*kinds));
+    r->opt = *opt;
+    r->opt.accepted_kinds = kinds;
+    r->opt.name = r->opt.description = r->opt.pubkey = r->opt.contact = NULL;
     r->store = store;
-    r->verify = verify;
+    r->ingest = ingest;
     r->lookup = lookup;
-    r->info = build_info(cfg);
+    r->info = build_info(opt);
+    h2o_linklist_init_anchor(&r->conns);
     store_add_listener(store, on_event_stored, r);
+    *out = r;
+    return 0;
 }
 
 int relay_route(struct relay *r, struct http_server *http, http_handler_fn fallback, void *fallback_data)
@@ -740,15 +700,25 @@ int relay_route(struct relay *r, struct http_server *http, http_handler_fn fallb
 void relay_shutdown(struct relay *r)
 {
     r->closing = true;
-    for (struct relay_conn *c = r->conns, *next; c != NULL; c = next) {
-        next = c->next;
+    for (h2o_linklist_t *l = r->conns.next, *next; l != &r->conns; l = next) {
+        struct relay_conn *c = H2O_STRUCT_FROM_MEMBER(struct relay_conn, link, l);
+        next = l->next;
         if (c->ws != NULL)
             ws_close(c->ws, 1001, "the relay is shutting down");
     }
 }
 
+void relay_stats(const struct relay *r, struct relay_stats *out)
+{
+    *out = r->stats;
+}
+
 void relay_free(struct relay *r)
 {
+    /* A connection still closing (shutdown's deadline passed) will call back into the relay: keep it then. */
+    if (r->stats.connections > 0)
+        return;
     json_decref(r->info);
-    r->info = NULL;
+    free((void *)r->opt.accepted_kinds);
+    free(r);
 }

@@ -6,45 +6,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "http.h"
+#include "ingest.h"
 #include "lookup.h"
 #include "store.h"
-#include "workpool.h"
 
-struct relay_conn;
+struct relay;
+
+struct relay_options {
+    /* The NIP-11 document, read by relay_init() only; `pubkey` and `contact` are left out when "" or NULL. */
+    const char *name, *description, *pubkey, *contact;
+    const int64_t *accepted_kinds; /* copied */
+    size_t naccepted_kinds;
+    size_t max_message_length;
+    size_t max_subscriptions; /* per connection */
+    size_t max_filters;       /* per REQ */
+    uint32_t max_limit;
+    size_t max_subid_length;
+    int64_t max_future_seconds;    /* told in NIP-11; the ingest pipeline enforces it */
+    size_t max_client_queue_bytes; /* a client with more queued is disconnected */
+};
 
 struct relay_stats {
+    uint64_t connections; /* open now */
     uint64_t connections_total;
     uint64_t events_received;
-    uint64_t events_stored;
+    uint64_t events_stored; /* from any source */
     uint64_t events_duplicate;
     uint64_t events_rejected;
     uint64_t subscriptions_total;
     uint64_t slow_clients_closed;
 };
 
-struct relay {
-    const struct config *cfg;
-    struct store *store;
-    struct workpool *verify; /* signature checks */
-    struct lookup *lookup;   /* profiles, contact lists and relay lists missing here */
-    json_t *info;            /* the NIP-11 document */
-    struct relay_conn *conns;
-    size_t nconns;
-    bool closing;
-    http_handler_fn fallback; /* GET / that is neither a WebSocket nor a NIP-11 request */
-    void *fallback_data;
-    struct relay_stats stats;
-};
-
 /*
- * Sets the relay up; `store`, `verify` and `lookup` must outlive it. Registers as
- * a listener of the store. A REQ for kinds 0, 3 or 10002 of given authors looks
- * up those missing here on the upstream relays before its stored matches and EOSE.
+ * Sets the relay up in `*out`; `store`, `ingest` and `lookup` must outlive it.
+ * Registers as a listener of the store. A REQ for kinds 0, 3 or 10002 of given
+ * authors looks up those missing here on the upstream relays before its stored
+ * matches and EOSE. Returns 0.
  */
-void relay_init(struct relay *r, const struct config *cfg, struct store *store, struct workpool *verify,
-                struct lookup *lookup);
+int relay_init(struct relay **out, const struct relay_options *opt, struct store *store, struct ingest *ingest,
+               struct lookup *lookup);
 
 /*
  * Routes GET / to the relay: WebSocket upgrades become relay connections,
@@ -53,9 +54,17 @@ void relay_init(struct relay *r, const struct config *cfg, struct store *store, 
  */
 int relay_route(struct relay *r, struct http_server *http, http_handler_fn fallback, void *fallback_data);
 
-/* Closes every connection with 1001 (going away) and refuses new ones. */
+/* Closes every connection with 1001 (going away) and refuses new ones. Idempotent. */
 void relay_shutdown(struct relay *r);
 
+void relay_stats(const struct relay *r, struct relay_stats *out);
+
+/*
+ * Releases the relay, once the ingest pipeline has answered every event (the
+ * verify pool stopped, the store closed). With connections still open (shutdown's
+ * deadline passed), it is kept, since they will call back into it: the process is
+ * ending then.
+ */
 void relay_free(struct relay *r);
 
 #endif

@@ -53,14 +53,14 @@ static json_t *failures_json(const struct pfp_stats *ps)
 static json_t *relays_json(const struct stats *s)
 {
     json_t *a = json_array();
-    uint64_t now = uv_now(s->upstream->loop);
+    struct upstream_relay_stats rs;
 
-    for (size_t i = 0; i < s->upstream->nrelays; i++) {
-        const struct upstream_relay *r = &s->upstream->relays[i];
+    for (size_t i = 0; i < upstream_count(s->upstream); i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
         json_t *o =
-            json_pack("{s:s, s:s, s:s}", "url", r->url, "state", state_names[r->state], "last_error", r->last_error);
-        if (r->state == UPSTREAM_CONNECTED)
-            json_object_set_new(o, "connected_seconds", json_integer((json_int_t)((now - r->connected_at) / 1000)));
+            json_pack("{s:s, s:s, s:s}", "url", rs.url, "state", state_names[rs.state], "last_error", rs.last_error);
+        if (rs.state == UPSTREAM_CONNECTED)
+            json_object_set_new(o, "connected_seconds", json_integer((json_int_t)(rs.connected_ms / 1000)));
         json_array_append_new(a, o);
     }
     return a;
@@ -71,12 +71,15 @@ json_t *stats_json(struct stats *s)
     const struct pfp_stats *ps = &s->pfp->stats;
     struct pictures_stats xs_now;
     const struct pictures_stats *xs = &xs_now;
-    const struct lookup_stats *ls = &s->lookup->stats;
+    struct lookup_stats ls;
+    struct relay_stats rs;
     uint64_t jobs[JOB_FAILED + 1];
     json_t *stored = json_object();
     char kind[16];
 
     pictures_stats(&s->pfp->index, &xs_now);
+    lookup_stats(s->lookup, &ls);
+    relay_stats(s->relay, &rs);
     jobs_count(s->jobs, jobs);
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -95,19 +98,18 @@ json_t *stats_json(struct stats *s)
         " s:{s:b, s:b, s:b}}",
         "version", PFP_VERSION, "uptime_seconds", (json_int_t)((uv_hrtime() - s->started_ns) / 1000000000u), "cache",
         "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
-        "max_bytes", (json_int_t)xs->max_bytes, "hits", (json_int_t)ps->hits, "stale",
-        (json_int_t)ps->stale, "misses", (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits,
-        "not_modified", (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served",
-        (json_int_t)ps->bytes_served, "evictions", (json_int_t)xs->evictions, "evicted_files",
-        (json_int_t)xs->evicted_files, "purges", (json_int_t)xs->purges, "downloads", "started",
-        (json_int_t)ps->downloads, "processed", (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses,
-        "failed", failures_json(ps), "lookups", "requested", (json_int_t)ls->requested, "coalesced",
-        (json_int_t)ls->coalesced, "queries", (json_int_t)ls->queries, "found", (json_int_t)ls->found, "not_found",
-        (json_int_t)ls->not_found, "timed_out", (json_int_t)ls->timed_out, "upstream_relays", relays_json(s), "jobs",
-        "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
-        (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
-        (json_int_t)s->relay->nconns, "events_stored", stored, "admin", "token", s->cfg->admin_token[0] != '\0',
-        "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
+        "max_bytes", (json_int_t)xs->max_bytes, "hits", (json_int_t)ps->hits, "stale", (json_int_t)ps->stale, "misses",
+        (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits, "not_modified",
+        (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
+        "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "purges",
+        (json_int_t)xs->purges, "downloads", "started", (json_int_t)ps->downloads, "processed",
+        (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups",
+        "requested", (json_int_t)ls.requested, "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries,
+        "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
+        "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
+        (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
+        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token",
+        s->cfg->admin_token[0] != '\0', "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
         s->cfg->admin_token[0] == '\0' && s->cfg->admin_pubkeys.count == 0);
 }
 
@@ -196,7 +198,11 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
-    const struct lookup_stats *ls = &s->lookup->stats;
+    struct lookup_stats lss, *ls = &lss;
+    size_t n = upstream_count(s->upstream);
+    struct upstream_relay_stats rs;
+
+    lookup_stats(s->lookup, &lss);
 
     metrics_family(b, "pfpcache_upstream_lookups_total", "counter",
                    "Lookups of a (pubkey, kind) on the upstream relays, by result.");
@@ -211,41 +217,45 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Lookups answered at upstream_timeout_ms rather than by every relay.", ls->timed_out);
     metrics_family(b, "pfpcache_upstream_lookup_duration_seconds", "histogram",
                    "Time from the first ask of a lookup to its answer.");
-    metrics_histogram(b, "pfpcache_upstream_lookup_duration_seconds", "", &s->lookup->latency);
+    metrics_histogram(b, "pfpcache_upstream_lookup_duration_seconds", "", ls->latency);
 
     metrics_family(b, "pfpcache_upstream_relay_up", "gauge", "1 when the connection to the upstream relay is open.");
-    for (size_t i = 0; i < s->upstream->nrelays; i++) {
-        const struct upstream_relay *r = &s->upstream->relays[i];
-        metrics_u64(b, "pfpcache_upstream_relay_up", one_label(l, "relay", r->url), r->state == UPSTREAM_CONNECTED);
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, "pfpcache_upstream_relay_up", one_label(l, "relay", rs.url), rs.state == UPSTREAM_CONNECTED);
     }
     metrics_family(b, "pfpcache_upstream_relay_state", "gauge", "1 for the state each upstream connection is in.");
-    for (size_t i = 0; i < s->upstream->nrelays; i++) {
-        const struct upstream_relay *r = &s->upstream->relays[i];
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
         for (int st = UPSTREAM_DISCONNECTED; st <= UPSTREAM_CONNECTED; st++) {
             l->len = 0;
-            metrics_label(l, "relay", r->url);
+            metrics_label(l, "relay", rs.url);
             metrics_label(l, "state", state_names[st]);
-            metrics_u64(b, "pfpcache_upstream_relay_state", l->data, r->state == (enum upstream_state)st);
+            metrics_u64(b, "pfpcache_upstream_relay_state", l->data, rs.state == (enum upstream_state)st);
         }
     }
     metrics_family(b, "pfpcache_upstream_relay_connects_total", "counter",
                    "Connections opened to each upstream relay.");
-    for (size_t i = 0; i < s->upstream->nrelays; i++)
-        metrics_u64(b, "pfpcache_upstream_relay_connects_total", one_label(l, "relay", s->upstream->relays[i].url),
-                    s->upstream->relays[i].stats.connects);
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, "pfpcache_upstream_relay_connects_total", one_label(l, "relay", rs.url), rs.connects);
+    }
     metrics_family(b, "pfpcache_upstream_relay_invalid_events_total", "counter",
                    "Events from each upstream relay dropped as forged, malformed or not asked for.");
-    for (size_t i = 0; i < s->upstream->nrelays; i++)
-        metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total",
-                    one_label(l, "relay", s->upstream->relays[i].url), s->upstream->relays[i].stats.invalid_events);
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total", one_label(l, "relay", rs.url), rs.invalid);
+    }
 }
 
 static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     uint64_t jobs[JOB_FAILED + 1];
     struct jobs_stats js;
+    struct relay_stats rs;
     char kind[16];
 
+    relay_stats(s->relay, &rs);
     jobs_count(s->jobs, jobs);
     jobs_stats(s->jobs, &js);
     metrics_family(b, "pfpcache_jobs", "gauge", "Jobs kept, by state.");
@@ -254,9 +264,9 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.",
                    js.items_done);
 
-    metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", s->relay->nconns);
+    metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", rs.connections);
     metrics_single(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.",
-                   s->relay->stats.connections_total);
+                   rs.connections_total);
     metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -264,8 +274,7 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     }
     if (s->stored_other > 0)
         metrics_u64(b, "pfpcache_events_stored_total", one_label(l, "kind", "other"), s->stored_other);
-    metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.",
-                   s->relay->stats.events_rejected);
+    metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.", rs.events_rejected);
 
     metrics_family(b, "pfpcache_uptime_seconds", "gauge", "Seconds since start-up.");
     metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(uv_hrtime() - s->started_ns) / 1e9);

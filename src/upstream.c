@@ -1,14 +1,17 @@
 /* upstream.c -- one persistent connection per upstream relay, re-opened with back-off, messages handed on parsed. */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "url.h"
 #include "ws.h"
 #include "wsdial.h"
 
@@ -22,6 +25,33 @@
 #define MAX_DROPPED 50
 /* Messages from relays may be larger than those clients send: contact lists of thousands grow big. */
 #define MIN_MAX_MESSAGE (4 * 1024 * 1024)
+
+struct upstream_relay {
+    struct upstream *up;
+    const char *url; /* the options' */
+    struct ws_url parsed;
+    enum upstream_state state;
+    struct ws_conn *ws;
+    struct wsdial *dial;
+    uv_timer_t retry;
+    unsigned failures;     /* connections in a row that did not last, for the back-off */
+    uint64_t connected_at; /* uv_now() */
+    unsigned dropped;      /* unusable messages on the current connection */
+    char last_error[160];
+    uint64_t connects, reconnects, invalid, notices;
+};
+
+struct upstream {
+    uv_loop_t *loop;
+    SSL_CTX *ssl_ctx;
+    struct upstream_relay *relays;
+    size_t nrelays;
+    size_t max_message;
+    const struct upstream_handler *h;
+    void *data;
+    bool closing;
+    size_t timers_open; /* while upstream_free() waits for close callbacks */
+};
 
 static void connect_relay(struct upstream_relay *r);
 
@@ -69,6 +99,10 @@ static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, b
         json_decref(msg);
         return;
     }
+    if (strcmp(json_string_value(json_array_get(msg, 0)), "NOTICE") == 0) {
+        r->notices++;
+        log_debug("upstream %s: NOTICE %s", r->url, json_string_value(json_array_get(msg, 1)));
+    }
     r->up->h->on_message(r->up->data, r, msg);
     json_decref(msg);
 }
@@ -110,7 +144,7 @@ static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
     r->connected_at = uv_now(r->up->loop);
     r->dropped = 0;
     r->last_error[0] = '\0';
-    r->stats.connects++;
+    r->connects++;
     r->ws = ws_client(sock, &relay_ws_handler, r, &opt);
     log_info("upstream %s: connected", r->url);
     r->up->h->on_connected(r->up->data, r);
@@ -120,8 +154,8 @@ static void connect_relay(struct upstream_relay *r)
 {
     if (r->up->closing || r->state != UPSTREAM_DISCONNECTED)
         return;
-    if (r->stats.connects > 0 || r->failures > 0)
-        r->stats.reconnects++;
+    if (r->connects > 0 || r->failures > 0)
+        r->reconnects++;
     r->state = UPSTREAM_CONNECTING;
     r->dial = wsdial_start(r->up->loop, &r->parsed, r->up->ssl_ctx, DIAL_TIMEOUT_MS, on_dialed, r);
 }
@@ -135,7 +169,7 @@ int upstream_send(struct upstream_relay *r, const char *msg, size_t len)
 
 void upstream_dropped(struct upstream_relay *r, const char *why)
 {
-    r->stats.invalid_events++;
+    r->invalid++;
     log_debug("upstream %s: dropped a message: %s", r->url, why);
     if (++r->dropped == MAX_DROPPED && r->ws != NULL) {
         snprintf(r->last_error, sizeof(r->last_error), "closed after %d unusable messages (last: %s)", MAX_DROPPED,
@@ -154,51 +188,94 @@ bool upstream_connecting(const struct upstream *up)
     return false;
 }
 
-int upstream_init(struct upstream *up, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_options *opt, char *err, size_t errlen)
 {
-    memset(up, 0, sizeof(*up));
-    up->loop = loop;
-    up->max_message =
-        (size_t)cfg->max_message_length > MIN_MAX_MESSAGE ? (size_t)cfg->max_message_length : MIN_MAX_MESSAGE;
+    struct upstream *up = calloc(1, sizeof(*up));
 
+    if (up == NULL)
+        abort();
+    up->loop = loop;
+    up->max_message = opt->max_message > MIN_MAX_MESSAGE ? opt->max_message : MIN_MAX_MESSAGE;
     if ((up->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
         snprintf(err, errlen, "cannot create a TLS context");
-        return -EINVAL;
+        free(up);
+        return -ENOMEM;
     }
     SSL_CTX_set_min_proto_version(up->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(up->ssl_ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_default_verify_paths(up->ssl_ctx);
     SSL_CTX_set_alpn_protos(up->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
-    if (cfg->upstream_ca_file[0] != '\0' &&
-        SSL_CTX_load_verify_locations(up->ssl_ctx, cfg->upstream_ca_file, NULL) != 1) {
-        char reason[200] = "";
-        ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
+    if (opt->ca_file != NULL && opt->ca_file[0] != '\0' &&
+        SSL_CTX_load_verify_locations(up->ssl_ctx, opt->ca_file, NULL) != 1) {
+        ERR_error_string_n(ERR_get_error(), err, errlen);
         ERR_clear_error();
-        snprintf(err, errlen, "\"upstream_ca_file\" is \"%s\"; allowed: a readable PEM file of certificates (%s)",
-                 cfg->upstream_ca_file, reason);
+        SSL_CTX_free(up->ssl_ctx);
+        free(up);
         return -EINVAL;
     }
 
-    up->nrelays = cfg->upstream_relays.count;
+    up->nrelays = opt->nurls;
     if ((up->relays = calloc(up->nrelays + 1, sizeof(*up->relays))) == NULL)
         abort();
     for (size_t i = 0; i < up->nrelays; i++) {
         struct upstream_relay *r = &up->relays[i];
         r->up = up;
-        r->url = cfg->upstream_relays.items[i];
-        url_parse_ws(r->url, &r->parsed); /* the configuration checked it */
+        r->url = opt->urls[i];
+        url_parse_ws(r->url, &r->parsed); /* the caller checked it */
         uv_timer_init(loop, &r->retry);
         r->retry.data = r;
     }
+    *out = up;
     return 0;
 }
 
-void upstream_start(struct upstream *up, const struct upstream_handler *h, void *data)
+void upstream_set_handler(struct upstream *up, const struct upstream_handler *h, void *data)
 {
     up->h = h;
     up->data = data;
+}
+
+void upstream_start(struct upstream *up)
+{
+    assert(up->h != NULL);
     for (size_t i = 0; i < up->nrelays; i++)
         connect_relay(&up->relays[i]);
+}
+
+size_t upstream_count(const struct upstream *up)
+{
+    return up->nrelays;
+}
+
+struct upstream_relay *upstream_relay(struct upstream *up, size_t i)
+{
+    assert(i < up->nrelays);
+    return &up->relays[i];
+}
+
+size_t upstream_relay_index(const struct upstream_relay *r)
+{
+    return (size_t)(r - r->up->relays);
+}
+
+const char *upstream_relay_url(const struct upstream_relay *r)
+{
+    return r->url;
+}
+
+void upstream_relay_stats(const struct upstream *up, size_t i, struct upstream_relay_stats *out)
+{
+    const struct upstream_relay *r = &up->relays[i];
+
+    assert(i < up->nrelays);
+    out->url = r->url;
+    out->state = r->state;
+    memcpy(out->last_error, r->last_error, sizeof(out->last_error));
+    out->connected_ms = r->state == UPSTREAM_CONNECTED ? uv_now(up->loop) - r->connected_at : 0;
+    out->connects = r->connects;
+    out->reconnects = r->reconnects;
+    out->invalid = r->invalid;
+    out->notices = r->notices;
 }
 
 void upstream_shutdown(struct upstream *up)
@@ -217,7 +294,7 @@ void upstream_shutdown(struct upstream *up)
     }
 }
 
-size_t upstream_open(const struct upstream *up)
+size_t upstream_open_count(const struct upstream *up)
 {
     size_t n = 0;
     for (size_t i = 0; i < up->nrelays; i++)
@@ -232,23 +309,23 @@ static void on_retry_closed(uv_handle_t *h)
 
     if (--up->timers_open == 0) {
         free(up->relays);
-        up->relays = NULL;
+        free(up);
     }
 }
 
 void upstream_free(struct upstream *up)
 {
-    /* A connection still closing (shutdown's deadline passed) will call back into its relay: keep them all then. */
-    bool keep = upstream_open(up) != 0;
+    /* A connection still closing will call back into its relay: keep them all then. */
+    bool keep = upstream_open_count(up) != 0;
 
+    SSL_CTX_free(up->ssl_ctx);
+    up->ssl_ctx = NULL;
+    if (up->nrelays == 0) {
+        free(up->relays);
+        free(up);
+        return;
+    }
     up->timers_open = up->nrelays;
     for (size_t i = 0; i < up->nrelays; i++)
         uv_close((uv_handle_t *)&up->relays[i].retry, keep ? NULL : on_retry_closed);
-    if (up->nrelays == 0) {
-        free(up->relays);
-        up->relays = NULL;
-    }
-    if (up->ssl_ctx != NULL)
-        SSL_CTX_free(up->ssl_ctx);
-    up->ssl_ctx = NULL;
 }

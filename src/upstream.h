@@ -3,42 +3,21 @@
 #define PFP_UPSTREAM_H
 
 #include <jansson.h>
-#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
-#include "url.h"
-
-struct ws_conn;
-struct wsdial;
+struct upstream;
+struct upstream_relay; /* one relay's connection; lives as long as the upstream */
 
 enum upstream_state { UPSTREAM_DISCONNECTED, UPSTREAM_CONNECTING, UPSTREAM_CONNECTED };
 
-struct upstream_relay_stats {
-    uint64_t connects;   /* connections opened */
-    uint64_t reconnects; /* attempts after the first */
-    uint64_t queries;    /* REQs sent */
-    uint64_t events_received;
-    uint64_t invalid_events; /* forged, malformed, unasked-for: dropped */
-    uint64_t notices;
-};
-
-struct upstream_relay {
-    struct upstream *up;
-    const char *url; /* as configured; the config owns it */
-    struct ws_url parsed;
-    enum upstream_state state;
-    struct ws_conn *ws;
-    struct wsdial *dial;
-    uv_timer_t retry;
-    unsigned failures;     /* connections in a row that did not last, for the back-off */
-    uint64_t connected_at; /* uv_now() */
-    unsigned dropped;      /* unusable messages on the current connection */
-    char last_error[160];
-    struct upstream_relay_stats stats;
+struct upstream_options {
+    const char *const *urls; /* ws:// or wss:// URLs, already checked with url_parse_ws(); must outlive the upstream */
+    size_t nurls;
+    const char *ca_file; /* PEM certificates trusted besides the system's, or NULL */
+    size_t max_message;  /* messages from relays may be larger, never smaller than 4 MiB */
 };
 
 /* What the user of the connections hears, on the loop thread. */
@@ -50,28 +29,38 @@ struct upstream_handler {
     void (*on_message)(void *data, struct upstream_relay *r, json_t *msg);
 };
 
-struct upstream {
-    uv_loop_t *loop;
-    SSL_CTX *ssl_ctx;
-    struct upstream_relay *relays;
-    size_t nrelays;
-    size_t max_message;
-    const struct upstream_handler *h;
-    void *data;
-    bool closing;
-    size_t timers_open; /* while upstream_free() waits for close callbacks */
+/* One relay's figures, copied out. */
+struct upstream_relay_stats {
+    const char *url; /* lives as long as the upstream */
+    enum upstream_state state;
+    char last_error[160];  /* why the last connection ended or failed; "" while none has */
+    uint64_t connected_ms; /* how long the connection has been open, when connected */
+    uint64_t connects;     /* connections opened */
+    uint64_t reconnects;   /* attempts after the first */
+    uint64_t invalid;      /* unusable messages dropped: forged, malformed, unasked-for events */
+    uint64_t notices;      /* NOTICE messages */
 };
 
 /*
- * Prepares a connection per relay in cfg->upstream_relays (config must outlive
- * the upstream) and the TLS context for wss://: the system's trust store plus
- * `upstream_ca_file`. Returns 0, or -EINVAL with a message naming the key at
- * fault in `err`.
+ * Prepares, in `*out`, a connection per URL of `opt` (none is opened yet) and
+ * the TLS context for wss://: the system's trust store plus `opt->ca_file`.
+ * Returns 0; -EINVAL when `ca_file` cannot be loaded, with OpenSSL's reason in
+ * `err`; -ENOMEM when no TLS context can be made, with a message in `err`. On
+ * failure nothing is left to free.
  */
-int upstream_init(struct upstream *up, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_options *opt, char *err, size_t errlen);
 
-/* Opens every connection; from then on `h` hears of them. */
-void upstream_start(struct upstream *up, const struct upstream_handler *h, void *data);
+/* Sets who hears of the connections (once, before upstream_start()); `h` and `data` must outlive the upstream. */
+void upstream_set_handler(struct upstream *up, const struct upstream_handler *h, void *data);
+
+/* Opens every connection. */
+void upstream_start(struct upstream *up);
+
+/* The relays, numbered from 0 in the order of the options' URLs. */
+size_t upstream_count(const struct upstream *up);
+struct upstream_relay *upstream_relay(struct upstream *up, size_t i);
+size_t upstream_relay_index(const struct upstream_relay *r);
+const char *upstream_relay_url(const struct upstream_relay *r);
 
 /* Sends a text message. Returns 0, or -ENOTCONN when the relay is not connected. */
 int upstream_send(struct upstream_relay *r, const char *msg, size_t len);
@@ -85,13 +74,19 @@ void upstream_dropped(struct upstream_relay *r, const char *why);
 /* Whether a connection attempt is under way to some relay. */
 bool upstream_connecting(const struct upstream *up);
 
-/* Closes every connection and stops reconnecting. */
+void upstream_relay_stats(const struct upstream *up, size_t i, struct upstream_relay_stats *out);
+
+/* Closes every connection and stops reconnecting. Idempotent. */
 void upstream_shutdown(struct upstream *up);
 
-/* Connections still open or being opened; upstream_free() waits until there are none. */
-size_t upstream_open(const struct upstream *up);
+/* Connections still open or being opened after upstream_shutdown(); wait for 0 before upstream_free(). */
+size_t upstream_open_count(const struct upstream *up);
 
-/* Releases what is left once upstream_open() is 0; the memory goes when the loop has run the close callbacks. */
+/*
+ * Releases the upstream; the memory goes once the loop has run the close
+ * callbacks. With connections still open (shutdown's deadline passed), it is
+ * kept, since they will call back into it: the process is ending then.
+ */
 void upstream_free(struct upstream *up);
 
 #endif
