@@ -79,3 +79,8 @@ void workpool_stop(struct workpool *p)
     p->_threads = NULL;
     p->_nthreads = 0;
 }
+
+size_t workpool_threads(const struct workpool *p)
+{
+    return p->_nthreads;
+}

@@ -30,6 +30,9 @@ struct workpool {
 /* Starts `nthreads` threads (0: one per online CPU). Returns 0, -ENOMEM, or another negative errno. */
 int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox);
 
+/* How many threads the pool runs. */
+size_t workpool_threads(const struct workpool *p);
+
 /* Queues `w`, run in submission order by the first free thread. Any thread, before workpool_stop(). */
 void workpool_submit(struct workpool *p, struct work *w);
 

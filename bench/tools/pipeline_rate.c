@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     t1 = uv_hrtime();
 
-    printf("%.2f %zu %zu\n", (double)n / ((double)(t1 - t0) / 1e9), n, pool.nthreads);
+    printf("%.2f %zu %zu\n", (double)n / ((double)(t1 - t0) / 1e9), n, workpool_threads(&pool));
     workpool_stop(&pool);
     for (size_t i = 0; i < n; i++)
         free(jobs[i].src);
