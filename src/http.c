@@ -14,6 +14,7 @@
 
 #include "h2o/http2.h"
 #include "log.h"
+#include "metrics.h"
 #include "url.h"
 
 struct root_handler {
@@ -287,14 +288,14 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 static void on_drain_timer(uv_timer_t *t)
 {
     struct http_server *s = t->data;
-    bool timed_out = s->inflight != 0;
+    bool timed_out = s->_inflight != 0;
 
-    if (s->on_drained == NULL)
+    if (s->_on_drained == NULL)
         return;
     if (timed_out)
-        log_warn("shutdown: %zu request(s) still in flight after the timeout, closing", s->inflight);
-    void (*done)(struct http_server *, bool) = s->on_drained;
-    s->on_drained = NULL;
+        log_warn("shutdown: %zu request(s) still in flight after the timeout, closing", s->_inflight);
+    void (*done)(struct http_server *, bool) = s->_on_drained;
+    s->_on_drained = NULL;
     uv_timer_stop(t);
     done(s, timed_out);
 }
@@ -327,10 +328,10 @@ static void on_req_disposed(void *p)
     struct req_track *t = p;
     struct http_server *s = t->s;
 
-    count_status(&s->route_stats[t->route], t->req->res.status);
-    s->inflight--;
-    if (s->draining && s->inflight == 0 && s->on_drained != NULL)
-        uv_timer_start(&s->drain_timer, on_drain_timer, 0, 0);
+    count_status(&s->_route_stats[t->route], t->req->res.status);
+    s->_inflight--;
+    if (s->_draining && s->_inflight == 0 && s->_on_drained != NULL)
+        uv_timer_start(&s->_drain_timer, on_drain_timer, 0, 0);
 }
 
 static void reply_options(h2o_req_t *req, unsigned allowed)
@@ -361,14 +362,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     /* The request counts as in flight until h2o frees its pool, after the last byte of the response. */
     track = h2o_mem_alloc_shared(&req->pool, sizeof(*track), on_req_disposed);
     *track = (struct req_track){s, req, ROUTER_MAX_ROUTES};
-    s->inflight++;
+    s->_inflight++;
 
     log_debug("%.*s %.*s", (int)req->method.len, req->method.base, (int)req->path.len, req->path.base);
-    found = router_match(&s->router, method, req->path_normalized.base, req->path_normalized.len, &m);
+    found = router_match(&s->_router, method, req->path_normalized.base, req->path_normalized.len, &m);
     switch (found) {
     case ROUTER_FOUND: {
         const struct http_route_target *t = m.route->data;
-        track->route = (size_t)(m.route - s->router.routes);
+        track->route = (size_t)(m.route - s->_router.routes);
         t->fn(t->data, req, h2o_iovec_init(m.param, m.param_len));
         break;
     }
@@ -400,11 +401,11 @@ int http_route(struct http_server *s, unsigned methods, const char *pattern, htt
 {
     struct http_route_target *t;
 
-    if (s->router.count == ROUTER_MAX_ROUTES)
+    if (s->_router.count == ROUTER_MAX_ROUTES)
         return -ENOSPC;
-    t = &s->targets[s->router.count];
+    t = &s->_targets[s->_router.count];
     *t = (struct http_route_target){fn, data};
-    return router_add(&s->router, methods, pattern, t);
+    return router_add(&s->_router, methods, pattern, t);
 }
 
 static int tls_error(char *err, size_t errlen, const char *key, const char *value, const char *what)
@@ -426,7 +427,7 @@ static int setup_tls(struct http_server *s, const struct http_options *o, char *
 
     if (ctx == NULL)
         return tls_error(err, errlen, o->names.tls_cert_file, o->tls_cert_file, "a usable TLS setup");
-    s->ssl_ctx = ctx;
+    s->_ssl_ctx = ctx;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) != 1)
@@ -449,12 +450,12 @@ int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_o
     int r;
 
     memset(s, 0, sizeof(*s));
-    s->loop = loop;
-    h2o_config_init(&s->globalconf);
-    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pfpcache-relay/" PFP_VERSION));
-    s->globalconf.max_request_entity_size = o->max_request_body_bytes;
+    s->_loop = loop;
+    h2o_config_init(&s->_globalconf);
+    s->_globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pfpcache-relay/" PFP_VERSION));
+    s->_globalconf.max_request_entity_size = o->max_request_body_bytes;
 
-    host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    host = h2o_config_register_host(&s->_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     root = h2o_config_register_path(host, "/", 0);
     handler = (struct root_handler *)h2o_create_handler(root, sizeof(*handler));
     handler->super.on_req = on_req;
@@ -484,13 +485,13 @@ int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_o
     if (o->tls_cert_file[0] != '\0' && (r = setup_tls(s, o, err, errlen)) != 0)
         return r;
 
-    h2o_context_init(&s->ctx, loop, &s->globalconf);
-    s->accept_ctx.ctx = &s->ctx;
-    s->accept_ctx.hosts = s->globalconf.hosts;
-    s->accept_ctx.ssl_ctx = s->ssl_ctx;
+    h2o_context_init(&s->_ctx, loop, &s->_globalconf);
+    s->_accept_ctx.ctx = &s->_ctx;
+    s->_accept_ctx.hosts = s->_globalconf.hosts;
+    s->_accept_ctx.ssl_ctx = s->_ssl_ctx;
 
-    uv_timer_init(loop, &s->drain_timer);
-    s->drain_timer.data = s;
+    uv_timer_init(loop, &s->_drain_timer);
+    s->_drain_timer.data = s;
     return 0;
 }
 
@@ -510,7 +511,7 @@ static void on_accept(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(conn, 1);
-    h2o_accept(&s->accept_ctx, h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free));
+    h2o_accept(&s->_accept_ctx, h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free));
 }
 
 static void format_url(struct http_server *s, bool wildcard)
@@ -518,10 +519,10 @@ static void format_url(struct http_server *s, bool wildcard)
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char host[INET6_ADDRSTRLEN + 2] = "localhost";
-    const char *scheme = s->ssl_ctx != NULL ? "https" : "http";
+    const char *scheme = s->_ssl_ctx != NULL ? "https" : "http";
     int port;
 
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    uv_tcp_getsockname(&s->_listener, (struct sockaddr *)&ss, &len);
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
         port = ntohs(sin6->sin6_port);
@@ -536,7 +537,7 @@ static void format_url(struct http_server *s, bool wildcard)
         if (!wildcard)
             inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
     }
-    snprintf(s->url, sizeof(s->url), "%s://%s:%d", scheme, host, port);
+    snprintf(s->_url, sizeof(s->_url), "%s://%s:%d", scheme, host, port);
 }
 
 int http_server_listen(struct http_server *s, const char *listen_addr, char *err, size_t errlen)
@@ -549,48 +550,75 @@ int http_server_listen(struct http_server *s, const char *listen_addr, char *err
         snprintf(err, errlen, "cannot listen on \"%s\": not an address and port", listen_addr);
         return -EINVAL;
     }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listener.data = s;
-    s->listening = true;
-    r = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    uv_tcp_init(s->_loop, &s->_listener);
+    s->_listener.data = s;
+    s->_listening = true;
+    r = uv_tcp_bind(&s->_listener, (struct sockaddr *)&addr, 0);
     if (r == UV_EAFNOSUPPORT && wildcard) {
         /* A host without IPv6 still serves ":port" on every IPv4 interface. */
         struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = ((struct sockaddr_in6 *)&addr)->sin6_port};
-        r = uv_tcp_bind(&s->listener, (struct sockaddr *)&any, 0);
+        r = uv_tcp_bind(&s->_listener, (struct sockaddr *)&any, 0);
     }
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_accept);
+        r = uv_listen((uv_stream_t *)&s->_listener, SOMAXCONN, on_accept);
     if (r != 0) {
         snprintf(err, errlen, "cannot listen on \"%s\": %s", listen_addr, uv_strerror(r));
         return r;
     }
     format_url(s, wildcard);
-    log_info("listening on %s", s->url);
+    log_info("listening on %s", s->_url);
     return 0;
 }
 
 void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(struct http_server *s, bool timed_out))
 {
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = false;
+    if (s->_listening) {
+        uv_close((uv_handle_t *)&s->_listener, NULL);
+        s->_listening = false;
     }
-    h2o_context_request_shutdown(&s->ctx);
-    s->draining = true;
-    s->on_drained = done;
-    uv_timer_start(&s->drain_timer, on_drain_timer, s->inflight == 0 ? 0 : timeout_ms, 0);
+    h2o_context_request_shutdown(&s->_ctx);
+    s->_draining = true;
+    s->_on_drained = done;
+    uv_timer_start(&s->_drain_timer, on_drain_timer, s->_inflight == 0 ? 0 : timeout_ms, 0);
 }
 
 void http_server_close(struct http_server *s)
 {
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = false;
+    if (s->_listening) {
+        uv_close((uv_handle_t *)&s->_listener, NULL);
+        s->_listening = false;
     }
-    if (s->drain_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&s->drain_timer))
-        uv_close((uv_handle_t *)&s->drain_timer, NULL);
-    if (s->ssl_ctx != NULL) {
-        SSL_CTX_free(s->ssl_ctx);
-        s->ssl_ctx = NULL;
+    if (s->_drain_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&s->_drain_timer))
+        uv_close((uv_handle_t *)&s->_drain_timer, NULL);
+    if (s->_ssl_ctx != NULL) {
+        SSL_CTX_free(s->_ssl_ctx);
+        s->_ssl_ctx = NULL;
     }
+}
+
+static void route_sample(struct buf *b, struct buf *l, const char *route, const char *status, uint64_t count)
+{
+    l->len = 0;
+    metrics_label(l, "route", route);
+    metrics_label(l, "status", status);
+    metrics_u64(b, "pfpcache_http_requests_total", l->data, count);
+}
+
+void http_server_metrics(const struct http_server *s, struct buf *b)
+{
+    struct buf l = BUF_INIT;
+    char status[8];
+
+    metrics_family(b, "pfpcache_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+    for (size_t r = 0; r <= s->_router.count; r++) {
+        const struct http_route_stats *rs = &s->_route_stats[r == s->_router.count ? ROUTER_MAX_ROUTES : r];
+        const char *route = r == s->_router.count ? "none" : s->_router.routes[r].pattern;
+        for (size_t i = 0; i < HTTP_STATUSES_TRACKED && rs->status[i] != 0; i++) {
+            snprintf(status, sizeof(status), "%d", rs->status[i]);
+            route_sample(b, &l, route, status, rs->count[i]);
+        }
+        if (rs->other > 0)
+            route_sample(b, &l, route, "other", rs->other);
+    }
+    buf_free(&l);
 }

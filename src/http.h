@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "router.h"
 
 /*
@@ -29,22 +30,23 @@ struct http_route_stats {
     uint64_t other; /* statuses past the first HTTP_STATUSES_TRACKED seen */
 };
 
+/* The fields are private to http.c. */
 struct http_server {
-    uv_loop_t *loop;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
-    SSL_CTX *ssl_ctx;
-    uv_tcp_t listener;
-    bool listening;
-    struct router router;
-    struct http_route_target targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
-    char url[128];                                       /* where the server can be reached, for the start-up line */
-    size_t inflight;                                     /* requests handed to a handler and not yet finished */
-    struct http_route_stats route_stats[ROUTER_MAX_ROUTES + 1]; /* the last: requests no route took */
-    bool draining;
-    uv_timer_t drain_timer;
-    void (*on_drained)(struct http_server *s, bool timed_out);
+    uv_loop_t *_loop;
+    h2o_globalconf_t _globalconf;
+    h2o_context_t _ctx;
+    h2o_accept_ctx_t _accept_ctx;
+    SSL_CTX *_ssl_ctx;
+    uv_tcp_t _listener;
+    bool _listening;
+    struct router _router;
+    struct http_route_target _targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
+    char _url[128];                                       /* where the server can be reached, for the start-up line */
+    size_t _inflight;                                     /* requests handed to a handler and not yet finished */
+    struct http_route_stats _route_stats[ROUTER_MAX_ROUTES + 1]; /* the last: requests no route took */
+    bool _draining;
+    uv_timer_t _drain_timer;
+    void (*_on_drained)(struct http_server *s, bool timed_out);
 };
 
 /* How the server is set up. The strings stay the caller's and are read only by http_server_init(). */
@@ -89,6 +91,9 @@ void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(
 
 /* Closes the server's own handles and frees its configuration. Connections still open are dropped with the process. */
 void http_server_close(struct http_server *s);
+
+/* Appends the pfpcache_http_requests_total family (requests by route and status) to `b`. Loop thread. */
+void http_server_metrics(const struct http_server *s, struct buf *b);
 
 /* Sends `body` as JSON with `status`, and drops the reference to `body`. */
 void http_reply_json(h2o_req_t *req, int status, json_t *body);

@@ -129,29 +129,6 @@ static const char *one_label(struct buf *l, const char *name, const char *value)
     return l->data;
 }
 
-static void http_metrics(struct stats *s, struct buf *b, struct buf *l)
-{
-    metrics_family(b, "pfpcache_http_requests_total", "counter", "HTTP requests answered, by route and status.");
-    for (size_t r = 0; r <= s->http->router.count; r++) {
-        const struct http_route_stats *rs = &s->http->route_stats[r == s->http->router.count ? ROUTER_MAX_ROUTES : r];
-        const char *route = r == s->http->router.count ? "none" : s->http->router.routes[r].pattern;
-        char status[8];
-        for (size_t i = 0; i < HTTP_STATUSES_TRACKED && rs->status[i] != 0; i++) {
-            snprintf(status, sizeof(status), "%d", rs->status[i]);
-            l->len = 0;
-            metrics_label(l, "route", route);
-            metrics_label(l, "status", status);
-            metrics_u64(b, "pfpcache_http_requests_total", l->data, rs->count[i]);
-        }
-        if (rs->other > 0) {
-            l->len = 0;
-            metrics_label(l, "route", route);
-            metrics_label(l, "status", "other");
-            metrics_u64(b, "pfpcache_http_requests_total", l->data, rs->other);
-        }
-    }
-}
-
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     const struct pfp_stats *ps = &s->pfp->stats;
@@ -289,7 +266,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
 
     (void)param;
     buf_reserve(&l, 256);
-    http_metrics(s, &b, &l);
+    http_server_metrics(s->http, &b);
     picture_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);
