@@ -9,9 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <h2o/memory.h>
+
+#include "clock.h"
 
 struct ingest {
     struct ingest_options opt;
@@ -52,7 +53,7 @@ int ingest_check(const struct ingest *ig, json_t *obj, struct event *ev, char *r
     if (!event_id_valid(ev)) {
         snprintf(reason, len, "the id is not the hash of the event");
         rc = -EBADMSG;
-    } else if (ev->created_at > (int64_t)time(NULL) + ig->opt.max_future_seconds) {
+    } else if (ev->created_at > clock_now_s() + ig->opt.max_future_seconds) {
         snprintf(reason, len, "created_at is more than %lld seconds in the future",
                  (long long)ig->opt.max_future_seconds);
         rc = -ERANGE;

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "clock.h"
 #include "hex.h"
 #include "log.h"
 
@@ -60,11 +60,6 @@ struct job_create_write {
     jobs_created_fn created;
     void *ctx;
 };
-
-static uint64_t now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
 
 static void id_key(uint8_t k[8], uint64_t id)
 {
@@ -275,7 +270,7 @@ static void settle(struct jobs *js)
             continue;
         h2o_linklist_unlink(&j->link);
         j->h.state = JOB_DONE;
-        j->h.finished_at = now_s();
+        j->h.finished_at = (uint64_t)clock_now_s();
         if (j->h.started_at == 0)
             j->h.started_at = j->h.finished_at;
         js->_stats.finished++;
@@ -305,7 +300,7 @@ static void on_pump(uv_timer_t *t)
             continue;
         if (j->h.state == JOB_QUEUED) {
             j->h.state = JOB_RUNNING;
-            j->h.started_at = now_s();
+            j->h.started_at = (uint64_t)clock_now_s();
             j->dirty = true;
         }
         if ((jw = calloc(1, sizeof(*jw))) == NULL)
@@ -330,20 +325,13 @@ static void schedule_pump(struct jobs *js)
 
 /* --- creating and reading ------------------------------------------------------------------------------------- */
 
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
                  jobs_created_fn done, void *ctx)
 {
     struct job *j = calloc(1, sizeof(*j));
     struct job_create_write *cw = calloc(1, sizeof(*cw));
     /* Ids grow with time, so the database lists jobs oldest first; 8 bits leave room for bursts. */
-    uint64_t id = wall_ms() << 8;
+    uint64_t id = (uint64_t)clock_now_ms() << 8;
 
     if (j == NULL || cw == NULL || (j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL ||
         (j->pubkeys = malloc(n * 32 + 1)) == NULL)
@@ -353,7 +341,7 @@ void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[3
     j->h.type = (uint8_t)type;
     j->h.state = JOB_QUEUED;
     j->h.total = (uint32_t)n;
-    j->h.created_at = now_s();
+    j->h.created_at = (uint64_t)clock_now_s();
     if (owner != NULL) {
         j->h.has_owner = 1;
         memcpy(j->h.owner, owner, 32);
@@ -562,7 +550,7 @@ static void fail_unloadable(struct jobs *js, uint64_t id, const struct job_head 
     j->id = id;
     j->h = *h;
     j->h.state = JOB_FAILED;
-    j->h.finished_at = now_s();
+    j->h.finished_at = (uint64_t)clock_now_s();
     write_progress(js, j);
     job_free(j);
 }

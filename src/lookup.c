@@ -10,6 +10,7 @@
 #include <h2o/memory.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "hex.h"
 #include "keymap.h"
 #include "log.h"
@@ -70,7 +71,7 @@ struct lookup_entry {
     bool has_best;
     unsigned inflight;   /* events in the ingest pipeline */
     uint64_t grace_at;   /* once found: when to stop waiting for newer versions; 0 before */
-    uint64_t started_ns; /* uv_hrtime() when first asked, for the latency histogram */
+    uint64_t started_ns; /* clock_mono_ns() when first asked, for the latency histogram */
     bool done;
 };
 
@@ -172,7 +173,7 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
     make_key(key, e->pubkey, e->kind);
     keymap_del(lk->active, key);
 
-    histogram_observe(&lk->latency, (double)(uv_hrtime() - e->started_ns) / 1e9);
+    histogram_observe(&lk->latency, (double)(clock_mono_ns() - e->started_ns) / 1e9);
     if (e->found) {
         lk->stats.found++;
     } else {
@@ -432,7 +433,7 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
             abort();
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
-        e->started_ns = uv_hrtime();
+        e->started_ns = clock_mono_ns();
         h2o_linklist_init_anchor(&e->waiters);
         keymap_put(lk->active, key, e);
         h2o_linklist_insert(&lk->batch, &e->link);

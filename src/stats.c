@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fetch.h"
 #include "metrics.h"
 
@@ -96,8 +97,8 @@ json_t *stats_json(struct stats *s)
         " s:{s:I, s:I, s:I, s:I},"
         " s:{s:I, s:o},"
         " s:{s:b, s:b, s:b}}",
-        "version", PFP_VERSION, "uptime_seconds", (json_int_t)((uv_hrtime() - s->started_ns) / 1000000000u), "cache",
-        "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
+        "version", PFP_VERSION, "uptime_seconds", (json_int_t)((clock_mono_ns() - s->started_ns) / 1000000000u),
+        "cache", "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
         "max_bytes", (json_int_t)xs->max_bytes, "hits", (json_int_t)ps->hits, "stale", (json_int_t)ps->stale, "misses",
         (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits, "not_modified",
         (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
@@ -254,7 +255,7 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_events_rejected_total", "counter", "Events from clients refused.", rs.events_rejected);
 
     metrics_family(b, "pfpcache_uptime_seconds", "gauge", "Seconds since start-up.");
-    metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(uv_hrtime() - s->started_ns) / 1e9);
+    metrics_f64(b, "pfpcache_uptime_seconds", "", (double)(clock_mono_ns() - s->started_ns) / 1e9);
     metrics_family(b, "pfpcache_build_info", "gauge", "The running version.");
     metrics_u64(b, "pfpcache_build_info", one_label(l, "version", PFP_VERSION), 1);
 }

@@ -27,7 +27,7 @@ struct stats {
     struct relay *relay;
     struct pfp *pfp;
     struct jobs *jobs;
-    uint64_t started_ns; /* uv_hrtime() at start-up */
+    uint64_t started_ns; /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;
         uint64_t count;
