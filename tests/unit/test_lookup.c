@@ -145,7 +145,13 @@ static char dir[64];
 static unsigned stored; /* store listener calls */
 static bool stored_now; /* set by the listener, for test_run_until() */
 
-static const struct lookup_options OPTIONS = {.timeout_ms = 1000, .grace_ms = 150, .batch_ms = 20, .max_concurrent = 8};
+/*
+ * The timeout is far beyond every wait of the tests, so a slow disk under the
+ * store cannot end a lookup early; the tests of the timeout and of answering
+ * without the grace set their own.
+ */
+static const struct lookup_options OPTIONS = {
+    .timeout_ms = 60000, .grace_ms = 150, .batch_ms = 20, .max_concurrent = 8};
 
 /* A waiter and what it heard. */
 struct wait {
@@ -219,6 +225,23 @@ static int setup_one_at_a_time(void **state)
     struct lookup_options opt = OPTIONS;
     (void)state;
     opt.max_concurrent = 1;
+    return setup_with(&opt);
+}
+
+static int setup_short_timeout(void **state)
+{
+    struct lookup_options opt = OPTIONS;
+    (void)state;
+    opt.timeout_ms = 300;
+    return setup_with(&opt);
+}
+
+/* A grace longer than any wait here: an answer that came at all came without it. */
+static int setup_long_grace(void **state)
+{
+    struct lookup_options opt = OPTIONS;
+    (void)state;
+    opt.grace_ms = 60000;
     return setup_with(&opt);
 }
 
@@ -407,9 +430,8 @@ static void grace_ends_the_wait_for_a_relay_that_stays_silent(void **state)
     assert_true(test_run_until(&loop, &w.called, 5000));
     assert_true(w.found);
     assert_int_equal(w.created_at, 1000);
-    /* Grace measured from when the event was stored; well before the timeout. */
+    /* Grace measured from when the event was stored; the timeout is a minute away. */
     assert_true(w.at - found_at + 20 >= OPTIONS.grace_ms);
-    assert_true(w.at - found_at < OPTIONS.timeout_ms);
     json_decref(v1);
 }
 
@@ -419,7 +441,6 @@ static void every_relay_finished_answers_without_the_grace(void **state)
     struct wait w;
     json_t *v1;
     const char *sub;
-    uint64_t found_at;
     (void)state;
 
     test_key(&a, 1);
@@ -431,10 +452,8 @@ static void every_relay_finished_answers_without_the_grace(void **state)
     send_event(&up.relays[0], sub, v1);
     send_eose(&up.relays[0], sub);
     wait_stored(1);
-    found_at = uv_now(&loop);
     assert_true(test_run_until(&loop, &w.called, 5000));
     assert_true(w.found);
-    assert_true(w.at - found_at < OPTIONS.grace_ms);
     json_decref(v1);
 }
 
@@ -452,7 +471,7 @@ static void silent_relays_time_out_and_the_miss_is_not_remembered(void **state)
     ask(&w, a.pubkey, 0);
     assert_true(test_run_until(&loop, &w.called, 5000));
     assert_false(w.found);
-    assert_true(w.at - asked >= OPTIONS.timeout_ms);
+    assert_true(w.at - asked >= 300);
     lookup_stats(lk, &s);
     assert_int_equal(s.timed_out, 1);
     /* No relay said "none": the next ask goes upstream again. */
@@ -561,8 +580,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(lookups_in_one_batch_window_share_a_req_and_later_ones_do_not, setup, teardown),
         cmocka_unit_test_setup_teardown(a_found_event_waits_out_the_grace_for_a_newer_version, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_ends_the_wait_for_a_relay_that_stays_silent, setup, teardown),
-        cmocka_unit_test_setup_teardown(every_relay_finished_answers_without_the_grace, setup, teardown),
-        cmocka_unit_test_setup_teardown(silent_relays_time_out_and_the_miss_is_not_remembered, setup, teardown),
+        cmocka_unit_test_setup_teardown(every_relay_finished_answers_without_the_grace, setup_long_grace, teardown),
+        cmocka_unit_test_setup_teardown(silent_relays_time_out_and_the_miss_is_not_remembered, setup_short_timeout,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_miss_every_relay_confirms_is_remembered, setup, teardown),
         cmocka_unit_test_setup_teardown(forged_and_unasked_for_events_count_against_the_relay, setup, teardown),
         cmocka_unit_test_setup_teardown(a_cancelled_waiter_is_not_called, setup, teardown),
