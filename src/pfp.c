@@ -956,8 +956,9 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
 /* --- profiles arriving ------------------------------------------------------------------------------------------ */
 
 /* A kind 0 stored from any source: its picture is fetched ahead, as the seed program did. */
-static void on_event_stored(void *data, const struct event_view *ev)
+static void on_event_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
+    (void)commit;
     struct pfp *p = data;
     struct pic pic;
     bool have;

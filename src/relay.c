@@ -48,6 +48,7 @@ struct sub {
     struct filter *filters;
     size_t nfilters;
     struct store_hit *pending; /* stored matches still to send, newest first */
+    uint64_t snapshot;         /* the last commit its query saw: later ones are sent live */
     size_t npending, sent;
     bool eose_sent;
 };
@@ -243,7 +244,8 @@ static void remove_sub(struct relay_conn *c, struct sub *s)
 /* Finds the stored matches of a subscription and starts sending them. */
 static void run_query(struct relay_conn *c, struct sub *s)
 {
-    if (store_query(c->relay->store, s->filters, s->nfilters, SCAN_BUDGET, &s->pending, &s->npending) != 0) {
+    if (store_query(c->relay->store, s->filters, s->nfilters, SCAN_BUDGET, &s->pending, &s->npending, &s->snapshot) !=
+        0) {
         send_closed(c, s->id, s->id_len, "error: could not read the database");
         remove_sub(c, s);
         return;
@@ -415,8 +417,12 @@ static void handle_close(struct relay_conn *c, json_t *msg)
         remove_sub(c, s);
 }
 
-/* Sends a newly stored (or ephemeral) event to every subscription it matches. */
-static void broadcast(struct relay *r, const struct event_view *ev)
+/*
+ * Sends a newly stored event (stored by `commit`), or an ephemeral one
+ * (`commit` 0), to every subscription it matches, but for those whose query
+ * already saw it: the writer commits before the loop hears of it.
+ */
+static void broadcast(struct relay *r, const struct event_view *ev, uint64_t commit)
 {
     for (h2o_linklist_t *cl = r->conns.next, *next; cl != &r->conns; cl = next) {
         struct relay_conn *c = H2O_STRUCT_FROM_MEMBER(struct relay_conn, link, cl);
@@ -424,7 +430,7 @@ static void broadcast(struct relay *r, const struct event_view *ev)
         for (h2o_linklist_t *sl = c->subs.next; sl != &c->subs && c->ws != NULL; sl = sl->next) {
             struct sub *s = H2O_STRUCT_FROM_MEMBER(struct sub, link, sl);
             /* A subscription still waiting for lookups sends its stored matches later, these included. */
-            if (s->waiting > 0)
+            if (s->waiting > 0 || (commit != 0 && commit <= s->snapshot))
                 continue;
             for (size_t i = 0; i < s->nfilters; i++) {
                 if (filter_match(&s->filters[i], ev)) {
@@ -436,11 +442,11 @@ static void broadcast(struct relay *r, const struct event_view *ev)
     }
 }
 
-static void on_event_stored(void *data, const struct event_view *ev)
+static void on_event_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
     struct relay *r = data;
     r->stats.events_stored++;
-    broadcast(r, ev);
+    broadcast(r, ev, commit);
 }
 
 static void on_ingested(struct ingest_job *job, int status, const struct event_view *ev)
@@ -452,7 +458,7 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
 
     switch (status) {
     case INGEST_STORED: break;
-    case INGEST_EPHEMERAL: broadcast(r, ev); break;
+    case INGEST_EPHEMERAL: broadcast(r, ev, 0); break;
     case INGEST_DUPLICATE:
         r->stats.events_duplicate++;
         msg = "duplicate: already have this event";

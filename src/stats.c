@@ -11,8 +11,9 @@
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
 
-static void on_event_stored(void *data, const struct event_view *ev)
+static void on_event_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
+    (void)commit;
     struct stats *s = data;
 
     for (size_t i = 0; i < s->nstored; i++) {

@@ -210,6 +210,8 @@ static int apply_put_event(MDB_txn *txn, struct db_write *w)
     struct event_view ev;
     enum event_class cls;
     bool superseded;
+
+    ew->_commit = (uint64_t)mdb_txn_id(txn);
     int rc;
 
     if ((rc = mdb_get(txn, st->_events, &k, &v)) == 0) {
@@ -248,7 +250,7 @@ static void put_event_done(struct db_write *w)
         struct event_view ev;
         event_view_decode(ew->id, ew->rec, ew->rec_len, &ev);
         for (size_t i = 0; i < st->_nlisteners; i++)
-            st->_listeners[i].fn(st->_listeners[i].data, &ev);
+            st->_listeners[i].fn(st->_listeners[i].data, &ev, ew->_commit);
     }
     ew->done(ew);
 }
@@ -560,7 +562,7 @@ out:
 }
 
 int store_query(struct store *st, const struct filter *filters, size_t nfilters, size_t scan_budget,
-                struct store_hit **hits, size_t *nhits)
+                struct store_hit **hits, size_t *nhits, uint64_t *snapshot)
 {
     struct hits h = {0};
     MDB_txn *txn = NULL;
@@ -569,6 +571,7 @@ int store_query(struct store *st, const struct filter *filters, size_t nfilters,
 
     if ((rc = store_read_begin(st, &txn)) != 0)
         return rc;
+    *snapshot = (uint64_t)mdb_txn_id(txn);
     for (size_t i = 0; i < nfilters && rc == 0; i++)
         rc = query_filter(st, txn, &filters[i], &scan_budget, &h);
     store_read_end(st, txn);

@@ -32,10 +32,15 @@ struct store_event_write {
     enum store_result result;
     void (*done)(struct store_event_write *ew); /* loop thread; w.status < 0 on failure */
     struct store *_st;
+    uint64_t _commit; /* the LMDB transaction that stored it */
 };
 
-/* Told of every event newly stored, from any source, on the loop thread, before the writer's own `done`. */
-typedef void (*store_listener_fn)(void *data, const struct event_view *ev);
+/*
+ * Told of every event newly stored, from any source, on the loop thread, before
+ * the writer's own `done`. `commit` orders it against queries: a store_query()
+ * whose `snapshot` is at least `commit` already saw the event.
+ */
+typedef void (*store_listener_fn)(void *data, const struct event_view *ev, uint64_t commit);
 
 #define STORE_MAX_LISTENERS 8
 
@@ -98,9 +103,10 @@ struct store_hit {
  * duplicates; each filter contributes at most its limit. At most `scan_budget`
  * index entries are examined, so a filter the indexes serve badly cannot stall
  * the loop. Returns 0 and a malloc()ed array in `*hits` (free() it), or a
- * negative error.
+ * negative error. `*snapshot` says which commits the query saw: those up to it
+ * (see store_listener_fn).
  */
 int store_query(struct store *st, const struct filter *filters, size_t nfilters, size_t scan_budget,
-                struct store_hit **hits, size_t *nhits);
+                struct store_hit **hits, size_t *nhits, uint64_t *snapshot);
 
 #endif

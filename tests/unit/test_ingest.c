@@ -32,8 +32,9 @@ struct outcome {
     char json[1024];
 };
 
-static void on_stored(void *data, const struct event_view *ev)
+static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
+    (void)commit;
     (void)data;
     (void)ev;
     heard++;

@@ -162,8 +162,9 @@ struct wait {
     uint64_t at; /* uv_now() of the answer */
 };
 
-static void on_stored(void *data, const struct event_view *ev)
+static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
+    (void)commit;
     (void)data;
     (void)ev;
     stored++;

@@ -239,6 +239,7 @@ static void query(const char *filters, size_t budget, char *got, size_t cap)
     struct filter fs[8];
     struct store_hit *hits;
     size_t nf, nhits, n = 0;
+    uint64_t snapshot;
     json_error_t jerr;
     json_t *arr;
 
@@ -253,7 +254,7 @@ static void query(const char *filters, size_t budget, char *got, size_t cap)
     }
     json_decref(arr);
 
-    assert_int_equal(store_query(&st, fs, nf, budget, &hits, &nhits), 0);
+    assert_int_equal(store_query(&st, fs, nf, budget, &hits, &nhits, &snapshot), 0);
     got[0] = '\0';
     for (size_t i = 0; i < nhits; i++) {
         n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
@@ -275,10 +276,13 @@ static void expect_hits(const char *filters, const char *expect)
         fail_msg("%s gave [%s], expected [%s]", filters, got, expect);
 }
 
-static void on_stored(void *data, const struct event_view *ev)
+static uint64_t last_commit; /* what the last listener call was told */
+
+static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
 {
     int *calls = data;
 
+    last_commit = commit;
     (*calls)++;
     /* Listeners hear of a write before its own done callback, so its put is still pending here. */
     for (size_t i = 0; i < nlive; i++) {
@@ -511,6 +515,26 @@ static void listeners_hear_each_newly_stored_event_once(void **state)
     assert_int_equal(calls_b, 3);
 }
 
+/* A subscription's query and the listener's later word of the same event must agree on which saw it first. */
+static void a_query_snapshot_orders_commits_heard_by_listeners(void **state)
+{
+    struct store_hit *hits;
+    size_t nhits;
+    uint64_t seen, first;
+    int calls = 0;
+    (void)state;
+
+    store_add_listener(&st, on_stored, &calls);
+    assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_STORED);
+    first = last_commit;
+    assert_int_equal(store_query(&st, NULL, 0, 100, &hits, &nhits, &seen), 0);
+    free(hits);
+    assert_true(first != 0 && first <= seen);
+    assert_int_equal(put(0x02, 0xa1, 200, 1, "[]"), STORE_STORED);
+    assert_true(last_commit > seen);
+    assert_int_equal(calls, 2);
+}
+
 static void listener_added_before_start_is_called(void **state)
 {
     int calls = 0;
@@ -623,6 +647,7 @@ static void empty_lists_and_zero_limits_yield_nothing(void **state)
     char got[512];
     struct store_hit *hits = NULL;
     size_t nhits = 1;
+    uint64_t snapshot;
     (void)state;
 
     put_query_fixture();
@@ -638,7 +663,7 @@ static void empty_lists_and_zero_limits_yield_nothing(void **state)
     /* An empty filter is not a wildcard for the others. */
     expect_hits("[{\"kinds\":[]},{\"ids\":[\"$01\"]}]", "01");
 
-    assert_int_equal(store_query(&st, NULL, 0, 100000, &hits, &nhits), 0);
+    assert_int_equal(store_query(&st, NULL, 0, 100000, &hits, &nhits, &snapshot), 0);
     assert_int_equal(nhits, 0);
     free(hits);
 
@@ -857,6 +882,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(regular_events_are_all_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_queued_together_apply_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(listeners_hear_each_newly_stored_event_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_query_snapshot_orders_commits_heard_by_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(listener_added_before_start_is_called, setup, teardown),
         cmocka_unit_test_setup_teardown(query_by_authors_kinds_and_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(query_by_tags, setup, teardown),
