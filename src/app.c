@@ -111,12 +111,42 @@ static int start(struct app *a)
     }
     lookup_init(&a->lookup, &a->loop, &a->cfg, &a->upstream, &a->store, &a->verify);
     relay_init(&a->relay, &a->cfg, &a->store, &a->verify, &a->lookup);
-    if ((r = pfp_init(&a->pfp, &a->loop, &a->cfg, &a->store, &a->lookup, &a->inbox, err, sizeof(err))) != 0) {
+    if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
+        log_error("media_cache_path: %s", err);
+        return APP_EXIT_FAILURE;
+    }
+    blobcache_init(&a->picture_bytes, (size_t)a->cfg.memory_cache_mb << 20);
+    if ((r = pictures_open(&a->pictures, &a->loop, &a->cfg, &a->store, &a->blobs, &a->picture_bytes)) != 0) {
+        log_error("cannot open the picture index: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    a->pictures_ready = true;
+    if ((r = fetcher_init(&a->fetcher, &a->loop, &a->cfg)) != 0) {
+        log_error("cannot start libcurl");
+        return APP_EXIT_FAILURE;
+    }
+    a->fetcher_ready = true;
+    {
+        /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
+        struct pfp_options po = {
+            .image_threads = (size_t)a->cfg.image_threads,
+            .read_threads = 2,
+            .max_concurrent = (size_t)a->cfg.max_concurrent,
+            .image = {a->cfg.resize_images, (int)a->cfg.max_image_size, (int)a->cfg.image_quality,
+                      a->cfg.max_source_pixels},
+            .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
+            .precache_on_metadata = a->cfg.precache_on_metadata,
+        };
+        struct pfp_services sv = {&a->store,         &a->lookup,  &a->pictures, &a->blobs,
+                                  &a->picture_bytes, &a->fetcher, &a->inbox};
+        r = pfp_init(&a->pfp, &a->loop, &po, &sv, err, sizeof(err));
+    }
+    if (r != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
     a->pfp_ready = true;
-    if ((r = jobs_open(&a->jobs, &a->loop, &a->store, &a->pfp)) != 0) {
+    if ((r = jobs_open(&a->jobs, &a->loop, &a->store, a->pfp)) != 0) {
         log_error("cannot open the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
@@ -125,27 +155,27 @@ static int start(struct app *a)
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
-    pfp_start(&a->pfp);
+    pictures_start(&a->pictures);
     if ((r = jobs_start(&a->jobs)) != 0) {
         log_error("cannot read the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
     auth_init(&a->auth, &a->cfg);
-    a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, &a->lookup};
+    a->admin = (struct admin){&a->auth, &a->jobs, a->pfp, &a->store, &a->lookup};
     a->stats = (struct stats){.cfg = &a->cfg,
                               .http = &a->http,
                               .store = &a->store,
                               .upstream = &a->upstream,
                               .lookup = &a->lookup,
                               .relay = &a->relay,
-                              .pfp = &a->pfp,
+                              .pfp = a->pfp,
                               .jobs = &a->jobs,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(&a->relay, &a->http, web_page, NULL);
-    pfp_route(&a->pfp, &a->http);
+    pfp_route(a->pfp, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
     web_route(&a->http);
@@ -164,21 +194,27 @@ static int start(struct app *a)
  */
 static void stop(struct app *a)
 {
-    if (a->pfp_ready)
-        pfp_shutdown(&a->pfp);
+    if (a->pfp != NULL)
+        pfp_shutdown(a->pfp);
+    if (a->pictures_ready)
+        pictures_shutdown(&a->pictures);
     if (a->verify.threads != NULL)
         workpool_stop(&a->verify);
-    if (a->pfp_ready)
-        workpool_stop(&a->pfp.images);
     inbox_drain(&a->inbox);
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     store_close(&a->store);
     inbox_close(&a->inbox);
-    if (a->pfp_ready) {
-        pfp_free(&a->pfp);
+    pfp_free(a->pfp);
+    a->pfp = NULL;
+    if (a->pfp_ready)
         image_shutdown();
-    }
+    if (a->fetcher_ready)
+        fetcher_close(&a->fetcher);
+    if (a->pictures_ready)
+        pictures_close(&a->pictures);
+    blobcache_free(&a->picture_bytes);
+    blobs_free(&a->blobs);
     if (a->jobs_ready)
         jobs_free(&a->jobs);
     auth_free(&a->auth);

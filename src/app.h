@@ -8,12 +8,16 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "blob.h"
+#include "blobcache.h"
 #include "config.h"
+#include "fetch.h"
 #include "http.h"
 #include "inbox.h"
 #include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
+#include "pictures.h"
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
@@ -33,11 +37,15 @@ struct app {
     struct upstream upstream; /* connections to the upstream relays */
     struct lookup lookup;     /* what the upstream relays are asked */
     struct relay relay;
-    struct pfp pfp;     /* profile pictures */
-    struct jobs jobs;   /* batch pre-caching */
-    struct auth auth;   /* who may call the admin endpoints */
-    struct admin admin; /* their routes */
-    struct stats stats; /* GET /stats and /metrics */
+    struct blobs blobs;             /* picture files */
+    struct blobcache picture_bytes; /* pictures kept in memory */
+    struct pictures pictures;       /* the picture index */
+    struct fetcher fetcher;         /* picture downloads */
+    struct pfp *pfp;                /* profile pictures */
+    struct jobs jobs;               /* batch pre-caching */
+    struct auth auth;               /* who may call the admin endpoints */
+    struct admin admin;             /* their routes */
+    struct stats stats;             /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -46,6 +54,8 @@ struct app {
     bool stopping;
     bool http_drained;
     bool upstream_ready; /* upstream_init() succeeded */
+    bool pictures_ready; /* pictures_open() succeeded */
+    bool fetcher_ready;  /* fetcher_init() succeeded */
     bool pfp_ready;      /* pfp_init() succeeded */
     bool jobs_ready;     /* jobs_open() succeeded */
 };

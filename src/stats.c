@@ -6,6 +6,7 @@
 
 #include "fetch.h"
 #include "metrics.h"
+#include "pictures.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
@@ -68,13 +69,16 @@ static json_t *relays_json(const struct stats *s)
 
 json_t *stats_json(struct stats *s)
 {
-    const struct pfp_stats *ps = &s->pfp->stats;
-    const struct pictures_stats *xs = &s->pfp->index.stats;
+    struct pfp_stats pfp;
+    const struct pfp_stats *ps = &pfp;
+    const struct pictures *px = pfp_pictures(s->pfp);
+    const struct pictures_stats *xs = &px->stats;
     const struct lookup_stats *ls = &s->lookup->stats;
     uint64_t jobs[JOB_FAILED + 1];
     json_t *stored = json_object();
     char kind[16];
 
+    pfp_stats(s->pfp, &pfp);
     jobs_count(s->jobs, jobs);
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -93,19 +97,18 @@ json_t *stats_json(struct stats *s)
         " s:{s:b, s:b, s:b}}",
         "version", PFP_VERSION, "uptime_seconds", (json_int_t)((uv_hrtime() - s->started_ns) / 1000000000u), "cache",
         "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
-        "max_bytes", (json_int_t)s->pfp->index.limit_bytes, "hits", (json_int_t)ps->hits, "stale",
-        (json_int_t)ps->stale, "misses", (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits,
-        "not_modified", (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served",
-        (json_int_t)ps->bytes_served, "evictions", (json_int_t)xs->evictions, "evicted_files",
-        (json_int_t)xs->evicted_files, "purges", (json_int_t)xs->purges, "downloads", "started",
-        (json_int_t)ps->downloads, "processed", (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses,
-        "failed", failures_json(ps), "lookups", "requested", (json_int_t)ls->requested, "coalesced",
-        (json_int_t)ls->coalesced, "queries", (json_int_t)ls->queries, "found", (json_int_t)ls->found, "not_found",
-        (json_int_t)ls->not_found, "timed_out", (json_int_t)ls->timed_out, "upstream_relays", relays_json(s), "jobs",
-        "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
-        (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
-        (json_int_t)s->relay->nconns, "events_stored", stored, "admin", "token", s->cfg->admin_token[0] != '\0',
-        "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
+        "max_bytes", (json_int_t)px->limit_bytes, "hits", (json_int_t)ps->hits, "stale", (json_int_t)ps->stale,
+        "misses", (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits, "not_modified",
+        (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
+        "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "purges",
+        (json_int_t)xs->purges, "downloads", "started", (json_int_t)ps->downloads, "processed",
+        (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups",
+        "requested", (json_int_t)ls->requested, "coalesced", (json_int_t)ls->coalesced, "queries",
+        (json_int_t)ls->queries, "found", (json_int_t)ls->found, "not_found", (json_int_t)ls->not_found, "timed_out",
+        (json_int_t)ls->timed_out, "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED],
+        "running", (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed",
+        (json_int_t)jobs[JOB_FAILED], "relay", "connections", (json_int_t)s->relay->nconns, "events_stored", stored,
+        "admin", "token", s->cfg->admin_token[0] != '\0', "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
         s->cfg->admin_token[0] == '\0' && s->cfg->admin_pubkeys.count == 0);
 }
 
@@ -150,9 +153,12 @@ static void http_metrics(struct stats *s, struct buf *b, struct buf *l)
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
-    const struct pfp_stats *ps = &s->pfp->stats;
-    const struct pictures_stats *xs = &s->pfp->index.stats;
+    struct pfp_stats pfp;
+    const struct pfp_stats *ps = &pfp;
+    const struct pictures *px = pfp_pictures(s->pfp);
+    const struct pictures_stats *xs = &px->stats;
 
+    pfp_stats(s->pfp, &pfp);
     metrics_family(
         b, "pfpcache_picture_requests_total", "counter",
         "GET /profile-pic answers: hit, stale (served while refreshed), miss, negative (a remembered failure).");
@@ -175,13 +181,13 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", "bad_image"), ps->bad_images);
     metrics_family(b, "pfpcache_image_processing_seconds", "histogram",
                    "Time to check, resize and store each downloaded picture.");
-    metrics_histogram(b, "pfpcache_image_processing_seconds", "", &s->pfp->processing);
+    metrics_histogram(b, "pfpcache_image_processing_seconds", "", ps->processing);
 
     metrics_single(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.", xs->pictures);
     metrics_single(b, "pfpcache_cache_files", "gauge",
                    "Picture files, each counted once however many pubkeys share it.", xs->files);
     metrics_single(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.", xs->bytes);
-    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", s->pfp->index.limit_bytes);
+    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", px->limit_bytes);
     metrics_single(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.",
                    xs->evictions);
     metrics_single(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.", xs->evicted_files);
