@@ -10,6 +10,7 @@
 #include "hex.h"
 #include "keymap.h"
 #include "nip19.h"
+#include "pictures.h"
 
 #define JOBS_LIST_DEFAULT 50
 #define JOBS_LIST_MAX     1000
@@ -349,7 +350,7 @@ static void purge(struct admin *a, h2o_req_t *req, enum pictures_scope scope, co
     pr->scope = scope;
     if (pubkey != NULL)
         memcpy(pr->pubkey, pubkey, 32);
-    pictures_purge(&a->pfp->index, scope, pubkey, on_purged, pr);
+    pictures_purge(pfp_pictures(a->pfp), scope, pubkey, on_purged, pr);
 }
 
 static void on_purge_all(void *data, h2o_req_t *req, h2o_iovec_t param)

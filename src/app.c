@@ -123,6 +123,20 @@ static int init_upstream(struct app *a, char *err, size_t errlen)
     return r;
 }
 
+/* Sets the picture downloader up; its limits come from the configuration's keys, which its messages name. */
+static int init_fetcher(struct app *a, char *err, size_t errlen)
+{
+    struct fetch_options fo = {
+        .max_bytes = (size_t)a->cfg.max_source_bytes,
+        .max_bytes_name = "max_source_bytes",
+        .connect_timeout_ms = (long)a->cfg.download_connect_timeout_seconds * 1000,
+        .timeout_ms = (long)a->cfg.download_timeout_seconds * 1000,
+        .guard = {a->cfg.allow_private_sources, a->cfg.allowed_source_addresses.items,
+                  a->cfg.allowed_source_addresses.count},
+    };
+    return fetcher_init(&a->fetcher, &a->loop, &fo, err, errlen);
+}
+
 static int config_error(const struct app *a, const char *msg)
 {
     fprintf(stderr, "pfpcache-relay: %s: %s\n", a->config_path, msg);
@@ -188,12 +202,46 @@ static int start(struct app *a)
                                        .max_future_seconds = a->cfg.max_future_seconds,
                                        .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes},
                &a->store, a->ingest, a->lookup);
-    if ((r = pfp_init(&a->pfp, &a->loop, &a->cfg, &a->store, a->lookup, &a->inbox, err, sizeof(err))) != 0) {
+    if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
+        log_error("media_cache_path: %s", err);
+        return APP_EXIT_FAILURE;
+    }
+    blobcache_init(&a->picture_bytes, (size_t)a->cfg.memory_cache_mb << 20);
+    if ((r = pictures_init(&a->pictures, &a->loop,
+                           &(struct pictures_options){(uint64_t)a->cfg.max_cache_size_mb << 20,
+                                                      (unsigned)a->cfg.lru_low_water_percent,
+                                                      (uint64_t)a->cfg.lru_check_interval * 60000},
+                           a->db, &a->blobs, &a->picture_bytes, &a->inbox)) != 0) {
+        log_error("cannot open the picture index: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    a->pictures_ready = true;
+    if ((r = init_fetcher(a, err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
+    a->fetcher_ready = true;
+    {
+        /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
+        struct pfp_options po = {
+            .image_threads = (size_t)a->cfg.image_threads,
+            .read_threads = 2,
+            .max_concurrent = (size_t)a->cfg.max_concurrent,
+            .image = {a->cfg.resize_images, (int)a->cfg.max_image_size, (int)a->cfg.image_quality,
+                      a->cfg.max_source_pixels},
+            .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
+            .precache_on_metadata = a->cfg.precache_on_metadata,
+        };
+        struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,
+                                  &a->picture_bytes, &a->fetcher, &a->inbox};
+        r = pfp_init(&a->pfp, &a->loop, &po, &sv, err, sizeof(err));
+    }
+    if (r != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
     a->pfp_ready = true;
-    if ((r = jobs_init(&a->jobs, &a->loop, a->db, &a->pfp)) != 0) {
+    if ((r = jobs_init(&a->jobs, &a->loop, a->db, a->pfp)) != 0) {
         log_error("cannot open the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
@@ -202,7 +250,7 @@ static int start(struct app *a)
         log_error("cannot start the database writer: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
-    pfp_start(&a->pfp);
+    pictures_start(&a->pictures);
     upstream_start(a->upstream);
     if ((r = jobs_start(&a->jobs)) != 0) {
         log_error("cannot read the job database: %s", strerror(-r));
@@ -212,21 +260,21 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    a->admin = (struct admin){&a->auth, &a->jobs, &a->pfp, &a->store, a->lookup};
+    a->admin = (struct admin){&a->auth, &a->jobs, a->pfp, &a->store, a->lookup};
     a->stats = (struct stats){.cfg = &a->cfg,
                               .http = &a->http,
                               .store = &a->store,
                               .upstream = a->upstream,
                               .lookup = a->lookup,
                               .relay = a->relay,
-                              .pfp = &a->pfp,
+                              .pfp = a->pfp,
                               .jobs = &a->jobs,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(a->relay, &a->http, web_page, NULL);
-    pfp_route(&a->pfp, &a->http);
+    pfp_route(a->pfp, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
     web_route(&a->http);
@@ -245,20 +293,26 @@ static int start(struct app *a)
  */
 static void stop(struct app *a)
 {
-    if (a->pfp_ready)
-        pfp_shutdown(&a->pfp);
+    if (a->pfp != NULL)
+        pfp_shutdown(a->pfp);
+    if (a->pictures_ready)
+        pictures_shutdown(&a->pictures);
     workpool_stop(&a->verify);
-    if (a->pfp_ready)
-        workpool_stop(&a->pfp.images);
     inbox_drain(&a->inbox);
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     db_shutdown(a->db);
     inbox_close(&a->inbox);
-    if (a->pfp_ready) {
-        pfp_free(&a->pfp);
+    pfp_free(a->pfp);
+    a->pfp = NULL;
+    if (a->pfp_ready)
         image_shutdown();
-    }
+    if (a->fetcher_ready)
+        fetcher_close(&a->fetcher);
+    if (a->pictures_ready)
+        pictures_free(&a->pictures);
+    blobcache_free(&a->picture_bytes);
+    blobs_free(&a->blobs);
     if (a->jobs_ready)
         jobs_free(&a->jobs);
     auth_free(&a->auth);

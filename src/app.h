@@ -8,14 +8,18 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "blob.h"
+#include "blobcache.h"
 #include "config.h"
 #include "db.h"
+#include "fetch.h"
 #include "http.h"
 #include "inbox.h"
 #include "ingest.h"
 #include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
+#include "pictures.h"
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
@@ -37,11 +41,15 @@ struct app {
     struct ingest *ingest;     /* every incoming event: checked, verified, stored */
     struct lookup *lookup;     /* what the upstream relays are asked */
     struct relay *relay;
-    struct pfp pfp;     /* profile pictures */
-    struct jobs jobs;   /* batch pre-caching */
-    struct auth auth;   /* who may call the admin endpoints */
-    struct admin admin; /* their routes */
-    struct stats stats; /* GET /stats and /metrics */
+    struct blobs blobs;             /* picture files */
+    struct blobcache picture_bytes; /* pictures kept in memory */
+    struct pictures pictures;       /* the picture index */
+    struct fetcher fetcher;         /* picture downloads */
+    struct pfp *pfp;                /* profile pictures */
+    struct jobs jobs;               /* batch pre-caching */
+    struct auth auth;               /* who may call the admin endpoints */
+    struct admin admin;             /* their routes */
+    struct stats stats;             /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -49,8 +57,10 @@ struct app {
     uint64_t started_ns;        /* clock_mono_ns() at start-up, for the uptime */
     bool stopping;
     bool http_drained;
-    bool pfp_ready;  /* pfp_init() succeeded */
-    bool jobs_ready; /* jobs_init() succeeded */
+    bool pictures_ready; /* pictures_init() succeeded */
+    bool fetcher_ready;  /* fetcher_init() succeeded */
+    bool pfp_ready;      /* pfp_init() succeeded */
+    bool jobs_ready;     /* jobs_init() succeeded */
 };
 
 /*

@@ -56,13 +56,13 @@ int blobs_init(struct blobs *b, const char *dir, char *err, size_t errlen)
     int r;
 
     if ((r = fs_mkdir_p(dir, 0755)) != 0) {
-        snprintf(err, errlen, "cannot create \"media_cache_path\" %s: %s", dir, strerror(-r));
+        snprintf(err, errlen, "cannot create the picture directory %s: %s", dir, strerror(-r));
         return r;
     }
     if ((b->dir = strdup(dir)) == NULL)
         abort();
     if ((d = opendir(dir)) == NULL) {
-        snprintf(err, errlen, "cannot read \"media_cache_path\" %s: %s", dir, strerror(errno));
+        snprintf(err, errlen, "cannot read the picture directory %s: %s", dir, strerror(errno));
         return -errno;
     }
     while ((e = readdir(d)) != NULL) {
@@ -86,6 +86,47 @@ int blob_exists(const struct blobs *b, const uint8_t hash[32])
 
     blob_path(b, hash, path, sizeof(path));
     return stat(path, &st) == 0;
+}
+
+int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, size_t *len)
+{
+    char path[4096];
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t done = 0;
+    int fd, r = 0;
+
+    blob_path(b, hash, path, sizeof(path));
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        r = -errno;
+        goto out;
+    }
+    /* One byte more than needed, so that an empty file is not a zero-sized malloc(). */
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = n < 0 ? -errno : -EIO;
+            goto out;
+        }
+        done += (size_t)n;
+    }
+out:
+    close(fd);
+    if (r != 0) {
+        free(buf);
+        return r;
+    }
+    *data = buf;
+    *len = done;
+    return 0;
 }
 
 /* Makes a rename in `dir` durable. */

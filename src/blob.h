@@ -30,6 +30,13 @@ void blob_path(const struct blobs *b, const uint8_t hash[32], char *out, size_t 
  */
 int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *data, size_t len);
 
+/*
+ * Reads the whole blob `hash` into `*data` (malloc()ed, the caller frees it) and
+ * its size into `*len`. Blocks on the disk: for worker threads. Returns 0, or
+ * -errno (-ENOENT when the file has gone, -EIO for a short read).
+ */
+int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, size_t *len);
+
 /* 1 when the blob's file exists, 0 when not. */
 int blob_exists(const struct blobs *b, const uint8_t hash[32]);
 

@@ -622,3 +622,74 @@ void http_server_metrics(const struct http_server *s, struct buf *b)
     }
     buf_free(&l);
 }
+
+/* --- If-None-Match ------------------------------------------------------------------------------------------------ */
+
+static bool etag_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* RFC 9110's etagc: visible characters but the double quote, and obs-text. */
+static bool etag_char(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c != 0x7f);
+}
+
+/*
+ * Whether one If-None-Match field value names `tag` (an opaque-tag, quotes
+ * included) by weak comparison. A malformed element ends the list unmatched:
+ * answering in full is always safe, a wrong 304 is not.
+ */
+static bool none_match_value(const char *p, const char *end, h2o_iovec_t tag)
+{
+    while (p < end) {
+        const char *start;
+        bool same;
+
+        while (p < end && (etag_ows(*p) || *p == ','))
+            p++;
+        if (p == end)
+            return false;
+        if (*p == '*') {
+            for (p++; p < end && etag_ows(*p); p++)
+                ;
+            return p == end || *p == ',';
+        }
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (p == end || *p != '"')
+            return false;
+        for (start = p++; p < end && *p != '"'; p++) {
+            if (!etag_char((unsigned char)*p))
+                return false;
+        }
+        if (p == end)
+            return false;
+        p++;
+        same = (size_t)(p - start) == tag.len && memcmp(start, tag.base, tag.len) == 0;
+        while (p < end && etag_ows(*p))
+            p++;
+        if (p < end && *p != ',')
+            return false;
+        if (same)
+            return true;
+    }
+    return false;
+}
+
+bool http_if_none_match(h2o_req_t *req, h2o_iovec_t etag)
+{
+    ssize_t i = -1;
+
+    if (etag.len >= 2 && etag.base[0] == 'W' && etag.base[1] == '/') {
+        etag.base += 2;
+        etag.len -= 2;
+    }
+    while ((i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, i)) != -1) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (none_match_value(v.base, v.base + v.len, etag))
+            return true;
+    }
+    return false;
+}

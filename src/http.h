@@ -130,6 +130,16 @@ bool http_query_find(h2o_iovec_t query, const char *name, h2o_iovec_t *value);
 int http_parse_count(h2o_iovec_t v, size_t max, size_t *out);
 
 /*
+ * Whether the request's If-None-Match fields match `etag` (the response's
+ * entity-tag, quoted, perhaps W/-prefixed), by RFC 9110's weak comparison:
+ * "*", or a comma-separated list of entity-tags with optional whitespace, each
+ * compared with any W/ ignored. Several fields count as one list. A malformed
+ * list does not match from the element at fault on. The caller answers 304 when
+ * it returns true (for GET and HEAD).
+ */
+bool http_if_none_match(h2o_req_t *req, h2o_iovec_t etag);
+
+/*
  * A request answered later, after work that may outlive it: http_held() is the
  * request, or NULL once h2o has freed it (the client went away). The hold is
  * shared by the request's pool and the caller, and freed when both let go:

@@ -1,33 +1,28 @@
-/* pfp.h -- profile pictures: GET /profile-pic/{pubkey} from the cache, or found, fetched, checked, resized, stored. */
+/*
+ * pfp.h -- profile pictures: GET /profile-pic/{pubkey} answered from the cache,
+ * or found, fetched, checked, resized and stored; and pictures cached ahead of
+ * requests, for new profiles and for jobs.
+ */
 #ifndef PFP_PFP_H
 #define PFP_PFP_H
 
-#include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "blob.h"
-#include "blobcache.h"
-#include "config.h"
-#include "fetch.h"
-#include "http.h"
 #include "image.h"
-#include "lookup.h"
-#include "metrics.h"
-#include "pictures.h"
-#include "store.h"
-#include "workpool.h"
+#include "pending.h"
 
-/* Why a pubkey has no picture in the cache; kept with a retry time. */
-enum pfp_negative {
-    PFP_NO_PROFILE = 1, /* no kind 0 here or upstream */
-    PFP_NO_PICTURE,     /* a kind 0 without picture (or image) */
-    PFP_BAD_URL,        /* a picture URL that is not http(s) or data: */
-    PFP_DOWNLOAD_FAILED,
-    PFP_BAD_IMAGE, /* downloaded, but not an accepted picture */
-};
+struct blobs;
+struct blobcache;
+struct fetcher;
+struct histogram;
+struct http_server;
+struct inbox;
+struct lookup;
+struct pictures;
+struct store;
 
 struct pfp_stats {
     uint64_t hits, stale, misses, not_modified;
@@ -35,14 +30,15 @@ struct pfp_stats {
     uint64_t downloads;            /* started */
     uint64_t download_failures[8]; /* by enum fetch_error */
     uint64_t bad_images;
-    uint64_t processed;        /* pictures checked and stored */
-    uint64_t url_reuses;       /* a picture another pubkey's URL had already brought */
-    uint64_t prefetches;       /* started because a kind 0 arrived */
-    uint64_t refreshes;        /* started because an entry was stale */
-    uint64_t prefetch_dropped; /* not queued: the queue was full */
-    uint64_t refetched;        /* a picture whose file went while its record was written, downloaded again */
-    uint64_t bytes_served;     /* picture bytes sent (200 answers to GET) */
-    uint64_t process_ns;       /* time spent checking and resizing, summed */
+    uint64_t processed;                 /* pictures checked and stored */
+    uint64_t url_reuses;                /* a picture another pubkey's URL had already brought */
+    uint64_t prefetches;                /* started because a kind 0 arrived */
+    uint64_t refreshes;                 /* started because an entry was stale */
+    uint64_t prefetch_dropped;          /* not queued: the queue was full */
+    uint64_t refetched;                 /* a picture whose file went while its record was written, downloaded again */
+    uint64_t bytes_served;              /* picture bytes sent (200 answers to GET) */
+    uint64_t process_ns;                /* time spent checking and resizing, summed */
+    const struct histogram *processing; /* seconds per picture; valid while the service lives */
 };
 
 /* What caching a pubkey's picture ahead of any request came to, for the jobs that ask. */
@@ -54,59 +50,44 @@ enum pfp_outcome {
     PFP_ABANDONED,      /* the relay is shutting down: try again after a restart */
 };
 
-/* Told once how caching one pubkey ended. Lives in the caller's memory until then. */
+/* Told once how caching one pubkey ended. Lives in the caller's memory until then; set `cb`, the rest is pfp's. */
 struct pfp_watch {
     void (*cb)(struct pfp_watch *w, enum pfp_outcome outcome);
-    struct pfp_watch *next;
+    struct pending_wait _wait;
 };
 
-struct pfp_pending;
-struct pfp_download;
-struct prefetch_item;
-struct keymap;
+struct pfp_options {
+    size_t image_threads;      /* checking and resizing (0: one per online CPU) */
+    size_t read_threads;       /* reading picture files not in memory */
+    size_t max_concurrent;     /* downloads, and pictures fetched ahead, under way at once */
+    struct image_opts image;   /* how pictures are checked and resized */
+    uint64_t max_age;          /* seconds a picture stays fresh (at least 1) */
+    bool precache_on_metadata; /* fetch the picture of every new kind 0 ahead */
+};
 
-struct pfp {
-    uv_loop_t *loop;
-    const struct config *cfg;
+/* What the service works with; all must outlive it. */
+struct pfp_services {
     struct store *store;
     struct lookup *lookup;
-    struct pictures index;
-    struct blobs blobs;
-    struct blobcache cache;
-    struct fetcher fetcher;
-    struct workpool images;
-    struct image_opts image_opts;
-    struct keymap *pending;                                    /* pubkey -> the fetch under way for it */
-    struct keymap *downloads;                                  /* URL hash -> its download and processing under way */
-    struct pfp_download *queue_interactive, *queue_background; /* waiting for a download slot */
-    struct pfp_download *all_downloads;
-    size_t slots_used;                    /* downloads and processing under way, at most max_concurrent */
-    size_t background_running;            /* ... of them started as background work, at most half */
-    size_t prefetch_pending;              /* pubkeys being fetched ahead, at most max_concurrent */
-    struct prefetch_item *prefetch_queue; /* a ring of pubkeys to fetch ahead */
-    size_t prefetch_head, prefetch_len;
-    struct keymap *prefetch_set; /* pubkey -> its place in the ring, so none is queued twice */
-    uv_timer_t prefetch_timer;
-    uint64_t max_age; /* seconds a picture stays fresh */
-    char cache_control[64];
-    bool closing;
-    struct pfp_stats stats;
-    struct histogram processing; /* seconds checking, resizing and storing each downloaded picture */
+    struct pictures *pictures; /* opened on `blobs` and `cache` */
+    struct blobs *blobs;
+    struct blobcache *cache;
+    struct fetcher *fetcher;
+    struct inbox *inbox; /* where the image and read threads post their results */
 };
 
+struct pfp;
+
 /*
- * Sets the picture service up: its databases (call between store_open() and
- * store_start()), the media directory, libvips, the downloader and the image
- * threads. Registers for kind 0 events with the store, so newly stored profiles
+ * Sets the picture service up: starts libvips and the image and read threads,
+ * and registers for kind 0 events with the store, so that newly stored profiles
  * are fetched ahead. Returns 0, or a negative error with a message in `err`.
+ * Free with pfp_free() in either case (after pfp_shutdown()).
  */
-int pfp_init(struct pfp *p, uv_loop_t *loop, const struct config *cfg, struct store *store, struct lookup *lookup,
-             struct inbox *inbox, char *err, size_t errlen);
+int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, const struct pfp_services *sv, char *err,
+             size_t errlen);
 
-/* After store_start(): drops index entries whose file has gone. */
-void pfp_start(struct pfp *p);
-
-/* Routes GET and HEAD /profile-pic/{pubkey}. */
+/* Routes GET and HEAD /profile-pic/{pubkey}. Returns 0 or an http_route() error. */
 int pfp_route(struct pfp *p, struct http_server *http);
 
 /*
@@ -115,10 +96,19 @@ int pfp_route(struct pfp *p, struct http_server *http);
  */
 void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w);
 
-/* Stops starting new work; downloads under way are abandoned and their waiters answered 503. */
+/*
+ * Stops starting new work; downloads under way are abandoned and their waiters
+ * answered 503; the image and read threads finish what they hold and stop,
+ * their results arriving through the inbox. Idempotent.
+ */
 void pfp_shutdown(struct pfp *p);
 
-/* After the image threads have stopped and their results have run. */
+/* After pfp_shutdown() and once the inbox has been drained. Accepts NULL. */
 void pfp_free(struct pfp *p);
+
+void pfp_stats(const struct pfp *p, struct pfp_stats *out);
+
+/* The picture index the service was given, for the modules that purge it or report its figures. */
+struct pictures *pfp_pictures(const struct pfp *p);
 
 #endif

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "fetch.h"
 #include "metrics.h"
+#include "pictures.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
@@ -70,7 +71,8 @@ static json_t *relays_json(const struct stats *s)
 
 json_t *stats_json(struct stats *s)
 {
-    const struct pfp_stats *ps = &s->pfp->stats;
+    struct pfp_stats pfp;
+    const struct pfp_stats *ps = &pfp;
     struct pictures_stats xs_now;
     const struct pictures_stats *xs = &xs_now;
     struct lookup_stats ls;
@@ -79,7 +81,8 @@ json_t *stats_json(struct stats *s)
     json_t *stored = json_object();
     char kind[16];
 
-    pictures_stats(&s->pfp->index, &xs_now);
+    pfp_stats(s->pfp, &pfp);
+    pictures_stats(pfp_pictures(s->pfp), &xs_now);
     lookup_stats(s->lookup, &ls);
     relay_stats(s->relay, &rs);
     jobs_count(s->jobs, jobs);
@@ -133,11 +136,13 @@ static const char *one_label(struct buf *l, const char *name, const char *value)
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
-    const struct pfp_stats *ps = &s->pfp->stats;
+    struct pfp_stats pfp;
+    const struct pfp_stats *ps = &pfp;
     struct pictures_stats xs_now;
     const struct pictures_stats *xs = &xs_now;
 
-    pictures_stats(&s->pfp->index, &xs_now);
+    pfp_stats(s->pfp, &pfp);
+    pictures_stats(pfp_pictures(s->pfp), &xs_now);
     metrics_family(
         b, "pfpcache_picture_requests_total", "counter",
         "GET /profile-pic answers: hit, stale (served while refreshed), miss, negative (a remembered failure).");
@@ -160,7 +165,7 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", "bad_image"), ps->bad_images);
     metrics_family(b, "pfpcache_image_processing_seconds", "histogram",
                    "Time to check, resize and store each downloaded picture.");
-    metrics_histogram(b, "pfpcache_image_processing_seconds", "", &s->pfp->processing);
+    metrics_histogram(b, "pfpcache_image_processing_seconds", "", ps->processing);
 
     metrics_single(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.", xs->pictures);
     metrics_single(b, "pfpcache_cache_files", "gauge",

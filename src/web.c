@@ -40,9 +40,7 @@ void web_page(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     static h2o_generator_t generator = {NULL, NULL};
     h2o_iovec_t body = h2o_iovec_init(web_page_start, (size_t)(web_page_end - web_page_start));
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
-    bool not_modified = i != -1 && h2o_memis(req->headers.entries[i].value.base, req->headers.entries[i].value.len,
-                                             etag(), strlen(etag()));
+    bool not_modified = http_if_none_match(req, h2o_iovec_init(etag(), strlen(etag())));
 
     (void)data;
     (void)param;

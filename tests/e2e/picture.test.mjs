@@ -60,6 +60,21 @@ function inspectBody(body) {
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 
+// Calls `probe` until `done` holds for what it returns, and returns that; fails after `timeoutMs`.
+async function until(probe, done, { timeoutMs = 10000, intervalMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await probe();
+    if (done(r)) return r;
+    if (Date.now() > deadline) throw new Error('the condition never held');
+    await new Promise((res) => setTimeout(res, intervalMs));
+  }
+}
+
+async function stats(base = relay.url) {
+  return (await fetch(`${base}/stats`)).json();
+}
+
 test('a large JPEG is resized to fit max_image_size, cached, and served with strong cache headers', async () => {
   const u = await profile(`${images.url}/f/big.jpg`);
   const first = await getPic(u.pubkey);
@@ -217,8 +232,8 @@ test('a failure is remembered without downloading again, until a newer kind 0 ar
   assert.equal(images.hits.get('/status/404'), 1, 'the second answer came from memory');
 
   await profile(`${images.url}/f/small.jpg?fixed`, { user: u });
-  await new Promise((r) => setTimeout(r, 200));
-  const fixed = await getPic(u.pubkey);
+  // The newer kind 0 clears the remembered failure once its record is written; until then it still answers 307.
+  const fixed = await until(() => getPic(u.pubkey), (r) => r.res.status !== 307);
   assert.equal(fixed.res.status, 200);
 });
 
@@ -261,8 +276,8 @@ test('a stale entry is served STALE while it is refreshed, and a changed picture
     const first = await getPic(u.pubkey, {}, quick.url);
     assert.equal(first.res.headers.get('cache-control'), 'public, max-age=1');
     await profile(`${images.url}/f/image.webp?stale`, { on: c, user: u });
-    await new Promise((r) => setTimeout(r, 2100));
-    const stale = await getPic(u.pubkey, {}, quick.url);
+    // max-age is 1 s: the entry turns stale within about a second of being stored.
+    const stale = await until(() => getPic(u.pubkey, {}, quick.url), (r) => r.res.headers.get('x-cache') !== 'HIT');
     assert.equal(stale.res.headers.get('x-cache'), 'STALE');
     assert.equal(stale.res.headers.get('etag'), first.res.headers.get('etag'));
     let fresh;
@@ -327,10 +342,15 @@ test('kill -9 during a burst of downloads leaves only whole pictures', async () 
   let victim = await startRelay({ dir, config: GUARDED });
   let c = await rawClient(victim.url);
   const users = [];
-  for (let i = 0; i < 30; i++) users.push(await profile(`${images.url}/f/${i % 2 ? 'big.jpg' : 'image.avif'}?burst=${i}`, { on: c }));
+  // The image server holds each answer a little, so that the burst is still under way when the relay is killed.
+  for (let i = 0; i < 30; i++) users.push(await profile(`${images.url}/slow/100/${i % 2 ? 'big.jpg' : 'image.avif'}?burst=${i}`, { on: c }));
   c.close();
   const burst = users.map((u) => getPic(u.pubkey, {}, victim.url).catch(() => null));
-  await new Promise((r) => setTimeout(r, 150));
+  await until(
+    () => stats(victim.url),
+    ({ downloads: d }) => d.started > 0 && d.started > d.processed + Object.values(d.failed).reduce((a, b) => a + b, 0),
+    { intervalMs: 5 },
+  );
   victim.proc.kill('SIGKILL');
   await Promise.all(burst);
   await victim.exited;

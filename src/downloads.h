@@ -1,0 +1,96 @@
+/*
+ * downloads.h -- the picture download scheduler: one download and processing
+ * per URL however many wait for it, pictures someone waits for in a browser
+ * before background work, a bounded number of slots of which background work
+ * holds at most half.
+ */
+#ifndef PFP_DOWNLOADS_H
+#define PFP_DOWNLOADS_H
+
+#include <h2o/linklist.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+
+struct blobs;
+struct blobcache;
+struct blob_ref;
+struct fetcher;
+struct histogram;
+struct url_rec;
+struct workpool;
+
+enum download_error {
+    DOWNLOAD_OK,
+    DOWNLOAD_FAILED,    /* not downloaded (or not stored), or abandoned at shutdown */
+    DOWNLOAD_BAD_IMAGE, /* downloaded, but not an accepted picture */
+};
+
+/* How a download ended, for each waiter; valid only during the callback. */
+struct download_result {
+    enum download_error error;
+    const char *detail;        /* for logs, when it failed */
+    const uint8_t *url_key;    /* the URL's SHA-256 */
+    const struct url_rec *url; /* on success: what the URL gave */
+    struct blob_ref *blob;     /* on success: the bytes (retain them to keep them) */
+    bool first;                /* the first waiter told: it records what the URL gave */
+};
+
+/* A wait for a URL, in the caller's memory. `cb` runs once, on the loop, never from inside downloads_get(). */
+struct download_wait {
+    void (*cb)(struct download_wait *w, const struct download_result *r);
+    struct download *_download;
+    h2o_linklist_t _link;
+};
+
+struct downloads_options {
+    size_t max_concurrent;   /* downloads and processing under way at once (at least 1) */
+    struct image_opts image; /* how each picture is checked and resized */
+};
+
+struct downloads_stats {
+    uint64_t started;                   /* downloads started */
+    uint64_t failures[8];               /* by enum fetch_error */
+    uint64_t bad_images;                /* downloaded, then refused */
+    uint64_t processed;                 /* checked and stored */
+    uint64_t process_ns;                /* time spent checking and resizing, summed */
+    uint64_t running;                   /* holding a slot now */
+    uint64_t queued;                    /* waiting for one */
+    const struct histogram *processing; /* seconds per picture; valid while the scheduler lives */
+};
+
+struct downloads;
+
+/*
+ * Prepares a scheduler that downloads with `fetcher`, checks and writes pictures
+ * on `images` threads into `blobs`, and keeps the bytes in `cache`; all must
+ * outlive it. Returns 0 (allocation failure aborts).
+ */
+int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobs *blobs,
+                   struct blobcache *cache, const struct downloads_options *o);
+
+/*
+ * Waits for `url` (`len` bytes, copied), joining its download when one is
+ * under way; `w->cb` must be set. `interactive`: someone waits in a browser,
+ * which moves a queued background download ahead. Not after downloads_shutdown().
+ */
+void downloads_get(struct downloads *d, const char *url, size_t len, bool interactive, struct download_wait *w);
+
+/* Someone now waits in a browser for what `w` waits for: a queued background download moves ahead. */
+void downloads_promote(struct downloads *d, struct download_wait *w);
+
+/*
+ * Starts nothing more; downloads queued or under way end now with
+ * DOWNLOAD_FAILED ("shutting down"), those being processed when their image
+ * work comes back. Idempotent.
+ */
+void downloads_shutdown(struct downloads *d);
+
+/* After shutdown, once the image work has come back. */
+void downloads_free(struct downloads *d);
+
+void downloads_stats(const struct downloads *d, struct downloads_stats *out);
+
+#endif
