@@ -267,7 +267,7 @@ static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct admin *a = data;
     struct follows_req *fr;
     struct event_view ev;
-    MDB_txn *txn;
+    void *copy;
     const char *why;
     uint8_t pubkey[32];
     size_t limit;
@@ -288,15 +288,10 @@ static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
     fr->hold = http_hold(req);
     memcpy(fr->pubkey, pubkey, 32);
     fr->limit = limit;
-    if (store_read_begin(a->store, &txn) == 0) {
-        if (store_get_latest(a->store, txn, pubkey, 3, &ev) == 0) {
-            void *copy = event_view_dup(&ev, &ev);
-            store_read_end(a->store, txn);
-            follows_found(fr, &ev);
-            free(copy);
-            return;
-        }
-        store_read_end(a->store, txn);
+    if (store_get_latest_copy(a->store, pubkey, 3, &ev, &copy) == 0) {
+        follows_found(fr, &ev);
+        free(copy);
+        return;
     }
     fr->lw.cb = on_contact_list;
     lookup_get(a->lookup, pubkey, 3, &fr->lw);

@@ -163,7 +163,6 @@ static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
 static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answered)
 {
     struct event_view ev;
-    MDB_txn *txn;
     uint8_t key[36];
     void *copy = NULL;
 
@@ -182,11 +181,8 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
             remember_miss(lk, e);
     }
     /* The event is copied out of the database so that callbacks may read it themselves. */
-    if (e->found && store_read_begin(lk->store, &txn) == 0) {
-        if (store_get_latest(lk->store, txn, e->pubkey, e->kind, &ev) == 0)
-            copy = event_view_dup(&ev, &ev);
-        store_read_end(lk->store, txn);
-    }
+    if (e->found)
+        store_get_latest_copy(lk->store, e->pubkey, e->kind, &ev, &copy);
     /* One waiter at a time, from the entry itself: a callback may cancel the others or look up more. */
     while (!h2o_linklist_is_empty(&e->waiters)) {
         struct lookup_waiter *w = H2O_STRUCT_FROM_MEMBER(struct lookup_waiter, _link, e->waiters.next);

@@ -252,20 +252,11 @@ static void use_profile(struct search *s, const struct event_view *ev)
 /* Goes on from the newest kind 0 stored here. Returns false when there is none. */
 static bool use_local_profile(struct search *s)
 {
-    struct store *st = s->ps->store;
     struct event_view ev;
-    MDB_txn *txn;
     void *copy;
 
-    if (store_read_begin(st, &txn) != 0)
+    if (store_get_latest_copy(s->ps->store, s->pubkey, 0, &ev, &copy) != 0)
         return false;
-    if (store_get_latest(st, txn, s->pubkey, 0, &ev) != 0) {
-        store_read_end(st, txn);
-        return false;
-    }
-    /* Copied out: the view is valid only as long as the read transaction. */
-    copy = event_view_dup(&ev, &ev);
-    store_read_end(st, txn);
     use_profile(s, &ev);
     free(copy);
     return true;
