@@ -345,7 +345,7 @@ static void purge(struct admin *a, h2o_req_t *req, enum pictures_scope scope, co
     pr->scope = scope;
     if (pubkey != NULL)
         memcpy(pr->pubkey, pubkey, 32);
-    pictures_purge(pfp_pictures(a->pfp), scope, pubkey, on_purged, pr);
+    pictures_purge(a->pictures, scope, pubkey, on_purged, pr);
 }
 
 static void on_purge_all(void *data, h2o_req_t *req, h2o_iovec_t param)

@@ -13,7 +13,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "lookup.h"
-#include "pfp.h"
+#include "pictures.h"
 #include "store.h"
 
 #define ADMIN_BATCH_MAX       1000
@@ -23,7 +23,7 @@
 struct admin {
     struct auth *auth;
     struct jobs *jobs;
-    struct pfp *pfp;
+    struct pictures *pictures;
     struct store *store;
     struct lookup *lookup;
 };

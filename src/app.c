@@ -260,14 +260,15 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    a->admin = (struct admin){&a->auth, &a->jobs, a->pfp, &a->store, a->lookup};
-    a->stats = (struct stats){.cfg = &a->cfg,
+    a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
+    a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
                               .store = &a->store,
                               .upstream = a->upstream,
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .pfp = a->pfp,
+                              .pictures = &a->pictures,
                               .jobs = &a->jobs,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);

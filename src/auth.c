@@ -359,3 +359,10 @@ bool auth_admit(struct auth *a, h2o_req_t *req)
     http_reply_error(req, status, "%s", why);
     return false;
 }
+
+void auth_stats(const struct auth *a, struct auth_stats *out)
+{
+    out->token = a->_opts.token[0] != '\0';
+    out->nip98 = a->_opts.npubkeys > 0;
+    out->loopback_only = !out->token && !out->nip98;
+}

@@ -56,6 +56,15 @@ void auth_init(struct auth *a, const struct auth_options *o);
 
 void auth_free(struct auth *a);
 
+/* Which authentication the admin endpoints expect, for /stats; never the token itself. */
+struct auth_stats {
+    bool token;         /* Authorization: Bearer */
+    bool nip98;         /* NIP-98 events signed by listed keys */
+    bool loopback_only; /* neither: loopback clients only */
+};
+
+void auth_stats(const struct auth *a, struct auth_stats *out);
+
 /*
  * True when `req` may call an admin endpoint. Otherwise answers it, 401 with a
  * WWW-Authenticate header when a token or keys are configured, 403 when neither

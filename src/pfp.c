@@ -491,8 +491,3 @@ void pfp_stats(const struct pfp *p, struct pfp_stats *out)
     out->refetched = ps.refetched;
     out->prefetch_dropped = qs.dropped;
 }
-
-struct pictures *pfp_pictures(const struct pfp *p)
-{
-    return p->sv.pictures;
-}

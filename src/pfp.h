@@ -108,7 +108,4 @@ void pfp_free(struct pfp *p);
 
 void pfp_stats(const struct pfp *p, struct pfp_stats *out);
 
-/* The picture index the service was given, for the modules that purge it or report its figures. */
-struct pictures *pfp_pictures(const struct pfp *p);
-
 #endif

@@ -7,7 +7,6 @@
 #include "clock.h"
 #include "fetch.h"
 #include "metrics.h"
-#include "pictures.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
@@ -77,14 +76,16 @@ json_t *stats_json(struct stats *s)
     const struct pictures_stats *xs = &xs_now;
     struct lookup_stats ls;
     struct relay_stats rs;
+    struct auth_stats as;
     uint64_t jobs[JOB_FAILED + 1];
     json_t *stored = json_object();
     char kind[16];
 
     pfp_stats(s->pfp, &pfp);
-    pictures_stats(pfp_pictures(s->pfp), &xs_now);
+    pictures_stats(s->pictures, &xs_now);
     lookup_stats(s->lookup, &ls);
     relay_stats(s->relay, &rs);
+    auth_stats(s->auth, &as);
     jobs_count(s->jobs, jobs);
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
@@ -113,9 +114,8 @@ json_t *stats_json(struct stats *s)
         "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
         "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
         (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
-        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token",
-        s->cfg->admin_token[0] != '\0', "nip98", s->cfg->admin_pubkeys.count > 0, "loopback_only",
-        s->cfg->admin_token[0] == '\0' && s->cfg->admin_pubkeys.count == 0);
+        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token,
+        "nip98", as.nip98, "loopback_only", as.loopback_only);
 }
 
 static void on_stats(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -142,7 +142,7 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     const struct pictures_stats *xs = &xs_now;
 
     pfp_stats(s->pfp, &pfp);
-    pictures_stats(pfp_pictures(s->pfp), &xs_now);
+    pictures_stats(s->pictures, &xs_now);
     metrics_family(
         b, "pfpcache_picture_requests_total", "counter",
         "GET /profile-pic answers: hit, stale (served while refreshed), miss, negative (a remembered failure).");

@@ -6,11 +6,11 @@
 #include <stdint.h>
 
 #include "auth.h"
-#include "config.h"
 #include "http.h"
 #include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
+#include "pictures.h"
 #include "relay.h"
 #include "store.h"
 #include "upstream.h"
@@ -19,13 +19,14 @@
 #define STATS_KINDS 32
 
 struct stats {
-    const struct config *cfg;
+    struct auth *auth;
     struct http_server *http;
     struct store *store;
     struct upstream *upstream;
     struct lookup *lookup;
     struct relay *relay;
     struct pfp *pfp;
+    struct pictures *pictures;
     struct jobs *jobs;
     uint64_t started_ns; /* clock_mono_ns() at start-up */
     struct {
