@@ -115,14 +115,14 @@ static ssize_t decode_batch(h2o_req_t *req, json_t *pubkeys, uint8_t (*keys)[32]
         abort();
     json_array_foreach(pubkeys, i, v)
     {
-        const char *why;
+        char why[NIP19_ERR_LEN];
         if (!json_is_string(v)) {
             http_reply_error(req, 400, "\"pubkeys\"[%zu] is not a string", i);
             keymap_free(seen, NULL);
             free(bad);
             return -1;
         }
-        if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), keys[n], &why) != 0) {
+        if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), keys[n], why, sizeof(why)) != 0) {
             bad[nbad++] = i;
             continue;
         }
@@ -268,13 +268,13 @@ static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct follows_req *fr;
     struct event_view ev;
     void *copy;
-    const char *why;
+    char why[NIP19_ERR_LEN];
     uint8_t pubkey[32];
     size_t limit;
 
     if (!auth_admit(a->auth, req))
         return;
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, &why) != 0) {
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
         http_reply_error(req, 400, "not a public key: %s", why);
         return;
     }
@@ -366,11 +366,11 @@ static void on_purge_one(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct admin *a = data;
     uint8_t pubkey[32];
-    const char *why;
+    char why[NIP19_ERR_LEN];
 
     if (!auth_admit(a->auth, req))
         return;
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, &why) != 0) {
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
         http_reply_error(req, 400, "not a public key: %s", why);
         return;
     }

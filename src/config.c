@@ -399,7 +399,7 @@ static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v,
     uint8_t(*decoded)[32];
     size_t n;
     json_t *item;
-    const char *why;
+    char why[NIP19_ERR_LEN];
 
     /* Nothing is quoted here: what was pasted may be a secret key (nsec). */
     if (!json_is_array(v)) {
@@ -413,8 +413,9 @@ static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v,
     json_array_foreach(v, n, item)
     {
         if (!json_is_string(item))
-            why = "not a string";
-        else if (nip19_decode_pubkey(json_string_value(item), json_string_length(item), decoded[n], &why) == 0)
+            snprintf(why, sizeof(why), "not a string");
+        else if (nip19_decode_pubkey(json_string_value(item), json_string_length(item), decoded[n], why, sizeof(why)) ==
+                 0)
             continue;
         set_err(err, errlen, "\"%s\"[%zu] is not a public key (%s); allowed: %s", k->name, n, why, k->allowed);
         free(decoded);

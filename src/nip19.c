@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hex.h"
@@ -198,7 +199,7 @@ static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], const ch
     return 0;
 }
 
-int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], const char **why)
+static int decode_pubkey(const char *s, size_t len, uint8_t out[32], const char **why)
 {
     uint8_t data[MAX_INPUT * 5 / 8];
     size_t sep = len, n;
@@ -243,6 +244,16 @@ int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], const char *
     }
     memcpy(out, data, 32);
     return 0;
+}
+
+int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], char *err, size_t errlen)
+{
+    const char *why = NULL;
+    int r = decode_pubkey(s, len, out, &why);
+
+    if (r != 0)
+        snprintf(err, errlen, "%s", why);
+    return r;
 }
 
 size_t nip19_encode_npub(const uint8_t pubkey[32], char *out, size_t outlen)

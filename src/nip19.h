@@ -8,10 +8,11 @@
 /*
  * Decodes a public key given as 64 hexadecimal characters (either case), a
  * bech32 "npub" or a bech32 "nprofile" (whose TLV record 0 is the key). The
- * bech32 checksum is verified. Returns 0, or -EINVAL with `why` saying what is
- * wrong, in a phrase fit for an error message.
+ * bech32 checksum is verified. Returns 0, or -EINVAL with `err` saying what is
+ * wrong, in a phrase fit for an error message (NIP19_ERR_LEN bytes hold any).
  */
-int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], const char **why);
+#define NIP19_ERR_LEN 64
+int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], char *err, size_t errlen);
 
 /* Writes "npub1..." for `pubkey` into `out` (at least 64 bytes) with a NUL. Returns the length. */
 size_t nip19_encode_npub(const uint8_t pubkey[32], char *out, size_t outlen);

@@ -245,13 +245,13 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct pfp *p = data;
     uint8_t pubkey[32];
-    const char *why;
+    char why[NIP19_ERR_LEN];
     struct pic pic;
     bool have;
     uint64_t now;
     struct http_hold *hold;
 
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, &why) != 0) {
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
         /* Not echoed: what was pasted might be a secret key. */
         http_reply_error(req, 400, "not a public key: %s", why);
         return;

@@ -114,7 +114,7 @@ static int has_token(const char *value, size_t len, const char *token)
     return 0;
 }
 
-ssize_t wsdial_parse_response(const char *buf, size_t len, const char *key, const char **err)
+static ssize_t parse_response(const char *buf, size_t len, const char *key, const char **err)
 {
     const char *end = NULL, *p, *line_end;
     char expect[29];
@@ -183,20 +183,32 @@ ssize_t wsdial_parse_response(const char *buf, size_t len, const char *key, cons
     return end + 2 - buf;
 }
 
+ssize_t wsdial_parse_response(const char *buf, size_t len, const char *key, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    ssize_t n = parse_response(buf, len, key, &why);
+
+    if (n >= 0)
+        return n;
+    snprintf(err, errlen, "%s", why);
+    return -EPROTO;
+}
+
 static void on_response(h2o_socket_t *sock, const char *err)
 {
     struct wsdial *d = sock->data;
+    char why[WSDIAL_ERR_LEN];
     ssize_t n;
 
     if (err != NULL) {
         finish(d, NULL, "the connection closed during the WebSocket upgrade");
         return;
     }
-    n = wsdial_parse_response(sock->input->bytes, sock->input->size, d->key, &err);
+    n = wsdial_parse_response(sock->input->bytes, sock->input->size, d->key, why, sizeof(why));
     if (n == 0)
         return;
     if (n < 0) {
-        finish(d, NULL, err);
+        finish(d, NULL, why);
         return;
     }
     h2o_buffer_consume(&sock->input, (size_t)n);

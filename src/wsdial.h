@@ -36,9 +36,11 @@ void wsdial_cancel(struct wsdial *d);
 /*
  * Checks a server's answer to the upgrade: `buf` holds at least the status line
  * and headers up to the empty line. Returns the length of the head (0 when it is
- * not complete yet), or -1 with `err` set when the answer is not a valid 101
- * Switching Protocols whose Sec-WebSocket-Accept matches `key`.
+ * not complete yet), or -EPROTO with `err` saying why (WSDIAL_ERR_LEN bytes
+ * hold any reason) when the answer is not a valid 101 Switching Protocols whose
+ * Sec-WebSocket-Accept matches `key`.
  */
-ssize_t wsdial_parse_response(const char *buf, size_t len, const char *key, const char **err);
+#define WSDIAL_ERR_LEN 128
+ssize_t wsdial_parse_response(const char *buf, size_t len, const char *key, char *err, size_t errlen);
 
 #endif

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,10 +16,10 @@
 #define KEY    "dGhlIHNhbXBsZSBub25jZQ=="
 #define ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
-static ssize_t parse(const char *text, const char **err)
+static ssize_t parse(const char *text, char err[WSDIAL_ERR_LEN])
 {
-    *err = NULL;
-    return wsdial_parse_response(text, strlen(text), KEY, err);
+    err[0] = '\0';
+    return wsdial_parse_response(text, strlen(text), KEY, err, WSDIAL_ERR_LEN);
 }
 
 static void accept_key_matches_rfc_6455(void **state)
@@ -31,24 +32,24 @@ static void accept_key_matches_rfc_6455(void **state)
 
 static void a_valid_101_is_accepted_and_its_length_returned(void **state)
 {
-    const char *err;
+    char err[WSDIAL_ERR_LEN];
     const char head[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
                         "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n";
     char with_frames[256];
     (void)state;
 
-    assert_int_equal(parse(head, &err), (ssize_t)strlen(head));
+    assert_int_equal(parse(head, err), (ssize_t)strlen(head));
     /* Bytes after the head are the first frames: they are not part of it. */
     snprintf(with_frames, sizeof(with_frames), "%s\x81\x02hi", head);
-    assert_int_equal(parse(with_frames, &err), (ssize_t)strlen(head));
+    assert_int_equal(parse(with_frames, err), (ssize_t)strlen(head));
 }
 
 static void an_incomplete_head_asks_for_more(void **state)
 {
-    const char *err;
+    char err[WSDIAL_ERR_LEN];
     (void)state;
-    assert_int_equal(parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n", &err), 0);
-    assert_int_equal(parse("", &err), 0);
+    assert_int_equal(parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n", err), 0);
+    assert_int_equal(parse("", err), 0);
 }
 
 static void refusals_and_mismatches_are_errors(void **state)
@@ -73,22 +74,22 @@ static void refusals_and_mismatches_are_errors(void **state)
     (void)state;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *err;
-        assert_int_equal(parse(cases[i].text, &err), -1);
-        if (err == NULL || strstr(err, cases[i].why) == NULL)
-            fail_msg("case %zu: \"%s\" does not contain \"%s\"", i, err ? err : "(null)", cases[i].why);
+        char err[WSDIAL_ERR_LEN];
+        assert_int_equal(parse(cases[i].text, err), -EPROTO);
+        if (strstr(err, cases[i].why) == NULL)
+            fail_msg("case %zu: \"%s\" does not contain \"%s\"", i, err, cases[i].why);
     }
 }
 
 static void an_endless_head_is_refused(void **state)
 {
     static char big[20000];
-    const char *err = NULL;
+    char err[WSDIAL_ERR_LEN] = "";
     (void)state;
 
     memset(big, 'x', sizeof(big));
     memcpy(big, "HTTP/1.1 101 Switching Protocols\r\nX-Filler: ", 44);
-    assert_int_equal(wsdial_parse_response(big, sizeof(big), KEY, &err), -1);
+    assert_int_equal(wsdial_parse_response(big, sizeof(big), KEY, err, sizeof(err)), -EPROTO);
     assert_non_null(strstr(err, "too large"));
 }
 
