@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "base64.h"
 #include "clock.h"
+#include "err.h"
 #include "event.h"
 #include "hex.h"
 #include "http.h"
@@ -114,19 +114,6 @@ static bool iovec_eq(h2o_iovec_t a, h2o_iovec_t b)
     return a.base != NULL && h2o_memis(a.base, a.len, b.base, b.len);
 }
 
-/* Refuses with `fmt`: returns -EACCES. */
-static int refuse(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int refuse(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EACCES;
-}
-
 /* Checks the tags that bind the event to this request: u, method, and payload when there is a body or a tag. */
 static int check_binding(const struct event *ev, const struct nip98_request *rq, char *err, size_t errlen)
 {
@@ -135,25 +122,26 @@ static int check_binding(const struct event *ev, const struct nip98_request *rq,
     char hex[64];
 
     if (!tag_value(ev, "u", &v))
-        return refuse(err, errlen, "NIP-98: the event has no u tag");
+        return err_set(err, errlen, -EACCES, "NIP-98: the event has no u tag");
     if (!iovec_eq(rq->url, v) && !iovec_eq(rq->proxied_url, v))
-        return refuse(err, errlen, "NIP-98: the u tag does not match the request URL, %.*s",
-                      (int)(rq->url.len < 160 ? rq->url.len : 160), rq->url.base);
+        return err_set(err, errlen, -EACCES, "NIP-98: the u tag does not match the request URL, %.*s",
+                       (int)(rq->url.len < 160 ? rq->url.len : 160), rq->url.base);
     if (!tag_value(ev, "method", &v))
-        return refuse(err, errlen, "NIP-98: the event has no method tag");
+        return err_set(err, errlen, -EACCES, "NIP-98: the event has no method tag");
     if (!iovec_eq(rq->method, v))
-        return refuse(err, errlen, "NIP-98: the method tag does not match the request method, %.*s",
-                      (int)(rq->method.len < 16 ? rq->method.len : 16), rq->method.base);
+        return err_set(err, errlen, -EACCES, "NIP-98: the method tag does not match the request method, %.*s",
+                       (int)(rq->method.len < 16 ? rq->method.len : 16), rq->method.base);
     /* A payload tag binds the event to one body, so it is checked even against an empty one. */
     if (!tag_value(ev, "payload", &v)) {
         if (rq->body.len != 0)
-            return refuse(err, errlen, "NIP-98: the request has a body but the event has no payload tag");
+            return err_set(err, errlen, -EACCES, "NIP-98: the request has a body but the event has no payload tag");
         return 0;
     }
     SHA256((const unsigned char *)(rq->body.len != 0 ? rq->body.base : ""), rq->body.len, digest);
     hex_encode(digest, 32, hex);
     if (!h2o_memis(v.base, v.len, hex, 64))
-        return refuse(err, errlen, "NIP-98: the payload tag is not the lowercase hex SHA-256 of the request body");
+        return err_set(err, errlen, -EACCES,
+                       "NIP-98: the payload tag is not the lowercase hex SHA-256 of the request body");
     return 0;
 }
 
@@ -164,21 +152,22 @@ static int check_event(const struct auth *a, const struct event *ev, const struc
     int r;
 
     if (ev->kind != AUTH_NIP98_KIND)
-        return refuse(err, errlen, "NIP-98: the event's kind is not " XSTR(AUTH_NIP98_KIND));
+        return err_set(err, errlen, -EACCES, "NIP-98: the event's kind is not " XSTR(AUTH_NIP98_KIND));
     if (!pubkey_listed(a, ev->pubkey))
-        return refuse(err, errlen, "NIP-98: the event's pubkey is not in %s", a->_opts.names.pubkeys);
+        return err_set(err, errlen, -EACCES, "NIP-98: the event's pubkey is not in %s", a->_opts.names.pubkeys);
     if (now - ev->created_at > AUTH_NIP98_WINDOW)
-        return refuse(err, errlen, "NIP-98: stale created_at, more than " XSTR(AUTH_NIP98_WINDOW) " seconds old");
+        return err_set(err, errlen, -EACCES,
+                       "NIP-98: stale created_at, more than " XSTR(AUTH_NIP98_WINDOW) " seconds old");
     if (ev->created_at - now > AUTH_NIP98_WINDOW)
-        return refuse(
-            err, errlen,
+        return err_set(
+            err, errlen, -EACCES,
             "NIP-98: created_at is more than " XSTR(AUTH_NIP98_WINDOW) " seconds ahead of the server's clock");
     if ((r = check_binding(ev, rq, err, errlen)) != 0)
         return r;
     if (!event_id_valid(ev))
-        return refuse(err, errlen, "NIP-98: the event's id is not the hash of its content");
+        return err_set(err, errlen, -EACCES, "NIP-98: the event's id is not the hash of its content");
     if (!event_verify_sig(ev->id, ev->pubkey, ev->sig))
-        return refuse(err, errlen, "NIP-98: bad signature");
+        return err_set(err, errlen, -EACCES, "NIP-98: bad signature");
     return 0;
 }
 
@@ -199,10 +188,10 @@ static int check_replay(struct auth *a, const uint8_t id[32], int64_t now, char 
 
     forget_expired(a, now);
     if (keymap_get(a->_seen, id) != NULL)
-        return refuse(err, errlen, "NIP-98: event already used");
+        return err_set(err, errlen, -EACCES, "NIP-98: event already used");
     if (a->_count == AUTH_REPLAY_MAX)
-        return refuse(err, errlen, "NIP-98: more than %d admin requests in %d seconds; try again later",
-                      AUTH_REPLAY_MAX, AUTH_REPLAY_SECONDS);
+        return err_set(err, errlen, -EACCES, "NIP-98: more than %d admin requests in %d seconds; try again later",
+                       AUTH_REPLAY_MAX, AUTH_REPLAY_SECONDS);
     s = &a->_ring[(a->_head + a->_count++) % AUTH_REPLAY_MAX];
     memcpy(s->id, id, 32);
     s->forget_after = now + AUTH_REPLAY_SECONDS;
@@ -217,17 +206,18 @@ static uint8_t *decode_header(h2o_iovec_t header, size_t *len, char *err, size_t
     uint8_t *json;
 
     if (!scheme_is(header, "Nostr", &b64)) {
-        refuse(err, errlen, "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"");
+        err_set(err, errlen, -EACCES, "NIP-98: the Authorization header must be \"Nostr <base64 of the event>\"");
         return NULL;
     }
     if (b64.len > AUTH_MAX_HEADER) {
-        refuse(err, errlen, "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64");
+        err_set(err, errlen, -EACCES,
+                "NIP-98: the event is longer than " XSTR(AUTH_MAX_HEADER) " characters of base64");
         return NULL;
     }
     if ((json = malloc(base64_decoded_len(b64.base, b64.len) + 1)) == NULL)
         abort();
     if (base64_decode(b64.base, b64.len, json, len) != 0) {
-        refuse(err, errlen, "NIP-98: the Authorization header is not valid base64");
+        err_set(err, errlen, -EACCES, "NIP-98: the Authorization header is not valid base64");
         free(json);
         return NULL;
     }
@@ -247,9 +237,9 @@ int nip98_check(struct auth *a, h2o_iovec_t header, const struct nip98_request *
     if ((json = decode_header(header, &len, err, errlen)) == NULL)
         return -EACCES;
     if ((root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
-        refuse(err, errlen, "NIP-98: the event is not valid JSON");
+        err_set(err, errlen, -EACCES, "NIP-98: the event is not valid JSON");
     else if (event_parse(root, &ev, reason, sizeof(reason)) != 0)
-        refuse(err, errlen, "NIP-98: malformed event: %s", reason);
+        err_set(err, errlen, -EACCES, "NIP-98: malformed event: %s", reason);
     else if ((r = check_event(a, &ev, rq, now, err, errlen)) == 0)
         r = check_replay(a, ev.id, now, err, errlen);
 

@@ -4,13 +4,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "log.h"
 #include "nip19.h"
 #include "url.h"
@@ -270,16 +270,6 @@ static json_t *default_json(const struct key *k)
     return NULL;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Writes the defaults through a temporary file and a rename, so a reader never sees half a file. */
 static int write_defaults(const char *path, char *err, size_t errlen)
 {
@@ -294,25 +284,21 @@ static int write_defaults(const char *path, char *err, size_t errlen)
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp)) {
-        r = -ENAMETOOLONG;
-        set_err(err, errlen, "path too long");
+        r = err_set(err, errlen, -ENAMETOOLONG, "path too long");
         goto out;
     }
     if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%s\n", text) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        r = -errno;
-        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+        r = err_set(err, errlen, -errno, "cannot write the default configuration: %s", strerror(errno));
         goto out;
     }
     if (fclose(f) != 0) {
         f = NULL;
-        r = -errno;
-        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+        r = err_set(err, errlen, -errno, "cannot write the default configuration: %s", strerror(errno));
         goto out;
     }
     f = NULL;
     if (rename(tmp, path) != 0) {
-        r = -errno;
-        set_err(err, errlen, "cannot write the default configuration: %s", strerror(errno));
+        r = err_set(err, errlen, -errno, "cannot write the default configuration: %s", strerror(errno));
     }
 
 out:
@@ -381,7 +367,7 @@ static int bad_value(const struct key *k, const json_t *v, char *err, size_t err
     else
         value_text(v, value, sizeof(value));
     allowed_text(k, allowed, sizeof(allowed));
-    set_err(err, errlen, "\"%s\" is %s; allowed: %s", k->name, value, allowed);
+    err_set(err, errlen, -EINVAL, "\"%s\" is %s; allowed: %s", k->name, value, allowed);
     return -EINVAL;
 }
 
@@ -390,7 +376,7 @@ static int bad_item(const struct key *k, size_t i, const json_t *item, char *err
     char value[128];
 
     value_text(item, value, sizeof(value));
-    set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: %s", k->name, i, value, k->allowed);
+    err_set(err, errlen, -EINVAL, "\"%s\"[%zu] is %s; allowed: %s", k->name, i, value, k->allowed);
     return -EINVAL;
 }
 
@@ -405,7 +391,7 @@ static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v,
     if (!json_is_array(v)) {
         char allowed[256];
         allowed_text(k, allowed, sizeof(allowed));
-        set_err(err, errlen, "\"%s\" is not an array; allowed: %s", k->name, allowed);
+        err_set(err, errlen, -EINVAL, "\"%s\" is not an array; allowed: %s", k->name, allowed);
         return -EINVAL;
     }
     if ((decoded = calloc(json_array_size(v) + 1, sizeof(*decoded))) == NULL)
@@ -417,7 +403,7 @@ static int set_pubkeys(struct config_pubkeys *p, const struct key *k, json_t *v,
         else if (nip19_decode_pubkey(json_string_value(item), json_string_length(item), decoded[n], why, sizeof(why)) ==
                  0)
             continue;
-        set_err(err, errlen, "\"%s\"[%zu] is not a public key (%s); allowed: %s", k->name, n, why, k->allowed);
+        err_set(err, errlen, -EINVAL, "\"%s\"[%zu] is not a public key (%s); allowed: %s", k->name, n, why, k->allowed);
         free(decoded);
         return -EINVAL;
     }
@@ -494,8 +480,8 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
             if (!json_is_integer(item) || json_integer_value(item) < k->min || json_integer_value(item) > k->max) {
                 char value[128];
                 value_text(item, value, sizeof(value));
-                set_err(err, errlen, "\"%s\"[%zu] is %s; allowed: an integer from %lld to %lld", k->name, n, value,
-                        (long long)k->min, (long long)k->max);
+                err_set(err, errlen, -EINVAL, "\"%s\"[%zu] is %s; allowed: an integer from %lld to %lld", k->name, n,
+                        value, (long long)k->min, (long long)k->max);
                 return -EINVAL;
             }
         }
@@ -517,7 +503,7 @@ static int check_together(const struct config *cfg, char *err, size_t errlen)
 {
     bool cert = cfg->tls_cert_file[0] != '\0', key = cfg->tls_key_file[0] != '\0';
     if (cert != key) {
-        set_err(err, errlen, "\"%s\" is \"\"; allowed: a PEM %s file, required because \"%s\" is set",
+        err_set(err, errlen, -EINVAL, "\"%s\" is \"\"; allowed: a PEM %s file, required because \"%s\" is set",
                 cert ? "tls_key_file" : "tls_cert_file", cert ? "private key" : "certificate chain",
                 cert ? "tls_cert_file" : "tls_key_file");
         return -EINVAL;
@@ -544,14 +530,14 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 
     if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
         if (jerr.line <= 0)
-            set_err(err, errlen, "cannot read: %s", jerr.text);
+            err_set(err, errlen, -EINVAL, "cannot read: %s", jerr.text);
         else
-            set_err(err, errlen, "line %d, column %d: invalid JSON: %s", jerr.line, jerr.column, jerr.text);
+            err_set(err, errlen, -EINVAL, "line %d, column %d: invalid JSON: %s", jerr.line, jerr.column, jerr.text);
         r = -EINVAL;
         goto out;
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen, "the configuration must be a JSON object");
+        err_set(err, errlen, -EINVAL, "the configuration must be a JSON object");
         r = -EINVAL;
         goto out;
     }
