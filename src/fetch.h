@@ -15,7 +15,7 @@ enum fetch_error {
     FETCH_OK,
     FETCH_BAD_URL,         /* not http(s) or data:, or unparsable */
     FETCH_REFUSED_ADDRESS, /* every address was one the guard refuses */
-    FETCH_TOO_BIG,         /* more than max_source_bytes */
+    FETCH_TOO_BIG,         /* more than the options' max_bytes */
     FETCH_TIMEOUT,
     FETCH_HTTP_STATUS, /* an answer other than 2xx */
     FETCH_REDIRECTS,   /* more than 5 redirects, or a redirect to another scheme */
