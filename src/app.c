@@ -70,7 +70,7 @@ static void on_signal(uv_signal_t *h, int signum)
     relay_shutdown(a->relay);
     lookup_shutdown(a->lookup);
     upstream_shutdown(a->upstream);
-    http_server_drain(&a->http, timeout, on_http_drained);
+    http_server_shutdown(&a->http, timeout, on_http_drained);
     a->shutdown_deadline = uv_now(&a->loop) + timeout;
     uv_timer_start(&a->shutdown_timer, on_shutdown_timer, 0, SHUTDOWN_POLL_MS);
 }
@@ -307,7 +307,7 @@ static void stop(struct app *a)
     pfp_free(a->pfp);
     a->pfp = NULL;
     if (a->pfp_ready)
-        image_shutdown();
+        image_free();
     if (a->fetcher_ready)
         fetcher_close(&a->fetcher);
     if (a->pictures_ready)
@@ -373,7 +373,7 @@ int app_run(struct app *a, const char *config_path, bool check_only)
 
 out:
     stop(a);
-    http_server_close(&a->http);
+    http_server_free(&a->http);
     /* Let close callbacks run; connections still open are dropped with the process. */
     uv_run(&a->loop, UV_RUN_NOWAIT);
     if (status == APP_EXIT_OK && !check_only)

@@ -570,7 +570,8 @@ int http_server_listen(struct http_server *s, const char *listen_addr, char *err
     return 0;
 }
 
-void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(struct http_server *s, bool timed_out))
+void http_server_shutdown(struct http_server *s, uint64_t timeout_ms,
+                          void (*done)(struct http_server *s, bool timed_out))
 {
     if (s->_listening) {
         uv_close((uv_handle_t *)&s->_listener, NULL);
@@ -582,7 +583,7 @@ void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(
     uv_timer_start(&s->_drain_timer, on_drain_timer, s->_inflight == 0 ? 0 : timeout_ms, 0);
 }
 
-void http_server_close(struct http_server *s)
+void http_server_free(struct http_server *s)
 {
     if (s->_listening) {
         uv_close((uv_handle_t *)&s->_listener, NULL);

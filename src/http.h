@@ -64,7 +64,7 @@ struct http_options {
 /*
  * Sets the server up from `o` without listening yet. Returns 0, or -EINVAL with
  * a message naming the option at fault in `err` (an unreadable certificate or key,
- * an access log that cannot be opened). Call http_server_close() in either case.
+ * an access log that cannot be opened). Call http_server_free() in either case.
  */
 int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_options *o, char *err, size_t errlen);
 
@@ -87,10 +87,11 @@ int http_server_listen(struct http_server *s, const char *listen_addr, char *err
  * `done` on the loop once every request in flight has finished, or after
  * `timeout_ms` with `timed_out` set.
  */
-void http_server_drain(struct http_server *s, uint64_t timeout_ms, void (*done)(struct http_server *s, bool timed_out));
+void http_server_shutdown(struct http_server *s, uint64_t timeout_ms,
+                          void (*done)(struct http_server *s, bool timed_out));
 
 /* Closes the server's own handles and frees its configuration. Connections still open are dropped with the process. */
-void http_server_close(struct http_server *s);
+void http_server_free(struct http_server *s);
 
 /* Appends the pfpcache_http_requests_total family (requests by route and status) to `b`. Loop thread. */
 void http_server_metrics(const struct http_server *s, struct buf *b);

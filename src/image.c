@@ -126,7 +126,7 @@ int image_init(void)
     return 0;
 }
 
-void image_shutdown(void)
+void image_free(void)
 {
     vips_shutdown();
 }

@@ -40,7 +40,8 @@ struct image_out {
  * operation (parallelism comes from the worker pool). Returns 0 or -EIO.
  */
 int image_init(void);
-void image_shutdown(void);
+/* Shuts libvips down, once every image thread has stopped. */
+void image_free(void);
 
 /*
  * Checks and converts one source picture; safe from any thread. With `resize`,

@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         free(jobs[i].src);
     free(jobs);
-    image_shutdown();
+    image_free();
     uv_loop_close(uv_default_loop());
     return failed != 0;
 }

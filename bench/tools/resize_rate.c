@@ -72,6 +72,6 @@ int main(int argc, char **argv)
     printf("%.2f %zu %zu\n", (double)(n * (size_t)rounds) / secs, bytes, n);
     for (size_t i = 0; i < n; i++)
         free(src[i].data);
-    image_shutdown();
+    image_free();
     return 0;
 }

@@ -119,7 +119,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    image_shutdown();
+    image_free();
     return 0;
 }
 
