@@ -298,18 +298,18 @@ static void stop(struct app *a)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
         pictures_shutdown(&a->pictures);
-    workpool_stop(&a->verify);
+    workpool_shutdown(&a->verify);
     inbox_drain(&a->inbox);
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     db_shutdown(a->db);
-    inbox_close(&a->inbox);
+    inbox_free(&a->inbox);
     pfp_free(a->pfp);
     a->pfp = NULL;
     if (a->pfp_ready)
         image_free();
     if (a->fetcher_ready)
-        fetcher_close(&a->fetcher);
+        fetcher_free(&a->fetcher);
     if (a->pictures_ready)
         pictures_free(&a->pictures);
     blobcache_free(&a->picture_bytes);
@@ -325,6 +325,7 @@ static void stop(struct app *a)
         ingest_free(a->ingest);
     if (a->upstream != NULL)
         upstream_free(a->upstream);
+    workpool_free(&a->verify);
     db_free(a->db);
 }
 

@@ -252,7 +252,7 @@ void db_shutdown(struct db *db)
     if (db == NULL || db->shut)
         return;
     db->shut = true;
-    fifo_close(&db->queue);
+    fifo_shutdown(&db->queue);
     if (db->writer_running) {
         pthread_join(db->writer, NULL);
         db->writer_running = false;

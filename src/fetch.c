@@ -368,7 +368,7 @@ static void cancel_all(h2o_linklist_t *list)
         fetch_cancel(H2O_STRUCT_FROM_MEMBER(struct fetch, link, list->next));
 }
 
-void fetcher_close(struct fetcher *fr)
+void fetcher_free(struct fetcher *fr)
 {
     if (fr->_multi == NULL)
         return;

@@ -64,7 +64,7 @@ struct fetcher {
 /*
  * Sets `fr` up on `loop`. Returns 0, -ENOMEM when libcurl cannot be set up (with
  * `err` saying so), or -EINVAL when a network of `o->guard` does not parse (with
- * `err` quoting it). Call fetcher_close() in either case.
+ * `err` quoting it). Call fetcher_free() in either case.
  */
 int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options *o, char *err, size_t errlen);
 
@@ -79,6 +79,6 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
 void fetch_cancel(struct fetch *f);
 
 /* Abandons every download and releases libcurl; the fetcher's handles close with the loop. */
-void fetcher_close(struct fetcher *fr);
+void fetcher_free(struct fetcher *fr);
 
 #endif

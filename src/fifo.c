@@ -69,7 +69,7 @@ size_t fifo_length(struct fifo *q)
     return n;
 }
 
-void fifo_close(struct fifo *q)
+void fifo_shutdown(struct fifo *q)
 {
     pthread_mutex_lock(&q->_lock);
     q->_closed = true;

@@ -26,7 +26,7 @@ int fifo_init(struct fifo *q);
 
 /*
  * Appends `item` and wakes one waiter. Any thread. Returns 0, or -ESHUTDOWN
- * after fifo_close(), in which case the item stays the caller's.
+ * after fifo_shutdown(), in which case the item stays the caller's.
  */
 int fifo_push(struct fifo *q, struct fifo_item *item);
 
@@ -42,7 +42,7 @@ size_t fifo_pop(struct fifo *q, h2o_linklist_t *out, size_t max, bool wait);
 size_t fifo_length(struct fifo *q);
 
 /* Refuses further pushes and wakes every waiter; what is queued can still be popped. Idempotent. */
-void fifo_close(struct fifo *q);
+void fifo_shutdown(struct fifo *q);
 
 /* Releases the mutex and condition variable; the queue must be empty and no thread waiting on it. */
 void fifo_free(struct fifo *q);

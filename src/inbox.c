@@ -42,10 +42,10 @@ void inbox_post(struct inbox *ib, struct inbox_item *item)
         uv_async_send(&ib->_async);
 }
 
-void inbox_close(struct inbox *ib)
+void inbox_free(struct inbox *ib)
 {
     inbox_drain(ib);
-    fifo_close(&ib->_queue);
+    fifo_shutdown(&ib->_queue);
     /* Items posted between the drain and the close still run. */
     inbox_drain(ib);
     if (!uv_is_closing((uv_handle_t *)&ib->_async))

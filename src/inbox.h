@@ -21,7 +21,7 @@ struct inbox {
 /* Returns 0, or a negative errno or libuv error. Loop thread. */
 int inbox_init(struct inbox *ib, uv_loop_t *loop);
 
-/* Queues `item` for the loop. Safe from any thread; after inbox_close() the item is dropped and stays the caller's. */
+/* Queues `item` for the loop. Safe from any thread; after inbox_free() the item is dropped and stays the caller's. */
 void inbox_post(struct inbox *ib, struct inbox_item *item);
 
 /* Runs whatever is queued now, on the loop thread. */
@@ -31,6 +31,6 @@ void inbox_drain(struct inbox *ib);
  * Runs what is queued, refuses further items, then closes the async handle;
  * the inbox must outlive the loop iteration that closes it. Idempotent.
  */
-void inbox_close(struct inbox *ib);
+void inbox_free(struct inbox *ib);
 
 #endif

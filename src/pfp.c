@@ -456,9 +456,9 @@ void pfp_shutdown(struct pfp *p)
     if (p->downloads != NULL)
         downloads_shutdown(p->downloads);
     if (p->images_started)
-        workpool_stop(&p->images);
+        workpool_shutdown(&p->images);
     if (p->readers_started)
-        workpool_stop(&p->readers);
+        workpool_shutdown(&p->readers);
 }
 
 void pfp_free(struct pfp *p)
@@ -468,6 +468,8 @@ void pfp_free(struct pfp *p)
     prefetch_free(p->prefetch);
     pending_free(p->pending);
     downloads_free(p->downloads);
+    workpool_free(&p->images);
+    workpool_free(&p->readers);
     free(p);
 }
 

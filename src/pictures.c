@@ -1143,13 +1143,13 @@ void pictures_shutdown(struct pictures *x)
     x->_closing = true;
     uv_timer_stop(&x->_timer);
     flush_touches(x);
-    workpool_stop(&x->_file_thread);
+    workpool_shutdown(&x->_file_thread);
     x->_file_thread_stopped = true;
 }
 
 void pictures_free(struct pictures *x)
 {
-    workpool_stop(&x->_file_thread);
+    workpool_free(&x->_file_thread);
     if (x->_touched != NULL)
         keymap_free(x->_touched, NULL);
     x->_touched = NULL;

@@ -43,6 +43,7 @@ int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox)
         nthreads = n > 0 ? (size_t)n : 1;
     }
     p->_nthreads = 0;
+    p->_joined = false;
     p->_inbox = inbox;
     if ((r = fifo_init(&p->_queue)) != 0)
         return r;
@@ -52,7 +53,7 @@ int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox)
     }
     for (; p->_nthreads < nthreads; p->_nthreads++) {
         if ((r = pthread_create(&p->_threads[p->_nthreads], NULL, worker, p)) != 0) {
-            workpool_stop(p);
+            workpool_free(p);
             return -r;
         }
     }
@@ -67,17 +68,26 @@ void workpool_submit(struct workpool *p, struct work *w)
     (void)r;
 }
 
-void workpool_stop(struct workpool *p)
+void workpool_shutdown(struct workpool *p)
+{
+    if (p->_threads == NULL || p->_joined)
+        return;
+    fifo_shutdown(&p->_queue);
+    for (size_t i = 0; i < p->_nthreads; i++)
+        pthread_join(p->_threads[i], NULL);
+    p->_joined = true;
+}
+
+void workpool_free(struct workpool *p)
 {
     if (p->_threads == NULL)
         return;
-    fifo_close(&p->_queue);
-    for (size_t i = 0; i < p->_nthreads; i++)
-        pthread_join(p->_threads[i], NULL);
+    workpool_shutdown(p);
     fifo_free(&p->_queue);
     free(p->_threads);
     p->_threads = NULL;
     p->_nthreads = 0;
+    p->_joined = false;
 }
 
 size_t workpool_threads(const struct workpool *p)

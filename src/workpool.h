@@ -3,6 +3,7 @@
 #define PFP_WORKPOOL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "inbox.h"
@@ -25,6 +26,7 @@ struct workpool {
     size_t _nthreads;
     struct fifo _queue;
     struct inbox *_inbox;
+    bool _joined; /* workpool_shutdown() has joined the threads */
 };
 
 /* Starts `nthreads` threads (0: one per online CPU). Returns 0, -ENOMEM, or another negative errno. */
@@ -33,13 +35,16 @@ int workpool_init(struct workpool *p, size_t nthreads, struct inbox *inbox);
 /* How many threads the pool runs. */
 size_t workpool_threads(const struct workpool *p);
 
-/* Queues `w`, run in submission order by the first free thread. Any thread, before workpool_stop(). */
+/* Queues `w`, run in submission order by the first free thread. Any thread, before workpool_shutdown(). */
 void workpool_submit(struct workpool *p, struct work *w);
 
 /*
  * Lets the threads finish what is queued, then joins them. Loop thread; `done`s
  * arrive through the inbox. Idempotent, and a no-op on a zeroed workpool.
  */
-void workpool_stop(struct workpool *p);
+void workpool_shutdown(struct workpool *p);
+
+/* Shuts the pool down if that has not been done, and releases it. A zeroed workpool may be freed. */
+void workpool_free(struct workpool *p);
 
 #endif

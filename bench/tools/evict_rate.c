@@ -84,7 +84,7 @@ static void close_index(struct bench *b)
 {
     pictures_shutdown(&b->index);
     db_shutdown(b->db);
-    inbox_close(&b->inbox);
+    inbox_free(&b->inbox);
     pictures_free(&b->index);
     db_free(b->db);
     blobcache_free(&b->memory);

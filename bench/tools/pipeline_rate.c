@@ -39,7 +39,7 @@ static void done(struct work *w)
     }
     image_out_free(&j->out);
     if (--pending == 0)
-        inbox_close(&inbox);
+        inbox_free(&inbox);
 }
 
 static int load(const char *path, struct job *j)
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
     t1 = uv_hrtime();
 
     printf("%.2f %zu %zu\n", (double)n / ((double)(t1 - t0) / 1e9), n, workpool_threads(&pool));
-    workpool_stop(&pool);
+    workpool_free(&pool);
     for (size_t i = 0; i < n; i++)
         free(jobs[i].src);
     free(jobs);

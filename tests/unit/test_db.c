@@ -66,7 +66,7 @@ static int teardown(void **state)
     (void)state;
 
     close_db();
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -67,7 +67,7 @@ static void each_producer_s_items_come_out_in_its_order(void **state)
         pthread_join(t[p], NULL);
     assert_int_equal(fifo_length(&q), 0);
     assert_int_equal(pop_one(&q, false), -1);
-    fifo_close(&q);
+    fifo_shutdown(&q);
     fifo_free(&q);
 }
 
@@ -91,7 +91,7 @@ static void pop_takes_at_most_max_oldest_first(void **state)
     assert_int_equal(fifo_pop(&q, &out, 100, false), 3);
     assert_ptr_equal(out.prev, &v[4].item._link);
     assert_int_equal(fifo_length(&q), 0);
-    fifo_close(&q);
+    fifo_shutdown(&q);
     fifo_free(&q);
 }
 
@@ -110,14 +110,14 @@ static void close_wakes_waiters_refuses_pushes_and_keeps_what_is_queued(void **s
 
     assert_int_equal(fifo_init(&q), 0);
     assert_int_equal(pthread_create(&t, NULL, wait_pop, NULL), 0);
-    fifo_close(&q);
+    fifo_shutdown(&q);
     pthread_join(t, &got);
     assert_int_equal((intptr_t)got, -1);
 
     assert_int_equal(fifo_init(&q), 0);
     fifo_push(&q, &v.item);
-    fifo_close(&q);
-    fifo_close(&q);
+    fifo_shutdown(&q);
+    fifo_shutdown(&q);
     assert_int_equal(fifo_push(&q, &late.item), -ESHUTDOWN);
     assert_int_equal(pop_one(&q, true), 7);
     assert_int_equal(pop_one(&q, true), -1);
@@ -170,9 +170,10 @@ static void workpool_results_come_back_on_the_loop(void **state)
         uv_run(&loop, UV_RUN_ONCE);
     for (int i = 0; i < 32; i++)
         assert_int_equal(done_order[i], i);
-    workpool_stop(&pool);
-    workpool_stop(&pool);
-    inbox_close(&inbox);
+    workpool_shutdown(&pool);
+    workpool_shutdown(&pool);
+    workpool_free(&pool);
+    inbox_free(&inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -196,13 +197,15 @@ static void stopping_a_workpool_runs_what_is_queued(void **state)
         jobs[i].work.done = i % 2 ? job_done : NULL;
         workpool_submit(&pool, &jobs[i].work);
     }
-    workpool_stop(&pool);
+    workpool_shutdown(&pool);
     for (int i = 0; i < 16; i++)
         assert_true(jobs[i].ran);
-    /* The completions wait in the inbox; closing it runs them. */
-    inbox_close(&inbox);
+    /* The completions wait in the inbox; freeing it runs them. */
+    inbox_free(&inbox);
     assert_int_equal(ndone, 8);
-    workpool_stop(&never);
+    workpool_free(&pool);
+    workpool_shutdown(&never);
+    workpool_free(&never);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

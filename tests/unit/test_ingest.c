@@ -67,11 +67,12 @@ static int teardown(void **state)
     (void)state;
 
     /* The relay's shutdown order: the pool, the writer, the inbox, then the pipeline and the loop. */
-    workpool_stop(&pool);
+    workpool_shutdown(&pool);
     inbox_drain(&inbox);
     db_shutdown(db);
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     ingest_free(ig);
+    workpool_free(&pool);
     db_free(db);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);

@@ -57,7 +57,7 @@ static void an_unknown_job_is_enoent_and_an_unreadable_database_is_not(void **st
 
     jobs_shutdown(&js);
     db_shutdown(db);
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     jobs_free(&js);
     db_free(db);
     uv_run(&loop, UV_RUN_DEFAULT);

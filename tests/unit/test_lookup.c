@@ -252,12 +252,13 @@ static int teardown(void **state)
     (void)state;
 
     lookup_shutdown(lk);
-    workpool_stop(&pool);
+    workpool_shutdown(&pool);
     inbox_drain(&inbox);
     db_shutdown(db);
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     lookup_free(lk);
     ingest_free(ig);
+    workpool_free(&pool);
     db_free(db);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);

@@ -164,19 +164,20 @@ static int teardown(void **state)
     /* The relay's shutdown order: searches, downloads, threads, writer and database, then the loop's handles. */
     pending_shutdown(pending);
     downloads_shutdown(downloads);
-    workpool_stop(&images);
+    workpool_shutdown(&images);
     inbox_drain(&inbox);
     pictures_shutdown(&index_);
     db_shutdown(db);
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     pending_free(pending);
     downloads_free(downloads);
-    fetcher_close(&fetcher);
+    fetcher_free(&fetcher);
     pictures_free(&index_);
     blobcache_free(&memory);
     blobs_free(&blobs);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+    workpool_free(&images);
     db_free(db);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);

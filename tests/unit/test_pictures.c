@@ -48,7 +48,7 @@ static void close_index(void)
 {
     pictures_shutdown(&x);
     db_shutdown(db);
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     pictures_free(&x);
     db_free(db);
     blobcache_free(&memory);

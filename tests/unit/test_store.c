@@ -106,7 +106,7 @@ static int teardown(void **state)
 
     /* The shutdown order of the relay: writer and database, then the inbox, then the loop's handles. */
     close_store();
-    inbox_close(&inbox);
+    inbox_free(&inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
