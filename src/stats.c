@@ -171,7 +171,7 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_cache_files", "gauge",
                    "Picture files, each counted once however many pubkeys share it.", xs->files);
     metrics_single(b, "pfpcache_cache_bytes", "gauge", "Total size of the picture files.", xs->bytes);
-    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "max_cache_size_mb, in bytes.", xs->max_bytes);
+    metrics_single(b, "pfpcache_cache_max_bytes", "gauge", "The cache's size limit, in bytes.", xs->max_bytes);
     metrics_single(b, "pfpcache_cache_evictions_total", "counter", "Evictions started because the cache was too big.",
                    xs->evictions);
     metrics_single(b, "pfpcache_cache_evicted_files_total", "counter", "Picture files evicted.", xs->evicted_files);
@@ -251,6 +251,10 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", rs.connections);
     metrics_single(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.",
                    rs.connections_total);
+    metrics_single(b, "pfpcache_relay_subscriptions_total", "counter", "REQs accepted.", rs.subscriptions_total);
+    metrics_single(b, "pfpcache_relay_slow_clients_closed_total", "counter",
+                   "Clients disconnected for not reading while their backlog grew past its limit.",
+                   rs.slow_clients_closed);
     metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);

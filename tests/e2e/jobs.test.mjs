@@ -178,7 +178,7 @@ test('a job interrupted by kill -9 resumes after the restart and finishes', asyn
   const users = [];
   for (let i = 0; i < 60; i++) users.push(await upstreamProfile(`${images.url}/slow/150/small.jpg?resume=${i}`));
   let victim = await startRelay({ dir, config: worldConfig(world.upstream, { max_concurrent: 2 }) });
-  await victim.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+  await victim.waitUpstreamConnected();
   const { json } = await post('/batch-cache', { pubkeys: users.map((u) => u.pubkey) }, { base: victim.url });
   // Let some pictures be cached, then kill it mid-job.
   for (let progress = 0; progress < 5;) {

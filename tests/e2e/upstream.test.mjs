@@ -26,8 +26,8 @@ async function seed(relay, ...events) {
   }
 }
 
-// REQ lines an upstream instance has logged for subscriptions the main relay opened.
-const upstreamReqs = (relay) => (relay.stderr.match(/relay: REQ "pfp\d+"/g) ?? []).length;
+// REQs an upstream instance has accepted; in these tests only the main relay sends them any.
+const upstreamReqs = (relay) => relay.metric('pfpcache_relay_subscriptions_total');
 
 function startMain(upstreams, config = {}) {
   return startRelay({
@@ -41,8 +41,7 @@ before(async () => {
   upA = await startRelay({ config: { log_level: 'debug' } });
   upB = await startRelay({ config: { log_level: 'debug', tls_cert_file: certs.cert, tls_key_file: certs.key } });
   main = await startMain([wsUrl(upA.url), `wss://localhost:${upBPort()}`]);
-  await main.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
-  await main.waitForLog(/upstream wss:\/\/localhost:\d+: connected/);
+  await main.waitUpstreamConnected();
 });
 
 after(async () => {
@@ -63,9 +62,9 @@ test('the newest version across relays wins, and is then stored locally', async 
   try {
     assert.deepEqual(await query(c, 'p', { authors: [u.pubkey], kinds: [0] }), [newer]);
     // From now on the local relay answers without asking upstream.
-    const before = upstreamReqs(upA);
+    const before = await upstreamReqs(upA);
     assert.deepEqual(await query(c, 'again', { authors: [u.pubkey], kinds: [0] }), [newer]);
-    assert.equal(upstreamReqs(upA), before);
+    assert.equal(await upstreamReqs(upA), before);
   } finally {
     c.close();
   }
@@ -90,15 +89,14 @@ test('1,200 pubkeys asked at once make at most 3 REQs on each relay', async () =
   const profile = known.sign({ kind: 0, content: '{"name":"one of many"}' });
   await seed(upA, profile);
   authors[600] = known.pubkey;
-  const [a0, b0] = [upstreamReqs(upA), upstreamReqs(upB)];
+  const [a0, b0] = [await upstreamReqs(upA), await upstreamReqs(upB)];
   const c = await rawClient(main.url);
   try {
     assert.deepEqual(await query(c, 'many', { authors, kinds: [0] }), [profile]);
   } finally {
     c.close();
   }
-  await upA.waitForLog(/relay: REQ "pfp\d+"/);
-  const [a, b] = [upstreamReqs(upA) - a0, upstreamReqs(upB) - b0];
+  const [a, b] = [(await upstreamReqs(upA)) - a0, (await upstreamReqs(upB)) - b0];
   assert.ok(a >= 1 && a <= 3, `relay A received ${a} REQs`);
   assert.ok(b >= 1 && b <= 3, `relay B received ${b} REQs`);
 });
@@ -107,7 +105,7 @@ test('200 concurrent lookups of one pubkey make one upstream query', async () =>
   const u = newUser();
   const contacts = u.sign({ kind: 3, tags: [['p', newUser().pubkey]] });
   await seed(upA, contacts);
-  const [a0, b0] = [upstreamReqs(upA), upstreamReqs(upB)];
+  const [a0, b0] = [await upstreamReqs(upA), await upstreamReqs(upB)];
   const clients = await Promise.all([0, 1, 2, 3].map(() => rawClient(main.url)));
   try {
     const results = await Promise.all(
@@ -117,8 +115,8 @@ test('200 concurrent lookups of one pubkey make one upstream query', async () =>
   } finally {
     for (const c of clients) c.close();
   }
-  assert.equal(upstreamReqs(upA) - a0, 1);
-  assert.equal(upstreamReqs(upB) - b0, 1);
+  assert.equal((await upstreamReqs(upA)) - a0, 1);
+  assert.equal((await upstreamReqs(upB)) - b0, 1);
 });
 
 test('a relay that forges signatures or sends other authors is ignored', async () => {
@@ -148,7 +146,7 @@ test('a relay that forges signatures or sends other authors is ignored', async (
   await new Promise((r) => hostile.once('listening', r));
   const guarded = await startMain([`ws://127.0.0.1:${hostile.address().port}`, wsUrl(upA.url)]);
   try {
-    await guarded.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected[\s\S]*upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+    await guarded.waitUpstreamConnected();
     const c = await rawClient(guarded.url);
     assert.deepEqual(await query(c, 'h', { authors: [honest.pubkey], kinds: [0] }), [real]);
     // Nothing the hostile relay sent was stored (a filter without kinds reads only what is here).
@@ -172,11 +170,13 @@ test('a relay that is down does not stall lookups, and reconnects on its own whe
   await seed(upA, onA);
   await seed(upB, onB);
   const port = upBPort();
-  const reconnects = () => (main.stderr.match(/upstream wss:\/\/localhost:\d+: connected/g) ?? []).length;
-  const connectedBefore = reconnects();
+  const relayB = `wss://localhost:${port}`;
+  const reconnects = () => main.metric('pfpcache_upstream_relay_connects_total', `relay="${relayB}"`);
+  const stateOfB = async () => (await main.stats()).upstream_relays.find((r) => r.url === relayB).state;
+  const connectedBefore = await reconnects();
 
   assert.equal((await upB.stop()).code, 0);
-  await main.waitForLog(/upstream wss:\/\/localhost:\d+: .*retrying in/);
+  await main.waitFor(async () => (await stateOfB()) === 'disconnected', 'the relay that went down seen as disconnected');
   const c = await rawClient(main.url);
   try {
     const t0 = Date.now();
@@ -187,9 +187,8 @@ test('a relay that is down does not stall lookups, and reconnects on its own whe
       dir: upB.dir,
       config: { log_level: 'debug', listen_addr: `127.0.0.1:${port}`, tls_cert_file: certs.cert, tls_key_file: certs.key },
     });
-    const deadline = Date.now() + 20000;
-    while (reconnects() === connectedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(reconnects(), connectedBefore + 1, 'the relay reconnected');
+    await main.waitFor(async () => (await reconnects()) > connectedBefore, 'the relay reconnected', 20000);
+    assert.equal(await reconnects(), connectedBefore + 1, 'the relay reconnected once');
     assert.deepEqual(await query(c, 'b', { authors: [v.pubkey], kinds: [0] }), [onB]);
   } finally {
     c.close();
@@ -202,7 +201,10 @@ test('an unreachable relay among the upstreams does not stall lookups', async ()
   await seed(upA, ev);
   const lonely = await startMain([wsUrl(upA.url), 'ws://127.0.0.1:9']);
   try {
-    await lonely.waitForLog(/upstream ws:\/\/127\.0\.0\.1:9: cannot connect/);
+    await lonely.waitFor(async () => {
+      const r = (await lonely.stats()).upstream_relays.find((x) => x.url === 'ws://127.0.0.1:9');
+      return r.state === 'disconnected' && /cannot connect/.test(r.last_error);
+    }, 'the unreachable relay refused');
     const c = await rawClient(lonely.url);
     const t0 = Date.now();
     assert.deepEqual(await query(c, 'x', { authors: [u.pubkey], kinds: [0] }), [ev]);

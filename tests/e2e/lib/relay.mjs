@@ -1,5 +1,7 @@
 // relay.mjs -- start the real pfpcache-relay binary on a free loopback port with a
 // temporary data directory, and stop it again.
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -54,6 +56,20 @@ export function freePort() {
       const { port } = srv.address();
       srv.close(() => resolve(port));
     });
+  });
+}
+
+// The body of GET `target`. A relay under test with TLS has a certificate of the test's own
+// making, so its figures are read without checking it (they are the test's, not a client's).
+function getText(target) {
+  return new Promise((resolve, reject) => {
+    const get = target.startsWith('https:') ? httpsGet : httpGet;
+    get(target, { rejectUnauthorized: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${target}: ${res.statusCode}`))));
+    }).on('error', reject);
   });
 }
 
@@ -115,6 +131,33 @@ export async function startRelay({ config = {}, dir, readyPattern = /listening o
         if (Date.now() > deadline) throw new Error(`log never matched ${pattern}:\n${stderr}`);
         await new Promise((r) => setTimeout(r, 20));
       }
+    },
+    // GET /stats, parsed.
+    async stats() {
+      return JSON.parse(await getText(`${url}/stats`));
+    },
+    // The value of one sample of GET /metrics: `name` with exactly the label list `labels`
+    // (as the relay writes it, e.g. 'relay="ws://127.0.0.1:9"'), 0 when absent.
+    async metric(name, labels = '') {
+      const text = await getText(`${url}/metrics`);
+      const line = text.split('\n').find((l) => l.startsWith(labels === '' ? `${name} ` : `${name}{${labels}} `));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    },
+    // Resolves once `condition()` (sync or async) is true; rejects after `timeoutMs`, naming `what`.
+    async waitFor(condition, what, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await condition())) {
+        if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    // Resolves once every upstream relay in /stats is connected.
+    async waitUpstreamConnected(timeoutMs = 5000) {
+      await this.waitFor(
+        async () => (await this.stats()).upstream_relays.every((r) => r.state === 'connected'),
+        'every upstream relay connected',
+        timeoutMs,
+      );
     },
     // Sends `signal` (unless the process has already exited) and resolves with {code, signal}.
     async stop(signal = 'SIGTERM') {
