@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,35 +130,53 @@ out:
     return 0;
 }
 
-/* Makes a rename in `dir` durable. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+/* A file of a batch, written under the temporary name <its path>.tmp.<pid>.<serial>. */
+struct blob_staged {
+    uint8_t hash[32];
+    unsigned serial;
+    bool renamed; /* under its name */
+};
 
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        r = -errno;
-    close(fd);
-    return r;
+static void staged_tmp_path(const struct blobs *b, const struct blob_staged *f, char *out, size_t len)
+{
+    char path[4096];
+
+    blob_path(b, f->hash, path, sizeof(path));
+    snprintf(out, len, "%s" TMP_MARK "%d.%u", path, (int)getpid(), f->serial);
 }
 
-int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *data, size_t len)
+void blob_batch_init(struct blob_batch *bb, const struct blobs *b)
+{
+    *bb = (struct blob_batch){._b = b};
+}
+
+int blob_batch_add(struct blob_batch *bb, const uint8_t hash[32], const uint8_t *data, size_t len)
 {
     static atomic_uint counter;
-    char path[4096], tmp[4200], dir[4096];
+    char path[4096], tmp[4200];
+    struct blob_staged *f;
     size_t done = 0;
     int fd, r = 0;
 
-    blob_path(b, hash, path, sizeof(path));
+    blob_path(bb->_b, hash, path, sizeof(path));
     if (access(path, F_OK) == 0)
         return 0;
-    snprintf(dir, sizeof(dir), "%s", path);
-    *strrchr(dir, '/') = '\0';
-    if ((r = fs_mkdir_p(dir, 0755)) != 0)
+    for (size_t i = 0; i < bb->_n; i++) {
+        if (memcmp(bb->_files[i].hash, hash, 32) == 0)
+            return 0;
+    }
+    if ((r = fs_mkdir_parent(path, 0755)) != 0)
         return r;
-
-    snprintf(tmp, sizeof(tmp), "%s" TMP_MARK "%d.%u", path, (int)getpid(), atomic_fetch_add(&counter, 1));
+    if (bb->_n == bb->_cap) {
+        bb->_cap = bb->_cap ? 2 * bb->_cap : 16;
+        if ((bb->_files = realloc(bb->_files, bb->_cap * sizeof(*bb->_files))) == NULL)
+            abort();
+    }
+    f = &bb->_files[bb->_n];
+    memcpy(f->hash, hash, 32);
+    f->serial = atomic_fetch_add(&counter, 1);
+    f->renamed = false;
+    staged_tmp_path(bb->_b, f, tmp, sizeof(tmp));
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         return -errno;
     while (done < len) {
@@ -170,17 +189,83 @@ int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *dat
         }
         done += (size_t)n;
     }
-    if (r == 0 && fsync(fd) != 0)
-        r = -errno;
     if (close(fd) != 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) != 0)
         r = -errno;
     if (r != 0) {
         unlink(tmp);
         return r;
     }
-    return sync_dir(dir);
+    bb->_n++;
+    return 0;
+}
+
+/*
+ * syncfs() writes every file of the batch in one pass and flushes the disk
+ * once, where an fsync of each file and of each directory would flush it
+ * twice per file. It also writes whatever else of that filesystem is dirty:
+ * next to the picture directory that is normally the database, synced at
+ * each of its commits anyway.
+ */
+int blob_batch_commit(struct blob_batch *bb)
+{
+    char path[4096], tmp[4200];
+    int fd, r = 0;
+
+    if (bb->_n == 0)
+        return 0;
+    if ((fd = open(bb->_b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    /* The contents first, so that a name never points at a file that is not whole; then the names. */
+    if (syncfs(fd) != 0) {
+        r = -errno;
+        goto out;
+    }
+    for (size_t i = 0; i < bb->_n; i++) {
+        struct blob_staged *f = &bb->_files[i];
+        staged_tmp_path(bb->_b, f, tmp, sizeof(tmp));
+        blob_path(bb->_b, f->hash, path, sizeof(path));
+        if (rename(tmp, path) == 0)
+            f->renamed = true;
+        else if (r == 0)
+            r = -errno;
+    }
+    if (syncfs(fd) != 0) {
+        r = -errno;
+        /* Not known to be durable under their names: taken away, so that no record comes to name them. */
+        for (size_t i = 0; i < bb->_n; i++) {
+            if (bb->_files[i].renamed)
+                blob_remove(bb->_b, bb->_files[i].hash);
+        }
+    }
+out:
+    close(fd);
+    return r;
+}
+
+void blob_batch_free(struct blob_batch *bb)
+{
+    char tmp[4200];
+
+    for (size_t i = 0; i < bb->_n; i++) {
+        if (!bb->_files[i].renamed) {
+            staged_tmp_path(bb->_b, &bb->_files[i], tmp, sizeof(tmp));
+            unlink(tmp);
+        }
+    }
+    free(bb->_files);
+    *bb = (struct blob_batch){0};
+}
+
+int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    struct blob_batch bb;
+    int r;
+
+    blob_batch_init(&bb, b);
+    if ((r = blob_batch_add(&bb, hash, data, len)) == 0)
+        r = blob_batch_commit(&bb);
+    blob_batch_free(&bb);
+    return r;
 }
 
 int blob_remove(const struct blobs *b, const uint8_t hash[32])

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 /* Files live at <dir>/<first two hex digits>/<64 hex digits>. */
+struct blob_staged;
+
 struct blobs {
     char *dir; /* owned */
 };
@@ -23,11 +25,38 @@ void blob_hash(const uint8_t *data, size_t len, uint8_t out[32]);
 void blob_path(const struct blobs *b, const uint8_t hash[32], char *out, size_t len);
 
 /*
- * Stores `data` under `hash` unless it is there already: written to a temporary
- * file in the same directory, synced and renamed, so that a crash leaves either
- * nothing or the whole file. Blocks on the disk: for worker threads. Returns 0
- * or -errno.
+ * Files written together and made durable with two syncs of the filesystem
+ * for the whole batch, not two fsyncs per file: each is written under a
+ * temporary name, the filesystem is synced, all are renamed, and it is synced
+ * again. A crash leaves every file either whole under its name or under a
+ * temporary name that blobs_init() removes. The fields are private. Blocks on
+ * the disk: for worker threads, one batch on one thread at a time.
  */
+struct blob_batch {
+    const struct blobs *_b;
+    struct blob_staged *_files;
+    size_t _n, _cap;
+};
+
+void blob_batch_init(struct blob_batch *bb, const struct blobs *b);
+
+/*
+ * Writes `data` (`len` bytes, not kept) as the blob `hash` under a temporary
+ * name, unless the blob is stored already or in the batch. Returns 0 or -errno.
+ */
+int blob_batch_add(struct blob_batch *bb, const uint8_t hash[32], const uint8_t *data, size_t len);
+
+/*
+ * Makes the files added durable under their names. Returns 0, or the first
+ * -errno: a file whose sync or rename failed is not under its name
+ * (blob_exists() tells which are).
+ */
+int blob_batch_commit(struct blob_batch *bb);
+
+/* Removes what was added and not committed, and frees the batch. */
+void blob_batch_free(struct blob_batch *bb);
+
+/* Stores `data` under `hash` unless it is there already: a batch of one. Returns 0 or -errno. */
 int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *data, size_t len);
 
 /*
