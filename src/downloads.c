@@ -40,7 +40,7 @@ struct download {
     size_t src_len;
     struct image_out out;
     uint8_t hash[32];
-    int rc, write_err;
+    int rc;
     uint64_t process_ns;
     h2o_linklist_t queue_link; /* in its queue while waiting for a slot */
     h2o_linklist_t all_link;   /* every download, for shutdown */
@@ -49,7 +49,6 @@ struct download {
 struct downloads {
     struct fetcher *fetcher;
     struct workpool *images;
-    struct blobs *blobs;
     struct blobcache *cache;
     struct downloads_options o;
     struct keymap *by_url;                       /* URL hash -> its download */
@@ -121,16 +120,18 @@ static void fail(struct download *j, enum download_error e, const char *detail)
     end(j);
 }
 
+/*
+ * Checks, resizes and hashes the picture; no disk work here. Its file is
+ * written by the picture index, in batches, before the first record naming it.
+ */
 static void image_run(struct work *w)
 {
     struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
     uint64_t t0 = uv_hrtime();
 
     j->rc = image_process(j->src, j->src_len, &j->d->o.image, &j->out);
-    if (j->rc == 0) {
+    if (j->rc == 0)
         blob_hash(j->out.data, j->out.len, j->hash);
-        j->write_err = blob_write(j->d->blobs, j->hash, j->out.data, j->out.len);
-    }
     j->process_ns = uv_hrtime() - t0;
 }
 
@@ -149,11 +150,6 @@ static void image_done(struct work *w)
         d->stats.bad_images++;
         log_info("pictures: refused %s: %s", j->url, j->out.error);
         fail(j, DOWNLOAD_BAD_IMAGE, j->out.error);
-        return;
-    }
-    if (j->write_err != 0) {
-        log_error("pictures: cannot write to the picture directory: %s", strerror(-j->write_err));
-        fail(j, DOWNLOAD_FAILED, "cannot store the picture");
         return;
     }
     d->stats.processed++;
@@ -256,8 +252,8 @@ void downloads_promote(struct downloads *d, struct download_wait *w)
     pump(d);
 }
 
-int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobs *blobs,
-                   struct blobcache *cache, const struct downloads_options *o)
+int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobcache *cache,
+                   const struct downloads_options *o)
 {
     struct downloads *d = calloc(1, sizeof(*d));
 
@@ -265,7 +261,6 @@ int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workp
         abort();
     d->fetcher = fetcher;
     d->images = images;
-    d->blobs = blobs;
     d->cache = cache;
     d->o = *o;
     if (d->o.max_concurrent == 0)

@@ -14,7 +14,6 @@
 
 #include "image.h"
 
-struct blobs;
 struct blobcache;
 struct blob_ref;
 struct fetcher;
@@ -24,7 +23,7 @@ struct workpool;
 
 enum download_error {
     DOWNLOAD_OK,
-    DOWNLOAD_FAILED,    /* not downloaded (or not stored), or abandoned at shutdown */
+    DOWNLOAD_FAILED,    /* not downloaded, or abandoned at shutdown */
     DOWNLOAD_BAD_IMAGE, /* downloaded, but not an accepted picture */
 };
 
@@ -54,7 +53,7 @@ struct downloads_stats {
     uint64_t started;                   /* downloads started */
     uint64_t failures[8];               /* by enum fetch_error */
     uint64_t bad_images;                /* downloaded, then refused */
-    uint64_t processed;                 /* checked and stored */
+    uint64_t processed;                 /* checked and resized */
     uint64_t process_ns;                /* time spent checking and resizing, summed */
     uint64_t running;                   /* holding a slot now */
     uint64_t queued;                    /* waiting for one */
@@ -64,12 +63,13 @@ struct downloads_stats {
 struct downloads;
 
 /*
- * Prepares a scheduler that downloads with `fetcher`, checks and writes pictures
- * on `images` threads into `blobs`, and keeps the bytes in `cache`; all must
- * outlive it. Returns 0 (allocation failure aborts).
+ * Prepares a scheduler that downloads with `fetcher`, checks and resizes
+ * pictures on `images` threads, and keeps the bytes in `cache`; all must
+ * outlive it. It writes no file: the waiters hand the bytes to the picture
+ * index, which stores them. Returns 0 (allocation failure aborts).
  */
-int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobs *blobs,
-                   struct blobcache *cache, const struct downloads_options *o);
+int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobcache *cache,
+                   const struct downloads_options *o);
 
 /*
  * Waits for `url` (`len` bytes, copied), joining its download when one is

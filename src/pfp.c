@@ -428,7 +428,7 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     }
     p->readers_started = true;
     dopt = (struct downloads_options){.max_concurrent = p->o.max_concurrent, .image = o->image};
-    downloads_init(&p->downloads, sv->fetcher, &p->images, sv->blobs, sv->cache, &dopt);
+    downloads_init(&p->downloads, sv->fetcher, &p->images, sv->cache, &dopt);
     popt = (struct pending_options){.max_age = p->o.max_age};
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};

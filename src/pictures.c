@@ -120,8 +120,22 @@ struct px_put {
     struct blob_ref *bytes;
     bool on_disk;        /* the record's file, checked on the file thread before the write */
     uint64_t disk_bytes; /* ... and its size */
+    bool staged;         /* its file is being written from `bytes`, in the batch's blob_batch */
+    int write_err;       /* the file was missing and could not be written from `bytes` */
     pictures_done_fn done;
     void *ctx;
+    h2o_linklist_t link; /* in the loop's queue, then in its put_batch */
+};
+
+/*
+ * Picture writes handed to the file thread together: their missing files are
+ * written and made durable with one round of syncs (blob_batch), then their
+ * records are submitted together, so that the writer commits them at once.
+ */
+struct put_batch {
+    struct work work;
+    struct pictures *x;
+    h2o_linklist_t puts; /* px_put.link */
 };
 
 struct px_touch {
@@ -664,6 +678,9 @@ static int apply_put(MDB_txn *txn, struct db_write *w)
 
     if (rc == 0)
         rc = record_set(&p->b, txn, p->pubkey, p->value, p->len, false, p->on_disk ? &p->disk_bytes : NULL);
+    /* Its file is missing because it could not be written, not because it went. */
+    if (rc == -ENOENT && p->write_err != 0)
+        rc = p->write_err;
     if (rc == 0 && p->put_url) {
         MDB_val uk = {32, p->url_key}, uv = {sizeof(p->url), &p->url};
         rc = db_errno(mdb_put(txn, p->b.x->_urls, &uk, &uv, 0));
@@ -756,30 +773,119 @@ static void run_reconcile(struct work *work)
     run_removal(work);
 }
 
-/* A picture's file must be there before its record names it: written again from the bytes if it has gone. */
-static void run_put(struct work *work)
+/*
+ * A picture's file must be there before its record names it: when it is not
+ * (a new picture, or one evicted or purged meanwhile) it joins `bb`, to be
+ * written from the bytes. Returns whether it did.
+ */
+static bool put_check_file(struct px_put *p, struct blob_batch *bb)
 {
-    struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.work, work);
     struct pictures *x = p->b.x;
     struct pic pic;
     MDB_val v = {p->len, p->value};
+    char path[4096];
+    struct stat st;
 
-    if (p->value != NULL && pic_decode(&v, &pic) == 0 && pic.h.state == PIC_OK) {
-        char path[4096];
-        struct stat st;
-
-        blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
-        p->on_disk = stat(path, &st) == 0;
-        if (!p->on_disk && p->bytes != NULL && memcmp(p->bytes->hash, pic.h.blob, 32) == 0)
-            p->on_disk = blob_write(x->_blobs, pic.h.blob, p->bytes->data, p->bytes->len) == 0 && stat(path, &st) == 0;
-        p->disk_bytes = p->on_disk ? (uint64_t)st.st_size : 0;
+    if (p->value == NULL || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
+        return false;
+    blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
+    if ((p->on_disk = stat(path, &st) == 0)) {
+        p->disk_bytes = (uint64_t)st.st_size;
+        return false;
     }
-    db_submit(x->_db, &p->b.w);
+    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0)
+        return false;
+    p->write_err = blob_batch_add(bb, pic.h.blob, p->bytes->data, p->bytes->len);
+    return p->staged = p->write_err == 0;
 }
 
-/* Hands `pw` to the file thread, or runs its file work here once that thread has stopped. */
+/* After the batch's commit: the size of a file it wrote, or the reason it is not there. */
+static void put_written(struct px_put *p, int commit_err)
+{
+    char path[4096];
+    struct stat st;
+
+    blob_path(p->b.x->_blobs, p->bytes->hash, path, sizeof(path));
+    if ((p->on_disk = stat(path, &st) == 0))
+        p->disk_bytes = (uint64_t)st.st_size;
+    else
+        p->write_err = commit_err != 0 ? commit_err : -errno;
+}
+
+/*
+ * Writes the batch's missing files, makes them durable, then submits the
+ * records: a record is committed only once its file is durable.
+ */
+static void run_puts(struct work *work)
+{
+    struct put_batch *pb = H2O_STRUCT_FROM_MEMBER(struct put_batch, work, work);
+    struct blob_batch bb;
+    h2o_linklist_t *l, *next;
+    bool any = false;
+    int commit_err = 0;
+
+    blob_batch_init(&bb, pb->x->_blobs);
+    for (l = pb->puts.next; l != &pb->puts; l = l->next) {
+        any = put_check_file(H2O_STRUCT_FROM_MEMBER(struct px_put, link, l), &bb) || any;
+    }
+    if (any)
+        commit_err = blob_batch_commit(&bb);
+    blob_batch_free(&bb);
+    for (l = pb->puts.next; l != &pb->puts; l = l->next) {
+        struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, link, l);
+        if (p->staged)
+            put_written(p, commit_err);
+    }
+    /* A put may be freed on the loop as soon as it is submitted: the next one is found first. */
+    for (l = pb->puts.next; l != &pb->puts; l = next) {
+        next = l->next;
+        db_submit(pb->x->_db, &H2O_STRUCT_FROM_MEMBER(struct px_put, link, l)->b.w);
+    }
+}
+
+static void on_puts_done(struct work *work);
+
+/* Hands the picture writes queued on the loop to the file thread as one batch (or runs it here once stopped). */
+static void flush_puts(struct pictures *x)
+{
+    struct put_batch *pb;
+
+    if (h2o_linklist_is_empty(&x->_puts))
+        return;
+    if ((pb = calloc(1, sizeof(*pb))) == NULL)
+        abort();
+    pb->x = x;
+    h2o_linklist_init_anchor(&pb->puts);
+    h2o_linklist_insert_list(&pb->puts, &x->_puts);
+    pb->work.run = run_puts;
+    pb->work.done = on_puts_done;
+    x->_put_batches++;
+    if (!x->_file_thread_stopped) {
+        workpool_submit(&x->_file_thread, &pb->work);
+        return;
+    }
+    run_puts(&pb->work);
+    on_puts_done(&pb->work);
+}
+
+/* A batch's records are submitted: the picture writes queued meanwhile go as the next batch. */
+static void on_puts_done(struct work *work)
+{
+    struct put_batch *pb = H2O_STRUCT_FROM_MEMBER(struct put_batch, work, work);
+    struct pictures *x = pb->x;
+
+    free(pb);
+    if (--x->_put_batches == 0)
+        flush_puts(x);
+}
+
+/*
+ * Hands `pw` to the file thread, or runs its file work here once that thread
+ * has stopped. The picture writes queued before it go first, in their order.
+ */
 static void file_work(struct pictures *x, struct px *pw, void (*run)(struct work *), void (*done)(struct work *))
 {
+    flush_puts(x);
     pw->work.run = run;
     pw->work.done = done;
     if (!x->_file_thread_stopped) {
@@ -1001,7 +1107,10 @@ void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic
         blob_retain(bytes);
     p->done = done;
     p->ctx = ctx;
-    file_work(x, &p->b, run_put, NULL);
+    /* While a batch is on the file thread, writes gather for the next one. */
+    h2o_linklist_insert(&x->_puts, &p->link);
+    if (x->_put_batches == 0)
+        flush_puts(x);
 }
 
 void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t pubkey[32], pictures_purged_fn done,
@@ -1118,6 +1227,7 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
     x->_check_ms = opt->check_interval_ms;
     x->_stats.max_bytes = opt->max_bytes;
     x->_touched = keymap_new(32);
+    h2o_linklist_init_anchor(&x->_puts);
     uv_update_time(loop);
     x->_wall_base_ms = wall_ms();
     x->_mono_base_ms = uv_now(loop);
@@ -1143,6 +1253,7 @@ void pictures_shutdown(struct pictures *x)
     x->_closing = true;
     uv_timer_stop(&x->_timer);
     flush_touches(x);
+    flush_puts(x);
     workpool_shutdown(&x->_file_thread);
     x->_file_thread_stopped = true;
 }

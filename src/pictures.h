@@ -6,6 +6,7 @@
 #ifndef PFP_PICTURES_H
 #define PFP_PICTURES_H
 
+#include <h2o/linklist.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -109,6 +110,8 @@ struct pictures {
     size_t _ntouches, _touches_cap;
     uv_timer_t _timer;
     struct workpool _file_thread;    /* one thread: the file work, in order */
+    h2o_linklist_t _puts;            /* picture writes waiting for the file thread, handed over together */
+    unsigned _put_batches;           /* batches of them handed over and not back yet */
     bool _file_thread_stopped;       /* after pictures_shutdown(): file work runs on the caller's thread */
     uint64_t _run_files, _run_bytes; /* evicted so far by the eviction under way, for its log line */
     bool _closing;

@@ -150,7 +150,7 @@ static int setup(void **state)
         fail_msg("%s", err);
     assert_int_equal(workpool_init(&images, 1, &inbox), 0);
     dopt.image = (struct image_opts){true, 64, 80, 1 << 24};
-    assert_int_equal(downloads_init(&downloads, &fetcher, &images, &blobs, &memory, &dopt), 0);
+    assert_int_equal(downloads_init(&downloads, &fetcher, &images, &memory, &dopt), 0);
     /* No upstream relays: every profile here is stored locally, so no lookup is ever made. */
     assert_int_equal(pending_init(&pending, &st, &index_, NULL, downloads, &popt), 0);
     return 0;
