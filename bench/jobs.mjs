@@ -15,6 +15,8 @@ import { startRelay } from '../tests/e2e/lib/relay.mjs';
 import { benchDir, here, openSocket, publishAll } from './lib.mjs';
 
 const PUBKEYS = Number(process.env.BATCH_PUBKEYS ?? 2000);
+// JOBS_ONLY=batch measures the batch and its limit alone, without the one-at-a-time reference or the LRU part.
+const only = process.env.JOBS_ONLY;
 const tools = process.env.BENCH_TOOLS ?? here('../build/release/bench');
 const dir = benchDir();
 
@@ -75,16 +77,19 @@ try {
   await batch.cleanup();
 
   // The reference: GET /profile-pic for each pubkey in turn, as a client without batch-cache would.
-  const single = await mainRelay('single');
-  const t1 = performance.now();
   let ok = 0;
-  for (const l of singleProfiles) {
-    const res = await fetch(`${single.url}/profile-pic/${JSON.parse(l).pubkey}`);
-    await res.arrayBuffer();
-    ok += res.status === 200;
+  let singleSeconds = NaN;
+  if (only !== 'batch') {
+    const single = await mainRelay('single');
+    const t1 = performance.now();
+    for (const l of singleProfiles) {
+      const res = await fetch(`${single.url}/profile-pic/${JSON.parse(l).pubkey}`);
+      await res.arrayBuffer();
+      ok += res.status === 200;
+    }
+    singleSeconds = (performance.now() - t1) / 1000;
+    await single.cleanup();
   }
-  const singleSeconds = (performance.now() - t1) / 1000;
-  await single.cleanup();
 
   // The relays run with image_threads at its default, 0: one per online CPU.
   const [pipelineRate, pipelined, threads] = execFileSync(join(tools, 'pipeline_rate'), [sources, '0'], { encoding: 'utf8' })
@@ -95,8 +100,10 @@ try {
 
   console.log(`batch pre-caching (${PUBKEYS} pubkeys, profiles on a local upstream relay, a distinct picture each)`);
   console.log(`  POST /batch-cache, until the jobs are done   ${batchSeconds.toFixed(2).padStart(6)} s  ${batchRate.toFixed(0).padStart(5)} pictures/s  (${cached} cached)`);
-  console.log(`  GET /profile-pic, one request at a time     ${singleSeconds.toFixed(2).padStart(6)} s  ${(ok / singleSeconds).toFixed(0).padStart(5)} pictures/s  (${ok} cached)`);
-  console.log(`  ratio one-at-a-time/batch (speed-up)        ${(singleSeconds / batchSeconds).toFixed(1).padStart(6)}`);
+  if (only !== 'batch') {
+    console.log(`  GET /profile-pic, one request at a time     ${singleSeconds.toFixed(2).padStart(6)} s  ${(ok / singleSeconds).toFixed(0).padStart(5)} pictures/s  (${ok} cached)`);
+    console.log(`  ratio one-at-a-time/batch (speed-up)        ${(singleSeconds / batchSeconds).toFixed(1).padStart(6)}`);
+  }
   console.log(`  image pipeline alone, ${threads} threads, no I/O     ${(pipelined / pipelineRate).toFixed(2).padStart(6)} s  ${pipelineRate.toFixed(0).padStart(5)} pictures/s  (${pipelined} pictures)`);
   console.log(`  ratio batch/pipeline                        ${(batchRate / pipelineRate).toFixed(2).padStart(6)}`);
 } finally {
@@ -104,6 +111,10 @@ try {
   await images.close();
 }
 
+if (only === 'batch') {
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+}
 const lru = join(dir, 'lru');
 mkdirSync(lru);
 const [evicted, evictSeconds, unlinkSeconds] = execFileSync(join(tools, 'evict_rate'), [lru], {
