@@ -116,6 +116,8 @@ static void write_found(struct search *s, struct blob_ref *blob, const struct ur
     if ((s->blob = blob) != NULL)
         blob_retain(blob);
     pictures_put(s->ps->pictures, s->pubkey, &s->found, url, url_key, blob, on_written, s);
+    if (!s->background)
+        pictures_flush(s->ps->pictures);
 }
 
 /* The picture there was stays, confirmed for another period. */

@@ -20,6 +20,13 @@
 #define EVICT_CHUNK 1000
 /* Last-served times still in memory are written at least this often. */
 #define TOUCH_FLUSH_MS 30000
+/*
+ * Picture writes nobody waits for gather this long, or up to this many, before
+ * the file thread takes them: each batch costs two filesystem syncs and a
+ * commit however many pictures it holds.
+ */
+#define PUT_GATHER_MS 50
+#define PUT_BATCH_MAX 64
 
 static const char TOTALS_KEY[] = "totals";
 
@@ -844,6 +851,16 @@ static void run_puts(struct work *work)
 }
 
 static void on_puts_done(struct work *work);
+static void flush_puts(struct pictures *x);
+
+static void on_put_timer(uv_timer_t *t)
+{
+    struct pictures *x = H2O_STRUCT_FROM_MEMBER(struct pictures, _put_timer, t);
+
+    /* With a batch on the file thread, the writes gathered go once it is back. */
+    if (x->_put_batches == 0)
+        flush_puts(x);
+}
 
 /* Hands the picture writes queued on the loop to the file thread as one batch (or runs it here once stopped). */
 static void flush_puts(struct pictures *x)
@@ -857,6 +874,8 @@ static void flush_puts(struct pictures *x)
     pb->x = x;
     h2o_linklist_init_anchor(&pb->puts);
     h2o_linklist_insert_list(&pb->puts, &x->_puts);
+    x->_nputs = 0;
+    uv_timer_stop(&x->_put_timer);
     pb->work.run = run_puts;
     pb->work.done = on_puts_done;
     x->_put_batches++;
@@ -1107,8 +1126,17 @@ void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic
         blob_retain(bytes);
     p->done = done;
     p->ctx = ctx;
-    /* While a batch is on the file thread, writes gather for the next one. */
+    /* Writes gather for the next batch while one is on the file thread, and for PUT_GATHER_MS at most. */
     h2o_linklist_insert(&x->_puts, &p->link);
+    x->_nputs++;
+    if (x->_file_thread_stopped || (x->_nputs >= PUT_BATCH_MAX && x->_put_batches == 0))
+        flush_puts(x);
+    else if (!uv_is_active((uv_handle_t *)&x->_put_timer))
+        uv_timer_start(&x->_put_timer, on_put_timer, PUT_GATHER_MS, 0);
+}
+
+void pictures_flush(struct pictures *x)
+{
     if (x->_put_batches == 0)
         flush_puts(x);
 }
@@ -1233,6 +1261,7 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
     x->_mono_base_ms = uv_now(loop);
     uv_timer_init(loop, &x->_timer);
     x->_timer.data = x;
+    uv_timer_init(loop, &x->_put_timer);
     return 0;
 }
 
@@ -1266,6 +1295,8 @@ void pictures_free(struct pictures *x)
     x->_touched = NULL;
     free(x->_touches);
     x->_touches = NULL;
-    if (x->_timer.loop != NULL)
+    if (x->_timer.loop != NULL) {
         uv_close((uv_handle_t *)&x->_timer, NULL);
+        uv_close((uv_handle_t *)&x->_put_timer, NULL);
+    }
 }

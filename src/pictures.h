@@ -90,11 +90,11 @@ struct touch;
 struct keymap;
 
 /*
- * The fields are private. File work (reading the media directory, writing a
- * file again, removing files) runs on a thread of its own, in order with the
- * index writes it goes with: a file is removed only after the commit that
- * dropped its entries, and a write that needs a file checks for it after
- * every earlier removal.
+ * The fields are private. File work (reading the media directory, writing
+ * pictures' files, removing files) runs on a thread of its own, in order with
+ * the index writes it goes with: a file is removed only after the commit that
+ * dropped its entries, a write that needs a file checks for it after every
+ * earlier removal, and a file is durable before the record naming it.
  */
 struct pictures {
     uv_loop_t *_loop;
@@ -111,6 +111,8 @@ struct pictures {
     uv_timer_t _timer;
     struct workpool _file_thread;    /* one thread: the file work, in order */
     h2o_linklist_t _puts;            /* picture writes waiting for the file thread, handed over together */
+    size_t _nputs;                   /* ... how many */
+    uv_timer_t _put_timer;           /* ... until they have waited long enough */
     unsigned _put_batches;           /* batches of them handed over and not back yet */
     bool _file_thread_stopped;       /* after pictures_shutdown(): file work runs on the caller's thread */
     uint64_t _run_files, _run_bytes; /* evicted so far by the eviction under way, for its log line */
@@ -146,14 +148,23 @@ typedef void (*pictures_done_fn)(void *ctx, int status);
 
 /*
  * Stores `pic` for `pubkey`, or deletes its record when `pic` is NULL; with
- * `url`, also what `url_key` gave. A picture's file must exist: if it has gone
- * (evicted or purged meanwhile), it is written again from `bytes` when given,
- * else the write fails with -ENOENT and nothing changes. `done` (may be NULL)
- * hears 0 or a negative error (-ENOENT, -ENOSPC, -EIO, -ESHUTDOWN) once
- * committed. `bytes` is retained until then. Loop thread.
+ * `url`, also what `url_key` gave. A picture's file must exist: if it is not
+ * there (a new picture, or one evicted or purged meanwhile), it is written
+ * from `bytes` when given, and made durable before the record is committed;
+ * else the write fails with -ENOENT and nothing changes. Writes gather for up
+ * to PUT_GATHER_MS (pictures.c) and go in batches; pictures_flush() when
+ * someone waits. `done` (may be NULL) hears 0 or a negative error (-ENOENT,
+ * -ENOSPC, -EIO, -ESHUTDOWN, or the error writing the file) once committed.
+ * `bytes` is retained until then. Loop thread.
  */
 void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
                   const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx);
+
+/*
+ * Someone waits for the writes queued: they go to the file thread now rather
+ * than after gathering with others (or as soon as the batch there is back).
+ */
+void pictures_flush(struct pictures *x);
 
 typedef void (*pictures_purged_fn)(void *ctx, const struct pictures_purged *r);
 

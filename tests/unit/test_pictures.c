@@ -1,4 +1,6 @@
-/* test_pictures.c -- the picture index on a real loop and LMDB: users per file, eviction order, reconciliation, purges.
+/*
+ * test_pictures.c -- the picture index on a real loop and LMDB: users per file, eviction order, reconciliation,
+ * purges, and picture files made durable before the records that name them.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,10 +8,55 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include "db.h"
+
+/*
+ * The file thread's disk work, in order: 's' a sync of the filesystem and 'r'
+ * a rename as blob.c makes them, 'p' a write submitted to the database.
+ */
+static char io_log[64];
+static size_t io_len;
+static bool io_logging;
+
+static void io_note(char c)
+{
+    if (io_logging && io_len < sizeof(io_log) - 1)
+        io_log[io_len++] = c;
+}
+
+static int logged_syncfs(int fd)
+{
+    io_note('s');
+    return syncfs(fd);
+}
+
+static int logged_rename(const char *from, const char *to)
+{
+    io_note('r');
+    return rename(from, to);
+}
+
+static void logged_submit(struct db *db, struct db_write *w)
+{
+    io_note('p');
+    db_submit(db, w);
+}
+
+#define syncfs logged_syncfs
+#define rename logged_rename
+#include "../../src/blob.c"
+#undef syncfs
+#undef rename
+
+#define db_submit logged_submit
 #include "../../src/pictures.c"
+#undef db_submit
 
 #define FILE_BYTES 1000
 
@@ -463,6 +510,92 @@ static void a_forgotten_file_takes_its_records_with_it(void **state)
     assert_false(has_record(0xa2));
 }
 
+/* Queues pubkey `pk`'s picture as file `n`, with its bytes, as a fresh download does; `status` hears the write. */
+static void put_with_bytes(uint8_t pk, uint8_t n, int *status)
+{
+    struct blob_ref *ref;
+    struct pic pic = {0};
+    uint8_t data[FILE_BYTES], pubkey[32];
+
+    memset(data, n, sizeof(data));
+    memset(pubkey, pk, 32);
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    blob_hash(data, sizeof(data), pic.h.blob);
+    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
+    assert_non_null(ref);
+    *status = 1;
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, ref, on_put, status);
+    blob_release(ref);
+}
+
+static void new_files_are_durable_under_their_names_before_their_records_are_submitted(void **state)
+{
+    int a, b;
+    (void)state;
+
+    io_len = 0;
+    io_logging = true;
+    put_with_bytes(0xa1, 5, &a);
+    put_with_bytes(0xa2, 6, &b);
+    wait_all();
+    io_logging = false;
+    io_log[io_len] = '\0';
+    /* Both written in one batch: contents synced, renamed, names synced, and only then the two records. */
+    assert_string_equal(io_log, "srrspp");
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 0);
+    assert_true(file_there(5));
+    assert_true(file_there(6));
+    assert_true(has_record(0xa1));
+    assert_true(has_record(0xa2));
+}
+
+static void a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps(void **state)
+{
+    struct pictures_stats s;
+    struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
+    char path[256], tmp[300];
+    uint8_t hash[32];
+    FILE *f;
+    int status;
+    (void)state;
+
+    put_with_bytes(0xa1, 1, &status);
+    wait_all();
+    assert_int_equal(status, 0);
+    close_index();
+    open_index();
+
+    /*
+     * Killed during a batch: file 5 still under its temporary name, half written (before the first sync or the
+     * rename); file 6 whole under its name but its record never committed (after the renames).
+     */
+    file_hash(5, hash);
+    blob_path(&blobs, hash, path, sizeof(path));
+    assert_int_equal(fs_mkdir_parent(path, 0755), 0);
+    snprintf(tmp, sizeof(tmp), "%s" TMP_MARK "%d.%u", path, 99999, 7u);
+    assert_non_null(f = fopen(tmp, "w"));
+    fputs("half", f);
+    fclose(f);
+    write_file(6);
+    file_hash(6, hash);
+    blob_path(&blobs, hash, path, sizeof(path));
+    assert_int_equal(utimes(path, old), 0);
+    close_index();
+    open_index();
+
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_false(file_there(5));
+    assert_false(file_there(6));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 1);
+    assert_int_equal(s.files, 1);
+    assert_true(has_record(0xa1));
+    assert_true(file_there(1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +612,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_forgotten_file_takes_its_records_with_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(new_files_are_durable_under_their_names_before_their_records_are_submitted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
