@@ -20,7 +20,8 @@ const REQS = 6;
 // authors keeps the loop busy for about 20 ms there (more on a slow or busy machine), and AddressSanitizer
 // makes that work about three times slower; the former keymap took 370 ms. So the colliding flood is held
 // to this bound or, where the same flood of random authors measured in the same run is itself slower, to
-// twice that: collisions may cost nothing that random keys do not.
+// three times that and 20 ms (the slowest answer is one sample, noisy on a busy machine): the former
+// keymap's collisions cost ten times what random keys do.
 const MAX_HEALTH_MS = /\/asan\//.test(BIN) ? 150 : 50;
 
 // Distinct random pubkeys, the reference.
@@ -102,7 +103,7 @@ if (!isMainThread) {
   test(`/health answers within ${MAX_HEALTH_MS} ms while REQs of 5,000 colliding authors are looked up`, async () => {
     const random = await healthDuringFlood(false);
     const colliding = await healthDuringFlood(true);
-    const bound = Math.max(MAX_HEALTH_MS, 2 * random);
+    const bound = Math.max(MAX_HEALTH_MS, 3 * random + 20);
     assert.ok(
       colliding < bound,
       `slowest /health took ${colliding.toFixed(1)} ms with colliding authors, ${random.toFixed(1)} ms with random ones`,
