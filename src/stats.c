@@ -247,6 +247,8 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
         metrics_u64(b, "pfpcache_jobs", one_label(l, "state", job_state_names[st]), jobs[st]);
     metrics_single(b, "pfpcache_job_pubkeys_done_total", "counter", "Pubkeys of jobs done since start-up.",
                    js.items_done);
+    metrics_single(b, "pfpcache_jobs_resumed_total", "counter", "Unfinished jobs taken up again at start-up.",
+                   js.resumed);
 
     metrics_single(b, "pfpcache_relay_connections", "gauge", "Open Nostr client connections.", rs.connections);
     metrics_single(b, "pfpcache_relay_connections_total", "counter", "Nostr client connections accepted.",

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 
 import { makeFixtures, makeNoise, startImageServer } from './lib/images.mjs';
 import { newUser, publishRaw, rawClient } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { startRelay, tempDir, until } from './lib/relay.mjs';
 
 const NOISE = 300;
 let fixtures, images;
@@ -134,11 +134,11 @@ test('a purge during a burst of reads never serves a partial picture or an error
 
 // Eviction follows the write that crosses the limit by a moment: waits (up to 2 s) for the files to fit.
 async function settlesWithin(relay, limit, what) {
-  const deadline = Date.now() + 2000;
-  while (mediaFiles(relay).bytes > limit) {
-    if (Date.now() > deadline) assert.fail(`the files exceed ${limit} bytes ${what}: ${mediaFiles(relay).bytes}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await until(() => mediaFiles(relay).bytes, (bytes) => bytes <= limit, {
+    what: `the files within ${limit} bytes ${what}`,
+    timeoutMs: 2000,
+    intervalMs: 10,
+  });
 }
 
 test('LRU: the cache stays under max_cache_size_mb, recently served pictures stay, and recency survives a restart', async () => {

@@ -75,7 +75,7 @@ if (!isMainThread) {
 
   // The /health latencies seen while a worker floods the relay with REQs of colliding or random authors.
   async function healthDuringFlood(colliding) {
-    const stats = async () => (await fetch(`${relay.url}/stats`)).json();
+    const stats = () => relay.stats();
     const before = (await stats()).lookups.requested;
     const latencies = [];
     const worker = new Worker(new URL(import.meta.url), { workerData: { url: relay.url, colliding } });

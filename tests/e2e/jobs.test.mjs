@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { nip19 } from 'nostr-tools';
 
 import { newUser, publishRaw } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { startRelay, tempDir, until } from './lib/relay.mjs';
 import { startWorld, worldConfig } from './lib/world.mjs';
 
 let world, images, relay;
@@ -36,14 +36,12 @@ async function get(path, base = relay.url) {
 
 // Polls GET /jobs/{id} until the job has ended.
 async function finished(id, { base = relay.url, timeoutMs = 30000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const job = async () => {
     const { status, json } = await get(`/jobs/${id}`, base);
     assert.equal(status, 200);
-    if (json.state === 'done' || json.state === 'failed') return json;
-    if (Date.now() > deadline) throw new Error(`job ${id} did not finish: ${JSON.stringify(json)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return json;
+  };
+  return until(job, (json) => json.state === 'done' || json.state === 'failed', { what: `job ${id} finished`, timeoutMs });
 }
 
 const picStatus = async (pubkey, base = relay.url) => {
@@ -189,6 +187,7 @@ test('a job interrupted by kill -9 resumes after the restart and finishes', asyn
   try {
     // Unfinished after the kill; the restarted relay takes it up again on its own.
     assert.notEqual((await get(`/jobs/${json.job_id}`, victim.url)).json.state, 'done');
+    assert.equal(await victim.metric('pfpcache_jobs_resumed_total'), 1);
     const job = await finished(json.job_id, { base: victim.url });
     assert.equal(job.state, 'done');
     assert.equal(job.done, 60);

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { newUser, rawClient, wsUrl } from './lib/nostr.mjs';
+import { parseMetrics, until } from './lib/relay.mjs';
 import { startWorld } from './lib/world.mjs';
 
 let world, images, upstream, relay;
@@ -15,42 +16,15 @@ before(async () => {
 
 after(() => world.close());
 
-// Parses the text exposition format strictly: every sample belongs to a family declared by # TYPE.
-function parse(text) {
-  const families = new Map();
-  const samples = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    let m;
-    if ((m = /^# HELP ([a-z_:][a-z0-9_:]*) \S.*$/.exec(line))) continue;
-    if ((m = /^# TYPE ([a-z_:][a-z0-9_:]*) (counter|gauge|histogram)$/.exec(line))) {
-      assert.ok(!families.has(m[1]), `${m[1]} declared twice`);
-      families.set(m[1], m[2]);
-      continue;
-    }
-    m = /^([a-z_:][a-z0-9_:]*)(?:\{((?:[a-z_][a-z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `not a sample line: ${line}`);
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_][a-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
-    const value = m[3] === '+Inf' ? Infinity : Number(m[3]);
-    assert.ok(!Number.isNaN(value), `not a number: ${line}`);
-    const family = [m[1], m[1].replace(/_(bucket|sum|count)$/, '')].find((f) => families.has(f));
-    assert.ok(family, `${m[1]} has no # TYPE`);
-    samples.push({ name: m[1], family, labels, value });
-  }
-  return { families, samples };
-}
-
+// GET /metrics, its status and content type checked, parsed.
 async function metrics() {
   const res = await fetch(`${relay.url}/metrics`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
-  const m = parse(await res.text());
-  m.get = (name, labels = {}) =>
-    m.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
-  return m;
+  return parseMetrics(await res.text());
 }
 
-const stats = async () => (await fetch(`${relay.url}/stats`)).json();
+const stats = () => relay.stats();
 
 const upstreamProfile = (picture) => world.upstreamProfile(picture);
 
@@ -67,14 +41,20 @@ const FAMILIES = {
   pfpcache_upstream_lookup_duration_seconds: 'histogram',
   pfpcache_upstream_relay_up: 'gauge',
   pfpcache_upstream_relay_state: 'gauge',
+  pfpcache_upstream_relay_connects_total: 'counter',
+  pfpcache_upstream_relay_invalid_events_total: 'counter',
   pfpcache_downloads_total: 'counter',
   pfpcache_download_failures_total: 'counter',
   pfpcache_image_processing_seconds: 'histogram',
   pfpcache_cache_pictures: 'gauge',
   pfpcache_cache_bytes: 'gauge',
   pfpcache_cache_evictions_total: 'counter',
+  pfpcache_cache_evicted_files_total: 'counter',
   pfpcache_jobs: 'gauge',
+  pfpcache_jobs_resumed_total: 'counter',
   pfpcache_relay_connections: 'gauge',
+  pfpcache_relay_subscriptions_total: 'counter',
+  pfpcache_relay_slow_clients_closed_total: 'counter',
   pfpcache_events_stored_total: 'counter',
 };
 
@@ -119,12 +99,10 @@ test('counters and /stats move as pictures are fetched, failures happen and jobs
     body: JSON.stringify({ pubkeys: [good.pubkey] }),
   })).json();
   // The job is small: done well within the deadline, or the test fails naming the state it stayed in.
-  const deadline = Date.now() + 10000;
-  for (let state = ''; state !== 'done';) {
-    assert.ok(Date.now() < deadline, `the job is still ${state || 'unknown'} after 10 s`);
-    state = (await (await fetch(`${relay.url}/jobs/${job.job_id}`)).json()).state;
-    if (state !== 'done') await new Promise((r) => setTimeout(r, 20));
-  }
+  await until(async () => (await (await fetch(`${relay.url}/jobs/${job.job_id}`)).json()).state, (state) => state === 'done', {
+    what: 'the job done',
+    intervalMs: 20,
+  });
 
   const after = await metrics();
   const delta = (name, labels) => after.get(name, labels) - before.get(name, labels);

@@ -12,7 +12,7 @@ import { nip19 } from 'nostr-tools';
 
 import { inspect, makeFixtures, startImageServer } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { startRelay, tempDir, until } from './lib/relay.mjs';
 
 let fixtures, images, relay, client;
 
@@ -59,21 +59,6 @@ function inspectBody(body) {
 }
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
-
-// Calls `probe` until `done` holds for what it returns, and returns that; fails after `timeoutMs`.
-async function until(probe, done, { timeoutMs = 10000, intervalMs = 50 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await probe();
-    if (done(r)) return r;
-    if (Date.now() > deadline) throw new Error('the condition never held');
-    await new Promise((res) => setTimeout(res, intervalMs));
-  }
-}
-
-async function stats(base = relay.url) {
-  return (await fetch(`${base}/stats`)).json();
-}
 
 test('a large JPEG is resized to fit max_image_size, cached, and served with strong cache headers', async () => {
   const u = await profile(`${images.url}/f/big.jpg`);
@@ -203,6 +188,8 @@ test('the address guard refuses loopback and names the range, even through a hos
       assert.equal(res.status, 307);
       assert.equal(res.headers.get('location'), url);
     }
+    assert.equal(await strict.metric('pfpcache_download_failures_total', { reason: 'refused_address' }), 2);
+    // The log names the range; its line may reach the test a moment after the answer.
     await strict.waitForLog(/refused_address \(refused address: loopback\)/);
     assert.equal(images.hits.get('/status/200'), undefined, 'the guard refused before connecting');
   } finally {
@@ -347,7 +334,7 @@ test('kill -9 during a burst of downloads leaves only whole pictures', async () 
   c.close();
   const burst = users.map((u) => getPic(u.pubkey, {}, victim.url).catch(() => null));
   await until(
-    () => stats(victim.url),
+    () => victim.stats(),
     ({ downloads: d }) => d.started > 0 && d.started > d.processed + Object.values(d.failed).reduce((a, b) => a + b, 0),
     { intervalMs: 5 },
   );

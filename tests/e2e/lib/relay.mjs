@@ -1,5 +1,6 @@
 // relay.mjs -- start the real pfpcache-relay binary on a free loopback port with a
-// temporary data directory, and stop it again.
+// temporary data directory, stop it again, and read its /stats and /metrics.
+import assert from 'node:assert/strict';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { spawn } from 'node:child_process';
@@ -73,6 +74,48 @@ function getText(target) {
   });
 }
 
+// Calls `probe` (sync or async) until `done` holds for what it returns, and returns that. Fails after
+// `timeoutMs`, naming `what` and the last value seen, so that no test waits without a bound.
+export async function until(probe, done = Boolean, { what = 'the condition', timeoutMs = 10000, intervalMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await probe();
+    if (done(r)) return r;
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: not within ${timeoutMs} ms (last seen: ${String(JSON.stringify(r)).slice(0, 300)})`);
+    }
+    await new Promise((res) => setTimeout(res, intervalMs));
+  }
+}
+
+// Parses the Prometheus text exposition format strictly: every sample belongs to a family declared by
+// # TYPE. `get(name, labels)` sums the samples of `name` whose labels include `labels` (0 when none).
+export function parseMetrics(text) {
+  const families = new Map();
+  const samples = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let m;
+    if ((m = /^# HELP ([a-z_:][a-z0-9_:]*) \S.*$/.exec(line))) continue;
+    if ((m = /^# TYPE ([a-z_:][a-z0-9_:]*) (counter|gauge|histogram)$/.exec(line))) {
+      assert.ok(!families.has(m[1]), `${m[1]} declared twice`);
+      families.set(m[1], m[2]);
+      continue;
+    }
+    m = /^([a-z_:][a-z0-9_:]*)(?:\{((?:[a-z_][a-z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_][a-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    const value = m[3] === '+Inf' ? Infinity : Number(m[3]);
+    assert.ok(!Number.isNaN(value), `not a number: ${line}`);
+    const family = [m[1], m[1].replace(/_(bucket|sum|count)$/, '')].find((f) => families.has(f));
+    assert.ok(family, `${m[1]} has no # TYPE`);
+    samples.push({ name: m[1], family, labels, value });
+  }
+  const get = (name, labels = {}) =>
+    samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+  return { families, samples, get };
+}
+
 // Starts the relay and resolves once it logs the address it listens on.
 // `config` overrides testConfig(); `readyPattern` may wait for a different line,
 // or be null to return at once (for a relay that logs nothing).
@@ -136,20 +179,18 @@ export async function startRelay({ config = {}, dir, readyPattern = /listening o
     async stats() {
       return JSON.parse(await getText(`${url}/stats`));
     },
-    // The value of one sample of GET /metrics: `name` with exactly the label list `labels`
-    // (as the relay writes it, e.g. 'relay="ws://127.0.0.1:9"'), 0 when absent.
-    async metric(name, labels = '') {
-      const text = await getText(`${url}/metrics`);
-      const line = text.split('\n').find((l) => l.startsWith(labels === '' ? `${name} ` : `${name}{${labels}} `));
-      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    // GET /metrics, parsed by parseMetrics().
+    async metrics() {
+      return parseMetrics(await getText(`${url}/metrics`));
     },
-    // Resolves once `condition()` (sync or async) is true; rejects after `timeoutMs`, naming `what`.
-    async waitFor(condition, what, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await condition())) {
-        if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    // One figure of GET /metrics: the sum of the samples of `name` whose labels include `labels`
+    // (e.g. { relay: 'ws://127.0.0.1:9' }), 0 when there is none.
+    async metric(name, labels = {}) {
+      return (await this.metrics()).get(name, labels);
+    },
+    // Resolves with the first true value of `condition()` (sync or async); rejects after `timeoutMs`, naming `what`.
+    waitFor(condition, what, timeoutMs = 5000) {
+      return until(condition, Boolean, { what, timeoutMs, intervalMs: 20 });
     },
     // Resolves once every upstream relay in /stats is connected.
     async waitUpstreamConnected(timeoutMs = 5000) {

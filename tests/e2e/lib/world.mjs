@@ -26,7 +26,7 @@ export async function startWorld(config = {}) {
     w.upstream = await startRelay();
     w.upClient = await rawClient(w.upstream.url);
     w.relay = await startRelay({ config: worldConfig(w.upstream, config) });
-    await w.relay.waitForLog(/upstream ws:\/\/127\.0\.0\.1:\d+: connected/);
+    await w.relay.waitUpstreamConnected();
   } catch (e) {
     await closeWorld(w).catch(() => {});
     throw e;
