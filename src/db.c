@@ -29,13 +29,9 @@ struct db {
     pthread_t writer;
     bool writer_running, shut;
     uint64_t commits; /* written by the writer thread */
-};
-
-/* A thread blocked in db_submit_wait(). */
-struct db_wait {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool settled;
+    /* Writes waited for with db_wait() settle under this lock; few threads wait, so one condition serves all. */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t settled;
 };
 
 int db_errno(int rc)
@@ -62,17 +58,15 @@ static void on_write_completed(struct inbox_item *item)
 /* Hands a settled write back: to the thread waiting for it, or to the loop. */
 static void settle(struct db *db, struct db_write *w)
 {
-    struct db_wait *wait = w->_wait;
-
-    if (wait == NULL) {
+    if (!w->_waited) {
         w->_item.cb = on_write_completed;
         inbox_post(db->inbox, &w->_item);
         return;
     }
-    pthread_mutex_lock(&wait->lock);
-    wait->settled = true;
-    pthread_cond_signal(&wait->cond);
-    pthread_mutex_unlock(&wait->lock);
+    pthread_mutex_lock(&db->wait_lock);
+    w->_settled = true;
+    pthread_cond_broadcast(&db->settled);
+    pthread_mutex_unlock(&db->wait_lock);
 }
 
 static int commit(struct db *db, MDB_txn *txn, bool nosync)
@@ -163,28 +157,33 @@ static bool enqueue(struct db *db, struct db_write *w)
 
 void db_submit(struct db *db, struct db_write *w)
 {
-    w->_wait = NULL;
+    w->_waited = false;
     if (!enqueue(db, w))
         w->done(w);
 }
 
+void db_submit_nowait(struct db *db, struct db_write *w)
+{
+    w->_waited = true;
+    w->_settled = false;
+    if (!enqueue(db, w))
+        w->_settled = true;
+}
+
+int db_wait(struct db *db, struct db_write *w)
+{
+    assert(w->_waited);
+    pthread_mutex_lock(&db->wait_lock);
+    while (!w->_settled)
+        pthread_cond_wait(&db->settled, &db->wait_lock);
+    pthread_mutex_unlock(&db->wait_lock);
+    return w->status;
+}
+
 int db_submit_wait(struct db *db, struct db_write *w)
 {
-    struct db_wait wait = {.settled = false};
-
-    pthread_mutex_init(&wait.lock, NULL);
-    pthread_cond_init(&wait.cond, NULL);
-    w->_wait = &wait;
-    if (enqueue(db, w)) {
-        pthread_mutex_lock(&wait.lock);
-        while (!wait.settled)
-            pthread_cond_wait(&wait.cond, &wait.lock);
-        pthread_mutex_unlock(&wait.lock);
-    }
-    pthread_cond_destroy(&wait.cond);
-    pthread_mutex_destroy(&wait.lock);
-    w->_wait = NULL;
-    return w->status;
+    db_submit_nowait(db, w);
+    return db_wait(db, w);
 }
 
 int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, char *err, size_t errlen)
@@ -196,8 +195,12 @@ int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, 
     if (db == NULL)
         return -ENOMEM;
     db->inbox = inbox;
+    pthread_mutex_init(&db->wait_lock, NULL);
+    pthread_cond_init(&db->settled, NULL);
     if ((rc = fifo_init(&db->queue)) != 0) {
         snprintf(err, errlen, "cannot open the database %s: %s", opt->path, strerror(-rc));
+        pthread_cond_destroy(&db->settled);
+        pthread_mutex_destroy(&db->wait_lock);
         free(db);
         return rc;
     }
@@ -278,6 +281,8 @@ void db_free(struct db *db)
     if (db->env != NULL)
         mdb_env_close(db->env);
     fifo_free(&db->queue);
+    pthread_cond_destroy(&db->settled);
+    pthread_mutex_destroy(&db->wait_lock);
     free(db);
 }
 

@@ -53,7 +53,8 @@ struct db_write {
     int status;
     bool nosync;
     struct db *_db;
-    struct db_wait *_wait; /* db_submit_wait()'s waiter */
+    bool _waited;  /* submitted by db_submit_nowait(): settles to db_wait(), not to `done` */
+    bool _settled; /* ... and has settled (under the db's wait lock) */
 };
 
 /*
@@ -83,9 +84,17 @@ void db_free(struct db *db);
 void db_submit(struct db *db, struct db_write *w);
 
 /*
- * Queues a write and blocks until it is committed or has failed; `done` is not
- * called. For threads other than the loop and the writer. Returns its status.
+ * The pair for a thread that works while its write commits: db_submit_nowait()
+ * queues `w`, and db_wait() blocks until it is committed or has failed and
+ * returns its status; `done` is not called. Every write so submitted must be
+ * waited for once, by one thread, before it is freed or submitted again. For
+ * threads other than the writer; the loop thread only where blocking on a
+ * commit is acceptable (at shutdown). db_wait() also works after db_shutdown().
  */
+void db_submit_nowait(struct db *db, struct db_write *w);
+int db_wait(struct db *db, struct db_write *w);
+
+/* db_submit_nowait() then db_wait(). Returns the write's status. */
 int db_submit_wait(struct db *db, struct db_write *w);
 
 /*
