@@ -110,6 +110,7 @@ struct px {
     struct pictures *x;
     uint64_t now_ms;
     struct totals totals; /* after the write */
+    uint64_t seq;         /* the order in which writes were applied, so that older totals never replace newer */
     /* removals: files to delete once committed */
     uint8_t (*gone)[32];
     size_t ngone, gone_cap;
@@ -151,12 +152,24 @@ struct px_touch {
     size_t ntouches;
 };
 
+/*
+ * A chunk of an eviction. The file thread submits the next chunk as soon as
+ * this one has committed and removes this one's files while the next commits.
+ */
 struct px_evict {
     struct px b;
     struct touch *touches; /* written first */
     size_t ntouches;
     uint64_t target; /* bytes to come down to */
     bool more;       /* stopped at EVICT_CHUNK files */
+    /* The file thread's: */
+    bool submitted; /* queued to the writer */
+    bool removed;   /* settled, and its files removed once committed */
+    struct px_evict *next;
+    /* Set by the loop before it hands the chunk to the file thread: */
+    bool go_on;                 /* the next chunk may start */
+    struct touch *next_touches; /* last-served times for the next chunk to write first */
+    size_t next_ntouches;
 };
 
 struct px_purge {
@@ -408,42 +421,108 @@ static int apply_touches(struct px *pw, MDB_txn *txn, const struct touch *touche
     return 0;
 }
 
-/* Removes the least recently served files, and the records naming them, down to the target. */
+/*
+ * Drops the records that still name the file `hash` through `records`, its
+ * users through `users` (positioned on them by the search), and counts them.
+ */
+static int evict_users(struct px *pw, MDB_cursor *users, MDB_cursor *records, const uint8_t hash[32])
+{
+    MDB_val k = {32, (void *)hash}, v;
+    int rc;
+
+    for (rc = mdb_cursor_get(users, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(users, &k, &v, MDB_NEXT_DUP)) {
+        uint8_t pubkey[32];
+        MDB_val pk = {32, pubkey}, pv;
+        struct pic_head h;
+
+        if (v.mv_size != 32)
+            continue;
+        /* Copied: a deletion may move what the users cursor points into. */
+        memcpy(pubkey, v.mv_data, 32);
+        if ((rc = mdb_cursor_get(records, &pk, &pv, MDB_SET_KEY)) == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return db_errno(rc);
+        if (pv.mv_size < sizeof(h))
+            continue;
+        memcpy(&h, pv.mv_data, sizeof(h));
+        if (h.state != PIC_OK || memcmp(h.blob, hash, 32) != 0)
+            continue;
+        if ((rc = mdb_cursor_del(records, 0)) != 0)
+            return db_errno(rc);
+        pw->totals.pictures--;
+        pw->removed_pictures++;
+    }
+    if (rc != MDB_NOTFOUND)
+        return db_errno(rc);
+    /* Still on the file's key when it had users: every one of them goes at once. */
+    k = (MDB_val){32, (void *)hash};
+    if ((rc = mdb_cursor_get(users, &k, &v, MDB_GET_CURRENT)) == 0 && k.mv_size == 32 &&
+        memcmp(k.mv_data, hash, 32) == 0)
+        return db_errno(mdb_cursor_del(users, MDB_NODUPDATA));
+    return 0;
+}
+
+/*
+ * Removes the least recently served files, and the records naming them, down
+ * to the target. Each entry is found once, and deleted through the cursor that
+ * found it: no second search per table.
+ */
 static int evict(struct px_evict *pe, MDB_txn *txn)
 {
     struct px *pw = &pe->b;
     struct pictures *x = pw->x;
-    MDB_cursor *cur;
+    MDB_cursor *lru = NULL, *files = NULL, *users = NULL, *records = NULL;
     size_t n = 0;
     int rc;
 
     if ((rc = apply_touches(pw, txn, pe->touches, pe->ntouches)) != 0)
         return rc;
-    if ((rc = mdb_cursor_open(txn, x->_lru, &cur)) != 0)
-        return db_errno(rc);
-    while (rc == 0 && pw->totals.bytes > pe->target && n < EVICT_CHUNK) {
+    if ((rc = mdb_cursor_open(txn, x->_lru, &lru)) != 0 || (rc = mdb_cursor_open(txn, x->_files, &files)) != 0 ||
+        (rc = mdb_cursor_open(txn, x->_users, &users)) != 0 ||
+        (rc = mdb_cursor_open(txn, x->_records, &records)) != 0) {
+        rc = db_errno(rc);
+        goto out;
+    }
+    while (pw->totals.bytes > pe->target && n < EVICT_CHUNK) {
         MDB_val k, v;
         uint8_t hash[32];
         struct file_rec f;
 
-        /* The first entry again each time: the removals below move the cursor's ground. */
-        if ((rc = db_errno(mdb_cursor_get(cur, &k, &v, MDB_FIRST))) != 0)
-            break;
-        if (k.mv_size != 40) {
-            rc = -EIO;
+        if ((rc = mdb_cursor_get(lru, &k, &v, MDB_FIRST)) != 0 || k.mv_size != 40) {
+            rc = rc == MDB_NOTFOUND ? 0 : rc != 0 ? db_errno(rc) : -EIO;
             break;
         }
         memcpy(hash, (uint8_t *)k.mv_data + 8, 32);
-        if ((rc = file_get(x, txn, hash, &f)) == -ENOENT) {
-            rc = db_errno(mdb_cursor_del(cur, 0));
+        k = (MDB_val){32, hash};
+        if ((rc = mdb_cursor_get(files, &k, &v, MDB_SET_KEY)) == MDB_NOTFOUND) {
+            /* A recency entry left without its file: it goes alone. */
+            if ((rc = db_errno(mdb_cursor_del(lru, 0))) != 0)
+                break;
             continue;
         }
-        if (rc == 0 && (rc = drop_users(pw, txn, hash)) == 0 && (rc = file_remove(pw, txn, hash, &f)) == 0)
-            n++;
+        if (rc != 0 || v.mv_size != sizeof(f)) {
+            rc = rc != 0 ? db_errno(rc) : -EIO;
+            break;
+        }
+        memcpy(&f, v.mv_data, sizeof(f));
+        if ((rc = evict_users(pw, users, records, hash)) != 0 || (rc = db_errno(mdb_cursor_del(files, 0))) != 0 ||
+            (rc = db_errno(mdb_cursor_del(lru, 0))) != 0)
+            break;
+        pw->totals.files--;
+        pw->totals.bytes -= f.bytes;
+        pw->removed_files++;
+        pw->removed_bytes += f.bytes;
+        gone_add(pw, hash);
+        n++;
     }
-    mdb_cursor_close(cur);
-    pe->more = n == EVICT_CHUNK && pw->totals.bytes > pe->target;
-    return rc == -ENOENT ? 0 : rc;
+    pe->more = rc == 0 && n == EVICT_CHUNK && pw->totals.bytes > pe->target;
+out:
+    mdb_cursor_close(records);
+    mdb_cursor_close(users);
+    mdb_cursor_close(files);
+    mdb_cursor_close(lru);
+    return rc;
 }
 
 /* Lists every file in the index for removal, and empties the file databases. */
@@ -675,7 +754,9 @@ static int px_begin(struct px *pw, MDB_txn *txn)
 
 static int px_end(struct px *pw, MDB_txn *txn, int rc)
 {
-    return rc == 0 ? totals_put(pw->x, txn, &pw->totals) : rc;
+    if (rc == 0 && (rc = totals_put(pw->x, txn, &pw->totals)) == 0)
+        pw->seq = ++pw->x->_applied;
+    return rc;
 }
 
 static int apply_put(MDB_txn *txn, struct db_write *w)
@@ -754,6 +835,38 @@ static int apply_reconcile(MDB_txn *txn, struct db_write *w)
 
 /* --- the file thread ---------------------------------------------------------------------------------------------- */
 
+static void remove_files(struct px *pw)
+{
+    for (size_t i = 0; i < pw->ngone; i++) {
+        int r = blob_remove(pw->x->_blobs, pw->gone[i]);
+        if (r != 0 && r != -ENOENT)
+            log_warn("pictures: cannot remove a cached file: %s", strerror(-r));
+    }
+}
+
+/* Waits for an eviction chunk's commit and removes its files, once. */
+static void evict_finish(struct pictures *x, struct px_evict *e)
+{
+    if (x->_evict_committing == e)
+        x->_evict_committing = NULL;
+    if (e->removed)
+        return;
+    e->removed = true;
+    if (db_wait(x->_db, &e->b.w) == 0)
+        remove_files(&e->b);
+}
+
+/*
+ * Every other file work begins here: the eviction chunk still committing has
+ * its files removed first, so that what follows finds the disk as the index
+ * will be, and writes a file again if it needs one that went.
+ */
+static void settle_eviction(struct pictures *x)
+{
+    if (x->_evict_committing != NULL)
+        evict_finish(x, x->_evict_committing);
+}
+
 /*
  * A write that removes files: committed first, then its files go. Waiting for
  * the commit here keeps the file thread's order: a later write that needs one
@@ -763,13 +876,9 @@ static void run_removal(struct work *work)
 {
     struct px *pw = H2O_STRUCT_FROM_MEMBER(struct px, work, work);
 
-    if (db_submit_wait(pw->x->_db, &pw->w) != 0)
-        return;
-    for (size_t i = 0; i < pw->ngone; i++) {
-        int r = blob_remove(pw->x->_blobs, pw->gone[i]);
-        if (r != 0 && r != -ENOENT)
-            log_warn("pictures: cannot remove a cached file: %s", strerror(-r));
-    }
+    settle_eviction(pw->x);
+    if (db_submit_wait(pw->x->_db, &pw->w) == 0)
+        remove_files(pw);
 }
 
 static void run_reconcile(struct work *work)
@@ -778,6 +887,42 @@ static void run_reconcile(struct work *work)
 
     r->disk = list_disk(r->b.x, &r->ndisk);
     run_removal(work);
+}
+
+static struct px_evict *evict_new(struct pictures *x, uint64_t now_ms, uint64_t target);
+
+/*
+ * An eviction chunk: the first is submitted here, the others were by the
+ * chunk before. Once it has committed, the next one is submitted before this
+ * one's files are removed, so that the writer and this thread work at once.
+ * A write queued meanwhile waits for the next one's files to go
+ * (settle_eviction), so the order of removals and writes holds.
+ */
+static void run_evict(struct work *work)
+{
+    struct px_evict *e = H2O_STRUCT_FROM_MEMBER(struct px_evict, b.work, work);
+    struct pictures *x = e->b.x;
+
+    if (x->_evict_committing == e)
+        x->_evict_committing = NULL;
+    if (!e->submitted) {
+        settle_eviction(x);
+        e->submitted = true;
+        db_submit_nowait(x->_db, &e->b.w);
+    }
+    if (db_wait(x->_db, &e->b.w) == 0 && e->more && e->go_on) {
+        struct px_evict *n = evict_new(x, e->b.now_ms, e->target);
+
+        n->touches = e->next_touches;
+        n->ntouches = e->next_ntouches;
+        e->next_touches = NULL;
+        e->next_ntouches = 0;
+        n->submitted = true;
+        db_submit_nowait(x->_db, &n->b.w);
+        e->next = n;
+        x->_evict_committing = n;
+    }
+    evict_finish(x, e);
 }
 
 /*
@@ -831,6 +976,7 @@ static void run_puts(struct work *work)
     bool any = false;
     int commit_err = 0;
 
+    settle_eviction(pb->x);
     blob_batch_init(&bb, pb->x->_blobs);
     for (l = pb->puts.next; l != &pb->puts; l = l->next) {
         any = put_check_file(H2O_STRUCT_FROM_MEMBER(struct px_put, link, l), &bb) || any;
@@ -919,7 +1065,7 @@ static void file_work(struct pictures *x, struct px *pw, void (*run)(struct work
 /* --- completions, on the loop thread ----------------------------------------------------------------------------- */
 
 static void check_limit(struct pictures *x);
-static void evict_chunk(struct pictures *x);
+static void take_touches(struct pictures *x, struct touch **touches, size_t *n);
 
 static void px_free(struct px *pw)
 {
@@ -936,9 +1082,13 @@ static void px_settled(struct px *pw)
             log_error("pictures: cannot update the picture index: %s", strerror(-pw->w.status));
         return;
     }
-    x->_stats.pictures = pw->totals.pictures;
-    x->_stats.files = pw->totals.files;
-    x->_stats.bytes = pw->totals.bytes;
+    /* Writes report out of their commit order (an eviction chunk after the writes that followed it). */
+    if (pw->seq > x->_settled) {
+        x->_settled = pw->seq;
+        x->_stats.pictures = pw->totals.pictures;
+        x->_stats.files = pw->totals.files;
+        x->_stats.bytes = pw->totals.bytes;
+    }
     for (size_t i = 0; i < pw->ngone; i++)
         blobcache_drop(x->_memory, pw->gone[i]);
 }
@@ -986,16 +1136,21 @@ static void on_evicted(struct work *work)
         x->_run_files += e->b.removed_files;
         x->_run_bytes += e->b.removed_bytes;
     }
-    x->_stats.evicting = false;
-    if (status == 0 && e->more && !x->_closing) {
-        evict_chunk(x);
-    } else if (x->_run_files > 0) {
-        log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
-                 (unsigned long long)x->_run_files, (unsigned long long)x->_run_bytes,
-                 (unsigned long long)x->_stats.bytes);
+    if (e->next != NULL) {
+        /* Already committing: its files are to go, and the next chunk takes what was served meanwhile. */
+        e->next->go_on = !x->_closing;
+        take_touches(x, &e->next->next_touches, &e->next->next_ntouches);
+        file_work(x, &e->next->b, run_evict, on_evicted);
+    } else {
+        x->_stats.evicting = false;
+        if (x->_run_files > 0)
+            log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
+                     (unsigned long long)x->_run_files, (unsigned long long)x->_run_bytes,
+                     (unsigned long long)x->_stats.bytes);
         x->_run_files = x->_run_bytes = 0;
     }
     free(e->touches);
+    free(e->next_touches);
     px_free(&e->b);
     free(e);
 }
@@ -1045,17 +1200,36 @@ static void on_reconciled(struct work *work)
     free(r);
 }
 
-/* A zeroed operation of `size` bytes around its `struct px`, at the front. */
-static void *px_new(struct pictures *x, size_t size, int (*apply)(MDB_txn *, struct db_write *))
+/* A zeroed operation of `size` bytes around its `struct px`, at the front. Any thread. */
+static void *px_alloc(struct pictures *x, size_t size, int (*apply)(MDB_txn *, struct db_write *), uint64_t now_ms)
 {
     struct px *pw = calloc(1, size);
 
     if (pw == NULL)
         abort();
     pw->x = x;
-    pw->now_ms = x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms);
+    pw->now_ms = now_ms;
     pw->w.apply = apply;
     return pw;
+}
+
+/* The same, made on the loop thread, now. */
+static void *px_new(struct pictures *x, size_t size, int (*apply)(MDB_txn *, struct db_write *))
+{
+    return px_alloc(x, size, apply, x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms));
+}
+
+/*
+ * An eviction chunk. Its commit is not flushed to disk: should a crash lose it
+ * after its files went, start-up drops the entries whose file is missing.
+ */
+static struct px_evict *evict_new(struct pictures *x, uint64_t now_ms, uint64_t target)
+{
+    struct px_evict *e = px_alloc(x, sizeof(*e), apply_evict, now_ms);
+
+    e->target = target;
+    e->b.w.nosync = true;
+    return e;
 }
 
 /* Hands the last-served times gathered so far to a write. */
@@ -1081,20 +1255,15 @@ static void flush_touches(struct pictures *x)
     db_submit(x->_db, &t->b.w);
 }
 
-/*
- * Evicts a chunk, with the last-served times gathered so far written first.
- * Its commit is not flushed to disk: should a crash lose it after its files
- * went, start-up drops the entries whose file is missing.
- */
-static void evict_chunk(struct pictures *x)
+/* Starts an eviction with its first chunk, the last-served times gathered so far written first. */
+static void evict_start(struct pictures *x)
 {
-    struct px_evict *e = px_new(x, sizeof(*e), apply_evict);
+    struct px_evict *e = evict_new(x, x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms), x->_low_bytes);
 
-    e->target = x->_low_bytes;
-    e->b.w.nosync = true;
+    e->go_on = true;
     take_touches(x, &e->touches, &e->ntouches);
     x->_stats.evicting = true;
-    file_work(x, &e->b, run_removal, on_evicted);
+    file_work(x, &e->b, run_evict, on_evicted);
 }
 
 /* Starts an eviction when the files exceed the limit; it goes on, a chunk at a time, down to the low-water mark. */
@@ -1103,7 +1272,7 @@ static void check_limit(struct pictures *x)
     if (!x->_stats.ready || x->_stats.evicting || x->_closing || x->_stats.bytes <= x->_limit_bytes)
         return;
     x->_stats.evictions++;
-    evict_chunk(x);
+    evict_start(x);
 }
 
 /* --- the loop thread's side ------------------------------------------------------------------------------------ */

@@ -88,6 +88,7 @@ struct pictures_options {
 
 struct touch;
 struct keymap;
+struct px_evict;
 
 /*
  * The fields are private. File work (reading the media directory, writing
@@ -109,13 +110,16 @@ struct pictures {
     struct touch *_touches;
     size_t _ntouches, _touches_cap;
     uv_timer_t _timer;
-    struct workpool _file_thread;    /* one thread: the file work, in order */
-    h2o_linklist_t _puts;            /* picture writes waiting for the file thread, handed over together */
-    size_t _nputs;                   /* ... how many */
-    uv_timer_t _put_timer;           /* ... until they have waited long enough */
-    unsigned _put_batches;           /* batches of them handed over and not back yet */
-    bool _file_thread_stopped;       /* after pictures_shutdown(): file work runs on the caller's thread */
-    uint64_t _run_files, _run_bytes; /* evicted so far by the eviction under way, for its log line */
+    struct workpool _file_thread;       /* one thread: the file work, in order */
+    struct px_evict *_evict_committing; /* file thread: an eviction chunk submitted, its files not yet removed */
+    h2o_linklist_t _puts;               /* picture writes waiting for the file thread, handed over together */
+    size_t _nputs;                      /* ... how many */
+    uv_timer_t _put_timer;              /* ... until they have waited long enough */
+    unsigned _put_batches;              /* batches of them handed over and not back yet */
+    bool _file_thread_stopped;          /* after pictures_shutdown(): file work runs on the caller's thread */
+    uint64_t _run_files, _run_bytes;    /* evicted so far by the eviction under way, for its log line */
+    uint64_t _applied;                  /* writer thread: writes applied, numbering them */
+    uint64_t _settled;                  /* the number of the write whose totals the stats show */
     bool _closing;
     struct pictures_stats _stats;
 };

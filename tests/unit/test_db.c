@@ -192,6 +192,40 @@ static void another_thread_can_wait_for_its_write(void **state)
     free(bad);
 }
 
+static void *submit_two_then_wait(void *arg)
+{
+    struct kv **w = arg;
+
+    db_submit_nowait(db, &w[0]->w);
+    db_submit_nowait(db, &w[1]->w);
+    /* Waited for out of order: each wait hears its own write. */
+    if (db_wait(db, &w[1]->w) != -EPERM || db_wait(db, &w[0]->w) != 0)
+        return (void *)1;
+    return NULL;
+}
+
+static void a_thread_can_submit_now_and_wait_later(void **state)
+{
+    struct kv *w[2] = {kv_new("p", "pair", 0), kv_new("r", "refused", -EPERM)};
+    pthread_t t;
+    void *failed;
+    (void)state;
+
+    assert_int_equal(pthread_create(&t, NULL, submit_two_then_wait, w), 0);
+    pthread_join(t, &failed);
+    assert_null(failed);
+    assert_false(w[0]->done);
+    assert_string_equal(read_value("p"), "pair");
+    assert_string_equal(read_value("r"), "");
+
+    /* After shutdown the write settles at once, and waiting for it does not block. */
+    db_shutdown(db);
+    db_submit_nowait(db, &w[0]->w);
+    assert_int_equal(db_wait(db, &w[0]->w), -ESHUTDOWN);
+    free(w[0]);
+    free(w[1]);
+}
+
 static void unsynced_writes_are_read_back_and_survive_a_clean_close(void **state)
 {
     struct kv *w = kv_new("n", "nosync", 0);
@@ -259,6 +293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(writes_apply_in_order_and_report_on_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_write_costs_the_others_of_its_batch_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(another_thread_can_wait_for_its_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_thread_can_submit_now_and_wait_later, setup, teardown),
         cmocka_unit_test_setup_teardown(unsynced_writes_are_read_back_and_survive_a_clean_close, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(read_transactions_do_not_nest, setup, teardown),

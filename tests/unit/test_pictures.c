@@ -57,6 +57,7 @@ static void logged_submit(struct db *db, struct db_write *w)
 #define db_submit logged_submit
 #include "../../src/pictures.c"
 #undef db_submit
+#include "../../src/fsutil.h"
 
 #define FILE_BYTES 1000
 
@@ -68,12 +69,13 @@ static struct blobcache memory;
 static struct pictures x;
 static char dir[64];
 static uint64_t limit_bytes;
+static unsigned low_water_percent;
 static int pending;
 
 static void open_index(void)
 {
     char path[128], media[128], err[256];
-    struct pictures_options opt = {limit_bytes, 50, 3600000};
+    struct pictures_options opt = {limit_bytes, low_water_percent, 3600000};
 
     snprintf(path, sizeof(path), "%s/pictures.db", dir);
     snprintf(media, sizeof(media), "%s/media", dir);
@@ -110,6 +112,7 @@ static int setup(void **state)
     strcpy(dir, "/tmp/pfp-test-pictures-XXXXXX");
     assert_non_null(mkdtemp(dir));
     limit_bytes = 1 << 30;
+    low_water_percent = 50;
     pending = 0;
     open_index();
     return 0;
@@ -596,6 +599,176 @@ static void a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps(
     assert_true(file_there(1));
 }
 
+/* Many files, many pictures: file and pubkey `i` of a large cache, written without a flush. */
+static void many_bytes(uint32_t i, uint8_t data[FILE_BYTES], uint8_t hash[32])
+{
+    for (size_t j = 0; j < FILE_BYTES; j += 4)
+        memcpy(data + j, &(uint32_t){i * 2654435761u + (uint32_t)j}, 4);
+    blob_hash(data, FILE_BYTES, hash);
+}
+
+static void many_pubkey(uint32_t i, uint8_t pubkey[32])
+{
+    memset(pubkey, 0xc0, 32);
+    memcpy(pubkey, &i, sizeof(i));
+}
+
+static void many_put(uint32_t pk, uint32_t file, struct blob_ref *bytes, int *status)
+{
+    uint8_t data[FILE_BYTES], pubkey[32];
+    struct pic pic = {0};
+    char path[256];
+    FILE *f;
+
+    many_bytes(file, data, pic.h.blob);
+    blob_path(&blobs, pic.h.blob, path, sizeof(path));
+    if (bytes == NULL) {
+        assert_int_equal(fs_mkdir_parent(path, 0755), 0);
+        assert_non_null(f = fopen(path, "wb"));
+        assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
+        assert_int_equal(fclose(f), 0);
+    }
+    many_pubkey(pk, pubkey);
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, bytes, on_put, status);
+}
+
+static bool many_there(uint32_t file)
+{
+    uint8_t data[FILE_BYTES], hash[32];
+
+    many_bytes(file, data, hash);
+    return blob_exists(&blobs, hash) == 1;
+}
+
+static bool many_record(uint32_t pk)
+{
+    uint8_t pubkey[32];
+    struct pic pic;
+
+    many_pubkey(pk, pubkey);
+    return pictures_get(&x, pubkey, &pic) == 0;
+}
+
+static size_t count_table(MDB_txn *txn, MDB_dbi dbi, uint64_t *bytes)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t n = 0;
+
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct file_rec f;
+        n++;
+        if (bytes != NULL && v.mv_size == sizeof(f)) {
+            memcpy(&f, v.mv_data, sizeof(f));
+            *bytes += f.bytes;
+        }
+    }
+    mdb_cursor_close(cur);
+    return n;
+}
+
+/* The stats, the tables and the disk all say the same. */
+static void assert_index_agrees(void)
+{
+    struct pictures_stats s;
+    struct disk_file *disk;
+    MDB_txn *txn;
+    uint64_t bytes = 0;
+    size_t ndisk;
+
+    pictures_stats(&x, &s);
+    assert_int_equal(db_read_begin(db, &txn), 0);
+    assert_int_equal(count_table(txn, x._records, NULL), s.pictures);
+    assert_int_equal(count_table(txn, x._files, &bytes), s.files);
+    assert_int_equal(bytes, s.bytes);
+    assert_int_equal(count_table(txn, x._lru, NULL), s.files);
+    assert_int_equal(count_table(txn, x._users, NULL), s.pictures);
+    db_read_end(db, txn);
+    disk = list_disk(&x, &ndisk);
+    assert_int_equal(ndisk, s.files);
+    free(disk);
+}
+
+static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file(void **state)
+{
+    /* Oldest first: a file two pubkeys share, a chunk's worth and ten more, file F alone, then the rest. */
+    enum { OLD = EVICT_CHUNK + 10, F = OLD + 1, REST = 1500, FILES = F + 1 + REST };
+    struct pictures_stats s;
+    uint8_t data[FILE_BYTES], hash[32];
+    struct blob_ref *ref;
+    int status[FILES + 2];
+    uint32_t pk = 0;
+    (void)state;
+
+    many_put(pk, 0, NULL, &status[pk]);
+    pk++;
+    many_put(pk, 0, NULL, &status[pk]);
+    pk++;
+    later();
+    for (uint32_t i = 1; i <= OLD; i++, pk++)
+        many_put(pk, i, NULL, &status[pk]);
+    wait_all();
+    later();
+    many_put(pk, F, NULL, &status[pk]);
+    pk++;
+    wait_all();
+    later();
+    for (uint32_t i = F + 1; i < FILES; i++, pk++)
+        many_put(pk, i, NULL, &status[pk]);
+    wait_all();
+    later();
+    /* Served last: ten of the old ones. */
+    for (uint32_t i = 1; i <= 10; i++) {
+        many_bytes(i, data, hash);
+        pictures_touch(&x, hash);
+    }
+    for (uint32_t i = 0; i < pk; i++)
+        assert_int_equal(status[i], 0);
+    close_index();
+
+    /* Down to a fifth: three chunks, F in the second. */
+    limit_bytes = (uint64_t)FILES * FILE_BYTES - 1;
+    low_water_percent = 20;
+    open_index();
+    assert_true(x._stats.evicting);
+    /* Queued behind the first chunk: it waits for the second chunk's files to go, then writes F again, as
+     * the most recent (the clock restarted with the index, behind the steps taken before). */
+    x._wall_base_ms += 10000;
+    many_bytes(F, data, hash);
+    ref = blobcache_put(&memory, hash, data, sizeof(data));
+    many_put(pk, F, ref, &status[pk]);
+    blob_release(ref);
+    wait_all();
+    wait_eviction();
+    assert_int_equal(status[pk], 0);
+
+    pictures_stats(&x, &s);
+    assert_int_equal(s.evictions, 1);
+    assert_true(s.bytes <= limit_bytes / 100 * 20);
+    assert_true(s.evicted_files >= 2 * EVICT_CHUNK);
+    /* The shared file went with both its pictures; the files served last stayed. */
+    assert_int_equal(s.evicted_pictures, s.evicted_files + 1);
+    assert_false(many_there(0));
+    assert_false(many_record(0));
+    assert_false(many_record(1));
+    for (uint32_t i = 1; i <= 10; i++)
+        assert_true(many_there(i));
+    assert_false(many_there(11));
+    assert_true(many_there(F));
+    assert_true(many_record(pk));
+    assert_index_agrees();
+
+    /* And so it stays after a restart. */
+    close_index();
+    open_index();
+    assert_false(x._stats.evicting);
+    assert_index_agrees();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +789,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
