@@ -16,8 +16,15 @@
 #include "keymap.h"
 #include "log.h"
 
-/* Files evicted per transaction, so that a large eviction holds other writes up only briefly at a time. */
-#define EVICT_CHUNK 1000
+/*
+ * Files evicted per transaction, so that a large eviction holds other writes up
+ * only briefly at a time. A chunk dirties about three pages per file, which
+ * LMDB allocates once for its largest transaction (fresh memory is slow to
+ * fault in) and writes at commit; at 500 a chunk commits in about the time the
+ * file thread takes to remove the chunk before it (measured: 1000 made the
+ * first chunk cost a third of a 10,000-file eviction).
+ */
+#define EVICT_CHUNK 500
 /* Last-served times still in memory are written at least this often. */
 #define TOUCH_FLUSH_MS 30000
 /*
