@@ -9,12 +9,12 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <h2o/memory.h>
 #include <uv.h>
 
 #include "blob.h"
 #include "blobcache.h"
+#include "clock.h"
 #include "fetch.h"
 #include "keymap.h"
 #include "log.h"
@@ -127,12 +127,12 @@ static void fail(struct download *j, enum download_error e, const char *detail)
 static void image_run(struct work *w)
 {
     struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
-    uint64_t t0 = uv_hrtime();
+    uint64_t t0 = clock_mono_ns();
 
     j->rc = image_process(j->src, j->src_len, &j->d->o.image, &j->out);
     if (j->rc == 0)
         blob_hash(j->out.data, j->out.len, j->hash);
-    j->process_ns = uv_hrtime() - t0;
+    j->process_ns = clock_mono_ns() - t0;
 }
 
 static void image_done(struct work *w)
@@ -158,7 +158,7 @@ static void image_done(struct work *w)
     u.bytes = (uint32_t)j->out.len;
     u.width = (uint16_t)j->out.width;
     u.height = (uint16_t)j->out.height;
-    u.fetched_at = (uint64_t)time(NULL);
+    u.fetched_at = (uint64_t)clock_now_s();
     r.blob = blobcache_put(d->cache, j->hash, j->out.data, j->out.len);
     tell(j, &r);
     blob_release(r.blob);

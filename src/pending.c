@@ -8,12 +8,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <h2o/memory.h>
 
 #include "blob.h"
 #include "blobcache.h"
+#include "clock.h"
 #include "downloads.h"
 #include "event.h"
 #include "hex.h"
@@ -59,11 +59,6 @@ struct pending {
     bool closing;
     struct pending_stats stats;
 };
-
-static uint64_t now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
 
 /* Ends a search: every wait hears `r`, then it is freed. */
 static void finish(struct search *s, struct pending_result *r)
@@ -123,7 +118,7 @@ static void write_found(struct search *s, struct blob_ref *blob, const struct ur
 /* The picture there was stays, confirmed for another period. */
 static void confirm_old(struct search *s)
 {
-    s->old.h.fetched_at = now_s();
+    s->old.h.fetched_at = (uint64_t)clock_now_s();
     s->found = s->old;
     s->confirmed = true;
     write_found(s, NULL, NULL, NULL);
@@ -155,7 +150,7 @@ static void fail(struct search *s, enum pending_reason reason, const char *detai
     pic->h.state = PIC_NEGATIVE;
     pic->h.reason = (uint8_t)reason;
     pic->h.failures = failures;
-    pic->h.fetched_at = now_s();
+    pic->h.fetched_at = (uint64_t)clock_now_s();
     pic->h.retry_at = pic->h.fetched_at + delay;
     write_found(s, NULL, NULL, NULL);
 }
@@ -174,7 +169,7 @@ static void succeed(struct search *s, const struct url_rec *u, struct blob_ref *
     pic->h.bytes = u->bytes;
     pic->h.width = u->width;
     pic->h.height = u->height;
-    pic->h.fetched_at = now_s();
+    pic->h.fetched_at = (uint64_t)clock_now_s();
     pic->h.retry_at = 0;
     write_found(s, blob, put_url, url_key);
 }
@@ -205,7 +200,7 @@ static bool reuse_url(struct search *s)
     struct url_rec u;
 
     blob_hash((const uint8_t *)s->found.url, s->found.h.url_len, key);
-    if (pictures_get_url(ps->pictures, key, &u) != 0 || u.fetched_at + ps->o.max_age <= now_s())
+    if (pictures_get_url(ps->pictures, key, &u) != 0 || u.fetched_at + ps->o.max_age <= (uint64_t)clock_now_s())
         return false;
     ps->stats.url_reuses++;
     succeed(s, &u, NULL, NULL, NULL);

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "blob.h"
 #include "blobcache.h"
+#include "clock.h"
 #include "downloads.h"
 #include "http.h"
 #include "log.h"
@@ -40,11 +40,6 @@ struct pfp {
     bool closing;
     struct pfp_stats stats;
 };
-
-static uint64_t now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
 
 /* --- answers ---------------------------------------------------------------------------------------------------- */
 
@@ -256,7 +251,7 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
         http_reply_error(req, 400, "not a public key: %s", why);
         return;
     }
-    now = now_s();
+    now = (uint64_t)clock_now_s();
     have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
     if (have && pic.h.state == PIC_OK) {
         bool stale = pic.h.fetched_at + p->o.max_age <= now;
@@ -376,7 +371,7 @@ void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w)
 {
     struct pic pic;
     bool have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
-    uint64_t now = now_s();
+    uint64_t now = (uint64_t)clock_now_s();
 
     if (p->closing) {
         w->cb(w, PFP_ABANDONED);

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
+#include "clock.h"
 #include "hex.h"
 #include "keymap.h"
 #include "log.h"
@@ -94,13 +94,6 @@ static void lru_key(uint8_t k[40], uint64_t ms, const uint8_t hash[32])
 
     memcpy(k, &be, 8);
     memcpy(k + 8, hash, 32);
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
 /* --- writes ----------------------------------------------------------------------------------------------------- */
@@ -1433,7 +1426,7 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
     x->_touched = keymap_new(32);
     h2o_linklist_init_anchor(&x->_puts);
     uv_update_time(loop);
-    x->_wall_base_ms = wall_ms();
+    x->_wall_base_ms = (uint64_t)clock_now_ms();
     x->_mono_base_ms = uv_now(loop);
     uv_timer_init(loop, &x->_timer);
     x->_timer.data = x;
