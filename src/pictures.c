@@ -1,9 +1,8 @@
-/* pictures.c -- the picture index in LMDB and the files it counts. */
+/* pictures.c -- the picture index and its files kept in step: the file thread, batched writes, eviction. */
 #include "pictures.h"
 
 #include <assert.h>
 #include <dirent.h>
-#include <endian.h>
 #include <errno.h>
 #include <h2o/memory.h>
 #include <stdio.h>
@@ -15,16 +14,8 @@
 #include "hex.h"
 #include "keymap.h"
 #include "log.h"
+#include "picindex.h"
 
-/*
- * Files evicted per transaction, so that a large eviction holds other writes up
- * only briefly at a time. A chunk dirties about three pages per file, which
- * LMDB allocates once for its largest transaction (fresh memory is slow to
- * fault in) and writes at commit; at 500 a chunk commits in about the time the
- * file thread takes to remove the chunk before it (measured: 1000 made the
- * first chunk cost a third of a 10,000-file eviction).
- */
-#define EVICT_CHUNK 500
 /* Last-served times still in memory are written at least this often. */
 #define TOUCH_FLUSH_MS 30000
 /*
@@ -34,67 +25,6 @@
  */
 #define PUT_GATHER_MS 50
 #define PUT_BATCH_MAX 64
-
-static const char TOTALS_KEY[] = "totals";
-
-/*
- * Databases:
- *   pictures      pubkey -> pic_head + URL
- *   picture_urls  SHA-256 of a URL -> url_rec
- *   picture_files file hash -> file_rec
- *   picture_lru   big-endian served_ms, file hash -> (empty): oldest first
- *   picture_users file hash -> pubkeys whose record names it (sorted duplicates)
- *   picture_meta  "totals" -> struct totals
- */
-struct file_rec {
-    uint64_t bytes;
-    uint64_t served_ms; /* when it was last served (or stored), wall-clock milliseconds */
-    uint32_t users;     /* picture records that name it; 0 once they all moved on, until it is evicted */
-    uint32_t unused;
-};
-
-struct totals {
-    uint64_t pictures, files, bytes;
-};
-
-struct touch {
-    uint8_t hash[32];
-    uint64_t ms;
-};
-
-/* --- records -------------------------------------------------------------------------------------------------- */
-
-static int pic_decode(const MDB_val *v, struct pic *out)
-{
-    if (v->mv_size < sizeof(out->h))
-        return -EINVAL;
-    memcpy(&out->h, v->mv_data, sizeof(out->h));
-    if (out->h.url_len > PICTURES_MAX_URL || sizeof(out->h) + out->h.url_len != v->mv_size)
-        return -EINVAL;
-    memcpy(out->url, (const char *)v->mv_data + sizeof(out->h), out->h.url_len);
-    out->url[out->h.url_len] = '\0';
-    return 0;
-}
-
-static uint8_t *pic_encode(const struct pic *pic, size_t *len)
-{
-    uint8_t *v;
-
-    *len = sizeof(pic->h) + pic->h.url_len;
-    if ((v = malloc(*len)) == NULL)
-        abort();
-    memcpy(v, &pic->h, sizeof(pic->h));
-    memcpy(v + sizeof(pic->h), pic->url, pic->h.url_len);
-    return v;
-}
-
-static void lru_key(uint8_t k[40], uint64_t ms, const uint8_t hash[32])
-{
-    uint64_t be = htobe64(ms);
-
-    memcpy(k, &be, 8);
-    memcpy(k + 8, hash, 32);
-}
 
 /* --- writes ----------------------------------------------------------------------------------------------------- */
 
@@ -108,13 +38,7 @@ struct px {
     struct db_write w;
     struct work work;
     struct pictures *x;
-    uint64_t now_ms;
-    struct totals totals; /* after the write */
-    uint64_t seq;         /* the order in which writes were applied, so that older totals never replace newer */
-    /* removals: files to delete once committed */
-    uint8_t (*gone)[32];
-    size_t ngone, gone_cap;
-    uint64_t removed_files, removed_bytes, removed_pictures;
+    struct picindex_change ch;
 };
 
 struct px_put {
@@ -148,7 +72,7 @@ struct put_batch {
 
 struct px_touch {
     struct px b;
-    struct touch *touches;
+    struct picindex_touch *touches;
     size_t ntouches;
 };
 
@@ -158,17 +82,17 @@ struct px_touch {
  */
 struct px_evict {
     struct px b;
-    struct touch *touches; /* written first */
+    struct picindex_touch *touches; /* written first */
     size_t ntouches;
     uint64_t target; /* bytes to come down to */
-    bool more;       /* stopped at EVICT_CHUNK files */
+    bool more;       /* stopped at a chunk's worth of files, above the target */
     /* The file thread's: */
     bool submitted; /* queued to the writer */
     bool removed;   /* settled, and its files removed once committed */
     struct px_evict *next;
     /* Set by the loop before it hands the chunk to the file thread: */
-    bool go_on;                 /* the next chunk may start */
-    struct touch *next_touches; /* last-served times for the next chunk to write first */
+    bool go_on;                          /* the next chunk may start */
+    struct picindex_touch *next_touches; /* last-served times for the next chunk to write first */
     size_t next_ntouches;
 };
 
@@ -186,440 +110,18 @@ struct px_forget {
     uint8_t hash[32];
 };
 
-struct disk_file;
-
 struct px_reconcile {
     struct px b;
-    time_t cutoff;          /* files written since are not orphans: their records may be on the way */
-    struct disk_file *disk; /* listed on the file thread, sorted by hash */
+    time_t cutoff;                   /* files written since are not orphans: their records may be on the way */
+    struct picindex_disk_file *disk; /* listed on the file thread, sorted by hash */
     size_t ndisk;
-    bool rebuilt;              /* the index had no totals: counted from the picture records */
-    uint64_t dropped, orphans; /* records whose file had gone; files no record named */
+    struct picindex_reconciled found;
 };
 
-static int totals_get(struct pictures *x, MDB_txn *txn, struct totals *t, bool *present)
+/* Every picture file on disk, sorted by hash. Temporary files were removed by blobs_init(). File thread. */
+static struct picindex_disk_file *list_disk(struct pictures *x, size_t *n)
 {
-    MDB_val k = {sizeof(TOTALS_KEY) - 1, (void *)TOTALS_KEY}, v;
-    int rc = mdb_get(txn, x->_meta, &k, &v);
-
-    memset(t, 0, sizeof(*t));
-    if (present != NULL)
-        *present = rc == 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0 || v.mv_size != sizeof(*t))
-        return rc != 0 ? db_errno(rc) : -EIO;
-    memcpy(t, v.mv_data, sizeof(*t));
-    return 0;
-}
-
-static int totals_put(struct pictures *x, MDB_txn *txn, const struct totals *t)
-{
-    MDB_val k = {sizeof(TOTALS_KEY) - 1, (void *)TOTALS_KEY}, v = {sizeof(*t), (void *)t};
-    return db_errno(mdb_put(txn, x->_meta, &k, &v, 0));
-}
-
-static int file_get(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], struct file_rec *f)
-{
-    MDB_val k = {32, (void *)hash}, v;
-    int rc = mdb_get(txn, x->_files, &k, &v);
-
-    if (rc != 0)
-        return db_errno(rc);
-    if (v.mv_size != sizeof(*f))
-        return -EIO;
-    memcpy(f, v.mv_data, sizeof(*f));
-    return 0;
-}
-
-static int file_put(struct pictures *x, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
-{
-    MDB_val k = {32, (void *)hash}, v = {sizeof(*f), (void *)f};
-    return db_errno(mdb_put(txn, x->_files, &k, &v, 0));
-}
-
-static int lru_put(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
-{
-    uint8_t key[40];
-    MDB_val k = {sizeof(key), key}, v = {0, NULL};
-
-    lru_key(key, ms, hash);
-    return db_errno(mdb_put(txn, x->_lru, &k, &v, 0));
-}
-
-static int lru_del(struct pictures *x, MDB_txn *txn, uint64_t ms, const uint8_t hash[32])
-{
-    uint8_t key[40];
-    MDB_val k = {sizeof(key), key};
-    int rc;
-
-    lru_key(key, ms, hash);
-    rc = mdb_del(txn, x->_lru, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-}
-
-static void gone_add(struct px *pw, const uint8_t hash[32])
-{
-    if (pw->ngone == pw->gone_cap) {
-        pw->gone_cap = pw->gone_cap ? 2 * pw->gone_cap : 64;
-        if ((pw->gone = realloc(pw->gone, pw->gone_cap * sizeof(*pw->gone))) == NULL)
-            abort();
-    }
-    memcpy(pw->gone[pw->ngone++], hash, 32);
-}
-
-/* Removes the file's entries (not the records naming it); the file itself goes after the commit. */
-static int file_remove(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)
-{
-    struct pictures *x = pw->x;
-    MDB_val k = {32, (void *)hash};
-    int rc;
-
-    if ((rc = mdb_del(txn, x->_files, &k, NULL)) != 0 || (rc = lru_del(x, txn, f->served_ms, hash)) != 0)
-        return db_errno(rc);
-    if ((rc = mdb_del(txn, x->_users, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
-        return db_errno(rc);
-    pw->totals.files--;
-    pw->totals.bytes -= f->bytes;
-    pw->removed_files++;
-    pw->removed_bytes += f->bytes;
-    gone_add(pw, hash);
-    return 0;
-}
-
-/* Deletes every picture record that names the file `hash`. */
-static int drop_users(struct px *pw, MDB_txn *txn, const uint8_t hash[32])
-{
-    struct pictures *x = pw->x;
-    MDB_cursor *cur;
-    MDB_val k = {32, (void *)hash}, v;
-    int rc;
-
-    if ((rc = mdb_cursor_open(txn, x->_users, &cur)) != 0)
-        return db_errno(rc);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
-        MDB_val pk = {32, v.mv_data}, pv;
-        struct pic pic;
-        if (v.mv_size != 32 || mdb_get(txn, x->_records, &pk, &pv) != 0 || pic_decode(&pv, &pic) != 0 ||
-            pic.h.state != PIC_OK || memcmp(pic.h.blob, hash, 32) != 0)
-            continue;
-        if ((rc = mdb_del(txn, x->_records, &pk, NULL)) != 0)
-            break;
-        pw->totals.pictures--;
-        pw->removed_pictures++;
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-}
-
-/*
- * `pubkey` now names the file `hash`. A file new to the index is counted with
- * its size on disk, `disk_bytes`, found on the file thread before the write;
- * NULL when it is not on disk, which fails the write.
- */
-static int file_add_user(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32],
-                         const uint64_t *disk_bytes)
-{
-    struct pictures *x = pw->x;
-    MDB_val k = {32, (void *)hash}, v = {32, (void *)pubkey};
-    struct file_rec f;
-    int rc = file_get(x, txn, hash, &f);
-
-    if (rc == -ENOENT) {
-        if (disk_bytes == NULL)
-            return -ENOENT;
-        f = (struct file_rec){.bytes = *disk_bytes, .served_ms = pw->now_ms};
-        if ((rc = lru_put(x, txn, f.served_ms, hash)) != 0)
-            return rc;
-        pw->totals.files++;
-        pw->totals.bytes += f.bytes;
-    } else if (rc != 0) {
-        return rc;
-    }
-    rc = mdb_put(txn, x->_users, &k, &v, MDB_NODUPDATA);
-    if (rc == 0)
-        f.users++;
-    else if (rc != MDB_KEYEXIST)
-        return db_errno(rc);
-    return file_put(x, txn, hash, &f);
-}
-
-/* `pubkey` no longer names `hash`. The file stays, unused, until it is evicted or purged, unless `remove`. */
-static int file_drop_user(struct px *pw, MDB_txn *txn, const uint8_t hash[32], const uint8_t pubkey[32], bool remove)
-{
-    struct pictures *x = pw->x;
-    MDB_val k = {32, (void *)hash}, v = {32, (void *)pubkey};
-    struct file_rec f;
-    int rc = file_get(x, txn, hash, &f);
-
-    if (rc == -ENOENT)
-        return 0;
-    if (rc != 0)
-        return rc;
-    rc = mdb_del(txn, x->_users, &k, &v);
-    if (rc == 0 && f.users > 0)
-        f.users--;
-    else if (rc != 0 && rc != MDB_NOTFOUND)
-        return db_errno(rc);
-    if (remove && f.users == 0)
-        return file_remove(pw, txn, hash, &f);
-    return file_put(x, txn, hash, &f);
-}
-
-/* Replaces the record of `pubkey` (deletes it when `value` is NULL), keeping the files' users in step. */
-static int record_set(struct px *pw, MDB_txn *txn, const uint8_t pubkey[32], const uint8_t *value, size_t len,
-                      bool remove_unused, const uint64_t *disk_bytes)
-{
-    struct pictures *x = pw->x;
-    MDB_val k = {32, (void *)pubkey}, v;
-    struct pic old, now;
-    bool old_ok = false, now_ok = false;
-    int rc;
-
-    if (mdb_get(txn, x->_records, &k, &v) == 0 && pic_decode(&v, &old) == 0)
-        old_ok = old.h.state == PIC_OK;
-    if (value != NULL) {
-        MDB_val nv = {len, (void *)value};
-        if (pic_decode(&nv, &now) != 0)
-            return -EINVAL;
-        now_ok = now.h.state == PIC_OK;
-    }
-    if (now_ok && !(old_ok && memcmp(old.h.blob, now.h.blob, 32) == 0)) {
-        if ((rc = file_add_user(pw, txn, now.h.blob, pubkey, disk_bytes)) != 0)
-            return rc;
-    }
-    if (old_ok && !(now_ok && memcmp(old.h.blob, now.h.blob, 32) == 0)) {
-        if ((rc = file_drop_user(pw, txn, old.h.blob, pubkey, remove_unused)) != 0)
-            return rc;
-    }
-    pw->totals.pictures += (uint64_t)now_ok - (uint64_t)old_ok;
-    if (value != NULL) {
-        v = (MDB_val){len, (void *)value};
-        return db_errno(mdb_put(txn, x->_records, &k, &v, 0));
-    }
-    rc = mdb_del(txn, x->_records, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-}
-
-/* Moves each touched file to its new place in the recency order. */
-static int apply_touches(struct px *pw, MDB_txn *txn, const struct touch *touches, size_t ntouches)
-{
-    struct pictures *x = pw->x;
-
-    for (size_t i = 0; i < ntouches; i++) {
-        const struct touch *t = &touches[i];
-        struct file_rec f;
-        int rc = file_get(x, txn, t->hash, &f);
-        if (rc == -ENOENT || (rc == 0 && f.served_ms >= t->ms))
-            continue;
-        if (rc != 0 || (rc = lru_del(x, txn, f.served_ms, t->hash)) != 0 || (rc = lru_put(x, txn, t->ms, t->hash)) != 0)
-            return rc;
-        f.served_ms = t->ms;
-        if ((rc = file_put(x, txn, t->hash, &f)) != 0)
-            return rc;
-    }
-    return 0;
-}
-
-/*
- * Drops the records that still name the file `hash` through `records`, its
- * users through `users` (positioned on them by the search), and counts them.
- */
-static int evict_users(struct px *pw, MDB_cursor *users, MDB_cursor *records, const uint8_t hash[32])
-{
-    MDB_val k = {32, (void *)hash}, v;
-    int rc;
-
-    for (rc = mdb_cursor_get(users, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(users, &k, &v, MDB_NEXT_DUP)) {
-        uint8_t pubkey[32];
-        MDB_val pk = {32, pubkey}, pv;
-        struct pic_head h;
-
-        if (v.mv_size != 32)
-            continue;
-        /* Copied: a deletion may move what the users cursor points into. */
-        memcpy(pubkey, v.mv_data, 32);
-        if ((rc = mdb_cursor_get(records, &pk, &pv, MDB_SET_KEY)) == MDB_NOTFOUND)
-            continue;
-        if (rc != 0)
-            return db_errno(rc);
-        if (pv.mv_size < sizeof(h))
-            continue;
-        memcpy(&h, pv.mv_data, sizeof(h));
-        if (h.state != PIC_OK || memcmp(h.blob, hash, 32) != 0)
-            continue;
-        if ((rc = mdb_cursor_del(records, 0)) != 0)
-            return db_errno(rc);
-        pw->totals.pictures--;
-        pw->removed_pictures++;
-    }
-    if (rc != MDB_NOTFOUND)
-        return db_errno(rc);
-    /* Still on the file's key when it had users: every one of them goes at once. */
-    k = (MDB_val){32, (void *)hash};
-    if ((rc = mdb_cursor_get(users, &k, &v, MDB_GET_CURRENT)) == 0 && k.mv_size == 32 &&
-        memcmp(k.mv_data, hash, 32) == 0)
-        return db_errno(mdb_cursor_del(users, MDB_NODUPDATA));
-    return 0;
-}
-
-/*
- * Removes the least recently served files, and the records naming them, down
- * to the target. Each entry is found once, and deleted through the cursor that
- * found it: no second search per table.
- */
-static int evict(struct px_evict *pe, MDB_txn *txn)
-{
-    struct px *pw = &pe->b;
-    struct pictures *x = pw->x;
-    MDB_cursor *lru = NULL, *files = NULL, *users = NULL, *records = NULL;
-    size_t n = 0;
-    int rc;
-
-    if ((rc = apply_touches(pw, txn, pe->touches, pe->ntouches)) != 0)
-        return rc;
-    if ((rc = mdb_cursor_open(txn, x->_lru, &lru)) != 0 || (rc = mdb_cursor_open(txn, x->_files, &files)) != 0 ||
-        (rc = mdb_cursor_open(txn, x->_users, &users)) != 0 ||
-        (rc = mdb_cursor_open(txn, x->_records, &records)) != 0) {
-        rc = db_errno(rc);
-        goto out;
-    }
-    while (pw->totals.bytes > pe->target && n < EVICT_CHUNK) {
-        MDB_val k, v;
-        uint8_t hash[32];
-        struct file_rec f;
-
-        if ((rc = mdb_cursor_get(lru, &k, &v, MDB_FIRST)) != 0 || k.mv_size != 40) {
-            rc = rc == MDB_NOTFOUND ? 0 : rc != 0 ? db_errno(rc) : -EIO;
-            break;
-        }
-        memcpy(hash, (uint8_t *)k.mv_data + 8, 32);
-        k = (MDB_val){32, hash};
-        if ((rc = mdb_cursor_get(files, &k, &v, MDB_SET_KEY)) == MDB_NOTFOUND) {
-            /* A recency entry left without its file: it goes alone. */
-            if ((rc = db_errno(mdb_cursor_del(lru, 0))) != 0)
-                break;
-            continue;
-        }
-        if (rc != 0 || v.mv_size != sizeof(f)) {
-            rc = rc != 0 ? db_errno(rc) : -EIO;
-            break;
-        }
-        memcpy(&f, v.mv_data, sizeof(f));
-        if ((rc = evict_users(pw, users, records, hash)) != 0 || (rc = db_errno(mdb_cursor_del(files, 0))) != 0 ||
-            (rc = db_errno(mdb_cursor_del(lru, 0))) != 0)
-            break;
-        pw->totals.files--;
-        pw->totals.bytes -= f.bytes;
-        pw->removed_files++;
-        pw->removed_bytes += f.bytes;
-        gone_add(pw, hash);
-        n++;
-    }
-    pe->more = rc == 0 && n == EVICT_CHUNK && pw->totals.bytes > pe->target;
-out:
-    mdb_cursor_close(records);
-    mdb_cursor_close(users);
-    mdb_cursor_close(files);
-    mdb_cursor_close(lru);
-    return rc;
-}
-
-/* Lists every file in the index for removal, and empties the file databases. */
-static int drop_all_files(struct px *pw, MDB_txn *txn)
-{
-    struct pictures *x = pw->x;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
-    if ((rc = mdb_cursor_open(txn, x->_files, &cur)) != 0)
-        return db_errno(rc);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct file_rec f;
-        if (k.mv_size != 32 || v.mv_size != sizeof(f))
-            continue;
-        memcpy(&f, v.mv_data, sizeof(f));
-        gone_add(pw, k.mv_data);
-        pw->removed_files++;
-        pw->removed_bytes += f.bytes;
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND)
-        return db_errno(rc);
-    if ((rc = mdb_drop(txn, x->_files, 0)) != 0 || (rc = mdb_drop(txn, x->_lru, 0)) != 0 ||
-        (rc = mdb_drop(txn, x->_users, 0)) != 0 || (rc = mdb_drop(txn, x->_urls, 0)) != 0)
-        return db_errno(rc);
-    pw->totals.files = pw->totals.bytes = 0;
-    return 0;
-}
-
-static int purge(struct px_purge *pp, MDB_txn *txn)
-{
-    struct px *pw = &pp->b;
-    struct pictures *x = pw->x;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
-    pp->result.found = false;
-    if (pp->scope == PURGE_PUBKEY) {
-        MDB_val pk = {32, pp->pubkey};
-        if ((rc = mdb_get(txn, x->_records, &pk, &v)) != 0)
-            return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-        pp->result.found = true;
-        if ((rc = record_set(pw, txn, pp->pubkey, NULL, 0, true, NULL)) == 0)
-            pw->removed_pictures++;
-        return rc;
-    }
-    if ((rc = drop_all_files(pw, txn)) != 0)
-        return rc;
-    pw->removed_pictures = pw->totals.pictures;
-    pw->totals.pictures = 0;
-    if (pp->scope == PURGE_ALL)
-        return db_errno(mdb_drop(txn, x->_records, 0));
-    /* Only the pictures: remembered failures stay. */
-    if ((rc = mdb_cursor_open(txn, x->_records, &cur)) != 0)
-        return db_errno(rc);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct pic pic;
-        if (pic_decode(&v, &pic) == 0 && pic.h.state == PIC_OK && (rc = mdb_cursor_del(cur, 0)) != 0)
-            break;
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-}
-
-/* A file found missing: its entries go, with the records naming it. */
-static int forget(struct px_forget *pf, MDB_txn *txn)
-{
-    struct file_rec f;
-    int rc = file_get(pf->b.x, txn, pf->hash, &f);
-
-    if (rc == -ENOENT)
-        return 0;
-    if (rc != 0 || (rc = drop_users(&pf->b, txn, pf->hash)) != 0)
-        return rc;
-    return file_remove(&pf->b, txn, pf->hash, &f);
-}
-
-/* --- start-up reconciliation ---------------------------------------------------------------------------------- */
-
-struct disk_file {
-    uint8_t hash[32];
-    uint64_t bytes;
-    time_t mtime;
-};
-
-static int cmp_disk_file(const void *a, const void *b)
-{
-    return memcmp(a, b, 32);
-}
-
-/* Every picture file on disk, sorted by hash. Temporary files were removed by blobs_init(). */
-static struct disk_file *list_disk(struct pictures *x, size_t *n)
-{
-    struct disk_file *v = NULL;
+    struct picindex_disk_file *v = NULL;
     size_t cap = 0;
     DIR *top = opendir(x->_blobs->dir);
     struct dirent *e;
@@ -655,190 +157,63 @@ static struct disk_file *list_disk(struct pictures *x, size_t *n)
     }
     if (top != NULL)
         closedir(top);
-    if (*n > 1)
-        qsort(v, *n, sizeof(*v), cmp_disk_file);
+    picindex_sort_disk(v, *n);
     return v;
 }
 
-static const struct disk_file *on_disk(const struct disk_file *v, size_t n, const uint8_t hash[32])
-{
-    return n == 0 ? NULL : bsearch(hash, v, n, sizeof(*v), cmp_disk_file);
-}
-
-/* Counts the files again from the picture records: for an index written before files were counted. */
-static int rebuild(struct px_reconcile *pr, MDB_txn *txn)
-{
-    struct px *pw = &pr->b;
-    struct pictures *x = pw->x;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int c, rc = 0;
-
-    if ((c = mdb_drop(txn, x->_files, 0)) != 0 || (c = mdb_drop(txn, x->_lru, 0)) != 0 ||
-        (c = mdb_drop(txn, x->_users, 0)) != 0 || (c = mdb_cursor_open(txn, x->_records, &cur)) != 0)
-        return db_errno(c);
-    memset(&pw->totals, 0, sizeof(pw->totals));
-    for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0 && rc == 0; c = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const struct disk_file *d;
-        struct pic pic;
-        uint8_t pubkey[32];
-        if (k.mv_size != 32 || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
-            continue;
-        memcpy(pubkey, k.mv_data, 32);
-        if ((d = on_disk(pr->disk, pr->ndisk, pic.h.blob)) == NULL) {
-            rc = db_errno(mdb_cursor_del(cur, 0));
-            pr->dropped++;
-            continue;
-        }
-        /* Recency starts from when each picture was fetched. */
-        pw->now_ms = pic.h.fetched_at * 1000;
-        if ((rc = file_add_user(pw, txn, pic.h.blob, pubkey, &d->bytes)) == 0)
-            pw->totals.pictures++;
-    }
-    mdb_cursor_close(cur);
-    if (rc == 0 && c != MDB_NOTFOUND)
-        rc = db_errno(c);
-    return rc;
-}
-
-/*
- * Drops the entries of files that are no longer on disk, with the records
- * naming them. The listing came just before, on the file thread, ahead of any
- * picture write that could name a new file.
- */
-static int drop_missing(struct px_reconcile *pr, MDB_txn *txn)
-{
-    struct px *pw = &pr->b;
-    struct pictures *x = pw->x;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    uint8_t(*missing)[32] = NULL;
-    size_t nmissing = 0, cap = 0;
-    int rc;
-
-    if ((rc = mdb_cursor_open(txn, x->_files, &cur)) != 0)
-        return db_errno(rc);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 32 || on_disk(pr->disk, pr->ndisk, k.mv_data) != NULL)
-            continue;
-
-        if (nmissing == cap) {
-            cap = cap ? 2 * cap : 64;
-            if ((missing = realloc(missing, cap * sizeof(*missing))) == NULL)
-                abort();
-        }
-        memcpy(missing[nmissing++], k.mv_data, 32);
-    }
-    mdb_cursor_close(cur);
-    rc = rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-    for (size_t i = 0; i < nmissing && rc == 0; i++) {
-        struct file_rec f;
-        uint64_t before = pw->removed_pictures;
-        if ((rc = file_get(x, txn, missing[i], &f)) == 0 && (rc = drop_users(pw, txn, missing[i])) == 0)
-            rc = file_remove(pw, txn, missing[i], &f);
-        pr->dropped += pw->removed_pictures - before;
-    }
-    free(missing);
-    return rc;
-}
-
-/* --- writes, one type per operation ------------------------------------------------------------------------------ */
-
-/* Every apply starts from nothing, as it may run twice: the totals as stored, nothing removed yet. */
-static int px_begin(struct px *pw, MDB_txn *txn)
-{
-    pw->ngone = 0;
-    pw->removed_files = pw->removed_bytes = pw->removed_pictures = 0;
-    return totals_get(pw->x, txn, &pw->totals, NULL);
-}
-
-static int px_end(struct px *pw, MDB_txn *txn, int rc)
-{
-    if (rc == 0 && (rc = totals_put(pw->x, txn, &pw->totals)) == 0)
-        pw->seq = ++pw->x->_applied;
-    return rc;
-}
+/* --- writes, one type per operation, on the writer thread ------------------------------------------------------ */
 
 static int apply_put(MDB_txn *txn, struct db_write *w)
 {
     struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
-    int rc = px_begin(&p->b, txn);
+    int rc = picindex_put(p->b.x->_index, txn, &p->b.ch, p->pubkey, p->value, p->len,
+                          p->on_disk ? &p->disk_bytes : NULL, p->url_key, p->put_url ? &p->url : NULL);
 
-    if (rc == 0)
-        rc = record_set(&p->b, txn, p->pubkey, p->value, p->len, false, p->on_disk ? &p->disk_bytes : NULL);
     /* Its file is missing because it could not be written, not because it went. */
-    if (rc == -ENOENT && p->write_err != 0)
-        rc = p->write_err;
-    if (rc == 0 && p->put_url) {
-        MDB_val uk = {32, p->url_key}, uv = {sizeof(p->url), &p->url};
-        rc = db_errno(mdb_put(txn, p->b.x->_urls, &uk, &uv, 0));
-    }
-    return px_end(&p->b, txn, rc);
+    return rc == -ENOENT && p->write_err != 0 ? p->write_err : rc;
 }
 
 static int apply_touch(MDB_txn *txn, struct db_write *w)
 {
     struct px_touch *t = H2O_STRUCT_FROM_MEMBER(struct px_touch, b.w, w);
-    int rc = px_begin(&t->b, txn);
 
-    return px_end(&t->b, txn, rc == 0 ? apply_touches(&t->b, txn, t->touches, t->ntouches) : rc);
+    return picindex_touch(t->b.x->_index, txn, &t->b.ch, t->touches, t->ntouches);
 }
 
 static int apply_evict(MDB_txn *txn, struct db_write *w)
 {
     struct px_evict *e = H2O_STRUCT_FROM_MEMBER(struct px_evict, b.w, w);
-    int rc = px_begin(&e->b, txn);
 
-    return px_end(&e->b, txn, rc == 0 ? evict(e, txn) : rc);
+    return picindex_evict(e->b.x->_index, txn, &e->b.ch, e->touches, e->ntouches, e->target, &e->more);
 }
 
 static int apply_purge(MDB_txn *txn, struct db_write *w)
 {
     struct px_purge *p = H2O_STRUCT_FROM_MEMBER(struct px_purge, b.w, w);
-    int rc = px_begin(&p->b, txn);
 
-    return px_end(&p->b, txn, rc == 0 ? purge(p, txn) : rc);
+    return picindex_purge(p->b.x->_index, txn, &p->b.ch, p->scope, p->pubkey, &p->result.found);
 }
 
 static int apply_forget(MDB_txn *txn, struct db_write *w)
 {
     struct px_forget *f = H2O_STRUCT_FROM_MEMBER(struct px_forget, b.w, w);
-    int rc = px_begin(&f->b, txn);
 
-    return px_end(&f->b, txn, rc == 0 ? forget(f, txn) : rc);
+    return picindex_forget(f->b.x->_index, txn, &f->b.ch, f->hash);
 }
 
 static int apply_reconcile(MDB_txn *txn, struct db_write *w)
 {
     struct px_reconcile *r = H2O_STRUCT_FROM_MEMBER(struct px_reconcile, b.w, w);
-    struct px *pw = &r->b;
-    struct pictures *x = pw->x;
-    bool present;
-    int rc;
 
-    pw->ngone = 0;
-    pw->removed_files = pw->removed_bytes = pw->removed_pictures = r->dropped = r->orphans = 0;
-    if ((rc = totals_get(x, txn, &pw->totals, &present)) == 0)
-        rc = present ? drop_missing(r, txn) : rebuild(r, txn);
-    r->rebuilt = !present && (pw->totals.pictures > 0 || r->dropped > 0);
-    /* Files no entry names: a crash came between writing one and storing its record. */
-    for (size_t i = 0; i < r->ndisk && rc == 0; i++) {
-        struct file_rec f;
-        if (r->disk[i].mtime < r->cutoff && (rc = file_get(x, txn, r->disk[i].hash, &f)) == -ENOENT) {
-            gone_add(pw, r->disk[i].hash);
-            r->orphans++;
-            rc = 0;
-        }
-    }
-    return px_end(pw, txn, rc);
+    return picindex_reconcile(r->b.x->_index, txn, &r->b.ch, r->disk, r->ndisk, r->cutoff, &r->found);
 }
 
 /* --- the file thread ---------------------------------------------------------------------------------------------- */
 
 static void remove_files(struct px *pw)
 {
-    for (size_t i = 0; i < pw->ngone; i++) {
-        int r = blob_remove(pw->x->_blobs, pw->gone[i]);
+    for (size_t i = 0; i < pw->ch.ngone; i++) {
+        int r = blob_remove(pw->x->_blobs, pw->ch.gone[i]);
         if (r != 0 && r != -ENOENT)
             log_warn("pictures: cannot remove a cached file: %s", strerror(-r));
     }
@@ -911,7 +286,7 @@ static void run_evict(struct work *work)
         db_submit_nowait(x->_db, &e->b.w);
     }
     if (db_wait(x->_db, &e->b.w) == 0 && e->more && e->go_on) {
-        struct px_evict *n = evict_new(x, e->b.now_ms, e->target);
+        struct px_evict *n = evict_new(x, e->b.ch.now_ms, e->target);
 
         n->touches = e->next_touches;
         n->ntouches = e->next_ntouches;
@@ -934,11 +309,10 @@ static bool put_check_file(struct px_put *p, struct blob_batch *bb)
 {
     struct pictures *x = p->b.x;
     struct pic pic;
-    MDB_val v = {p->len, p->value};
     char path[4096];
     struct stat st;
 
-    if (p->value == NULL || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
+    if (p->value == NULL || picindex_decode(p->value, p->len, &pic) != 0 || pic.h.state != PIC_OK)
         return false;
     blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
     if ((p->on_disk = stat(path, &st) == 0)) {
@@ -1065,11 +439,11 @@ static void file_work(struct pictures *x, struct px *pw, void (*run)(struct work
 /* --- completions, on the loop thread ----------------------------------------------------------------------------- */
 
 static void check_limit(struct pictures *x);
-static void take_touches(struct pictures *x, struct touch **touches, size_t *n);
+static void take_touches(struct pictures *x, struct picindex_touch **touches, size_t *n);
 
 static void px_free(struct px *pw)
 {
-    free(pw->gone);
+    picindex_change_free(&pw->ch);
 }
 
 /* What every committed write tells the loop: the new totals, and which files' bytes to forget. */
@@ -1083,14 +457,14 @@ static void px_settled(struct px *pw)
         return;
     }
     /* Writes report out of their commit order (an eviction chunk after the writes that followed it). */
-    if (pw->seq > x->_settled) {
-        x->_settled = pw->seq;
-        x->_stats.pictures = pw->totals.pictures;
-        x->_stats.files = pw->totals.files;
-        x->_stats.bytes = pw->totals.bytes;
+    if (pw->ch.seq > x->_settled) {
+        x->_settled = pw->ch.seq;
+        x->_stats.pictures = pw->ch.totals.pictures;
+        x->_stats.files = pw->ch.totals.files;
+        x->_stats.bytes = pw->ch.totals.bytes;
     }
-    for (size_t i = 0; i < pw->ngone; i++)
-        blobcache_drop(x->_memory, pw->gone[i]);
+    for (size_t i = 0; i < pw->ch.ngone; i++)
+        blobcache_drop(x->_memory, pw->ch.gone[i]);
 }
 
 static void on_put_done(struct db_write *w)
@@ -1130,11 +504,11 @@ static void on_evicted(struct work *work)
     px_settled(&e->b);
     if (status == 0) {
         x->_stats.recency_flushes += e->ntouches > 0;
-        x->_stats.evicted_files += e->b.removed_files;
-        x->_stats.evicted_bytes += e->b.removed_bytes;
-        x->_stats.evicted_pictures += e->b.removed_pictures;
-        x->_run_files += e->b.removed_files;
-        x->_run_bytes += e->b.removed_bytes;
+        x->_stats.evicted_files += e->b.ch.removed_files;
+        x->_stats.evicted_bytes += e->b.ch.removed_bytes;
+        x->_stats.evicted_pictures += e->b.ch.removed_pictures;
+        x->_run_files += e->b.ch.removed_files;
+        x->_run_bytes += e->b.ch.removed_bytes;
     }
     if (e->next != NULL) {
         /* Already committing: its files are to go, and the next chunk takes what was served meanwhile. */
@@ -1161,9 +535,9 @@ static void on_purged(struct work *work)
 
     px_settled(&p->b);
     p->result.status = p->b.w.status;
-    p->result.pictures = p->b.removed_pictures;
-    p->result.files = p->b.removed_files;
-    p->result.bytes = p->b.removed_bytes;
+    p->result.pictures = p->b.ch.removed_pictures;
+    p->result.files = p->b.ch.removed_files;
+    p->result.bytes = p->b.ch.removed_bytes;
     if (p->b.w.status == 0)
         p->b.x->_stats.purges++;
     p->purged(p->ctx, &p->result);
@@ -1189,9 +563,9 @@ static void on_reconciled(struct work *work)
     if (r->b.w.status == 0) {
         log_info("pictures: %llu cached in %llu file(s), %llu bytes%s; %llu dropped because their file was "
                  "missing, %llu stray file(s) removed",
-                 (unsigned long long)r->b.totals.pictures, (unsigned long long)r->b.totals.files,
-                 (unsigned long long)r->b.totals.bytes, r->rebuilt ? " (counted from the records)" : "",
-                 (unsigned long long)r->dropped, (unsigned long long)r->orphans);
+                 (unsigned long long)r->b.ch.totals.pictures, (unsigned long long)r->b.ch.totals.files,
+                 (unsigned long long)r->b.ch.totals.bytes, r->found.rebuilt ? " (counted from the records)" : "",
+                 (unsigned long long)r->found.dropped, (unsigned long long)r->found.orphans);
         x->_stats.ready = true;
         check_limit(x);
     }
@@ -1208,7 +582,7 @@ static void *px_alloc(struct pictures *x, size_t size, int (*apply)(MDB_txn *, s
     if (pw == NULL)
         abort();
     pw->x = x;
-    pw->now_ms = now_ms;
+    pw->ch.now_ms = now_ms;
     pw->w.apply = apply;
     return pw;
 }
@@ -1233,7 +607,7 @@ static struct px_evict *evict_new(struct pictures *x, uint64_t now_ms, uint64_t 
 }
 
 /* Hands the last-served times gathered so far to a write. */
-static void take_touches(struct pictures *x, struct touch **touches, size_t *n)
+static void take_touches(struct pictures *x, struct picindex_touch **touches, size_t *n)
 {
     *touches = x->_touches;
     *n = x->_ntouches;
@@ -1285,7 +659,7 @@ void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic
     p->b.w.done = on_put_done;
     memcpy(p->pubkey, pubkey, 32);
     if (pic != NULL)
-        p->value = pic_encode(pic, &p->len);
+        p->value = picindex_encode(pic, &p->len);
     if (url != NULL) {
         p->put_url = true;
         p->url = *url;
@@ -1352,13 +726,11 @@ void pictures_touch(struct pictures *x, const uint8_t hash[32])
 int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
 {
     MDB_txn *txn;
-    MDB_val k = {32, (void *)pubkey}, v;
     int r;
 
     if ((r = db_read_begin(x->_db, &txn)) != 0)
         return r;
-    if ((r = db_errno(mdb_get(txn, x->_records, &k, &v))) == 0)
-        r = pic_decode(&v, out) == 0 ? 0 : -EIO;
+    r = picindex_get(x->_index, txn, pubkey, out);
     db_read_end(x->_db, txn);
     return r;
 }
@@ -1366,18 +738,11 @@ int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out)
 {
     MDB_txn *txn;
-    MDB_val k = {32, (void *)url_key}, v, fk;
     int r;
 
     if ((r = db_read_begin(x->_db, &txn)) != 0)
         return r;
-    if ((r = db_errno(mdb_get(txn, x->_urls, &k, &v))) == 0 && v.mv_size != sizeof(*out))
-        r = -EIO;
-    if (r == 0) {
-        memcpy(out, v.mv_data, sizeof(*out));
-        fk = (MDB_val){32, out->blob};
-        r = db_errno(mdb_get(txn, x->_files, &fk, &v));
-    }
+    r = picindex_get_url(x->_index, txn, url_key, out);
     db_read_end(x->_db, txn);
     return r;
 }
@@ -1409,16 +774,14 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
     x->_db = db;
     x->_blobs = blobs;
     x->_memory = memory;
-    if ((r = db_open_table(db, "pictures", 0, &x->_records)) != 0 ||
-        (r = db_open_table(db, "picture_urls", 0, &x->_urls)) != 0 ||
-        (r = db_open_table(db, "picture_files", 0, &x->_files)) != 0 ||
-        (r = db_open_table(db, "picture_lru", 0, &x->_lru)) != 0 ||
-        (r = db_open_table(db, "picture_users", MDB_DUPSORT | MDB_DUPFIXED, &x->_users)) != 0 ||
-        (r = db_open_table(db, "picture_meta", 0, &x->_meta)) != 0)
+    if ((r = picindex_open(db, &x->_index)) != 0)
         return r;
     /* One thread, so that file work keeps the order of the writes it goes with. */
-    if ((r = workpool_init(&x->_file_thread, 1, inbox)) != 0)
+    if ((r = workpool_init(&x->_file_thread, 1, inbox)) != 0) {
+        picindex_free(x->_index);
+        x->_index = NULL;
         return r;
+    }
     x->_limit_bytes = opt->max_bytes;
     x->_low_bytes = opt->max_bytes / 100 * opt->low_water_percent;
     x->_check_ms = opt->check_interval_ms;
@@ -1464,6 +827,8 @@ void pictures_free(struct pictures *x)
     x->_touched = NULL;
     free(x->_touches);
     x->_touches = NULL;
+    picindex_free(x->_index);
+    x->_index = NULL;
     if (x->_timer.loop != NULL) {
         uv_close((uv_handle_t *)&x->_timer, NULL);
         uv_close((uv_handle_t *)&x->_put_timer, NULL);

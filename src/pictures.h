@@ -86,7 +86,8 @@ struct pictures_options {
     uint64_t check_interval_ms; /* how often the size is checked besides after each write */
 };
 
-struct touch;
+struct picindex;
+struct picindex_touch;
 struct keymap;
 struct px_evict;
 
@@ -101,13 +102,13 @@ struct pictures {
     uv_loop_t *_loop;
     struct db *_db;
     struct blobs *_blobs;
-    struct blobcache *_memory; /* bytes of removed files are dropped from it */
-    MDB_dbi _records, _urls, _files, _lru, _users, _meta;
+    struct blobcache *_memory;             /* bytes of removed files are dropped from it */
+    struct picindex *_index;               /* the tables, and the changes to them */
     uint64_t _limit_bytes, _low_bytes;     /* where eviction starts, and where it stops */
     uint64_t _check_ms, _next_check_ms;    /* the size check's interval, and when the next is due (uv_now) */
     uint64_t _wall_base_ms, _mono_base_ms; /* wall-clock ms = wall_base + (uv_now - mono_base) */
     struct keymap *_touched;               /* file hash -> index into `touches` */
-    struct touch *_touches;
+    struct picindex_touch *_touches;
     size_t _ntouches, _touches_cap;
     uv_timer_t _timer;
     struct workpool _file_thread;       /* one thread: the file work, in order */
@@ -118,7 +119,6 @@ struct pictures {
     unsigned _put_batches;              /* batches of them handed over and not back yet */
     bool _file_thread_stopped;          /* after pictures_shutdown(): file work runs on the caller's thread */
     uint64_t _run_files, _run_bytes;    /* evicted so far by the eviction under way, for its log line */
-    uint64_t _applied;                  /* writer thread: writes applied, numbering them */
     uint64_t _settled;                  /* the number of the write whose totals the stats show */
     bool _closing;
     struct pictures_stats _stats;

@@ -54,6 +54,7 @@ static void logged_submit(struct db *db, struct db_write *w)
 #undef syncfs
 #undef rename
 
+#include "../../src/picindex.c"
 #define db_submit logged_submit
 #include "../../src/pictures.c"
 #undef db_submit
@@ -675,18 +676,18 @@ static size_t count_table(MDB_txn *txn, MDB_dbi dbi, uint64_t *bytes)
 static void assert_index_agrees(void)
 {
     struct pictures_stats s;
-    struct disk_file *disk;
+    struct picindex_disk_file *disk;
     MDB_txn *txn;
     uint64_t bytes = 0;
     size_t ndisk;
 
     pictures_stats(&x, &s);
     assert_int_equal(db_read_begin(db, &txn), 0);
-    assert_int_equal(count_table(txn, x._records, NULL), s.pictures);
-    assert_int_equal(count_table(txn, x._files, &bytes), s.files);
+    assert_int_equal(count_table(txn, x._index->records, NULL), s.pictures);
+    assert_int_equal(count_table(txn, x._index->files, &bytes), s.files);
     assert_int_equal(bytes, s.bytes);
-    assert_int_equal(count_table(txn, x._lru, NULL), s.files);
-    assert_int_equal(count_table(txn, x._users, NULL), s.pictures);
+    assert_int_equal(count_table(txn, x._index->lru, NULL), s.files);
+    assert_int_equal(count_table(txn, x._index->users, NULL), s.pictures);
     db_read_end(db, txn);
     disk = list_disk(&x, &ndisk);
     assert_int_equal(ndisk, s.files);
