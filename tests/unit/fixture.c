@@ -7,6 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+void fixture_open(struct fixture *fx, const char *name)
+{
+    fixture_dir_make(fx, name);
+    fixture_loop_open(fx);
+}
+
+void fixture_close(struct fixture *fx)
+{
+    fixture_loop_close(fx);
+    fixture_dir_remove(fx);
+}
+
 void fixture_dir_make(struct fixture *fx, const char *name)
 {
     int n = snprintf(fx->dir, sizeof(fx->dir), "/tmp/pfp-test-%s-XXXXXX", name);

@@ -33,6 +33,13 @@ struct fixture {
     bool _late;
 };
 
+/* A test's usual start: a new temporary directory named after `name` (fixture_dir_make), then the loop
+ * (fixture_loop_open). */
+void fixture_open(struct fixture *fx, const char *name);
+
+/* The end of it: fixture_loop_close(), then fixture_dir_remove(). */
+void fixture_close(struct fixture *fx);
+
 /* Makes a new directory /tmp/pfp-test-NAME-XXXXXX, in fx->dir. */
 void fixture_dir_make(struct fixture *fx, const char *name);
 

@@ -37,8 +37,7 @@ static void open_db(void)
 static int setup(void **state)
 {
     (void)state;
-    fixture_dir_make(&fx, "db");
-    fixture_loop_open(&fx);
+    fixture_open(&fx, "db");
     open_db();
     pending = 0;
     return 0;
@@ -47,8 +46,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    fixture_loop_close(&fx);
-    fixture_dir_remove(&fx);
+    fixture_close(&fx);
     return 0;
 }
 

@@ -37,8 +37,7 @@ static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
 static int setup(void **state)
 {
     (void)state;
-    fixture_dir_make(&fx, "ingest");
-    fixture_loop_open(&fx);
+    fixture_open(&fx, "ingest");
     test_pipeline_open(&pipeline, &fx, on_stored);
     heard = 0;
     return 0;
@@ -49,8 +48,7 @@ static int teardown(void **state)
     (void)state;
     test_pipeline_shutdown(&pipeline, &fx);
     test_pipeline_free(&pipeline);
-    fixture_loop_close(&fx);
-    fixture_dir_remove(&fx);
+    fixture_close(&fx);
     return 0;
 }
 

@@ -30,8 +30,7 @@ static void an_unknown_job_is_enoent_and_an_unreadable_database_is_not(void **st
     uint64_t counts[JOB_FAILED + 1];
     (void)state;
 
-    fixture_dir_make(&fx, "jobs");
-    fixture_loop_open(&fx);
+    fixture_open(&fx, "jobs");
     fixture_db_open(&fx, "jobs.db", 16);
     assert_int_equal(jobs_init(&js, &fx.loop, fx.db, NULL), 0);
     assert_int_equal(db_start(fx.db), 0);
@@ -51,8 +50,7 @@ static void an_unknown_job_is_enoent_and_an_unreadable_database_is_not(void **st
     db_shutdown(fx.db);
     inbox_free(&fx.inbox);
     jobs_free(&js);
-    fixture_loop_close(&fx);
-    fixture_dir_remove(&fx);
+    fixture_close(&fx);
 }
 
 int main(void)

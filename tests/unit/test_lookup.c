@@ -184,8 +184,7 @@ static void ask(struct wait *x, const uint8_t pubkey[32], uint32_t kind)
 
 static int setup_with(const struct lookup_options *opt)
 {
-    fixture_dir_make(&fx, "lookup");
-    fixture_loop_open(&fx);
+    fixture_open(&fx, "lookup");
     test_pipeline_open(&pipeline, &fx, on_stored);
     memset(&up, 0, sizeof(up));
     for (size_t i = 0; i < RELAYS; i++) {
@@ -235,12 +234,11 @@ static int teardown(void **state)
     test_pipeline_shutdown(&pipeline, &fx);
     lookup_free(lk);
     test_pipeline_free(&pipeline);
-    fixture_loop_close(&fx);
+    fixture_close(&fx);
     for (size_t i = 0; i < RELAYS; i++) {
         for (size_t j = 0; j < up.relays[i].nsent; j++)
             json_decref(up.relays[i].sent[j]);
     }
-    fixture_dir_remove(&fx);
     return 0;
 }
 

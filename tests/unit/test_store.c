@@ -74,8 +74,7 @@ static void open_store(const char *file, uint64_t max_mb)
 static int setup(void **state)
 {
     (void)state;
-    fixture_dir_make(&fx, "store");
-    fixture_loop_open(&fx);
+    fixture_open(&fx, "store");
     open_store("events.db", 64);
     pending = 0;
     nlive = 0;
@@ -85,8 +84,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    fixture_loop_close(&fx);
-    fixture_dir_remove(&fx);
+    fixture_close(&fx);
     return 0;
 }
 
