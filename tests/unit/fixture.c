@@ -1,11 +1,14 @@
-/* fixture.c -- the temporary directory, loop, inbox and database of the unit tests. */
+/* fixture.c -- the temporary directory, loop, inbox and database of the unit tests, and their synthetic events. */
 #include "fixture.h"
 
 #include <errno.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "event.h"
 
 void fixture_open(struct fixture *fx, const char *name)
 {
@@ -103,4 +106,26 @@ bool fixture_wait_step(struct fixture *fx)
 void fixture_wait_end(struct fixture *fx)
 {
     uv_timer_stop(&fx->_deadline);
+}
+
+uint8_t *fixture_record(uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t kind, const char *tags,
+                        const char *content, size_t content_len, size_t *len)
+{
+    struct event ev;
+    json_error_t jerr;
+    uint8_t *rec;
+
+    memset(&ev, 0, sizeof(ev));
+    memset(ev.id, id, 32);
+    memset(ev.pubkey, pubkey, 32);
+    memset(ev.sig, 0x5a, 64);
+    ev.created_at = created_at;
+    ev.kind = kind;
+    if ((ev.tags = json_loads(tags, JSON_ALLOW_NUL, &jerr)) == NULL)
+        fail_msg("test tags %s: %s", tags, jerr.text);
+    ev.content = content;
+    ev.content_len = content_len;
+    rec = event_record_build(&ev, len);
+    json_decref(ev.tags);
+    return rec;
 }

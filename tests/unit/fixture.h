@@ -1,6 +1,6 @@
 /*
  * fixture.h -- what the unit tests on a real loop and LMDB share: a temporary directory, a loop with its inbox, the
- * database on them, and the loop run until a condition holds.
+ * database on them, and the loop run until a condition holds; and synthetic events, for them and the filter tests.
  * Every function fails the test (cmocka) rather than return an error.
  */
 #ifndef PFP_FIXTURE_H
@@ -83,5 +83,13 @@ void fixture_db_close(struct fixture *fx);
 void fixture_wait_begin(struct fixture *fx);
 bool fixture_wait_step(struct fixture *fx);
 void fixture_wait_end(struct fixture *fx);
+
+/*
+ * The stored record of a synthetic event: its id, pubkey and signature are the bytes `id`, `pubkey` and 0x5a
+ * repeated, which neither the store nor the filters check. `tags` is JSON text (NUL bytes allowed) and `content` is
+ * `content_len` bytes. Returns a malloc()ed record of `*len` bytes; the caller frees it.
+ */
+uint8_t *fixture_record(uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t kind, const char *tags,
+                        const char *content, size_t content_len, size_t *len);
 
 #endif

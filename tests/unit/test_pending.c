@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +23,6 @@
 #include "blobcache.h"
 #include "db.h"
 #include "downloads.h"
-#include "event.h"
 #include "fetch.h"
 #include "fixture.h"
 #include "image.h"
@@ -80,22 +78,11 @@ static void on_event_written(struct store_event_write *ew)
 static void store_profile(uint8_t who, uint8_t id, const char *content)
 {
     struct store_event_write *ew = calloc(1, sizeof(*ew));
-    struct event ev;
 
     assert_non_null(ew);
-    memset(&ev, 0, sizeof(ev));
-    memset(ev.id, id, 32);
-    memset(ev.pubkey, who, 32);
-    memset(ev.sig, 0x5a, 64);
-    ev.created_at = (int64_t)time(NULL) - 100 + id;
-    ev.kind = 0;
-    ev.tags = json_array();
-    ev.content = content;
-    ev.content_len = strlen(content);
-    memcpy(ew->id, ev.id, 32);
-    ew->rec = event_record_build(&ev, &ew->rec_len);
+    memset(ew->id, id, 32);
+    ew->rec = fixture_record(id, who, (int64_t)time(NULL) - 100 + id, 0, "[]", content, strlen(content), &ew->rec_len);
     ew->done = on_event_written;
-    json_decref(ev.tags);
     writes++;
     store_put_event(&st, ew);
     fixture_run_until(&fx, writes == 0);

@@ -100,26 +100,13 @@ static struct put *queue_put_content(uint8_t id, uint8_t pubkey, int64_t created
                                      const char *content, size_t content_len)
 {
     struct put *p = calloc(1, sizeof(*p));
-    struct event ev;
-    json_error_t jerr;
     char text[4096];
 
     assert_non_null(p);
     expand(tags, text, sizeof(text));
-    memset(&ev, 0, sizeof(ev));
-    memset(ev.id, id, 32);
-    memset(ev.pubkey, pubkey, 32);
-    memset(ev.sig, 0x5a, 64);
-    ev.created_at = created_at;
-    ev.kind = kind;
-    if ((ev.tags = json_loads(text, 0, &jerr)) == NULL)
-        fail_msg("test tags %s: %s", text, jerr.text);
-    ev.content = content;
-    ev.content_len = content_len;
-    memcpy(p->ew.id, ev.id, 32);
-    p->ew.rec = event_record_build(&ev, &p->ew.rec_len);
+    memset(p->ew.id, id, 32);
+    p->ew.rec = fixture_record(id, pubkey, created_at, kind, text, content, content_len, &p->ew.rec_len);
     p->ew.done = on_put_done;
-    json_decref(ev.tags);
 
     assert_true(nlive < MAX_LIVE);
     live[nlive++] = p;
