@@ -37,9 +37,9 @@ static void open_db(void)
 static int setup(void **state)
 {
     (void)state;
+    pending = 0;
     fixture_open(&fx, "db");
     open_db();
-    pending = 0;
     return 0;
 }
 

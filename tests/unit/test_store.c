@@ -74,10 +74,10 @@ static void open_store(const char *file, uint64_t max_mb)
 static int setup(void **state)
 {
     (void)state;
-    fixture_open(&fx, "store");
-    open_store("events.db", 64);
     pending = 0;
     nlive = 0;
+    fixture_open(&fx, "store");
+    open_store("events.db", 64);
     return 0;
 }
 
