@@ -33,12 +33,14 @@ struct fixture {
     bool _late;
 };
 
-/* A test's usual start: a new temporary directory named after `name` (fixture_dir_make), then the loop
- * (fixture_loop_open). */
+/* A test's usual start: a new temporary directory named after `name`, then the loop (fixture_loop_open()). */
 void fixture_open(struct fixture *fx, const char *name);
 
-/* The end of it: fixture_loop_close(), then fixture_dir_remove(). */
+/* The end of it: fixture_loop_close(), then the directory removed. */
 void fixture_close(struct fixture *fx);
+
+/* A cmocka test run between the setup() and teardown() of its file, which open and close its fixture. */
+#define fixture_unit_test(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 /* Makes a new directory /tmp/pfp-test-NAME-XXXXXX, in fx->dir. */
 void fixture_dir_make(struct fixture *fx, const char *name);

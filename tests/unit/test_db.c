@@ -260,13 +260,13 @@ static void a_full_map_is_enospc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(writes_apply_in_order_and_report_on_the_loop, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_failing_write_costs_the_others_of_its_batch_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(another_thread_can_wait_for_its_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_thread_can_submit_now_and_wait_later, setup, teardown),
-        cmocka_unit_test_setup_teardown(unsynced_writes_are_read_back_and_survive_a_clean_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(read_transactions_do_not_nest, setup, teardown),
+        fixture_unit_test(writes_apply_in_order_and_report_on_the_loop),
+        fixture_unit_test(a_failing_write_costs_the_others_of_its_batch_nothing),
+        fixture_unit_test(another_thread_can_wait_for_its_write),
+        fixture_unit_test(a_thread_can_submit_now_and_wait_later),
+        fixture_unit_test(unsynced_writes_are_read_back_and_survive_a_clean_close),
+        fixture_unit_test(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once),
+        fixture_unit_test(read_transactions_do_not_nest),
         cmocka_unit_test(a_full_map_is_enospc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,15 +272,15 @@ static void an_older_replaceable_version_is_superseded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(a_valid_event_is_verified_stored_and_heard, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_stored_event_is_a_duplicate_without_a_signature_check, setup, teardown),
-        cmocka_unit_test_setup_teardown(two_copies_in_flight_are_stored_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_forged_signature_is_rejected_and_not_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_id_that_is_not_the_hash_is_refused_naming_the_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_date_too_far_ahead_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_malformed_event_is_refused_with_a_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_ephemeral_event_is_verified_and_handed_back_unstored, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_older_replaceable_version_is_superseded, setup, teardown),
+        fixture_unit_test(a_valid_event_is_verified_stored_and_heard),
+        fixture_unit_test(a_stored_event_is_a_duplicate_without_a_signature_check),
+        fixture_unit_test(two_copies_in_flight_are_stored_once),
+        fixture_unit_test(a_forged_signature_is_rejected_and_not_stored),
+        fixture_unit_test(an_id_that_is_not_the_hash_is_refused_naming_the_id),
+        fixture_unit_test(a_date_too_far_ahead_is_refused),
+        fixture_unit_test(a_malformed_event_is_refused_with_a_reason),
+        fixture_unit_test(an_ephemeral_event_is_verified_and_handed_back_unstored),
+        fixture_unit_test(an_older_replaceable_version_is_superseded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

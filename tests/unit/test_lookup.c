@@ -530,17 +530,17 @@ static void queries_past_max_concurrent_wait_their_turn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(lookups_of_one_pubkey_and_kind_make_one_entry, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_batch_holds_at_most_500_authors_per_req, setup, teardown),
-        cmocka_unit_test_setup_teardown(lookups_in_one_batch_window_share_a_req_and_later_ones_do_not, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_found_event_waits_out_the_grace_for_a_newer_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(grace_ends_the_wait_for_a_relay_that_stays_silent, setup, teardown),
+        fixture_unit_test(lookups_of_one_pubkey_and_kind_make_one_entry),
+        fixture_unit_test(a_batch_holds_at_most_500_authors_per_req),
+        fixture_unit_test(lookups_in_one_batch_window_share_a_req_and_later_ones_do_not),
+        fixture_unit_test(a_found_event_waits_out_the_grace_for_a_newer_version),
+        fixture_unit_test(grace_ends_the_wait_for_a_relay_that_stays_silent),
         cmocka_unit_test_setup_teardown(every_relay_finished_answers_without_the_grace, setup_long_grace, teardown),
         cmocka_unit_test_setup_teardown(silent_relays_time_out_and_the_miss_is_not_remembered, setup_short_timeout,
                                         teardown),
-        cmocka_unit_test_setup_teardown(a_miss_every_relay_confirms_is_remembered, setup, teardown),
-        cmocka_unit_test_setup_teardown(forged_and_unasked_for_events_count_against_the_relay, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_cancelled_waiter_is_not_called, setup, teardown),
+        fixture_unit_test(a_miss_every_relay_confirms_is_remembered),
+        fixture_unit_test(forged_and_unasked_for_events_count_against_the_relay),
+        fixture_unit_test(a_cancelled_waiter_is_not_called),
         cmocka_unit_test_setup_teardown(queries_past_max_concurrent_wait_their_turn, setup_one_at_a_time, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -304,12 +304,11 @@ static void searches_under_way_are_abandoned_at_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(waits_for_one_pubkey_share_one_search_and_one_download, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_profile_without_a_picture_is_remembered_with_a_retry_time, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_again,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(an_unchanged_picture_whose_file_is_there_is_only_confirmed, setup, teardown),
-        cmocka_unit_test_setup_teardown(searches_under_way_are_abandoned_at_shutdown, setup, teardown),
+        fixture_unit_test(waits_for_one_pubkey_share_one_search_and_one_download),
+        fixture_unit_test(a_profile_without_a_picture_is_remembered_with_a_retry_time),
+        fixture_unit_test(a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_again),
+        fixture_unit_test(an_unchanged_picture_whose_file_is_there_is_only_confirmed),
+        fixture_unit_test(searches_under_way_are_abandoned_at_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -731,25 +731,18 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(a_file_shared_by_pubkeys_is_counted_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_record_naming_a_missing_file_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_vanished_file_is_written_again_from_the_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_write_queued_behind_the_removal_of_its_file_writes_it_again, setup, teardown),
-        cmocka_unit_test_setup_teardown(eviction_removes_the_least_recently_served_down_to_the_low_water_mark, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(startup_drops_entries_without_a_file_and_removes_files_without_an_entry, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(a_forgotten_file_takes_its_records_with_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(new_files_are_durable_under_their_names_before_their_records_are_submitted,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file, setup, teardown),
+        fixture_unit_test(a_file_shared_by_pubkeys_is_counted_once),
+        fixture_unit_test(a_record_naming_a_missing_file_is_refused),
+        fixture_unit_test(a_vanished_file_is_written_again_from_the_bytes),
+        fixture_unit_test(a_write_queued_behind_the_removal_of_its_file_writes_it_again),
+        fixture_unit_test(eviction_removes_the_least_recently_served_down_to_the_low_water_mark),
+        fixture_unit_test(startup_drops_entries_without_a_file_and_removes_files_without_an_entry),
+        fixture_unit_test(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user),
+        fixture_unit_test(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not),
+        fixture_unit_test(a_forgotten_file_takes_its_records_with_it),
+        fixture_unit_test(new_files_are_durable_under_their_names_before_their_records_are_submitted),
+        fixture_unit_test(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps),
+        fixture_unit_test(an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
