@@ -34,6 +34,7 @@ OBJS      := $(SRCS:src/%.c=$(B)/obj/%.o)
 LIB       := $(B)/libpfp.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+FIXTURE   := $(B)/tests/fixture.o
 BENCH_TOOLS := $(patsubst bench/tools/%.c,$(B)/bench/%,$(wildcard bench/tools/*.c))
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(wildcard tests/tools/*.c))
 
@@ -63,8 +64,12 @@ $(B)/obj/%.o: src/%.c | $(B)/obj
 
 # Unit tests may #include the .c under test to reach its static functions;
 # linking against the archive pulls in only the modules they do not include.
-$(B)/tests/%: tests/unit/%.c $(LIB) | $(B)/tests
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+# Each also links the fixture they share, tests/unit/fixture.c, ahead of the archive.
+$(B)/tests/%: tests/unit/%.c $(FIXTURE) $(LIB) | $(B)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(FIXTURE) $(LIB) $(LDLIBS) -lcmocka
+
+$(FIXTURE): tests/unit/fixture.c | $(B)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/bench/%: bench/tools/%.c $(LIB) | $(B)/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
@@ -126,9 +131,9 @@ fuzz-run: $(FUZZERS)
 	done
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c bench/tools/*.c
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/tools/*.c
 
 clean:
 	rm -rf build $(BIN)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_TOOLS:=.d) $(TEST_TOOLS:=.d)
+-include $(OBJS:.o=.d) $(FIXTURE:.o=.d) $(UNIT_BINS:=.d) $(BENCH_TOOLS:=.d) $(TEST_TOOLS:=.d)

@@ -13,13 +13,10 @@
 #include <uv.h>
 
 #include "db.h"
-#include "inbox.h"
+#include "fixture.h"
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
+static struct fixture fx;
 static MDB_dbi table;
-static char dir[64], path[128];
 static int pending;
 
 /* A write of one key and value, failing on purpose when `fail` is set. */
@@ -32,45 +29,24 @@ struct kv {
 
 static void open_db(void)
 {
-    char err[256];
-
-    if (db_init(&db, &(struct db_options){path, 16}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(db_open_table(db, "test", 0, &table), 0);
-    assert_int_equal(db_start(db), 0);
-}
-
-static void close_db(void)
-{
-    db_shutdown(db);
-    db_free(db);
-    db = NULL;
+    fixture_db_open(&fx, "test.db", 16);
+    assert_int_equal(db_open_table(fx.db, "test", 0, &table), 0);
+    assert_int_equal(db_start(fx.db), 0);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/pfp-test-db-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/test.db", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    open_db();
     pending = 0;
+    fixture_open(&fx, "db");
+    open_db();
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
-    close_db();
-    inbox_free(&inbox);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&fx);
     return 0;
 }
 
@@ -103,12 +79,6 @@ static struct kv *kv_new(const char *key, const char *value, int fail)
     return kv;
 }
 
-static void wait_all(void)
-{
-    while (pending > 0)
-        uv_run(&loop, UV_RUN_ONCE);
-}
-
 /* The value stored under `key`, or "" when there is none. */
 static const char *read_value(const char *key)
 {
@@ -117,11 +87,11 @@ static const char *read_value(const char *key)
     MDB_val k = {strlen(key), (void *)key}, v;
     int rc;
 
-    assert_int_equal(db_read_begin(db, &txn), 0);
+    assert_int_equal(db_read_begin(fx.db, &txn), 0);
     rc = db_errno(mdb_get(txn, table, &k, &v));
     assert_true(rc == 0 || rc == -ENOENT);
     snprintf(out, sizeof(out), "%.*s", rc == 0 ? (int)v.mv_size : 0, rc == 0 ? (const char *)v.mv_data : "");
-    db_read_end(db, txn);
+    db_read_end(fx.db, txn);
     return out;
 }
 
@@ -133,8 +103,8 @@ static void writes_apply_in_order_and_report_on_the_loop(void **state)
 
     pending = 3;
     for (int i = 0; i < 3; i++)
-        db_submit(db, &w[i]->w);
-    wait_all();
+        db_submit(fx.db, &w[i]->w);
+    fixture_run_until(&fx, pending == 0);
     for (int i = 0; i < 3; i++) {
         assert_true(w[i]->done);
         assert_int_equal(w[i]->w.status, 0);
@@ -142,7 +112,7 @@ static void writes_apply_in_order_and_report_on_the_loop(void **state)
     }
     assert_string_equal(read_value("a"), "2");
     assert_string_equal(read_value("b"), "3");
-    db_stats(db, &s);
+    db_stats(fx.db, &s);
     assert_true(s.commits >= 1 && s.commits <= 3);
 }
 
@@ -153,8 +123,8 @@ static void a_failing_write_costs_the_others_of_its_batch_nothing(void **state)
 
     pending = 3;
     for (int i = 0; i < 3; i++)
-        db_submit(db, &w[i]->w);
-    wait_all();
+        db_submit(fx.db, &w[i]->w);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(w[0]->w.status, 0);
     assert_int_equal(w[1]->w.status, -EINVAL);
     assert_int_equal(w[2]->w.status, 0);
@@ -168,7 +138,7 @@ static void a_failing_write_costs_the_others_of_its_batch_nothing(void **state)
 static void *submit_and_wait(void *arg)
 {
     struct kv *kv = arg;
-    return (void *)(intptr_t)db_submit_wait(db, &kv->w);
+    return (void *)(intptr_t)db_submit_wait(fx.db, &kv->w);
 }
 
 static void another_thread_can_wait_for_its_write(void **state)
@@ -196,10 +166,10 @@ static void *submit_two_then_wait(void *arg)
 {
     struct kv **w = arg;
 
-    db_submit_nowait(db, &w[0]->w);
-    db_submit_nowait(db, &w[1]->w);
+    db_submit_nowait(fx.db, &w[0]->w);
+    db_submit_nowait(fx.db, &w[1]->w);
     /* Waited for out of order: each wait hears its own write. */
-    if (db_wait(db, &w[1]->w) != -EPERM || db_wait(db, &w[0]->w) != 0)
+    if (db_wait(fx.db, &w[1]->w) != -EPERM || db_wait(fx.db, &w[0]->w) != 0)
         return (void *)1;
     return NULL;
 }
@@ -219,9 +189,9 @@ static void a_thread_can_submit_now_and_wait_later(void **state)
     assert_string_equal(read_value("r"), "");
 
     /* After shutdown the write settles at once, and waiting for it does not block. */
-    db_shutdown(db);
-    db_submit_nowait(db, &w[0]->w);
-    assert_int_equal(db_wait(db, &w[0]->w), -ESHUTDOWN);
+    db_shutdown(fx.db);
+    db_submit_nowait(fx.db, &w[0]->w);
+    assert_int_equal(db_wait(fx.db, &w[0]->w), -ESHUTDOWN);
     free(w[0]);
     free(w[1]);
 }
@@ -233,12 +203,12 @@ static void unsynced_writes_are_read_back_and_survive_a_clean_close(void **state
 
     w->w.nosync = true;
     pending = 1;
-    db_submit(db, &w->w);
-    wait_all();
+    db_submit(fx.db, &w->w);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(w->w.status, 0);
     free(w);
     assert_string_equal(read_value("n"), "nosync");
-    close_db();
+    fixture_db_close(&fx);
     open_db();
     assert_string_equal(read_value("n"), "nosync");
 }
@@ -249,18 +219,18 @@ static void writes_queued_at_shutdown_commit_and_later_ones_fail_at_once(void **
     (void)state;
 
     pending = 1;
-    db_submit(db, &queued->w);
-    db_shutdown(db);
-    db_shutdown(db);
-    wait_all();
+    db_submit(fx.db, &queued->w);
+    db_shutdown(fx.db);
+    db_shutdown(fx.db);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(queued->w.status, 0);
 
     pending = 1;
-    db_submit(db, &late->w);
+    db_submit(fx.db, &late->w);
     /* Before db_submit() returned. */
     assert_int_equal(pending, 0);
     assert_int_equal(late->w.status, -ESHUTDOWN);
-    assert_int_equal(db_submit_wait(db, &late->w), -ESHUTDOWN);
+    assert_int_equal(db_submit_wait(fx.db, &late->w), -ESHUTDOWN);
     assert_string_equal(read_value("q"), "queued");
     free(queued);
     free(late);
@@ -271,11 +241,11 @@ static void read_transactions_do_not_nest(void **state)
     MDB_txn *txn, *inner;
     (void)state;
 
-    assert_int_equal(db_read_begin(db, &txn), 0);
-    assert_int_equal(db_read_begin(db, &inner), -EBUSY);
-    db_read_end(db, txn);
-    assert_int_equal(db_read_begin(db, &txn), 0);
-    db_read_end(db, txn);
+    assert_int_equal(db_read_begin(fx.db, &txn), 0);
+    assert_int_equal(db_read_begin(fx.db, &inner), -EBUSY);
+    db_read_end(fx.db, txn);
+    assert_int_equal(db_read_begin(fx.db, &txn), 0);
+    db_read_end(fx.db, txn);
 }
 
 static void a_full_map_is_enospc(void **state)
@@ -290,13 +260,13 @@ static void a_full_map_is_enospc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(writes_apply_in_order_and_report_on_the_loop, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_failing_write_costs_the_others_of_its_batch_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(another_thread_can_wait_for_its_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_thread_can_submit_now_and_wait_later, setup, teardown),
-        cmocka_unit_test_setup_teardown(unsynced_writes_are_read_back_and_survive_a_clean_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(read_transactions_do_not_nest, setup, teardown),
+        fixture_unit_test(writes_apply_in_order_and_report_on_the_loop),
+        fixture_unit_test(a_failing_write_costs_the_others_of_its_batch_nothing),
+        fixture_unit_test(another_thread_can_wait_for_its_write),
+        fixture_unit_test(a_thread_can_submit_now_and_wait_later),
+        fixture_unit_test(unsynced_writes_are_read_back_and_survive_a_clean_close),
+        fixture_unit_test(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once),
+        fixture_unit_test(read_transactions_do_not_nest),
         cmocka_unit_test(a_full_map_is_enospc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

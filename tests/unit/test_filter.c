@@ -12,6 +12,7 @@
 
 #include "event.h"
 #include "filter.h"
+#include "fixture.h"
 
 #define MAX_LIMIT 500
 
@@ -32,24 +33,11 @@ static const char *hex32(uint8_t b, char out[65])
 
 static void make_rec(struct rec *r, uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t kind, const char *tags)
 {
-    struct event ev;
-    json_error_t jerr;
     size_t len;
 
-    memset(&ev, 0, sizeof(ev));
-    memset(ev.id, id, 32);
-    memset(ev.pubkey, pubkey, 32);
-    memset(ev.sig, 0x5a, 64);
-    ev.created_at = created_at;
-    ev.kind = kind;
-    ev.tags = json_loads(tags, JSON_ALLOW_NUL, &jerr);
-    assert_non_null(ev.tags);
-    ev.content = "hello";
-    ev.content_len = 5;
-    memcpy(r->id, ev.id, 32);
-    r->bytes = event_record_build(&ev, &len);
+    memset(r->id, id, 32);
+    r->bytes = fixture_record(id, pubkey, created_at, kind, tags, "hello", 5, &len);
     assert_int_equal(event_view_decode(r->id, r->bytes, len, &r->v), 0);
-    json_decref(ev.tags);
 }
 
 static void free_rec(struct rec *r)

@@ -11,17 +11,11 @@
 #include <h2o/memory.h>
 
 #include "hex.h"
-#include "db.h"
 #include "ingest.h"
 #include "testnostr.h"
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
-static struct store st;
-static struct workpool pool;
-static struct ingest *ig;
-static char dir[64];
+static struct fixture fx;
+static struct test_pipeline pipeline;
 static unsigned heard; /* store listener calls */
 
 /* One submitted event and what it came to. */
@@ -42,42 +36,19 @@ static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
 
 static int setup(void **state)
 {
-    char path[128], err[256];
     (void)state;
-
-    strcpy(dir, "/tmp/pfp-test-ingest-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    if (db_init(&db, &(struct db_options){path, 64}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(store_init(&st, db), 0);
-    store_add_listener(&st, on_stored, NULL);
-    assert_int_equal(db_start(db), 0);
-    assert_int_equal(workpool_init(&pool, 1, &inbox), 0);
-    assert_int_equal(ingest_init(&ig, &(struct ingest_options){.max_future_seconds = 600}, &st, &pool), 0);
+    fixture_open(&fx, "ingest");
+    test_pipeline_open(&pipeline, &fx, on_stored);
     heard = 0;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
-    /* The relay's shutdown order: the pool, the writer, the inbox, then the pipeline and the loop. */
-    workpool_shutdown(&pool);
-    inbox_drain(&inbox);
-    db_shutdown(db);
-    inbox_free(&inbox);
-    ingest_free(ig);
-    workpool_free(&pool);
-    db_free(db);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    test_pipeline_shutdown(&pipeline, &fx);
+    test_pipeline_free(&pipeline);
+    fixture_close(&fx);
     return 0;
 }
 
@@ -101,9 +72,9 @@ static int submit(json_t *obj, struct outcome *o)
 
     memset(o, 0, sizeof(*o));
     o->job.done = on_done;
-    if ((rc = ingest_check(ig, obj, &ev, reason, sizeof(reason))) != 0)
+    if ((rc = ingest_check(pipeline.ig, obj, &ev, reason, sizeof(reason))) != 0)
         fail_msg("ingest_check: %d %s", rc, reason);
-    rc = ingest_submit(ig, &ev, &o->job);
+    rc = ingest_submit(pipeline.ig, &ev, &o->job);
     event_free(&ev);
     return rc;
 }
@@ -116,9 +87,9 @@ static bool is_stored(json_t *obj)
     bool found;
 
     hex_decode(json_string_value(json_object_get(obj, "id")), 64, id, 32);
-    assert_int_equal(store_read_begin(&st, &txn), 0);
-    found = store_get_event(&st, txn, id, &v) == 0;
-    store_read_end(&st, txn);
+    assert_int_equal(store_read_begin(&pipeline.st, &txn), 0);
+    found = store_get_event(&pipeline.st, txn, id, &v) == 0;
+    store_read_end(&pipeline.st, txn);
     return found;
 }
 
@@ -133,12 +104,12 @@ static void a_valid_event_is_verified_stored_and_heard(void **state)
     test_key(&k, 1);
     obj = test_event(&k, 1, (int64_t)time(NULL), "hello");
     assert_int_equal(submit(obj, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(o.status, INGEST_STORED);
     assert_non_null(strstr(o.json, "\"content\":\"hello\""));
     assert_int_equal(heard, 1);
     assert_true(is_stored(obj));
-    ingest_stats(ig, &s);
+    ingest_stats(pipeline.ig, &s);
     assert_int_equal(s.verified, 1);
     assert_int_equal(s.bad_signatures, 0);
     json_decref(obj);
@@ -155,10 +126,10 @@ static void a_stored_event_is_a_duplicate_without_a_signature_check(void **state
     test_key(&k, 2);
     obj = test_event(&k, 1, (int64_t)time(NULL), "twice");
     assert_int_equal(submit(obj, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(submit(obj, &o), INGEST_DUPLICATE);
     assert_false(o.done);
-    ingest_stats(ig, &s);
+    ingest_stats(pipeline.ig, &s);
     assert_int_equal(s.verified, 1);
     assert_int_equal(s.known, 1);
     assert_int_equal(heard, 1);
@@ -176,8 +147,8 @@ static void two_copies_in_flight_are_stored_once(void **state)
     obj = test_event(&k, 1, (int64_t)time(NULL), "race");
     assert_int_equal(submit(obj, &a), 0);
     assert_int_equal(submit(obj, &b), 0);
-    assert_true(test_run_until(&loop, &a.done, 5000));
-    assert_true(test_run_until(&loop, &b.done, 5000));
+    fixture_run_until(&fx, a.done);
+    fixture_run_until(&fx, b.done);
     assert_int_equal(a.status, INGEST_STORED);
     assert_int_equal(b.status, INGEST_DUPLICATE);
     assert_int_equal(heard, 1);
@@ -196,11 +167,11 @@ static void a_forged_signature_is_rejected_and_not_stored(void **state)
     obj = test_event(&k, 1, (int64_t)time(NULL), "forged");
     test_tamper(obj, "sig");
     assert_int_equal(submit(obj, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(o.status, -EKEYREJECTED);
     assert_false(is_stored(obj));
     assert_int_equal(heard, 0);
-    ingest_stats(ig, &s);
+    ingest_stats(pipeline.ig, &s);
     assert_int_equal(s.bad_signatures, 1);
     json_decref(obj);
 }
@@ -217,7 +188,7 @@ static void an_id_that_is_not_the_hash_is_refused_naming_the_id(void **state)
     test_key(&k, 5);
     obj = test_event(&k, 1, (int64_t)time(NULL), "original");
     json_object_set_new(obj, "content", json_string("altered"));
-    assert_int_equal(ingest_check(ig, obj, &ev, reason, sizeof(reason)), -EBADMSG);
+    assert_int_equal(ingest_check(pipeline.ig, obj, &ev, reason, sizeof(reason)), -EBADMSG);
     hex_decode(json_string_value(json_object_get(obj, "id")), 64, id, 32);
     assert_memory_equal(ev.id, id, 32);
     assert_string_equal(reason, "the id is not the hash of the event");
@@ -235,9 +206,9 @@ static void a_date_too_far_ahead_is_refused(void **state)
     test_key(&k, 6);
     near = test_event(&k, 1, (int64_t)time(NULL) + 500, "soon");
     far = test_event(&k, 1, (int64_t)time(NULL) + 700, "later");
-    assert_int_equal(ingest_check(ig, near, &ev, reason, sizeof(reason)), 0);
+    assert_int_equal(ingest_check(pipeline.ig, near, &ev, reason, sizeof(reason)), 0);
     event_free(&ev);
-    assert_int_equal(ingest_check(ig, far, &ev, reason, sizeof(reason)), -ERANGE);
+    assert_int_equal(ingest_check(pipeline.ig, far, &ev, reason, sizeof(reason)), -ERANGE);
     assert_string_equal(reason, "created_at is more than 600 seconds in the future");
     json_decref(near);
     json_decref(far);
@@ -254,7 +225,7 @@ static void a_malformed_event_is_refused_with_a_reason(void **state)
     test_key(&k, 7);
     obj = test_event(&k, 1, (int64_t)time(NULL), "no signature");
     json_object_del(obj, "sig");
-    assert_int_equal(ingest_check(ig, obj, &ev, reason, sizeof(reason)), -EINVAL);
+    assert_int_equal(ingest_check(pipeline.ig, obj, &ev, reason, sizeof(reason)), -EINVAL);
     assert_true(strlen(reason) > 0);
     json_decref(obj);
 }
@@ -269,7 +240,7 @@ static void an_ephemeral_event_is_verified_and_handed_back_unstored(void **state
     test_key(&k, 8);
     obj = test_event(&k, 20001, (int64_t)time(NULL), "passing");
     assert_int_equal(submit(obj, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(o.status, INGEST_EPHEMERAL);
     assert_non_null(strstr(o.json, "\"content\":\"passing\""));
     assert_false(is_stored(obj));
@@ -288,10 +259,10 @@ static void an_older_replaceable_version_is_superseded(void **state)
     newer = test_event(&k, 0, 2000, "{\"name\":\"new\"}");
     older = test_event(&k, 0, 1000, "{\"name\":\"old\"}");
     assert_int_equal(submit(newer, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(o.status, INGEST_STORED);
     assert_int_equal(submit(older, &o), 0);
-    assert_true(test_run_until(&loop, &o.done, 5000));
+    fixture_run_until(&fx, o.done);
     assert_int_equal(o.status, INGEST_SUPERSEDED);
     assert_false(is_stored(older));
     json_decref(newer);
@@ -301,15 +272,15 @@ static void an_older_replaceable_version_is_superseded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(a_valid_event_is_verified_stored_and_heard, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_stored_event_is_a_duplicate_without_a_signature_check, setup, teardown),
-        cmocka_unit_test_setup_teardown(two_copies_in_flight_are_stored_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_forged_signature_is_rejected_and_not_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_id_that_is_not_the_hash_is_refused_naming_the_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_date_too_far_ahead_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_malformed_event_is_refused_with_a_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_ephemeral_event_is_verified_and_handed_back_unstored, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_older_replaceable_version_is_superseded, setup, teardown),
+        fixture_unit_test(a_valid_event_is_verified_stored_and_heard),
+        fixture_unit_test(a_stored_event_is_a_duplicate_without_a_signature_check),
+        fixture_unit_test(two_copies_in_flight_are_stored_once),
+        fixture_unit_test(a_forged_signature_is_rejected_and_not_stored),
+        fixture_unit_test(an_id_that_is_not_the_hash_is_refused_naming_the_id),
+        fixture_unit_test(a_date_too_far_ahead_is_refused),
+        fixture_unit_test(a_malformed_event_is_refused_with_a_reason),
+        fixture_unit_test(an_ephemeral_event_is_verified_and_handed_back_unstored),
+        fixture_unit_test(an_older_replaceable_version_is_superseded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,10 +6,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "fixture.h"
 #include "jobs.h"
 
 static void ids_are_sixteen_hex_digits(void **state)
@@ -25,45 +23,34 @@ static void ids_are_sixteen_hex_digits(void **state)
 
 static void an_unknown_job_is_enoent_and_an_unreadable_database_is_not(void **state)
 {
-    char dir[64] = "/tmp/pfp-test-jobs-XXXXXX", path[128], err[256], cmd[128];
-    uv_loop_t loop;
-    struct inbox inbox;
-    struct db *db;
+    struct fixture fx;
     struct jobs js;
     json_t *job = (json_t *)&job;
     MDB_txn *txn;
     uint64_t counts[JOB_FAILED + 1];
     (void)state;
 
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/jobs.db", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    if (db_init(&db, &(struct db_options){path, 16}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(jobs_init(&js, &loop, db, NULL), 0);
-    assert_int_equal(db_start(db), 0);
+    fixture_open(&fx, "jobs");
+    fixture_db_open(&fx, "jobs.db", 16);
+    assert_int_equal(jobs_init(&js, &fx.loop, fx.db, NULL), 0);
+    assert_int_equal(db_start(fx.db), 0);
     assert_int_equal(jobs_start(&js), 0);
 
     assert_int_equal(jobs_get(&js, 42, &job), -ENOENT);
     assert_null(job);
     /* The loop's one read transaction is in use: the database cannot be read now, which is no 404. */
-    assert_int_equal(db_read_begin(db, &txn), 0);
+    assert_int_equal(db_read_begin(fx.db, &txn), 0);
     assert_int_equal(jobs_get(&js, 42, &job), -EBUSY);
-    db_read_end(db, txn);
+    db_read_end(fx.db, txn);
     jobs_count(&js, counts);
     for (int s = 0; s <= JOB_FAILED; s++)
         assert_int_equal(counts[s], 0);
 
     jobs_shutdown(&js);
-    db_shutdown(db);
-    inbox_free(&inbox);
+    db_shutdown(fx.db);
+    inbox_free(&fx.inbox);
     jobs_free(&js);
-    db_free(db);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&fx);
 }
 
 int main(void)

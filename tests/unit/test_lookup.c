@@ -134,16 +134,10 @@ static void send_eose(struct upstream_relay *r, const char *subid)
 
 /* --- the rest is real ---------------------------------------------------------------------------------------- */
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
-static struct store st;
-static struct workpool pool;
-static struct ingest *ig;
+static struct fixture fx;
+static struct test_pipeline pipeline;
 static struct lookup *lk;
-static char dir[64];
 static unsigned stored; /* store listener calls */
-static bool stored_now; /* set by the listener, for test_run_until() */
 
 /*
  * The timeout is far beyond every wait of the tests, so a slow disk under the
@@ -168,7 +162,6 @@ static void on_stored(void *data, const struct event_view *ev, uint64_t commit)
     (void)data;
     (void)ev;
     stored++;
-    stored_now = true;
 }
 
 static void on_answer(struct lookup_waiter *w, const struct event_view *ev)
@@ -179,7 +172,7 @@ static void on_answer(struct lookup_waiter *w, const struct event_view *ev)
     x->called = true;
     x->found = ev != NULL;
     x->created_at = ev != NULL ? ev->created_at : 0;
-    x->at = uv_now(&loop);
+    x->at = uv_now(&fx.loop);
 }
 
 static void ask(struct wait *x, const uint8_t pubkey[32], uint32_t kind)
@@ -191,26 +184,14 @@ static void ask(struct wait *x, const uint8_t pubkey[32], uint32_t kind)
 
 static int setup_with(const struct lookup_options *opt)
 {
-    char path[128], err[256];
-
-    strcpy(dir, "/tmp/pfp-test-lookup-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    if (db_init(&db, &(struct db_options){path, 64}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(store_init(&st, db), 0);
-    store_add_listener(&st, on_stored, NULL);
-    assert_int_equal(db_start(db), 0);
-    assert_int_equal(workpool_init(&pool, 1, &inbox), 0);
-    assert_int_equal(ingest_init(&ig, &(struct ingest_options){.max_future_seconds = 600}, &st, &pool), 0);
+    fixture_open(&fx, "lookup");
+    test_pipeline_open(&pipeline, &fx, on_stored);
     memset(&up, 0, sizeof(up));
     for (size_t i = 0; i < RELAYS; i++) {
         up.relays[i].index = i;
         up.relays[i].connected = true;
     }
-    assert_int_equal(lookup_init(&lk, &loop, opt, &up, ig, &st), 0);
+    assert_int_equal(lookup_init(&lk, &fx.loop, opt, &up, pipeline.ig, &pipeline.st), 0);
     stored = 0;
     return 0;
 }
@@ -248,51 +229,23 @@ static int setup_long_grace(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
     lookup_shutdown(lk);
-    workpool_shutdown(&pool);
-    inbox_drain(&inbox);
-    db_shutdown(db);
-    inbox_free(&inbox);
+    test_pipeline_shutdown(&pipeline, &fx);
     lookup_free(lk);
-    ingest_free(ig);
-    workpool_free(&pool);
-    db_free(db);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    test_pipeline_free(&pipeline);
+    fixture_close(&fx);
     for (size_t i = 0; i < RELAYS; i++) {
         for (size_t j = 0; j < up.relays[i].nsent; j++)
             json_decref(up.relays[i].sent[j]);
     }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
     return 0;
 }
 
-/* Runs the loop until relay `relay` has been sent `n` REQs; false when that took over 5 s. */
-static bool sent_a_req(size_t relay, size_t n)
+/* Runs the loop until relay `relay` has been sent `n` REQs. */
+static void wait_reqs(size_t relay, size_t n)
 {
-    uv_timer_t deadline;
-    bool late = false;
-
-    uv_timer_init(&loop, &deadline);
-    deadline.data = &late;
-    uv_timer_start(&deadline, test_on_deadline, 5000, 0);
-    while (nreqs(&up.relays[relay]) < n && !late)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return nreqs(&up.relays[relay]) >= n;
-}
-
-static void wait_stored(unsigned n)
-{
-    while (stored < n) {
-        stored_now = false;
-        assert_true(test_run_until(&loop, &stored_now, 5000));
-    }
+    fixture_run_until(&fx, nreqs(&up.relays[relay]) >= n);
 }
 
 /* --- tests --------------------------------------------------------------------------------------------------- */
@@ -309,7 +262,7 @@ static void lookups_of_one_pubkey_and_kind_make_one_entry(void **state)
     for (int i = 0; i < 3; i++)
         ask(&w[i], a.pubkey, 0);
     ask(&w[3], a.pubkey, 3);
-    assert_true(sent_a_req(0, 2));
+    wait_reqs(0, 2);
     /* One REQ per kind, each naming the author once. */
     req0 = nth_req(&up.relays[0], 0);
     req3 = nth_req(&up.relays[0], 1);
@@ -324,7 +277,7 @@ static void lookups_of_one_pubkey_and_kind_make_one_entry(void **state)
         send_eose(&up.relays[r], req_subid(req3));
     }
     for (int i = 0; i < 4; i++) {
-        assert_true(test_run_until(&loop, &w[i].called, 5000));
+        fixture_run_until(&fx, w[i].called);
         assert_false(w[i].found);
     }
 }
@@ -343,7 +296,7 @@ static void a_batch_holds_at_most_500_authors_per_req(void **state)
         memcpy(pubkey, &i, sizeof(i));
         ask(&w[i], pubkey, 0);
     }
-    assert_true(sent_a_req(0, 3));
+    wait_reqs(0, 3);
     for (size_t i = 0; i < 3; i++) {
         json_t *req = nth_req(&up.relays[0], i);
         size_t n = req_authors(req);
@@ -370,15 +323,15 @@ static void lookups_in_one_batch_window_share_a_req_and_later_ones_do_not(void *
     test_key(&a, 1);
     test_key(&b, 2);
     test_key(&c, 3);
-    uv_update_time(&loop);
-    asked = uv_now(&loop);
+    uv_update_time(&fx.loop);
+    asked = uv_now(&fx.loop);
     ask(&wa, a.pubkey, 0);
     ask(&wb, b.pubkey, 0);
-    assert_true(sent_a_req(0, 1));
-    assert_true(uv_now(&loop) - asked >= OPTIONS.batch_ms);
+    wait_reqs(0, 1);
+    assert_true(uv_now(&fx.loop) - asked >= OPTIONS.batch_ms);
     assert_int_equal(req_authors(nth_req(&up.relays[0], 0)), 2);
     ask(&wc, c.pubkey, 0);
-    assert_true(sent_a_req(0, 2));
+    wait_reqs(0, 2);
     assert_int_equal(req_authors(nth_req(&up.relays[0], 1)), 1);
     /* The waiters live on this stack: they are answered before it goes. */
     lookup_shutdown(lk);
@@ -396,15 +349,15 @@ static void a_found_event_waits_out_the_grace_for_a_newer_version(void **state)
     v1 = test_event(&a, 0, 1000, "{\"name\":\"v1\"}");
     v2 = test_event(&a, 0, 2000, "{\"name\":\"v2\"}");
     ask(&w, a.pubkey, 0);
-    assert_true(sent_a_req(1, 1));
+    wait_reqs(1, 1);
     sub = req_subid(nth_req(&up.relays[0], 0));
     send_event(&up.relays[0], sub, v1);
     send_eose(&up.relays[0], sub);
-    wait_stored(1);
+    fixture_run_until(&fx, stored >= 1);
     /* The second relay has not finished: the answer waits for its newer version. */
     assert_false(w.called);
     send_event(&up.relays[1], sub, v2);
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, w.called);
     assert_true(w.found);
     assert_int_equal(w.created_at, 2000);
     json_decref(v1);
@@ -423,13 +376,13 @@ static void grace_ends_the_wait_for_a_relay_that_stays_silent(void **state)
     test_key(&a, 1);
     v1 = test_event(&a, 0, 1000, "{\"name\":\"v1\"}");
     ask(&w, a.pubkey, 0);
-    assert_true(sent_a_req(0, 1));
+    wait_reqs(0, 1);
     sub = req_subid(nth_req(&up.relays[0], 0));
     send_event(&up.relays[0], sub, v1);
     send_eose(&up.relays[0], sub);
-    wait_stored(1);
-    found_at = uv_now(&loop);
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, stored >= 1);
+    found_at = uv_now(&fx.loop);
+    fixture_run_until(&fx, w.called);
     assert_true(w.found);
     assert_int_equal(w.created_at, 1000);
     /* Grace measured from when the event was stored; the timeout is a minute away. */
@@ -448,13 +401,13 @@ static void every_relay_finished_answers_without_the_grace(void **state)
     test_key(&a, 1);
     v1 = test_event(&a, 0, 1000, "{\"name\":\"v1\"}");
     ask(&w, a.pubkey, 0);
-    assert_true(sent_a_req(1, 1));
+    wait_reqs(1, 1);
     sub = req_subid(nth_req(&up.relays[0], 0));
     send_eose(&up.relays[1], sub);
     send_event(&up.relays[0], sub, v1);
     send_eose(&up.relays[0], sub);
-    wait_stored(1);
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, stored >= 1);
+    fixture_run_until(&fx, w.called);
     assert_true(w.found);
     json_decref(v1);
 }
@@ -468,17 +421,17 @@ static void silent_relays_time_out_and_the_miss_is_not_remembered(void **state)
     (void)state;
 
     test_key(&a, 1);
-    uv_update_time(&loop);
-    asked = uv_now(&loop);
+    uv_update_time(&fx.loop);
+    asked = uv_now(&fx.loop);
     ask(&w, a.pubkey, 0);
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, w.called);
     assert_false(w.found);
     assert_true(w.at - asked >= 300);
     lookup_stats(lk, &s);
     assert_int_equal(s.timed_out, 1);
     /* No relay said "none": the next ask goes upstream again. */
     ask(&again, a.pubkey, 0);
-    assert_true(sent_a_req(0, 2));
+    wait_reqs(0, 2);
     lookup_shutdown(lk);
 }
 
@@ -491,13 +444,13 @@ static void a_miss_every_relay_confirms_is_remembered(void **state)
 
     test_key(&a, 1);
     ask(&w, a.pubkey, 0);
-    assert_true(sent_a_req(1, 1));
+    wait_reqs(1, 1);
     for (size_t r = 0; r < RELAYS; r++)
         send_eose(&up.relays[r], req_subid(nth_req(&up.relays[r], 0)));
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, w.called);
     assert_false(w.found);
     ask(&again, a.pubkey, 0);
-    assert_true(test_run_until(&loop, &again.called, 5000));
+    fixture_run_until(&fx, again.called);
     assert_false(again.found);
     lookup_stats(lk, &s);
     assert_int_equal(s.negative_hits, 1);
@@ -519,7 +472,7 @@ static void forged_and_unasked_for_events_count_against_the_relay(void **state)
     stranger = test_event(&other, 0, 1000, "{}");
     wrong_kind = test_event(&a, 1, 1000, "note");
     ask(&w, a.pubkey, 0);
-    assert_true(sent_a_req(1, 1));
+    wait_reqs(1, 1);
     sub = req_subid(nth_req(&up.relays[0], 0));
     send_event(&up.relays[0], sub, stranger);
     send_event(&up.relays[0], sub, wrong_kind);
@@ -528,7 +481,7 @@ static void forged_and_unasked_for_events_count_against_the_relay(void **state)
     send_eose(&up.relays[0], sub);
     send_eose(&up.relays[1], sub);
     /* The forged copy is checked on the pool before the query may end. */
-    assert_true(test_run_until(&loop, &w.called, 5000));
+    fixture_run_until(&fx, w.called);
     assert_false(w.found);
     assert_int_equal(up.relays[0].dropped, 3);
     assert_int_equal(up.relays[1].dropped, 0);
@@ -548,10 +501,10 @@ static void a_cancelled_waiter_is_not_called(void **state)
     ask(&gone, a.pubkey, 0);
     ask(&stays, a.pubkey, 0);
     lookup_cancel(lk, &gone.w);
-    assert_true(sent_a_req(1, 1));
+    wait_reqs(1, 1);
     for (size_t r = 0; r < RELAYS; r++)
         send_eose(&up.relays[r], req_subid(nth_req(&up.relays[r], 0)));
-    assert_true(test_run_until(&loop, &stays.called, 5000));
+    fixture_run_until(&fx, stays.called);
     assert_false(gone.called);
 }
 
@@ -564,11 +517,11 @@ static void queries_past_max_concurrent_wait_their_turn(void **state)
     test_key(&a, 1);
     ask(&w0, a.pubkey, 0);
     ask(&w3, a.pubkey, 3);
-    assert_true(sent_a_req(0, 1));
+    wait_reqs(0, 1);
     assert_int_equal(nreqs(&up.relays[0]), 1);
     for (size_t r = 0; r < RELAYS; r++)
         send_eose(&up.relays[r], req_subid(nth_req(&up.relays[r], 0)));
-    assert_true(sent_a_req(0, 2));
+    wait_reqs(0, 2);
     assert_true(w0.called);
     assert_false(w3.called);
     lookup_shutdown(lk);
@@ -577,17 +530,17 @@ static void queries_past_max_concurrent_wait_their_turn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(lookups_of_one_pubkey_and_kind_make_one_entry, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_batch_holds_at_most_500_authors_per_req, setup, teardown),
-        cmocka_unit_test_setup_teardown(lookups_in_one_batch_window_share_a_req_and_later_ones_do_not, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_found_event_waits_out_the_grace_for_a_newer_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(grace_ends_the_wait_for_a_relay_that_stays_silent, setup, teardown),
+        fixture_unit_test(lookups_of_one_pubkey_and_kind_make_one_entry),
+        fixture_unit_test(a_batch_holds_at_most_500_authors_per_req),
+        fixture_unit_test(lookups_in_one_batch_window_share_a_req_and_later_ones_do_not),
+        fixture_unit_test(a_found_event_waits_out_the_grace_for_a_newer_version),
+        fixture_unit_test(grace_ends_the_wait_for_a_relay_that_stays_silent),
         cmocka_unit_test_setup_teardown(every_relay_finished_answers_without_the_grace, setup_long_grace, teardown),
         cmocka_unit_test_setup_teardown(silent_relays_time_out_and_the_miss_is_not_remembered, setup_short_timeout,
                                         teardown),
-        cmocka_unit_test_setup_teardown(a_miss_every_relay_confirms_is_remembered, setup, teardown),
-        cmocka_unit_test_setup_teardown(forged_and_unasked_for_events_count_against_the_relay, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_cancelled_waiter_is_not_called, setup, teardown),
+        fixture_unit_test(a_miss_every_relay_confirms_is_remembered),
+        fixture_unit_test(forged_and_unasked_for_events_count_against_the_relay),
+        fixture_unit_test(a_cancelled_waiter_is_not_called),
         cmocka_unit_test_setup_teardown(queries_past_max_concurrent_wait_their_turn, setup_one_at_a_time, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,22 +12,19 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uv.h>
 
 #include "blob.h"
 #include "blobcache.h"
 #include "db.h"
 #include "downloads.h"
-#include "event.h"
 #include "fetch.h"
+#include "fixture.h"
 #include "image.h"
-#include "inbox.h"
 #include "pending.h"
 #include "pictures.h"
 #include "store.h"
@@ -38,9 +35,7 @@
     "data:image/"                                                                                                      \
     "png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
+static struct fixture fx;
 static struct store st;
 static struct blobs blobs;
 static struct blobcache memory;
@@ -49,7 +44,6 @@ static struct fetcher fetcher;
 static struct workpool images;
 static struct downloads *downloads;
 static struct pending *pending;
-static char dir[64];
 static int writes;
 
 /* A wait and what it heard. */
@@ -72,13 +66,6 @@ static void on_heard(struct pending_wait *w, const struct pending_result *r)
     h->r.blob = NULL;
 }
 
-static void run_until(const int *flag, int value)
-{
-    for (int i = 0; i < 100000 && *flag != value; i++)
-        uv_run(&loop, UV_RUN_ONCE);
-    assert_int_equal(*flag, value);
-}
-
 static void on_event_written(struct store_event_write *ew)
 {
     free(ew->rec);
@@ -90,25 +77,14 @@ static void on_event_written(struct store_event_write *ew)
 static void store_profile(uint8_t who, uint8_t id, const char *content)
 {
     struct store_event_write *ew = calloc(1, sizeof(*ew));
-    struct event ev;
 
     assert_non_null(ew);
-    memset(&ev, 0, sizeof(ev));
-    memset(ev.id, id, 32);
-    memset(ev.pubkey, who, 32);
-    memset(ev.sig, 0x5a, 64);
-    ev.created_at = (int64_t)time(NULL) - 100 + id;
-    ev.kind = 0;
-    ev.tags = json_array();
-    ev.content = content;
-    ev.content_len = strlen(content);
-    memcpy(ew->id, ev.id, 32);
-    ew->rec = event_record_build(&ev, &ew->rec_len);
+    memset(ew->id, id, 32);
+    ew->rec = fixture_record(id, who, (int64_t)time(NULL) - 100 + id, 0, "[]", content, strlen(content), &ew->rec_len);
     ew->done = on_event_written;
-    json_decref(ev.tags);
     writes++;
     store_put_event(&st, ew);
-    run_until(&writes, 0);
+    fixture_run_until(&fx, writes == 0);
 }
 
 static void key(uint8_t out[32], uint8_t who)
@@ -123,32 +99,27 @@ static int setup(void **state)
     struct pending_options popt = {.max_age = 3600};
     (void)state;
 
-    strcpy(dir, "/tmp/pfp-test-pending-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    if (db_init(&db, &(struct db_options){path, 64}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(store_init(&st, db), 0);
-    snprintf(path, sizeof(path), "%s/media", dir);
+    fixture_open(&fx, "pending");
+    fixture_db_open(&fx, "events.db", 64);
+    assert_int_equal(store_init(&st, fx.db), 0);
+    snprintf(path, sizeof(path), "%s/media", fx.dir);
     if (blobs_init(&blobs, path, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     blobcache_init(&memory, 1 << 20);
-    assert_int_equal(
-        pictures_init(&index_, &loop, &(struct pictures_options){1 << 30, 90, 3600000}, db, &blobs, &memory, &inbox),
-        0);
-    assert_int_equal(db_start(db), 0);
+    assert_int_equal(pictures_init(&index_, &fx.loop, &(struct pictures_options){1 << 30, 90, 3600000}, fx.db, &blobs,
+                                   &memory, &fx.inbox),
+                     0);
+    assert_int_equal(db_start(fx.db), 0);
     pictures_start(&index_);
     assert_int_equal(image_init(), 0);
-    if (fetcher_init(&fetcher, &loop,
+    if (fetcher_init(&fetcher, &fx.loop,
                      &(struct fetch_options){.max_bytes = 10 << 20,
                                              .max_bytes_name = "max_source_bytes",
                                              .connect_timeout_ms = 5000,
                                              .timeout_ms = 15000},
                      err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    assert_int_equal(workpool_init(&images, 1, &inbox), 0);
+    assert_int_equal(workpool_init(&images, 1, &fx.inbox), 0);
     dopt.image = (struct image_opts){true, 64, 80, 1 << 24};
     assert_int_equal(downloads_init(&downloads, &fetcher, &images, &memory, &dopt), 0);
     /* No upstream relays: every profile here is stored locally, so no lookup is ever made. */
@@ -158,29 +129,23 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
     /* The relay's shutdown order: searches, downloads, threads, writer and database, then the loop's handles. */
     pending_shutdown(pending);
     downloads_shutdown(downloads);
     workpool_shutdown(&images);
-    inbox_drain(&inbox);
+    inbox_drain(&fx.inbox);
     pictures_shutdown(&index_);
-    db_shutdown(db);
-    inbox_free(&inbox);
+    db_shutdown(fx.db);
+    inbox_free(&fx.inbox);
     pending_free(pending);
     downloads_free(downloads);
     fetcher_free(&fetcher);
     pictures_free(&index_);
     blobcache_free(&memory);
     blobs_free(&blobs);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
     workpool_free(&images);
-    db_free(db);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&fx);
     return 0;
 }
 
@@ -208,7 +173,7 @@ static void waits_for_one_pubkey_share_one_search_and_one_download(void **state)
     key(pk, 1);
     assert_true(pending_active(pending, pk));
     assert_int_equal(a.calls + b.calls, 0); /* never from inside pending_start() */
-    run_until(&b.calls, 1);
+    fixture_run_until(&fx, b.calls == 1);
     assert_int_equal(a.calls, 1);
     assert_false(a.r.abandoned);
     assert_int_equal(a.r.status, 0);
@@ -233,7 +198,7 @@ static void a_profile_without_a_picture_is_remembered_with_a_retry_time(void **s
 
     store_profile(2, 1, "{\"name\":\"nobody\"}");
     start(2, false, NULL, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     assert_int_equal(h.pic.h.state, PIC_NEGATIVE);
     assert_int_equal(h.pic.h.reason, PENDING_NO_PICTURE);
     key(pk, 2);
@@ -243,7 +208,7 @@ static void a_profile_without_a_picture_is_remembered_with_a_retry_time(void **s
 
     /* A second failure backs off longer. */
     start(2, false, &rec, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     assert_int_equal(h.pic.h.failures, 2);
     assert_true(h.pic.h.retry_at - h.pic.h.fetched_at > rec.h.retry_at - rec.h.fetched_at);
 }
@@ -271,18 +236,18 @@ static void a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_
 
     store_profile(3, 1, "{\"picture\":\"" PNG_URI "\"}");
     start(3, false, NULL, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     key(pk, 3);
     assert_int_equal(pictures_get(&index_, pk, &rec), 0);
     assert_int_equal(rec.h.state, PIC_OK);
 
     pictures_purge(&index_, PURGE_PICTURES, NULL, on_purged, &purged);
-    run_until(&purged, 1);
+    fixture_run_until(&fx, purged == 1);
     assert_int_equal(blob_exists(&blobs, rec.h.blob), 0);
 
     /* The same profile and URL as the record read before the purge: confirmed, with no bytes to write. */
     start(3, false, &rec, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     assert_false(h.r.abandoned);
     assert_int_equal(h.r.status, 0);
     assert_false(h.r.confirmed);
@@ -306,11 +271,11 @@ static void an_unchanged_picture_whose_file_is_there_is_only_confirmed(void **st
 
     store_profile(4, 1, "{\"picture\":\"" PNG_URI "\"}");
     start(4, false, NULL, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     key(pk, 4);
     assert_int_equal(pictures_get(&index_, pk, &rec), 0);
     start(4, false, &rec, &h);
-    run_until(&h.calls, 1);
+    fixture_run_until(&fx, h.calls == 1);
     assert_true(h.r.confirmed);
     assert_int_equal(h.r.status, 0);
     downloads_stats(downloads, &ds);
@@ -338,12 +303,11 @@ static void searches_under_way_are_abandoned_at_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(waits_for_one_pubkey_share_one_search_and_one_download, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_profile_without_a_picture_is_remembered_with_a_retry_time, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_again,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(an_unchanged_picture_whose_file_is_there_is_only_confirmed, setup, teardown),
-        cmocka_unit_test_setup_teardown(searches_under_way_are_abandoned_at_shutdown, setup, teardown),
+        fixture_unit_test(waits_for_one_pubkey_share_one_search_and_one_download),
+        fixture_unit_test(a_profile_without_a_picture_is_remembered_with_a_retry_time),
+        fixture_unit_test(a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_again),
+        fixture_unit_test(an_unchanged_picture_whose_file_is_there_is_only_confirmed),
+        fixture_unit_test(searches_under_way_are_abandoned_at_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

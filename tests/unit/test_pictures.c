@@ -59,59 +59,52 @@ static void logged_submit(struct db *db, struct db_write *w)
 #include "../../src/pictures.c"
 #undef db_submit
 #include "../../src/fsutil.h"
+#include "fixture.h"
 
 #define FILE_BYTES 1000
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
+static struct fixture fx;
 static struct blobs blobs;
 static struct blobcache memory;
 static struct pictures x;
-static char dir[64];
 static uint64_t limit_bytes;
 static unsigned low_water_percent;
 static int pending;
 
+/* A start of the relay: a new loop, the database and the index on it, the index's start-up check done. */
 static void open_index(void)
 {
-    char path[128], media[128], err[256];
+    char media[128], err[256];
     struct pictures_options opt = {limit_bytes, low_water_percent, 3600000};
 
-    snprintf(path, sizeof(path), "%s/pictures.db", dir);
-    snprintf(media, sizeof(media), "%s/media", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    if (db_init(&db, &(struct db_options){path, 64}, &inbox, err, sizeof(err)) != 0 ||
-        blobs_init(&blobs, media, err, sizeof(err)) != 0)
+    snprintf(media, sizeof(media), "%s/media", fx.dir);
+    fixture_loop_open(&fx);
+    fixture_db_open(&fx, "pictures.db", 64);
+    if (blobs_init(&blobs, media, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     blobcache_init(&memory, 0);
-    assert_int_equal(pictures_init(&x, &loop, &opt, db, &blobs, &memory, &inbox), 0);
-    assert_int_equal(db_start(db), 0);
+    assert_int_equal(pictures_init(&x, &fx.loop, &opt, fx.db, &blobs, &memory, &fx.inbox), 0);
+    assert_int_equal(db_start(fx.db), 0);
     pictures_start(&x);
-    while (!x._stats.ready)
-        uv_run(&loop, UV_RUN_ONCE);
+    fixture_run_until(&fx, x._stats.ready);
 }
 
 /* The relay's order: index, writer, inbox, then the loop's handles. */
 static void close_index(void)
 {
     pictures_shutdown(&x);
-    db_shutdown(db);
-    inbox_free(&inbox);
+    db_shutdown(fx.db);
+    inbox_free(&fx.inbox);
     pictures_free(&x);
-    db_free(db);
     blobcache_free(&memory);
     blobs_free(&blobs);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    fixture_loop_close(&fx);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/pfp-test-pictures-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    fixture_dir_make(&fx, "pictures");
     limit_bytes = 1 << 30;
     low_water_percent = 50;
     pending = 0;
@@ -121,20 +114,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
     close_index();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    fixture_dir_remove(&fx);
     return 0;
-}
-
-/* The loop runs until every write the test queued has reported. */
-static void wait_all(void)
-{
-    while (pending > 0)
-        uv_run(&loop, UV_RUN_ONCE);
 }
 
 /* Steps the index's clock, so that what is stored or served next is more recent. */
@@ -175,37 +158,59 @@ static void on_put(void *ctx, int status)
     pending--;
 }
 
+/* Queues `pic` as pubkey `pk`'s record, its file written from `bytes` unless NULL; `status` hears the write. */
+static void queue_pic(uint8_t pk, const struct pic *pic, struct blob_ref *bytes, int *status)
+{
+    uint8_t pubkey[32];
+
+    memset(pubkey, pk, 32);
+    *status = 1;
+    pending++;
+    pictures_put(&x, pubkey, pic, NULL, NULL, bytes, on_put, status);
+}
+
 /* Stores pubkey `pk`'s picture as file `n`, already on disk, and returns the write's status. */
 static int put(uint8_t pk, uint8_t n)
 {
     struct pic pic = {0};
-    uint8_t pubkey[32];
-    int status = 1;
+    int status;
 
-    memset(pubkey, pk, 32);
     pic.h.state = PIC_OK;
     pic.h.bytes = FILE_BYTES;
     pic.h.fetched_at = (uint64_t)time(NULL);
     file_hash(n, pic.h.blob);
-    pending++;
-    pictures_put(&x, pubkey, &pic, NULL, NULL, NULL, on_put, &status);
-    wait_all();
+    queue_pic(pk, &pic, NULL, &status);
+    fixture_run_until(&fx, pending == 0);
     return status;
 }
 
 static void put_negative(uint8_t pk)
 {
     struct pic pic = {0};
-    uint8_t pubkey[32];
-    int status = 1;
+    int status;
 
-    memset(pubkey, pk, 32);
     pic.h.state = PIC_NEGATIVE;
     pic.h.retry_at = (uint64_t)time(NULL) + 3600;
-    pending++;
-    pictures_put(&x, pubkey, &pic, NULL, NULL, NULL, on_put, &status);
-    wait_all();
+    queue_pic(pk, &pic, NULL, &status);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(status, 0);
+}
+
+/* Queues pubkey `pk`'s picture as file `n`, with its bytes, as a fresh download does; `status` hears the write. */
+static void put_with_bytes(uint8_t pk, uint8_t n, int *status)
+{
+    struct blob_ref *ref;
+    struct pic pic = {0};
+    uint8_t data[FILE_BYTES];
+
+    memset(data, n, sizeof(data));
+    pic.h.state = PIC_OK;
+    pic.h.bytes = FILE_BYTES;
+    blob_hash(data, sizeof(data), pic.h.blob);
+    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
+    assert_non_null(ref);
+    queue_pic(pk, &pic, ref, status);
+    blob_release(ref);
 }
 
 static bool has_record(uint8_t pk)
@@ -242,15 +247,9 @@ static struct pictures_purged purge_scope(enum pictures_scope scope, int pk)
     memset(pubkey, pk, 32);
     pending++;
     pictures_purge(&x, scope, pk >= 0 ? pubkey : NULL, on_purged_cb, &r);
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(r.status, 0);
     return r;
-}
-
-static void wait_eviction(void)
-{
-    while (x._stats.evicting)
-        uv_run(&loop, UV_RUN_ONCE);
 }
 
 static void a_file_shared_by_pubkeys_is_counted_once(void **state)
@@ -295,23 +294,11 @@ static void a_record_naming_a_missing_file_is_refused(void **state)
 
 static void a_vanished_file_is_written_again_from_the_bytes(void **state)
 {
-    struct blob_ref *ref;
-    struct pic pic = {0};
-    uint8_t data[FILE_BYTES], pubkey[32];
-    int status = 1;
+    int status;
     (void)state;
 
-    memset(data, 9, sizeof(data));
-    memset(pubkey, 0xa1, 32);
-    pic.h.state = PIC_OK;
-    pic.h.bytes = FILE_BYTES;
-    blob_hash(data, sizeof(data), pic.h.blob);
-    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
-    assert_non_null(ref);
-    pending++;
-    pictures_put(&x, pubkey, &pic, NULL, NULL, ref, on_put, &status);
-    blob_release(ref);
-    wait_all();
+    put_with_bytes(0xa1, 9, &status);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(status, 0);
     assert_true(file_there(9));
     assert_true(has_record(0xa1));
@@ -320,27 +307,18 @@ static void a_vanished_file_is_written_again_from_the_bytes(void **state)
 static void a_write_queued_behind_the_removal_of_its_file_writes_it_again(void **state)
 {
     struct pictures_purged r = {.status = 1};
-    struct blob_ref *ref;
-    struct pic pic = {0};
-    uint8_t data[FILE_BYTES], a[32], b[32];
-    int status = 1;
+    uint8_t a[32];
+    int status;
     (void)state;
 
     write_file(1);
     assert_int_equal(put(0xa1, 1), 0);
     memset(a, 0xa1, 32);
-    memset(b, 0xa2, 32);
-    memset(data, 1, sizeof(data));
-    pic.h.state = PIC_OK;
-    pic.h.bytes = FILE_BYTES;
-    blob_hash(data, sizeof(data), pic.h.blob);
-    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
     /* Both queued at once: the file goes with the purge, then comes back for the new record. */
-    pending += 2;
+    pending++;
     pictures_purge(&x, PURGE_PUBKEY, a, on_purged_cb, &r);
-    pictures_put(&x, b, &pic, NULL, NULL, ref, on_put, &status);
-    blob_release(ref);
-    wait_all();
+    put_with_bytes(0xa2, 1, &status);
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.files, 1);
     assert_int_equal(status, 0);
@@ -371,7 +349,7 @@ static void eviction_removes_the_least_recently_served_down_to_the_low_water_mar
 
     write_file(5);
     assert_int_equal(put(0xa5, 5), 0);
-    wait_eviction();
+    fixture_run_until(&fx, !x._stats.evicting);
     pictures_stats(&x, &s);
     assert_int_equal(s.evictions, 1);
     assert_int_equal(s.evicted_files, 3);
@@ -514,26 +492,6 @@ static void a_forgotten_file_takes_its_records_with_it(void **state)
     assert_false(has_record(0xa2));
 }
 
-/* Queues pubkey `pk`'s picture as file `n`, with its bytes, as a fresh download does; `status` hears the write. */
-static void put_with_bytes(uint8_t pk, uint8_t n, int *status)
-{
-    struct blob_ref *ref;
-    struct pic pic = {0};
-    uint8_t data[FILE_BYTES], pubkey[32];
-
-    memset(data, n, sizeof(data));
-    memset(pubkey, pk, 32);
-    pic.h.state = PIC_OK;
-    pic.h.bytes = FILE_BYTES;
-    blob_hash(data, sizeof(data), pic.h.blob);
-    ref = blobcache_put(&memory, pic.h.blob, data, sizeof(data));
-    assert_non_null(ref);
-    *status = 1;
-    pending++;
-    pictures_put(&x, pubkey, &pic, NULL, NULL, ref, on_put, status);
-    blob_release(ref);
-}
-
 static void new_files_are_durable_under_their_names_before_their_records_are_submitted(void **state)
 {
     int a, b;
@@ -543,7 +501,7 @@ static void new_files_are_durable_under_their_names_before_their_records_are_sub
     io_logging = true;
     put_with_bytes(0xa1, 5, &a);
     put_with_bytes(0xa2, 6, &b);
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     io_logging = false;
     io_log[io_len] = '\0';
     /* Both written in one batch: contents synced, renamed, names synced, and only then the two records. */
@@ -567,7 +525,7 @@ static void a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps(
     (void)state;
 
     put_with_bytes(0xa1, 1, &status);
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     assert_int_equal(status, 0);
     close_index();
     open_index();
@@ -682,13 +640,13 @@ static void assert_index_agrees(void)
     size_t ndisk;
 
     pictures_stats(&x, &s);
-    assert_int_equal(db_read_begin(db, &txn), 0);
+    assert_int_equal(db_read_begin(fx.db, &txn), 0);
     assert_int_equal(count_table(txn, x._index->records, NULL), s.pictures);
     assert_int_equal(count_table(txn, x._index->files, &bytes), s.files);
     assert_int_equal(bytes, s.bytes);
     assert_int_equal(count_table(txn, x._index->lru, NULL), s.files);
     assert_int_equal(count_table(txn, x._index->users, NULL), s.pictures);
-    db_read_end(db, txn);
+    db_read_end(fx.db, txn);
     disk = list_disk(&x, &ndisk);
     assert_int_equal(ndisk, s.files);
     free(disk);
@@ -712,15 +670,15 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
     later();
     for (uint32_t i = 1; i <= OLD; i++, pk++)
         many_put(pk, i, NULL, &status[pk]);
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     later();
     many_put(pk, F, NULL, &status[pk]);
     pk++;
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     later();
     for (uint32_t i = F + 1; i < FILES; i++, pk++)
         many_put(pk, i, NULL, &status[pk]);
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     later();
     /* Served last: ten of the old ones. */
     for (uint32_t i = 1; i <= 10; i++) {
@@ -743,8 +701,8 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
     ref = blobcache_put(&memory, hash, data, sizeof(data));
     many_put(pk, F, ref, &status[pk]);
     blob_release(ref);
-    wait_all();
-    wait_eviction();
+    fixture_run_until(&fx, pending == 0);
+    fixture_run_until(&fx, !x._stats.evicting);
     assert_int_equal(status[pk], 0);
 
     pictures_stats(&x, &s);
@@ -773,25 +731,18 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(a_file_shared_by_pubkeys_is_counted_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_record_naming_a_missing_file_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_vanished_file_is_written_again_from_the_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_write_queued_behind_the_removal_of_its_file_writes_it_again, setup, teardown),
-        cmocka_unit_test_setup_teardown(eviction_removes_the_least_recently_served_down_to_the_low_water_mark, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(startup_drops_entries_without_a_file_and_removes_files_without_an_entry, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(a_forgotten_file_takes_its_records_with_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(new_files_are_durable_under_their_names_before_their_records_are_submitted,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file, setup, teardown),
+        fixture_unit_test(a_file_shared_by_pubkeys_is_counted_once),
+        fixture_unit_test(a_record_naming_a_missing_file_is_refused),
+        fixture_unit_test(a_vanished_file_is_written_again_from_the_bytes),
+        fixture_unit_test(a_write_queued_behind_the_removal_of_its_file_writes_it_again),
+        fixture_unit_test(eviction_removes_the_least_recently_served_down_to_the_low_water_mark),
+        fixture_unit_test(startup_drops_entries_without_a_file_and_removes_files_without_an_entry),
+        fixture_unit_test(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user),
+        fixture_unit_test(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not),
+        fixture_unit_test(a_forgotten_file_takes_its_records_with_it),
+        fixture_unit_test(new_files_are_durable_under_their_names_before_their_records_are_submitted),
+        fixture_unit_test(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps),
+        fixture_unit_test(an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,19 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "event.h"
 #include "filter.h"
 #include "hex.h"
-#include "inbox.h"
+#include "fixture.h"
 #include "store.h"
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
+static struct fixture fx;
 static struct store st;
-static char dir[64], path[128];
 static int pending;
 
 /* One queued write and what the test learns about it. */
@@ -61,56 +57,33 @@ static void expand(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* The database and its event tables, the writer not started yet. */
-static void open_unstarted(const char *p, uint64_t max_mb)
+/* The database `file` and its event tables, the writer not started yet. */
+static void open_unstarted(const char *file, uint64_t max_mb)
 {
-    char err[256];
-
-    if (db_init(&db, &(struct db_options){p, max_mb}, &inbox, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(store_init(&st, db), 0);
+    fixture_db_open(&fx, file, max_mb);
+    assert_int_equal(store_init(&st, fx.db), 0);
 }
 
-static void open_store(const char *p, uint64_t max_mb)
+static void open_store(const char *file, uint64_t max_mb)
 {
-    open_unstarted(p, max_mb);
-    assert_int_equal(db_start(db), 0);
-}
-
-/* The relay's order: the writer commits what is queued and stops, then the database closes. */
-static void close_store(void)
-{
-    db_shutdown(db);
-    db_free(db);
-    db = NULL;
+    open_unstarted(file, max_mb);
+    assert_int_equal(db_start(fx.db), 0);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/pfp-test-store-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(inbox_init(&inbox, &loop), 0);
-    open_store(path, 64);
     pending = 0;
     nlive = 0;
+    fixture_open(&fx, "store");
+    open_store("events.db", 64);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-
-    /* The shutdown order of the relay: writer and database, then the inbox, then the loop's handles. */
-    close_store();
-    inbox_free(&inbox);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&fx);
     return 0;
 }
 
@@ -126,26 +99,13 @@ static struct put *queue_put_content(uint8_t id, uint8_t pubkey, int64_t created
                                      const char *content, size_t content_len)
 {
     struct put *p = calloc(1, sizeof(*p));
-    struct event ev;
-    json_error_t jerr;
     char text[4096];
 
     assert_non_null(p);
     expand(tags, text, sizeof(text));
-    memset(&ev, 0, sizeof(ev));
-    memset(ev.id, id, 32);
-    memset(ev.pubkey, pubkey, 32);
-    memset(ev.sig, 0x5a, 64);
-    ev.created_at = created_at;
-    ev.kind = kind;
-    if ((ev.tags = json_loads(text, 0, &jerr)) == NULL)
-        fail_msg("test tags %s: %s", text, jerr.text);
-    ev.content = content;
-    ev.content_len = content_len;
-    memcpy(p->ew.id, ev.id, 32);
-    p->ew.rec = event_record_build(&ev, &p->ew.rec_len);
+    memset(p->ew.id, id, 32);
+    p->ew.rec = fixture_record(id, pubkey, created_at, kind, text, content, content_len, &p->ew.rec_len);
     p->ew.done = on_put_done;
-    json_decref(ev.tags);
 
     assert_true(nlive < MAX_LIVE);
     live[nlive++] = p;
@@ -157,13 +117,6 @@ static struct put *queue_put_content(uint8_t id, uint8_t pubkey, int64_t created
 static struct put *queue_put(uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t kind, const char *tags)
 {
     return queue_put_content(id, pubkey, created_at, kind, tags, "note", 4);
-}
-
-/* Completions come back through the inbox, so the loop runs until every queued write has reported. */
-static void wait_all(void)
-{
-    while (pending > 0)
-        uv_run(&loop, UV_RUN_ONCE);
 }
 
 static void free_put(struct put *p)
@@ -184,12 +137,23 @@ static enum store_result put(uint8_t id, uint8_t pubkey, int64_t created_at, uin
     struct put *p = queue_put(id, pubkey, created_at, kind, tags);
     enum store_result r;
 
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     assert_true(p->done);
     assert_int_equal(p->ew.w.status, 0);
     r = p->ew.result;
     free_put(p);
     return r;
+}
+
+/* Waits for the `n` writes queued in `p`: each must commit, with the store's verdict `expect[i]`. Frees them. */
+static void expect_results(struct put **p, size_t n, const enum store_result *expect)
+{
+    fixture_run_until(&fx, pending == 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(p[i]->ew.w.status, 0);
+        assert_int_equal(p[i]->ew.result, expect[i]);
+        free_put(p[i]);
+    }
 }
 
 static bool stored(uint8_t id)
@@ -307,10 +271,7 @@ static void stored_event_reads_back_as_client_json(void **state)
     (void)state;
 
     p = queue_put_content(0x42, 0xa1, 1700000000, 1, "[[\"p\",\"$c1\"],[\"t\",\"x\"]]", content, sizeof(content) - 1);
-    wait_all();
-    assert_int_equal(p->ew.w.status, 0);
-    assert_int_equal(p->ew.result, STORE_STORED);
-    free_put(p);
+    expect_results(&p, 1, (const enum store_result[]){STORE_STORED});
 
     memset(key, 0x42, 32);
     assert_int_equal(store_read_begin(&st, &txn), 0);
@@ -340,22 +301,16 @@ static void stored_event_reads_back_as_client_json(void **state)
 
 static void same_id_twice_is_a_duplicate(void **state)
 {
-    struct put *a, *b;
+    struct put *p[2];
     (void)state;
 
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_STORED);
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_DUPLICATE);
 
     /* Also when both copies wait in the writer's queue at once. */
-    a = queue_put(0x02, 0xa1, 100, 1, "[]");
-    b = queue_put(0x02, 0xa1, 100, 1, "[]");
-    wait_all();
-    assert_int_equal(a->ew.w.status, 0);
-    assert_int_equal(b->ew.w.status, 0);
-    assert_int_equal(a->ew.result, STORE_STORED);
-    assert_int_equal(b->ew.result, STORE_DUPLICATE);
-    free_put(a);
-    free_put(b);
+    p[0] = queue_put(0x02, 0xa1, 100, 1, "[]");
+    p[1] = queue_put(0x02, 0xa1, 100, 1, "[]");
+    expect_results(p, 2, (const enum store_result[]){STORE_STORED, STORE_DUPLICATE});
     /* Equal created_at: the lowest id first. */
     expect_hits("[{}]", "01 02");
 }
@@ -479,12 +434,7 @@ static void writes_queued_together_apply_in_order(void **state)
     p[2] = queue_put(0x72, 0xa1, 150, 0, "[]");
     p[3] = queue_put(0x71, 0xa1, 200, 0, "[]");
     p[4] = queue_put(0x73, 0xa1, 150, 1, "[]");
-    wait_all();
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(p[i]->ew.w.status, 0);
-        assert_int_equal(p[i]->ew.result, expect[i]);
-        free_put(p[i]);
-    }
+    expect_results(p, 5, expect);
     assert_false(stored(0x70));
     assert_int_equal(latest(0xa1, 0), 0x71);
     expect_hits("[{}]", "71 73");
@@ -505,7 +455,7 @@ static void listeners_hear_each_newly_stored_event_once(void **state)
     p[3] = queue_put(0x03, 0xa1, 150, 0, "[]");
     p[4] = queue_put(0x04, 0xa1, 100, 30000, "[[\"d\",\"x\"]]");
     p[5] = queue_put(0x05, 0xa1, 50, 30000, "[[\"d\",\"x\"]]");
-    wait_all();
+    fixture_run_until(&fx, pending == 0);
     /* Two listeners, so each stored write is heard twice: once by each. */
     for (int i = 0; i < 6; i++) {
         assert_int_equal(p[i]->heard, 2 * heard[i]);
@@ -540,10 +490,10 @@ static void listener_added_before_start_is_called(void **state)
     int calls = 0;
     (void)state;
 
-    close_store();
-    open_unstarted(path, 64);
+    fixture_db_close(&fx);
+    open_unstarted("events.db", 64);
     store_add_listener(&st, on_stored, &calls);
-    assert_int_equal(db_start(db), 0);
+    assert_int_equal(db_start(fx.db), 0);
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_STORED);
     assert_int_equal(put(0x01, 0xa1, 100, 1, "[]"), STORE_DUPLICATE);
     assert_int_equal(calls, 1);
@@ -560,12 +510,9 @@ static void put_query_fixture(void)
     p[3] = queue_put(0x04, 0xb2, 300, 7, "[[\"e\",\"$01\"]]");
     p[4] = queue_put(0x05, 0xa1, 250, 7, "[]");
     p[5] = queue_put(0x06, 0xb2, 180, 1, "[]");
-    wait_all();
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(p[i]->ew.w.status, 0);
-        assert_int_equal(p[i]->ew.result, STORE_STORED);
-        free_put(p[i]);
-    }
+    expect_results(p, 6,
+                   (const enum store_result[]){STORE_STORED, STORE_STORED, STORE_STORED, STORE_STORED, STORE_STORED,
+                                               STORE_STORED});
 }
 
 static void query_by_authors_kinds_and_ids(void **state)
@@ -793,8 +740,8 @@ static void data_survives_close_and_reopen(void **state)
 
     put_query_fixture();
     assert_int_equal(put(0x20, 0xa1, 210, 0, "[]"), STORE_STORED);
-    close_store();
-    open_store(path, 64);
+    fixture_db_close(&fx);
+    open_store("events.db", 64);
 
     assert_true(stored(0x01));
     assert_true(stored(0x20));
@@ -814,17 +761,10 @@ static void writes_queued_at_close_are_committed_and_reported(void **state)
     p[0] = queue_put(0x01, 0xa1, 100, 1, "[]");
     p[1] = queue_put(0x02, 0xa1, 200, 1, "[]");
     p[2] = queue_put(0x01, 0xa1, 100, 1, "[]");
-    close_store();
-    wait_all();
-    assert_int_equal(p[0]->ew.result, STORE_STORED);
-    assert_int_equal(p[1]->ew.result, STORE_STORED);
-    assert_int_equal(p[2]->ew.result, STORE_DUPLICATE);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(p[i]->ew.w.status, 0);
-        free_put(p[i]);
-    }
+    fixture_db_close(&fx);
+    expect_results(p, 3, (const enum store_result[]){STORE_STORED, STORE_STORED, STORE_DUPLICATE});
 
-    open_store(path, 64);
+    open_store("events.db", 64);
     assert_true(stored(0x01));
     assert_true(stored(0x02));
 }
@@ -832,20 +772,19 @@ static void writes_queued_at_close_are_committed_and_reported(void **state)
 static void full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest(void **state)
 {
     static char big[100 * 1024];
-    char tiny[160], expect[8];
+    char expect[8];
     struct put *p;
     int nstored = 0, status = 0;
     (void)state;
 
     /* Below the configuration's minimum, but db_init itself accepts it, and it fills quickly. */
-    close_store();
-    snprintf(tiny, sizeof(tiny), "%s/tiny.db", dir);
-    open_store(tiny, 1);
+    fixture_db_close(&fx);
+    open_store("tiny.db", 1);
     memset(big, 'a', sizeof(big));
 
     while (nstored < 64) {
         p = queue_put_content((uint8_t)(0x80 + nstored), 0xa1, 100 + nstored, 1, "[]", big, sizeof(big));
-        wait_all();
+        fixture_run_until(&fx, pending == 0);
         status = p->ew.w.status;
         if (status == 0)
             assert_int_equal(p->ew.result, STORE_STORED);
@@ -872,33 +811,33 @@ static void full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest(void *
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(stored_event_reads_back_as_client_json, setup, teardown),
-        cmocka_unit_test_setup_teardown(same_id_twice_is_a_duplicate, setup, teardown),
-        cmocka_unit_test_setup_teardown(newer_replaceable_event_replaces_older, setup, teardown),
-        cmocka_unit_test_setup_teardown(older_replaceable_event_is_superseded_and_not_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(equal_created_at_keeps_the_lower_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(replacement_is_per_author_and_kind, setup, teardown),
-        cmocka_unit_test_setup_teardown(addressable_events_are_replaced_per_d_tag, setup, teardown),
-        cmocka_unit_test_setup_teardown(regular_events_are_all_kept, setup, teardown),
-        cmocka_unit_test_setup_teardown(writes_queued_together_apply_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(listeners_hear_each_newly_stored_event_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_query_snapshot_orders_commits_heard_by_listeners, setup, teardown),
-        cmocka_unit_test_setup_teardown(listener_added_before_start_is_called, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_by_authors_kinds_and_ids, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_by_tags, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_time_bounds_are_inclusive, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_limit_keeps_the_newest, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_filters_are_ored_without_duplicates, setup, teardown),
-        cmocka_unit_test_setup_teardown(empty_lists_and_zero_limits_yield_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(ids_and_multiple_filters_order_ties_by_lowest_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(ties_come_lowest_id_first_on_every_index, setup, teardown),
-        cmocka_unit_test_setup_teardown(one_filter_returns_each_event_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(long_d_tags_name_distinct_addresses, setup, teardown),
-        cmocka_unit_test_setup_teardown(an_event_at_until_with_the_highest_id_is_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(latest_copy_outlives_its_read_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(data_survives_close_and_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(writes_queued_at_close_are_committed_and_reported, setup, teardown),
-        cmocka_unit_test_setup_teardown(full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest, setup, teardown),
+        fixture_unit_test(stored_event_reads_back_as_client_json),
+        fixture_unit_test(same_id_twice_is_a_duplicate),
+        fixture_unit_test(newer_replaceable_event_replaces_older),
+        fixture_unit_test(older_replaceable_event_is_superseded_and_not_stored),
+        fixture_unit_test(equal_created_at_keeps_the_lower_id),
+        fixture_unit_test(replacement_is_per_author_and_kind),
+        fixture_unit_test(addressable_events_are_replaced_per_d_tag),
+        fixture_unit_test(regular_events_are_all_kept),
+        fixture_unit_test(writes_queued_together_apply_in_order),
+        fixture_unit_test(listeners_hear_each_newly_stored_event_once),
+        fixture_unit_test(a_query_snapshot_orders_commits_heard_by_listeners),
+        fixture_unit_test(listener_added_before_start_is_called),
+        fixture_unit_test(query_by_authors_kinds_and_ids),
+        fixture_unit_test(query_by_tags),
+        fixture_unit_test(query_time_bounds_are_inclusive),
+        fixture_unit_test(query_limit_keeps_the_newest),
+        fixture_unit_test(query_filters_are_ored_without_duplicates),
+        fixture_unit_test(empty_lists_and_zero_limits_yield_nothing),
+        fixture_unit_test(ids_and_multiple_filters_order_ties_by_lowest_id),
+        fixture_unit_test(ties_come_lowest_id_first_on_every_index),
+        fixture_unit_test(one_filter_returns_each_event_once),
+        fixture_unit_test(long_d_tags_name_distinct_addresses),
+        fixture_unit_test(an_event_at_until_with_the_highest_id_is_found),
+        fixture_unit_test(latest_copy_outlives_its_read_transaction),
+        fixture_unit_test(data_survives_close_and_reopen),
+        fixture_unit_test(writes_queued_at_close_are_committed_and_reported),
+        fixture_unit_test(full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /*
  * testnostr.h -- for the unit tests of modules that take real events: keys made from a seed, events signed
- * with libsecp256k1, and a loop run until a condition holds.
+ * with libsecp256k1, and the ingest pipeline they go through, on the fixture's database.
  */
 #ifndef PFP_TESTNOSTR_H
 #define PFP_TESTNOSTR_H
@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "event.h"
+#include "fixture.h"
+#include "ingest.h"
+#include "store.h"
+#include "workpool.h"
 
 struct test_key {
     secp256k1_keypair kp;
@@ -84,25 +87,40 @@ static void test_tamper(json_t *obj, const char *field)
     json_object_set_new(obj, field, json_string(s));
 }
 
-static void test_on_deadline(uv_timer_t *t)
+/* Where every event goes: the store on a fixture's database, one verify thread, and ingest as a relay sets it up. */
+struct test_pipeline {
+    struct store st;
+    struct workpool pool;
+    struct ingest *ig;
+};
+
+/* Opens a database in fx's directory and the store on it, `on_stored` listening; starts writer, thread and ingest. */
+static void test_pipeline_open(struct test_pipeline *p, struct fixture *fx, store_listener_fn on_stored)
 {
-    *(bool *)t->data = true;
+    fixture_db_open(fx, "events.db", 64);
+    assert_int_equal(store_init(&p->st, fx->db), 0);
+    store_add_listener(&p->st, on_stored, NULL);
+    assert_int_equal(db_start(fx->db), 0);
+    assert_int_equal(workpool_init(&p->pool, 1, &fx->inbox), 0);
+    assert_int_equal(ingest_init(&p->ig, &(struct ingest_options){.max_future_seconds = 600}, &p->st, &p->pool), 0);
 }
 
-/* Runs `loop` until `*cond` is true; false when `timeout_ms` passed first. */
-static bool test_run_until(uv_loop_t *loop, const bool *cond, uint64_t timeout_ms)
+/*
+ * The relay's shutdown order: the verify thread, then the writer, then the inbox, so that every result has been
+ * delivered. What uses the pipeline is freed after this, and then the pipeline, with test_pipeline_free().
+ */
+static void test_pipeline_shutdown(struct test_pipeline *p, struct fixture *fx)
 {
-    uv_timer_t deadline;
-    bool late = false;
+    workpool_shutdown(&p->pool);
+    inbox_drain(&fx->inbox);
+    db_shutdown(fx->db);
+    inbox_free(&fx->inbox);
+}
 
-    uv_timer_init(loop, &deadline);
-    deadline.data = &late;
-    uv_timer_start(&deadline, test_on_deadline, timeout_ms, 0);
-    while (!*cond && !late)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *cond;
+static void test_pipeline_free(struct test_pipeline *p)
+{
+    ingest_free(p->ig);
+    workpool_free(&p->pool);
 }
 
 #endif
