@@ -25,7 +25,9 @@ void buf_reserve(struct buf *b, size_t extra)
 void buf_append(struct buf *b, const void *p, size_t n)
 {
     buf_reserve(b, n);
-    memcpy(b->data + b->len, p, n);
+    /* An empty source may be NULL, which memcpy() may not be given even for no bytes. */
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
