@@ -269,7 +269,8 @@ static void compare_ids(struct neg *n, const uint8_t *theirs, size_t count, size
 
     if (count > 0 && (sorted == NULL || seen == NULL))
         abort();
-    memcpy(sorted, theirs, count * 32);
+    if (count > 0)
+        memcpy(sorted, theirs, count * 32);
     if (count > 1)
         qsort(sorted, count, 32, cmp_id);
     for (size_t i = lower; i < upper; i++) {
