@@ -37,8 +37,10 @@ static void hex_of(const uint8_t key[32], char out[65])
 
 static void reply_job_error(h2o_req_t *req, int status)
 {
-    if (status == -ENOSPC)
+    if (status == -EFBIG)
         http_reply_error(req, 503, "cannot store the job: the database is full");
+    else if (status == -ENOSPC)
+        http_reply_error(req, 503, "cannot store the job: the disk is full");
     else
         http_reply_error(req, 503, "cannot store the job now; try again");
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "err.h"
 #include "hex.h"
 #include "log.h"
 
@@ -102,6 +103,37 @@ static int decode_head(const MDB_val *v, struct job_head *h)
         return -EINVAL;
     memcpy(h, v->mv_data, sizeof(*h));
     return v->mv_size == sizeof(*h) + bitmap_len(h->total) ? 0 : -EINVAL;
+}
+
+/* --- checking --------------------------------------------------------------------------------------------------- */
+
+static int check_head(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    struct job_head h;
+
+    if (k->mv_size != 8)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not a job id", k->mv_size);
+    if (decode_head(v, &h) != 0 || h.type < JOB_BATCH || h.type > JOB_FOLLOWS || h.state < JOB_QUEUED ||
+        h.state > JOB_FAILED || h.done > h.total)
+        return err_set(why, whylen, -EINVAL, "not a job record");
+    return 0;
+}
+
+static int check_items(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    if (k->mv_size != 8)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not a job id", k->mv_size);
+    if (v->mv_size % 32 != 0)
+        return err_set(why, whylen, -EINVAL, "%zu bytes, not a list of pubkeys", v->mv_size);
+    return 0;
+}
+
+const struct db_table_check *jobs_table_checks(size_t *n)
+{
+    static const struct db_table_check checks[] = {{"jobs", check_head}, {"job_items", check_items}};
+
+    *n = sizeof(checks) / sizeof(checks[0]);
+    return checks;
 }
 
 /* --- writes ------------------------------------------------------------------------------------------------------- */

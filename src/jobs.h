@@ -65,7 +65,7 @@ typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
 /*
  * Creates a job over `n` distinct pubkeys (JOB_FOLLOWS: `owner`'s follows).
  * `done` hears the new id once the job is committed, so an acknowledged job
- * survives a crash; it then runs. `status` is 0, -ENOSPC, -EIO or -ESHUTDOWN.
+ * survives a crash; it then runs. `status` is 0, -EFBIG, -ENOSPC, -EIO or -ESHUTDOWN.
  * `pubkeys` and `owner` are copied.
  */
 void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
@@ -88,6 +88,9 @@ void jobs_count(struct jobs *js, uint64_t counts[JOB_FAILED + 1]);
 int jobs_parse_id(const char *s, size_t len, uint64_t *id);
 
 void jobs_stats(const struct jobs *js, struct jobs_stats *out);
+
+/* What each of the job tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *jobs_table_checks(size_t *n);
 
 /* Writes the progress still in memory and starts no more work (before db_shutdown()). Idempotent. */
 void jobs_shutdown(struct jobs *js);

@@ -315,12 +315,17 @@ static bool put_check_file(struct px_put *p, struct blob_batch *bb)
     if (p->value == NULL || picindex_decode(p->value, p->len, &pic) != 0 || pic.h.state != PIC_OK)
         return false;
     blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
-    if ((p->on_disk = stat(path, &st) == 0)) {
+    p->on_disk = stat(path, &st) == 0;
+    if (p->on_disk && (uint64_t)st.st_size == pic.h.bytes) {
         p->disk_bytes = (uint64_t)st.st_size;
         return false;
     }
-    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0)
+    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0) {
+        /* A file of the wrong size is damaged: no record names it, and the request is served as a miss again. */
+        p->on_disk = false;
         return false;
+    }
+    /* Damaged (not its record's size): written again from the bytes, which replace it at the batch's rename. */
     p->write_err = blob_batch_add(bb, pic.h.blob, p->bytes->data, p->bytes->len);
     return p->staged = p->write_err == 0;
 }
@@ -562,10 +567,12 @@ static void on_reconciled(struct work *work)
     px_settled(&r->b);
     if (r->b.w.status == 0) {
         log_info("pictures: %llu cached in %llu file(s), %llu bytes%s; %llu dropped because their file was "
-                 "missing, %llu stray file(s) removed",
+                 "missing or damaged (%llu file(s) of the wrong size removed), %llu stray file(s) removed",
                  (unsigned long long)r->b.ch.totals.pictures, (unsigned long long)r->b.ch.totals.files,
                  (unsigned long long)r->b.ch.totals.bytes, r->found.rebuilt ? " (counted from the records)" : "",
-                 (unsigned long long)r->found.dropped, (unsigned long long)r->found.orphans);
+                 (unsigned long long)r->found.dropped, (unsigned long long)r->found.damaged,
+                 (unsigned long long)r->found.orphans);
+        x->_stats.damaged_files += r->found.damaged;
         x->_stats.ready = true;
         check_limit(x);
     }
@@ -745,6 +752,11 @@ int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_r
     r = picindex_get_url(x->_index, txn, url_key, out);
     db_read_end(x->_db, txn);
     return r;
+}
+
+const struct db_table_check *pictures_table_checks(size_t *n)
+{
+    return picindex_table_checks(n);
 }
 
 void pictures_stats(const struct pictures *x, struct pictures_stats *out)

@@ -76,6 +76,7 @@ struct pictures_stats {
     uint64_t evictions, evicted_files, evicted_bytes, evicted_pictures;
     uint64_t purges;
     uint64_t recency_flushes; /* batches of last-served times written */
+    uint64_t damaged_files;   /* files of the wrong size found at start-up, dropped and removed */
     bool ready;               /* start-up reconciliation done: the totals are known */
     bool evicting;            /* an eviction is under way, its files not all removed yet */
 };
@@ -181,6 +182,9 @@ void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t
 
 /* The file `hash` was found missing: its entries, and the records naming it, are dropped. */
 void pictures_forget_file(struct pictures *x, const uint8_t hash[32]);
+
+/* What each of the index's tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *pictures_table_checks(size_t *n);
 
 /* What the index holds and has done. */
 void pictures_stats(const struct pictures *x, struct pictures_stats *out);

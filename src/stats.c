@@ -178,6 +178,9 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_cache_evicted_bytes_total", "counter", "Bytes of picture files evicted.",
                    xs->evicted_bytes);
     metrics_single(b, "pfpcache_cache_purges_total", "counter", "Purges done.", xs->purges);
+    metrics_single(b, "pfpcache_cache_damaged_files_total", "counter",
+                   "Picture files found damaged (size or SHA-256 not their record's), dropped and fetched again.",
+                   ps->damaged_files + xs->damaged_files);
 }
 
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
