@@ -67,6 +67,9 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = true;
     log_info("%s: shutting down, waiting up to %lld s for requests in flight", name,
              (long long)a->cfg.shutdown_timeout_seconds);
+    /* First: what the lookups and downloads abandon from now on is the jobs' to resume, not failures. */
+    if (a->jobs_ready)
+        jobs_shutdown(&a->jobs);
     relay_shutdown(a->relay);
     lookup_shutdown(a->lookup);
     upstream_shutdown(a->upstream);
@@ -300,20 +303,22 @@ static int start(struct app *a)
 }
 
 /*
- * Stops what start() started, in the order that loses nothing: the signature
- * threads finish and hand their events to the writer, the writer commits
- * everything queued, and the last completions run on the loop.
+ * Stops what start() started, in the order that loses nothing: the jobs stop
+ * before the picture service abandons their pubkeys (which they then resume
+ * after a restart), the signature threads finish and hand their events to the
+ * writer, the writer commits everything queued, and the last completions run
+ * on the loop.
  */
 static void stop(struct app *a)
 {
+    if (a->jobs_ready)
+        jobs_shutdown(&a->jobs);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
         pictures_shutdown(&a->pictures);
     workpool_shutdown(&a->verify);
     inbox_drain(&a->inbox);
-    if (a->jobs_ready)
-        jobs_shutdown(&a->jobs);
     db_shutdown(a->db);
     inbox_free(&a->inbox);
     pfp_free(a->pfp);

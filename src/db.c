@@ -274,6 +274,17 @@ static int check_size(struct db *db, const char *path, char *err, size_t errlen)
                    (unsigned long long)info.me_last_pgno + 1, st.ms_psize);
 }
 
+/* LMDB aborts the process after this: at least the log says why, and what to run. */
+static void on_assert(MDB_env *env, const char *msg)
+{
+    const char *path = "";
+
+    mdb_env_get_path(env, &path);
+    log_error("database: LMDB found the database %s damaged (%s); it stops the relay now. Check it with "
+              "pfpcache-relay --check-db",
+              path, msg);
+}
+
 int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, char *err, size_t errlen)
 {
     struct db *db = calloc(1, sizeof(*db));
@@ -309,6 +320,7 @@ int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, 
     if ((rc = mdb_env_create(&db->env)) != 0 || (rc = mdb_env_set_maxdbs(db->env, 32)) != 0 ||
         (rc = mdb_env_set_mapsize(db->env, (size_t)opt->max_size_mb << 20)) != 0)
         goto fail;
+    mdb_env_set_assert(db->env, on_assert);
     /* NOTLS: the loop keeps one read transaction it resets and renews; NORDAHEAD suits random reads. */
     if (opt->read_only)
         flags |= MDB_RDONLY;
@@ -681,7 +693,7 @@ int db_check(struct db *db, const struct db_table_check *checks, size_t nchecks,
         if (c.cursor != NULL)
             mdb_cursor_close(c.cursor);
     }
-    mdb_env_set_assert(db->env, NULL);
+    mdb_env_set_assert(db->env, on_assert);
     sigaction(SIGSEGV, &old_segv, NULL);
     sigaction(SIGBUS, &old_bus, NULL);
     db_read_end(db, c.txn);

@@ -224,7 +224,8 @@ static void on_progress_written(struct db_write *w)
 {
     struct job_progress_write *pw = H2O_STRUCT_FROM_MEMBER(struct job_progress_write, w, w);
 
-    if (w->status != 0)
+    /* After the writer has stopped, what is not written is done again after the restart. */
+    if (w->status != 0 && w->status != -ESHUTDOWN)
         log_error("jobs: cannot store a job's progress: %s", strerror(-w->status));
     free(pw->rec);
     free(pw);
@@ -284,7 +285,10 @@ static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
         default: j->h.failed++; break;
         }
         j->dirty = true;
-        if (!js->_closing && !uv_is_active((uv_handle_t *)&js->_flush_timer))
+        /* Once stopping, no timer runs: what still ends is written at once. */
+        if (js->_closing)
+            write_progress(js, j);
+        else if (!uv_is_active((uv_handle_t *)&js->_flush_timer))
             uv_timer_start(&js->_flush_timer, on_flush_timer, FLUSH_MS, 0);
     }
     free(jw);

@@ -92,7 +92,12 @@ void jobs_stats(const struct jobs *js, struct jobs_stats *out);
 /* What each of the job tables holds, for db_check(): `*n` of them, static. */
 const struct db_table_check *jobs_table_checks(size_t *n);
 
-/* Writes the progress still in memory and starts no more work (before db_shutdown()). Idempotent. */
+/*
+ * Writes the progress still in memory and starts no more work, before the
+ * picture service shuts down (and db_shutdown()): pubkeys it abandons from
+ * then on stay undone and are cached after a restart; those that still end
+ * are written at once. Idempotent.
+ */
 void jobs_shutdown(struct jobs *js);
 
 /* After the picture service has let go of every watch; the timers close with the loop's next iteration. */
