@@ -543,8 +543,9 @@ static void on_put_done(struct db_write *w)
         if (wait_for_space(p))
             return;
         /* Not the database: its own error stays for its own disk. */
-        log_error("pictures: cannot store a picture: the disk of media_cache_path is full, and evicting pictures "
-                  "did not make room; free space on it");
+        if (!x->_closing)
+            log_error("pictures: cannot store a picture: the disk of media_cache_path is full, and evicting pictures "
+                      "did not make room; free space on it");
     } else {
         px_settled(&p->b);
     }
