@@ -37,8 +37,10 @@ static void hex_of(const uint8_t key[32], char out[65])
 
 static void reply_job_error(h2o_req_t *req, int status)
 {
-    if (status == -ENOSPC)
+    if (status == -EFBIG)
         http_reply_error(req, 503, "cannot store the job: the database is full");
+    else if (status == -ENOSPC)
+        http_reply_error(req, 503, "cannot store the job: the disk is full");
     else
         http_reply_error(req, 503, "cannot store the job now; try again");
 }
@@ -83,67 +85,102 @@ static bool json_content_type(h2o_req_t *req)
     return n == sizeof("application/json") - 1 && strncasecmp(v.base, "application/json", n) == 0;
 }
 
-/* 400 naming every index whose entry is not a public key (the values are not echoed: they may be secrets). */
-static void reply_invalid_keys(h2o_req_t *req, const size_t *bad, size_t nbad)
+/* The 400 of entries that are not public keys: every index in `invalid`, the first INVALID_NAMED in the message. */
+static int refuse_invalid_keys(struct admin_batch *b, const size_t *bad, size_t nbad)
 {
-    char msg[512];
-    size_t off = (size_t)snprintf(msg, sizeof(msg),
+    size_t off = (size_t)snprintf(b->error, sizeof(b->error),
                                   "%zu entr%s of \"pubkeys\" %s not a public key (hex, npub or "
                                   "nprofile): index%s",
                                   nbad, nbad == 1 ? "y" : "ies", nbad == 1 ? "is" : "are", nbad == 1 ? "" : "es");
-    json_t *list = json_array();
 
+    b->invalid = json_array();
     for (size_t i = 0; i < nbad; i++) {
-        json_array_append_new(list, json_integer((json_int_t)bad[i]));
-        if (i < INVALID_NAMED && off < sizeof(msg))
-            off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %zu", i == 0 ? "" : ",", bad[i]);
+        json_array_append_new(b->invalid, json_integer((json_int_t)bad[i]));
+        if (i < INVALID_NAMED && off < sizeof(b->error))
+            off += (size_t)snprintf(b->error + off, sizeof(b->error) - off, "%s %zu", i == 0 ? "" : ",", bad[i]);
     }
-    if (nbad > INVALID_NAMED && off < sizeof(msg))
-        snprintf(msg + off, sizeof(msg) - off, " and %zu more", nbad - INVALID_NAMED);
-    http_reply_json(req, 400, json_pack("{s:s, s:o}", "error", msg, "invalid", list));
+    if (nbad > INVALID_NAMED && off < sizeof(b->error))
+        snprintf(b->error + off, sizeof(b->error) - off, " and %zu more", nbad - INVALID_NAMED);
+    return b->status = 400;
 }
 
-/* Checks and decodes `pubkeys`, without duplicates, into `keys`. Answers and returns -1 when the request is bad. */
-static ssize_t decode_batch(h2o_req_t *req, json_t *pubkeys, uint8_t (*keys)[32])
+/* Decodes `pubkeys` (an array of at most ADMIN_BATCH_MAX) into b->keys, without duplicates. */
+static int decode_keys(struct admin_batch *b, json_t *pubkeys)
 {
     struct keymap *seen = keymap_new(32);
-    size_t n = 0, nbad = 0, *bad = calloc(json_array_size(pubkeys) + 1, sizeof(*bad));
+    size_t nbad = 0, *bad = calloc(json_array_size(pubkeys) + 1, sizeof(*bad));
     size_t i;
     json_t *v;
 
-    if (bad == NULL)
+    if (bad == NULL || (b->keys = malloc(json_array_size(pubkeys) * 32 + 1)) == NULL)
         abort();
     json_array_foreach(pubkeys, i, v)
     {
         char why[NIP19_ERR_LEN];
         if (!json_is_string(v)) {
-            http_reply_error(req, 400, "\"pubkeys\"[%zu] is not a string", i);
-            keymap_free(seen, NULL);
-            free(bad);
-            return -1;
+            snprintf(b->error, sizeof(b->error), "\"pubkeys\"[%zu] is not a string", i);
+            b->status = 400;
+            break;
         }
-        if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), keys[n], why, sizeof(why)) != 0) {
+        if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), b->keys[b->n], why, sizeof(why)) != 0) {
             bad[nbad++] = i;
             continue;
         }
-        if (keymap_get(seen, keys[n]) == NULL)
-            keymap_put(seen, keys[n++], (void *)1);
+        if (keymap_get(seen, b->keys[b->n]) == NULL)
+            keymap_put(seen, b->keys[b->n++], (void *)1);
     }
     keymap_free(seen, NULL);
-    if (nbad > 0)
-        reply_invalid_keys(req, bad, nbad);
+    if (b->status == 0 && nbad > 0)
+        refuse_invalid_keys(b, bad, nbad);
     free(bad);
-    return nbad > 0 ? -1 : (ssize_t)n;
+    return b->status;
+}
+
+int admin_parse_batch(const char *body, size_t len, struct admin_batch *b)
+{
+    json_error_t jerr;
+    json_t *root, *pubkeys;
+
+    *b = (struct admin_batch){0};
+    if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
+        snprintf(b->error, sizeof(b->error), "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        return b->status = 400;
+    }
+    pubkeys = json_object_get(root, "pubkeys");
+    b->status = 400;
+    if (!json_is_object(root) || pubkeys == NULL) {
+        snprintf(b->error, sizeof(b->error),
+                 "the body must be an object with a \"pubkeys\" array: {\"pubkeys\": [...]}");
+    } else if (!json_is_array(pubkeys)) {
+        snprintf(b->error, sizeof(b->error), "\"pubkeys\" must be an array of public keys");
+    } else if (json_array_size(pubkeys) == 0) {
+        snprintf(b->error, sizeof(b->error), "\"pubkeys\" is empty");
+    } else if (json_array_size(pubkeys) > ADMIN_BATCH_MAX) {
+        snprintf(b->error, sizeof(b->error), "at most %d pubkeys per request; got %zu", ADMIN_BATCH_MAX,
+                 json_array_size(pubkeys));
+        b->status = 413;
+    } else {
+        b->status = 0;
+        decode_keys(b, pubkeys);
+    }
+    json_decref(root);
+    return b->status;
+}
+
+void admin_batch_free(struct admin_batch *b)
+{
+    free(b->keys);
+    if (b->invalid != NULL)
+        json_decref(b->invalid);
+    *b = (struct admin_batch){0};
 }
 
 static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct admin *a = data;
-    json_error_t jerr;
-    json_t *body, *pubkeys;
-    uint8_t(*keys)[32];
+    struct admin_batch b;
     struct batch_req *br;
-    ssize_t n;
 
     (void)param;
     if (!auth_admit(a->auth, req))
@@ -152,33 +189,21 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
         http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
         return;
     }
-    if ((body = json_loadb(req->entity.base, req->entity.len, 0, &jerr)) == NULL) {
-        http_reply_error(req, 400, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    if (admin_parse_batch(req->entity.base, req->entity.len, &b) != 0) {
+        if (b.invalid != NULL) {
+            http_reply_json(req, b.status, json_pack("{s:s, s:O}", "error", b.error, "invalid", b.invalid));
+        } else {
+            http_reply_error(req, b.status, "%s", b.error);
+        }
+        admin_batch_free(&b);
         return;
     }
-    pubkeys = json_object_get(body, "pubkeys");
-    if (!json_is_object(body) || pubkeys == NULL) {
-        http_reply_error(req, 400, "the body must be an object with a \"pubkeys\" array: {\"pubkeys\": [...]}");
-    } else if (!json_is_array(pubkeys)) {
-        http_reply_error(req, 400, "\"pubkeys\" must be an array of public keys");
-    } else if (json_array_size(pubkeys) == 0) {
-        http_reply_error(req, 400, "\"pubkeys\" is empty");
-    } else if (json_array_size(pubkeys) > ADMIN_BATCH_MAX) {
-        http_reply_error(req, 413, "at most %d pubkeys per request; got %zu", ADMIN_BATCH_MAX,
-                         json_array_size(pubkeys));
-    } else {
-        if ((keys = malloc(json_array_size(pubkeys) * 32)) == NULL)
-            abort();
-        if ((n = decode_batch(req, pubkeys, keys)) >= 0) {
-            if ((br = calloc(1, sizeof(*br))) == NULL)
-                abort();
-            br->hold = http_hold(req);
-            br->count = (size_t)n;
-            jobs_create(a->jobs, JOB_BATCH, (const uint8_t(*)[32])keys, (size_t)n, NULL, on_batch_created, br);
-        }
-        free(keys);
-    }
-    json_decref(body);
+    if ((br = calloc(1, sizeof(*br))) == NULL)
+        abort();
+    br->hold = http_hold(req);
+    br->count = b.n;
+    jobs_create(a->jobs, JOB_BATCH, (const uint8_t(*)[32])b.keys, b.n, NULL, on_batch_created, br);
+    admin_batch_free(&b);
 }
 
 /* --- GET /cache-follows/{pubkey} -------------------------------------------------------------------------------- */

@@ -67,6 +67,9 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = true;
     log_info("%s: shutting down, waiting up to %lld s for requests in flight", name,
              (long long)a->cfg.shutdown_timeout_seconds);
+    /* First: what the lookups and downloads abandon from now on is the jobs' to resume, not failures. */
+    if (a->jobs_ready)
+        jobs_shutdown(&a->jobs);
     relay_shutdown(a->relay);
     lookup_shutdown(a->lookup);
     upstream_shutdown(a->upstream);
@@ -158,6 +161,20 @@ static int make_data_dirs(const struct config *cfg)
     return 0;
 }
 
+/*
+ * A database another relay holds, or one that is damaged, is not a passing
+ * failure that a restart mends: exit status 2, with one line that says why.
+ */
+static int data_error(const char *msg, int r)
+{
+    if (r != -EBUSY && r != -EUCLEAN) {
+        log_error("%s", msg);
+        return APP_EXIT_FAILURE;
+    }
+    fprintf(stderr, "pfpcache-relay: %s\n", msg);
+    return APP_EXIT_CONFIG;
+}
+
 /* Starts the services in dependency order. Returns 0, or an exit status after logging why. */
 static int start(struct app *a)
 {
@@ -167,10 +184,8 @@ static int start(struct app *a)
     if (make_data_dirs(&a->cfg) != 0)
         return APP_EXIT_FAILURE;
     if ((r = db_init(&a->db, &(struct db_options){a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb},
-                     &a->inbox, err, sizeof(err))) != 0) {
-        log_error("%s", err);
-        return APP_EXIT_FAILURE;
-    }
+                     &a->inbox, err, sizeof(err))) != 0)
+        return data_error(err, r);
     if ((r = store_init(&a->store, a->db)) != 0) {
         log_error("cannot open the event database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
@@ -288,20 +303,22 @@ static int start(struct app *a)
 }
 
 /*
- * Stops what start() started, in the order that loses nothing: the signature
- * threads finish and hand their events to the writer, the writer commits
- * everything queued, and the last completions run on the loop.
+ * Stops what start() started, in the order that loses nothing: the jobs stop
+ * before the picture service abandons their pubkeys (which they then resume
+ * after a restart), the signature threads finish and hand their events to the
+ * writer, the writer commits everything queued, and the last completions run
+ * on the loop.
  */
 static void stop(struct app *a)
 {
+    if (a->jobs_ready)
+        jobs_shutdown(&a->jobs);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
         pictures_shutdown(&a->pictures);
     workpool_shutdown(&a->verify);
     inbox_drain(&a->inbox);
-    if (a->jobs_ready)
-        jobs_shutdown(&a->jobs);
     db_shutdown(a->db);
     inbox_free(&a->inbox);
     pfp_free(a->pfp);
@@ -327,6 +344,44 @@ static void stop(struct app *a)
         upstream_free(a->upstream);
     workpool_free(&a->verify);
     db_free(a->db);
+}
+
+static void print_line(void *ctx, const char *line)
+{
+    fprintf(ctx, "%s\n", line);
+}
+
+int app_check_db(struct app *a, const char *config_path)
+{
+    struct db_table_check checks[32];
+    const struct db_table_check *(*const tables[])(size_t *) = {store_table_checks, pictures_table_checks,
+                                                                jobs_table_checks};
+    char err[1024];
+    size_t n = 0;
+    int r;
+
+    memset(a, 0, sizeof(*a));
+    a->config_path = config_path;
+    if (load_config(a, err, sizeof(err)) != 0)
+        return config_error(a, err);
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        size_t m;
+        const struct db_table_check *c = tables[t](&m);
+        for (size_t i = 0; i < m && n < sizeof(checks) / sizeof(checks[0]); i++)
+            checks[n++] = c[i];
+    }
+    printf("%s:\n", a->cfg.database_path);
+    r = db_init(&a->db,
+                &(struct db_options){a->cfg.database_path, (uint64_t)a->cfg.database_max_size_mb, .read_only = true},
+                NULL, err, sizeof(err));
+    if (r == 0)
+        r = db_check(a->db, checks, n, print_line, stdout);
+    else
+        printf("%s\n", err);
+    db_free(a->db);
+    config_free(&a->cfg);
+    /* Damage is 2, like a configuration the relay cannot use; a database that could not be read at all is 1. */
+    return r == 0 ? APP_EXIT_OK : r == -EUCLEAN ? APP_EXIT_CONFIG : APP_EXIT_FAILURE;
 }
 
 int app_run(struct app *a, const char *config_path, bool check_only)

@@ -26,7 +26,7 @@
 #include "upstream.h"
 #include "workpool.h"
 
-/* Exit statuses of the process. */
+/* Exit statuses of the process. APP_EXIT_CONFIG also stands for a database that is damaged or in use. */
 enum { APP_EXIT_OK = 0, APP_EXIT_FAILURE = 1, APP_EXIT_CONFIG = 2 };
 
 struct app {
@@ -70,5 +70,13 @@ struct app {
  * APP_EXIT_CONFIG for a configuration error, after printing one line on stderr.
  */
 int app_run(struct app *a, const char *config_path, bool check_only);
+
+/*
+ * Walks the database the configuration at `config_path` names (db_check())
+ * and prints what it found on stdout. Returns APP_EXIT_OK when it is sound,
+ * APP_EXIT_CONFIG when it is damaged, APP_EXIT_FAILURE when it could not be
+ * checked (missing, unreadable, or in use by a running relay).
+ */
+int app_check_db(struct app *a, const char *config_path);
 
 #endif

@@ -89,11 +89,11 @@ int blob_exists(const struct blobs *b, const uint8_t hash[32])
     return stat(path, &st) == 0;
 }
 
-int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, size_t *len)
+int blob_read(const struct blobs *b, const uint8_t hash[32], size_t expect_len, uint8_t **data, size_t *len)
 {
     char path[4096];
     struct stat st;
-    uint8_t *buf = NULL;
+    uint8_t *buf = NULL, got[32];
     size_t done = 0;
     int fd, r = 0;
 
@@ -102,6 +102,11 @@ int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, siz
         return -errno;
     if (fstat(fd, &st) != 0) {
         r = -errno;
+        goto out;
+    }
+    /* Truncated, emptied or grown: known from the size alone, before reading it. */
+    if ((uint64_t)st.st_size != expect_len) {
+        r = -EBADMSG;
         goto out;
     }
     /* One byte more than needed, so that an empty file is not a zero-sized malloc(). */
@@ -119,6 +124,10 @@ int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, siz
         }
         done += (size_t)n;
     }
+    /* The name is the hash of the bytes, so checking them costs one hash, on this thread rather than the loop. */
+    blob_hash(buf, done, got);
+    if (memcmp(got, hash, 32) != 0)
+        r = -EBADMSG;
 out:
     close(fd);
     if (r != 0) {
@@ -155,11 +164,13 @@ int blob_batch_add(struct blob_batch *bb, const uint8_t hash[32], const uint8_t 
     static atomic_uint counter;
     char path[4096], tmp[4200];
     struct blob_staged *f;
+    struct stat st;
     size_t done = 0;
     int fd, r = 0;
 
     blob_path(bb->_b, hash, path, sizeof(path));
-    if (access(path, F_OK) == 0)
+    /* Stored already, unless damaged: a file of another size is replaced at the rename. */
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size == len)
         return 0;
     for (size_t i = 0; i < bb->_n; i++) {
         if (memcmp(bb->_files[i].hash, hash, 32) == 0)

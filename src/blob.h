@@ -42,7 +42,8 @@ void blob_batch_init(struct blob_batch *bb, const struct blobs *b);
 
 /*
  * Writes `data` (`len` bytes, not kept) as the blob `hash` under a temporary
- * name, unless the blob is stored already or in the batch. Returns 0 or -errno.
+ * name, unless the blob is stored already (with that size: a damaged file is
+ * replaced) or in the batch. Returns 0 or -errno.
  */
 int blob_batch_add(struct blob_batch *bb, const uint8_t hash[32], const uint8_t *data, size_t len);
 
@@ -61,10 +62,12 @@ int blob_write(const struct blobs *b, const uint8_t hash[32], const uint8_t *dat
 
 /*
  * Reads the whole blob `hash` into `*data` (malloc()ed, the caller frees it) and
- * its size into `*len`. Blocks on the disk: for worker threads. Returns 0, or
- * -errno (-ENOENT when the file has gone, -EIO for a short read).
+ * its size into `*len`, and checks it: a file of another size than `expect_len`
+ * (its record's), or whose bytes do not hash to its name, is damaged. Blocks on
+ * the disk and hashes: for worker threads. Returns 0, or -errno (-ENOENT when
+ * the file has gone, -EBADMSG when it is damaged, -EIO for a short read).
  */
-int blob_read(const struct blobs *b, const uint8_t hash[32], uint8_t **data, size_t *len);
+int blob_read(const struct blobs *b, const uint8_t hash[32], size_t expect_len, uint8_t **data, size_t *len);
 
 /* 1 when the blob's file exists, 0 when not. */
 int blob_exists(const struct blobs *b, const uint8_t hash[32]);

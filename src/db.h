@@ -14,10 +14,12 @@
 #include "inbox.h"
 
 /*
- * Errors are negative errno values: -ENOSPC when the map is full, -ENOENT when
- * a record is absent, -ESHUTDOWN for a write submitted after db_shutdown(),
- * -EBUSY for a nested read transaction, -EIO for anything else LMDB reports
- * (and logs).
+ * Errors are negative errno values: -EFBIG when the map is full (the database
+ * has reached its configured size), -ENOSPC when the disk under it is full,
+ * -ENOENT when a record is absent, -ESHUTDOWN for a write submitted after
+ * db_shutdown(), -EBUSY for a nested read transaction, -EIO for anything else
+ * LMDB reports (and logs). Opening adds -EBUSY (another process holds the
+ * database) and -EUCLEAN (the file is damaged).
  */
 
 struct db;
@@ -25,6 +27,7 @@ struct db;
 struct db_options {
     const char *path;     /* the database file */
     uint64_t max_size_mb; /* the map's size */
+    bool read_only;       /* for db_check(): the file must exist, and nothing is written */
 };
 
 struct db_stats {
@@ -62,6 +65,12 @@ struct db_write {
  * completions will arrive through `inbox`. Returns 0 and the handle in `*out`
  * (db_free() it), or a negative error with a message in `err`. Tables are then
  * opened with db_open_table(), after which db_start() starts the writer.
+ *
+ * Before anything is read, the file is locked with flock(), so that a second
+ * process on the same file fails with -EBUSY and `err` naming the file and the
+ * PID that holds it; and it is checked against what LMDB's header says it
+ * holds: an existing file that is empty, shorter than its last page, or whose
+ * header (the two meta pages) is not LMDB's fails with -EUCLEAN.
  */
 int db_init(struct db **out, const struct db_options *opt, struct inbox *inbox, char *err, size_t errlen);
 
@@ -105,5 +114,29 @@ int db_read_begin(struct db *db, MDB_txn **txn);
 void db_read_end(struct db *db, MDB_txn *txn);
 
 void db_stats(const struct db *db, struct db_stats *out);
+
+/* What a table's entries must look like, for db_check(). */
+struct db_table_check {
+    const char *name; /* the table, as db_open_table() names it */
+    /* Returns 0 when the entry is one this table holds, else -EINVAL with the reason in `why`. */
+    int (*entry)(const MDB_val *key, const MDB_val *value, char *why, size_t whylen);
+};
+
+/* Problems db_check() reports one by one; past them it only counts. */
+#define DB_CHECK_MAX_REPORTED 20
+
+/*
+ * Walks the whole database read-only (after db_init(), before db_start()):
+ * every table and every entry, in order, counted against what the table says
+ * it holds; every page the free list names within the file; and each entry of
+ * a table named in `checks` given to its check. `report` hears one line per
+ * table and per problem (the first DB_CHECK_MAX_REPORTED) and a last line
+ * with the verdict. A crash of LMDB on a damaged page (an assertion, SIGSEGV,
+ * SIGBUS) is caught and reported as damage; so this is for a process that
+ * does nothing else meanwhile. Returns 0 when the database is sound, -EUCLEAN
+ * when it is damaged, or another error when it could not be read.
+ */
+int db_check(struct db *db, const struct db_table_check *checks, size_t nchecks,
+             void (*report)(void *ctx, const char *line), void *ctx);
 
 #endif

@@ -15,7 +15,7 @@
 #include "workpool.h"
 
 /*
- * Errors, besides the store's (-ENOSPC, -EIO):
+ * Errors, besides the store's (-EFBIG, -ENOSPC, -EIO):
  *   -EINVAL        the event is malformed (event_parse's rules)
  *   -EBADMSG       its id is not the hash of its content
  *   -ERANGE        its created_at is further ahead of the clock than max_future_seconds
@@ -45,7 +45,7 @@ struct ingest_job;
 
 /*
  * Runs once on the loop thread with an enum ingest_result or a negative error
- * (-EKEYREJECTED, -ENOSPC, -EIO). `ev` is the event, valid only during the call.
+ * (-EKEYREJECTED, -EFBIG, -ENOSPC, -EIO). `ev` is the event, valid only during the call.
  * The job is the caller's again: it may free it.
  */
 typedef void (*ingest_done_fn)(struct ingest_job *job, int status, const struct event_view *ev);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "err.h"
 #include "hex.h"
 #include "log.h"
 
@@ -104,6 +105,37 @@ static int decode_head(const MDB_val *v, struct job_head *h)
     return v->mv_size == sizeof(*h) + bitmap_len(h->total) ? 0 : -EINVAL;
 }
 
+/* --- checking --------------------------------------------------------------------------------------------------- */
+
+static int check_head(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    struct job_head h;
+
+    if (k->mv_size != 8)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not a job id", k->mv_size);
+    if (decode_head(v, &h) != 0 || h.type < JOB_BATCH || h.type > JOB_FOLLOWS || h.state < JOB_QUEUED ||
+        h.state > JOB_FAILED || h.done > h.total)
+        return err_set(why, whylen, -EINVAL, "not a job record");
+    return 0;
+}
+
+static int check_items(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    if (k->mv_size != 8)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not a job id", k->mv_size);
+    if (v->mv_size % 32 != 0)
+        return err_set(why, whylen, -EINVAL, "%zu bytes, not a list of pubkeys", v->mv_size);
+    return 0;
+}
+
+const struct db_table_check *jobs_table_checks(size_t *n)
+{
+    static const struct db_table_check checks[] = {{"jobs", check_head}, {"job_items", check_items}};
+
+    *n = sizeof(checks) / sizeof(checks[0]);
+    return checks;
+}
+
 /* --- writes ------------------------------------------------------------------------------------------------------- */
 
 /* Deletes the oldest finished jobs beyond JOBS_KEEP. */
@@ -192,7 +224,8 @@ static void on_progress_written(struct db_write *w)
 {
     struct job_progress_write *pw = H2O_STRUCT_FROM_MEMBER(struct job_progress_write, w, w);
 
-    if (w->status != 0)
+    /* After the writer has stopped, what is not written is done again after the restart. */
+    if (w->status != 0 && w->status != -ESHUTDOWN)
         log_error("jobs: cannot store a job's progress: %s", strerror(-w->status));
     free(pw->rec);
     free(pw);
@@ -252,7 +285,10 @@ static void on_item_done(struct pfp_watch *w, enum pfp_outcome outcome)
         default: j->h.failed++; break;
         }
         j->dirty = true;
-        if (!js->_closing && !uv_is_active((uv_handle_t *)&js->_flush_timer))
+        /* Once stopping, no timer runs: what still ends is written at once. */
+        if (js->_closing)
+            write_progress(js, j);
+        else if (!uv_is_active((uv_handle_t *)&js->_flush_timer))
             uv_timer_start(&js->_flush_timer, on_flush_timer, FLUSH_MS, 0);
     }
     free(jw);

@@ -65,7 +65,7 @@ typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
 /*
  * Creates a job over `n` distinct pubkeys (JOB_FOLLOWS: `owner`'s follows).
  * `done` hears the new id once the job is committed, so an acknowledged job
- * survives a crash; it then runs. `status` is 0, -ENOSPC, -EIO or -ESHUTDOWN.
+ * survives a crash; it then runs. `status` is 0, -EFBIG, -ENOSPC, -EIO or -ESHUTDOWN.
  * `pubkeys` and `owner` are copied.
  */
 void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
@@ -89,7 +89,15 @@ int jobs_parse_id(const char *s, size_t len, uint64_t *id);
 
 void jobs_stats(const struct jobs *js, struct jobs_stats *out);
 
-/* Writes the progress still in memory and starts no more work (before db_shutdown()). Idempotent. */
+/* What each of the job tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *jobs_table_checks(size_t *n);
+
+/*
+ * Writes the progress still in memory and starts no more work, before the
+ * picture service shuts down (and db_shutdown()): pubkeys it abandons from
+ * then on stay undone and are cached after a restart; those that still end
+ * are written at once. Idempotent.
+ */
 void jobs_shutdown(struct jobs *js);
 
 /* After the picture service has let go of every watch; the timers close with the loop's next iteration. */

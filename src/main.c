@@ -26,9 +26,10 @@ static void tune_malloc(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: pfpcache-relay [--config PATH] [--check]\n"
+    fprintf(f, "usage: pfpcache-relay [--config PATH] [--check | --check-db]\n"
                "  --config PATH  configuration file (default: config.json; written with defaults if missing)\n"
                "  --check        check the configuration and exit\n"
+               "  --check-db     walk the database and exit: 0 sound, 2 damaged, 1 not checked\n"
                "  --version      print the version and exit\n");
 }
 
@@ -37,13 +38,15 @@ int main(int argc, char **argv)
     /* Static so that everything the app holds stays reachable for the leak checker at exit. */
     static struct app app;
     const char *config_path = "config.json";
-    bool check_only = false;
+    bool check_only = false, check_db = false;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config_path = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0) {
             check_only = true;
+        } else if (strcmp(argv[i], "--check-db") == 0) {
+            check_db = true;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("pfpcache-relay %s\n", PFP_VERSION);
             return APP_EXIT_OK;
@@ -59,5 +62,5 @@ int main(int argc, char **argv)
 
     tune_malloc();
     signal(SIGPIPE, SIG_IGN);
-    return app_run(&app, config_path, check_only);
+    return check_db ? app_check_db(&app, config_path) : app_run(&app, config_path, check_only);
 }

@@ -183,7 +183,7 @@ static void file_read_run(struct work *w)
 {
     struct file_read *fr = H2O_STRUCT_FROM_MEMBER(struct file_read, work, w);
 
-    fr->err = blob_read(fr->p->sv.blobs, fr->h.blob, &fr->data, &fr->len);
+    fr->err = blob_read(fr->p->sv.blobs, fr->h.blob, fr->h.bytes, &fr->data, &fr->len);
 }
 
 static void file_read_done(struct work *w)
@@ -198,11 +198,19 @@ static void file_read_done(struct work *w)
             send_picture(p, req, &fr->h, blob, fr->x_cache);
         blob_release(blob);
         free(fr->data);
-    } else if (req != NULL) {
-        /* The file has gone: its entries go too, and this request becomes a miss. */
-        log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-fr->err));
+    } else {
+        /* The file has gone or is damaged: its entries go too (and the file), and this request becomes a miss. */
+        if (fr->err == -EBADMSG)
+            p->stats.damaged_files++;
+        if (fr->err == -EBADMSG)
+            log_warn("pictures: the file of a cached picture is damaged (its size or SHA-256 is not its record's); "
+                     "removing it and fetching the picture again");
+        else
+            log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-fr->err));
         pictures_forget_file(p->sv.pictures, fr->h.blob);
-        if (!p->closing && wait_for_picture(p, fr->pubkey, NULL, fr->hold) == 0)
+        if (req == NULL)
+            ;
+        else if (!p->closing && wait_for_picture(p, fr->pubkey, NULL, fr->hold) == 0)
             fr->hold = NULL;
         else
             reply_unavailable(req);

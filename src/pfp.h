@@ -36,6 +36,7 @@ struct pfp_stats {
     uint64_t refreshes;                 /* started because an entry was stale */
     uint64_t prefetch_dropped;          /* not queued: the queue was full */
     uint64_t refetched;                 /* a picture whose file went while its record was written, downloaded again */
+    uint64_t damaged_files;             /* cached files found damaged when read (size or SHA-256), dropped */
     uint64_t bytes_served;              /* picture bytes sent (200 answers to GET) */
     uint64_t process_ns;                /* time spent checking and resizing, summed */
     const struct histogram *processing; /* seconds per picture; valid while the service lives */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
+
 /*
  * Files evicted per transaction, so that a large eviction holds other writes up
  * only briefly at a time. A chunk dirties about three pages per file, which
@@ -501,7 +503,8 @@ static int rebuild(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn
         if (k.mv_size != 32 || pic_decode(&v, &pic) != 0 || pic.h.state != PIC_OK)
             continue;
         memcpy(pubkey, k.mv_data, 32);
-        if ((d = on_disk(disk, ndisk, pic.h.blob)) == NULL) {
+        /* A file of another size than its record's is damaged; it becomes an orphan, removed below. */
+        if ((d = on_disk(disk, ndisk, pic.h.blob)) == NULL || d->bytes != pic.h.bytes) {
             rc = db_errno(mdb_cursor_del(cur, 0));
             out->dropped++;
             continue;
@@ -535,8 +538,15 @@ static int drop_missing(struct picindex *ix, struct picindex_change *ch, MDB_txn
     if ((rc = mdb_cursor_open(txn, ix->files, &cur)) != 0)
         return db_errno(rc);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 32 || on_disk(disk, ndisk, k.mv_data) != NULL)
+        const struct picindex_disk_file *d;
+        struct file_rec f;
+        if (k.mv_size != 32 || v.mv_size != sizeof(f))
             continue;
+        memcpy(&f, v.mv_data, sizeof(f));
+        if ((d = on_disk(disk, ndisk, k.mv_data)) != NULL && d->bytes == f.bytes)
+            continue;
+        /* Truncated, emptied or grown: its entries go like a missing file's, and file_remove() lists it to go. */
+        out->damaged += d != NULL;
         if (nmissing == cap) {
             cap = cap ? 2 * cap : 64;
             if ((missing = realloc(missing, cap * sizeof(*missing))) == NULL)
@@ -706,6 +716,66 @@ int picindex_open(struct db *db, struct picindex **out)
     }
     *out = ix;
     return 0;
+}
+
+/* --- checking --------------------------------------------------------------------------------------------------- */
+
+/* An entry whose key and value have the sizes given (SIZE_MAX: any). */
+static int check_sizes(const MDB_val *k, const MDB_val *v, size_t klen, size_t vlen, char *why, size_t whylen)
+{
+    if (klen != SIZE_MAX && k->mv_size != klen)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not %zu", k->mv_size, klen);
+    if (vlen != SIZE_MAX && v->mv_size != vlen)
+        return err_set(why, whylen, -EINVAL, "a value of %zu bytes, not %zu", v->mv_size, vlen);
+    return 0;
+}
+
+static int check_record(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    struct pic pic;
+    int rc = check_sizes(k, v, 32, SIZE_MAX, why, whylen);
+
+    if (rc == 0 && (pic_decode(v, &pic) != 0 || (pic.h.state != PIC_OK && pic.h.state != PIC_NEGATIVE)))
+        rc = err_set(why, whylen, -EINVAL, "not a picture record");
+    return rc;
+}
+
+static int check_url(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_sizes(k, v, 32, sizeof(struct url_rec), why, whylen);
+}
+
+static int check_file(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_sizes(k, v, 32, sizeof(struct file_rec), why, whylen);
+}
+
+static int check_lru(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_sizes(k, v, 40, 0, why, whylen);
+}
+
+static int check_user(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_sizes(k, v, 32, 32, why, whylen);
+}
+
+static int check_meta(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    if (k->mv_size != sizeof(TOTALS_KEY) - 1 || memcmp(k->mv_data, TOTALS_KEY, k->mv_size) != 0)
+        return err_set(why, whylen, -EINVAL, "an unknown key");
+    return check_sizes(k, v, SIZE_MAX, sizeof(struct picindex_totals), why, whylen);
+}
+
+const struct db_table_check *picindex_table_checks(size_t *n)
+{
+    static const struct db_table_check checks[] = {
+        {"pictures", check_record}, {"picture_urls", check_url},   {"picture_files", check_file},
+        {"picture_lru", check_lru}, {"picture_users", check_user}, {"picture_meta", check_meta},
+    };
+
+    *n = sizeof(checks) / sizeof(checks[0]);
+    return checks;
 }
 
 void picindex_free(struct picindex *ix)

@@ -53,7 +53,8 @@ struct picindex_change {
 /* What start-up reconciliation found. */
 struct picindex_reconciled {
     bool rebuilt;              /* the index had no totals: counted from the picture records */
-    uint64_t dropped, orphans; /* records whose file had gone; files no record named */
+    uint64_t dropped, orphans; /* records whose file had gone or was damaged; files no record named */
+    uint64_t damaged;          /* files whose size on disk was not their entry's: dropped, and removed */
 };
 
 /* Opens the tables (between db_init() and db_start()). Returns 0 or a negative error. */
@@ -72,7 +73,7 @@ int picindex_decode(const void *data, size_t len, struct pic *out);
 /*
  * The changes. Each is a whole write: it reads the totals, changes the tables
  * and stores the new totals, or returns a negative error (-ENOENT, -EINVAL,
- * -ENOSPC, -EIO), after which the transaction must be aborted.
+ * -EFBIG, -ENOSPC, -EIO), after which the transaction must be aborted.
  */
 
 /*
@@ -106,8 +107,9 @@ int picindex_forget(struct picindex *ix, MDB_txn *txn, struct picindex_change *c
 
 /*
  * Brings the index in line with `disk`, the files listed just before (sorted
- * by picindex_sort_disk()): entries whose file is gone are dropped with the
- * records naming them, and files older than `cutoff` that no entry names are
+ * by picindex_sort_disk()): entries whose file is gone, or of another size
+ * than the entry's (damaged; the file is listed for removal), are dropped
+ * with the records naming them, and files older than `cutoff` that no entry names are
  * listed for removal. An index without totals is counted again from its
  * records.
  */
@@ -117,5 +119,8 @@ int picindex_reconcile(struct picindex *ix, MDB_txn *txn, struct picindex_change
 void picindex_sort_disk(struct picindex_disk_file *disk, size_t ndisk);
 
 void picindex_change_free(struct picindex_change *ch);
+
+/* What each of the index's tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *picindex_table_checks(size_t *n);
 
 #endif

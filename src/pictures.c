@@ -25,6 +25,8 @@
  */
 #define PUT_GATHER_MS 50
 #define PUT_BATCH_MAX 64
+/* Times a picture write that found the disk full waits for an eviction and tries again. */
+#define SPACE_TRIES 8
 
 /* --- writes ----------------------------------------------------------------------------------------------------- */
 
@@ -50,10 +52,11 @@ struct px_put {
     uint8_t url_key[32];
     struct url_rec url;
     struct blob_ref *bytes;
-    bool on_disk;        /* the record's file, checked on the file thread before the write */
-    uint64_t disk_bytes; /* ... and its size */
-    bool staged;         /* its file is being written from `bytes`, in the batch's blob_batch */
-    int write_err;       /* the file was missing and could not be written from `bytes` */
+    bool on_disk;         /* the record's file, checked on the file thread before the write */
+    uint64_t disk_bytes;  /* ... and its size */
+    bool staged;          /* its file is being written from `bytes`, in the batch's blob_batch */
+    int write_err;        /* the file was missing and could not be written from `bytes` */
+    unsigned space_tries; /* evictions waited for after the disk was full */
     pictures_done_fn done;
     void *ctx;
     h2o_linklist_t link; /* in the loop's queue, then in its put_batch */
@@ -315,12 +318,17 @@ static bool put_check_file(struct px_put *p, struct blob_batch *bb)
     if (p->value == NULL || picindex_decode(p->value, p->len, &pic) != 0 || pic.h.state != PIC_OK)
         return false;
     blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
-    if ((p->on_disk = stat(path, &st) == 0)) {
+    p->on_disk = stat(path, &st) == 0;
+    if (p->on_disk && (uint64_t)st.st_size == pic.h.bytes) {
         p->disk_bytes = (uint64_t)st.st_size;
         return false;
     }
-    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0)
+    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0) {
+        /* A file of the wrong size is damaged: no record names it, and the request is served as a miss again. */
+        p->on_disk = false;
         return false;
+    }
+    /* Damaged (not its record's size): written again from the bytes, which replace it at the batch's rename. */
     p->write_err = blob_batch_add(bb, pic.h.blob, p->bytes->data, p->bytes->len);
     return p->staged = p->write_err == 0;
 }
@@ -452,7 +460,11 @@ static void px_settled(struct px *pw)
     struct pictures *x = pw->x;
 
     if (pw->w.status != 0) {
-        if (pw->w.status != -ESHUTDOWN)
+        if (pw->w.status == -EFBIG)
+            log_error("pictures: cannot update the picture index: the database is full; raise database_max_size_mb");
+        else if (pw->w.status == -ENOSPC)
+            log_error("pictures: cannot update the picture index: the disk of database_path is full");
+        else if (pw->w.status != -ESHUTDOWN)
             log_error("pictures: cannot update the picture index: %s", strerror(-pw->w.status));
         return;
     }
@@ -467,12 +479,76 @@ static void px_settled(struct px *pw)
         blobcache_drop(x->_memory, pw->ch.gone[i]);
 }
 
+static void evict_start(struct pictures *x, uint64_t target);
+static void on_put_done(struct db_write *w);
+
+/*
+ * The disk under the media directory is full: no record was written, and the
+ * failure is no failed download. An eviction down to the low-water share of
+ * what is on disk makes room, and the write waits for it to try again.
+ * Returns false when nothing can be evicted, or the write has waited enough.
+ */
+static bool wait_for_space(struct px_put *p)
+{
+    struct pictures *x = p->b.x;
+
+    x->_stats.disk_full++;
+    if (x->_closing || !x->_stats.ready || x->_stats.bytes == 0 || p->space_tries++ >= SPACE_TRIES)
+        return false;
+    /* Its batch's list no longer counts it once it was submitted: the link is free. */
+    p->link = (h2o_linklist_t){NULL, NULL};
+    h2o_linklist_insert(&x->_need_space, &p->link);
+    if (!x->_stats.evicting) {
+        uint64_t target = x->_stats.bytes / 100 * x->_low_percent;
+        log_warn("pictures: the disk of media_cache_path is full (%s); evicting the least recently served pictures "
+                 "down to %u%% of the %llu bytes cached",
+                 strerror(ENOSPC), x->_low_percent, (unsigned long long)x->_stats.bytes);
+        x->_stats.evictions++;
+        x->_stats.disk_full_evictions++;
+        evict_start(x, target);
+    }
+    return true;
+}
+
+/* An eviction has ended: the writes that waited for space go again, or fail when it freed nothing. */
+static void retry_need_space(struct pictures *x, bool freed)
+{
+    h2o_linklist_t waiting;
+
+    h2o_linklist_init_anchor(&waiting);
+    h2o_linklist_insert_list(&waiting, &x->_need_space);
+    while (!h2o_linklist_is_empty(&waiting)) {
+        struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, link, waiting.next);
+        h2o_linklist_unlink(&p->link);
+        if (!freed || x->_closing) {
+            p->space_tries = SPACE_TRIES;
+            on_put_done(&p->b.w);
+            continue;
+        }
+        p->on_disk = p->staged = false;
+        p->write_err = 0;
+        p->b.w.status = 0;
+        h2o_linklist_insert(&x->_puts, &p->link);
+        x->_nputs++;
+    }
+    pictures_flush(x);
+}
+
 static void on_put_done(struct db_write *w)
 {
     struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
     struct pictures *x = p->b.x;
 
-    px_settled(&p->b);
+    if (w->status == -ENOSPC && p->write_err == -ENOSPC) {
+        if (wait_for_space(p))
+            return;
+        /* Not the database: its own error stays for its own disk. */
+        if (!x->_closing)
+            log_error("pictures: cannot store a picture: the disk of media_cache_path is full, and evicting pictures "
+                      "did not make room; free space on it");
+    } else {
+        px_settled(&p->b);
+    }
     if (p->done != NULL)
         p->done(p->ctx, w->status);
     check_limit(x);
@@ -516,12 +592,14 @@ static void on_evicted(struct work *work)
         take_touches(x, &e->next->next_touches, &e->next->next_ntouches);
         file_work(x, &e->next->b, run_evict, on_evicted);
     } else {
+        bool freed = x->_run_files > 0;
         x->_stats.evicting = false;
         if (x->_run_files > 0)
             log_info("pictures: evicted %llu file(s), %llu bytes; the cache holds %llu bytes",
                      (unsigned long long)x->_run_files, (unsigned long long)x->_run_bytes,
                      (unsigned long long)x->_stats.bytes);
         x->_run_files = x->_run_bytes = 0;
+        retry_need_space(x, freed);
     }
     free(e->touches);
     free(e->next_touches);
@@ -562,10 +640,12 @@ static void on_reconciled(struct work *work)
     px_settled(&r->b);
     if (r->b.w.status == 0) {
         log_info("pictures: %llu cached in %llu file(s), %llu bytes%s; %llu dropped because their file was "
-                 "missing, %llu stray file(s) removed",
+                 "missing or damaged (%llu file(s) of the wrong size removed), %llu stray file(s) removed",
                  (unsigned long long)r->b.ch.totals.pictures, (unsigned long long)r->b.ch.totals.files,
                  (unsigned long long)r->b.ch.totals.bytes, r->found.rebuilt ? " (counted from the records)" : "",
-                 (unsigned long long)r->found.dropped, (unsigned long long)r->found.orphans);
+                 (unsigned long long)r->found.dropped, (unsigned long long)r->found.damaged,
+                 (unsigned long long)r->found.orphans);
+        x->_stats.damaged_files += r->found.damaged;
         x->_stats.ready = true;
         check_limit(x);
     }
@@ -629,10 +709,11 @@ static void flush_touches(struct pictures *x)
     db_submit(x->_db, &t->b.w);
 }
 
-/* Starts an eviction with its first chunk, the last-served times gathered so far written first. */
-static void evict_start(struct pictures *x)
+/* Starts an eviction down to `target` bytes with its first chunk, the last-served times gathered so far written first.
+ */
+static void evict_start(struct pictures *x, uint64_t target)
 {
-    struct px_evict *e = evict_new(x, x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms), x->_low_bytes);
+    struct px_evict *e = evict_new(x, x->_wall_base_ms + (uv_now(x->_loop) - x->_mono_base_ms), target);
 
     e->go_on = true;
     take_touches(x, &e->touches, &e->ntouches);
@@ -646,7 +727,7 @@ static void check_limit(struct pictures *x)
     if (!x->_stats.ready || x->_stats.evicting || x->_closing || x->_stats.bytes <= x->_limit_bytes)
         return;
     x->_stats.evictions++;
-    evict_start(x);
+    evict_start(x, x->_low_bytes);
 }
 
 /* --- the loop thread's side ------------------------------------------------------------------------------------ */
@@ -747,6 +828,11 @@ int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_r
     return r;
 }
 
+const struct db_table_check *pictures_table_checks(size_t *n)
+{
+    return picindex_table_checks(n);
+}
+
 void pictures_stats(const struct pictures *x, struct pictures_stats *out)
 {
     *out = x->_stats;
@@ -784,6 +870,8 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
     }
     x->_limit_bytes = opt->max_bytes;
     x->_low_bytes = opt->max_bytes / 100 * opt->low_water_percent;
+    x->_low_percent = opt->low_water_percent;
+    h2o_linklist_init_anchor(&x->_need_space);
     x->_check_ms = opt->check_interval_ms;
     x->_stats.max_bytes = opt->max_bytes;
     x->_touched = keymap_new(32);

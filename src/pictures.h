@@ -75,9 +75,12 @@ struct pictures_stats {
     uint64_t max_bytes; /* the limit */
     uint64_t evictions, evicted_files, evicted_bytes, evicted_pictures;
     uint64_t purges;
-    uint64_t recency_flushes; /* batches of last-served times written */
-    bool ready;               /* start-up reconciliation done: the totals are known */
-    bool evicting;            /* an eviction is under way, its files not all removed yet */
+    uint64_t recency_flushes;     /* batches of last-served times written */
+    uint64_t damaged_files;       /* files of the wrong size found at start-up, dropped and removed */
+    uint64_t disk_full;           /* picture files that could not be written: the disk was full (ENOSPC) */
+    uint64_t disk_full_evictions; /* evictions started because the disk was full */
+    bool ready;                   /* start-up reconciliation done: the totals are known */
+    bool evicting;                /* an eviction is under way, its files not all removed yet */
 };
 
 struct pictures_options {
@@ -105,6 +108,8 @@ struct pictures {
     struct blobcache *_memory;             /* bytes of removed files are dropped from it */
     struct picindex *_index;               /* the tables, and the changes to them */
     uint64_t _limit_bytes, _low_bytes;     /* where eviction starts, and where it stops */
+    unsigned _low_percent;                 /* ... as a share: also of what is on disk when the disk fills */
+    h2o_linklist_t _need_space;            /* picture writes that found the disk full, until an eviction ends */
     uint64_t _check_ms, _next_check_ms;    /* the size check's interval, and when the next is due (uv_now) */
     uint64_t _wall_base_ms, _mono_base_ms; /* wall-clock ms = wall_base + (uv_now - mono_base) */
     struct keymap *_touched;               /* file hash -> index into `touches` */
@@ -155,7 +160,11 @@ typedef void (*pictures_done_fn)(void *ctx, int status);
  * `url`, also what `url_key` gave. A picture's file must exist: if it is not
  * there (a new picture, or one evicted or purged meanwhile), it is written
  * from `bytes` when given, and made durable before the record is committed;
- * else the write fails with -ENOENT and nothing changes. Writes gather for up
+ * else the write fails with -ENOENT and nothing changes. When the disk is full
+ * (ENOSPC writing the file), the least recently served pictures are evicted
+ * down to low_water_percent of what is on disk and the write is tried again
+ * after each eviction that freed space (a few times at most); -ENOSPC when it
+ * still does not fit. Writes gather for up
  * to PUT_GATHER_MS (pictures.c) and go in batches; pictures_flush() when
  * someone waits. `done` (may be NULL) hears 0 or a negative error (-ENOENT,
  * -ENOSPC, -EIO, -ESHUTDOWN, or the error writing the file) once committed.
@@ -181,6 +190,9 @@ void pictures_purge(struct pictures *x, enum pictures_scope scope, const uint8_t
 
 /* The file `hash` was found missing: its entries, and the records naming it, are dropped. */
 void pictures_forget_file(struct pictures *x, const uint8_t hash[32]);
+
+/* What each of the index's tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *pictures_table_checks(size_t *n);
 
 /* What the index holds and has done. */
 void pictures_stats(const struct pictures *x, struct pictures_stats *out);

@@ -471,9 +471,13 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
         r->stats.events_rejected++;
         msg = "invalid: bad signature";
         break;
-    case -ENOSPC:
+    case -EFBIG:
         log_error("relay: the database is full; raise database_max_size_mb");
         msg = "error: the relay's database is full";
+        break;
+    case -ENOSPC:
+        log_error("relay: the disk of database_path is full; free space on it");
+        msg = "error: the relay's disk is full";
         break;
     default: msg = "error: could not store the event"; break;
     }

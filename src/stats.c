@@ -178,6 +178,14 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_cache_evicted_bytes_total", "counter", "Bytes of picture files evicted.",
                    xs->evicted_bytes);
     metrics_single(b, "pfpcache_cache_purges_total", "counter", "Purges done.", xs->purges);
+    metrics_single(b, "pfpcache_cache_damaged_files_total", "counter",
+                   "Picture files found damaged (size or SHA-256 not their record's), dropped and fetched again.",
+                   ps->damaged_files + xs->damaged_files);
+    metrics_single(b, "pfpcache_cache_disk_full_total", "counter",
+                   "Picture files that could not be written because the disk of media_cache_path was full.",
+                   xs->disk_full);
+    metrics_single(b, "pfpcache_cache_disk_full_evictions_total", "counter",
+                   "Evictions started because the disk of media_cache_path was full.", xs->disk_full_evictions);
 }
 
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 
 /*
@@ -271,6 +272,67 @@ void store_add_listener(struct store *st, store_listener_fn fn, void *data)
     st->_listeners[st->_nlisteners].fn = fn;
     st->_listeners[st->_nlisteners].data = data;
     st->_nlisteners++;
+}
+
+/* --- checking --------------------------------------------------------------------------------------------------- */
+
+static int check_event(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    struct event_view ev;
+
+    if (k->mv_size != 32)
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not an event id", k->mv_size);
+    if (event_view_decode(k->mv_data, v->mv_data, v->mv_size, &ev) != 0)
+        return err_set(why, whylen, -EINVAL, "not an event record");
+    return 0;
+}
+
+/* An index entry: an empty value, a key of `fixed` bytes before its time suffix (by_tag: its own length). */
+static int check_index(const MDB_val *k, const MDB_val *v, size_t fixed, char *why, size_t whylen)
+{
+    if (v->mv_size != 0)
+        return err_set(why, whylen, -EINVAL, "an index entry with a value");
+    if (k->mv_size != fixed + SUFFIX_LEN)
+        return err_set(why, whylen, -EINVAL, "an index key of %zu bytes, not %zu", k->mv_size, fixed + SUFFIX_LEN);
+    return 0;
+}
+
+static int check_by_author(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_index(k, v, 32, why, whylen);
+}
+
+static int check_by_author_kind(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_index(k, v, 36, why, whylen);
+}
+
+static int check_by_kind(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_index(k, v, 4, why, whylen);
+}
+
+static int check_by_time(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_index(k, v, 0, why, whylen);
+}
+
+static int check_by_tag(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    size_t fixed = k->mv_size >= 2 ? 2 + ((const uint8_t *)k->mv_data)[1] : 2;
+
+    return check_index(k, v, fixed, why, whylen);
+}
+
+const struct db_table_check *store_table_checks(size_t *n)
+{
+    static const struct db_table_check checks[] = {
+        {"events", check_event},    {"by_author", check_by_author}, {"by_author_kind", check_by_author_kind},
+        {"by_kind", check_by_kind}, {"by_time", check_by_time},     {"by_tag", check_by_tag},
+    };
+
+    *n = sizeof(checks) / sizeof(checks[0]);
+    return checks;
 }
 
 int store_init(struct store *st, struct db *db)

@@ -12,8 +12,8 @@
 #include "filter.h"
 
 /*
- * Errors are negative errno values, those of db.h: -ENOSPC when the database
- * has reached its size, -ENOENT when an event is absent, -EBUSY for a nested
+ * Errors are negative errno values, those of db.h: -EFBIG when the database
+ * has reached its size, -ENOSPC when its disk is full, -ENOENT when an event is absent, -EBUSY for a nested
  * read transaction, -EIO for anything else LMDB reports (and logs).
  */
 
@@ -60,6 +60,9 @@ struct store {
  * then writes through `db`'s writer. Nothing to free but the db. Returns 0 or an error.
  */
 int store_init(struct store *st, struct db *db);
+
+/* What each of the store's tables holds, for db_check(): `*n` of them, static. */
+const struct db_table_check *store_table_checks(size_t *n);
 
 /* The database the store lives in, for modules that keep their own tables beside it. */
 struct db *store_db(struct store *st);

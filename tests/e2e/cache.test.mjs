@@ -1,8 +1,9 @@
-// cache.test.mjs -- purging (one pubkey, the pictures, everything; shared files; during a burst of reads)
-// and least-recently-served eviction under max_cache_size_mb, across a restart.
+// cache.test.mjs -- purging (one pubkey, the pictures, everything; shared files; during a burst of reads),
+// least-recently-served eviction under max_cache_size_mb, across a restart, and a full disk.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -184,4 +185,85 @@ test('LRU: the cache stays under max_cache_size_mb, recently served pictures sta
     await relay.cleanup();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+// Runs `fn(relay, disk)` on a relay whose `sub` directory (media or db) is a tmpfs of 1 MB, so that the test can
+// fill a real disk (CI runs as root). A mount that fails fails the test: it is never skipped. Unmounts after.
+async function onSmallDisk(sub, fn) {
+  const dir = await tempDir();
+  const disk = join(dir, sub);
+  mkdirSync(disk, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk]);
+  let relay;
+  try {
+    relay = await startRelay({ dir, config: GUARDED });
+    await fn(relay, disk);
+  } finally {
+    await relay?.cleanup({ keepDir: true });
+    execFileSync('umount', [disk]);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Takes every free block of the filesystem under `dir` with a file of its own.
+function fillDisk(dir) {
+  try {
+    writeFileSync(join(dir, 'filler'), Buffer.alloc(statfsSync(dir).bavail * statfsSync(dir).bsize + (1 << 20)));
+  } catch (e) {
+    assert.equal(e.code, 'ENOSPC');
+  }
+  assert.equal(statfsSync(dir).bavail, 0);
+}
+
+async function batch(relay, users) {
+  const res = await fetch(`${relay.url}/batch-cache`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ pubkeys: users.map((u) => u.pubkey) }),
+  });
+  assert.equal(res.status, 202);
+  const { job_id: id } = await res.json();
+  return until(async () => (await fetch(`${relay.url}/jobs/${id}`)).json(), (j) => j.state === 'done', {
+    what: `job ${id} done`,
+    timeoutMs: 30000,
+  });
+}
+
+test('a full media disk is not a failed download: the least recently served go, down to lru_low_water_percent of what is on disk, and the new pictures are cached', async () => {
+  await onSmallDisk('media', async (relay, disk) => {
+    const old = await profiles(relay, Array.from({ length: 30 }, (_, i) => `${images.url}/f/noise${i}.jpg`));
+    for (const u of old) assert.equal((await getPic(relay, u.pubkey)).status, 200);
+    await relay.waitFor(async () => (await relay.stats()).cache.files === 30, '30 pictures on disk');
+    const before = (await relay.stats()).cache.bytes;
+    fillDisk(disk);
+
+    const fresh = await profiles(relay, Array.from({ length: 10 }, (_, i) => `${images.url}/f/noise${100 + i}.jpg`));
+    const job = await batch(relay, fresh);
+    assert.deepEqual([job.cached, job.failed], [10, 0], 'a picture the full disk could not take counted as failed');
+    const m = await relay.metrics();
+    assert.ok(m.get('pfpcache_cache_disk_full_total') >= 1);
+    assert.ok(m.get('pfpcache_cache_disk_full_evictions_total') >= 1);
+    // Each eviction went down to 90 % of what was cached then, never to the 1 GiB limit's low-water mark.
+    const { cache } = await relay.stats();
+    assert.ok(cache.evicted_files >= 3 && cache.bytes < before && cache.bytes >= before / 2, JSON.stringify(cache));
+    for (const u of fresh) assert.deepEqual((await getPic(relay, u.pubkey)).status, 200);
+    for (const u of fresh) assert.equal((await getPic(relay, u.pubkey)).cache, 'HIT');
+    assert.doesNotMatch(relay.stderr, /database_max_size_mb/);
+    assert.match(relay.stderr, /the disk of media_cache_path is full/);
+  });
+});
+
+test('a full disk under the database is not a full database: events are refused with "disk is full", and stored again once there is room', async () => {
+  await onSmallDisk('db', async (relay, disk) => {
+    const c = await rawClient(relay.url);
+    fillDisk(disk);
+    const big = (i) => newUser().sign({ kind: 0, content: JSON.stringify({ about: `${i}`.repeat(60000) }) });
+    const refused = await publishRaw(c, big(1));
+    assert.deepEqual(refused.slice(2), [false, "error: the relay's disk is full"]);
+    assert.match(relay.stderr, /the disk of database_path is full/);
+    assert.doesNotMatch(relay.stderr, /database_max_size_mb/);
+    await rm(join(disk, 'filler'));
+    assert.deepEqual((await publishRaw(c, big(2))).slice(2), [true, '']);
+    c.close();
+  });
 });

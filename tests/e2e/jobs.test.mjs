@@ -197,3 +197,27 @@ test('a job interrupted by kill -9 resumes after the restart and finishes', asyn
     await victim.cleanup();
   }
 });
+
+test('SIGTERM during a job leaves the pubkeys in flight undone, not failed: after the restart the job finishes with no failure', async () => {
+  const dir = await tempDir();
+  const users = [];
+  for (let i = 0; i < 40; i++) users.push(await upstreamProfile(`${images.url}/slow/1500/small.jpg?term=${i}`));
+  let victim = await startRelay({ dir, config: worldConfig(world.upstream, { max_concurrent: 8 }) });
+  await victim.waitUpstreamConnected();
+  const { json } = await post('/batch-cache', { pubkeys: users.map((u) => u.pubkey) }, { base: victim.url });
+  // Downloads under way, each taking 1.5 s: the job's pubkeys are in flight when the signal comes.
+  await victim.waitFor(async () => (await victim.stats()).downloads.started >= 4, 'downloads in flight', 15000);
+  assert.equal((await get(`/jobs/${json.job_id}`, victim.url)).json.state, 'running');
+  assert.equal((await victim.stop('SIGTERM')).code, 0, victim.stderr);
+
+  victim = await startRelay({ dir, config: worldConfig(world.upstream) });
+  try {
+    const resumed = (await get(`/jobs/${json.job_id}`, victim.url)).json;
+    assert.equal(resumed.failed, 0, 'pubkeys abandoned at the stop were counted as failed');
+    assert.ok(resumed.done < 40, `${resumed.done} done before the stop`);
+    const job = await finished(json.job_id, { base: victim.url });
+    assert.deepEqual([job.state, job.done, job.failed, job.cached + job.already_cached], ['done', 40, 0, 40]);
+  } finally {
+    await victim.cleanup();
+  }
+});

@@ -95,6 +95,41 @@ static void job_ids_are_sixteen_hex_digits(void **state)
     assert_int_not_equal(jobs_parse_id("0001a20c2d3c300g", 16, &id), 0);
 }
 
+/* The status admin_parse_batch() gives `body`, its message in `error`. */
+static int parse_batch(const char *body, size_t *n, char *error, size_t errlen)
+{
+    struct admin_batch b;
+    int status = admin_parse_batch(body, strlen(body), &b);
+
+    *n = b.n;
+    snprintf(error, errlen, "%s", b.error);
+    if (status == 400 && b.invalid != NULL)
+        assert_true(json_array_size(b.invalid) > 0);
+    admin_batch_free(&b);
+    return status;
+}
+
+static void a_batch_body_gives_its_distinct_keys_or_a_precise_refusal(void **state)
+{
+    char body[4096], error[512];
+    size_t n;
+    (void)state;
+
+    snprintf(body, sizeof(body), "{\"pubkeys\": [\"%s\", \"%s\", \"%s\"]}", A, B, A);
+    assert_int_equal(parse_batch(body, &n, error, sizeof(error)), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(parse_batch("{\"pubkeys\": [", &n, error, sizeof(error)), 400);
+    assert_non_null(strstr(error, "malformed JSON"));
+    assert_int_equal(parse_batch("{\"pubkeys\": []}", &n, error, sizeof(error)), 400);
+    assert_string_equal(error, "\"pubkeys\" is empty");
+    snprintf(body, sizeof(body), "{\"pubkeys\": [\"%s\", 7]}", A);
+    assert_int_equal(parse_batch(body, &n, error, sizeof(error)), 400);
+    assert_string_equal(error, "\"pubkeys\"[1] is not a string");
+    snprintf(body, sizeof(body), "{\"pubkeys\": [\"%s\", \"xyz\"]}", A);
+    assert_int_equal(parse_batch(body, &n, error, sizeof(error)), 400);
+    assert_non_null(strstr(error, "index 1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -103,6 +138,7 @@ int main(void)
         cmocka_unit_test(malformed_tags_are_skipped),
         cmocka_unit_test(no_tags_or_no_json_give_no_follows),
         cmocka_unit_test(job_ids_are_sixteen_hex_digits),
+        cmocka_unit_test(a_batch_body_gives_its_distinct_keys_or_a_precise_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

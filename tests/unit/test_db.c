@@ -6,10 +6,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <h2o/memory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "db.h"
@@ -248,13 +251,157 @@ static void read_transactions_do_not_nest(void **state)
     db_read_end(fx.db, txn);
 }
 
-static void a_full_map_is_enospc(void **state)
+static void a_full_map_is_efbig_and_a_full_disk_enospc(void **state)
 {
     (void)state;
 
-    assert_int_equal(db_errno(MDB_MAP_FULL), -ENOSPC);
+    assert_int_equal(db_errno(MDB_MAP_FULL), -EFBIG);
+    assert_int_equal(db_errno(ENOSPC), -ENOSPC);
     assert_int_equal(db_errno(MDB_NOTFOUND), -ENOENT);
     assert_int_equal(db_errno(0), 0);
+}
+
+/* Opens the database at `path` on its own; returns db_init()'s result and leaves the handle in `*out`. */
+static int try_open(const char *p, struct db **out, char *err, size_t errlen, bool read_only)
+{
+    return db_init(out, &(struct db_options){p, 16, read_only}, &fx.inbox, err, errlen);
+}
+
+static void a_second_open_of_the_same_file_is_refused_naming_the_holder(void **state)
+{
+    char err[512], lock[160], pid[32], path[128];
+    struct db *second = NULL;
+    (void)state;
+
+    /* The database the fixture holds open. */
+    snprintf(path, sizeof(path), "%s/test.db", fx.dir);
+
+    snprintf(pid, sizeof(pid), "process %ld;", (long)getpid());
+    assert_int_equal(try_open(path, &second, err, sizeof(err), false), -EBUSY);
+    assert_null(second);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, pid));
+    /* LMDB's own lock file deleted: the database is still held. */
+    snprintf(lock, sizeof(lock), "%s-lock", path);
+    assert_int_equal(unlink(lock), 0);
+    assert_int_equal(try_open(path, &second, err, sizeof(err), false), -EBUSY);
+    assert_int_equal(try_open(path, &second, err, sizeof(err), true), -EBUSY);
+}
+
+/* A write of `n` keys at once. */
+struct bulk {
+    struct db_write w;
+    MDB_dbi t;
+    int n;
+};
+
+static int apply_bulk(MDB_txn *txn, struct db_write *w)
+{
+    struct bulk *b = H2O_STRUCT_FROM_MEMBER(struct bulk, w, w);
+    char key[16], value[64];
+
+    for (int i = 0; i < b->n; i++) {
+        MDB_val k = {(size_t)snprintf(key, sizeof(key), "key%06d", i), key};
+        MDB_val v = {(size_t)snprintf(value, sizeof(value), "value %d, padded to fill more pages", i), value};
+        int rc = mdb_put(txn, b->t, &k, &v, 0);
+        if (rc != 0)
+            return db_errno(rc);
+    }
+    return 0;
+}
+
+/* Writes `n` keys into a fresh database at `p`, closes it and returns the file's size. */
+static off_t make_db(const char *p, int n)
+{
+    char err[256];
+    struct db *d;
+    struct bulk b = {.w.apply = apply_bulk, .n = n};
+    struct stat st;
+
+    assert_int_equal(try_open(p, &d, err, sizeof(err), false), 0);
+    assert_int_equal(db_open_table(d, "t", 0, &b.t), 0);
+    assert_int_equal(db_start(d), 0);
+    assert_int_equal(db_submit_wait(d, &b.w), 0);
+    db_shutdown(d);
+    db_free(d);
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_size;
+}
+
+/* Overwrites `len` bytes of the file at `off` with `byte`, or truncates it to `off` when `len` is 0. */
+static void damage(const char *p, off_t off, size_t len, int byte)
+{
+    char junk[16384];
+    int fd = open(p, O_WRONLY);
+
+    assert_true(fd >= 0);
+    assert_true(len <= sizeof(junk));
+    memset(junk, byte, len);
+    if (len == 0)
+        assert_int_equal(ftruncate(fd, off), 0);
+    else
+        assert_int_equal(pwrite(fd, junk, len, off), (ssize_t)len);
+    close(fd);
+}
+
+/* Prints the lines db_check() reports, for whoever reads the test's output. */
+static void check_line(void *ctx, const char *line)
+{
+    (void)ctx;
+    printf("  | %s\n", line);
+}
+
+/* A database of 3,000 keys named `name` in the test's directory, its path in `p`. Returns its size. */
+static off_t fresh_db(const char *name, char *p, size_t len)
+{
+    snprintf(p, len, "%s/%s", fx.dir, name);
+    return make_db(p, 3000);
+}
+
+static void a_damaged_file_is_refused_before_anything_is_read(void **state)
+{
+    char p[160], err[512];
+    struct db *d = NULL;
+    off_t size;
+    (void)state;
+
+    size = fresh_db("damaged.db", p, sizeof(p));
+    assert_true(size > 16 * 4096);
+    assert_int_equal(try_open(p, &d, err, sizeof(err), true), 0);
+    assert_int_equal(db_check(d, NULL, 0, check_line, NULL), 0);
+    db_free(d);
+
+    damage(p, size / 2, 0, 0);
+    assert_int_equal(try_open(p, &d, err, sizeof(err), false), -EUCLEAN);
+    assert_non_null(strstr(err, "truncated"));
+
+    damage(p, 0, 0, 0);
+    assert_int_equal(try_open(p, &d, err, sizeof(err), false), -EUCLEAN);
+    assert_non_null(strstr(err, "the file is empty"));
+
+    assert_int_equal(unlink(p), 0);
+    make_db(p, 10);
+    damage(p, 0, 8192, 0x5a);
+    assert_int_equal(try_open(p, &d, err, sizeof(err), false), -EUCLEAN);
+    assert_non_null(strstr(err, "header"));
+    assert_null(d);
+    assert_int_equal(unlink(p), 0);
+}
+
+static void the_check_finds_an_overwritten_page(void **state)
+{
+    char p[160], err[512];
+    struct db *d = NULL;
+    off_t size;
+    (void)state;
+
+    size = fresh_db("pages.db", p, sizeof(p));
+    /* A leaf page in the middle, the header intact: opening works, the walk does not. */
+    damage(p, (size / 4096 / 2) * 4096, 4096, 0xff);
+    assert_int_equal(try_open(p, &d, err, sizeof(err), true), 0);
+    assert_int_equal(db_check(d, NULL, 0, check_line, NULL), -EUCLEAN);
+    db_free(d);
+    assert_int_equal(unlink(p), 0);
 }
 
 int main(void)
@@ -267,7 +414,10 @@ int main(void)
         fixture_unit_test(unsynced_writes_are_read_back_and_survive_a_clean_close),
         fixture_unit_test(writes_queued_at_shutdown_commit_and_later_ones_fail_at_once),
         fixture_unit_test(read_transactions_do_not_nest),
-        cmocka_unit_test(a_full_map_is_enospc),
+        cmocka_unit_test(a_full_map_is_efbig_and_a_full_disk_enospc),
+        fixture_unit_test(a_second_open_of_the_same_file_is_refused_naming_the_holder),
+        fixture_unit_test(a_damaged_file_is_refused_before_anything_is_read),
+        fixture_unit_test(the_check_finds_an_overwritten_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -409,6 +409,34 @@ static void startup_drops_entries_without_a_file_and_removes_files_without_an_en
     assert_true(file_there(4));
 }
 
+static void startup_drops_the_entries_and_the_file_of_a_picture_of_the_wrong_size(void **state)
+{
+    struct pictures_stats s;
+    char path[4096];
+    uint8_t hash[32];
+    (void)state;
+
+    write_file(1);
+    write_file(2);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put(0xa2, 2), 0);
+    file_hash(2, hash);
+    blob_path(&blobs, hash, path, sizeof(path));
+    close_index();
+
+    /* File 2 loses its second half while the relay is stopped. */
+    assert_int_equal(truncate(path, FILE_BYTES / 2), 0);
+    open_index();
+
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 1);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.damaged_files, 1);
+    assert_true(has_record(0xa1));
+    assert_false(has_record(0xa2));
+    assert_false(file_there(2));
+}
+
 static void purging_a_pubkey_removes_a_shared_file_only_with_its_last_user(void **state)
 {
     struct pictures_purged r;
@@ -736,6 +764,7 @@ int main(void)
         fixture_unit_test(a_vanished_file_is_written_again_from_the_bytes),
         fixture_unit_test(a_write_queued_behind_the_removal_of_its_file_writes_it_again),
         fixture_unit_test(eviction_removes_the_least_recently_served_down_to_the_low_water_mark),
+        fixture_unit_test(startup_drops_the_entries_and_the_file_of_a_picture_of_the_wrong_size),
         fixture_unit_test(startup_drops_entries_without_a_file_and_removes_files_without_an_entry),
         fixture_unit_test(purging_a_pubkey_removes_a_shared_file_only_with_its_last_user),
         fixture_unit_test(purging_the_pictures_keeps_remembered_failures_and_purging_all_does_not),

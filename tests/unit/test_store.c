@@ -793,7 +793,7 @@ static void full_map_fails_the_write_that_does_not_fit_and_keeps_the_rest(void *
             break;
         nstored++;
     }
-    assert_int_equal(status, -ENOSPC);
+    assert_int_equal(status, -EFBIG);
     assert_true(nstored > 0);
 
     for (int i = 0; i < nstored; i++)
