@@ -2,8 +2,8 @@
  * downloads.c -- the picture download scheduler: one download and processing
  * per URL however many wait for it, pictures someone waits for in a browser
  * before background work (in the slots and in the image threads' queue), a
- * bounded number of slots of which background work holds at most half and one
- * origin host a bounded number.
+ * bounded number of slots of which background work holds at most half, and a
+ * bounded number of downloads from one origin host.
  */
 #include "downloads.h"
 
@@ -30,7 +30,7 @@ static const double PROCESSING_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 /* An origin host with downloads queued or under way, and those that wait for one of its slots. */
 struct host {
     uint8_t key[32];                  /* SHA-256 of the host name in lowercase */
-    size_t running;                   /* slots its downloads hold */
+    size_t running;                   /* its downloads under way (their processing aside) */
     size_t refs;                      /* its downloads, wherever they are */
     h2o_linklist_t interactive_waits; /* download.queue_link, first come first served */
     h2o_linklist_t background_waits;
@@ -48,6 +48,7 @@ struct download {
     bool running;         /* holds a slot: being downloaded or processed */
     bool background_slot; /* started as background work: holds one of its share */
     bool host_wait;       /* queued in its host's waits rather than the scheduler's queues */
+    bool host_slot;       /* being downloaded: counted in its host's running */
     bool processing;      /* handed to the image threads */
     struct fetch *fetch;  /* while downloading */
     struct work work;     /* while processing */
@@ -155,6 +156,16 @@ static void host_slot_freed(struct downloads *d, struct host *h)
     d->queued[!j->interactive]++;
 }
 
+/* The download has its bytes, or has failed: its host may start another. */
+static void leave_host(struct downloads *d, struct download *j)
+{
+    if (!j->host_slot)
+        return;
+    j->host_slot = false;
+    j->host->running--;
+    host_slot_freed(d, j->host);
+}
+
 /* --- one download --------------------------------------------------------------------------------------------- */
 
 /* Frees the download and gives its slot to the next one. */
@@ -164,13 +175,10 @@ static void end(struct download *j)
 
     if (h2o_linklist_is_linked(&j->queue_link))
         dequeue(d, j);
+    leave_host(d, j);
     if (j->running) {
         d->running--;
         d->background_running -= j->background_slot;
-        if (j->host != NULL) {
-            j->host->running--;
-            host_slot_freed(d, j->host);
-        }
     }
     if (j->host != NULL)
         host_release(d, j->host);
@@ -279,6 +287,9 @@ static void on_fetched(void *data, struct fetch_result *res)
     j->src_len = res->len;
     res->body = NULL;
     process(j);
+    /* Its processing keeps the slot, not its host's share: the host's next download may begin. */
+    leave_host(d, j);
+    pump(d);
 }
 
 /* --- the queues ------------------------------------------------------------------------------------------------- */
@@ -292,8 +303,8 @@ static size_t background_slots(const struct downloads *d)
 
 /*
  * Starts queued downloads while slots are free: interactive first, background
- * within its share. One whose host holds its share waits for that host, and
- * those behind it go ahead.
+ * within its share. One whose host has max_per_host downloads under way waits
+ * for that host, and those behind it go ahead.
  */
 static void pump(struct downloads *d)
 {
@@ -317,8 +328,10 @@ static void pump(struct downloads *d)
         j->background_slot = !j->interactive;
         d->background_running += j->background_slot;
         d->running++;
-        if (j->host != NULL)
+        if (j->host != NULL) {
+            j->host_slot = true;
             j->host->running++;
+        }
         d->stats.started++;
         if (j->src != NULL)
             process(j);

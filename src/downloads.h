@@ -2,8 +2,8 @@
  * downloads.h -- the picture download scheduler: one download and processing
  * per URL however many wait for it, pictures someone waits for in a browser
  * before background work (in the slots and in the image threads' queue), a
- * bounded number of slots of which background work holds at most half and one
- * origin host a bounded number.
+ * bounded number of slots of which background work holds at most half, and a
+ * bounded number of downloads from one origin host.
  */
 #ifndef PFP_DOWNLOADS_H
 #define PFP_DOWNLOADS_H
@@ -48,7 +48,7 @@ struct download_wait {
 
 struct downloads_options {
     size_t max_concurrent;   /* downloads and processing under way at once (at least 1) */
-    size_t max_per_host;     /* of those, the most for URLs of one host name, whatever its port (0: no limit) */
+    size_t max_per_host;     /* downloads under way from one host name, whatever its port (0: no limit) */
     struct image_opts image; /* how each picture is checked and resized */
 };
 
@@ -62,8 +62,8 @@ struct downloads_stats {
     uint64_t running_background;        /* of those, slots taken by background work */
     uint64_t queued;                    /* waiting for one */
     uint64_t queued_background;         /* of those, background work */
-    uint64_t host_waits;                /* downloads that waited because their host held max_per_host slots */
-    uint64_t busiest_host;              /* the most slots one host holds now */
+    uint64_t host_waits;                /* downloads that waited because their host had max_per_host under way */
+    uint64_t busiest_host;              /* the most downloads under way from one host now */
     uint64_t slots, background_slots;   /* max_concurrent, and the most of them background work may hold */
     uint64_t max_per_host;              /* as configured (0: no limit) */
     const struct histogram *processing; /* seconds per picture; valid while the scheduler lives */

@@ -135,7 +135,7 @@ static const char *one_label(struct buf *l, const char *name, const char *value)
     return l->data;
 }
 
-/* Who holds the download slots: interactive or background work, and how much of them one host may take. */
+/* Who holds the download slots: interactive or background work, and how many downloads one host has under way. */
 static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct downloads_stats ds;
@@ -145,7 +145,7 @@ static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
     fetcher_stats(s->fetcher, &fs);
     metrics_family(b, "pfpcache_download_slots", "gauge",
                    "Download slots (a download and its processing each): all of them, the most background work may "
-                   "hold, and the most one origin host may hold (0: no limit).");
+                   "hold; and the most downloads one origin host may have under way (0: no limit).");
     metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "all"), ds.slots);
     metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "background"), ds.background_slots);
     metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "per_host"), ds.max_per_host);
@@ -158,11 +158,10 @@ static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_family(b, "pfpcache_downloads_queued", "gauge", "Downloads waiting for a slot, by class.");
     metrics_u64(b, "pfpcache_downloads_queued", one_label(l, "class", "interactive"), ds.queued - ds.queued_background);
     metrics_u64(b, "pfpcache_downloads_queued", one_label(l, "class", "background"), ds.queued_background);
-    metrics_single(b, "pfpcache_downloads_busiest_host", "gauge", "The most download slots one origin host holds now.",
-                   ds.busiest_host);
+    metrics_single(b, "pfpcache_downloads_busiest_host", "gauge",
+                   "The most downloads under way from one origin host now.", ds.busiest_host);
     metrics_single(b, "pfpcache_download_host_waits_total", "counter",
-                   "Downloads that waited for a slot of their own host (max_downloads_per_host) while others went "
-                   "ahead.",
+                   "Downloads that waited for their host (max_downloads_per_host under way) while others went ahead.",
                    ds.host_waits);
     metrics_single(b, "pfpcache_download_connections_closed_total", "counter",
                    "Kept-alive download connections closed rather than reused: after a failed download, or because "
