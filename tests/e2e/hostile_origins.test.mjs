@@ -71,6 +71,15 @@ async function getPic(relay, pubkey, options = {}) {
   return { res, body: Buffer.from(await res.arrayBuffer()) };
 }
 
+// Runs `fn` with a test server, closed afterwards whatever happens.
+async function using(server, fn) {
+  try {
+    await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
 // A relay, a client publishing to it, and the cleanup of both.
 async function withRelay(config, fn) {
   const relay = await startRelay({ config: { ...GUARDED, ...config } });
@@ -103,11 +112,9 @@ async function unrelatedPicture(relay, client, name = 'small.jpg') {
 }
 
 test('twenty origins on one host that never answer hold max_downloads_per_host slots, and other pictures go ahead', async () => {
-  const stalls = await startStalls(20);
-  let answers = [];
-  try {
-    await withRelay(PATIENT, async (relay, client) => {
-      answers = await requestAll(relay, client, stalls.urls);
+  await using(await startStalls(20), (stalls) =>
+    withRelay(PATIENT, async (relay, client) => {
+      const answers = await requestAll(relay, client, stalls.urls);
       const { res } = await unrelatedPicture(relay, client);
       assert.equal(res.status, 200);
       assert.equal(stalls.open(), 4, 'the stalled downloads are still under way, four of them');
@@ -119,17 +126,14 @@ test('twenty origins on one host that never answer hold max_downloads_per_host s
       assert.ok(m.get('pfpcache_download_host_waits_total') >= 16);
       await stalls.close();
       for (const a of await Promise.all(answers)) assert.equal(a.res.status, 307);
-    });
-  } finally {
-    await stalls.close();
-  }
+    }));
 });
 
 test('origins that accept and never answer are cut at the minimum speed, so twenty hosts do not hold every slot', async () => {
-  const stalls = await startStalls(20);
-  try {
-    // As many slots per host as there are stalls: as if each were a host of its own.
-    await withRelay({ ...PATIENT, download_min_speed_seconds: 1, max_downloads_per_host: 20 }, async (relay, client) => {
+  // As many downloads per host as there are stalls: as if each were a host of its own.
+  const config = { ...PATIENT, download_min_speed_seconds: 1, max_downloads_per_host: 20 };
+  await using(await startStalls(20), (stalls) =>
+    withRelay(config, async (relay, client) => {
       const answers = await requestAll(relay, client, stalls.urls);
       const { res } = await unrelatedPicture(relay, client);
       assert.equal(res.status, 200);
@@ -137,17 +141,13 @@ test('origins that accept and never answer are cut at the minimum speed, so twen
       const m = await relay.metrics();
       assert.equal(m.get('pfpcache_download_failures_total', { reason: 'too_slow' }), 20);
       assert.equal(m.get('pfpcache_download_failures_total', { reason: 'timeout' }), 0);
-    });
-  } finally {
-    await stalls.close();
-  }
+    }));
 });
 
 test('background work holds at most its share of the slots, so a picture someone waits for finds one free', async () => {
-  const stalls = await startStalls(6);
-  try {
-    const config = { ...PATIENT, precache_on_metadata: true, max_concurrent: 4, max_downloads_per_host: 10 };
-    await withRelay(config, async (relay, client) => {
+  const config = { ...PATIENT, precache_on_metadata: true, max_concurrent: 4, max_downloads_per_host: 10 };
+  await using(await startStalls(6), (stalls) =>
+    withRelay(config, async (relay, client) => {
       // Published, never requested: their pictures are fetched ahead, in the background.
       for (const url of stalls.urls) await profile(client, url);
       await relay.waitFor(
@@ -160,10 +160,7 @@ test('background work holds at most its share of the slots, so a picture someone
       assert.equal(m.get('pfpcache_download_slots', { limit: 'background' }), 2);
       assert.equal(m.get('pfpcache_downloads_running', { class: 'background' }), 2);
       assert.equal(stalls.open(), 2);
-    });
-  } finally {
-    await stalls.close();
-  }
+    }));
 });
 
 // One origin on 127.0.0.1 over raw sockets, answering every request on a kept-alive connection with small.jpg,
@@ -217,9 +214,8 @@ function dimensions(body) {
 }
 
 test('a response longer than its Content-Length does not poison the next download from the same origin', async () => {
-  const liar = await startLiar();
-  try {
-    await withRelay({}, async (relay, client) => {
+  await using(await startLiar(), (liar) =>
+    withRelay({}, async (relay, client) => {
       const first = await profile(client, `${liar.url}/overlong`);
       assert.equal((await getPic(relay, first.pubkey)).res.status, 200);
       await liar.smuggle();
@@ -229,26 +225,19 @@ test('a response longer than its Content-Length does not poison the next downloa
       assert.deepEqual(dimensions(body), [64, 64], 'small.jpg as asked, not the smuggled alpha.png');
       assert.equal(liar.connections(), 2, 'the second download came over a connection of its own');
       assert.equal(await relay.metric('pfpcache_download_connections_closed_total'), 1);
-    });
-  } finally {
-    await liar.close();
-  }
+    }));
 });
 
 test('a failed download does not leave its connection for the next download from the same origin', async () => {
-  const liar = await startLiar();
-  try {
-    await withRelay({}, async (relay, client) => {
+  await using(await startLiar(), (liar) =>
+    withRelay({}, async (relay, client) => {
       const broken = await profile(client, `${liar.url}/missing`);
       assert.equal((await getPic(relay, broken.pubkey)).res.status, 307);
       const next = await profile(client, `${liar.url}/next.jpg`);
       assert.equal((await getPic(relay, next.pubkey)).res.status, 200);
       assert.equal(liar.connections(), 2);
       assert.equal(await relay.metric('pfpcache_download_connections_closed_total'), 1);
-    });
-  } finally {
-    await liar.close();
-  }
+    }));
 });
 
 test('a picture URL longer than 4096 bytes is refused with its reason, not cut and fetched', async () => {

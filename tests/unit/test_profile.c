@@ -73,8 +73,20 @@ static void content_that_is_not_an_object_is_refused(void **state)
 static void unusable_urls_are_bad(void **state)
 {
     static const char *const bad[] = {
-        "ipfs://bafy/picture.png", "ftp://a/b.png",       "http://",     "/relative.png", "http://a/b c.png",
-        "http://a/\\u0001",        "javascript:alert(1)", "http://a b/",
+        "ipfs://bafy/picture.png",
+        "ftp://a/b.png",
+        "http://",
+        "/relative.png",
+        "http://a/b c.png",
+        "http://a/\\u0001",
+        "javascript:alert(1)",
+        "http://a b/",
+        "data:image/png,raw",
+        "data:base64,QUJD",
+        "data:;base64,",
+        "data:;base64,QUJD!",
+        "data:;base64,Q===",
+        "data:",
     };
     char json[256];
     (void)state;
@@ -84,6 +96,7 @@ static void unusable_urls_are_bad(void **state)
         assert_int_equal(parse(json), 0);
         if (prof.picture.state != PROFILE_URL_BAD)
             fail_msg("%s was accepted", bad[i]);
+        assert_null(prof.picture.data);
     }
 }
 
@@ -167,23 +180,6 @@ static void a_data_uri_is_bounded_by_its_bytes_not_its_length(void **state)
     assert_int_equal(prof.picture.data_len, 3);
 }
 
-static void data_uris_without_base64_bytes_are_bad(void **state)
-{
-    static const char *const bad[] = {
-        "data:image/png,raw", "data:base64,QUJD", "data:;base64,", "data:;base64,QUJD!", "data:;base64,Q===", "data:",
-    };
-    char json[256];
-    (void)state;
-
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(json, sizeof(json), "{\"picture\":\"%s\"}", bad[i]);
-        assert_int_equal(parse(json), 0);
-        if (prof.picture.state != PROFILE_URL_BAD)
-            fail_msg("%s was accepted", bad[i]);
-        assert_null(prof.picture.data);
-    }
-}
-
 static void an_embedded_nul_is_refused(void **state)
 {
     (void)state;
@@ -203,7 +199,6 @@ int main(void)
         cmocka_unit_test(a_url_too_long_is_refused_not_cut),
         cmocka_unit_test(a_data_uri_is_decoded_and_named_by_its_bytes),
         cmocka_unit_test(a_data_uri_is_bounded_by_its_bytes_not_its_length),
-        cmocka_unit_test(data_uris_without_base64_bytes_are_bad),
         cmocka_unit_test(an_embedded_nul_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
