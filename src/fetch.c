@@ -1,4 +1,7 @@
-/* fetch.c -- picture downloads: libcurl's multi interface on the libuv loop, bounded in size and time, guarded. */
+/*
+ * fetch.c -- picture downloads: libcurl multi on the libuv loop, bounded in size,
+ * time and speed, guarded; a connection is reused only after a clean answer.
+ */
 #include "fetch.h"
 
 #include <errno.h>

@@ -1,4 +1,7 @@
-/* fetch.h -- picture downloads: libcurl's multi interface on the libuv loop, bounded in size and time, guarded. */
+/*
+ * fetch.h -- picture downloads: libcurl multi on the libuv loop, bounded in size,
+ * time and speed, guarded; a connection is reused only after a clean answer.
+ */
 #ifndef PFP_FETCH_H
 #define PFP_FETCH_H
 
