@@ -134,6 +134,8 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
         .max_bytes_name = "max_source_bytes",
         .connect_timeout_ms = (long)a->cfg.download_connect_timeout_seconds * 1000,
         .timeout_ms = (long)a->cfg.download_timeout_seconds * 1000,
+        .min_speed_bytes = (long)a->cfg.download_min_bytes_per_second,
+        .min_speed_seconds = (long)a->cfg.download_min_speed_seconds,
         .guard = {a->cfg.allow_private_sources, a->cfg.allowed_source_addresses.items,
                   a->cfg.allowed_source_addresses.count},
     };
@@ -242,6 +244,8 @@ static int start(struct app *a)
             .image_threads = (size_t)a->cfg.image_threads,
             .read_threads = 2,
             .max_concurrent = (size_t)a->cfg.max_concurrent,
+            .max_per_host = (size_t)a->cfg.max_downloads_per_host,
+            .max_data_bytes = (size_t)a->cfg.max_source_bytes,
             .image = {a->cfg.resize_images, (int)a->cfg.max_image_size, (int)a->cfg.image_quality,
                       a->cfg.max_source_pixels},
             .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
@@ -283,6 +287,7 @@ static int start(struct app *a)
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .pfp = a->pfp,
+                              .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
                               .jobs = &a->jobs,
                               .started_ns = a->started_ns};

@@ -147,6 +147,9 @@ static const struct key keys[] = {
      .allowed = "an IPv4 or IPv6 address, or a network such as \"192.168.1.0/24\""}, /* config_check_strings() */
     {"download_timeout_seconds", KEY_INT, OFF(download_timeout_seconds), 1, 600, 15},
     {"download_connect_timeout_seconds", KEY_INT, OFF(download_connect_timeout_seconds), 1, 120, 5},
+    {"download_min_bytes_per_second", KEY_INT, OFF(download_min_bytes_per_second), 0, 1073741824, 1024},
+    {"download_min_speed_seconds", KEY_INT, OFF(download_min_speed_seconds), 1, 600, 5},
+    {"max_downloads_per_host", KEY_INT, OFF(max_downloads_per_host), 1, 10000, 4},
     {"image_threads", KEY_INT, OFF(image_threads), 0, 256, 0},
     {"memory_cache_mb", KEY_INT, OFF(memory_cache_mb), 0, 1048576, 64},
     {"precache_on_metadata", KEY_BOOL, OFF(precache_on_metadata), .def_int = 1},

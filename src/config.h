@@ -65,6 +65,9 @@ struct config {
     struct config_list allowed_source_addresses;
     int64_t download_timeout_seconds;
     int64_t download_connect_timeout_seconds;
+    int64_t download_min_bytes_per_second; /* 0: no minimum */
+    int64_t download_min_speed_seconds;
+    int64_t max_downloads_per_host;
     int64_t image_threads;
     int64_t memory_cache_mb;
     bool precache_on_metadata;

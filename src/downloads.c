@@ -1,12 +1,15 @@
 /*
  * downloads.c -- the picture download scheduler: one download and processing
  * per URL however many wait for it, pictures someone waits for in a browser
- * before background work, a bounded number of slots of which background work
- * holds at most half.
+ * before background work (in the slots and in the image threads' queue), a
+ * bounded number of slots of which background work holds at most half, and a
+ * bounded number of downloads from one origin host.
  */
 #include "downloads.h"
 
 #include <assert.h>
+#include <ctype.h>
+#include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <h2o/memory.h>
@@ -15,7 +18,6 @@
 #include "blob.h"
 #include "blobcache.h"
 #include "clock.h"
-#include "fetch.h"
 #include "keymap.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,18 +27,32 @@
 /* Upper bounds of the image processing histogram, in seconds. */
 static const double PROCESSING_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
+/* An origin host with downloads queued or under way, and those that wait for one of its slots. */
+struct host {
+    uint8_t key[32];                  /* SHA-256 of the host name in lowercase */
+    size_t running;                   /* its downloads under way (their processing aside) */
+    size_t refs;                      /* its downloads, wherever they are */
+    h2o_linklist_t interactive_waits; /* download.queue_link, first come first served */
+    h2o_linklist_t background_waits;
+    h2o_linklist_t link; /* in downloads.hosts */
+};
+
 /* A download and its processing, shared by every wait for its URL. */
 struct download {
     struct downloads *d;
     char *url;
     uint8_t url_key[32];
+    struct host *host;    /* NULL for bytes at hand */
     h2o_linklist_t waits; /* download_wait._link */
     bool interactive;     /* someone waits in a browser: ahead of background work */
     bool running;         /* holds a slot: being downloaded or processed */
     bool background_slot; /* started as background work: holds one of its share */
+    bool host_wait;       /* queued in its host's waits rather than the scheduler's queues */
+    bool host_slot;       /* being downloaded: counted in its host's running */
+    bool processing;      /* handed to the image threads */
     struct fetch *fetch;  /* while downloading */
     struct work work;     /* while processing */
-    uint8_t *src;
+    uint8_t *src;         /* what was downloaded, or the bytes at hand */
     size_t src_len;
     struct image_out out;
     uint8_t hash[32];
@@ -52,8 +68,11 @@ struct downloads {
     struct blobcache *cache;
     struct downloads_options o;
     struct keymap *by_url;                       /* URL hash -> its download */
+    struct keymap *by_host;                      /* host name hash -> its host */
+    h2o_linklist_t hosts;                        /* host.link */
     h2o_linklist_t interactive, background, all; /* waiting for a slot, first come first served; and all */
-    size_t running, background_running, queued;
+    size_t running, background_running;
+    size_t queued[2]; /* [0] interactive, [1] background; host waits included */
     bool closing;
     struct downloads_stats stats;
     struct histogram processing;
@@ -63,32 +82,106 @@ static void pump(struct downloads *d);
 
 static h2o_linklist_t *queue_of(struct downloads *d, const struct download *j)
 {
+    if (j->host_wait)
+        return j->interactive ? &j->host->interactive_waits : &j->host->background_waits;
     return j->interactive ? &d->interactive : &d->background;
 }
 
 static void enqueue(struct downloads *d, struct download *j)
 {
     h2o_linklist_insert(queue_of(d, j), &j->queue_link);
-    d->queued++;
+    d->queued[!j->interactive]++;
 }
 
 static void dequeue(struct downloads *d, struct download *j)
 {
     h2o_linklist_unlink(&j->queue_link);
-    d->queued--;
+    d->queued[!j->interactive]--;
 }
+
+/* --- hosts ------------------------------------------------------------------------------------------------------ */
+
+/* The host of `url`, as the host name curl_url() reads (IPv4 numbers in their usual form) in lowercase. */
+static struct host *host_of(struct downloads *d, const char *url)
+{
+    CURLU *u = curl_url();
+    char *name = NULL;
+    uint8_t key[32];
+    struct host *h = NULL;
+
+    if (u == NULL)
+        abort();
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &name, 0) == CURLUE_OK) {
+        for (char *c = name; *c != '\0'; c++)
+            *c = (char)tolower((unsigned char)*c);
+        blob_hash((const uint8_t *)name, strlen(name), key);
+        if ((h = keymap_get(d->by_host, key)) == NULL) {
+            if ((h = calloc(1, sizeof(*h))) == NULL)
+                abort();
+            memcpy(h->key, key, 32);
+            h2o_linklist_init_anchor(&h->interactive_waits);
+            h2o_linklist_init_anchor(&h->background_waits);
+            keymap_put(d->by_host, key, h);
+            h2o_linklist_insert(&d->hosts, &h->link);
+        }
+        h->refs++;
+    }
+    curl_free(name);
+    curl_url_cleanup(u);
+    return h;
+}
+
+static void host_release(struct downloads *d, struct host *h)
+{
+    if (--h->refs > 0)
+        return;
+    keymap_del(d->by_host, h->key);
+    h2o_linklist_unlink(&h->link);
+    free(h);
+}
+
+/* A slot of `h` is free: the download that waited longest for one goes back ahead of the scheduler's queue. */
+static void host_slot_freed(struct downloads *d, struct host *h)
+{
+    h2o_linklist_t *q = !h2o_linklist_is_empty(&h->interactive_waits) ? &h->interactive_waits : &h->background_waits;
+    struct download *j;
+
+    if (h2o_linklist_is_empty(q))
+        return;
+    j = H2O_STRUCT_FROM_MEMBER(struct download, queue_link, q->next);
+    dequeue(d, j);
+    j->host_wait = false;
+    /* It was at the head of the queue when it started waiting: nothing queued since came before it. */
+    h2o_linklist_insert(queue_of(d, j)->next, &j->queue_link);
+    d->queued[!j->interactive]++;
+}
+
+/* The download has its bytes, or has failed: its host may start another. */
+static void leave_host(struct downloads *d, struct download *j)
+{
+    if (!j->host_slot)
+        return;
+    j->host_slot = false;
+    j->host->running--;
+    host_slot_freed(d, j->host);
+}
+
+/* --- one download --------------------------------------------------------------------------------------------- */
 
 /* Frees the download and gives its slot to the next one. */
 static void end(struct download *j)
 {
     struct downloads *d = j->d;
 
+    if (h2o_linklist_is_linked(&j->queue_link))
+        dequeue(d, j);
+    leave_host(d, j);
     if (j->running) {
         d->running--;
         d->background_running -= j->background_slot;
     }
-    if (h2o_linklist_is_linked(&j->queue_link))
-        dequeue(d, j);
+    if (j->host != NULL)
+        host_release(d, j->host);
     h2o_linklist_unlink(&j->all_link);
     keymap_del(d->by_url, j->url_key);
     free(j->url);
@@ -142,6 +235,7 @@ static void image_done(struct work *w)
     struct url_rec u = {0};
     struct download_result r = {.error = DOWNLOAD_OK, .url = &u};
 
+    j->processing = false;
     d->stats.process_ns += j->process_ns;
     histogram_observe(&d->processing, (double)j->process_ns / 1e9);
     free(j->src);
@@ -165,6 +259,18 @@ static void image_done(struct work *w)
     end(j);
 }
 
+/* Hands the bytes to the image threads, ahead of background work when someone waits for them. */
+static void process(struct download *j)
+{
+    j->work.run = image_run;
+    j->work.done = image_done;
+    j->processing = true;
+    if (j->interactive)
+        workpool_submit_urgent(j->d->images, &j->work);
+    else
+        workpool_submit(j->d->images, &j->work);
+}
+
 static void on_fetched(void *data, struct fetch_result *res)
 {
     struct download *j = data;
@@ -180,10 +286,13 @@ static void on_fetched(void *data, struct fetch_result *res)
     j->src = res->body;
     j->src_len = res->len;
     res->body = NULL;
-    j->work.run = image_run;
-    j->work.done = image_done;
-    workpool_submit(d->images, &j->work);
+    process(j);
+    /* Its processing keeps the slot, not its host's share: the host's next download may begin. */
+    leave_host(d, j);
+    pump(d);
 }
+
+/* --- the queues ------------------------------------------------------------------------------------------------- */
 
 /* Slots background work may hold: the rest are kept for pictures someone is waiting for. */
 static size_t background_slots(const struct downloads *d)
@@ -192,7 +301,11 @@ static size_t background_slots(const struct downloads *d)
     return half > 0 ? half : 1;
 }
 
-/* Starts queued downloads while slots are free: interactive first, background within its share. */
+/*
+ * Starts queued downloads while slots are free: interactive first, background
+ * within its share. One whose host has max_per_host downloads under way waits
+ * for that host, and those behind it go ahead.
+ */
 static void pump(struct downloads *d)
 {
     while (!d->closing && d->running < d->o.max_concurrent) {
@@ -205,16 +318,31 @@ static void pump(struct downloads *d)
             return;
         j = H2O_STRUCT_FROM_MEMBER(struct download, queue_link, q->next);
         dequeue(d, j);
+        if (j->host != NULL && d->o.max_per_host > 0 && j->host->running >= d->o.max_per_host) {
+            j->host_wait = true;
+            enqueue(d, j);
+            d->stats.host_waits++;
+            continue;
+        }
         j->running = true;
         j->background_slot = !j->interactive;
         d->background_running += j->background_slot;
         d->running++;
+        if (j->host != NULL) {
+            j->host_slot = true;
+            j->host->running++;
+        }
         d->stats.started++;
-        j->fetch = fetch_start(d->fetcher, j->url, on_fetched, j);
+        if (j->src != NULL)
+            process(j);
+        else
+            j->fetch = fetch_start(d->fetcher, j->url, on_fetched, j);
     }
 }
 
-void downloads_get(struct downloads *d, const char *url, size_t len, bool interactive, struct download_wait *w)
+/* Joins the download of `url`, or makes it (with `bytes`, copied, when they are at hand). */
+static void get(struct downloads *d, const char *url, size_t len, const uint8_t *bytes, size_t nbytes, bool interactive,
+                struct download_wait *w)
 {
     uint8_t key[32];
     struct download *j;
@@ -228,6 +356,14 @@ void downloads_get(struct downloads *d, const char *url, size_t len, bool intera
         memcpy(j->url_key, key, 32);
         h2o_linklist_init_anchor(&j->waits);
         j->interactive = interactive;
+        if (bytes != NULL) {
+            if ((j->src = malloc(nbytes)) == NULL)
+                abort();
+            memcpy(j->src, bytes, nbytes);
+            j->src_len = nbytes;
+        } else {
+            j->host = host_of(d, j->url);
+        }
         keymap_put(d->by_url, key, j);
         h2o_linklist_insert(&d->all, &j->all_link);
         enqueue(d, j);
@@ -240,17 +376,37 @@ void downloads_get(struct downloads *d, const char *url, size_t len, bool intera
     pump(d);
 }
 
+void downloads_get(struct downloads *d, const char *url, size_t len, bool interactive, struct download_wait *w)
+{
+    get(d, url, len, NULL, 0, interactive, w);
+}
+
+void downloads_get_data(struct downloads *d, const char *name, size_t len, const uint8_t *bytes, size_t nbytes,
+                        bool interactive, struct download_wait *w)
+{
+    get(d, name, len, bytes, nbytes, interactive, w);
+}
+
 void downloads_promote(struct downloads *d, struct download_wait *w)
 {
     struct download *j = w->_download;
 
-    if (j == NULL || j->interactive || !h2o_linklist_is_linked(&j->queue_link))
+    if (j == NULL || j->interactive)
         return;
-    dequeue(d, j);
+    if (h2o_linklist_is_linked(&j->queue_link)) {
+        dequeue(d, j);
+        j->interactive = true;
+        enqueue(d, j);
+        pump(d);
+        return;
+    }
+    /* Under way: its slot stays what it was, but its turn for an image thread comes sooner. */
     j->interactive = true;
-    enqueue(d, j);
-    pump(d);
+    if (j->processing)
+        workpool_promote(d->images, &j->work);
 }
+
+/* --- life cycle ------------------------------------------------------------------------------------------------- */
 
 int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workpool *images, struct blobcache *cache,
                    const struct downloads_options *o)
@@ -266,6 +422,8 @@ int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workp
     if (d->o.max_concurrent == 0)
         d->o.max_concurrent = 1;
     d->by_url = keymap_new(32);
+    d->by_host = keymap_new(32);
+    h2o_linklist_init_anchor(&d->hosts);
     h2o_linklist_init_anchor(&d->interactive);
     h2o_linklist_init_anchor(&d->background);
     h2o_linklist_init_anchor(&d->all);
@@ -298,6 +456,7 @@ void downloads_free(struct downloads *d)
     if (d == NULL)
         return;
     keymap_free(d->by_url, NULL);
+    keymap_free(d->by_host, NULL);
     free(d);
 }
 
@@ -305,6 +464,17 @@ void downloads_stats(const struct downloads *d, struct downloads_stats *out)
 {
     *out = d->stats;
     out->running = d->running;
-    out->queued = d->queued;
+    out->running_background = d->background_running;
+    out->queued = d->queued[0] + d->queued[1];
+    out->queued_background = d->queued[1];
+    out->busiest_host = 0;
+    for (const h2o_linklist_t *l = d->hosts.next; l != &d->hosts; l = l->next) {
+        const struct host *h = H2O_STRUCT_FROM_MEMBER(struct host, link, l);
+        if (h->running > out->busiest_host)
+            out->busiest_host = h->running;
+    }
+    out->slots = d->o.max_concurrent;
+    out->background_slots = background_slots(d);
+    out->max_per_host = d->o.max_per_host;
     out->processing = &d->processing;
 }

@@ -1,8 +1,9 @@
 /*
  * downloads.h -- the picture download scheduler: one download and processing
  * per URL however many wait for it, pictures someone waits for in a browser
- * before background work, a bounded number of slots of which background work
- * holds at most half.
+ * before background work (in the slots and in the image threads' queue), a
+ * bounded number of slots of which background work holds at most half, and a
+ * bounded number of downloads from one origin host.
  */
 #ifndef PFP_DOWNLOADS_H
 #define PFP_DOWNLOADS_H
@@ -12,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch.h"
 #include "image.h"
 
 struct blobcache;
@@ -46,17 +48,24 @@ struct download_wait {
 
 struct downloads_options {
     size_t max_concurrent;   /* downloads and processing under way at once (at least 1) */
+    size_t max_per_host;     /* downloads under way from one host name, whatever its port (0: no limit) */
     struct image_opts image; /* how each picture is checked and resized */
 };
 
 struct downloads_stats {
     uint64_t started;                   /* downloads started */
-    uint64_t failures[8];               /* by enum fetch_error */
+    uint64_t failures[FETCH_ERRORS];    /* by enum fetch_error */
     uint64_t bad_images;                /* downloaded, then refused */
     uint64_t processed;                 /* checked and resized */
     uint64_t process_ns;                /* time spent checking and resizing, summed */
     uint64_t running;                   /* holding a slot now */
+    uint64_t running_background;        /* of those, slots taken by background work */
     uint64_t queued;                    /* waiting for one */
+    uint64_t queued_background;         /* of those, background work */
+    uint64_t host_waits;                /* downloads that waited because their host had max_per_host under way */
+    uint64_t busiest_host;              /* the most downloads under way from one host now */
+    uint64_t slots, background_slots;   /* max_concurrent, and the most of them background work may hold */
+    uint64_t max_per_host;              /* as configured (0: no limit) */
     const struct histogram *processing; /* seconds per picture; valid while the scheduler lives */
 };
 
@@ -78,7 +87,15 @@ int downloads_init(struct downloads **out, struct fetcher *fetcher, struct workp
  */
 void downloads_get(struct downloads *d, const char *url, size_t len, bool interactive, struct download_wait *w);
 
-/* Someone now waits in a browser for what `w` waits for: a queued background download moves ahead. */
+/*
+ * As downloads_get(), for a picture whose bytes are at hand (a data: URI's):
+ * `bytes` (copied) are checked and resized with no download, under the name
+ * `name` (`len` bytes), which stands for their URL.
+ */
+void downloads_get_data(struct downloads *d, const char *name, size_t len, const uint8_t *bytes, size_t nbytes,
+                        bool interactive, struct download_wait *w);
+
+/* Someone now waits in a browser for what `w` waits for: a background download or its processing moves ahead. */
 void downloads_promote(struct downloads *d, struct download_wait *w);
 
 /*

@@ -1,4 +1,7 @@
-/* fetch.c -- picture downloads: libcurl's multi interface on the libuv loop, bounded in size and time, guarded. */
+/*
+ * fetch.c -- picture downloads: libcurl multi on the libuv loop, bounded in size,
+ * time and speed, guarded; a connection is reused only after a clean answer.
+ */
 #include "fetch.h"
 
 #include <errno.h>
@@ -7,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "base64.h"
 #include "buf.h"
 #include "log.h"
 
@@ -27,11 +30,18 @@ struct fetch {
     h2o_linklist_t link; /* in the fetcher's list of transfers, or of ready answers */
 };
 
-/* A socket libcurl asked to be watched. */
+/*
+ * A socket libcurl asked to be watched. Those the fetcher opened for it stay
+ * until libcurl closes them, and are watched while their connection waits in
+ * libcurl's pool: nothing may arrive then.
+ */
 struct watch {
     uv_poll_t poll;
     curl_socket_t fd;
     struct fetcher *fr;
+    bool owned;   /* opened by on_open_socket(), closed by on_close_socket() */
+    bool busy;    /* a transfer uses it: libcurl has asked for it since it last removed it */
+    bool retired; /* shut down: it carries no further request */
 };
 
 const char *fetch_error_name(enum fetch_error e)
@@ -45,6 +55,7 @@ const char *fetch_error_name(enum fetch_error e)
     case FETCH_HTTP_STATUS: return "http_status";
     case FETCH_REDIRECTS: return "redirects";
     case FETCH_NETWORK: return "network";
+    case FETCH_TOO_SLOW: return "too_slow";
     }
     return "network";
 }
@@ -83,15 +94,111 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* --- the sockets the fetcher opens for libcurl ------------------------------------------------------------------ */
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static struct watch *new_watch(struct fetcher *fr, curl_socket_t fd)
+{
+    struct watch *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        abort();
+    w->fd = fd;
+    w->fr = fr;
+    if (uv_poll_init_socket(fr->_loop, &w->poll, fd) != 0) {
+        free(w);
+        return NULL;
+    }
+    w->poll.data = w;
+    return w;
+}
+
+static void close_watch(struct watch *w)
+{
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+}
+
+/* The watch of a socket the fetcher opened and libcurl has not closed, or NULL. */
+static struct watch *owned(const struct fetcher *fr, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < fr->_nsockets ? fr->_sockets[fd] : NULL;
+}
+
+/*
+ * Makes sure no further request goes over this connection: a response that ran
+ * past its end, or a failed one, leaves the stream where the next answer cannot
+ * be trusted. Shut down and emptied, the socket reads as closed, and libcurl's
+ * check of a pooled connection before reuse drops it.
+ */
+static void retire(struct watch *w)
+{
+    char sink[4096];
+
+    if (w->retired)
+        return;
+    w->retired = true;
+    uv_poll_stop(&w->poll);
+    shutdown(w->fd, SHUT_RDWR);
+    while (recv(w->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+        ;
+    w->fr->_stats.connections_closed++;
+}
+
+/* Bytes, or a close, on a connection waiting in libcurl's pool: no request is waiting for them. */
+static void on_idle(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    retire(h->data);
+}
+
 /* Every connection, first or after a redirect, to each address DNS gave, passes here before it is made. */
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     struct fetch *f = userp;
+    struct fetcher *fr = f->fr;
+    curl_socket_t fd;
+    struct watch *w;
 
     (void)purpose;
-    if (netguard_check(&f->fr->_guard, &addr->addr, f->refused, sizeof(f->refused)) != 0)
+    if (netguard_check(&fr->_guard, &addr->addr, f->refused, sizeof(f->refused)) != 0)
         return CURL_SOCKET_BAD;
-    return socket(addr->family, addr->socktype, addr->protocol);
+    if ((fd = socket(addr->family, addr->socktype, addr->protocol)) < 0)
+        return CURL_SOCKET_BAD;
+    if ((size_t)fd >= fr->_nsockets) {
+        size_t n = (size_t)fd + 64;
+        struct watch **grown = realloc(fr->_sockets, n * sizeof(*grown));
+        if (grown == NULL)
+            abort();
+        memset(grown + fr->_nsockets, 0, (n - fr->_nsockets) * sizeof(*grown));
+        fr->_sockets = grown;
+        fr->_nsockets = n;
+    }
+    if ((w = new_watch(fr, fd)) == NULL) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    w->owned = true;
+    fr->_sockets[fd] = w;
+    return fd;
+}
+
+/* libcurl is done with a socket the fetcher opened: its pooled connection was dropped, or never got used. */
+static int on_close_socket(void *userp, curl_socket_t fd)
+{
+    struct fetcher *fr = userp;
+    struct watch *w = owned(fr, fd);
+
+    if (w != NULL) {
+        fr->_sockets[fd] = NULL;
+        close_watch(w);
+    }
+    return close(fd);
 }
 
 /* The detail of FETCH_TOO_BIG. */
@@ -100,6 +207,19 @@ static void too_big(struct fetch *f)
     f->res.error = FETCH_TOO_BIG;
     snprintf(f->res.detail, sizeof(f->res.detail), "larger than %s (%zu bytes)", f->fr->_opts.max_bytes_name,
              f->fr->_opts.max_bytes);
+}
+
+/*
+ * A failed download whose connection libcurl kept for reuse: it is closed
+ * instead. One that other transfers still share (HTTP/2) is left to them.
+ */
+static void retire_connection(struct fetcher *fr, CURL *easy)
+{
+    curl_socket_t s;
+    struct watch *w;
+
+    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && (w = owned(fr, s)) != NULL && !w->busy)
+        retire(w);
 }
 
 static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
@@ -120,6 +240,11 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
     } else if (f->refused[0] != '\0' && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)) {
         res->error = FETCH_REFUSED_ADDRESS;
         snprintf(res->detail, sizeof(res->detail), "refused address: %s", f->refused);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT && strncmp(f->errbuf, "Operation too slow", 18) == 0) {
+        /* libcurl ends its speed check and its timeouts with the same code; only its message tells them apart. */
+        res->error = FETCH_TOO_SLOW;
+        snprintf(res->detail, sizeof(res->detail), "less than %ld bytes a second for %ld seconds",
+                 fr->_opts.min_speed_bytes, fr->_opts.min_speed_seconds);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         res->error = FETCH_TIMEOUT;
         snprintf(res->detail, sizeof(res->detail), "timed out: %.200s", f->errbuf[0] ? f->errbuf : "no detail");
@@ -133,6 +258,8 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
         res->error = FETCH_NETWORK;
         snprintf(res->detail, sizeof(res->detail), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
     }
+    if (res->error != FETCH_OK)
+        retire_connection(fr, easy);
     curl_multi_remove_handle(fr->_multi, easy);
     curl_easy_cleanup(easy);
     f->easy = NULL;
@@ -167,35 +294,31 @@ static void on_poll(uv_poll_t *h, int status, int events)
     check_done(w->fr);
 }
 
-static void on_watch_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct fetcher *fr = userp;
-    struct watch *w = socketp;
+    struct watch *w = socketp != NULL ? socketp : owned(fr, s);
     int events = 0;
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        if (w != NULL) {
+        if (w == NULL)
+            return 0;
+        curl_multi_assign(fr->_multi, s, NULL);
+        w->busy = false;
+        if (!w->owned)
+            close_watch(w);
+        else if (w->retired)
             uv_poll_stop(&w->poll);
-            uv_close((uv_handle_t *)&w->poll, on_watch_closed);
-            curl_multi_assign(fr->_multi, s, NULL);
-        }
+        else
+            uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_idle);
         return 0;
     }
-    if (w == NULL) {
-        if ((w = calloc(1, sizeof(*w))) == NULL)
-            abort();
-        w->fd = s;
-        w->fr = fr;
-        uv_poll_init_socket(fr->_loop, &w->poll, s);
-        w->poll.data = w;
-        curl_multi_assign(fr->_multi, s, w);
-    }
+    /* Not one the fetcher opened: a socket of libcurl's own, such as its resolver's. */
+    if (w == NULL && (w = new_watch(fr, s)) == NULL)
+        abort();
+    w->busy = true;
+    curl_multi_assign(fr->_multi, s, w);
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
@@ -244,33 +367,6 @@ static void answer_later(struct fetch *f)
     uv_timer_start(&f->fr->_ready_timer, on_ready, 0, 0);
 }
 
-/* data:[<mediatype>];base64,<data> -- pictures inlined in a profile, decoded under the same limit. */
-static void decode_data_uri(struct fetch *f)
-{
-    const char *comma = strchr(f->url, ',');
-    size_t len, n;
-
-    if (comma == NULL || comma - f->url < 12 || strncasecmp(comma - 7, ";base64", 7) != 0) {
-        f->res.error = FETCH_BAD_URL;
-        snprintf(f->res.detail, sizeof(f->res.detail), "only base64 data: URIs are supported");
-        return;
-    }
-    len = strlen(comma + 1);
-    if ((n = base64_decoded_len(comma + 1, len)) > f->fr->_opts.max_bytes) {
-        too_big(f);
-        return;
-    }
-    buf_reserve(&f->body, n);
-    if (base64_decode(comma + 1, len, (uint8_t *)f->body.data, &f->body.len) != 0) {
-        f->res.error = FETCH_BAD_URL;
-        snprintf(f->res.detail, sizeof(f->res.detail), "the data: URI is not valid base64");
-        return;
-    }
-    f->body.data[f->body.len] = '\0';
-    f->res.error = FETCH_OK;
-    f->res.http_status = 200;
-}
-
 struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data)
 {
     struct fetch *f = calloc(1, sizeof(*f));
@@ -282,14 +378,9 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     f->cb = cb;
     f->data = data;
 
-    if (strncasecmp(url, "data:", 5) == 0) {
-        decode_data_uri(f);
-        answer_later(f);
-        return f;
-    }
     if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
         f->res.error = FETCH_BAD_URL;
-        snprintf(f->res.detail, sizeof(f->res.detail), "not an http, https or data: URL");
+        snprintf(f->res.detail, sizeof(f->res.detail), "not an http or https URL");
         answer_later(f);
         return f;
     }
@@ -305,6 +396,11 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, fr->_opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, fr->_opts.timeout_ms);
+    if (fr->_opts.min_speed_bytes > 0) {
+        /* An origin that accepts and then sends nothing, or next to nothing, lets go of its slot early. */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, fr->_opts.min_speed_bytes);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, fr->_opts.min_speed_seconds);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     /* A proxy from the environment would be the only address the guard sees. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -315,6 +411,9 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, f);
+    /* libcurl closes a pooled connection long after the fetch that opened it: the fetcher hears of it. */
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, fr);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
     fr->_active++;
     h2o_linklist_insert(&fr->_transfers, &f->link);
@@ -376,9 +475,16 @@ void fetcher_free(struct fetcher *fr)
     cancel_all(&fr->_transfers);
     curl_multi_cleanup(fr->_multi);
     fr->_multi = NULL;
+    free(fr->_sockets);
+    fr->_sockets = NULL;
     curl_slist_free_all(fr->_headers);
     netguard_free(&fr->_guard);
     uv_close((uv_handle_t *)&fr->_timer, NULL);
     uv_close((uv_handle_t *)&fr->_ready_timer, NULL);
     curl_global_cleanup();
+}
+
+void fetcher_stats(const struct fetcher *fr, struct fetch_stats *out)
+{
+    *out = fr->_stats;
 }

@@ -1,4 +1,7 @@
-/* fetch.h -- picture downloads: libcurl's multi interface on the libuv loop, bounded in size and time, guarded. */
+/*
+ * fetch.h -- picture downloads: libcurl multi on the libuv loop, bounded in size,
+ * time and speed, guarded; a connection is reused only after a clean answer.
+ */
 #ifndef PFP_FETCH_H
 #define PFP_FETCH_H
 
@@ -13,14 +16,18 @@
 
 enum fetch_error {
     FETCH_OK,
-    FETCH_BAD_URL,         /* not http(s) or data:, or unparsable */
+    FETCH_BAD_URL,         /* not http(s), or unparsable */
     FETCH_REFUSED_ADDRESS, /* every address was one the guard refuses */
     FETCH_TOO_BIG,         /* more than the options' max_bytes */
     FETCH_TIMEOUT,
     FETCH_HTTP_STATUS, /* an answer other than 2xx */
     FETCH_REDIRECTS,   /* more than 5 redirects, or a redirect to another scheme */
     FETCH_NETWORK,     /* DNS, TLS, connection reset... */
+    FETCH_TOO_SLOW,    /* slower than the options' min_speed_bytes for min_speed_seconds */
 };
+
+/* How many values enum fetch_error has, for arrays counted by error. */
+#define FETCH_ERRORS (FETCH_TOO_SLOW + 1)
 
 /* A stable name for the error, as logs and metrics label it: "timeout", "too_big", ... */
 const char *fetch_error_name(enum fetch_error e);
@@ -44,21 +51,34 @@ struct fetch_options {
     size_t max_bytes;           /* the largest body, counted as it arrives */
     const char *max_bytes_name; /* how a FETCH_TOO_BIG detail names that limit (the configuration's key) */
     long connect_timeout_ms, timeout_ms;
+    /* Once connected, a download slower than min_speed_bytes a second for min_speed_seconds ends (0: never). */
+    long min_speed_bytes, min_speed_seconds;
     struct netguard_options guard;
 };
+
+struct fetch_stats {
+    /* Kept-alive connections closed before any reuse: after a failed download, or because bytes or a close
+       arrived while no request was waiting for them (a response longer than it said). */
+    uint64_t connections_closed;
+};
+
+struct watch;
 
 /* Embedded in its owner; the fields are private to fetch.c. */
 struct fetcher {
     uv_loop_t *_loop;
     CURLM *_multi;
     uv_timer_t _timer;
-    uv_timer_t _ready_timer;   /* answers that need no transfer (data: URIs, bad URLs) */
+    uv_timer_t _ready_timer;   /* answers that need no transfer (bad URLs) */
     h2o_linklist_t _ready;     /* answered, to be delivered from the loop */
     h2o_linklist_t _transfers; /* under way in libcurl */
     struct netguard _guard;
     struct fetch_options _opts;
     struct curl_slist *_headers;
     size_t _active;
+    struct watch **_sockets; /* by descriptor: the sockets the fetcher opened for libcurl, until it closes them */
+    size_t _nsockets;        /* room in _sockets */
+    struct fetch_stats _stats;
 };
 
 /*
@@ -69,7 +89,7 @@ struct fetcher {
 int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options *o, char *err, size_t errlen);
 
 /*
- * Starts downloading `url` (http, https or a base64 data: URI). The URL is copied.
+ * Starts downloading `url` (http or https). The URL is copied.
  * The fetch is the fetcher's: it is freed after its callback returns, or by
  * fetch_cancel().
  */
@@ -80,5 +100,7 @@ void fetch_cancel(struct fetch *f);
 
 /* Abandons every download and releases libcurl; the fetcher's handles close with the loop. */
 void fetcher_free(struct fetcher *fr);
+
+void fetcher_stats(const struct fetcher *fr, struct fetch_stats *out);
 
 #endif

@@ -1,4 +1,4 @@
-/* fifo.c -- a FIFO between threads. */
+/* fifo.c -- a FIFO between threads, urgent items first. */
 #include "fifo.h"
 
 #include <assert.h>
@@ -14,13 +14,14 @@ int fifo_init(struct fifo *q)
         pthread_mutex_destroy(&q->_lock);
         return -r;
     }
+    h2o_linklist_init_anchor(&q->_urgent);
     h2o_linklist_init_anchor(&q->_items);
     q->_length = 0;
     q->_closed = false;
     return 0;
 }
 
-int fifo_push(struct fifo *q, struct fifo_item *item)
+static int push(struct fifo *q, h2o_linklist_t *list, struct fifo_item *item)
 {
     pthread_mutex_lock(&q->_lock);
     if (q->_closed) {
@@ -29,11 +30,38 @@ int fifo_push(struct fifo *q, struct fifo_item *item)
     }
     /* The item's link may hold anything: it is the caller's memory, perhaps reused. */
     item->_link.next = item->_link.prev = NULL;
-    h2o_linklist_insert(&q->_items, &item->_link);
+    h2o_linklist_insert(list, &item->_link);
     q->_length++;
     pthread_cond_signal(&q->_cond);
     pthread_mutex_unlock(&q->_lock);
     return 0;
+}
+
+int fifo_push(struct fifo *q, struct fifo_item *item)
+{
+    return push(q, &q->_items, item);
+}
+
+int fifo_push_urgent(struct fifo *q, struct fifo_item *item)
+{
+    return push(q, &q->_urgent, item);
+}
+
+int fifo_promote(struct fifo *q, struct fifo_item *item)
+{
+    int r = -ENOENT;
+
+    pthread_mutex_lock(&q->_lock);
+    for (h2o_linklist_t *l = q->_items.next; l != &q->_items; l = l->next) {
+        if (l == &item->_link) {
+            h2o_linklist_unlink(l);
+            h2o_linklist_insert(&q->_urgent, l);
+            r = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&q->_lock);
+    return r;
 }
 
 size_t fifo_pop(struct fifo *q, h2o_linklist_t *out, size_t max, bool wait)
@@ -44,12 +72,13 @@ size_t fifo_pop(struct fifo *q, h2o_linklist_t *out, size_t max, bool wait)
     while (wait && q->_length == 0 && !q->_closed)
         pthread_cond_wait(&q->_cond, &q->_lock);
     if (max >= q->_length) {
-        /* Everything at once: one splice, however long the queue. */
+        /* Everything at once: two splices, however long the queue. */
         n = q->_length;
+        h2o_linklist_insert_list(out, &q->_urgent);
         h2o_linklist_insert_list(out, &q->_items);
     } else {
         for (; n < max; n++) {
-            h2o_linklist_t *first = q->_items.next;
+            h2o_linklist_t *first = h2o_linklist_is_empty(&q->_urgent) ? q->_items.next : q->_urgent.next;
             h2o_linklist_unlink(first);
             h2o_linklist_insert(out, first);
         }

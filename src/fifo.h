@@ -1,4 +1,7 @@
-/* fifo.h -- a FIFO between threads: an intrusive list under a mutex, with a condition variable for waiting. */
+/*
+ * fifo.h -- a FIFO between threads: an intrusive list under a mutex, with a
+ * condition variable for waiting; urgent items go ahead of the others.
+ */
 #ifndef PFP_FIFO_H
 #define PFP_FIFO_H
 
@@ -16,8 +19,9 @@ struct fifo_item {
 struct fifo {
     pthread_mutex_t _lock;
     pthread_cond_t _cond;
+    h2o_linklist_t _urgent; /* popped before _items */
     h2o_linklist_t _items;
-    size_t _length;
+    size_t _length; /* of both lists */
     bool _closed;
 };
 
@@ -30,8 +34,18 @@ int fifo_init(struct fifo *q);
  */
 int fifo_push(struct fifo *q, struct fifo_item *item);
 
+/* As fifo_push(), but `item` goes after the urgent items already queued and ahead of every other. */
+int fifo_push_urgent(struct fifo *q, struct fifo_item *item);
+
 /*
- * Moves up to `max` items, oldest first, to the end of the list `out` (an
+ * Makes `item`, pushed with fifo_push(), urgent if it is still queued. Returns
+ * 0, or -ENOENT when it is not waiting among the others (popped, or urgent
+ * already). Any thread; it looks through the items waiting, so it suits short queues.
+ */
+int fifo_promote(struct fifo *q, struct fifo_item *item);
+
+/*
+ * Moves up to `max` items, urgent ones first and oldest first, to the end of the list `out` (an
  * initialised anchor) and returns how many. With `wait`, blocks until there is
  * at least one or the queue is closed; a closed queue still gives what it holds,
  * and 0 once it is empty. Items are then the caller's. Any thread.

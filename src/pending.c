@@ -6,6 +6,7 @@
 #include "pending.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,8 @@ struct search {
     struct pic found; /* the profile's kind 0 and picture URL, then what came of them */
     struct download_wait dw;
     bool downloading;
+    uint8_t *data; /* a data: picture's bytes, kept for the download again should its file go */
+    size_t data_len;
     struct blob_ref *blob; /* the picture's bytes while its record is written, when just made */
 };
 
@@ -73,6 +76,7 @@ static void finish(struct search *s, struct pending_result *r)
         h2o_linklist_unlink(&w->_link);
         w->cb(w, r);
     }
+    free(s->data);
     free(s);
 }
 
@@ -189,7 +193,30 @@ static void download(struct search *s)
 {
     s->downloading = true;
     s->dw.cb = on_downloaded;
-    downloads_get(s->ps->downloads, s->found.url, s->found.h.url_len, !s->background, &s->dw);
+    if (s->data != NULL)
+        downloads_get_data(s->ps->downloads, s->found.url, s->found.h.url_len, s->data, s->data_len, !s->background,
+                           &s->dw);
+    else
+        downloads_get(s->ps->downloads, s->found.url, s->found.h.url_len, !s->background, &s->dw);
+}
+
+/* Remembers why the profile's picture URL cannot be used. */
+static void refuse_url(struct search *s, enum profile_url_state state)
+{
+    char detail[128];
+
+    switch (state) {
+    case PROFILE_URL_ABSENT: fail(s, PENDING_NO_PICTURE, "the kind 0 has no picture"); return;
+    case PROFILE_URL_TOO_LONG:
+        snprintf(detail, sizeof(detail), "the picture URL is longer than %d bytes", PROFILE_MAX_URL);
+        fail(s, PENDING_URL_TOO_LONG, detail);
+        return;
+    case PROFILE_DATA_TOO_BIG:
+        snprintf(detail, sizeof(detail), "the data: picture is larger than %zu bytes", s->ps->o.max_data_bytes);
+        fail(s, PENDING_DATA_TOO_BIG, detail);
+        return;
+    default: fail(s, PENDING_BAD_URL, "the picture URL is not usable"); return;
+    }
 }
 
 /* Reuses what an earlier download of the same URL gave, when it is fresh and its file is still cached. */
@@ -218,20 +245,24 @@ static void use_profile(struct search *s, const struct event_view *ev)
         abort();
     memcpy(pic->h.event_id, ev->id, 32);
     pic->h.kind0_at = ev->created_at;
-    if (!json_is_string(content) || profile_parse(json_string_value(content), json_string_length(content), prof) != 0)
+    if (!json_is_string(content) ||
+        profile_parse(json_string_value(content), json_string_length(content), s->ps->o.max_data_bytes, prof) != 0)
         prof->picture.state = PROFILE_URL_ABSENT;
     json_decref(obj);
     if (prof->picture.state != PROFILE_URL_OK) {
-        bool absent = prof->picture.state == PROFILE_URL_ABSENT;
+        enum profile_url_state state = prof->picture.state;
+        profile_free(prof);
         free(prof);
-        if (absent)
-            fail(s, PENDING_NO_PICTURE, "the kind 0 has no picture");
-        else
-            fail(s, PENDING_BAD_URL, "the picture URL is not usable");
+        refuse_url(s, state);
         return;
     }
     memcpy(pic->url, prof->picture.url, prof->picture.len + 1);
     pic->h.url_len = (uint16_t)prof->picture.len;
+    free(s->data);
+    s->data = prof->picture.data;
+    s->data_len = prof->picture.data_len;
+    prof->picture.data = NULL;
+    profile_free(prof);
     free(prof);
 
     if (s->have_old && s->old.h.state == PIC_OK && strcmp(s->old.url, pic->url) == 0) {

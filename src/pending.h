@@ -23,7 +23,9 @@ enum pending_reason {
     PENDING_NO_PICTURE,     /* a kind 0 without picture (or image) */
     PENDING_BAD_URL,        /* a picture URL that is not http(s) or data:, or not usable */
     PENDING_DOWNLOAD_FAILED,
-    PENDING_BAD_IMAGE, /* downloaded, but not an accepted picture */
+    PENDING_BAD_IMAGE,    /* downloaded, but not an accepted picture */
+    PENDING_URL_TOO_LONG, /* a picture URL longer than PROFILE_MAX_URL: refused, not cut */
+    PENDING_DATA_TOO_BIG, /* a data: picture of more bytes than max_data_bytes */
 };
 
 /* How a search ended, for each waiter; valid only during the callback. */
@@ -42,7 +44,8 @@ struct pending_wait {
 };
 
 struct pending_options {
-    uint64_t max_age; /* seconds a picture (and what a URL gave) stays fresh */
+    uint64_t max_age;      /* seconds a picture (and what a URL gave) stays fresh */
+    size_t max_data_bytes; /* the most bytes of a data: picture, as of a download */
 };
 
 struct pending_stats {

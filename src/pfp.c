@@ -105,6 +105,12 @@ static void send_negative(h2o_req_t *req, const struct pic *pic)
         return;
     case PENDING_NO_PICTURE: http_reply_error(req, 404, "the profile has no picture"); return;
     case PENDING_BAD_URL: http_reply_error(req, 404, "the profile's picture URL is not http, https or data"); return;
+    case PENDING_URL_TOO_LONG:
+        http_reply_error(req, 404, "the profile's picture URL is longer than %d bytes", PROFILE_MAX_URL);
+        return;
+    case PENDING_DATA_TOO_BIG:
+        http_reply_error(req, 404, "the profile's data: picture is larger than max_source_bytes");
+        return;
     default: http_reply_error(req, 404, "no profile (kind 0) found for this pubkey"); return;
     }
 }
@@ -430,9 +436,10 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
         return r;
     }
     p->readers_started = true;
-    dopt = (struct downloads_options){.max_concurrent = p->o.max_concurrent, .image = o->image};
+    dopt = (struct downloads_options){
+        .max_concurrent = p->o.max_concurrent, .max_per_host = o->max_per_host, .image = o->image};
     downloads_init(&p->downloads, sv->fetcher, &p->images, sv->cache, &dopt);
-    popt = (struct pending_options){.max_age = p->o.max_age};
+    popt = (struct pending_options){.max_age = p->o.max_age, .max_data_bytes = o->max_data_bytes};
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};
     prefetch_init(&p->prefetch, loop, &qopt, start_ahead, p);
@@ -474,6 +481,11 @@ void pfp_free(struct pfp *p)
     workpool_free(&p->images);
     workpool_free(&p->readers);
     free(p);
+}
+
+const struct downloads *pfp_downloads(const struct pfp *p)
+{
+    return p->downloads;
 }
 
 void pfp_stats(const struct pfp *p, struct pfp_stats *out)

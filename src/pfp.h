@@ -11,11 +11,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "fetch.h"
 #include "image.h"
 #include "pending.h"
 
 struct blobs;
 struct blobcache;
+struct downloads;
 struct fetcher;
 struct histogram;
 struct http_server;
@@ -26,9 +28,9 @@ struct store;
 
 struct pfp_stats {
     uint64_t hits, stale, misses, not_modified;
-    uint64_t negative_hits;        /* answered from a remembered failure */
-    uint64_t downloads;            /* started */
-    uint64_t download_failures[8]; /* by enum fetch_error */
+    uint64_t negative_hits;                   /* answered from a remembered failure */
+    uint64_t downloads;                       /* started */
+    uint64_t download_failures[FETCH_ERRORS]; /* by enum fetch_error */
     uint64_t bad_images;
     uint64_t processed;                 /* pictures checked and stored */
     uint64_t url_reuses;                /* a picture another pubkey's URL had already brought */
@@ -61,6 +63,8 @@ struct pfp_options {
     size_t image_threads;      /* checking and resizing (0: one per online CPU) */
     size_t read_threads;       /* reading picture files not in memory */
     size_t max_concurrent;     /* downloads, and pictures fetched ahead, under way at once */
+    size_t max_per_host;       /* downloads from one origin host at once (0: no limit) */
+    size_t max_data_bytes;     /* the most bytes of a data: picture */
     struct image_opts image;   /* how pictures are checked and resized */
     uint64_t max_age;          /* seconds a picture stays fresh (at least 1) */
     bool precache_on_metadata; /* fetch the picture of every new kind 0 ahead */
@@ -108,5 +112,8 @@ void pfp_shutdown(struct pfp *p);
 void pfp_free(struct pfp *p);
 
 void pfp_stats(const struct pfp *p, struct pfp_stats *out);
+
+/* The download scheduler, for its own figures (downloads_stats()); valid while the service lives. */
+const struct downloads *pfp_downloads(const struct pfp *p);
 
 #endif

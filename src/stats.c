@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "downloads.h"
 #include "fetch.h"
 #include "metrics.h"
 
@@ -46,7 +47,7 @@ static json_t *failures_json(const struct pfp_stats *ps)
 {
     json_t *o = json_object();
 
-    for (int e = FETCH_BAD_URL; e <= FETCH_NETWORK; e++)
+    for (int e = FETCH_BAD_URL; e < FETCH_ERRORS; e++)
         json_object_set_new(o, fetch_error_name(e), json_integer((json_int_t)ps->download_failures[e]));
     json_object_set_new(o, "bad_image", json_integer((json_int_t)ps->bad_images));
     return o;
@@ -134,6 +135,40 @@ static const char *one_label(struct buf *l, const char *name, const char *value)
     return l->data;
 }
 
+/* Who holds the download slots: interactive or background work, and how many downloads one host has under way. */
+static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    struct downloads_stats ds;
+    struct fetch_stats fs;
+
+    downloads_stats(pfp_downloads(s->pfp), &ds);
+    fetcher_stats(s->fetcher, &fs);
+    metrics_family(b, "pfpcache_download_slots", "gauge",
+                   "Download slots (a download and its processing each): all of them, the most background work may "
+                   "hold; and the most downloads one origin host may have under way (0: no limit).");
+    metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "all"), ds.slots);
+    metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "background"), ds.background_slots);
+    metrics_u64(b, "pfpcache_download_slots", one_label(l, "limit", "per_host"), ds.max_per_host);
+    metrics_family(b, "pfpcache_downloads_running", "gauge",
+                   "Download slots held now, by the work that took them: interactive (someone waits for the "
+                   "picture) or background (fetching ahead, jobs).");
+    metrics_u64(b, "pfpcache_downloads_running", one_label(l, "class", "interactive"),
+                ds.running - ds.running_background);
+    metrics_u64(b, "pfpcache_downloads_running", one_label(l, "class", "background"), ds.running_background);
+    metrics_family(b, "pfpcache_downloads_queued", "gauge", "Downloads waiting for a slot, by class.");
+    metrics_u64(b, "pfpcache_downloads_queued", one_label(l, "class", "interactive"), ds.queued - ds.queued_background);
+    metrics_u64(b, "pfpcache_downloads_queued", one_label(l, "class", "background"), ds.queued_background);
+    metrics_single(b, "pfpcache_downloads_busiest_host", "gauge",
+                   "The most downloads under way from one origin host now.", ds.busiest_host);
+    metrics_single(b, "pfpcache_download_host_waits_total", "counter",
+                   "Downloads that waited for their host (max_downloads_per_host under way) while others went ahead.",
+                   ds.host_waits);
+    metrics_single(b, "pfpcache_download_connections_closed_total", "counter",
+                   "Kept-alive download connections closed rather than reused: after a failed download, or because "
+                   "bytes or a close came while no request was waiting (a response longer than it said).",
+                   fs.connections_closed);
+}
+
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct pfp_stats pfp;
@@ -159,10 +194,11 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_family(
         b, "pfpcache_download_failures_total", "counter",
         "Pictures that could not be cached, by reason: the download's, or bad_image when it was no picture.");
-    for (int e = FETCH_BAD_URL; e <= FETCH_NETWORK; e++)
+    for (int e = FETCH_BAD_URL; e < FETCH_ERRORS; e++)
         metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", fetch_error_name(e)),
                     ps->download_failures[e]);
     metrics_u64(b, "pfpcache_download_failures_total", one_label(l, "reason", "bad_image"), ps->bad_images);
+    download_slot_metrics(s, b, l);
     metrics_family(b, "pfpcache_image_processing_seconds", "histogram",
                    "Time to check, resize and store each downloaded picture.");
     metrics_histogram(b, "pfpcache_image_processing_seconds", "", ps->processing);

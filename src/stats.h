@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "fetch.h"
 #include "http.h"
 #include "jobs.h"
 #include "lookup.h"
@@ -26,6 +27,7 @@ struct stats {
     struct lookup *lookup;
     struct relay *relay;
     struct pfp *pfp;
+    struct fetcher *fetcher;
     struct pictures *pictures;
     struct jobs *jobs;
     uint64_t started_ns; /* clock_mono_ns() at start-up */

@@ -68,6 +68,19 @@ void workpool_submit(struct workpool *p, struct work *w)
     (void)r;
 }
 
+void workpool_submit_urgent(struct workpool *p, struct work *w)
+{
+    int r = fifo_push_urgent(&p->_queue, &w->item._q);
+
+    assert(r == 0);
+    (void)r;
+}
+
+void workpool_promote(struct workpool *p, struct work *w)
+{
+    fifo_promote(&p->_queue, &w->item._q);
+}
+
 void workpool_shutdown(struct workpool *p)
 {
     if (p->_threads == NULL || p->_joined)

@@ -38,6 +38,16 @@ size_t workpool_threads(const struct workpool *p);
 /* Queues `w`, run in submission order by the first free thread. Any thread, before workpool_shutdown(). */
 void workpool_submit(struct workpool *p, struct work *w);
 
+/* As workpool_submit(), but ahead of the work queued with it: someone is waiting for this. */
+void workpool_submit_urgent(struct workpool *p, struct work *w);
+
+/*
+ * Moves `w`, queued with workpool_submit(), ahead as if it had been submitted
+ * urgent, unless a thread has taken it already. Looks through the queue: for
+ * pools whose queue stays short. Any thread.
+ */
+void workpool_promote(struct workpool *p, struct work *w);
+
 /*
  * Lets the threads finish what is queued, then joins them. Loop thread; `done`s
  * arrive through the inbox. Idempotent, and a no-op on a zeroed workpool.

@@ -99,6 +99,18 @@ static void admin_and_lru_keys_default_to_off_and_90_percent(void **state)
     config_free(&cfg);
 }
 
+static void downloads_default_to_a_minimum_speed_and_four_per_host(void **state)
+{
+    struct config cfg;
+    (void)state;
+
+    config_defaults(&cfg);
+    assert_int_equal(cfg.download_min_bytes_per_second, 1024);
+    assert_int_equal(cfg.download_min_speed_seconds, 5);
+    assert_int_equal(cfg.max_downloads_per_host, 4);
+    config_free(&cfg);
+}
+
 static void missing_file_is_written_with_defaults_and_reads_back(void **state)
 {
     struct config cfg, again;
@@ -287,6 +299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_are_the_seeds),
         cmocka_unit_test(admin_and_lru_keys_default_to_off_and_90_percent),
+        cmocka_unit_test(downloads_default_to_a_minimum_speed_and_four_per_host),
         cmocka_unit_test(admin_keys_and_low_water_are_read),
         cmocka_unit_test(bad_admin_tokens_are_described_without_quoting_them),
         cmocka_unit_test(bad_admin_pubkeys_name_the_index),

@@ -1,4 +1,4 @@
-/* test_fifo.c -- the queue between threads, and the inbox and workpool built on it. */
+/* test_fifo.c -- the queue between threads (urgent items first), and the inbox and workpool built on it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -95,6 +95,40 @@ static void pop_takes_at_most_max_oldest_first(void **state)
     fifo_free(&q);
 }
 
+static void urgent_items_go_first_and_a_promoted_one_joins_them(void **state)
+{
+    struct num v[6];
+    h2o_linklist_t out;
+    const int rest[] = {4, 3, 0, 1, 5};
+    size_t k = 0;
+    (void)state;
+
+    assert_int_equal(fifo_init(&q), 0);
+    for (int i = 0; i < 6; i++)
+        v[i].n = i;
+    fifo_push(&q, &v[0].item);
+    fifo_push(&q, &v[1].item);
+    fifo_push_urgent(&q, &v[2].item);
+    fifo_push(&q, &v[3].item);
+    fifo_push_urgent(&q, &v[4].item);
+    fifo_push(&q, &v[5].item);
+    /* Behind the urgent items already there. */
+    assert_int_equal(fifo_promote(&q, &v[3].item), 0);
+    assert_int_equal(fifo_promote(&q, &v[3].item), -ENOENT);
+    assert_int_equal(fifo_length(&q), 6);
+    assert_int_equal(pop_one(&q, false), 2);
+    assert_int_equal(fifo_promote(&q, &v[2].item), -ENOENT);
+    /* The rest in one splice, in the same order. */
+    h2o_linklist_init_anchor(&out);
+    assert_int_equal(fifo_pop(&q, &out, 100, false), 5);
+    for (h2o_linklist_t *l = out.next; l != &out; l = l->next)
+        assert_int_equal(H2O_STRUCT_FROM_MEMBER(struct num, item._link, l)->n, rest[k++]);
+    assert_int_equal(k, 5);
+    assert_int_equal(fifo_length(&q), 0);
+    fifo_shutdown(&q);
+    fifo_free(&q);
+}
+
 static void *wait_pop(void *arg)
 {
     (void)arg;
@@ -178,6 +212,68 @@ static void workpool_results_come_back_on_the_loop(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A job that holds the pool's one thread until the test lets it go, so that the others queue behind it. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_open, gate_reached;
+
+static void gate_run(struct work *w)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_reached = true;
+    pthread_cond_broadcast(&gate_cond);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    job_run(w);
+}
+
+static void urgent_work_runs_before_work_queued_earlier(void **state)
+{
+    uv_loop_t loop;
+    struct inbox inbox;
+    struct workpool pool = {0};
+    struct job jobs[5] = {0};
+    const int order[] = {0, 3, 4, 2, 1};
+    (void)state;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(inbox_init(&inbox, &loop), 0);
+    assert_int_equal(workpool_init(&pool, 1, &inbox), 0);
+    ndone = 0;
+    gate_open = gate_reached = false;
+    for (int i = 0; i < 5; i++) {
+        jobs[i].n = i;
+        jobs[i].work.run = i == 0 ? gate_run : job_run;
+        jobs[i].work.done = job_done;
+    }
+    workpool_submit(&pool, &jobs[0].work);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_reached)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    /* Fetching ahead queues 1 and 2; then pictures someone waits for (3, 4), and 2 turns out to be one. */
+    workpool_submit(&pool, &jobs[1].work);
+    workpool_submit(&pool, &jobs[2].work);
+    workpool_submit_urgent(&pool, &jobs[3].work);
+    workpool_submit_urgent(&pool, &jobs[4].work);
+    workpool_promote(&pool, &jobs[2].work);
+    /* Taken by the thread already: nothing to move. */
+    workpool_promote(&pool, &jobs[0].work);
+    pthread_mutex_lock(&gate_lock);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    while (ndone < 5)
+        uv_run(&loop, UV_RUN_ONCE);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(done_order[i], order[i]);
+    workpool_free(&pool);
+    inbox_free(&inbox);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void stopping_a_workpool_runs_what_is_queued(void **state)
 {
     uv_loop_t loop;
@@ -215,8 +311,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_producer_s_items_come_out_in_its_order),
         cmocka_unit_test(pop_takes_at_most_max_oldest_first),
+        cmocka_unit_test(urgent_items_go_first_and_a_promoted_one_joins_them),
         cmocka_unit_test(close_wakes_waiters_refuses_pushes_and_keeps_what_is_queued),
         cmocka_unit_test(workpool_results_come_back_on_the_loop),
+        cmocka_unit_test(urgent_work_runs_before_work_queued_earlier),
         cmocka_unit_test(stopping_a_workpool_runs_what_is_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * test_pending.c -- the search for a pubkey's picture, on a real loop with a
  * real store, index, scheduler and image threads: one search per pubkey, failures
  * remembered, the refetch when a file goes while its record is written, and
- * searches abandoned at shutdown. Profiles are stored here and pictures are
- * data: URIs, so that nothing needs the network.
+ * searches abandoned at shutdown; data: pictures named by their bytes and
+ * bounded by them. Profiles are stored here and pictures are data: URIs, so
+ * that nothing needs the network.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +35,14 @@
 #define PNG_URI                                                                                                        \
     "data:image/"                                                                                                      \
     "png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+/* The same PNG's bytes under another media type. */
+#define PNG_AS_JPEG_URI                                                                                                \
+    "DATA:image/"                                                                                                      \
+    "jpeg;BASE64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg"
+
+/* The most bytes of a data: picture here. */
+#define MAX_DATA 4096
 
 static struct fixture fx;
 static struct store st;
@@ -96,7 +105,7 @@ static int setup(void **state)
 {
     char err[256], path[128];
     struct downloads_options dopt = {.max_concurrent = 4};
-    struct pending_options popt = {.max_age = 3600};
+    struct pending_options popt = {.max_age = 3600, .max_data_bytes = MAX_DATA};
     (void)state;
 
     fixture_open(&fx, "pending");
@@ -213,6 +222,47 @@ static void a_profile_without_a_picture_is_remembered_with_a_retry_time(void **s
     assert_true(h.pic.h.retry_at - h.pic.h.fetched_at > rec.h.retry_at - rec.h.fetched_at);
 }
 
+static void data_pictures_are_named_by_their_bytes_however_written(void **state)
+{
+    struct heard a, b;
+    struct downloads_stats ds;
+    (void)state;
+
+    store_profile(6, 1, "{\"picture\":\"" PNG_URI "\"}");
+    store_profile(7, 2, "{\"picture\":\"" PNG_AS_JPEG_URI "\"}");
+    start(6, false, NULL, &a);
+    start(7, false, NULL, &b);
+    fixture_run_until(&fx, a.calls == 1);
+    fixture_run_until(&fx, b.calls == 1);
+    assert_int_equal(a.pic.h.state, PIC_OK);
+    assert_int_equal(b.pic.h.state, PIC_OK);
+    assert_string_equal(a.pic.url, b.pic.url);
+    assert_true(strncmp(a.pic.url, "data:sha256,", 12) == 0);
+    downloads_stats(downloads, &ds);
+    assert_int_equal(ds.started, 1);
+    assert_int_equal(ds.processed, 1);
+}
+
+static void a_data_picture_over_the_limit_is_refused_as_too_big(void **state)
+{
+    char content[MAX_DATA * 2], *p;
+    struct downloads_stats ds;
+    struct heard h;
+    (void)state;
+
+    p = content + sprintf(content, "{\"picture\":\"data:image/png;base64,");
+    for (int i = 0; i < MAX_DATA / 3 + 1; i++)
+        p += sprintf(p, "QUJD");
+    strcpy(p, "\"}");
+    store_profile(8, 1, content);
+    start(8, false, NULL, &h);
+    fixture_run_until(&fx, h.calls == 1);
+    assert_int_equal(h.pic.h.state, PIC_NEGATIVE);
+    assert_int_equal(h.pic.h.reason, PENDING_DATA_TOO_BIG);
+    downloads_stats(downloads, &ds);
+    assert_int_equal(ds.started, 0);
+}
+
 static void on_purged(void *ctx, const struct pictures_purged *r)
 {
     assert_int_equal(r->status, 0);
@@ -289,7 +339,8 @@ static void searches_under_way_are_abandoned_at_shutdown(void **state)
     uint8_t pk[32];
     (void)state;
 
-    store_profile(5, 1, "{\"picture\":\"" PNG_URI "\"}");
+    /* A download under way: the guard refuses the address once libcurl gets to it, which is after shutdown. */
+    store_profile(5, 1, "{\"picture\":\"http://127.0.0.1:9/p.png\"}");
     start(5, false, NULL, &h);
     pending_shutdown(pending);
     downloads_shutdown(downloads);
@@ -307,6 +358,8 @@ int main(void)
         fixture_unit_test(a_profile_without_a_picture_is_remembered_with_a_retry_time),
         fixture_unit_test(a_picture_whose_file_goes_while_its_record_is_written_is_downloaded_again),
         fixture_unit_test(an_unchanged_picture_whose_file_is_there_is_only_confirmed),
+        fixture_unit_test(data_pictures_are_named_by_their_bytes_however_written),
+        fixture_unit_test(a_data_picture_over_the_limit_is_refused_as_too_big),
         fixture_unit_test(searches_under_way_are_abandoned_at_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
