@@ -104,33 +104,6 @@ static bool parse_uint(struct span s, int max, int *out)
     return true;
 }
 
-/* A positive decimal, as browsers report device pixel ratios ("2", "2.625"). */
-static bool parse_decimal(struct span s, double *out)
-{
-    double v = 0, scale = 1;
-    bool point = false, digits = false;
-
-    if (s.n == 0 || s.n > 12)
-        return false;
-    for (size_t i = 0; i < s.n; i++) {
-        if (s.p[i] == '.' && !point) {
-            point = true;
-        } else if (s.p[i] >= '0' && s.p[i] <= '9') {
-            digits = true;
-            if (point)
-                v += (s.p[i] - '0') * (scale /= 10);
-            else
-                v = v * 10 + (s.p[i] - '0');
-        } else {
-            return false;
-        }
-    }
-    if (!digits || v <= 0)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* imgproxy's booleans: "1", "t" and "true" are true; "0", "f" and "false" false. */
 static bool parse_bool(struct span s, bool *out)
 {
@@ -232,7 +205,7 @@ static int parse_option(struct imgproxy_request *r, struct span seg, char *err, 
 #undef ARGS
     a = next(&p, end, ':');
     if (span_is(name, "dpr")) {
-        if (!parse_decimal(a, &r->dpr) || p < end)
+        if (!variant_parse_decimal(h2o_iovec_init(a.p, a.n), &r->dpr) || p < end)
             return err_set(err, errlen, -EINVAL, "option dpr: must be a positive number, such as 2 or 2.625");
         /* Sizes are capped at four times the largest master, as browsers report no more. */
         r->dpr = r->dpr > 4 ? 4 : r->dpr;

@@ -82,8 +82,7 @@ static bool parse_int(h2o_iovec_t v, int max, int *out)
     return true;
 }
 
-/* A plain decimal ("2", "1.5", "2.625"), as browsers report device pixel ratios: 1 to 4. */
-static bool parse_dpr(h2o_iovec_t v, double *out)
+bool variant_parse_decimal(h2o_iovec_t v, double *out)
 {
     double n = 0, scale = 1;
     bool point = false, digits = false;
@@ -104,7 +103,7 @@ static bool parse_dpr(h2o_iovec_t v, double *out)
             return false;
         }
     }
-    if (!digits || n < 1 || n > 4)
+    if (!digits || n <= 0)
         return false;
     *out = n;
     return true;
@@ -191,7 +190,7 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
             return err_set(err, errlen, -EINVAL, "size: must be an integer from 1 to %d", o->max_size);
         sized = true;
     }
-    if (param(query, DPR, &v) && !parse_dpr(v, &dpr))
+    if (param(query, DPR, &v) && (!variant_parse_decimal(v, &dpr) || dpr < 1 || dpr > 4))
         return err_set(err, errlen, -EINVAL, "dpr: must be a number from 1 to 4, such as 2 or 1.5");
     if (param(query, FORMAT, &v)) {
         if (variant_format_parse(v, &out->format) != 0)

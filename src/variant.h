@@ -58,6 +58,9 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
 /* Whether `accept` names `mime` (e.g. "image/webp") with a quality above zero; wildcards do not count. */
 bool variant_accepts(h2o_iovec_t accept, const char *mime);
 
+/* A plain positive decimal ("2", "1.5", "2.625"), as browsers report device pixel ratios: no sign or exponent. */
+bool variant_parse_decimal(h2o_iovec_t v, double *out);
+
 /* "jpeg", "webp", ... and "image/jpeg", ... */
 const char *variant_format_name(enum variant_format f);
 const char *variant_format_mime(enum variant_format f);

@@ -129,3 +129,13 @@ uint8_t *fixture_record(uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t
     json_decref(ev.tags);
     return rec;
 }
+
+json_t *fixture_vectors(const char *path, size_t flags)
+{
+    json_error_t err;
+    json_t *v = json_load_file(path, flags, &err);
+
+    if (v == NULL)
+        fail_msg("cannot load %s: %s", path, err.text);
+    return v;
+}

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -93,5 +94,8 @@ void fixture_wait_end(struct fixture *fx);
  */
 uint8_t *fixture_record(uint8_t id, uint8_t pubkey, int64_t created_at, uint32_t kind, const char *tags,
                         const char *content, size_t content_len, size_t *len);
+
+/* The JSON vectors at `path` (tests/vectors/..., made by their scripts there); fails the test if they do not load. */
+json_t *fixture_vectors(const char *path, size_t flags);
 
 #endif

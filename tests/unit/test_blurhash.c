@@ -12,6 +12,7 @@
 
 #include "base64.h"
 #include "blurhash.h"
+#include "fixture.h"
 
 #define VECTORS "tests/vectors/blurhash.json"
 
@@ -19,11 +20,8 @@ static json_t *vectors;
 
 static int load(void **state)
 {
-    json_error_t err;
-
     (void)state;
-    if ((vectors = json_load_file(VECTORS, 0, &err)) == NULL)
-        fail_msg("cannot load %s: %s", VECTORS, err.text);
+    vectors = fixture_vectors(VECTORS, 0);
     return 0;
 }
 

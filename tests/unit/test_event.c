@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "event.h"
+#include "fixture.h"
 #include "hex.h"
 
 #define VECTORS "tests/vectors/events.json"
@@ -22,11 +23,8 @@ static json_t *vectors;
 
 static int setup(void **state)
 {
-    json_error_t err;
     (void)state;
-    vectors = json_load_file(VECTORS, JSON_ALLOW_NUL, &err);
-    if (vectors == NULL)
-        fail_msg("cannot load %s: %s", VECTORS, err.text);
+    vectors = fixture_vectors(VECTORS, JSON_ALLOW_NUL);
     return 0;
 }
 

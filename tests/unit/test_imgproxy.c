@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "imgproxy.h"
 
 #define VECTORS "tests/vectors/imgproxy.json"
@@ -25,11 +26,8 @@ static struct imgproxy_key keys[2];
 
 static int load(void **state)
 {
-    json_error_t err;
-
     (void)state;
-    if ((vectors = json_load_file(VECTORS, 0, &err)) == NULL)
-        fail_msg("cannot load %s: %s", VECTORS, err.text);
+    vectors = fixture_vectors(VECTORS, 0);
     for (size_t i = 0; i < 2; i++) {
         json_t *k = json_array_get(json_object_get(vectors, "keys"), i);
         assert_int_equal(imgproxy_key_parse(json_string_value(json_object_get(k, "key")),

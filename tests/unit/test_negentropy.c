@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "hex.h"
 #include "negentropy.h"
 
@@ -25,11 +26,8 @@ static json_t *vectors;
 
 static int load(void **state)
 {
-    json_error_t err;
-
     (void)state;
-    if ((vectors = json_load_file(VECTORS, 0, &err)) == NULL)
-        fail_msg("cannot load %s: %s", VECTORS, err.text);
+    vectors = fixture_vectors(VECTORS, 0);
     return 0;
 }
 
