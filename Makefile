@@ -12,7 +12,7 @@
 
 BIN     := pfpcache-relay
 VERSION := 0.1.0
-PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl
+PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl zlib gmodule-no-export-2.0
 
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
@@ -72,6 +72,9 @@ $(B)/bench/%: bench/tools/%.c $(LIB) | $(B)/bench
 # Programs the end-to-end tests run, such as the generator of test images.
 $(B)/tests/tools/%: tests/tools/%.c $(LIB) | $(B)/tests/tools
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
+
+# The hostile JPEG is arithmetic-coded with the state table of libjpeg, the library that decodes it.
+$(B)/tests/tools/make_fixtures: LDLIBS += -ljpeg
 
 $(B)/obj $(B)/tests $(B)/bench $(B)/tests/tools:
 	mkdir -p $@
