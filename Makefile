@@ -101,7 +101,7 @@ e2e: $(B)/$(BIN) $(TEST_TOOLS) node_modules/.installed
 
 bench:
 	scripts/deps.sh bench
-	$(MAKE) all node_modules/.installed $(BENCH_TOOLS)
+	$(MAKE) all node_modules/.installed $(BENCH_TOOLS) $(TEST_TOOLS)
 	bench/run.sh
 
 # Fuzzers build every module with clang, libFuzzer and the sanitizers, and grow a

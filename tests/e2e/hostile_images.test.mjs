@@ -2,15 +2,16 @@
 // their reason in /metrics and remembered; AVIF and HEIF however libvips finds its modules; picture answers that
 // browsers cannot misread, and originals served without what follows their end (a JPEG and ZIP polyglot).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFileSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { inspect, makeFixtures, makeHostile, startImageServer } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { BIN, runBinary, startRelay, tempDir, testConfig } from './lib/relay.mjs';
 
 let fixtures, images, relay, client;
 
@@ -77,17 +78,23 @@ async function assertRefusedAndRemembered(r, c, file, reason) {
   assert.equal((await fetch(`${r.url}/health`)).status, 200);
 }
 
+// Runs `fn` with the environment variables of `vars` set, for the relays it starts.
+async function withEnv(vars, fn) {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 test('AVIF and HEIF are decoded even when VIPSHOME points libvips away from its modules', async () => {
   // libvips looks for its loadable modules (HEIF among them) under VIPSHOME, and so misses them here.
-  const saved = process.env.VIPSHOME;
-  process.env.VIPSHOME = fixtures;
-  let r;
-  try {
-    r = await startRelay({ config: GUARDED });
-  } finally {
-    if (saved === undefined) delete process.env.VIPSHOME;
-    else process.env.VIPSHOME = saved;
-  }
+  const r = await withEnv({ VIPSHOME: fixtures }, () => startRelay({ config: GUARDED }));
   const c = await rawClient(r.url);
   try {
     for (const file of ['image.avif', 'image.heic']) {
@@ -104,11 +111,29 @@ test('AVIF and HEIF are decoded even when VIPSHOME points libvips away from its 
   }
 });
 
+test('a relay whose libvips cannot load AVIF and HEIF at all refuses to start, and says why', async () => {
+  // A copy of libvips with no modules beside it, and VIPSHOME pointing there too: nowhere to find vips-heif.
+  const dir = await tempDir();
+  try {
+    const lib = join(dir, 'lib');
+    await mkdir(lib);
+    const [, name, path] = /^\s*(libvips\.so\S*) => (\S+)/m.exec(execFileSync('ldd', [BIN], { encoding: 'utf8' }));
+    copyFileSync(realpathSync(path), join(lib, name));
+    const config = join(dir, 'config.json');
+    await writeFile(config, JSON.stringify(testConfig(dir, GUARDED)));
+    const r = await withEnv({ LD_LIBRARY_PATH: lib, VIPSHOME: lib }, () => runBinary(['--config', config]));
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /libvips \S+ has no heifload_buffer, which the accepted formats need/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('an AVIF whose ispe box claims 100000 x 100000 is refused from its header, and remembered', async () => {
   await assertRefusedAndRemembered(relay, client, 'bomb.avif', 'pixels');
 });
 
-test('a 40 KB JPEG of 2,080 arithmetic-coded scans at 7071 x 7071 is refused before decoding, and remembered', async () => {
+test('a 33 KB JPEG of 2,080 arithmetic-coded scans at 7071 x 7071 is refused before decoding, and remembered', async () => {
   await assertRefusedAndRemembered(relay, client, 'scans.jpg', 'scans');
 });
 
