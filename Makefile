@@ -17,6 +17,8 @@ PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl zlib gmod
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# Leaks of third-party libraries that live as long as the process (tests/lsan.supp says which).
+export LSAN_OPTIONS := suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 else
 OPT := -O2 -g
 endif

@@ -128,7 +128,7 @@ static void png_image_data_length_follows_its_header(void **state)
 
 static void png_data_past_the_last_row_is_found(void **state)
 {
-    uint8_t rows[4 * 5] = {0}, z[256];
+    uint8_t rows[4 * 5 + 1] = {0}, z[256];
     uLongf zlen = sizeof(z);
     struct bytes b;
     struct imgscan_png p;
