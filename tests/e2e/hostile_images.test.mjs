@@ -49,6 +49,33 @@ async function getPic(r, id, options = {}) {
   return { res, body: Buffer.from(await res.arrayBuffer()) };
 }
 
+// Runs `fn` with the environment variables of `vars` set, for the relays it starts.
+async function withEnv(vars, fn) {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+// Runs `fn(relay, client)` against a relay of its own, configured with `config` over GUARDED and started with the
+// environment variables of `env`, and stops it.
+async function withRelay(config, fn, env = {}) {
+  const r = await withEnv(env, () => startRelay({ config: { ...GUARDED, ...config } }));
+  const c = await rawClient(r.url);
+  try {
+    return await fn(r, c);
+  } finally {
+    c.close();
+    await r.cleanup();
+  }
+}
+
 const refused = (r, reason) => r.metric('pfpcache_image_refused_total', { reason });
 
 // What libvips sees in a response body.
@@ -78,37 +105,22 @@ async function assertRefusedAndRemembered(r, c, file, reason) {
   assert.equal((await fetch(`${r.url}/health`)).status, 200);
 }
 
-// Runs `fn` with the environment variables of `vars` set, for the relays it starts.
-async function withEnv(vars, fn) {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
-
 test('AVIF and HEIF are decoded even when VIPSHOME points libvips away from its modules', async () => {
   // libvips looks for its loadable modules (HEIF among them) under VIPSHOME, and so misses them here.
-  const r = await withEnv({ VIPSHOME: fixtures }, () => startRelay({ config: GUARDED }));
-  const c = await rawClient(r.url);
-  try {
-    for (const file of ['image.avif', 'image.heic']) {
-      const u = await profile(`${images.url}/f/${file}?vipshome`, c);
-      const { res, body } = await getPic(r, u.pubkey);
-      assert.equal(res.status, 200, `${file}: ${body}`);
-      assert.equal(res.headers.get('content-type'), 'image/jpeg');
-      const seen = inspectBody(body);
-      assert.deepEqual([seen.format, seen.width, seen.height], ['jpeg', 200, 200], file);
-    }
-  } finally {
-    c.close();
-    await r.cleanup();
-  }
+  await withRelay(
+    {},
+    async (r, c) => {
+      for (const file of ['image.avif', 'image.heic']) {
+        const u = await profile(`${images.url}/f/${file}?vipshome`, c);
+        const { res, body } = await getPic(r, u.pubkey);
+        assert.equal(res.status, 200, `${file}: ${body}`);
+        assert.equal(res.headers.get('content-type'), 'image/jpeg');
+        const seen = inspectBody(body);
+        assert.deepEqual([seen.format, seen.width, seen.height], ['jpeg', 200, 200], file);
+      }
+    },
+    { VIPSHOME: fixtures },
+  );
 });
 
 test('a relay whose libvips cannot load AVIF and HEIF at all refuses to start, and says why', async () => {
@@ -152,36 +164,24 @@ test('a progressive JPEG and a 49-megapixel PNG, as encoders write them, are acc
 
 test('a picture not done within image_timeout_ms is refused, and remembered', async () => {
   // slow.png takes about half a second to decode and resize; each strip of it checks the deadline.
-  const r = await startRelay({ config: { ...GUARDED, image_timeout_ms: 100 } });
-  const c = await rawClient(r.url);
-  try {
+  await withRelay({ image_timeout_ms: 100 }, async (r, c) => {
     await assertRefusedAndRemembered(r, c, 'slow.png', 'timeout');
     const u = await profile(`${images.url}/f/small.jpg?quick`, c);
     assert.equal((await getPic(r, u.pubkey)).res.status, 200, 'a small picture is done in time');
-  } finally {
-    c.close();
-    await r.cleanup();
-  }
+  });
 });
 
 test('a picture whose decoder alone would need more than image_memory_mb is refused; smaller ones pass', async () => {
   // A progressive JPEG's decoder keeps every coefficient: 3000 x 2000 x 3 x 2 bytes, some 36 MB.
-  const r = await startRelay({ config: { ...GUARDED, image_memory_mb: 16 } });
-  const c = await rawClient(r.url);
-  try {
+  await withRelay({ image_memory_mb: 16 }, async (r, c) => {
     await assertRefusedAndRemembered(r, c, 'progressive.jpg', 'memory');
     const u = await profile(`${images.url}/f/big.jpg?memory`, c);
     assert.equal((await getPic(r, u.pubkey)).res.status, 200, 'a baseline JPEG decodes a band of rows at a time');
-  } finally {
-    c.close();
-    await r.cleanup();
-  }
+  });
 });
 
 test('hostile pictures fetched ahead are refused in the background while an unrelated picture is served', async () => {
-  const r = await startRelay({ config: { ...GUARDED, precache_on_metadata: true, image_threads: 2 } });
-  const c = await rawClient(r.url);
-  try {
+  await withRelay({ precache_on_metadata: true, image_threads: 2 }, async (r, c) => {
     // Published only, never requested: each is fetched ahead as its kind 0 is stored.
     const hostile = { 'scans.jpg': 'scans', 'trailing.png': 'trailing_data', 'bomb.avif': 'pixels' };
     const users = {};
@@ -197,10 +197,7 @@ test('hostile pictures fetched ahead are refused in the background while an unre
       assert.equal(images.hits.get(`/f/${file}`) >= 1, true);
     }
     assert.equal((await fetch(`${r.url}/health`)).status, 200);
-  } finally {
-    c.close();
-    await r.cleanup();
-  }
+  });
 });
 
 function assertUnmisreadable(res, what) {
@@ -236,9 +233,7 @@ test("every picture answer carries X-Content-Type-Options: nosniff and Content-S
 });
 
 test('with resize_images false, a JPEG followed by a ZIP is served as the JPEG alone; other originals byte for byte', async () => {
-  const r = await startRelay({ config: { ...GUARDED, resize_images: false } });
-  const c = await rawClient(r.url);
-  try {
+  await withRelay({ resize_images: false }, async (r, c) => {
     const polyglot = readFileSync(join(fixtures, 'polyglot.jpg'));
     const zipAt = polyglot.indexOf(Buffer.from('PK\x03\x04', 'latin1'));
     assert.ok(zipAt > 0 && polyglot.includes(Buffer.from('PK\x05\x06', 'latin1')), 'the fixture is a JPEG and a ZIP');
@@ -256,8 +251,5 @@ test('with resize_images false, a JPEG followed by a ZIP is served as the JPEG a
       assert.equal(got.res.status, 200, `${file}: ${got.body}`);
       assert.deepEqual(got.body, readFileSync(join(fixtures, file)), file);
     }
-  } finally {
-    c.close();
-    await r.cleanup();
-  }
+  });
 });
