@@ -12,11 +12,13 @@
 
 BIN     := pfpcache-relay
 VERSION := 0.1.0
-PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl
+PKGS    := libh2o libuv openssl jansson lmdb libsecp256k1 vips libcurl zlib gmodule-no-export-2.0
 
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# Leaks of third-party libraries that live as long as the process (tests/lsan.supp says which).
+export LSAN_OPTIONS := suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 else
 OPT := -O2 -g
 endif
@@ -78,6 +80,9 @@ $(B)/bench/%: bench/tools/%.c $(LIB) | $(B)/bench
 $(B)/tests/tools/%: tests/tools/%.c $(LIB) | $(B)/tests/tools
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDLIBS)
 
+# The hostile JPEG is arithmetic-coded with the state table of libjpeg, the library that decodes it.
+$(B)/tests/tools/make_fixtures: LDLIBS += -ljpeg
+
 $(B)/obj $(B)/tests $(B)/bench $(B)/tests/tools:
 	mkdir -p $@
 
@@ -103,7 +108,7 @@ e2e: $(B)/$(BIN) $(TEST_TOOLS) node_modules/.installed
 
 bench:
 	scripts/deps.sh bench
-	$(MAKE) all node_modules/.installed $(BENCH_TOOLS)
+	$(MAKE) all node_modules/.installed $(BENCH_TOOLS) $(TEST_TOOLS)
 	bench/run.sh
 
 # Fuzzers build every module with clang, libFuzzer and the sanitizers, and grow a

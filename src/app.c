@@ -247,7 +247,7 @@ static int start(struct app *a)
             .max_per_host = (size_t)a->cfg.max_downloads_per_host,
             .max_data_bytes = (size_t)a->cfg.max_source_bytes,
             .image = {a->cfg.resize_images, (int)a->cfg.max_image_size, (int)a->cfg.image_quality,
-                      a->cfg.max_source_pixels},
+                      a->cfg.max_source_pixels, (int)a->cfg.image_timeout_ms, a->cfg.image_memory_mb << 20},
             .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
             .precache_on_metadata = a->cfg.precache_on_metadata,
         };

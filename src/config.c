@@ -151,6 +151,8 @@ static const struct key keys[] = {
     {"download_min_speed_seconds", KEY_INT, OFF(download_min_speed_seconds), 1, 600, 5},
     {"max_downloads_per_host", KEY_INT, OFF(max_downloads_per_host), 1, 10000, 4},
     {"image_threads", KEY_INT, OFF(image_threads), 0, 256, 0},
+    {"image_timeout_ms", KEY_INT, OFF(image_timeout_ms), 10, 600000, 2000},
+    {"image_memory_mb", KEY_INT, OFF(image_memory_mb), 1, 1048576, 512},
     {"memory_cache_mb", KEY_INT, OFF(memory_cache_mb), 0, 1048576, 64},
     {"precache_on_metadata", KEY_BOOL, OFF(precache_on_metadata), .def_int = 1},
     {"lru_low_water_percent", KEY_INT, OFF(lru_low_water_percent), 50, 99, 90},

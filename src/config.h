@@ -69,6 +69,8 @@ struct config {
     int64_t download_min_speed_seconds;
     int64_t max_downloads_per_host;
     int64_t image_threads;
+    int64_t image_timeout_ms;
+    int64_t image_memory_mb;
     int64_t memory_cache_mb;
     bool precache_on_metadata;
     int64_t lru_low_water_percent;

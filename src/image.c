@@ -1,11 +1,22 @@
-/* image.c -- pictures checked and resized with libvips: the format decided by magic bytes, pixels bounded. */
+/*
+ * image.c -- pictures checked and resized with libvips: the format decided by magic bytes; pixels, scans and
+ * image data bounded before decoding; a watchdog for each picture's time and one budget for decoders' memory.
+ */
 #include "image.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <gmodule.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vips/vips.h>
+
+#include "clock.h"
+#include "imgscan.h"
+#include "log.h"
 
 static bool starts(const uint8_t *p, size_t n, const void *magic, size_t mlen)
 {
@@ -108,9 +119,212 @@ const char *image_mime(enum image_type t)
     return "application/octet-stream";
 }
 
+const char *image_refusal_name(enum image_refusal r)
+{
+    static const char *const names[IMAGE_REFUSALS] = {"format", "pixels",  "scans",  "trailing_data",
+                                                      "memory", "timeout", "corrupt"};
+    return (unsigned)r < IMAGE_REFUSALS ? names[r] : "unknown";
+}
+
+/* --- budgets ---------------------------------------------------------------------------------------------------- */
+
+/*
+ * One picture's budgets. While it has a deadline it is on the watchdog's list, and once the deadline passes the
+ * watchdog sets libvips' kill flag on `image`, the head of the pipeline being computed: every strip of pixels
+ * asked of it checks the flag, so the work stops at the next strip. Work inside one decoder call (a progressive
+ * JPEG's scans, the end of a PNG's stream) is not interruptible; the checks before decoding bound it.
+ */
+struct budget {
+    uint64_t deadline_ns; /* 0: none, and not on the list */
+    VipsImage *image;     /* referenced while watched */
+    bool expired;
+    int64_t reserved; /* bytes of the memory budget held */
+    struct budget *prev, *next;
+};
+
+/* The state the image threads share. Counters are atomic; everything else is under `lock`. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;  /* for the watchdog: a new deadline, or stop */
+    pthread_cond_t freed; /* memory given back */
+    pthread_t watchdog;
+    bool watching, stopping;
+    struct budget *watched;
+    int64_t memory_used;
+    uint64_t refused[IMAGE_REFUSALS];
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct timespec mono_timespec(uint64_t ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.lock);
+    while (!g.stopping) {
+        uint64_t now = clock_mono_ns(), next = UINT64_MAX;
+
+        for (struct budget *b = g.watched; b != NULL; b = b->next) {
+            if (b->expired)
+                continue;
+            if (b->deadline_ns <= now) {
+                b->expired = true;
+                if (b->image != NULL)
+                    vips_image_set_kill(b->image, TRUE);
+            } else if (b->deadline_ns < next) {
+                next = b->deadline_ns;
+            }
+        }
+        if (next == UINT64_MAX) {
+            pthread_cond_wait(&g.wake, &g.lock);
+        } else {
+            struct timespec until = mono_timespec(next);
+            pthread_cond_timedwait(&g.wake, &g.lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&g.lock);
+    return NULL;
+}
+
+/* Starts the clock of a picture whose memory is reserved. */
+static void budget_start(struct budget *b, int timeout_ms)
+{
+    if (timeout_ms <= 0)
+        return;
+    pthread_mutex_lock(&g.lock);
+    b->deadline_ns = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    b->prev = NULL;
+    b->next = g.watched;
+    if (g.watched != NULL)
+        g.watched->prev = b;
+    g.watched = b;
+    pthread_cond_signal(&g.wake);
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* The image whose evaluation the watchdog stops at the deadline; killed at once if the deadline has passed. */
+static void budget_watch(struct budget *b, VipsImage *im)
+{
+    VipsImage *old;
+
+    if (b->deadline_ns == 0)
+        return;
+    g_object_ref(im);
+    pthread_mutex_lock(&g.lock);
+    old = b->image;
+    b->image = im;
+    if (b->expired)
+        vips_image_set_kill(im, TRUE);
+    pthread_mutex_unlock(&g.lock);
+    if (old != NULL)
+        g_object_unref(old);
+}
+
+/* Takes the picture off the watchdog's list; true if its deadline had passed. */
+static bool budget_stop(struct budget *b)
+{
+    bool expired;
+
+    if (b->deadline_ns == 0)
+        return false;
+    pthread_mutex_lock(&g.lock);
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        g.watched = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    expired = b->expired;
+    pthread_mutex_unlock(&g.lock);
+    if (b->image != NULL)
+        g_object_unref(b->image);
+    b->image = NULL;
+    b->deadline_ns = 0;
+    return expired;
+}
+
+/* Waits until `need` bytes fit within `limit` beside what the other pictures hold, and takes them. */
+static void memory_reserve(struct budget *b, int64_t need, int64_t limit)
+{
+    pthread_mutex_lock(&g.lock);
+    while (g.memory_used + need > limit)
+        pthread_cond_wait(&g.freed, &g.lock);
+    g.memory_used += need;
+    b->reserved = need;
+    pthread_mutex_unlock(&g.lock);
+}
+
+static void memory_release(struct budget *b)
+{
+    if (b->reserved == 0)
+        return;
+    pthread_mutex_lock(&g.lock);
+    g.memory_used -= b->reserved;
+    b->reserved = 0;
+    pthread_cond_broadcast(&g.freed);
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* --- start-up --------------------------------------------------------------------------------------------------- */
+
+/*
+ * libvips loads its HEIF support as a module, from the library directory it derives from VIPSHOME or guesses
+ * from where the program seems to be installed; when that points elsewhere the module is missed, and every AVIF
+ * and HEIF fails with 'class "heifload_buffer" not found'. The modules that go with the running libvips are
+ * beside the library itself, which the address of its version string names.
+ */
+static void load_heif_module(void)
+{
+    Dl_info lib;
+    char *dir, *path;
+    GModule *module;
+
+    if (vips_type_find("VipsOperation", "heifload_buffer") != 0)
+        return;
+    if (dladdr(vips_version_string(), &lib) == 0 || lib.dli_fname == NULL)
+        return;
+    dir = g_path_get_dirname(lib.dli_fname);
+    path =
+        g_strdup_printf("%s/vips-modules-%d.%d/vips-heif.%s", dir, vips_version(0), vips_version(1), G_MODULE_SUFFIX);
+    /* Modules register types, so they stay loaded. */
+    if ((module = g_module_open(path, G_MODULE_BIND_LAZY)) != NULL)
+        g_module_make_resident(module);
+    else
+        log_warn("images: cannot load libvips' HEIF module: %s", g_module_error());
+    g_free(path);
+    g_free(dir);
+}
+
+/* The operations the accepted formats need; missing ones are named in the log. */
+static bool operations_present(void)
+{
+    static const char *const needed[] = {"jpegload_buffer", "pngload_buffer",  "gifload_buffer",
+                                         "webpload_buffer", "heifload_buffer", "jpegsave_buffer"};
+    bool all = true;
+
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+        if (vips_type_find("VipsOperation", needed[i]) == 0) {
+            log_error("images: libvips %s has no %s, which the accepted formats need%s", vips_version_string(),
+                      needed[i],
+                      strncmp(needed[i], "heif", 4) == 0 ? " (AVIF and HEIF come from its module vips-heif)" : "");
+            all = false;
+        }
+    }
+    return all;
+}
+
 int image_init(void)
 {
-    if (VIPS_INIT("pfpcache-relay") != 0)
+    pthread_condattr_t attr;
+
+    if (VIPS_INIT("pfpcache-relay") != 0) {
+        log_error("images: libvips does not start: %s", vips_error_buffer());
+        return -EIO;
+    }
+    load_heif_module();
+    if (!operations_present())
         return -EIO;
     vips_block_untrusted_set(TRUE);
     /* Only the loaders of the accepted formats may run at all, whatever else libvips was built with. */
@@ -123,17 +337,53 @@ int image_init(void)
     /* Pictures do not repeat, so cached operations would only hold memory. */
     vips_cache_set_max(0);
     vips_concurrency_set(1);
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&g.wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&g.freed, NULL);
+    if (pthread_create(&g.watchdog, NULL, watchdog_main, NULL) != 0) {
+        log_error("images: cannot start the image watchdog thread");
+        return -EIO;
+    }
+    g.watching = true;
     return 0;
 }
 
 void image_free(void)
 {
+    if (g.watching) {
+        pthread_mutex_lock(&g.lock);
+        g.stopping = true;
+        pthread_cond_signal(&g.wake);
+        pthread_mutex_unlock(&g.lock);
+        pthread_join(g.watchdog, NULL);
+        g.watching = false;
+    }
     vips_shutdown();
 }
 
-static int refuse(struct image_out *out, const char *fmt, const char *detail)
+void image_stats(struct image_stats *out)
 {
-    snprintf(out->error, sizeof(out->error), fmt, detail);
+    for (int r = 0; r < IMAGE_REFUSALS; r++)
+        out->refused[r] = __atomic_load_n(&g.refused[r], __ATOMIC_RELAXED);
+}
+
+/* --- refusals --------------------------------------------------------------------------------------------------- */
+
+static int refuse(struct image_out *out, enum image_refusal r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct image_out *out, enum image_refusal r, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(out->error, sizeof(out->error), fmt, ap);
+    va_end(ap);
+    out->refusal = r;
+    __atomic_add_fetch(&g.refused[r], 1, __ATOMIC_RELAXED);
     return -EINVAL;
 }
 
@@ -145,13 +395,22 @@ static int vips_refusal(struct image_out *out, const char *what)
 
     if (nl != NULL)
         *nl = '\0';
-    snprintf(out->error, sizeof(out->error), "%s: %s", what, msg[0] ? msg : "no detail");
+    refuse(out, IMAGE_REFUSED_CORRUPT, "%s: %s", what, msg[0] ? msg : "no detail");
     g_free(msg);
     return -EINVAL;
 }
 
+/* --- decoding --------------------------------------------------------------------------------------------------- */
+
 /* Every load decodes top to bottom once, and stops at the first sign of corruption. */
 #define SEQUENTIAL "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR
+
+/* What the bytes' structure says before any decoder runs. */
+struct layout {
+    struct imgscan_jpeg jpeg;
+    struct imgscan_png png;
+    struct imgscan_bmff bmff;
+};
 
 /* Opens the source with its own format's loader; only the header is read until pixels are asked for. */
 static VipsImage *open_header(const uint8_t *src, size_t len, enum image_type t)
@@ -170,6 +429,30 @@ static VipsImage *open_header(const uint8_t *src, size_t len, enum image_type t)
     case IMAGE_NONE: break;
     }
     return r == 0 ? im : NULL;
+}
+
+/*
+ * The bytes the decoder of the first frame holds at once, from the header. Decoders that produce the whole
+ * picture before its first row hold it all: a progressive JPEG's coefficients (16 bits each, at full size
+ * whatever the shrink), an interlaced PNG, a GIF frame (libnsgif's and libvips' copies), WebP and HEIF (libheif's
+ * planes and the converted picture). The others hold a band of rows.
+ */
+static int64_t decode_memory(VipsImage *im, enum image_type t, const struct layout *l)
+{
+    int64_t w = vips_image_get_width(im), h = vips_image_get_page_height(im), bands = vips_image_get_bands(im);
+    int64_t sample = (int64_t)vips_format_sizeof(vips_image_get_format(im)), rows = w * bands * sample * 256;
+    int64_t whole = 0;
+
+    switch (t) {
+    case IMAGE_JPEG: whole = l->jpeg.scans > 1 ? w * h * bands * 2 : 0; break;
+    case IMAGE_PNG: whole = l->png.interlace ? w * h * bands * sample : 0; break;
+    case IMAGE_GIF: whole = w * h * 4 * 2; break;
+    case IMAGE_WEBP: whole = w * h * 4; break;
+    case IMAGE_AVIF:
+    case IMAGE_HEIC: whole = w * h * bands * sample * 2; break;
+    case IMAGE_NONE: break;
+    }
+    return whole > rows ? whole : rows;
 }
 
 /*
@@ -223,9 +506,10 @@ static void swap_in(VipsImage **im, VipsImage *next)
  * vips_thumbnail uses, in the order that suits an opaque JPEG result. Alpha is
  * flattened before resampling, which gives the same pixels as resampling
  * premultiplied and flattening after (both are linear) without premultiplying.
+ * Returns 0, or -1 with libvips' reason in its error buffer.
  */
 static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
-                  struct image_out *out)
+                  struct budget *b, struct image_out *out)
 {
     VipsImage *im = open_for_resize(header, src, len, t, o->max_size), *next = NULL;
     void *jpeg = NULL;
@@ -233,7 +517,8 @@ static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_
     int w, h, tw, th;
 
     if (im == NULL)
-        return vips_refusal(out, "cannot decode");
+        return -1;
+    budget_watch(b, im);
     if (vips_image_get_orientation(im) > 1) {
         if (vips_autorot(im, &next, NULL) != 0)
             goto fail;
@@ -282,15 +567,67 @@ static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_
 
 fail:
     g_object_unref(im);
-    return vips_refusal(out, "cannot convert");
+    return -1;
 }
 
-/* Decodes every pixel of the first frame, so that a truncated or corrupt original is not kept. */
-static int check_decodes(VipsImage *im, struct image_out *out)
+/* Where the picture ends by its container's structure, as the checks before decoding found it; 0 if nowhere. */
+static size_t picture_end(const uint8_t *src, size_t len, enum image_type t, const struct layout *l)
 {
+    switch (t) {
+    case IMAGE_JPEG: return l->jpeg.end;
+    case IMAGE_PNG: return l->png.end;
+    case IMAGE_GIF: return imgscan_gif_end(src, len);
+    case IMAGE_WEBP: return imgscan_webp_end(src, len);
+    case IMAGE_AVIF:
+    case IMAGE_HEIC: return l->bmff.end;
+    case IMAGE_NONE: break;
+    }
+    return 0;
+}
+
+/*
+ * The original, once every pixel of its first frame decodes (so that a truncated or corrupt one is not kept),
+ * up to the end of its picture: whatever follows, such as an archive that would make the file a polyglot, is
+ * dropped. Returns 0, 1 when there is no end, or -1 with libvips' reason in its error buffer.
+ */
+static int keep_original(VipsImage *im, const uint8_t *src, size_t len, enum image_type t, const struct layout *l,
+                         struct budget *b, struct image_out *out)
+{
+    size_t end = picture_end(src, len, t, l);
     double avg;
+
+    budget_watch(b, im);
     if (vips_avg(im, &avg, NULL) != 0)
-        return vips_refusal(out, "cannot decode");
+        return -1;
+    if (end == 0)
+        return 1;
+    set_output(out, src, end, t, vips_image_get_width(im), vips_image_get_page_height(im));
+    return 0;
+}
+
+/* The checks that need no decoder: the structure of JPEG, PNG and ISO-BMFF files. */
+static int check_layout(const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o, struct layout *l,
+                        struct image_out *out)
+{
+    memset(l, 0, sizeof(*l));
+    switch (t) {
+    case IMAGE_JPEG:
+        imgscan_jpeg(src, len, &l->jpeg);
+        if (l->jpeg.scans > IMAGE_MAX_SCANS)
+            return refuse(out, IMAGE_REFUSED_SCANS, "too many scans (%u; at most %d)", l->jpeg.scans, IMAGE_MAX_SCANS);
+        break;
+    case IMAGE_PNG: imgscan_png(src, len, &l->png); break;
+    case IMAGE_AVIF:
+    case IMAGE_HEIC:
+        /* libheif refuses sizes past its own limits with a message of its own; this says which limit it is. */
+        imgscan_bmff(src, len, &l->bmff);
+        if ((int64_t)l->bmff.width * l->bmff.height > o->max_pixels)
+            return refuse(out, IMAGE_REFUSED_PIXELS,
+                          "too many pixels (%ux%u in its header; max_source_pixels limits them)", l->bmff.width,
+                          l->bmff.height);
+        break;
+    default: break;
+    }
     return 0;
 }
 
@@ -298,35 +635,61 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 {
     const char *name;
     enum image_type t = image_sniff(src, len, &name);
+    struct budget b = {0};
+    struct layout l;
     VipsImage *im;
-    int64_t pixels;
+    int64_t pixels, need;
+    bool expired;
     int r;
 
     memset(out, 0, sizeof(*out));
     if (t == IMAGE_NONE)
-        return refuse(out, "unsupported format (%s)", name);
+        return refuse(out, IMAGE_REFUSED_FORMAT, "unsupported format (%s)", name);
+    if (check_layout(src, len, t, o, &l, out) != 0)
+        return -EINVAL;
     if ((im = open_header(src, len, t)) == NULL)
         return vips_refusal(out, "cannot read the header");
 
     /* Every frame of an animation counts: a thousand small frames decode like one huge picture. */
     pixels = (int64_t)vips_image_get_width(im) * vips_image_get_page_height(im) * vips_image_get_n_pages(im);
     if (pixels > o->max_pixels) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "%dx%d, %d frame(s)", vips_image_get_width(im), vips_image_get_page_height(im),
-                 vips_image_get_n_pages(im));
+        r = refuse(out, IMAGE_REFUSED_PIXELS, "too many pixels (%dx%d, %d frame(s); max_source_pixels limits them)",
+                   vips_image_get_width(im), vips_image_get_page_height(im), vips_image_get_n_pages(im));
         g_object_unref(im);
-        return refuse(out, "too many pixels (%s; max_source_pixels limits them)", detail);
+        return r;
+    }
+    /* libpng inflates whatever follows the last row before it reports the picture done, so that is not left to it. */
+    if (t == IMAGE_PNG && l.png.data_len > 0 && imgscan_png_overlong(src, len, l.png.data_len)) {
+        g_object_unref(im);
+        return refuse(out, IMAGE_REFUSED_TRAILING_DATA, "image data goes on past the last row (%llu bytes)",
+                      (unsigned long long)l.png.data_len);
+    }
+    need = decode_memory(im, t, &l);
+    if (o->memory_bytes > 0) {
+        if (need > o->memory_bytes) {
+            g_object_unref(im);
+            return refuse(out, IMAGE_REFUSED_MEMORY, "decoding needs about %lld MB; image_memory_mb allows %lld",
+                          (long long)(need >> 20) + 1, (long long)(o->memory_bytes >> 20));
+        }
+        memory_reserve(&b, need, o->memory_bytes);
     }
 
+    budget_start(&b, o->timeout_ms);
     if (o->resize) {
-        r = resize(im, src, len, t, o, out);
+        r = resize(im, src, len, t, o, &b, out);
     } else {
-        r = check_decodes(im, out);
-        if (r == 0)
-            set_output(out, src, len, t, vips_image_get_width(im), vips_image_get_page_height(im));
+        r = keep_original(im, src, len, t, &l, &b, out);
         g_object_unref(im);
     }
-    return r;
+    expired = budget_stop(&b);
+    memory_release(&b);
+    if (r == 0)
+        return 0;
+    if (r > 0)
+        return refuse(out, IMAGE_REFUSED_CORRUPT, "no end of picture in its structure");
+    if (expired)
+        return refuse(out, IMAGE_REFUSED_TIMEOUT, "not done within image_timeout_ms (%d ms)", o->timeout_ms);
+    return vips_refusal(out, "cannot decode");
 }
 
 void image_out_free(struct image_out *out)

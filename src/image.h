@@ -1,4 +1,7 @@
-/* image.h -- pictures checked and resized with libvips: the format decided by magic bytes, pixels bounded. */
+/*
+ * image.h -- pictures checked and resized with libvips: the format decided by magic bytes, pixels, scans and
+ * image data bounded before decoding, and every decode within a time budget and a memory budget.
+ */
 #ifndef PFP_IMAGE_H
 #define PFP_IMAGE_H
 
@@ -18,12 +21,35 @@ enum image_type image_sniff(const uint8_t *p, size_t n, const char **name);
 /* "image/jpeg" and so on; "application/octet-stream" for IMAGE_NONE. */
 const char *image_mime(enum image_type t);
 
+/*
+ * Progressive JPEGs have about ten scans (libjpeg's default script has 10, and encoders that optimise scans stay
+ * within a few dozen); each scan costs the decoder a pass over every block of the picture, so more are refused.
+ */
+#define IMAGE_MAX_SCANS 100
+
 struct image_opts {
-    bool resize;        /* false: keep the original once it is known to decode */
-    int max_size;       /* fit within max_size x max_size, never enlarged */
-    int quality;        /* JPEG quality of resized pictures */
-    int64_t max_pixels; /* width x height x frames a source may have */
+    bool resize;          /* false: keep the original once it is known to decode */
+    int max_size;         /* fit within max_size x max_size, never enlarged */
+    int quality;          /* JPEG quality of resized pictures */
+    int64_t max_pixels;   /* width x height x frames a source may have */
+    int timeout_ms;       /* longest a picture may take to check and convert; 0: no limit */
+    int64_t memory_bytes; /* decoder memory all pictures being processed at once may take; 0: no limit */
 };
+
+/* Why a source was refused. */
+enum image_refusal {
+    IMAGE_REFUSED_FORMAT,        /* not an accepted format */
+    IMAGE_REFUSED_PIXELS,        /* more than max_pixels, from its header */
+    IMAGE_REFUSED_SCANS,         /* a JPEG of more than IMAGE_MAX_SCANS scans */
+    IMAGE_REFUSED_TRAILING_DATA, /* PNG image data past the last row */
+    IMAGE_REFUSED_MEMORY,        /* decoding it alone would take more than memory_bytes */
+    IMAGE_REFUSED_TIMEOUT,       /* not done within timeout_ms */
+    IMAGE_REFUSED_CORRUPT,       /* the decoder failed, or (keeping originals) it has no end */
+    IMAGE_REFUSALS
+};
+
+/* "format", "pixels", "scans", "trailing_data", "memory", "timeout", "corrupt". */
+const char *image_refusal_name(enum image_refusal r);
 
 /* A checked picture. `data` is malloc()ed; free it with image_out_free(). */
 struct image_out {
@@ -31,24 +57,37 @@ struct image_out {
     size_t len;
     enum image_type type;
     int width, height;
-    char error[200]; /* why the source was refused */
+    enum image_refusal refusal; /* when refused */
+    char error[200];            /* why the source was refused */
 };
 
 /*
- * Starts libvips for this process: untrusted loaders blocked, and every loader
- * but those of the accepted formats too; no operation cache; one thread per
- * operation (parallelism comes from the worker pool). Returns 0 or -EIO.
+ * Starts libvips for this process: its HEIF module loaded from beside the
+ * library when libvips' own search missed it; untrusted loaders blocked, and
+ * every loader but those of the accepted formats too; no operation cache; one
+ * thread per operation (parallelism comes from the worker pool); and the thread
+ * that enforces timeouts. Returns 0, or -EIO when libvips does not start or a
+ * loader of an accepted format is missing (the reason is logged, since the
+ * callers only learn that pictures cannot be processed at all).
  */
 int image_init(void);
 /* Shuts libvips down, once every image thread has stopped. */
 void image_free(void);
 
+/* Sources refused since start-up, by reason. */
+struct image_stats {
+    uint64_t refused[IMAGE_REFUSALS];
+};
+void image_stats(struct image_stats *out);
+
 /*
  * Checks and converts one source picture; safe from any thread. With `resize`,
  * the result is a JPEG fitting `max_size`, EXIF orientation applied, converted
  * to sRGB, alpha flattened on white, metadata stripped, the first frame of an
- * animation. Returns 0, or -EINVAL with the reason in out->error when the
- * source is not an accepted picture (format, pixel count, corrupt data).
+ * animation. Without `resize`, the original up to its end marker (bytes after
+ * it, such as an appended archive, are dropped). Returns 0, or -EINVAL with
+ * out->refusal and the reason in out->error when the source is not an accepted
+ * picture. A picture that needs more memory than is left waits for it.
  */
 int image_process(const uint8_t *src, size_t len, const struct image_opts *o, struct image_out *out);
 

@@ -260,6 +260,12 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
     uint64_t now;
     struct http_hold *hold;
 
+    /* Every answer here, whenever it is sent: the bytes come from anyone's server, so a browser must not take
+     * them for anything but the picture type they are served as, nor let them run or load anything. */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL,
+                          H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
+                          H2O_STRLIT("default-src 'none'"));
     if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
         /* Not echoed: what was pasted might be a secret key. */
         http_reply_error(req, 400, "not a public key: %s", why);

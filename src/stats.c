@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "downloads.h"
 #include "fetch.h"
+#include "image.h"
 #include "metrics.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
@@ -175,6 +176,7 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     const struct pfp_stats *ps = &pfp;
     struct pictures_stats xs_now;
     const struct pictures_stats *xs = &xs_now;
+    struct image_stats is;
 
     pfp_stats(s->pfp, &pfp);
     pictures_stats(s->pictures, &xs_now);
@@ -202,6 +204,11 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_family(b, "pfpcache_image_processing_seconds", "histogram",
                    "Time to check, resize and store each downloaded picture.");
     metrics_histogram(b, "pfpcache_image_processing_seconds", "", ps->processing);
+    image_stats(&is);
+    metrics_family(b, "pfpcache_image_refused_total", "counter",
+                   "Downloaded pictures refused by the image checks, by reason (each is also a bad_image failure).");
+    for (int r = 0; r < IMAGE_REFUSALS; r++)
+        metrics_u64(b, "pfpcache_image_refused_total", one_label(l, "reason", image_refusal_name(r)), is.refused[r]);
 
     metrics_single(b, "pfpcache_cache_pictures", "gauge", "Pubkeys with a cached picture.", xs->pictures);
     metrics_single(b, "pfpcache_cache_files", "gauge",

@@ -1,11 +1,18 @@
-/* test_image.c -- formats decided by magic bytes, and what the pipeline refuses before decoding. */
+/*
+ * test_image.c -- formats decided by magic bytes; AVIF and HEIF whatever VIPSHOME says; what the pipeline
+ * refuses, before or while decoding, and why; the time and memory budgets; originals kept up to their end.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <vips/vips.h>
+#include <zlib.h>
 
 #include "image.h"
 
@@ -95,7 +102,210 @@ static void too_many_pixels_are_refused_before_decoding(void **state)
 
     assert_int_equal(image_process(huge_png, sizeof(huge_png), &o, &out), -22);
     assert_non_null(strstr(out.error, "too many pixels (50000x50000, 1 frame(s)"));
+    assert_int_equal(out.refusal, IMAGE_REFUSED_PIXELS);
     image_out_free(&out);
+}
+
+/* A `width` x `height` RGB ramp saved by `save` ("jpeg", "avif", "heic"), g_free()d by the caller. */
+static uint8_t *picture(const char *format, int width, int height, bool progressive, size_t *len)
+{
+    VipsImage *xyz = NULL, *rgb = NULL, *ramp = NULL;
+    void *buf = NULL;
+    int r;
+
+    assert_int_equal(vips_xyz(&xyz, width, height, NULL), 0);
+    assert_int_equal(vips_bandjoin_const1(xyz, &rgb, 0, NULL), 0);
+    assert_int_equal(vips_cast_uchar(rgb, &ramp, NULL), 0);
+    if (strcmp(format, "jpeg") == 0)
+        r = vips_jpegsave_buffer(ramp, &buf, len, "interlace", progressive, NULL);
+    else
+        r = vips_heifsave_buffer(
+            ramp, &buf, len, "compression",
+            strcmp(format, "avif") == 0 ? VIPS_FOREIGN_HEIF_COMPRESSION_AV1 : VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, NULL);
+    g_object_unref(ramp);
+    g_object_unref(rgb);
+    g_object_unref(xyz);
+    assert_int_equal(r, 0);
+    return buf;
+}
+
+/* setup() points VIPSHOME where no libvips modules are, as a relay installed elsewhere might find itself. */
+static void avif_and_heif_load_and_save_wherever_libvips_looks_for_modules(void **state)
+{
+    const char *formats[] = {"avif", "heic"};
+    const enum image_type types[] = {IMAGE_AVIF, IMAGE_HEIC};
+    (void)state;
+
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *src = picture(formats[i], 300, 240, false, &len);
+        struct image_opts resize = {true, 200, 85, 50000000, 2000, 0}, keep = {false, 200, 85, 50000000, 2000, 0};
+        struct image_out out;
+
+        assert_int_equal(image_process(src, len, &resize, &out), 0);
+        assert_int_equal(out.type, IMAGE_JPEG);
+        assert_int_equal(out.width, 200);
+        assert_int_equal(out.height, 160);
+        image_out_free(&out);
+        assert_int_equal(image_process(src, len, &keep, &out), 0);
+        assert_int_equal(out.type, types[i]);
+        assert_int_equal(out.len, len);
+        image_out_free(&out);
+        g_free(src);
+    }
+}
+
+/* Builds a PNG of one grey 2x2 picture (6 bytes of rows) whose stream holds `rows` bytes. */
+static size_t tiny_png(uint8_t *out, size_t rows)
+{
+    static const uint8_t head[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D',
+                                   'R',  0,   0,   0,   2,    0,    0,    0,    2, 8, 0, 0,  0,   0};
+    size_t n = sizeof(head);
+    uLongf zlen = 200;
+    uint8_t zeros[64] = {0};
+    uint32_t crc;
+
+    memcpy(out, head, n);
+    crc = (uint32_t)crc32(0, out + 12, 17);
+    for (int i = 0; i < 4; i++)
+        out[n++] = (uint8_t)(crc >> (24 - 8 * i));
+    assert_int_equal(compress2(out + n + 8, &zlen, zeros, (uLong)rows, 9), Z_OK);
+    for (int i = 0; i < 4; i++)
+        out[n + i] = (uint8_t)(zlen >> (24 - 8 * i));
+    memcpy(out + n + 4, "IDAT", 4);
+    crc = (uint32_t)crc32(0, out + n + 4, (uInt)(4 + zlen));
+    n += 8 + zlen;
+    for (int i = 0; i < 4; i++)
+        out[n++] = (uint8_t)(crc >> (24 - 8 * i));
+    memcpy(out + n, "\0\0\0\0IEND\xae\x42\x60\x82", 12);
+    return n + 12;
+}
+
+static void each_refusal_is_named_and_counted(void **state)
+{
+    uint8_t scans[2 + 6 * 8 * 101 + 2], png[512];
+    size_t jlen, n = 2, plen;
+    uint8_t *jpeg = picture("jpeg", 64, 64, false, &jlen);
+    struct image_opts o = {true, 200, 85, 50000000, 2000, 0}, small = {true, 200, 85, 50000000, 2000, 1};
+    struct image_stats before, after;
+    struct image_out out;
+    struct {
+        const uint8_t *src;
+        size_t len;
+        const struct image_opts *o;
+        enum image_refusal why;
+        const char *name;
+    } cases[] = {
+        {(const uint8_t *)"<svg/>", 6, &o, IMAGE_REFUSED_FORMAT, "format"},
+        {huge_png, sizeof(huge_png), &o, IMAGE_REFUSED_PIXELS, "pixels"},
+        {scans, sizeof(scans), &o, IMAGE_REFUSED_SCANS, "scans"},
+        {png, 0, &o, IMAGE_REFUSED_TRAILING_DATA, "trailing_data"},
+        {jpeg, jlen, &small, IMAGE_REFUSED_MEMORY, "memory"},
+        {(const uint8_t *)"\xff\xd8\xff\xe0 not a JPEG", 16, &o, IMAGE_REFUSED_CORRUPT, "corrupt"},
+    };
+    (void)state;
+
+    /* 101 scans of nothing: refused from the markers, before libjpeg reads a header. */
+    memcpy(scans, "\xff\xd8", 2);
+    for (int i = 0; i < 101; i++, n += 8)
+        memcpy(scans + n, "\xff\xda\x00\x06\x01\x01\x00\x00", 8);
+    memcpy(scans + n, "\xff\xd9", 2);
+    cases[2].len = n + 2;
+    plen = tiny_png(png, 7); /* a byte more than two rows of a filter byte and two samples */
+    cases[3].len = plen;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        image_stats(&before);
+        assert_int_equal(image_process(cases[i].src, cases[i].len, cases[i].o, &out), -22);
+        assert_int_equal(out.refusal, cases[i].why);
+        assert_string_equal(image_refusal_name(out.refusal), cases[i].name);
+        image_stats(&after);
+        for (int r = 0; r < IMAGE_REFUSALS; r++)
+            assert_int_equal(after.refused[r] - before.refused[r], r == (int)cases[i].why);
+        image_out_free(&out);
+    }
+    /* The same PNG with its rows exactly is a picture. */
+    plen = tiny_png(png, 6);
+    assert_int_equal(image_process(png, plen, &o, &out), 0);
+    image_out_free(&out);
+    g_free(jpeg);
+}
+
+static void a_picture_past_its_deadline_is_stopped(void **state)
+{
+    size_t len;
+    uint8_t *src = picture("jpeg", 4000, 3000, false, &len);
+    struct image_opts quick = {false, 200, 85, 50000000, 1, 0}, enough = {false, 200, 85, 50000000, 20000, 0};
+    struct image_out out;
+    (void)state;
+
+    /* Decoding 12 megapixels takes tens of milliseconds; the watchdog stops it within a strip of the first. */
+    assert_int_equal(image_process(src, len, &quick, &out), -22);
+    assert_int_equal(out.refusal, IMAGE_REFUSED_TIMEOUT);
+    assert_non_null(strstr(out.error, "image_timeout_ms"));
+    image_out_free(&out);
+    assert_int_equal(image_process(src, len, &enough, &out), 0);
+    image_out_free(&out);
+    g_free(src);
+}
+
+struct concurrent {
+    const uint8_t *src;
+    size_t len;
+    struct image_opts o;
+    int rc;
+};
+
+static void *process_one(void *arg)
+{
+    struct concurrent *c = arg;
+    struct image_out out;
+
+    c->rc = image_process(c->src, c->len, &c->o, &out);
+    image_out_free(&out);
+    return NULL;
+}
+
+static void pictures_wait_for_memory_rather_than_being_refused(void **state)
+{
+    size_t len;
+    /* A progressive JPEG's decoder holds its coefficients: 1500 x 1000 x 3 x 2 bytes, some 9 MB. */
+    uint8_t *src = picture("jpeg", 1500, 1000, true, &len);
+    struct concurrent c[3];
+    pthread_t threads[3];
+    (void)state;
+
+    for (int i = 0; i < 3; i++) {
+        c[i] = (struct concurrent){src, len, {true, 200, 85, 50000000, 0, 12 << 20}, -1};
+        assert_int_equal(pthread_create(&threads[i], NULL, process_one, &c[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(c[i].rc, 0);
+    }
+    g_free(src);
+}
+
+static void originals_are_kept_up_to_their_end(void **state)
+{
+    size_t len;
+    uint8_t *jpeg = picture("jpeg", 64, 64, false, &len), *polyglot = malloc(len + 22);
+    struct image_opts keep = {false, 200, 85, 50000000, 2000, 0};
+    struct image_out out;
+    (void)state;
+
+    memcpy(polyglot, jpeg, len);
+    memcpy(polyglot + len, "PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 22);
+    assert_int_equal(image_process(polyglot, len + 22, &keep, &out), 0);
+    assert_int_equal(out.len, len);
+    assert_memory_equal(out.data, jpeg, len);
+    image_out_free(&out);
+    /* Without its end marker libjpeg would make do, but such a file is not kept. */
+    assert_int_equal(image_process(jpeg, len - 2, &keep, &out), -22);
+    assert_int_equal(out.refusal, IMAGE_REFUSED_CORRUPT);
+    image_out_free(&out);
+    free(polyglot);
+    g_free(jpeg);
 }
 
 static void unsupported_bytes_are_refused_with_their_name(void **state)
@@ -113,6 +323,8 @@ static void unsupported_bytes_are_refused_with_their_name(void **state)
 static int setup(void **state)
 {
     (void)state;
+    if (setenv("VIPSHOME", "/nonexistent/pfpcache-test", 1) != 0)
+        return -1;
     return image_init();
 }
 
@@ -131,6 +343,11 @@ int main(void)
         cmocka_unit_test(mime_types_follow_the_format),
         cmocka_unit_test(too_many_pixels_are_refused_before_decoding),
         cmocka_unit_test(unsupported_bytes_are_refused_with_their_name),
+        cmocka_unit_test(avif_and_heif_load_and_save_wherever_libvips_looks_for_modules),
+        cmocka_unit_test(each_refusal_is_named_and_counted),
+        cmocka_unit_test(a_picture_past_its_deadline_is_stopped),
+        cmocka_unit_test(pictures_wait_for_memory_rather_than_being_refused),
+        cmocka_unit_test(originals_are_kept_up_to_their_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

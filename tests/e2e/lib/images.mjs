@@ -16,6 +16,13 @@ export function makeFixtures(dir) {
   return dir;
 }
 
+// Writes the hostile pictures (scans.jpg, trailing.png, slow.png, bomb.avif, polyglot.jpg) and the legitimate
+// ones closest to them (progressive.jpg, image.heic) into `dir`, which must exist.
+export function makeHostile(dir) {
+  execFileSync(MAKE_FIXTURES, ['--hostile', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return dir;
+}
+
 // Writes `n` distinct noisy JPEGs, noise0.jpg ... noise<n-1>.jpg, into `dir` (each some 20 KB once resized).
 export function makeNoise(dir, n) {
   execFileSync(MAKE_FIXTURES, ['--noise', dir, String(n)], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -35,6 +42,7 @@ const TYPES = {
   '.gif': 'image/gif',
   '.webp': 'image/webp',
   '.avif': 'image/avif',
+  '.heic': 'image/heic',
   '.svg': 'image/svg+xml',
   // Deliberately wrong: the relay must judge an image by its bytes, not by what the origin claims.
   '.bin': 'image/png',
