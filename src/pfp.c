@@ -6,6 +6,7 @@
 #include "pfp.h"
 
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@
 #include "blobcache.h"
 #include "clock.h"
 #include "downloads.h"
+#include "hex.h"
 #include "http.h"
+#include "identicon.h"
 #include "log.h"
 #include "nip19.h"
 #include "pictures.h"
@@ -25,6 +28,12 @@
 
 /* Pubkeys waiting to be fetched ahead (new kind 0 events, stale entries); more are dropped. */
 #define PREFETCH_QUEUE_MAX 100000
+
+/* Generated pictures stand in until a real one is found, so caches keep them an hour only. */
+#define GENERATED_CACHE_CONTROL "public, max-age=3600"
+
+/* A blank picture is the identicon's ground. */
+static const uint8_t BLANK_RGB[3] = {240, 240, 240};
 
 struct pfp {
     uv_loop_t *loop;
@@ -37,6 +46,7 @@ struct pfp {
     struct pending *pending;
     struct prefetch *prefetch;
     char cache_control[64];
+    struct variant_options variants;
     bool closing;
     struct pfp_stats stats;
 };
@@ -120,6 +130,150 @@ static void reply_unavailable(h2o_req_t *req)
     http_reply_error(req, 503, "the relay is shutting down");
 }
 
+/* --- generated answers ------------------------------------------------------------------------------------------ */
+
+/* An identicon or a blank picture, drawn and encoded on the image threads: AVIF takes tens of milliseconds. */
+struct generated {
+    struct work work;
+    struct pfp *p;
+    struct http_hold *hold;
+    uint8_t pubkey[32];
+    struct variant v;
+    enum image_type type;
+    int size, quality;
+    struct image_out out;
+    char etag[67];
+    int err;
+};
+
+static enum image_type generated_type(enum variant_format f)
+{
+    switch (f) {
+    case VARIANT_WEBP: return IMAGE_WEBP;
+    case VARIANT_AVIF: return IMAGE_AVIF;
+    case VARIANT_PNG: return IMAGE_PNG;
+    default: return IMAGE_JPEG; /* and GIF, which only animations get: a generated picture does not move */
+    }
+}
+
+static void generated_run(struct work *w)
+{
+    struct generated *g = H2O_STRUCT_FROM_MEMBER(struct generated, work, w);
+    size_t n = (size_t)g->size * g->size;
+    uint8_t *rgb = NULL, hash[32];
+
+    if (g->v.fallback == VARIANT_FALLBACK_IDENTICON) {
+        g->err = identicon_draw(g->pubkey, g->size, &rgb);
+    } else if ((rgb = malloc(n * 3)) == NULL) {
+        abort();
+    } else {
+        for (size_t i = 0; i < n; i++)
+            memcpy(rgb + i * 3, BLANK_RGB, 3);
+    }
+    if (g->err == 0)
+        g->err = image_encode_rgb(rgb, g->size, g->size, g->type, g->quality, &g->out);
+    free(rgb);
+    if (g->err != 0)
+        return;
+    SHA256(g->out.data, g->out.len, hash);
+    g->etag[0] = '"';
+    hex_encode(hash, 32, g->etag + 1);
+    g->etag[65] = '"';
+    g->etag[66] = '\0';
+}
+
+static void release_bytes(void *ptr)
+{
+    free(*(uint8_t **)ptr);
+}
+
+static void send_generated(struct pfp *p, h2o_req_t *req, struct generated *g)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    bool not_modified = http_if_none_match(req, h2o_iovec_init(g->etag, 66)), head;
+    char *etag = h2o_mem_alloc_pool(&req->pool, sizeof(g->etag));
+    uint8_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), release_bytes);
+    h2o_iovec_t body = h2o_iovec_init(g->out.data, g->out.len);
+
+    /* The response owns the bytes from here. */
+    *slot = g->out.data;
+    g->out.data = NULL;
+    memcpy(etag, g->etag, sizeof(g->etag));
+    if (g->v.fallback == VARIANT_FALLBACK_IDENTICON)
+        p->stats.identicons++;
+    else
+        p->stats.blanks++;
+    http_begin_response(req, not_modified ? 304 : 200);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, 66);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT(GENERATED_CACHE_CONTROL));
+    if (g->v.negotiated)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
+    if (not_modified) {
+        p->stats.not_modified++;
+        h2o_start_response(req, &generator);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, image_mime(g->type),
+                   strlen(image_mime(g->type)));
+    req->res.content_length = body.len;
+    head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!head)
+        p->stats.bytes_served += body.len;
+    h2o_start_response(req, &generator);
+    h2o_send(req, head ? NULL : &body, head ? 0 : 1, H2O_SEND_STATE_FINAL);
+}
+
+static void generated_done(struct work *w)
+{
+    struct generated *g = H2O_STRUCT_FROM_MEMBER(struct generated, work, w);
+    h2o_req_t *req = http_held(g->hold);
+
+    if (req == NULL)
+        ;
+    else if (g->err != 0)
+        http_reply_error(req, 500, "the %s could not be made",
+                         g->v.fallback == VARIANT_FALLBACK_IDENTICON ? "identicon" : "blank picture");
+    else
+        send_generated(g->p, req, g);
+    http_unhold(g->hold);
+    image_out_free(&g->out);
+    free(g);
+}
+
+/*
+ * Answers a pubkey without a usable picture (`neg` says why): the JSON 404 of today, or the seed's redirect, when
+ * `v` asks for 404; otherwise a picture drawn on the image threads.
+ */
+static void send_fallback(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                          const struct pic *neg)
+{
+    struct generated *g;
+
+    if (v->fallback == VARIANT_FALLBACK_404) {
+        send_negative(req, neg);
+        return;
+    }
+    if (p->closing) {
+        reply_unavailable(req);
+        return;
+    }
+    if ((g = calloc(1, sizeof(*g))) == NULL)
+        abort();
+    g->p = p;
+    memcpy(g->pubkey, pubkey, 32);
+    g->v = *v;
+    g->type = generated_type(v->format);
+    g->size = v->size < IDENTICON_MIN_SIZE   ? IDENTICON_MIN_SIZE
+              : v->size > IDENTICON_MAX_SIZE ? IDENTICON_MAX_SIZE
+                                             : v->size;
+    g->quality = p->o.image.quality;
+    g->hold = http_hold(req);
+    g->work.run = generated_run;
+    g->work.done = generated_done;
+    workpool_submit_urgent(&p->images, &g->work);
+}
+
 /* --- requests waiting for a search ------------------------------------------------------------------------------ */
 
 /* A request waiting for its picture; answered when the search ends, unless the client has gone by then. */
@@ -128,10 +282,11 @@ struct request_wait {
     struct pfp *p;
     struct http_hold *hold;
     uint8_t pubkey[32];
+    struct variant v;
 };
 
-static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct pic *pic,
-                         const char *x_cache);
+static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                         const struct pic *pic, const char *x_cache);
 
 static void on_request_answered(struct pending_wait *w, const struct pending_result *r)
 {
@@ -143,18 +298,19 @@ static void on_request_answered(struct pending_wait *w, const struct pending_res
     else if (r->abandoned)
         reply_unavailable(req);
     else if (r->pic->h.state != PIC_OK)
-        send_negative(req, r->pic);
+        send_fallback(rw->p, req, rw->pubkey, &rw->v, r->pic);
     else if (r->blob != NULL)
         send_picture(rw->p, req, &r->pic->h, r->blob, "MISS");
     else
-        serve_cached(rw->p, req, rw->pubkey, r->pic, "MISS");
+        serve_cached(rw->p, req, rw->pubkey, &rw->v, r->pic, "MISS");
     http_unhold(rw->hold);
     free(rw);
 }
 
 /* Makes `hold` wait for the picture of `pubkey`. Returns 0, or -ECANCELED when shutting down (the hold stays the
  * caller's). */
-static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struct pic *old, struct http_hold *hold)
+static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struct variant *v, const struct pic *old,
+                            struct http_hold *hold)
 {
     struct request_wait *rw = malloc(sizeof(*rw));
     int r;
@@ -165,6 +321,7 @@ static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struc
     rw->p = p;
     rw->hold = hold;
     memcpy(rw->pubkey, pubkey, 32);
+    rw->v = *v;
     if ((r = pending_start(p->pending, pubkey, false, false, old, &rw->wait)) != 0)
         free(rw);
     return r;
@@ -178,6 +335,7 @@ struct file_read {
     struct pfp *p;
     struct http_hold *hold;
     uint8_t pubkey[32];
+    struct variant v;
     struct pic_head h;
     const char *x_cache;
     uint8_t *data;
@@ -216,7 +374,7 @@ static void file_read_done(struct work *w)
         pictures_forget_file(p->sv.pictures, fr->h.blob);
         if (req == NULL)
             ;
-        else if (!p->closing && wait_for_picture(p, fr->pubkey, NULL, fr->hold) == 0)
+        else if (!p->closing && wait_for_picture(p, fr->pubkey, &fr->v, NULL, fr->hold) == 0)
             fr->hold = NULL;
         else
             reply_unavailable(req);
@@ -227,8 +385,8 @@ static void file_read_done(struct work *w)
 }
 
 /* Serves `pic` from memory, or from its file; the picture of `pubkey` is fetched again if the file has gone. */
-static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct pic *pic,
-                         const char *x_cache)
+static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                         const struct pic *pic, const char *x_cache)
 {
     struct blob_ref *blob = blobcache_get(p->sv.cache, pic->h.blob);
     struct file_read *fr;
@@ -243,6 +401,7 @@ static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     fr->p = p;
     fr->h = pic->h;
     memcpy(fr->pubkey, pubkey, 32);
+    fr->v = *v;
     fr->x_cache = x_cache;
     fr->hold = http_hold(req);
     fr->work.run = file_read_run;
@@ -254,8 +413,11 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct pfp *p = data;
     uint8_t pubkey[32];
-    char why[NIP19_ERR_LEN];
+    char why[NIP19_ERR_LEN], verr[128];
     struct pic pic;
+    struct variant v;
+    h2o_iovec_t query = h2o_iovec_init("", 0), accept = h2o_iovec_init("", 0);
+    ssize_t ai;
     bool have;
     uint64_t now;
     struct http_hold *hold;
@@ -271,6 +433,17 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
         http_reply_error(req, 400, "not a public key: %s", why);
         return;
     }
+    if (req->query_at != SIZE_MAX)
+        query = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+    if ((ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1)) != -1)
+        accept = req->headers.entries[ai].value;
+    /* Real pictures are served as before whatever the variant; only generated answers are made to it. */
+    if (variant_parse(&p->variants, query, accept, &v, verr, sizeof(verr)) != 0) {
+        http_reply_error(req, 400, "%s", verr);
+        return;
+    }
+    if (v.fallback == VARIANT_FALLBACK_CONFIGURED)
+        v.fallback = p->o.default_avatar;
     now = (uint64_t)clock_now_s();
     have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
     if (have && pic.h.state == PIC_OK) {
@@ -282,12 +455,12 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
         } else {
             p->stats.hits++;
         }
-        serve_cached(p, req, pubkey, &pic, stale ? "STALE" : "HIT");
+        serve_cached(p, req, pubkey, &v, &pic, stale ? "STALE" : "HIT");
         return;
     }
     if (have && now < pic.h.retry_at) {
         p->stats.negative_hits++;
-        send_negative(req, &pic);
+        send_fallback(p, req, pubkey, &v, &pic);
         return;
     }
     if (p->closing) {
@@ -297,7 +470,7 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
     p->stats.misses++;
     /* A stale failure record tells the new attempt how many came before it. */
     hold = http_hold(req);
-    if (wait_for_picture(p, pubkey, have ? &pic : NULL, hold) != 0) {
+    if (wait_for_picture(p, pubkey, &v, have ? &pic : NULL, hold) != 0) {
         reply_unavailable(req);
         http_unhold(hold);
     }
@@ -450,6 +623,13 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};
     prefetch_init(&p->prefetch, loop, &qopt, start_ahead, p);
     snprintf(p->cache_control, sizeof(p->cache_control), "public, max-age=%llu", (unsigned long long)p->o.max_age);
+    p->variants = (struct variant_options){.ladder = &VARIANT_AVATAR_LADDER,
+                                           .default_size = o->image.max_size,
+                                           .max_size = o->master_max_size > 0 ? o->master_max_size : 1024,
+                                           .negotiate = o->negotiate,
+                                           .nnegotiate = o->nnegotiate};
+    if (p->o.default_avatar == VARIANT_FALLBACK_CONFIGURED)
+        p->o.default_avatar = VARIANT_FALLBACK_404;
     store_add_listener(sv->store, on_event_stored, p);
     return 0;
 }
