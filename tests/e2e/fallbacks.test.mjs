@@ -3,55 +3,45 @@
 // variant parameters; and the seed's answers (404 JSON, 307 to a failed source) kept when no `default` is given.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { inspect, makeFixtures, startImageServer } from './lib/images.mjs';
+import { inspectBytes, makeFixtures, startImageServer } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
 import { runBinary, startRelay, tempDir, testConfig } from './lib/relay.mjs';
 
 let fixtures, images, relay, client;
 
-const GUARDED = {
-  allowed_source_addresses: ['127.0.0.1'],
-  download_timeout_seconds: 3,
-  download_connect_timeout_seconds: 2,
-  precache_on_metadata: false,
-};
+// Sources on the loopback image server are allowed; nothing is fetched ahead of a request.
+const LOOPBACK = { allowed_source_addresses: ['127.0.0.1'], download_timeout_seconds: 3, precache_on_metadata: false };
 
 before(async () => {
   fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-  relay = await startRelay({ config: GUARDED });
+  [images, relay] = await Promise.all([startImageServer(fixtures), startRelay({ config: LOOPBACK })]);
   client = await rawClient(relay.url);
 });
 
 after(async () => {
   client.close();
-  await relay.cleanup();
-  await images.close();
+  await Promise.all([relay.cleanup(), images.close()]);
   await rm(fixtures, { recursive: true, force: true });
 });
 
-async function profile(picture, { user = newUser() } = {}) {
-  const content = JSON.stringify(picture === undefined ? { name: 'no picture' } : { name: 'someone', picture });
+// A new user whose kind 0 has `picture`, or none.
+async function profile(picture) {
+  const user = newUser();
+  const content = JSON.stringify({ name: 'fallback', ...(picture === undefined ? {} : { picture }) });
   assert.equal((await publishRaw(client, user.sign({ kind: 0, created_at: now(), content })))[2], true);
   return user;
 }
 
 async function getPic(id, query = '', headers = {}, base = relay.url) {
   const res = await fetch(`${base}/profile-pic/${id}${query}`, { redirect: 'manual', headers });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { res, body };
+  return { res, body: Buffer.from(await res.arrayBuffer()) };
 }
 
-function inspectBody(body) {
-  const path = join(fixtures, `out-${createHash('sha256').update(body).digest('hex')}`);
-  writeFileSync(path, body);
-  return inspect(path);
-}
+const inspectBody = (body) => inspectBytes(fixtures, body);
 
 const MAGIC = {
   jpeg: (b) => b.subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff])),
@@ -234,7 +224,7 @@ test('generated answers are counted by kind in /stats and /metrics', async () =>
 
 test('default_avatar sets what a request without default gets; master_max_size and negotiate_formats apply', async () => {
   const r = await startRelay({
-    config: { ...GUARDED, default_avatar: 'identicon', master_max_size: 256, negotiate_formats: ['avif', 'webp'] },
+    config: { ...LOOPBACK, default_avatar: 'identicon', master_max_size: 256, negotiate_formats: ['avif', 'webp'] },
   });
   try {
     const key = newUser().pubkey;
