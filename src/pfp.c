@@ -19,6 +19,7 @@
 #include "hex.h"
 #include "http.h"
 #include "identicon.h"
+#include "keymap.h"
 #include "log.h"
 #include "nip19.h"
 #include "pictures.h"
@@ -52,6 +53,7 @@ struct pfp {
     char cache_control[64];
     struct variant_options variants;
     struct gencache *generated;
+    struct keymap *drawing; /* generated pictures being drawn, by their gencache key */
     bool closing;
     struct pfp_stats stats;
 };
@@ -137,13 +139,23 @@ static void reply_unavailable(h2o_req_t *req)
 
 /* --- generated answers ------------------------------------------------------------------------------------------ */
 
-/* An identicon or a blank picture, drawn and encoded on the image threads: AVIF takes a tenth of a second. */
+/* A request waiting for a generated picture; its variant says whether the answer varies on Accept. */
+struct generated_wait {
+    h2o_linklist_t link;
+    struct http_hold *hold;
+    struct variant v;
+};
+
+/*
+ * An identicon or a blank picture, drawn and encoded on the image threads (AVIF takes a tenth of a second), once
+ * for all the requests that want it meanwhile.
+ */
 struct generated {
     struct work work;
     struct pfp *p;
-    struct http_hold *hold;
+    h2o_linklist_t waits; /* struct generated_wait */
     uint8_t pubkey[32], key[GENCACHE_KEY];
-    struct variant v;
+    struct variant v; /* the first request's, for the kind */
     enum image_type type;
     int size, quality;
     struct image_out out;
@@ -224,16 +236,24 @@ static void send_generated(struct pfp *p, h2o_req_t *req, const struct variant *
 static void generated_done(struct work *w)
 {
     struct generated *g = H2O_STRUCT_FROM_MEMBER(struct generated, work, w);
-    h2o_req_t *req = http_held(g->hold);
 
-    if (req == NULL)
-        ;
-    else if (g->err != 0)
-        http_reply_error(req, 500, "the %s could not be made",
-                         g->v.fallback == VARIANT_FALLBACK_IDENTICON ? "identicon" : "blank picture");
-    else
-        send_generated(g->p, req, &g->v, g->type, g->out.data, g->out.len, g->etag);
-    http_unhold(g->hold);
+    keymap_del(g->p->drawing, g->key);
+    if (g->err == 0)
+        g->p->stats.drawn++;
+    while (!h2o_linklist_is_empty(&g->waits)) {
+        struct generated_wait *gw = H2O_STRUCT_FROM_MEMBER(struct generated_wait, link, g->waits.next);
+        h2o_req_t *req = http_held(gw->hold);
+        if (req == NULL)
+            ;
+        else if (g->err != 0)
+            http_reply_error(req, 500, "the %s could not be made",
+                             g->v.fallback == VARIANT_FALLBACK_IDENTICON ? "identicon" : "blank picture");
+        else
+            send_generated(g->p, req, &gw->v, g->type, g->out.data, g->out.len, g->etag);
+        http_unhold(gw->hold);
+        h2o_linklist_unlink(&gw->link);
+        free(gw);
+    }
     if (g->err == 0) {
         gencache_put(g->p->generated, g->key, g->out.data, g->out.len, g->etag);
         g->out.data = NULL;
@@ -244,13 +264,15 @@ static void generated_done(struct work *w)
 
 /*
  * Answers a pubkey without a usable picture (`neg` says why): the JSON 404 of today, or the seed's redirect, when
- * `v` asks for 404; otherwise a picture from the cache of generated ones, or drawn on the image threads.
+ * `v` asks for 404; otherwise a picture from the cache of generated ones, or drawn on the image threads (joining
+ * the drawing of the same one when it is under way).
  */
 static void send_fallback(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
                           const struct pic *neg)
 {
     const struct gencache_entry *e;
     struct generated *g;
+    struct generated_wait *gw;
     uint8_t key[GENCACHE_KEY] = {0};
     enum image_type type = generated_type(v->format);
     int size = v->size < IDENTICON_MIN_SIZE   ? IDENTICON_MIN_SIZE
@@ -270,23 +292,31 @@ static void send_fallback(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32
         send_generated(p, req, v, type, e->data, e->len, e->etag);
         return;
     }
-    if (p->closing) {
-        reply_unavailable(req);
-        return;
+    if ((g = keymap_get(p->drawing, key)) == NULL) {
+        if (p->closing) {
+            reply_unavailable(req);
+            return;
+        }
+        if ((g = calloc(1, sizeof(*g))) == NULL)
+            abort();
+        g->p = p;
+        h2o_linklist_init_anchor(&g->waits);
+        memcpy(g->pubkey, pubkey, 32);
+        memcpy(g->key, key, sizeof(key));
+        g->v = *v;
+        g->type = type;
+        g->size = size;
+        g->quality = p->o.image.quality;
+        g->work.run = generated_run;
+        g->work.done = generated_done;
+        keymap_put(p->drawing, g->key, g);
+        workpool_submit_urgent(&p->images, &g->work);
     }
-    if ((g = calloc(1, sizeof(*g))) == NULL)
+    if ((gw = calloc(1, sizeof(*gw))) == NULL)
         abort();
-    g->p = p;
-    memcpy(g->pubkey, pubkey, 32);
-    memcpy(g->key, key, sizeof(key));
-    g->v = *v;
-    g->type = type;
-    g->size = size;
-    g->quality = p->o.image.quality;
-    g->hold = http_hold(req);
-    g->work.run = generated_run;
-    g->work.done = generated_done;
-    workpool_submit_urgent(&p->images, &g->work);
+    gw->hold = http_hold(req);
+    gw->v = *v;
+    h2o_linklist_insert(&g->waits, &gw->link);
 }
 
 /* --- requests waiting for a search ------------------------------------------------------------------------------ */
@@ -644,6 +674,7 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
                                            .negotiate = o->negotiate,
                                            .nnegotiate = o->nnegotiate};
     p->generated = gencache_new(GENERATED_CACHE_BYTES);
+    p->drawing = keymap_new(GENCACHE_KEY);
     if (p->o.default_avatar == VARIANT_FALLBACK_CONFIGURED)
         p->o.default_avatar = VARIANT_FALLBACK_404;
     store_add_listener(sv->store, on_event_stored, p);
@@ -683,6 +714,7 @@ void pfp_free(struct pfp *p)
     workpool_free(&p->images);
     workpool_free(&p->readers);
     gencache_free(p->generated);
+    keymap_free(p->drawing, NULL);
     free(p);
 }
 

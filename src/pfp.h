@@ -43,6 +43,7 @@ struct pfp_stats {
     uint64_t bytes_served;              /* picture bytes sent (200 answers to GET) */
     uint64_t process_ns;                /* time spent checking and resizing, summed */
     uint64_t identicons, blanks;        /* generated answers (200 and 304) for pubkeys without a usable picture */
+    uint64_t drawn;                     /* generated pictures drawn and encoded; the other answers came from memory */
     const struct histogram *processing; /* seconds per picture; valid while the service lives */
 };
 

@@ -97,7 +97,7 @@ json_t *stats_json(struct stats *s)
         json_object_set_new(stored, "other", json_integer((json_int_t)s->stored_other));
     return json_pack(
         "{s:s, s:I,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}},"
         " s:{s:I, s:I, s:I, s:o},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:o,"
@@ -111,14 +111,14 @@ json_t *stats_json(struct stats *s)
         (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
         "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "purges",
         (json_int_t)xs->purges, "generated", "identicon", (json_int_t)ps->identicons, "blank", (json_int_t)ps->blanks,
-        "downloads", "started", (json_int_t)ps->downloads, "processed", (json_int_t)ps->processed, "url_reuses",
-        (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups", "requested", (json_int_t)ls.requested,
-        "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries, "found", (json_int_t)ls.found,
-        "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out, "upstream_relays", relays_json(s),
-        "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
-        (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
-        (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token, "nip98", as.nip98,
-        "loopback_only", as.loopback_only);
+        "drawn", (json_int_t)ps->drawn, "downloads", "started", (json_int_t)ps->downloads, "processed",
+        (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups",
+        "requested", (json_int_t)ls.requested, "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries,
+        "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
+        "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
+        (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
+        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token,
+        "nip98", as.nip98, "loopback_only", as.loopback_only);
 }
 
 static void on_stats(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -196,6 +196,8 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Generated answers (200 and 304) for pubkeys without a usable picture, by kind.");
     metrics_u64(b, "pfpcache_generated_pictures_total", one_label(l, "kind", "identicon"), ps->identicons);
     metrics_u64(b, "pfpcache_generated_pictures_total", one_label(l, "kind", "blank"), ps->blanks);
+    metrics_single(b, "pfpcache_generated_drawn_total", "counter",
+                   "Generated pictures drawn and encoded; the other generated answers came from memory.", ps->drawn);
 
     metrics_single(b, "pfpcache_downloads_total", "counter", "Picture downloads started.", ps->downloads);
     metrics_family(

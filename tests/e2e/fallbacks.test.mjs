@@ -222,6 +222,24 @@ test('generated answers are counted by kind in /stats and /metrics', async () =>
   assert.equal(await relay.metric('pfpcache_generated_pictures_total', { kind: 'blank' }), after.blank);
 });
 
+test('a generated picture is drawn once for concurrent requests, then answered from memory', async () => {
+  const key = newUser().pubkey;
+  const before = (await relay.stats()).cache.generated;
+  const url = '?d=identicon&f=avif&s=512';
+  const first = await Promise.all(Array.from({ length: 5 }, () => getPic(key, url)));
+  for (const r of first) {
+    assert.equal(r.res.status, 200);
+    assert.ok(r.body.equals(first[0].body));
+  }
+  const again = await getPic(key, url);
+  assert.ok(again.body.equals(first[0].body));
+  assert.equal(again.res.headers.get('etag'), first[0].res.headers.get('etag'));
+  const after = (await relay.stats()).cache.generated;
+  assert.equal(after.identicon, before.identicon + 6);
+  assert.equal(after.drawn, before.drawn + 1, 'one drawing for six answers');
+  assert.equal(await relay.metric('pfpcache_generated_drawn_total'), after.drawn);
+});
+
 test('default_avatar sets what a request without default gets; master_max_size and negotiate_formats apply', async () => {
   const r = await startRelay({
     config: { ...LOOPBACK, default_avatar: 'identicon', master_max_size: 256, negotiate_formats: ['avif', 'webp'] },
