@@ -250,9 +250,27 @@ static int start(struct app *a)
                       a->cfg.max_source_pixels, (int)a->cfg.image_timeout_ms, a->cfg.image_memory_mb << 20},
             .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
             .precache_on_metadata = a->cfg.precache_on_metadata,
+            .default_avatar = strcmp(a->cfg.default_avatar, "identicon") == 0 ? VARIANT_FALLBACK_IDENTICON
+                              : strcmp(a->cfg.default_avatar, "blank") == 0   ? VARIANT_FALLBACK_BLANK
+                                                                              : VARIANT_FALLBACK_404,
+            .master_max_size = (int)a->cfg.master_max_size,
+            .negotiate = a->negotiate,
         };
         struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,
                                   &a->picture_bytes, &a->fetcher, &a->inbox};
+        a->nnegotiate = 0;
+        for (size_t i = 0; i < a->cfg.negotiate_formats.count; i++) {
+            enum variant_format f;
+            bool seen = false;
+            /* Validated by config_load(). */
+            variant_format_parse(
+                h2o_iovec_init(a->cfg.negotiate_formats.items[i], strlen(a->cfg.negotiate_formats.items[i])), &f);
+            for (size_t j = 0; j < a->nnegotiate; j++)
+                seen |= a->negotiate[j] == f;
+            if (!seen)
+                a->negotiate[a->nnegotiate++] = f;
+        }
+        po.nnegotiate = a->nnegotiate;
         r = pfp_init(&a->pfp, &a->loop, &po, &sv, err, sizeof(err));
     }
     if (r != 0) {

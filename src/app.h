@@ -41,15 +41,17 @@ struct app {
     struct ingest *ingest;     /* every incoming event: checked, verified, stored */
     struct lookup *lookup;     /* what the upstream relays are asked */
     struct relay *relay;
-    struct blobs blobs;             /* picture files */
-    struct blobcache picture_bytes; /* pictures kept in memory */
-    struct pictures pictures;       /* the picture index */
-    struct fetcher fetcher;         /* picture downloads */
-    struct pfp *pfp;                /* profile pictures */
-    struct jobs jobs;               /* batch pre-caching */
-    struct auth auth;               /* who may call the admin endpoints */
-    struct admin admin;             /* their routes */
-    struct stats stats;             /* GET /stats and /metrics */
+    struct blobs blobs;                             /* picture files */
+    struct blobcache picture_bytes;                 /* pictures kept in memory */
+    struct pictures pictures;                       /* the picture index */
+    struct fetcher fetcher;                         /* picture downloads */
+    struct pfp *pfp;                                /* profile pictures */
+    enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */
+    size_t nnegotiate;
+    struct jobs jobs;   /* batch pre-caching */
+    struct auth auth;   /* who may call the admin endpoints */
+    struct admin admin; /* their routes */
+    struct stats stats; /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "nip19.h"
 #include "url.h"
+#include "variant.h"
 
 enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_INT_LIST, KEY_PUBKEY_LIST };
 
@@ -84,8 +85,21 @@ static bool valid_token_or_empty(const char *s)
     return true;
 }
 
+static bool valid_default_avatar(const char *s)
+{
+    return strcmp(s, "404") == 0 || strcmp(s, "identicon") == 0 || strcmp(s, "blank") == 0;
+}
+
+/* GIF is what an animation becomes for a client without WebP, not a format to negotiate. */
+static bool valid_format(const char *s)
+{
+    enum variant_format f;
+    return variant_format_parse(h2o_iovec_init(s, strlen(s)), &f) == 0;
+}
+
 static const int64_t default_kinds[] = {0, 3, 10002, -1};
 static const char *const no_strings[] = {NULL};
+static const char *const default_negotiated[] = {"webp", NULL};
 
 static const char *const default_relays[] = {"wss://damus.io", "wss://primal.net", "wss://nos.lol",
                                              "wss://purplepag.es", NULL};
@@ -160,6 +174,11 @@ static const struct key keys[] = {
      .allowed = "\"\" (off) or at least 16 printable ASCII characters without spaces", .secret = true},
     {"admin_pubkeys", KEY_PUBKEY_LIST, OFF(admin_pubkeys),
      .allowed = "64 hex characters (either case), an npub or an nprofile"},
+    {"default_avatar", KEY_STRING, OFF(default_avatar), .def_str = "404", .valid = valid_default_avatar,
+     .allowed = "\"404\", \"identicon\" or \"blank\""},
+    {"master_max_size", KEY_INT, OFF(master_max_size), 32, 1024, 1024},
+    {"negotiate_formats", KEY_STRING_LIST, OFF(negotiate_formats), .def_list = default_negotiated,
+     .valid = valid_format, .allowed = "\"jpeg\", \"webp\", \"avif\" or \"png\""},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

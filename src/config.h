@@ -76,6 +76,9 @@ struct config {
     int64_t lru_low_water_percent;
     char *admin_token; /* "" when off */
     struct config_pubkeys admin_pubkeys;
+    char *default_avatar; /* "404", "identicon" or "blank" */
+    int64_t master_max_size;
+    struct config_list negotiate_formats; /* format names, each variant_format_parse()s */
 };
 
 /*

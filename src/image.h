@@ -93,4 +93,17 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 
 void image_out_free(struct image_out *out);
 
+/*
+ * Encodes `w` x `h` pixels of 8-bit sRGB, three bytes a pixel and no padding (as identicon_draw() gives them), as
+ * `t` (IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF or IMAGE_PNG), metadata stripped, at the encoder quality that
+ * image_encode_quality() derives from `quality` (1 to 100, JPEG's scale); PNG is lossless. Safe from any thread
+ * once image_init() has run. Returns 0, -EINVAL for another type or a size or quality out of range, or -EIO with
+ * libvips' reason in out->error.
+ */
+int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int quality, struct image_out *out);
+
+/* The encoder quality image_encode_rgb() uses for `t` given JPEG's `quality`: the same for JPEG and WebP, two
+ * thirds of it (at least 1) for AVIF. */
+int image_encode_quality(enum image_type t, int quality);
+
 #endif

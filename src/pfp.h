@@ -14,6 +14,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "pending.h"
+#include "variant.h"
 
 struct blobs;
 struct blobcache;
@@ -41,6 +42,8 @@ struct pfp_stats {
     uint64_t damaged_files;             /* cached files found damaged when read (size or SHA-256), dropped */
     uint64_t bytes_served;              /* picture bytes sent (200 answers to GET) */
     uint64_t process_ns;                /* time spent checking and resizing, summed */
+    uint64_t identicons, blanks;        /* generated answers (200 and 304) for pubkeys without a usable picture */
+    uint64_t drawn;                     /* generated pictures drawn and encoded; the other answers came from memory */
     const struct histogram *processing; /* seconds per picture; valid while the service lives */
 };
 
@@ -60,14 +63,18 @@ struct pfp_watch {
 };
 
 struct pfp_options {
-    size_t image_threads;      /* checking and resizing (0: one per online CPU) */
-    size_t read_threads;       /* reading picture files not in memory */
-    size_t max_concurrent;     /* downloads, and pictures fetched ahead, under way at once */
-    size_t max_per_host;       /* downloads from one origin host at once (0: no limit) */
-    size_t max_data_bytes;     /* the most bytes of a data: picture */
-    struct image_opts image;   /* how pictures are checked and resized */
-    uint64_t max_age;          /* seconds a picture stays fresh (at least 1) */
-    bool precache_on_metadata; /* fetch the picture of every new kind 0 ahead */
+    size_t image_threads;                 /* checking and resizing (0: one per online CPU) */
+    size_t read_threads;                  /* reading picture files not in memory */
+    size_t max_concurrent;                /* downloads, and pictures fetched ahead, under way at once */
+    size_t max_per_host;                  /* downloads from one origin host at once (0: no limit) */
+    size_t max_data_bytes;                /* the most bytes of a data: picture */
+    struct image_opts image;              /* how pictures are checked and resized */
+    uint64_t max_age;                     /* seconds a picture stays fresh (at least 1) */
+    bool precache_on_metadata;            /* fetch the picture of every new kind 0 ahead */
+    enum variant_fallback default_avatar; /* what a request without `default` gets: 404, identicon or blank */
+    int master_max_size;                  /* the largest `size` a request may ask for */
+    const enum variant_format *negotiate; /* formats picked from Accept, in order; outlives the service */
+    size_t nnegotiate;
 };
 
 /* What the service works with; all must outlive it. */

@@ -97,7 +97,7 @@ json_t *stats_json(struct stats *s)
         json_object_set_new(stored, "other", json_integer((json_int_t)s->stored_other));
     return json_pack(
         "{s:s, s:I,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}},"
         " s:{s:I, s:I, s:I, s:o},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:o,"
@@ -110,7 +110,8 @@ json_t *stats_json(struct stats *s)
         (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits, "not_modified",
         (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
         "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "purges",
-        (json_int_t)xs->purges, "downloads", "started", (json_int_t)ps->downloads, "processed",
+        (json_int_t)xs->purges, "generated", "identicon", (json_int_t)ps->identicons, "blank", (json_int_t)ps->blanks,
+        "drawn", (json_int_t)ps->drawn, "downloads", "started", (json_int_t)ps->downloads, "processed",
         (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups",
         "requested", (json_int_t)ls.requested, "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries,
         "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
@@ -191,6 +192,12 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
                    ps->not_modified);
     metrics_single(b, "pfpcache_picture_served_bytes_total", "counter", "Picture bytes sent in 200 answers.",
                    ps->bytes_served);
+    metrics_family(b, "pfpcache_generated_pictures_total", "counter",
+                   "Generated answers (200 and 304) for pubkeys without a usable picture, by kind.");
+    metrics_u64(b, "pfpcache_generated_pictures_total", one_label(l, "kind", "identicon"), ps->identicons);
+    metrics_u64(b, "pfpcache_generated_pictures_total", one_label(l, "kind", "blank"), ps->blanks);
+    metrics_single(b, "pfpcache_generated_drawn_total", "counter",
+                   "Generated pictures drawn and encoded; the other generated answers came from memory.", ps->drawn);
 
     metrics_single(b, "pfpcache_downloads_total", "counter", "Picture downloads started.", ps->downloads);
     metrics_family(

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,101 @@ static void unsupported_bytes_are_refused_with_their_name(void **state)
     image_out_free(&out);
 }
 
+/* A gradient, so that lossy encoders have something to lose and PNG has something to keep exactly. */
+static uint8_t *gradient(int w, int h)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+
+    assert_non_null(rgb);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            uint8_t *px = rgb + ((size_t)y * w + x) * 3;
+            px[0] = (uint8_t)(x * 255 / (w - 1));
+            px[1] = (uint8_t)(y * 255 / (h - 1));
+            px[2] = 128;
+        }
+    }
+    return rgb;
+}
+
+static void rgb_pixels_are_encoded_in_each_format_at_their_size(void **state)
+{
+    static const enum image_type types[] = {IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF, IMAGE_PNG};
+    uint8_t *rgb = gradient(48, 32);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct image_out out;
+        const char *name;
+        VipsImage *im;
+        double centre[3];
+        const uint8_t *want = rgb + ((size_t)16 * 48 + 24) * 3;
+
+        assert_int_equal(image_encode_rgb(rgb, 48, 32, types[i], 85, &out), 0);
+        assert_int_equal(out.type, types[i]);
+        assert_int_equal(out.width, 48);
+        assert_int_equal(out.height, 32);
+        assert_int_equal(image_sniff(out.data, out.len, &name), types[i]);
+        im = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+        assert_non_null(im);
+        assert_int_equal(vips_image_get_width(im), 48);
+        assert_int_equal(vips_image_get_height(im), 32);
+        assert_int_equal(vips_image_get_bands(im), 3);
+        /* libvips 8.14.1's webpsave writes its own resolution-only EXIF whatever `strip` says; nothing of a source. */
+        if (types[i] != IMAGE_WEBP)
+            assert_false(vips_image_get_typeof(im, VIPS_META_EXIF_NAME));
+        for (int b = 0; b < 3; b++) {
+            double *v;
+            int n;
+            assert_int_equal(vips_getpoint(im, &v, &n, 24, 16, NULL), 0);
+            centre[b] = v[b];
+            g_free(v);
+        }
+        for (int b = 0; b < 3; b++) {
+            if (types[i] == IMAGE_PNG)
+                assert_int_equal((int)centre[b], want[b]);
+            else
+                assert_true(centre[b] > want[b] - 12 && centre[b] < want[b] + 12);
+        }
+        g_object_unref(im);
+        image_out_free(&out);
+    }
+    free(rgb);
+}
+
+static void the_encoder_quality_derives_from_jpeg_quality(void **state)
+{
+    uint8_t *rgb = gradient(64, 64);
+    struct image_out low, high;
+
+    (void)state;
+    assert_int_equal(image_encode_quality(IMAGE_JPEG, 85), 85);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 85), 85);
+    assert_int_equal(image_encode_quality(IMAGE_AVIF, 85), 56);
+    assert_int_equal(image_encode_quality(IMAGE_AVIF, 1), 1);
+    assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 10, &low), 0);
+    assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 95, &high), 0);
+    assert_true(low.len < high.len);
+    image_out_free(&low);
+    image_out_free(&high);
+    free(rgb);
+}
+
+static void encoding_refuses_other_types_sizes_and_qualities(void **state)
+{
+    uint8_t rgb[3 * 4] = {0};
+    struct image_out out;
+
+    (void)state;
+    assert_int_equal(image_encode_rgb(rgb, 2, 2, IMAGE_GIF, 85, &out), -EINVAL);
+    assert_null(out.data);
+    assert_int_equal(image_encode_rgb(rgb, 2, 2, IMAGE_NONE, 85, &out), -EINVAL);
+    assert_int_equal(image_encode_rgb(rgb, 0, 2, IMAGE_PNG, 85, &out), -EINVAL);
+    assert_int_equal(image_encode_rgb(rgb, 2, 2, IMAGE_PNG, 0, &out), -EINVAL);
+    assert_int_equal(image_encode_rgb(rgb, 2, 2, IMAGE_PNG, 101, &out), -EINVAL);
+    assert_null(out.data);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -348,6 +444,9 @@ int main(void)
         cmocka_unit_test(a_picture_past_its_deadline_is_stopped),
         cmocka_unit_test(pictures_wait_for_memory_rather_than_being_refused),
         cmocka_unit_test(originals_are_kept_up_to_their_end),
+        cmocka_unit_test(rgb_pixels_are_encoded_in_each_format_at_their_size),
+        cmocka_unit_test(the_encoder_quality_derives_from_jpeg_quality),
+        cmocka_unit_test(encoding_refuses_other_types_sizes_and_qualities),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

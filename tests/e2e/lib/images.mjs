@@ -1,6 +1,8 @@
 // images.mjs -- test images made by tests/tools/make_fixtures, and a loopback HTTP server that serves
 // them along with the misbehaving origins (endless, trickling, slow, lying, redirecting) the fetcher must survive.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join } from 'node:path';
@@ -34,6 +36,13 @@ export function makeNoise(dir, n) {
 export function inspect(path) {
   const out = execFileSync(MAKE_FIXTURES, ['--inspect', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   return JSON.parse(out.toString());
+}
+
+// inspect() of bytes (a response body), written under `dir` by their SHA-256.
+export function inspectBytes(dir, body) {
+  const path = join(dir, `out-${createHash('sha256').update(body).digest('hex')}`);
+  writeFileSync(path, body);
+  return inspect(path);
 }
 
 const TYPES = {
