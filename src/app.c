@@ -279,6 +279,7 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
+    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, a->pfp);
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
@@ -287,6 +288,7 @@ static int start(struct app *a)
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .pfp = a->pfp,
+                              .profileapi = &a->profileapi,
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
                               .jobs = &a->jobs,
@@ -296,6 +298,7 @@ static int start(struct app *a)
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(a->relay, &a->http, web_page, NULL);
     pfp_route(a->pfp, &a->http);
+    profileapi_route(&a->profileapi, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
     web_route(&a->http);

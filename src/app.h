@@ -20,6 +20,7 @@
 #include "lookup.h"
 #include "pfp.h"
 #include "pictures.h"
+#include "profileapi.h"
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
@@ -49,6 +50,7 @@ struct app {
     struct jobs jobs;               /* batch pre-caching */
     struct auth auth;               /* who may call the admin endpoints */
     struct admin admin;             /* their routes */
+    struct profileapi profileapi;   /* GET /profile, POST /profiles */
     struct stats stats;             /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
