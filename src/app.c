@@ -279,7 +279,7 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, a->pfp);
+    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp);
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
@@ -321,6 +321,7 @@ static void stop(struct app *a)
 {
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
+    profileapi_shutdown(&a->profileapi);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
@@ -329,6 +330,7 @@ static void stop(struct app *a)
     inbox_drain(&a->inbox);
     db_shutdown(a->db);
     inbox_free(&a->inbox);
+    profileapi_free(&a->profileapi);
     pfp_free(a->pfp);
     a->pfp = NULL;
     if (a->pfp_ready)

@@ -93,4 +93,12 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 
 void image_out_free(struct image_out *out);
 
+/*
+ * A picture stored here (already checked) made to fit `size` x `size`, never
+ * enlarged, as 8-bit sRGB, three bytes a pixel, alpha flattened on white:
+ * `*rgb` malloc()ed (free() it), `*width` x `*height` pixels. Any thread.
+ * Returns 0, or -EINVAL when it does not decode.
+ */
+int image_thumbnail_rgb(const uint8_t *src, size_t len, int size, uint8_t **rgb, int *width, int *height);
+
 #endif

@@ -12,19 +12,66 @@
 #include <string.h>
 
 #include "blob.h"
+#include "blurhash.h"
 #include "hex.h"
 #include "http.h"
+#include "image.h"
+#include "keymap.h"
 #include "lookup.h"
 #include "nip19.h"
 #include "pending.h"
 #include "pfp.h"
 #include "profile.h"
 #include "store.h"
+#include "workpool.h"
 
 static const char *const state_names[] = {"none", "pending", "cached", "failed"};
 
 /* The fields of a kind 0's content copied as published: strings, else null. */
 static const char *const text_fields[] = {"name", "display_name", "about", "nip05", "website", "lud16"};
+
+/* --- summaries of pictures -------------------------------------------------------------------------------------- */
+
+void profileapi_dominant_color(const uint8_t *rgb, int width, int height, char out[8])
+{
+    uint32_t *count = calloc(4096, sizeof(*count));
+    uint64_t sum[3] = {0, 0, 0};
+    size_t n = (size_t)width * (size_t)height, best = 0;
+
+    if (count == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = rgb + 3 * i;
+        count[(p[0] >> 4) << 8 | (p[1] >> 4) << 4 | p[2] >> 4]++;
+    }
+    for (size_t b = 1; b < 4096; b++) {
+        if (count[b] > count[best])
+            best = b;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = rgb + 3 * i;
+        if (((size_t)(p[0] >> 4) << 8 | (size_t)(p[1] >> 4) << 4 | (size_t)(p[2] >> 4)) == best) {
+            for (int c = 0; c < 3; c++)
+                sum[c] += p[c];
+        }
+    }
+    if (count[best] == 0)
+        snprintf(out, 8, "#000000");
+    else
+        snprintf(out, 8, "#%02x%02x%02x", (unsigned)(sum[0] / count[best]), (unsigned)(sum[1] / count[best]),
+                 (unsigned)(sum[2] / count[best]));
+    free(count);
+}
+
+/* A stored picture's blurhash and colour, made once per file on the image threads; the slots waiting for it. */
+struct summary {
+    uint8_t hash[32]; /* of the picture's file */
+    bool ready, ok;
+    char blurhash[BLURHASH_MAX];
+    char color[8];
+    h2o_linklist_t waits; /* slot.sum_link */
+    h2o_linklist_t order; /* profileapi._order */
+};
 
 /* --- the answer's objects -------------------------------------------------------------------------------------- */
 
@@ -168,6 +215,7 @@ int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], s
 /* One pubkey of a request: its kind 0 as JSON once found, or NULL. */
 struct slot {
     struct lookup_waiter lw;
+    h2o_linklist_t sum_link; /* on a summary being made */
     struct request *rq;
     char *json;
     size_t len;
@@ -254,20 +302,30 @@ static void send_answer(struct profileapi *pa, h2o_req_t *req, json_t *body)
 /* The object of one pubkey, counted; NULL when it has no kind 0. Queues a picture not cached yet. */
 static json_t *entry_of(struct profileapi *pa, const uint8_t pubkey[32], const struct slot *s, const char *base)
 {
-    struct pic *pic = malloc(sizeof(*pic));
+    struct pic *pic = calloc(1, sizeof(*pic));
     enum profileapi_state state;
+    uint8_t blob[32];
     json_t *o = NULL;
 
     if (pic == NULL)
         abort();
     if (s->json != NULL)
         o = profileapi_entry(s->json, s->len, pictures_get(pa->_pictures, pubkey, pic) == 0 ? pic : NULL, base, &state);
+    memcpy(blob, pic->h.blob, 32);
     free(pic);
     if (o == NULL) {
         pa->_stats.not_found++;
         return NULL;
     }
     pa->_stats.found++;
+    if (state == PROFILEAPI_CACHED) {
+        const struct summary *sm = keymap_get(pa->_summaries, blob);
+        if (sm != NULL && sm->ok) {
+            json_t *picture = json_object_get(o, "picture");
+            json_object_set_new(picture, "blurhash", json_string(sm->blurhash));
+            json_object_set_new(picture, "color", json_string(sm->color));
+        }
+    }
     if (state == PROFILEAPI_PENDING) {
         pa->_stats.pending++;
         queue_picture(pa, pubkey);
@@ -325,6 +383,118 @@ static void keep_event(struct slot *s, const struct event_view *ev)
     s->len = ev->json_len;
 }
 
+/* --- making summaries ------------------------------------------------------------------------------------------ */
+
+struct sum_work {
+    struct work work;
+    struct profileapi *pa;
+    struct summary *sm;
+    uint32_t bytes;
+    bool ok;
+    char blurhash[BLURHASH_MAX];
+    char color[8];
+};
+
+static void sum_run(struct work *w)
+{
+    struct sum_work *sw = H2O_STRUCT_FROM_MEMBER(struct sum_work, work, w);
+    uint8_t *data, *rgb;
+    size_t len;
+    int width, height;
+
+    if (blob_read(sw->pa->_blobs, sw->sm->hash, sw->bytes, &data, &len) != 0)
+        return;
+    if (image_thumbnail_rgb(data, len, PROFILEAPI_THUMBNAIL, &rgb, &width, &height) == 0) {
+        sw->ok =
+            blurhash_encode(rgb, width, height, (size_t)width * 3, 3, 4, 3, sw->blurhash, sizeof(sw->blurhash)) == 0;
+        profileapi_dominant_color(rgb, width, height, sw->color);
+        free(rgb);
+    }
+    free(data);
+}
+
+/* Forgets the oldest summaries made while there are too many. */
+static void trim(struct profileapi *pa)
+{
+    while (keymap_count(pa->_summaries) > PROFILEAPI_SUMMARIES_MAX) {
+        struct summary *sm = H2O_STRUCT_FROM_MEMBER(struct summary, order, pa->_order.next);
+        if (!sm->ready)
+            break;
+        h2o_linklist_unlink(&sm->order);
+        keymap_del(pa->_summaries, sm->hash);
+        free(sm);
+    }
+}
+
+static void sum_done(struct work *w)
+{
+    struct sum_work *sw = H2O_STRUCT_FROM_MEMBER(struct sum_work, work, w);
+    struct summary *sm = sw->sm;
+    struct profileapi *pa = sw->pa;
+
+    sm->ready = true;
+    sm->ok = sw->ok;
+    memcpy(sm->blurhash, sw->blurhash, sizeof(sm->blurhash));
+    memcpy(sm->color, sw->color, sizeof(sm->color));
+    if (sm->ok)
+        pa->_stats.summaries++;
+    free(sw);
+    while (!h2o_linklist_is_empty(&sm->waits)) {
+        struct slot *s = H2O_STRUCT_FROM_MEMBER(struct slot, sum_link, sm->waits.next);
+        h2o_linklist_unlink(&s->sum_link);
+        if (--s->rq->waiting == 0)
+            finish(s->rq);
+    }
+    trim(pa);
+}
+
+/* Makes `s` wait for the summary of its cached picture when there is none yet. */
+static void summarize(struct profileapi *pa, struct slot *s, const uint8_t pubkey[32])
+{
+    struct pic *pic;
+    struct summary *sm;
+    struct sum_work *sw;
+
+    if (s->json == NULL || pa->_closing)
+        return;
+    if ((pic = malloc(sizeof(*pic))) == NULL)
+        abort();
+    if (pictures_get(pa->_pictures, pubkey, pic) != 0 || pic->h.state != PIC_OK ||
+        ((sm = keymap_get(pa->_summaries, pic->h.blob)) != NULL && sm->ready)) {
+        free(pic);
+        return;
+    }
+    if (sm == NULL) {
+        if ((sm = calloc(1, sizeof(*sm))) == NULL || (sw = calloc(1, sizeof(*sw))) == NULL)
+            abort();
+        memcpy(sm->hash, pic->h.blob, 32);
+        h2o_linklist_init_anchor(&sm->waits);
+        h2o_linklist_insert(&pa->_order, &sm->order);
+        keymap_put(pa->_summaries, sm->hash, sm);
+        sw->pa = pa;
+        sw->sm = sm;
+        sw->bytes = pic->h.bytes;
+        sw->work.run = sum_run;
+        sw->work.done = sum_done;
+        /* Someone waits for it: ahead of the pictures being resized in the background. */
+        workpool_submit_urgent(pa->_images, &sw->work);
+    }
+    free(pic);
+    s->rq->waiting++;
+    h2o_linklist_insert(&sm->waits, &s->sum_link);
+}
+
+/* Every kind 0 is known: the summaries of cached pictures are made, then the request is answered. */
+static void found_all(struct request *rq)
+{
+    /* One more than the summaries, so that none can finish the request before all are asked. */
+    rq->waiting = 1;
+    for (size_t i = 0; i < rq->n; i++)
+        summarize(rq->pa, &rq->slots[i], rq->keys[i]);
+    if (--rq->waiting == 0)
+        finish(rq);
+}
+
 static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
 {
     struct slot *s = H2O_STRUCT_FROM_MEMBER(struct slot, lw, w);
@@ -333,7 +503,7 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
     if (ev != NULL)
         keep_event(s, ev);
     if (--rq->waiting == 0)
-        finish(rq);
+        found_all(rq);
 }
 
 /* Takes `keys` (n of them): reads the kind 0s stored here, looks the others up in one go, then answers. */
@@ -366,7 +536,7 @@ static void start(struct profileapi *pa, h2o_req_t *req, uint8_t (*keys)[32], si
         }
     }
     if (--rq->waiting == 0)
-        finish(rq);
+        found_all(rq);
 }
 
 static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -399,9 +569,28 @@ static void on_profiles(void *data, h2o_req_t *req, h2o_iovec_t param)
 }
 
 void profileapi_init(struct profileapi *pa, struct store *store, struct lookup *lookup, struct pictures *pictures,
-                     struct pfp *pfp)
+                     struct blobs *blobs, struct pfp *pfp)
 {
-    *pa = (struct profileapi){._store = store, ._lookup = lookup, ._pictures = pictures, ._pfp = pfp};
+    *pa = (struct profileapi){._store = store,
+                              ._lookup = lookup,
+                              ._pictures = pictures,
+                              ._pfp = pfp,
+                              ._blobs = blobs,
+                              ._images = pfp_image_threads(pfp),
+                              ._summaries = keymap_new(32)};
+    h2o_linklist_init_anchor(&pa->_order);
+}
+
+void profileapi_shutdown(struct profileapi *pa)
+{
+    pa->_closing = true;
+}
+
+void profileapi_free(struct profileapi *pa)
+{
+    if (pa->_summaries != NULL)
+        keymap_free(pa->_summaries, free);
+    pa->_summaries = NULL;
 }
 
 int profileapi_route(struct profileapi *pa, struct http_server *http)

@@ -121,9 +121,9 @@ json_t *stats_json(struct stats *s)
         "nip98", as.nip98, "loopback_only", as.loopback_only);
     profileapi_stats(s->profileapi, &pa);
     json_object_set_new(root, "profiles",
-                        json_pack("{s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
                                   (json_int_t)pa.not_found, "pending", (json_int_t)pa.pending, "not_modified",
-                                  (json_int_t)pa.not_modified));
+                                  (json_int_t)pa.not_modified, "summaries", (json_int_t)pa.summaries));
     return root;
 }
 
@@ -190,6 +190,8 @@ static void profile_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_profile_answers_total", one_label(l, "result", "pending"), pa.pending);
     metrics_single(b, "pfpcache_profile_not_modified_total", "counter", "Profile answers that were 304 Not Modified.",
                    pa.not_modified);
+    metrics_single(b, "pfpcache_profile_picture_summaries_total", "counter",
+                   "Pictures whose blurhash and dominant colour were computed.", pa.summaries);
 }
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)

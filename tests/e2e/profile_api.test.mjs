@@ -2,9 +2,12 @@
 // (pending, then cached, or failed) without waiting for downloads, ETag and 304, profiles found only on an
 // upstream relay, 404 and every 400.
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 
+import { decode as decodeBlurhash } from 'blurhash';
 import { nip19 } from 'nostr-tools';
 
 import { makeFixtures, startImageServer } from './lib/images.mjs';
@@ -53,8 +56,38 @@ async function untilPictureState(id, state) {
   );
 }
 
+// A PNG of `width` x `height` RGB pixels, colour(x, y) -> [r, g, b].
+function png(width, height, colour) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const rows = Buffer.alloc(height * (1 + 3 * width));
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) rows.set(colour(x, y), y * (1 + 3 * width) + 1 + 3 * x);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+const RED = [220, 30, 30];
+const BLUE = [20, 40, 200];
+
 before(async () => {
   fixtures = makeFixtures(await tempDir());
+  // Three quarters red (the left), one quarter blue (the right).
+  await writeFile(join(fixtures, 'redblue.png'), png(120, 120, (x) => (x < 90 ? RED : BLUE)));
   images = await startImageServer(fixtures);
   upstream = await startRelay();
   relay = await startRelay({ config: { ...GUARDED, upstream_relays: [wsUrl(upstream.url)], upstream_timeout_ms: 2000 } });
@@ -105,6 +138,8 @@ test('a stored profile: its fields as published, its picture pending, then cache
   const cached = await untilPictureState(u.pubkey, 'cached');
   assert.ok(cached.picture.width > 0 && cached.picture.height > 0);
   assert.ok(cached.picture.width <= 200 && cached.picture.height <= 200);
+  assert.match(cached.picture.blurhash, /^[0-9A-Za-z#$%*+,\-.:;=?@[\]^_{|}~]{28}$/);
+  assert.match(cached.picture.color, /^#[0-9a-f]{6}$/);
   const pic = await fetch(cached.picture.relay_url);
   assert.equal(pic.status, 200);
   assert.equal(pic.headers.get('x-cache'), 'HIT');
@@ -112,6 +147,35 @@ test('a stored profile: its fields as published, its picture pending, then cache
   const stats = (await relay.stats()).profiles;
   assert.ok(stats.found >= 2 && stats.pending >= 1);
   assert.ok((await relay.metric('pfpcache_profile_answers_total', { result: 'pending' })) >= 1);
+});
+
+test('a cached picture has a blurhash that decodes to its colours, and its dominant colour', async () => {
+  const u = newUser();
+  await publish(relay, profileOf(u, { picture: `${images.url}/f/redblue.png` }));
+  assert.equal((await (await getProfile(u.pubkey)).json()).picture.state, 'pending');
+  const { picture } = await untilPictureState(u.pubkey, 'cached');
+  assert.equal(picture.width, 120);
+  assert.equal(picture.height, 120);
+
+  // The dominant colour is the red, within what JPEG keeps of it.
+  const c = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/.exec(picture.color);
+  assert.ok(c, picture.color);
+  [1, 2, 3].forEach((i) => assert.ok(Math.abs(parseInt(c[i], 16) - RED[i - 1]) <= 24, `${picture.color} is red`));
+
+  // 4x3 components: 4 + 2 * 12 characters; it decodes red on the left and blue on the right.
+  assert.equal(picture.blurhash.length, 28);
+  const px = decodeBlurhash(picture.blurhash, 8, 8);
+  const at = (x, y) => Array.from(px.slice(4 * (y * 8 + x), 4 * (y * 8 + x) + 3));
+  const [lr, lg, lb] = at(1, 4);
+  const [rr, , rb] = at(7, 4);
+  assert.ok(lr > 150 && lr > lg + 80 && lr > lb + 80, `left ${at(1, 4)} is red`);
+  assert.ok(rb > rr, `right ${at(7, 4)} is bluer than red`);
+
+  // Computed once: the same answer again, and one picture summarised.
+  const again = (await (await getProfile(u.pubkey)).json()).picture;
+  assert.equal(again.blurhash, picture.blurhash);
+  assert.equal(again.color, picture.color);
+  assert.ok((await relay.stats()).profiles.summaries >= 1);
 });
 
 test('fields that are not strings are null, as are absent ones; no picture is state none', async () => {

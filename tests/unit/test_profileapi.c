@@ -139,6 +139,24 @@ static void not_a_kind_0_is_refused(void **state)
     json_decref(o);
 }
 
+static void dominant_color_is_the_mean_of_the_fullest_box(void **state)
+{
+    uint8_t rgb[10 * 3];
+    char out[8];
+    (void)state;
+
+    /* Six pixels near red (one box), four blue: the mean of the six. */
+    for (int i = 0; i < 10; i++) {
+        const uint8_t red[3] = {(uint8_t)(208 + i), 30, 30}, blue[3] = {0, 0, 255};
+        memcpy(rgb + 3 * i, i < 6 ? red : blue, 3);
+    }
+    profileapi_dominant_color(rgb, 10, 1, out);
+    assert_string_equal(out, "#d21e1e");
+    /* One pixel. */
+    profileapi_dominant_color((const uint8_t[]){1, 2, 3}, 1, 1, out);
+    assert_string_equal(out, "#010203");
+}
+
 static int parse(const char *body, uint8_t (**keys)[32], size_t *n, char *err)
 {
     return profileapi_parse_batch(body, strlen(body), keys, n, err, 256);
@@ -215,6 +233,7 @@ int main(void)
         cmocka_unit_test(fields_are_copied_as_published_and_others_null),
         cmocka_unit_test(picture_states_follow_the_record),
         cmocka_unit_test(not_a_kind_0_is_refused),
+        cmocka_unit_test(dominant_color_is_the_mean_of_the_fullest_box),
         cmocka_unit_test(batch_keeps_order_and_duplicates),
         cmocka_unit_test(batch_refusals_name_the_fault),
         cmocka_unit_test(batch_of_more_than_the_limit_is_refused),
