@@ -259,20 +259,22 @@ static void base_of(h2o_req_t *req, char *base, size_t len)
              (int)req->input.authority.len, req->input.authority.base);
 }
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x)  STRINGIFY_(x)
+
 /* Sends `body` with an ETag of its bytes (so it changes with the kind 0 and the picture state), or 304. */
 static void send_answer(struct profileapi *pa, h2o_req_t *req, json_t *body)
 {
     static h2o_generator_t generator = {NULL, NULL};
-    char *text = json_dumps(body, JSON_COMPACT), *etag = h2o_mem_alloc_pool(&req->pool, 35);
-    static const char cache_control[] = "public, max-age=60";
+    static const char cache_control[] = "public, max-age=" STRINGIFY(PROFILEAPI_MAX_AGE);
+    size_t len = json_dumpb(body, NULL, 0, JSON_COMPACT);
+    char *etag = h2o_mem_alloc_pool(&req->pool, 35);
+    h2o_iovec_t text = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, len), len);
+    bool not_modified, head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     uint8_t hash[32];
-    h2o_iovec_t out;
-    bool not_modified;
 
-    _Static_assert(PROFILEAPI_MAX_AGE == 60, "the Cache-Control string says max-age");
-    if (text == NULL)
-        abort();
-    blob_hash((const uint8_t *)text, strlen(text), hash);
+    json_dumpb(body, text.base, len, JSON_COMPACT);
+    blob_hash((const uint8_t *)text.base, len, hash);
     etag[0] = '"';
     hex_encode(hash, 16, etag + 1);
     etag[33] = '"';
@@ -283,20 +285,12 @@ static void send_answer(struct profileapi *pa, h2o_req_t *req, json_t *body)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT(cache_control));
     if (not_modified) {
         pa->_stats.not_modified++;
-        free(text);
-        h2o_start_response(req, &generator);
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        return;
+    } else {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+        req->res.content_length = len;
     }
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-    out = h2o_strdup(&req->pool, text, strlen(text));
-    free(text);
-    req->res.content_length = out.len;
     h2o_start_response(req, &generator);
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    else
-        h2o_send(req, &out, 1, H2O_SEND_STATE_FINAL);
+    h2o_send(req, &text, not_modified || head ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
 /* The object of one pubkey, counted; NULL when it has no kind 0. Queues a picture not cached yet. */

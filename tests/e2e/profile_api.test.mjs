@@ -207,6 +207,10 @@ test('ETag: 304 on If-None-Match, and a new one when the kind 0 changes', async 
   assert.equal(again.status, 304);
   assert.equal(again.headers.get('etag'), etag);
   assert.ok((await relay.stats()).profiles.not_modified >= 1);
+  const head = await fetch(`${relay.url}/profile/${u.pubkey}`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get('etag'), etag);
+  assert.equal((await head.arrayBuffer()).byteLength, 0);
 
   await publish(relay, profileOf(u, { name: 'two' }, now() - 5));
   const changed = await getProfile(u.pubkey, { 'if-none-match': etag });
