@@ -439,6 +439,12 @@ static void sum_done(struct work *w)
         if (--s->rq->waiting == 0)
             finish(s->rq);
     }
+    if (!sm->ok) {
+        /* Not remembered: the file may have gone (evicted, purged) and come back by the next answer. */
+        h2o_linklist_unlink(&sm->order);
+        keymap_del(pa->_summaries, sm->hash);
+        free(sm);
+    }
     trim(pa);
 }
 
