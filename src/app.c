@@ -297,6 +297,7 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
+    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp);
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
@@ -305,6 +306,7 @@ static int start(struct app *a)
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .pfp = a->pfp,
+                              .profileapi = &a->profileapi,
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
                               .jobs = &a->jobs,
@@ -314,6 +316,7 @@ static int start(struct app *a)
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(a->relay, &a->http, web_page, NULL);
     pfp_route(a->pfp, &a->http);
+    profileapi_route(&a->profileapi, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
     web_route(&a->http);
@@ -336,6 +339,7 @@ static void stop(struct app *a)
 {
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
+    profileapi_shutdown(&a->profileapi);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
@@ -344,6 +348,7 @@ static void stop(struct app *a)
     inbox_drain(&a->inbox);
     db_shutdown(a->db);
     inbox_free(&a->inbox);
+    profileapi_free(&a->profileapi);
     pfp_free(a->pfp);
     a->pfp = NULL;
     if (a->pfp_ready)

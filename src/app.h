@@ -20,6 +20,7 @@
 #include "lookup.h"
 #include "pfp.h"
 #include "pictures.h"
+#include "profileapi.h"
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
@@ -48,10 +49,11 @@ struct app {
     struct pfp *pfp;                                /* profile pictures */
     enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */
     size_t nnegotiate;
-    struct jobs jobs;   /* batch pre-caching */
-    struct auth auth;   /* who may call the admin endpoints */
-    struct admin admin; /* their routes */
-    struct stats stats; /* GET /stats and /metrics */
+    struct jobs jobs;             /* batch pre-caching */
+    struct auth auth;             /* who may call the admin endpoints */
+    struct admin admin;           /* their routes */
+    struct profileapi profileapi; /* GET /profile, POST /profiles */
+    struct stats stats;           /* GET /stats and /metrics */
     struct http_server http;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;

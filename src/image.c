@@ -744,3 +744,51 @@ int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int qu
     g_free(buf);
     return 0;
 }
+
+/* --- thumbnails for summaries ------------------------------------------------------------------------------------ */
+
+int image_thumbnail_rgb(const uint8_t *src, size_t len, int size, uint8_t **rgb, int *width, int *height)
+{
+    VipsImage *base = vips_image_new(), **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 4);
+    VipsImage *im;
+    size_t n;
+    void *mem;
+
+    *rgb = NULL;
+    /* Pictures stored here were checked when they were downloaded; the thumbnail shrinks on load, never enlarges. */
+    if (vips_thumbnail_buffer((void *)src, len, &t[0], size, "height", size, "size", VIPS_SIZE_DOWN, NULL) != 0 ||
+        vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL) != 0) {
+        g_object_unref(base);
+        vips_error_clear();
+        return -EINVAL;
+    }
+    im = t[1];
+    if (vips_image_hasalpha(im)) {
+        /* Flattened on white, as resized pictures are. */
+        double white[3] = {255, 255, 255};
+        VipsArrayDouble *bg = vips_array_double_new(white, 3);
+        int r = vips_flatten(im, &t[2], "background", bg, NULL);
+        vips_area_unref(VIPS_AREA(bg));
+        if (r != 0) {
+            g_object_unref(base);
+            vips_error_clear();
+            return -EINVAL;
+        }
+        im = t[2];
+    }
+    if (vips_cast_uchar(im, &t[3], NULL) != 0 || vips_image_get_bands(t[3]) != 3 ||
+        (mem = vips_image_write_to_memory(t[3], &n)) == NULL) {
+        g_object_unref(base);
+        vips_error_clear();
+        return -EINVAL;
+    }
+    *width = vips_image_get_width(t[3]);
+    *height = vips_image_get_height(t[3]);
+    /* vips' memory is g_malloc()ed: copied so that callers free() it like every other buffer. */
+    if ((*rgb = malloc(n)) == NULL)
+        abort();
+    memcpy(*rgb, mem, n);
+    g_free(mem);
+    g_object_unref(base);
+    return 0;
+}

@@ -106,4 +106,12 @@ int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int qu
  * thirds of it (at least 1) for AVIF. */
 int image_encode_quality(enum image_type t, int quality);
 
+/*
+ * A picture stored here (already checked) made to fit `size` x `size`, never
+ * enlarged, as 8-bit sRGB, three bytes a pixel, alpha flattened on white:
+ * `*rgb` malloc()ed (free() it), `*width` x `*height` pixels. Any thread.
+ * Returns 0, or -EINVAL when it does not decode.
+ */
+int image_thumbnail_rgb(const uint8_t *src, size_t len, int size, uint8_t **rgb, int *width, int *height);
+
 #endif

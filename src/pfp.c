@@ -718,6 +718,11 @@ void pfp_free(struct pfp *p)
     free(p);
 }
 
+struct workpool *pfp_image_threads(struct pfp *p)
+{
+    return &p->images;
+}
+
 const struct downloads *pfp_downloads(const struct pfp *p)
 {
     return p->downloads;

@@ -120,6 +120,9 @@ void pfp_free(struct pfp *p);
 
 void pfp_stats(const struct pfp *p, struct pfp_stats *out);
 
+/* The image threads, for other work on pictures stored here; submit only before pfp_shutdown(). */
+struct workpool *pfp_image_threads(struct pfp *p);
+
 /* The download scheduler, for its own figures (downloads_stats()); valid while the service lives. */
 const struct downloads *pfp_downloads(const struct pfp *p);
 

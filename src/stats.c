@@ -80,7 +80,8 @@ json_t *stats_json(struct stats *s)
     struct relay_stats rs;
     struct auth_stats as;
     uint64_t jobs[JOB_FAILED + 1];
-    json_t *stored = json_object();
+    struct profileapi_stats pa;
+    json_t *stored = json_object(), *root;
     char kind[16];
 
     pfp_stats(s->pfp, &pfp);
@@ -95,7 +96,7 @@ json_t *stats_json(struct stats *s)
     }
     if (s->stored_other > 0)
         json_object_set_new(stored, "other", json_integer((json_int_t)s->stored_other));
-    return json_pack(
+    root = json_pack(
         "{s:s, s:I,"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}},"
         " s:{s:I, s:I, s:I, s:o},"
@@ -119,6 +120,12 @@ json_t *stats_json(struct stats *s)
         (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
         "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token,
         "nip98", as.nip98, "loopback_only", as.loopback_only);
+    profileapi_stats(s->profileapi, &pa);
+    json_object_set_new(root, "profiles",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
+                                  (json_int_t)pa.not_found, "pending", (json_int_t)pa.pending, "not_modified",
+                                  (json_int_t)pa.not_modified, "summaries", (json_int_t)pa.summaries));
+    return root;
 }
 
 static void on_stats(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -169,6 +176,23 @@ static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Kept-alive download connections closed rather than reused: after a failed download, or because "
                    "bytes or a close came while no request was waiting (a response longer than it said).",
                    fs.connections_closed);
+}
+
+static void profile_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    struct profileapi_stats pa;
+
+    profileapi_stats(s->profileapi, &pa);
+    metrics_family(b, "pfpcache_profile_answers_total", "counter",
+                   "Profiles answered by GET /profile and POST /profiles: found (of which pending: the picture was "
+                   "queued), not_found.");
+    metrics_u64(b, "pfpcache_profile_answers_total", one_label(l, "result", "found"), pa.found);
+    metrics_u64(b, "pfpcache_profile_answers_total", one_label(l, "result", "not_found"), pa.not_found);
+    metrics_u64(b, "pfpcache_profile_answers_total", one_label(l, "result", "pending"), pa.pending);
+    metrics_single(b, "pfpcache_profile_not_modified_total", "counter", "Profile answers that were 304 Not Modified.",
+                   pa.not_modified);
+    metrics_single(b, "pfpcache_profile_picture_summaries_total", "counter",
+                   "Pictures whose blurhash and dominant colour were computed.", pa.summaries);
 }
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -339,6 +363,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     buf_reserve(&l, 256);
     http_server_metrics(s->http, &b);
     picture_metrics(s, &b, &l);
+    profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);
     http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);

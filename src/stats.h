@@ -12,6 +12,7 @@
 #include "lookup.h"
 #include "pfp.h"
 #include "pictures.h"
+#include "profileapi.h"
 #include "relay.h"
 #include "store.h"
 #include "upstream.h"
@@ -27,6 +28,7 @@ struct stats {
     struct lookup *lookup;
     struct relay *relay;
     struct pfp *pfp;
+    struct profileapi *profileapi;
     struct fetcher *fetcher;
     struct pictures *pictures;
     struct jobs *jobs;
