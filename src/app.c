@@ -111,7 +111,8 @@ static int init_upstream(struct app *a, char *err, size_t errlen)
     struct upstream_options opt = {.urls = (const char *const *)a->cfg.upstream_relays.items,
                                    .nurls = a->cfg.upstream_relays.count,
                                    .ca_file = a->cfg.upstream_ca_file,
-                                   .max_message = (size_t)a->cfg.max_message_length};
+                                   .max_message = (size_t)a->cfg.max_message_length,
+                                   .max_queue = (size_t)a->cfg.max_client_queue_bytes};
     char reason[256];
     int r;
 
@@ -187,7 +188,7 @@ static int start(struct app *a)
                                          .batch_ms = (uint64_t)a->cfg.upstream_batch_ms,
                                          .max_concurrent = (size_t)a->cfg.max_concurrent},
                 a->upstream, a->ingest, &a->store);
-    relay_init(&a->relay,
+    relay_init(&a->relay, &a->loop,
                &(struct relay_options){.name = a->cfg.relay_name,
                                        .description = a->cfg.relay_description,
                                        .pubkey = a->cfg.relay_pubkey,
@@ -200,7 +201,8 @@ static int start(struct app *a)
                                        .max_limit = (uint32_t)a->cfg.max_limit,
                                        .max_subid_length = (size_t)a->cfg.max_subid_length,
                                        .max_future_seconds = a->cfg.max_future_seconds,
-                                       .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes},
+                                       .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes,
+                                       .max_total_queue_bytes = (size_t)a->cfg.max_total_queue_bytes},
                &a->store, a->ingest, a->lookup);
     if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
         log_error("media_cache_path: %s", err);

@@ -74,6 +74,7 @@ struct relay {
     bool closing;
     http_handler_fn fallback; /* GET / that is neither a WebSocket nor a NIP-11 request */
     void *fallback_data;
+    struct ws_budget budget; /* what waits for all clients together */
     struct relay_stats stats;
 };
 
@@ -115,21 +116,14 @@ static void sub_free(struct sub *s)
 
 /*
  * Queues a message. A client whose backlog is already past max_client_queue_bytes
- * is disconnected instead, so a connection holds at most that plus one message.
+ * (or past its share of max_total_queue_bytes, when that is spent) is disconnected
+ * instead, so a connection holds at most that plus one message; on_ws_overflow
+ * tells of it once.
  */
 static void conn_send(struct relay_conn *c, const struct buf *msg)
 {
-    struct relay *r = c->relay;
-
-    if (c->ws == NULL)
-        return;
-    if (ws_queued(c->ws) > r->opt.max_client_queue_bytes) {
-        log_info("relay: closing a client that is not reading (%zu bytes queued)", ws_queued(c->ws));
-        r->stats.slow_clients_closed++;
-        ws_close(c->ws, 1008, "slow consumer: too many bytes queued");
-        return;
-    }
-    ws_send_text(c->ws, msg->data, msg->len);
+    if (c->ws != NULL)
+        ws_send_text(c->ws, msg->data, msg->len);
 }
 
 static void send_notice(struct relay_conn *c, const char *msg)
@@ -587,6 +581,17 @@ static void on_ws_drain(struct ws_conn *ws)
     pump(ws_data(ws));
 }
 
+static void on_ws_overflow(struct ws_conn *ws, size_t queued)
+{
+    struct relay_conn *c = ws_data(ws);
+    struct relay *r = c->relay;
+
+    r->stats.slow_clients_closed++;
+    log_info("relay: closing a client that does not read: %zu bytes were waiting for it (max_client_queue_bytes %zu, "
+             "max_total_queue_bytes %zu)",
+             queued, r->opt.max_client_queue_bytes, r->opt.max_total_queue_bytes);
+}
+
 static void on_ws_close(struct ws_conn *ws)
 {
     struct relay_conn *c = ws_data(ws);
@@ -603,6 +608,7 @@ static void on_ws_close(struct ws_conn *ws)
 static const struct ws_handler ws_handler = {
     .on_message = on_ws_message,
     .on_drain = on_ws_drain,
+    .on_overflow = on_ws_overflow,
     .on_close = on_ws_close,
 };
 
@@ -620,6 +626,8 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
         .max_message = r->opt.max_message_length,
         .low_water = STREAM_LOW_WATER,
         .ping_interval = PING_INTERVAL_MS,
+        .max_queue = r->opt.max_client_queue_bytes,
+        .budget = &r->budget,
     };
     struct relay_conn *c;
     int up = ws_is_upgrade(req);
@@ -674,8 +682,8 @@ static json_t *build_info(const struct relay_options *opt)
     return info;
 }
 
-int relay_init(struct relay **out, const struct relay_options *opt, struct store *store, struct ingest *ingest,
-               struct lookup *lookup)
+int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *opt, struct store *store,
+               struct ingest *ingest, struct lookup *lookup)
 {
     struct relay *r = calloc(1, sizeof(*r));
     int64_t *kinds = calloc(opt->naccepted_kinds + 1, sizeof(*kinds));
@@ -691,6 +699,7 @@ int relay_init(struct relay **out, const struct relay_options *opt, struct store
     r->lookup = lookup;
     r->info = build_info(opt);
     h2o_linklist_init_anchor(&r->conns);
+    ws_budget_init(&r->budget, loop, opt->max_total_queue_bytes);
     store_add_listener(store, on_event_stored, r);
     *out = r;
     return 0;
@@ -716,7 +725,23 @@ void relay_shutdown(struct relay *r)
 
 void relay_stats(const struct relay *r, struct relay_stats *out)
 {
+    struct ws_budget_stats bs;
+
+    ws_budget_stats(&r->budget, &bs);
     *out = r->stats;
+    out->queue_bytes = bs.used;
+    out->queue_peak_bytes = bs.peak;
+    out->pings_coalesced = bs.pings_coalesced;
+    out->memory_trims = bs.trims;
+}
+
+static void on_budget_closed(struct ws_budget *b)
+{
+    struct relay *r = H2O_STRUCT_FROM_MEMBER(struct relay, budget, b);
+
+    json_decref(r->info);
+    free((void *)r->opt.accepted_kinds);
+    free(r);
 }
 
 void relay_free(struct relay *r)
@@ -724,7 +749,5 @@ void relay_free(struct relay *r)
     /* A connection still closing (shutdown's deadline passed) will call back into the relay: keep it then. */
     if (r->stats.connections > 0)
         return;
-    json_decref(r->info);
-    free((void *)r->opt.accepted_kinds);
-    free(r);
+    ws_budget_close(&r->budget, on_budget_closed);
 }

@@ -100,7 +100,7 @@ json_t *stats_json(struct stats *s)
         " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:o,"
         " s:{s:I, s:I, s:I, s:I},"
-        " s:{s:I, s:o},"
+        " s:{s:I, s:o, s:I, s:I, s:I},"
         " s:{s:b, s:b, s:b}}",
         "version", PFP_VERSION, "uptime_seconds", (json_int_t)((clock_mono_ns() - s->started_ns) / 1000000000u),
         "cache", "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
@@ -114,8 +114,10 @@ json_t *stats_json(struct stats *s)
         "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
         "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
         (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
-        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token,
-        "nip98", as.nip98, "loopback_only", as.loopback_only);
+        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "slow_clients_closed",
+        (json_int_t)rs.slow_clients_closed, "queue_bytes", (json_int_t)rs.queue_bytes, "queue_peak_bytes",
+        (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
+        as.loopback_only);
 }
 
 static void on_stats(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -230,6 +232,18 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
         upstream_relay_stats(s->upstream, i, &rs);
         metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total", one_label(l, "relay", rs.url), rs.invalid);
     }
+    metrics_family(b, "pfpcache_upstream_relay_queue_bytes", "gauge",
+                   "Bytes waiting for each upstream relay to read them.");
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, "pfpcache_upstream_relay_queue_bytes", one_label(l, "relay", rs.url), rs.queue_bytes);
+    }
+    metrics_family(b, "pfpcache_upstream_relay_queue_peak_bytes", "gauge",
+                   "The most bytes that waited for each upstream relay at once, since start-up.");
+    for (size_t i = 0; i < n; i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, "pfpcache_upstream_relay_queue_peak_bytes", one_label(l, "relay", rs.url), rs.queue_peak_bytes);
+    }
 }
 
 static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -257,6 +271,17 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_relay_slow_clients_closed_total", "counter",
                    "Clients disconnected for not reading while their backlog grew past its limit.",
                    rs.slow_clients_closed);
+    metrics_single(b, "pfpcache_relay_queue_bytes", "gauge",
+                   "Memory held for clients that have not read it yet: queued messages, writes in progress.",
+                   rs.queue_bytes);
+    metrics_single(b, "pfpcache_relay_queue_peak_bytes", "gauge",
+                   "The most memory held for clients at once, since start-up.", rs.queue_peak_bytes);
+    metrics_single(b, "pfpcache_relay_pings_coalesced_total", "counter",
+                   "Client pings answered by the pong of a later ping, the client not reading meanwhile.",
+                   rs.pings_coalesced);
+    metrics_single(b, "pfpcache_memory_trims_total", "counter",
+                   "Times freed heap was handed back to the kernel after what was queued for clients fell.",
+                   rs.memory_trims);
     metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);
