@@ -136,19 +136,46 @@ static void send_notice(struct relay_conn *c, const char *msg)
     buf_free(&b);
 }
 
-static void send_ok(struct relay_conn *c, const uint8_t id[32], bool ok, const char *msg)
+/* An OK naming the event by `id`, `len` bytes of whatever the client sent as its id. */
+static void send_ok_as(struct relay_conn *c, const char *id, size_t len, bool ok, const char *msg)
 {
     struct buf b = BUF_INIT;
-    char hex[64];
 
-    hex_encode(id, 32, hex);
-    buf_appends(&b, "[\"OK\",\"");
-    buf_append(&b, hex, 64);
-    buf_appends(&b, ok ? "\",true," : "\",false,");
+    buf_appends(&b, "[\"OK\",");
+    buf_json_string(&b, id, len, BUF_JSON_WIRE);
+    buf_appends(&b, ok ? ",true," : ",false,");
     buf_json_string(&b, msg, strlen(msg), BUF_JSON_WIRE);
     buf_appendc(&b, ']');
     conn_send(c, &b);
     buf_free(&b);
+}
+
+static void send_ok(struct relay_conn *c, const uint8_t id[32], bool ok, const char *msg)
+{
+    char hex[64];
+
+    hex_encode(id, 32, hex);
+    send_ok_as(c, hex, 64, ok, msg);
+}
+
+/*
+ * Refuses an EVENT whose event could not be parsed, naming it as the client did:
+ * its "id" as sent when that is a string, the JSON text of any other value, ""
+ * when there is none, so that every EVENT gets its OK.
+ */
+static void refuse_unparsed(struct relay_conn *c, json_t *obj, const char *msg)
+{
+    json_t *jid = json_is_object(obj) ? json_object_get(obj, "id") : NULL;
+    char *text;
+
+    if (json_is_string(jid)) {
+        send_ok_as(c, json_string_value(jid), json_string_length(jid), false, msg);
+    } else if (jid != NULL && (text = json_dumps(jid, JSON_COMPACT | JSON_ENCODE_ANY)) != NULL) {
+        send_ok_as(c, text, strlen(text), false, msg);
+        free(text);
+    } else {
+        send_ok_as(c, "", 0, false, msg);
+    }
 }
 
 static void send_closed(struct relay_conn *c, const char *subid, size_t len, const char *msg)
@@ -458,8 +485,9 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
         msg = "duplicate: already have this event";
         break;
     case INGEST_SUPERSEDED:
-        r->stats.events_duplicate++;
-        msg = "duplicate: a newer version of this event is stored";
+        /* Neither stored nor served: a client whose clock is behind must not be told it was saved. */
+        r->stats.events_rejected++;
+        msg = "replaced: have newer event";
         break;
     case -EKEYREJECTED:
         r->stats.events_rejected++;
@@ -472,7 +500,7 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
     default: msg = "error: could not store the event"; break;
     }
     if (c->ws != NULL) {
-        send_ok(c, ev->id, status >= 0, msg);
+        send_ok(c, ev->id, status >= 0 && status != INGEST_SUPERSEDED, msg);
         c->inflight--;
         if (c->inflight == INFLIGHT_PAUSE / 2)
             ws_pause(c->ws, false);
@@ -484,31 +512,25 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
 static void handle_event(struct relay_conn *c, json_t *msg)
 {
     struct relay *r = c->relay;
-    json_t *obj = json_array_get(msg, 1), *jid;
+    json_t *obj = json_array_get(msg, 1);
     struct event ev;
     struct client_event *ce;
-    uint8_t id[32];
     char reason[200], text[300];
     int rc;
 
     r->stats.events_received++;
     if (json_array_size(msg) != 2 || !json_is_object(obj)) {
-        send_notice(c, "invalid: EVENT must be [\"EVENT\", <event object>]");
+        r->stats.events_rejected++;
+        refuse_unparsed(c, obj, "invalid: EVENT must be [\"EVENT\", <event object>]");
         return;
     }
     if ((rc = ingest_check(r->ingest, obj, &ev, reason, sizeof(reason))) != 0) {
         r->stats.events_rejected++;
         snprintf(text, sizeof(text), "invalid: %s", reason);
-        if (rc != -EINVAL) {
-            send_ok(c, ev.id, false, text);
-            return;
-        }
-        /* OK needs the event id; when even that is unusable, only a NOTICE can answer. */
-        jid = json_object_get(obj, "id");
-        if (json_is_string(jid) && hex_decode(json_string_value(jid), json_string_length(jid), id, 32) == 0)
-            send_ok(c, id, false, text);
+        if (rc == -EINVAL)
+            refuse_unparsed(c, obj, text);
         else
-            send_notice(c, text);
+            send_ok(c, ev.id, false, text);
         return;
     }
     if (!kind_accepted(r, ev.kind)) {
