@@ -222,6 +222,29 @@ test('an unreachable relay among the upstreams does not stall lookups', async ()
   }
 });
 
+test('a relay that never answers makes an unknown author wait for the timeout once, not on every ask', async () => {
+  // It takes the subscription and says nothing, not even EOSE.
+  const silent = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => silent.once('listening', r));
+  const silentUrl = `ws://127.0.0.1:${silent.address().port}`;
+  const stalled = await startMain([wsUrl(upA.url), silentUrl], { upstream_timeout_ms: 500 });
+  try {
+    await stalled.waitUpstreamConnected();
+    const c = await rawClient(stalled.url);
+    const nobody = newUser().pubkey;
+    assert.deepEqual(await query(c, 'first', { authors: [nobody], kinds: [0] }), []);
+    assert.equal(await stalled.metric('pfpcache_upstream_lookup_timeouts_total'), 1, 'the first ask timed out');
+    const queries = await stalled.metric('pfpcache_upstream_queries_total');
+    assert.deepEqual(await query(c, 'again', { authors: [nobody], kinds: [0] }), []);
+    assert.equal(await stalled.metric('pfpcache_upstream_queries_total'), queries, 'the second ask was answered from memory');
+    assert.equal(await stalled.metric('pfpcache_upstream_lookup_timeouts_total'), 1);
+    c.close();
+  } finally {
+    await stalled.cleanup();
+    silent.close();
+  }
+});
+
 test('a bad upstream_ca_file is a configuration error', async () => {
   const dir = await tempDir();
   try {
