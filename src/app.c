@@ -98,10 +98,11 @@ static void http_options_of(const struct config *cfg, struct http_options *o)
 {
     *o = (struct http_options){
         .max_request_body_bytes = (size_t)cfg->max_request_body_bytes,
+        .max_connections_per_ip = (size_t)cfg->max_connections_per_ip,
         .access_log = cfg->access_log,
         .tls_cert_file = cfg->tls_cert_file,
         .tls_key_file = cfg->tls_key_file,
-        .names = {"access_log", "tls_cert_file", "tls_key_file"},
+        .names = {"access_log", "tls_cert_file", "tls_key_file", "max_connections_per_ip"},
     };
 }
 
