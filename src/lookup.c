@@ -337,7 +337,12 @@ static void check_query(struct lookup_query *q)
             continue;
         }
         all_done = false;
-        if (e->found && e->grace_at < next)
+        /*
+         * A grace period already over waits for the events still in the pipeline, whose
+         * completion checks again: a timer for it would fire at once, forever, and the
+         * loop (on libuv 1.44) never get to those completions.
+         */
+        if (e->found && e->grace_at > now && e->grace_at < next)
             next = e->grace_at;
     }
     if (all_done || (relays_done && inflight == 0)) {
