@@ -324,7 +324,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 
     (void)flags;
     for (;;) {
-        if (ws->paused || ws->closing || ws->sock == NULL || backlogged(ws))
+        if (ws->paused || ws->sock == NULL || backlogged(ws))
             goto wait;
         if (ws->in_left > 0)
             break;
@@ -515,10 +515,8 @@ static void proceed(struct ws_conn *ws)
             return;
         }
         /*
-         * Our close frame went first. Closing the socket with bytes of the peer's
-         * unread would reset the connection, and the kernel would drop our close
-         * frame with what else it has not sent: what the peer still sends is read
-         * and dropped until it closes, for the grace period at most.
+         * wslay stopped reading (the peer broke the protocol) and its close frame is
+         * out: what the peer still sends is dropped until it closes, as in ws_close().
          */
         if (!ws->closing) {
             ws->closing = true;
@@ -694,8 +692,12 @@ void ws_close(struct ws_conn *ws, uint16_t code, const char *reason)
     ws->closing = true;
     ws->pong_due = false;
     wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
-    /* The peer's answering close frame is not awaited: the connection goes once ours is out. */
-    wslay_event_shutdown_read(ws->ctx);
+    /*
+     * What the peer sends is read, and dropped, until its answering close frame
+     * (RFC 6455, 7.1.1) or the end of the connection, for the grace period at most:
+     * closing with bytes unread would reset the connection, and the kernel drop our
+     * close frame with whatever else it had not sent yet.
+     */
     uv_timer_start(&ws->timer, on_timer, CLOSE_GRACE_MS, 0);
     send_pending(ws);
 }
