@@ -85,9 +85,8 @@ static void schedule_retry(struct upstream_relay *r)
     uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
-static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, bool binary)
+void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len, bool binary)
 {
-    struct upstream_relay *r = ws_data(ws);
     json_error_t err;
     json_t *msg;
 
@@ -107,6 +106,11 @@ static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, b
     }
     r->up->h->on_message(r->up->data, r, msg);
     json_decref(msg);
+}
+
+static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, bool binary)
+{
+    upstream_receive(ws_data(ws), data, len, binary);
 }
 
 static void on_ws_close(struct ws_conn *ws)

@@ -72,6 +72,14 @@ const char *upstream_relay_url(const struct upstream_relay *r);
 int upstream_send(struct upstream_relay *r, const char *msg, size_t len);
 
 /*
+ * Handles one message from `r` as if it had just arrived on its connection:
+ * parses it, counts what cannot be used against the relay (upstream_dropped),
+ * and hands the rest to the handler. Messages from the socket come in here;
+ * so do the fuzzer's.
+ */
+void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len, bool binary);
+
+/*
  * Counts a message from `r` that could not be used (forged, malformed, not asked
  * for). A relay that keeps sending them is disconnected and tried again later.
  */
