@@ -18,26 +18,17 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fuzz_pipeline.h"
 #include "clock.h"
-#include "db.h"
 #include "http.h"
-#include "inbox.h"
-#include "ingest.h"
 #include "lookup.h"
 #include "relay.h"
-#include "store.h"
 #include "upstream.h"
-#include "workpool.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
-static struct store st;
-static struct workpool pool;
-static struct ingest *ig;
+static struct fuzz_pipeline pl;
 static struct upstream *up;
 static struct lookup *lk;
 static struct relay *relay;
@@ -45,18 +36,6 @@ static struct http_server http;
 static int port;
 static int client = -1;
 static unsigned long long round_no;
-static char dir[] = "/tmp/pfp-fuzz-dispatch-XXXXXX";
-
-static void remove_dir(void)
-{
-    char path[128];
-
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    remove(path);
-    snprintf(path, sizeof(path), "%s/events.db-lock", dir);
-    remove(path);
-    rmdir(dir);
-}
 
 static void not_found(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
@@ -82,23 +61,17 @@ static int free_port(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static const int64_t kinds[] = {0, 1, 3, 10002, 20001, 30000};
-    char path[128], err[256], addr[32];
+    char err[256], addr[32];
 
     (void)argc;
     (void)argv;
-    if (mkdtemp(dir) == NULL)
-        abort();
-    atexit(remove_dir);
-    snprintf(path, sizeof(path), "%s/events.db", dir);
+    fuzz_pipeline_init(&pl, "fuzz-dispatch");
     port = free_port();
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    if (uv_loop_init(&loop) != 0 || inbox_init(&inbox, &loop) != 0 ||
-        db_init(&db, &(struct db_options){path, 256}, &inbox, err, sizeof(err)) != 0 || store_init(&st, db) != 0 ||
-        db_start(db) != 0 || workpool_init(&pool, 1, &inbox) != 0 ||
-        ingest_init(&ig, &(struct ingest_options){.max_future_seconds = 900}, &st, &pool) != 0 ||
-        upstream_init(&up, &loop, &(struct upstream_options){.max_message = 1 << 20}, err, sizeof(err)) != 0 ||
-        lookup_init(&lk, &loop, &(struct lookup_options){.timeout_ms = 1000, .max_concurrent = 4}, up, ig, &st) != 0 ||
-        http_server_init(&http, &loop,
+    if (upstream_init(&up, &pl.loop, &(struct upstream_options){.max_message = 1 << 20}, err, sizeof(err)) != 0 ||
+        lookup_init(&lk, &pl.loop, &(struct lookup_options){.timeout_ms = 1000, .max_concurrent = 4}, up, pl.ig,
+                    &pl.st) != 0 ||
+        http_server_init(&http, &pl.loop,
                          &(struct http_options){.max_request_body_bytes = 65536,
                                                 .access_log = "",
                                                 .tls_cert_file = "",
@@ -106,7 +79,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                                 .names = {"a", "b", "c", "d"}},
                          err, sizeof(err)) != 0)
         abort();
-    relay_init(&relay, &loop,
+    relay_init(&relay, &pl.loop,
                &(struct relay_options){.name = "fuzz",
                                        .description = "",
                                        .accepted_kinds = kinds,
@@ -119,7 +92,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                        .max_future_seconds = 900,
                                        .max_client_queue_bytes = 1 << 20,
                                        .max_total_queue_bytes = 8 << 20},
-               &st, ig, lk);
+               &pl.st, pl.ig, lk);
     if (relay_route(relay, &http, not_found, NULL) != 0 || http_server_listen(&http, addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         abort();
@@ -130,7 +103,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Runs the relay's loop once, without waiting. */
 static void turn(void)
 {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&pl.loop, UV_RUN_NOWAIT);
 }
 
 /* Reads what the relay sent. Returns the bytes read, 0 when nothing is there yet, -1 once the connection is gone. */

@@ -17,31 +17,21 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "db.h"
-#include "inbox.h"
-#include "ingest.h"
+#include "fuzz_pipeline.h"
 #include "lookup.h"
-#include "store.h"
 #include "upstream.h"
-#include "workpool.h"
 
 #define KEYS 4
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uv_loop_t loop;
-static struct inbox inbox;
-static struct db *db;
-static struct store st;
-static struct workpool pool;
-static struct ingest *ig;
+static struct fuzz_pipeline pl;
 static struct upstream *up;
 static struct lookup *lk;
 static struct lookup_waiter waiters[KEYS];
 static bool waiting[KEYS];
 static uint8_t pubkeys[KEYS][32];
-static char dir[] = "/tmp/pfp-fuzz-upstream-XXXXXX";
 
 static void on_answer(struct lookup_waiter *w, const struct event_view *ev)
 {
@@ -62,40 +52,23 @@ static int silent_port(void)
     return ntohs(sin.sin_port);
 }
 
-static void remove_dir(void)
-{
-    char path[128];
-
-    snprintf(path, sizeof(path), "%s/events.db", dir);
-    remove(path);
-    snprintf(path, sizeof(path), "%s/events.db-lock", dir);
-    remove(path);
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static char url[64];
     static const char *urls[1] = {url};
     secp256k1_context *secp = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
-    char path[128], err[256];
+    char err[256];
 
     (void)argc;
     (void)argv;
-    if (mkdtemp(dir) == NULL)
-        abort();
-    atexit(remove_dir);
-    snprintf(path, sizeof(path), "%s/events.db", dir);
+    fuzz_pipeline_init(&pl, "fuzz-upstream");
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d", silent_port());
-    if (uv_loop_init(&loop) != 0 || inbox_init(&inbox, &loop) != 0 ||
-        db_init(&db, &(struct db_options){path, 256}, &inbox, err, sizeof(err)) != 0 || store_init(&st, db) != 0 ||
-        db_start(db) != 0 || workpool_init(&pool, 1, &inbox) != 0 ||
-        ingest_init(&ig, &(struct ingest_options){.max_future_seconds = 900}, &st, &pool) != 0 ||
-        upstream_init(
-            &up, &loop,
+    if (upstream_init(
+            &up, &pl.loop,
             &(struct upstream_options){.urls = urls, .nurls = 1, .max_message = 1 << 20, .max_queue = 1 << 20}, err,
             sizeof(err)) != 0 ||
-        lookup_init(&lk, &loop, &(struct lookup_options){.timeout_ms = 600000, .max_concurrent = 16}, up, ig, &st) != 0)
+        lookup_init(&lk, &pl.loop, &(struct lookup_options){.timeout_ms = 600000, .max_concurrent = 16}, up, pl.ig,
+                    &pl.st) != 0)
         abort();
     upstream_start(up);
     for (int i = 0; i < KEYS; i++) {
@@ -129,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             lookup_get(lk, pubkeys[i], 0, &waiters[i]);
         }
     }
-    uv_run(&loop, UV_RUN_NOWAIT); /* the batch goes out */
+    uv_run(&pl.loop, UV_RUN_NOWAIT); /* the batch goes out */
     lookup_stats(lk, &ls);
     sublen = (size_t)snprintf(sub, sizeof(sub), "pfp%llu", (unsigned long long)ls.queries);
 
@@ -150,6 +123,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         at += n + 1;
     }
     buf_free(&line);
-    uv_run(&loop, UV_RUN_NOWAIT); /* what the pipeline has finished */
+    uv_run(&pl.loop, UV_RUN_NOWAIT); /* what the pipeline has finished */
     return 0;
 }

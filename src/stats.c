@@ -1,6 +1,7 @@
 /* stats.c -- what the relay is doing: GET /stats as JSON for the page, GET /metrics for Prometheus. */
 #include "stats.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -182,6 +183,19 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_cache_purges_total", "counter", "Purges done.", xs->purges);
 }
 
+/* A family with one sample per upstream relay: the uint64_t field at `field` of its figures. */
+static void relay_family(struct stats *s, struct buf *b, struct buf *l, const char *name, const char *type,
+                         const char *help, size_t field)
+{
+    struct upstream_relay_stats rs;
+
+    metrics_family(b, name, type, help);
+    for (size_t i = 0; i < upstream_count(s->upstream); i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, name, one_label(l, "relay", rs.url), *(const uint64_t *)((const char *)&rs + field));
+    }
+}
+
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct lookup_stats lss, *ls = &lss;
@@ -220,30 +234,17 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
             metrics_u64(b, "pfpcache_upstream_relay_state", l->data, rs.state == (enum upstream_state)st);
         }
     }
-    metrics_family(b, "pfpcache_upstream_relay_connects_total", "counter",
-                   "Connections opened to each upstream relay.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_connects_total", one_label(l, "relay", rs.url), rs.connects);
-    }
-    metrics_family(b, "pfpcache_upstream_relay_invalid_events_total", "counter",
-                   "Events from each upstream relay dropped as forged, malformed or not asked for.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total", one_label(l, "relay", rs.url), rs.invalid);
-    }
-    metrics_family(b, "pfpcache_upstream_relay_queue_bytes", "gauge",
-                   "Bytes waiting for each upstream relay to read them.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_queue_bytes", one_label(l, "relay", rs.url), rs.queue_bytes);
-    }
-    metrics_family(b, "pfpcache_upstream_relay_queue_peak_bytes", "gauge",
-                   "The most bytes that waited for each upstream relay at once, since start-up.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_queue_peak_bytes", one_label(l, "relay", rs.url), rs.queue_peak_bytes);
-    }
+    relay_family(s, b, l, "pfpcache_upstream_relay_connects_total", "counter",
+                 "Connections opened to each upstream relay.", offsetof(struct upstream_relay_stats, connects));
+    relay_family(s, b, l, "pfpcache_upstream_relay_invalid_events_total", "counter",
+                 "Events from each upstream relay dropped as forged, malformed or not asked for.",
+                 offsetof(struct upstream_relay_stats, invalid));
+    relay_family(s, b, l, "pfpcache_upstream_relay_queue_bytes", "gauge",
+                 "Bytes waiting for each upstream relay to read them.",
+                 offsetof(struct upstream_relay_stats, queue_bytes));
+    relay_family(s, b, l, "pfpcache_upstream_relay_queue_peak_bytes", "gauge",
+                 "The most bytes that waited for each upstream relay at once, since start-up.",
+                 offsetof(struct upstream_relay_stats, queue_peak_bytes));
 }
 
 static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
