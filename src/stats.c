@@ -273,10 +273,10 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Clients disconnected for not reading while their backlog grew past its limit.",
                    rs.slow_clients_closed);
     metrics_single(b, "pfpcache_relay_queue_bytes", "gauge",
-                   "Memory held for clients that have not read it yet: queued messages, writes in progress.",
+                   "Bytes held for clients that have not read them yet: queued messages, writes in progress.",
                    rs.queue_bytes);
     metrics_single(b, "pfpcache_relay_queue_peak_bytes", "gauge",
-                   "The most memory held for clients at once, since start-up.", rs.queue_peak_bytes);
+                   "The most bytes held for clients at once, since start-up.", rs.queue_peak_bytes);
     metrics_single(b, "pfpcache_relay_pings_coalesced_total", "counter",
                    "Client pings answered by the pong of a later ping, the client not reading meanwhile.",
                    rs.pings_coalesced);

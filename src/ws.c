@@ -110,26 +110,11 @@ void ws_budget_close(struct ws_budget *b, void (*done)(struct ws_budget *b))
     uv_close((uv_handle_t *)&b->_timer, on_budget_closed);
 }
 
-/* The memory of a buffer: its bytes, or its whole allocation once that is more than a connection keeps. */
-static size_t buf_held(const struct buf *b)
-{
-    return b->cap > KEEP_BUFFER ? b->cap : b->len;
-}
-
-/*
- * What a budget counts for a connection: what is queued, the slack of its large
- * buffers included, since a buffer grows by doubling.
- */
-static size_t held(const struct ws_conn *ws)
-{
-    return ws_queued(ws) - ws->out.len - ws->wbuf.len + buf_held(&ws->out) + buf_held(&ws->wbuf);
-}
-
 /* Brings the budget's count of this connection up to date. */
 static void charge(struct ws_conn *ws)
 {
     struct ws_budget *b = ws->opt.budget;
-    size_t now = ws->dead ? 0 : held(ws);
+    size_t now = ws->dead ? 0 : ws_queued(ws);
 
     if (b == NULL || now == ws->charged)
         return;
