@@ -29,7 +29,10 @@ struct ws_handler {
  * Bytes queued on a set of connections (a relay's clients), against a limit for
  * them all. When the set holds more than its limit, a message for a connection
  * holding more than its share (the limit divided among the connections) closes
- * that connection as if it were over its own limit. The fields are private.
+ * that connection as if it were over its own limit. Once its bytes have fallen
+ * to a quarter of a high mark of 32 MiB or more (slow readers cut off, a burst
+ * drained), the freed heap is handed back to the kernel with malloc_trim(), at
+ * most every 5 seconds. The fields are private.
  */
 struct ws_budget {
     size_t _limit; /* 0: none */
