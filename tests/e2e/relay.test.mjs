@@ -272,6 +272,27 @@ test('refused subscriptions are answered with CLOSED and a reason', async () => 
   }
 });
 
+test('pings are answered with pongs carrying their payload, between messages and inside a fragmented one', async () => {
+  const c = await rawClient(relay.url);
+  try {
+    for (const payload of ['', 'one', 'x'.repeat(125)]) {
+      const pong = new Promise((resolve) => c.ws.once('pong', (data) => resolve(String(data))));
+      c.ws.ping(payload);
+      assert.equal(await pong, payload);
+    }
+    // A ping between the fragments of a message is answered, and the message arrives whole.
+    const from = c.messages.length;
+    const pong = new Promise((resolve) => c.ws.once('pong', (data) => resolve(String(data))));
+    c.ws.send('["REQ","frag",', { fin: false });
+    c.ws.ping('between');
+    c.ws.send('{"limit":0}]', { fin: true });
+    assert.equal(await pong, 'between');
+    assert.deepEqual(await c.next((m) => m[0] === 'EOSE', { from }), ['EOSE', 'frag']);
+  } finally {
+    c.close();
+  }
+});
+
 test('a message over max_message_length closes that connection with 1009, not the relay', async () => {
   const c = await rawClient(relay.url);
   c.send(JSON.stringify(['REQ', 'big', { '#t': ['x'.repeat(70000)] }]));

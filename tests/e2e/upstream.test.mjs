@@ -246,6 +246,27 @@ test('a relay that never answers makes an unknown author wait for the timeout on
   }
 });
 
+test("an upstream relay's pings are answered with masked pongs carrying their payload", async () => {
+  const pinger = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => pinger.once('listening', r));
+  const pingerUrl = `ws://127.0.0.1:${pinger.address().port}`;
+  const connected = new Promise((resolve) => pinger.once('connection', resolve));
+  const asking = await startMain([pingerUrl]);
+  try {
+    const ws = await connected;
+    // ws checks that a client's frames are masked, and closes with 1002 otherwise.
+    for (const payload of ['', 'one', 'x'.repeat(125)]) {
+      const pong = new Promise((resolve) => ws.once('pong', (data) => resolve(String(data))));
+      ws.ping(payload);
+      assert.equal(await pong, payload);
+    }
+    assert.equal((await asking.stats()).upstream_relays[0].state, 'connected');
+  } finally {
+    await asking.cleanup();
+    pinger.close();
+  }
+});
+
 test('a relay that never reads does not grow what waits for it past max_client_queue_bytes', async () => {
   // It answers the upgrade, then reads nothing more: REQs pile up on this side.
   const deaf = createServer((sock) => {
