@@ -101,10 +101,11 @@ static void http_options_of(const struct config *cfg, struct http_options *o)
 {
     *o = (struct http_options){
         .max_request_body_bytes = (size_t)cfg->max_request_body_bytes,
+        .max_connections_per_ip = (size_t)cfg->max_connections_per_ip,
         .access_log = cfg->access_log,
         .tls_cert_file = cfg->tls_cert_file,
         .tls_key_file = cfg->tls_key_file,
-        .names = {"access_log", "tls_cert_file", "tls_key_file"},
+        .names = {"access_log", "tls_cert_file", "tls_key_file", "max_connections_per_ip"},
     };
 }
 
@@ -114,7 +115,8 @@ static int init_upstream(struct app *a, char *err, size_t errlen)
     struct upstream_options opt = {.urls = (const char *const *)a->cfg.upstream_relays.items,
                                    .nurls = a->cfg.upstream_relays.count,
                                    .ca_file = a->cfg.upstream_ca_file,
-                                   .max_message = (size_t)a->cfg.max_message_length};
+                                   .max_message = (size_t)a->cfg.max_message_length,
+                                   .max_queue = (size_t)a->cfg.max_client_queue_bytes};
     char reason[256];
     int r;
 
@@ -204,7 +206,7 @@ static int start(struct app *a)
                                          .batch_ms = (uint64_t)a->cfg.upstream_batch_ms,
                                          .max_concurrent = (size_t)a->cfg.max_concurrent},
                 a->upstream, a->ingest, &a->store);
-    relay_init(&a->relay,
+    relay_init(&a->relay, &a->loop,
                &(struct relay_options){.name = a->cfg.relay_name,
                                        .description = a->cfg.relay_description,
                                        .pubkey = a->cfg.relay_pubkey,
@@ -217,7 +219,8 @@ static int start(struct app *a)
                                        .max_limit = (uint32_t)a->cfg.max_limit,
                                        .max_subid_length = (size_t)a->cfg.max_subid_length,
                                        .max_future_seconds = a->cfg.max_future_seconds,
-                                       .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes},
+                                       .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes,
+                                       .max_total_queue_bytes = (size_t)a->cfg.max_total_queue_bytes},
                &a->store, a->ingest, a->lookup);
     if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
         log_error("media_cache_path: %s", err);

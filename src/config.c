@@ -148,6 +148,8 @@ static const struct key keys[] = {
     {"max_subid_length", KEY_INT, OFF(max_subid_length), 1, 1024, 64},
     {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},
     {"max_client_queue_bytes", KEY_INT, OFF(max_client_queue_bytes), 1048576, 1073741824, 8388608},
+    {"max_total_queue_bytes", KEY_INT, OFF(max_total_queue_bytes), 1048576, 68719476736, 268435456},
+    {"max_connections_per_ip", KEY_INT, OFF(max_connections_per_ip), 0, 1000000, 200},
     {"verify_threads", KEY_INT, OFF(verify_threads), 0, 256, 0},
     {"upstream_ca_file", KEY_STRING, OFF(upstream_ca_file), .def_str = "",
      .allowed = "a PEM file of certificate authorities, or \"\" for the system's"},

@@ -54,6 +54,8 @@ struct config {
     int64_t max_subid_length;
     int64_t max_future_seconds;
     int64_t max_client_queue_bytes;
+    int64_t max_total_queue_bytes;
+    int64_t max_connections_per_ip; /* 0: no cap */
     int64_t verify_threads;
     char *upstream_ca_file;
     int64_t upstream_timeout_ms;

@@ -30,6 +30,8 @@ struct http_route_stats {
     uint64_t other; /* statuses past the first HTTP_STATUSES_TRACKED seen */
 };
 
+struct keymap;
+
 /* The fields are private to http.c. */
 struct http_server {
     uv_loop_t *_loop;
@@ -37,8 +39,17 @@ struct http_server {
     h2o_context_t _ctx;
     h2o_accept_ctx_t _accept_ctx;
     SSL_CTX *_ssl_ctx;
-    uv_tcp_t _listener;
+    int _listen_fd;    /* -1 until listening */
+    int _reserve_fd;   /* closed to accept and drop connections when no descriptor is left */
+    uv_poll_t _accept; /* the listening socket, accepted from here rather than by libuv, which hides EMFILE */
     bool _listening;
+    size_t _max_per_ip;       /* 0: no cap */
+    struct keymap *_per_ip;   /* client address (16 bytes, IPv4 mapped) -> connections open from it */
+    size_t _nconns;           /* connections open */
+    bool _freed;              /* http_server_free() ran; the last connection to close frees _per_ip */
+    uint64_t _refused_per_ip; /* connections refused by max_connections_per_ip */
+    uint64_t _refused_no_fd;  /* ... closed at once for lack of a file descriptor */
+    uint64_t _per_ip_logged_at, _no_fd_logged_at; /* uv_now() of the last such warning */
     struct router _router;
     struct http_route_target _targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
     char _url[128];                                       /* where the server can be reached, for the start-up line */
@@ -52,12 +63,13 @@ struct http_server {
 /* How the server is set up. The strings stay the caller's and are read only by http_server_init(). */
 struct http_options {
     size_t max_request_body_bytes;
-    const char *access_log;    /* a file to append to, or "" for none */
-    const char *tls_cert_file; /* PEM certificate chain and private key, or "" and "" for plain HTTP */
+    size_t max_connections_per_ip; /* from one address but 127.0.0.1 and ::1; 0 for no cap */
+    const char *access_log;        /* a file to append to, or "" for none */
+    const char *tls_cert_file;     /* PEM certificate chain and private key, or "" and "" for plain HTTP */
     const char *tls_key_file;
     /* How messages name the three files to the operator: app.c gives the configuration's keys. */
     struct {
-        const char *access_log, *tls_cert_file, *tls_key_file;
+        const char *access_log, *tls_cert_file, *tls_key_file, *max_connections_per_ip;
     } names;
 };
 
@@ -77,8 +89,10 @@ int http_route(struct http_server *s, unsigned methods, const char *pattern, htt
 
 /*
  * Binds and listens on `listen_addr`, which url_parse_listen() accepts. Returns 0,
- * or -EINVAL for an address it does not, or a negative libuv error, with a
- * message in `err`.
+ * or -EINVAL for an address it does not, or a negative errno, with a message in
+ * `err`. Connections past max_connections_per_ip from one address are closed as
+ * they are accepted; when no file descriptor is left (EMFILE, ENFILE), waiting
+ * connections are closed too and a warning says so, once per 10 seconds at most.
  */
 int http_server_listen(struct http_server *s, const char *listen_addr, char *err, size_t errlen);
 
@@ -93,7 +107,10 @@ void http_server_shutdown(struct http_server *s, uint64_t timeout_ms,
 /* Closes the server's own handles and frees its configuration. Connections still open are dropped with the process. */
 void http_server_free(struct http_server *s);
 
-/* Appends the pfpcache_http_requests_total family (requests by route and status) to `b`. Loop thread. */
+/*
+ * Appends the pfpcache_http_requests_total family (requests by route and status),
+ * pfpcache_http_connections and pfpcache_http_connections_refused_total to `b`. Loop thread.
+ */
 void http_server_metrics(const struct http_server *s, struct buf *b);
 
 /* Sends `body` as JSON with `status`, and drops the reference to `body`. */

@@ -18,7 +18,14 @@
 #define MAX_AUTHORS 500
 /* How long "no relay has it" is remembered, so repeated asks do not reach the relays again. */
 #define NEGATIVE_TTL_MS (10 * 60 * 1000)
-#define NEGATIVE_MAX    100000
+/*
+ * How long "not found in time" is remembered when a relay did not finish before
+ * upstream_timeout_ms: long enough that one stalled relay does not make every ask
+ * for an unknown author wait the whole timeout, short enough that the author is
+ * looked for again soon.
+ */
+#define TIMEOUT_TTL_MS (60 * 1000)
+#define NEGATIVE_MAX   100000
 
 /* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
 static const double LOOKUP_LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -135,7 +142,7 @@ void lookup_cancel(struct lookup *lk, struct lookup_waiter *w)
     w->_entry = NULL;
 }
 
-static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
+static void remember_miss(struct lookup *lk, const struct lookup_entry *e, uint64_t ttl_ms)
 {
     struct lookup_negative *n;
     uint8_t key[36];
@@ -155,12 +162,12 @@ static void remember_miss(struct lookup *lk, const struct lookup_entry *e)
     } else {
         h2o_linklist_unlink(&n->link); /* moved to the newest end */
     }
-    n->until = uv_now(lk->loop) + NEGATIVE_TTL_MS;
+    n->until = uv_now(lk->loop) + ttl_ms;
     h2o_linklist_insert(&lk->negatives, &n->link);
 }
 
-/* Ends an entry: its waiters hear the stored event, or NULL. */
-static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answered)
+/* Ends an entry: its waiters hear the stored event, or NULL; a miss is remembered for `miss_ttl_ms` (0: not). */
+static void finish_entry(struct lookup *lk, struct lookup_entry *e, uint64_t miss_ttl_ms)
 {
     struct event_view ev;
     uint8_t key[36];
@@ -177,8 +184,8 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, bool answere
         lk->stats.found++;
     } else {
         lk->stats.not_found++;
-        if (answered)
-            remember_miss(lk, e);
+        if (miss_ttl_ms > 0)
+            remember_miss(lk, e, miss_ttl_ms);
     }
     /* The event is copied out of the database so that callbacks may read it themselves. */
     if (e->found)
@@ -262,10 +269,11 @@ static void query_unref(struct lookup_query *q)
 
 static void start_queued(struct lookup *lk);
 
-/* Ends the query: every entry is answered, open subscriptions are closed. */
-static void end_query(struct lookup_query *q)
+/* Ends the query, at its deadline or not: every entry is answered, open subscriptions are closed. */
+static void end_query(struct lookup_query *q, bool timed_out)
 {
     struct lookup *lk = q->lk;
+    uint64_t miss_ttl = 0;
 
     if (q->over)
         return;
@@ -274,9 +282,13 @@ static void end_query(struct lookup_query *q)
         if (q->parts[i] == PART_OPEN)
             send_close(q, upstream_relay(lk->up, i));
     }
-    /* Only a query every relay answered may call an author absent. */
+    /* Only a query every relay answered may call an author absent for long. */
+    if (q->answered && q->finished == q->participants)
+        miss_ttl = NEGATIVE_TTL_MS;
+    else if (timed_out)
+        miss_ttl = TIMEOUT_TTL_MS;
     for (size_t i = 0; i < q->n; i++)
-        finish_entry(lk, q->entries[i], q->answered && q->finished == q->participants);
+        finish_entry(lk, q->entries[i], miss_ttl);
     h2o_linklist_unlink(&q->link);
     lk->nrunning--;
     uv_close((uv_handle_t *)&q->timer, on_query_timer_closed);
@@ -292,7 +304,7 @@ static void on_query_timer(uv_timer_t *t)
             if (!q->entries[i]->done && !q->entries[i]->found)
                 q->lk->stats.timed_out++;
         }
-        end_query(q);
+        end_query(q, true);
         return;
     }
     check_query(q);
@@ -321,15 +333,20 @@ static void check_query(struct lookup_query *q)
             continue;
         inflight += e->inflight;
         if (e->inflight == 0 && e->found && (relays_done || now >= e->grace_at)) {
-            finish_entry(lk, e, q->answered);
+            finish_entry(lk, e, 0);
             continue;
         }
         all_done = false;
-        if (e->found && e->grace_at < next)
+        /*
+         * A grace period already over waits for the events still in the pipeline, whose
+         * completion checks again: a timer for it would fire at once, forever, and the
+         * loop (on libuv 1.44) never get to those completions.
+         */
+        if (e->found && e->grace_at > now && e->grace_at < next)
             next = e->grace_at;
     }
     if (all_done || (relays_done && inflight == 0)) {
-        end_query(q);
+        end_query(q, false);
         return;
     }
     uv_timer_start(&q->timer, on_query_timer, next > now ? next - now : 0, 0);
@@ -665,7 +682,7 @@ void lookup_shutdown(struct lookup *lk)
         lk->nrunning++;
     }
     while (!h2o_linklist_is_empty(&lk->running))
-        end_query(H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->running.next));
+        end_query(H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->running.next), false);
     on_ready(&lk->ready_timer);
 }
 

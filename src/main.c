@@ -3,8 +3,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "app.h"
+#include "log.h"
 
 /*
  * Each connection holds h2o socket buffers (8 KiB and more) and a request
@@ -22,6 +24,28 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
+}
+
+/*
+ * Every connection, download and picture file takes a descriptor, and the soft
+ * limit is often 1024 (systemd's default) although the hard limit allows far
+ * more: the soft limit is raised to the hard one, and said when it stays low.
+ */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < 4096)
+        log_warn("only %llu file descriptors (RLIMIT_NOFILE): the relay refuses connections past that; raise "
+                 "LimitNOFILE",
+                 (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(FILE *f)
@@ -61,6 +85,8 @@ int main(int argc, char **argv)
     }
 
     tune_malloc();
+    if (!check_only)
+        raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     return check_db ? app_check_db(&app, config_path) : app_run(&app, config_path, check_only);
 }

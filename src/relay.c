@@ -74,6 +74,7 @@ struct relay {
     bool closing;
     http_handler_fn fallback; /* GET / that is neither a WebSocket nor a NIP-11 request */
     void *fallback_data;
+    struct ws_budget budget; /* what waits for all clients together */
     struct relay_stats stats;
 };
 
@@ -115,21 +116,14 @@ static void sub_free(struct sub *s)
 
 /*
  * Queues a message. A client whose backlog is already past max_client_queue_bytes
- * is disconnected instead, so a connection holds at most that plus one message.
+ * (or past its share of max_total_queue_bytes, when that is spent) is disconnected
+ * instead, so a connection holds at most that plus one message; on_ws_overflow
+ * tells of it once.
  */
 static void conn_send(struct relay_conn *c, const struct buf *msg)
 {
-    struct relay *r = c->relay;
-
-    if (c->ws == NULL)
-        return;
-    if (ws_queued(c->ws) > r->opt.max_client_queue_bytes) {
-        log_info("relay: closing a client that is not reading (%zu bytes queued)", ws_queued(c->ws));
-        r->stats.slow_clients_closed++;
-        ws_close(c->ws, 1008, "slow consumer: too many bytes queued");
-        return;
-    }
-    ws_send_text(c->ws, msg->data, msg->len);
+    if (c->ws != NULL)
+        ws_send_text(c->ws, msg->data, msg->len);
 }
 
 static void send_notice(struct relay_conn *c, const char *msg)
@@ -142,19 +136,46 @@ static void send_notice(struct relay_conn *c, const char *msg)
     buf_free(&b);
 }
 
-static void send_ok(struct relay_conn *c, const uint8_t id[32], bool ok, const char *msg)
+/* An OK naming the event by `id`, `len` bytes of whatever the client sent as its id. */
+static void send_ok_as(struct relay_conn *c, const char *id, size_t len, bool ok, const char *msg)
 {
     struct buf b = BUF_INIT;
-    char hex[64];
 
-    hex_encode(id, 32, hex);
-    buf_appends(&b, "[\"OK\",\"");
-    buf_append(&b, hex, 64);
-    buf_appends(&b, ok ? "\",true," : "\",false,");
+    buf_appends(&b, "[\"OK\",");
+    buf_json_string(&b, id, len, BUF_JSON_WIRE);
+    buf_appends(&b, ok ? ",true," : ",false,");
     buf_json_string(&b, msg, strlen(msg), BUF_JSON_WIRE);
     buf_appendc(&b, ']');
     conn_send(c, &b);
     buf_free(&b);
+}
+
+static void send_ok(struct relay_conn *c, const uint8_t id[32], bool ok, const char *msg)
+{
+    char hex[64];
+
+    hex_encode(id, 32, hex);
+    send_ok_as(c, hex, 64, ok, msg);
+}
+
+/*
+ * Refuses an EVENT whose event could not be parsed, naming it as the client did:
+ * its "id" as sent when that is a string, the JSON text of any other value, ""
+ * when there is none, so that every EVENT gets its OK.
+ */
+static void refuse_unparsed(struct relay_conn *c, json_t *obj, const char *msg)
+{
+    json_t *jid = json_is_object(obj) ? json_object_get(obj, "id") : NULL;
+    char *text;
+
+    if (json_is_string(jid)) {
+        send_ok_as(c, json_string_value(jid), json_string_length(jid), false, msg);
+    } else if (jid != NULL && (text = json_dumps(jid, JSON_COMPACT | JSON_ENCODE_ANY)) != NULL) {
+        send_ok_as(c, text, strlen(text), false, msg);
+        free(text);
+    } else {
+        send_ok_as(c, "", 0, false, msg);
+    }
 }
 
 static void send_closed(struct relay_conn *c, const char *subid, size_t len, const char *msg)
@@ -464,8 +485,9 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
         msg = "duplicate: already have this event";
         break;
     case INGEST_SUPERSEDED:
-        r->stats.events_duplicate++;
-        msg = "duplicate: a newer version of this event is stored";
+        /* Neither stored nor served: a client whose clock is behind must not be told it was saved. */
+        r->stats.events_rejected++;
+        msg = "replaced: have newer event";
         break;
     case -EKEYREJECTED:
         r->stats.events_rejected++;
@@ -482,7 +504,7 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
     default: msg = "error: could not store the event"; break;
     }
     if (c->ws != NULL) {
-        send_ok(c, ev->id, status >= 0, msg);
+        send_ok(c, ev->id, status >= 0 && status != INGEST_SUPERSEDED, msg);
         c->inflight--;
         if (c->inflight == INFLIGHT_PAUSE / 2)
             ws_pause(c->ws, false);
@@ -494,31 +516,25 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
 static void handle_event(struct relay_conn *c, json_t *msg)
 {
     struct relay *r = c->relay;
-    json_t *obj = json_array_get(msg, 1), *jid;
+    json_t *obj = json_array_get(msg, 1);
     struct event ev;
     struct client_event *ce;
-    uint8_t id[32];
     char reason[200], text[300];
     int rc;
 
     r->stats.events_received++;
     if (json_array_size(msg) != 2 || !json_is_object(obj)) {
-        send_notice(c, "invalid: EVENT must be [\"EVENT\", <event object>]");
+        r->stats.events_rejected++;
+        refuse_unparsed(c, obj, "invalid: EVENT must be [\"EVENT\", <event object>]");
         return;
     }
     if ((rc = ingest_check(r->ingest, obj, &ev, reason, sizeof(reason))) != 0) {
         r->stats.events_rejected++;
         snprintf(text, sizeof(text), "invalid: %s", reason);
-        if (rc != -EINVAL) {
-            send_ok(c, ev.id, false, text);
-            return;
-        }
-        /* OK needs the event id; when even that is unusable, only a NOTICE can answer. */
-        jid = json_object_get(obj, "id");
-        if (json_is_string(jid) && hex_decode(json_string_value(jid), json_string_length(jid), id, 32) == 0)
-            send_ok(c, id, false, text);
+        if (rc == -EINVAL)
+            refuse_unparsed(c, obj, text);
         else
-            send_notice(c, text);
+            send_ok(c, ev.id, false, text);
         return;
     }
     if (!kind_accepted(r, ev.kind)) {
@@ -591,6 +607,17 @@ static void on_ws_drain(struct ws_conn *ws)
     pump(ws_data(ws));
 }
 
+static void on_ws_overflow(struct ws_conn *ws, size_t queued)
+{
+    struct relay_conn *c = ws_data(ws);
+    struct relay *r = c->relay;
+
+    r->stats.slow_clients_closed++;
+    log_info("relay: closing a client that does not read: %zu bytes were waiting for it (max_client_queue_bytes %zu, "
+             "max_total_queue_bytes %zu)",
+             queued, r->opt.max_client_queue_bytes, r->opt.max_total_queue_bytes);
+}
+
 static void on_ws_close(struct ws_conn *ws)
 {
     struct relay_conn *c = ws_data(ws);
@@ -607,6 +634,7 @@ static void on_ws_close(struct ws_conn *ws)
 static const struct ws_handler ws_handler = {
     .on_message = on_ws_message,
     .on_drain = on_ws_drain,
+    .on_overflow = on_ws_overflow,
     .on_close = on_ws_close,
 };
 
@@ -624,6 +652,8 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
         .max_message = r->opt.max_message_length,
         .low_water = STREAM_LOW_WATER,
         .ping_interval = PING_INTERVAL_MS,
+        .max_queue = r->opt.max_client_queue_bytes,
+        .budget = &r->budget,
     };
     struct relay_conn *c;
     int up = ws_is_upgrade(req);
@@ -678,8 +708,8 @@ static json_t *build_info(const struct relay_options *opt)
     return info;
 }
 
-int relay_init(struct relay **out, const struct relay_options *opt, struct store *store, struct ingest *ingest,
-               struct lookup *lookup)
+int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *opt, struct store *store,
+               struct ingest *ingest, struct lookup *lookup)
 {
     struct relay *r = calloc(1, sizeof(*r));
     int64_t *kinds = calloc(opt->naccepted_kinds + 1, sizeof(*kinds));
@@ -695,6 +725,7 @@ int relay_init(struct relay **out, const struct relay_options *opt, struct store
     r->lookup = lookup;
     r->info = build_info(opt);
     h2o_linklist_init_anchor(&r->conns);
+    ws_budget_init(&r->budget, loop, opt->max_total_queue_bytes);
     store_add_listener(store, on_event_stored, r);
     *out = r;
     return 0;
@@ -720,7 +751,23 @@ void relay_shutdown(struct relay *r)
 
 void relay_stats(const struct relay *r, struct relay_stats *out)
 {
+    struct ws_budget_stats bs;
+
+    ws_budget_stats(&r->budget, &bs);
     *out = r->stats;
+    out->queue_bytes = bs.used;
+    out->queue_peak_bytes = bs.peak;
+    out->pings_coalesced = bs.pings_coalesced;
+    out->memory_trims = bs.trims;
+}
+
+static void on_budget_closed(struct ws_budget *b)
+{
+    struct relay *r = H2O_STRUCT_FROM_MEMBER(struct relay, budget, b);
+
+    json_decref(r->info);
+    free((void *)r->opt.accepted_kinds);
+    free(r);
 }
 
 void relay_free(struct relay *r)
@@ -728,7 +775,5 @@ void relay_free(struct relay *r)
     /* A connection still closing (shutdown's deadline passed) will call back into the relay: keep it then. */
     if (r->stats.connections > 0)
         return;
-    json_decref(r->info);
-    free((void *)r->opt.accepted_kinds);
-    free(r);
+    ws_budget_close(&r->budget, on_budget_closed);
 }

@@ -24,7 +24,8 @@ struct relay_options {
     uint32_t max_limit;
     size_t max_subid_length;
     int64_t max_future_seconds;    /* told in NIP-11; the ingest pipeline enforces it */
-    size_t max_client_queue_bytes; /* a client with more queued is disconnected */
+    size_t max_client_queue_bytes; /* a client that does not read while more waits for it is disconnected */
+    size_t max_total_queue_bytes;  /* past this for all clients together, the biggest users are disconnected */
 };
 
 struct relay_stats {
@@ -33,19 +34,23 @@ struct relay_stats {
     uint64_t events_received;
     uint64_t events_stored; /* from any source */
     uint64_t events_duplicate;
-    uint64_t events_rejected;
+    uint64_t events_rejected; /* refused, replaced ones included */
     uint64_t subscriptions_total;
-    uint64_t slow_clients_closed;
+    uint64_t slow_clients_closed; /* disconnected with 1008 for not reading */
+    uint64_t queue_bytes;         /* bytes waiting for clients now */
+    uint64_t queue_peak_bytes;    /* ... at most, since start-up */
+    uint64_t pings_coalesced;     /* pings answered by the pong of a later one */
+    uint64_t memory_trims;        /* times freed memory went back to the kernel after clients left */
 };
 
 /*
- * Sets the relay up in `*out`; `store`, `ingest` and `lookup` must outlive it.
- * Registers as a listener of the store. A REQ for kinds 0, 3 or 10002 of given
- * authors looks up those missing here on the upstream relays before its stored
- * matches and EOSE. Returns 0.
+ * Sets the relay up in `*out`, on `loop`; `store`, `ingest` and `lookup` must
+ * outlive it. Registers as a listener of the store. A REQ for kinds 0, 3 or
+ * 10002 of given authors looks up those missing here on the upstream relays
+ * before its stored matches and EOSE. Returns 0.
  */
-int relay_init(struct relay **out, const struct relay_options *opt, struct store *store, struct ingest *ingest,
-               struct lookup *lookup);
+int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *opt, struct store *store,
+               struct ingest *ingest, struct lookup *lookup);
 
 /*
  * Routes GET / to the relay: WebSocket upgrades become relay connections,
@@ -61,9 +66,9 @@ void relay_stats(const struct relay *r, struct relay_stats *out);
 
 /*
  * Releases the relay, once the ingest pipeline has answered every event (the
- * verify pool stopped, the store closed). With connections still open (shutdown's
- * deadline passed), it is kept, since they will call back into it: the process is
- * ending then.
+ * verify pool stopped, the store closed); the memory goes once the loop has run
+ * the close callbacks. With connections still open (shutdown's deadline passed),
+ * it is kept, since they will call back into it: the process is ending then.
  */
 void relay_free(struct relay *r);
 

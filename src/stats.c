@@ -1,6 +1,7 @@
 /* stats.c -- what the relay is doing: GET /stats as JSON for the page, GET /metrics for Prometheus. */
 #include "stats.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,7 +104,7 @@ json_t *stats_json(struct stats *s)
         " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:o,"
         " s:{s:I, s:I, s:I, s:I},"
-        " s:{s:I, s:o},"
+        " s:{s:I, s:o, s:I, s:I, s:I},"
         " s:{s:b, s:b, s:b}}",
         "version", PFP_VERSION, "uptime_seconds", (json_int_t)((clock_mono_ns() - s->started_ns) / 1000000000u),
         "cache", "pictures", (json_int_t)xs->pictures, "files", (json_int_t)xs->files, "bytes", (json_int_t)xs->bytes,
@@ -118,8 +119,10 @@ json_t *stats_json(struct stats *s)
         "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
         "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
         (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
-        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "admin", "token", as.token,
-        "nip98", as.nip98, "loopback_only", as.loopback_only);
+        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "slow_clients_closed",
+        (json_int_t)rs.slow_clients_closed, "queue_bytes", (json_int_t)rs.queue_bytes, "queue_peak_bytes",
+        (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
+        as.loopback_only);
     profileapi_stats(s->profileapi, &pa);
     json_object_set_new(root, "profiles",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
@@ -262,6 +265,19 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Evictions started because the disk of media_cache_path was full.", xs->disk_full_evictions);
 }
 
+/* A family with one sample per upstream relay: the uint64_t field at `field` of its figures. */
+static void relay_family(struct stats *s, struct buf *b, struct buf *l, const char *name, const char *type,
+                         const char *help, size_t field)
+{
+    struct upstream_relay_stats rs;
+
+    metrics_family(b, name, type, help);
+    for (size_t i = 0; i < upstream_count(s->upstream); i++) {
+        upstream_relay_stats(s->upstream, i, &rs);
+        metrics_u64(b, name, one_label(l, "relay", rs.url), *(const uint64_t *)((const char *)&rs + field));
+    }
+}
+
 static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct lookup_stats lss, *ls = &lss;
@@ -300,18 +316,17 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
             metrics_u64(b, "pfpcache_upstream_relay_state", l->data, rs.state == (enum upstream_state)st);
         }
     }
-    metrics_family(b, "pfpcache_upstream_relay_connects_total", "counter",
-                   "Connections opened to each upstream relay.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_connects_total", one_label(l, "relay", rs.url), rs.connects);
-    }
-    metrics_family(b, "pfpcache_upstream_relay_invalid_events_total", "counter",
-                   "Events from each upstream relay dropped as forged, malformed or not asked for.");
-    for (size_t i = 0; i < n; i++) {
-        upstream_relay_stats(s->upstream, i, &rs);
-        metrics_u64(b, "pfpcache_upstream_relay_invalid_events_total", one_label(l, "relay", rs.url), rs.invalid);
-    }
+    relay_family(s, b, l, "pfpcache_upstream_relay_connects_total", "counter",
+                 "Connections opened to each upstream relay.", offsetof(struct upstream_relay_stats, connects));
+    relay_family(s, b, l, "pfpcache_upstream_relay_invalid_events_total", "counter",
+                 "Events from each upstream relay dropped as forged, malformed or not asked for.",
+                 offsetof(struct upstream_relay_stats, invalid));
+    relay_family(s, b, l, "pfpcache_upstream_relay_queue_bytes", "gauge",
+                 "Bytes waiting for each upstream relay to read them.",
+                 offsetof(struct upstream_relay_stats, queue_bytes));
+    relay_family(s, b, l, "pfpcache_upstream_relay_queue_peak_bytes", "gauge",
+                 "The most bytes that waited for each upstream relay at once, since start-up.",
+                 offsetof(struct upstream_relay_stats, queue_peak_bytes));
 }
 
 static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -339,6 +354,17 @@ static void relay_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_relay_slow_clients_closed_total", "counter",
                    "Clients disconnected for not reading while their backlog grew past its limit.",
                    rs.slow_clients_closed);
+    metrics_single(b, "pfpcache_relay_queue_bytes", "gauge",
+                   "Bytes held for clients that have not read them yet: queued messages, writes in progress.",
+                   rs.queue_bytes);
+    metrics_single(b, "pfpcache_relay_queue_peak_bytes", "gauge",
+                   "The most bytes held for clients at once, since start-up.", rs.queue_peak_bytes);
+    metrics_single(b, "pfpcache_relay_pings_coalesced_total", "counter",
+                   "Client pings answered by the pong of a later ping, the client not reading meanwhile.",
+                   rs.pings_coalesced);
+    metrics_single(b, "pfpcache_memory_trims_total", "counter",
+                   "Times freed heap was handed back to the kernel after what was queued for clients fell.",
+                   rs.memory_trims);
     metrics_family(b, "pfpcache_events_stored_total", "counter", "Events stored since start-up, by kind.");
     for (size_t i = 0; i < s->nstored; i++) {
         snprintf(kind, sizeof(kind), "%u", (unsigned)s->stored[i].kind);

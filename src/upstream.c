@@ -39,6 +39,7 @@ struct upstream_relay {
     unsigned dropped;      /* unusable messages on the current connection */
     char last_error[160];
     uint64_t connects, reconnects, invalid, notices;
+    size_t queue_peak;
 };
 
 struct upstream {
@@ -47,6 +48,7 @@ struct upstream {
     struct upstream_relay *relays;
     size_t nrelays;
     size_t max_message;
+    size_t max_queue;
     const struct upstream_handler *h;
     void *data;
     bool closing;
@@ -83,9 +85,8 @@ static void schedule_retry(struct upstream_relay *r)
     uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
-static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, bool binary)
+void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len, bool binary)
 {
-    struct upstream_relay *r = ws_data(ws);
     json_error_t err;
     json_t *msg;
 
@@ -107,6 +108,11 @@ static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, b
     json_decref(msg);
 }
 
+static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, bool binary)
+{
+    upstream_receive(ws_data(ws), data, len, binary);
+}
+
 static void on_ws_close(struct ws_conn *ws)
 {
     struct upstream_relay *r = ws_data(ws);
@@ -121,16 +127,28 @@ static void on_ws_close(struct ws_conn *ws)
     schedule_retry(r);
 }
 
+static void on_ws_overflow(struct ws_conn *ws, size_t queued)
+{
+    struct upstream_relay *r = ws_data(ws);
+
+    snprintf(r->last_error, sizeof(r->last_error), "closed: it did not read, and %zu bytes were waiting for it",
+             queued);
+    log_warn("upstream %s: %s", r->url, r->last_error);
+}
+
 static const struct ws_handler relay_ws_handler = {
     .on_message = on_ws_message,
+    .on_overflow = on_ws_overflow,
     .on_close = on_ws_close,
 };
 
 static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
 {
     struct upstream_relay *r = data;
-    struct ws_options opt = {
-        .max_message = r->up->max_message, .low_water = 64 * 1024, .ping_interval = PING_INTERVAL_MS};
+    struct ws_options opt = {.max_message = r->up->max_message,
+                             .low_water = 64 * 1024,
+                             .ping_interval = PING_INTERVAL_MS,
+                             .max_queue = r->up->max_queue};
 
     r->dial = NULL;
     if (sock == NULL) {
@@ -162,9 +180,13 @@ static void connect_relay(struct upstream_relay *r)
 
 int upstream_send(struct upstream_relay *r, const char *msg, size_t len)
 {
-    if (r->state != UPSTREAM_CONNECTED || r->ws == NULL)
+    size_t queued;
+
+    if (r->state != UPSTREAM_CONNECTED || r->ws == NULL || ws_send_text(r->ws, msg, len) != 0)
         return -ENOTCONN;
-    return ws_send_text(r->ws, msg, len) == 0 ? 0 : -ENOTCONN;
+    if ((queued = ws_queued(r->ws)) > r->queue_peak)
+        r->queue_peak = queued;
+    return 0;
 }
 
 void upstream_dropped(struct upstream_relay *r, const char *why)
@@ -196,6 +218,7 @@ int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_
         abort();
     up->loop = loop;
     up->max_message = opt->max_message > MIN_MAX_MESSAGE ? opt->max_message : MIN_MAX_MESSAGE;
+    up->max_queue = opt->max_queue;
     if ((up->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
         snprintf(err, errlen, "cannot create a TLS context");
         free(up);
@@ -276,6 +299,8 @@ void upstream_relay_stats(const struct upstream *up, size_t i, struct upstream_r
     out->reconnects = r->reconnects;
     out->invalid = r->invalid;
     out->notices = r->notices;
+    out->queue_bytes = r->ws != NULL ? ws_queued(r->ws) : 0;
+    out->queue_peak_bytes = r->queue_peak;
 }
 
 void upstream_shutdown(struct upstream *up)

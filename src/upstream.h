@@ -18,6 +18,7 @@ struct upstream_options {
     size_t nurls;
     const char *ca_file; /* PEM certificates trusted besides the system's, or NULL */
     size_t max_message;  /* messages from relays may be larger, never smaller than 4 MiB */
+    size_t max_queue;    /* what may wait for a relay that does not read before it is disconnected (ws.h) */
 };
 
 /* What the user of the connections hears, on the loop thread. */
@@ -33,12 +34,14 @@ struct upstream_handler {
 struct upstream_relay_stats {
     const char *url; /* lives as long as the upstream */
     enum upstream_state state;
-    char last_error[160];  /* why the last connection ended or failed; "" while none has */
-    uint64_t connected_ms; /* how long the connection has been open, when connected */
-    uint64_t connects;     /* connections opened */
-    uint64_t reconnects;   /* attempts after the first */
-    uint64_t invalid;      /* unusable messages dropped: forged, malformed, unasked-for events */
-    uint64_t notices;      /* NOTICE messages */
+    char last_error[160];      /* why the last connection ended or failed; "" while none has */
+    uint64_t connected_ms;     /* how long the connection has been open, when connected */
+    uint64_t connects;         /* connections opened */
+    uint64_t reconnects;       /* attempts after the first */
+    uint64_t invalid;          /* unusable messages dropped: forged, malformed, unasked-for events */
+    uint64_t notices;          /* NOTICE messages */
+    uint64_t queue_bytes;      /* what waits for the relay to read, now */
+    uint64_t queue_peak_bytes; /* ... at most, since start-up */
 };
 
 /*
@@ -62,8 +65,19 @@ struct upstream_relay *upstream_relay(struct upstream *up, size_t i);
 size_t upstream_relay_index(const struct upstream_relay *r);
 const char *upstream_relay_url(const struct upstream_relay *r);
 
-/* Sends a text message. Returns 0, or -ENOTCONN when the relay is not connected. */
+/*
+ * Sends a text message. Returns 0, or -ENOTCONN when the relay is not connected,
+ * or no longer, having left more than max_queue unread (it is disconnected).
+ */
 int upstream_send(struct upstream_relay *r, const char *msg, size_t len);
+
+/*
+ * Handles one message from `r` as if it had just arrived on its connection:
+ * parses it, counts what cannot be used against the relay (upstream_dropped),
+ * and hands the rest to the handler. Messages from the socket come in here;
+ * so do the fuzzer's.
+ */
+void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len, bool binary);
 
 /*
  * Counts a message from `r` that could not be used (forged, malformed, not asked

@@ -2,6 +2,7 @@
 #include "ws.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -13,10 +14,18 @@
 #include "h2o/websocket.h"
 #include "log.h"
 
-/* Frames gathered for one socket write; more stay queued inside wslay until the write completes. */
-#define WRITE_CHUNK (256 * 1024)
 /* How long a close frame may take to leave before the connection is dropped anyway. */
 #define CLOSE_GRACE_MS 5000
+/* An empty output buffer larger than this is freed, so that a burst does not keep its memory. */
+#define KEEP_BUFFER (64 * 1024)
+/*
+ * Freed heap is handed back to the kernel (malloc_trim) once a budget's bytes have
+ * fallen to a quarter of a high mark of at least TRIM_MIN_HIGH, at most once per
+ * TRIM_INTERVAL_MS: glibc keeps what a burst of small frees leaves in the middle
+ * of the heap, whatever M_TRIM_THRESHOLD says.
+ */
+#define TRIM_MIN_HIGH    (32u << 20)
+#define TRIM_INTERVAL_MS 5000
 
 struct ws_conn {
     h2o_socket_t *sock; /* NULL until the 101 has been sent */
@@ -24,19 +33,101 @@ struct ws_conn {
     const struct ws_handler *h;
     void *data;
     struct ws_options opt;
-    struct buf out;  /* frames not yet handed to the socket */
-    struct buf wbuf; /* frames the socket is writing */
+    bool client;
+    /*
+     * Whole frames not yet handed to the socket. wslay frames every message into
+     * it at once, so that between wslay's calls it ends at a frame boundary: pongs
+     * can be appended, and everything dropped when the peer is cut off.
+     */
+    struct buf out;
+    struct buf wbuf;   /* frames the socket is writing */
+    size_t charged;    /* what the budget counts for this connection */
+    uint64_t in_left;  /* bytes of the frame wslay is reading still to hand it; 0 at a frame boundary */
+    uint8_t ping[125]; /* the payload of the latest ping */
+    size_t ping_len;
+    bool pong_due; /* the latest ping is answered when the socket write in progress completes */
+    size_t owed;   /* bytes of the pongs coalesced since that write began */
     bool writing;
     bool paused;
     bool in_proceed, again;
     bool above_low;
-    bool closing; /* ws_close() was called */
-    bool dead;    /* torn down; freed once the timer has closed */
+    bool closing;    /* ws_close() was called */
+    bool overflowed; /* closed for what was queued */
+    bool dead;       /* torn down; freed once the timer has closed */
     uint64_t last_recv;
     uv_timer_t timer; /* pings, then the close grace period */
 };
 
 static void proceed(struct ws_conn *ws);
+static void on_timer(uv_timer_t *t);
+
+/* --- budgets ---------------------------------------------------------------------------------------------------- */
+
+static void on_trim_timer(uv_timer_t *t)
+{
+    struct ws_budget *b = t->data;
+
+    malloc_trim(0);
+    b->_trims++;
+    b->_trimmed_at = uv_now(t->loop);
+    b->_trim_high = b->_used;
+}
+
+/* Gives freed memory back once the budget's bytes have fallen well under their high mark, after this loop turn. */
+static void maybe_trim(struct ws_budget *b)
+{
+    uint64_t now, due;
+
+    if (b->_trim_high < TRIM_MIN_HIGH || b->_used > b->_trim_high / 4 || uv_is_active((uv_handle_t *)&b->_timer))
+        return;
+    now = uv_now(b->_timer.loop);
+    due = b->_trims > 0 && now < b->_trimmed_at + TRIM_INTERVAL_MS ? b->_trimmed_at + TRIM_INTERVAL_MS - now : 0;
+    uv_timer_start(&b->_timer, on_trim_timer, due, 0);
+}
+
+void ws_budget_init(struct ws_budget *b, uv_loop_t *loop, size_t limit)
+{
+    memset(b, 0, sizeof(*b));
+    b->_limit = limit;
+    uv_timer_init(loop, &b->_timer);
+    b->_timer.data = b;
+}
+
+void ws_budget_stats(const struct ws_budget *b, struct ws_budget_stats *out)
+{
+    *out = (struct ws_budget_stats){b->_used, b->_peak, b->_conns, b->_coalesced, b->_trims};
+}
+
+static void on_budget_closed(uv_handle_t *h)
+{
+    struct ws_budget *b = h->data;
+    b->_on_closed(b);
+}
+
+void ws_budget_close(struct ws_budget *b, void (*done)(struct ws_budget *b))
+{
+    b->_on_closed = done;
+    uv_close((uv_handle_t *)&b->_timer, on_budget_closed);
+}
+
+/* Brings the budget's count of this connection up to date. */
+static void charge(struct ws_conn *ws)
+{
+    struct ws_budget *b = ws->opt.budget;
+    size_t now = ws->dead ? 0 : ws_queued(ws);
+
+    if (b == NULL || now == ws->charged)
+        return;
+    b->_used = b->_used - ws->charged + now;
+    ws->charged = now;
+    if (b->_used > b->_peak)
+        b->_peak = b->_used;
+    if (b->_used > b->_trim_high)
+        b->_trim_high = b->_used;
+    maybe_trim(b);
+}
+
+/* --- connections ------------------------------------------------------------------------------------------------ */
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -59,35 +150,198 @@ static void destroy(struct ws_conn *ws)
     }
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
+    charge(ws);
+    if (ws->opt.budget != NULL)
+        ws->opt.budget->_conns--;
     uv_close((uv_handle_t *)&ws->timer, on_timer_closed);
 }
 
+size_t ws_queued(const struct ws_conn *ws)
+{
+    size_t n = ws->out.len + ws->wbuf.len;
+
+    if (ws->pong_due)
+        n += (ws->client ? 6 : 2) + ws->ping_len;
+    if (ws->ctx != NULL)
+        n += wslay_event_get_queued_msg_length(ws->ctx);
+    return n;
+}
+
+/* Whether a message for this peer finds too much already waiting for it, or the budget spent and it a big user. */
+static bool over_limit(const struct ws_conn *ws)
+{
+    const struct ws_budget *b = ws->opt.budget;
+
+    if (ws->opt.max_queue != 0 && ws_queued(ws) > ws->opt.max_queue)
+        return true;
+    return b != NULL && b->_limit != 0 && b->_used > b->_limit && ws->charged > b->_limit / b->_conns;
+}
+
+/* Whether so much waits for the peer that nothing more is read from it until it reads. */
+static bool backlogged(const struct ws_conn *ws)
+{
+    return ws->opt.max_queue != 0 && ws_queued(ws) > ws->opt.max_queue / 2;
+}
+
+/*
+ * Cuts off a peer that does not read: what waits for it is dropped at once (it
+ * ends at a frame boundary), and the close frame follows the write in progress.
+ */
+static void overflow(struct ws_conn *ws)
+{
+    size_t queued = ws_queued(ws) + ws->owed;
+
+    if (ws->overflowed || ws->closing || ws->dead)
+        return;
+    ws->overflowed = true;
+    if (ws->out.cap > KEEP_BUFFER)
+        buf_free(&ws->out);
+    ws->out.len = 0;
+    ws->pong_due = false;
+    ws->owed = 0;
+    if (ws->h->on_overflow != NULL)
+        ws->h->on_overflow(ws, queued);
+    ws_close(ws, 1008, "slow consumer: too many bytes queued");
+}
+
+/* Appends a control frame of our own; `len` is at most 125. */
+static void put_control(struct ws_conn *ws, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t f[2 + 4 + 125], mask[4];
+    size_t n = 0;
+
+    f[n++] = 0x80 | opcode;
+    if (ws->client) {
+        if (RAND_bytes(mask, sizeof(mask)) != 1)
+            abort();
+        f[n++] = 0x80 | (uint8_t)len;
+        memcpy(f + n, mask, 4);
+        n += 4;
+        for (size_t i = 0; i < len; i++)
+            f[n++] = payload[i] ^ mask[i % 4];
+    } else {
+        f[n++] = (uint8_t)len;
+        memcpy(f + n, payload, len);
+        n += len;
+    }
+    buf_append(&ws->out, f, n);
+}
+
+/* Whether pongs may still go out: not after a close frame. */
+static bool may_pong(const struct ws_conn *ws)
+{
+    return !ws->closing && ws->ctx != NULL && !wslay_event_get_close_sent(ws->ctx);
+}
+
+/*
+ * Answers the ping in ws->ping. While a socket write is in progress, the peer
+ * has not taken what was sent before: only the latest ping is answered, once it
+ * completes (RFC 6455, 5.5.3), and a peer whose coalesced pongs would add up to
+ * more than max_queue is cut off as if they were queued.
+ */
+static void on_ping(struct ws_conn *ws)
+{
+    size_t pong = (ws->client ? 6 : 2) + ws->ping_len;
+
+    if (!may_pong(ws))
+        return;
+    if (!ws->writing) {
+        put_control(ws, WSLAY_PONG, ws->ping, ws->ping_len);
+        return;
+    }
+    if (ws->pong_due) {
+        ws->owed += pong;
+        if (ws->opt.budget != NULL)
+            ws->opt.budget->_coalesced++;
+    }
+    ws->pong_due = true;
+    if (ws->opt.max_queue != 0 && ws_queued(ws) + ws->owed > ws->opt.max_queue)
+        overflow(ws);
+}
+
+enum { FRAME_MORE, FRAME_OTHER, FRAME_PING };
+
+/*
+ * Looks at the frame at the front of the input. A whole, well-formed ping is
+ * taken out (its payload in ws->ping); any other frame is handed to wslay, which
+ * judges it, and ws->in_left says how long it is. FRAME_MORE: its header, or the
+ * whole ping, has not arrived yet.
+ */
+static int next_frame(struct ws_conn *ws)
+{
+    const uint8_t *p = (const uint8_t *)ws->sock->input->bytes;
+    size_t avail = ws->sock->input->size, hlen;
+    uint64_t plen;
+    bool masked;
+
+    if (avail < 2)
+        return FRAME_MORE;
+    masked = (p[1] & 0x80) != 0;
+    plen = p[1] & 0x7f;
+    hlen = 2 + (plen == 126 ? 2 : plen == 127 ? 8 : 0) + (masked ? 4 : 0);
+    if (avail < hlen)
+        return FRAME_MORE;
+    if (p[0] != (0x80 | WSLAY_PING) || plen > 125 || masked == ws->client) {
+        if (plen >= 126) {
+            size_t ext = plen == 126 ? 2 : 8;
+            plen = 0;
+            for (size_t i = 0; i < ext; i++)
+                plen = plen << 8 | p[2 + i];
+        }
+        ws->in_left = plen > UINT64_MAX - hlen ? UINT64_MAX : hlen + plen;
+        return FRAME_OTHER;
+    }
+    if (avail < hlen + plen)
+        return FRAME_MORE;
+    for (size_t i = 0; i < plen; i++)
+        ws->ping[i] = p[hlen + i] ^ (masked ? p[hlen - 4 + i % 4] : 0);
+    ws->ping_len = plen;
+    h2o_buffer_consume(&ws->sock->input, hlen + plen);
+    return FRAME_PING;
+}
+
+/* Hands wslay the bytes of the frame it is reading, never more, so that each next frame is seen here first. */
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     struct ws_conn *ws = user;
-    (void)flags;
+    size_t n;
+    int f;
 
-    if (ws->paused || ws->sock == NULL || ws->sock->input->size == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
+    (void)flags;
+    for (;;) {
+        if (ws->paused || ws->sock == NULL || backlogged(ws))
+            goto wait;
+        if (ws->in_left > 0)
+            break;
+        if ((f = next_frame(ws)) == FRAME_MORE)
+            goto wait;
+        if (f == FRAME_OTHER)
+            break;
+        ws->last_recv = uv_now(ws->timer.loop);
+        on_ping(ws);
     }
-    if (len > ws->sock->input->size)
-        len = ws->sock->input->size;
-    memcpy(buf, ws->sock->input->bytes, len);
-    h2o_buffer_consume(&ws->sock->input, len);
+    n = len < ws->sock->input->size ? len : ws->sock->input->size;
+    if (n > ws->in_left)
+        n = (size_t)ws->in_left;
+    if (n == 0)
+        goto wait;
+    memcpy(buf, ws->sock->input->bytes, n);
+    h2o_buffer_consume(&ws->sock->input, n);
+    ws->in_left -= n;
     ws->last_recv = uv_now(ws->timer.loop);
-    return (ssize_t)len;
+    return (ssize_t)n;
+
+wait:
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
     struct ws_conn *ws = user;
+    (void)ctx;
     (void)flags;
 
-    if (ws->out.len >= WRITE_CHUNK) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
     buf_append(&ws->out, data, len);
     return (ssize_t)len;
 }
@@ -123,23 +377,24 @@ static const struct wslay_event_callbacks client_callbacks = {
     .on_msg_recv_callback = on_msg_cb,
 };
 
-size_t ws_queued(const struct ws_conn *ws)
-{
-    size_t n = ws->out.len;
-    if (ws->ctx != NULL)
-        n += wslay_event_get_queued_msg_length(ws->ctx);
-    return n;
-}
-
 static void on_write_complete(h2o_socket_t *sock, const char *err)
 {
     struct ws_conn *ws = sock->data;
 
     ws->writing = false;
+    if (ws->wbuf.cap > KEEP_BUFFER)
+        buf_free(&ws->wbuf);
     ws->wbuf.len = 0;
     if (err != NULL) {
         destroy(ws);
         return;
+    }
+    /* The peer has taken what was written: the latest ping is answered, the coalesced ones are forgiven. */
+    ws->owed = 0;
+    if (ws->pong_due) {
+        ws->pong_due = false;
+        if (may_pong(ws))
+            put_control(ws, WSLAY_PONG, ws->ping, ws->ping_len);
     }
     if (ws->above_low && ws_queued(ws) <= ws->opt.low_water) {
         ws->above_low = false;
@@ -160,6 +415,16 @@ static void on_read(h2o_socket_t *sock, const char *err)
         return;
     }
     proceed(ws);
+}
+
+static void on_discard(h2o_socket_t *sock, const char *err)
+{
+    struct ws_conn *ws = sock->data;
+
+    if (err != NULL)
+        destroy(ws);
+    else
+        h2o_buffer_consume(&sock->input, sock->input->size);
 }
 
 static void flush(struct ws_conn *ws)
@@ -184,7 +449,7 @@ static void flush(struct ws_conn *ws)
  */
 static void send_pending(struct ws_conn *ws)
 {
-    if (ws->dead || ws->sock == NULL)
+    if (ws->dead)
         return;
     if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
         /* Our send callback never fails, so this is wslay refusing its own state; the loop tears it down. */
@@ -192,6 +457,12 @@ static void send_pending(struct ws_conn *ws)
         return;
     }
     flush(ws);
+    charge(ws);
+}
+
+static bool reading(const struct ws_conn *ws)
+{
+    return !ws->paused && !backlogged(ws) && wslay_event_want_read(ws->ctx);
 }
 
 /* Moves bytes in and out until nothing more can happen now, then decides whether to read on or close. */
@@ -206,27 +477,41 @@ static void proceed(struct ws_conn *ws)
     ws->in_proceed = true;
     do {
         ws->again = false;
-        if (ws->sock != NULL && !ws->paused && ws->sock->input->size != 0 && wslay_event_want_read(ws->ctx)) {
+        if (ws->sock != NULL && ws->sock->input->size != 0 && reading(ws)) {
             if (wslay_event_recv(ws->ctx) != 0)
                 goto fail;
         }
         if (ws->dead)
             return;
-        if (ws->sock != NULL && wslay_event_want_write(ws->ctx)) {
+        if (wslay_event_want_write(ws->ctx)) {
             if (wslay_event_send(ws->ctx) != 0)
                 goto fail;
         }
         flush(ws);
     } while (ws->again && !ws->dead);
     ws->in_proceed = false;
+    charge(ws);
 
     if (ws->sock == NULL)
         return;
     if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx) && !ws->writing && ws->out.len == 0) {
-        destroy(ws);
+        if (wslay_event_get_close_received(ws->ctx)) {
+            destroy(ws);
+            return;
+        }
+        /*
+         * wslay stopped reading (the peer broke the protocol) and its close frame is
+         * out: what the peer still sends is dropped until it closes, as in ws_close().
+         */
+        if (!ws->closing) {
+            ws->closing = true;
+            uv_timer_start(&ws->timer, on_timer, CLOSE_GRACE_MS, 0);
+        }
+        h2o_buffer_consume(&ws->sock->input, ws->sock->input->size);
+        h2o_socket_read_start(ws->sock, on_discard);
         return;
     }
-    if (wslay_event_want_read(ws->ctx) && !ws->paused)
+    if (reading(ws))
         h2o_socket_read_start(ws->sock, on_read);
     else
         h2o_socket_read_stop(ws->sock);
@@ -303,12 +588,15 @@ static struct ws_conn *ws_new(uv_loop_t *loop, const struct ws_handler *h, void 
     ws->h = h;
     ws->data = data;
     ws->opt = *opt;
+    ws->client = client;
     if ((client ? wslay_event_context_client_init(&ws->ctx, &client_callbacks, ws)
                 : wslay_event_context_server_init(&ws->ctx, &server_callbacks, ws)) != 0)
         abort();
     wslay_event_config_set_max_recv_msg_length(ws->ctx, opt->max_message);
     uv_timer_init(loop, &ws->timer);
     ws->timer.data = ws;
+    if (opt->budget != NULL)
+        opt->budget->_conns++;
     return ws;
 }
 
@@ -360,7 +648,13 @@ int ws_send_text(struct ws_conn *ws, const char *msg, size_t len)
 {
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)msg, len};
 
-    if (ws->closing || ws->dead || wslay_event_queue_msg(ws->ctx, &m) != 0)
+    if (ws->closing || ws->dead)
+        return -EPIPE;
+    if (over_limit(ws)) {
+        overflow(ws);
+        return -ENOBUFS;
+    }
+    if (wslay_event_queue_msg(ws->ctx, &m) != 0)
         return -EPIPE;
     if (ws_queued(ws) > ws->opt.low_water)
         ws->above_low = true;
@@ -381,9 +675,14 @@ void ws_close(struct ws_conn *ws, uint16_t code, const char *reason)
     if (ws->closing || ws->dead)
         return;
     ws->closing = true;
+    ws->pong_due = false;
     wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
-    /* The peer's answering close frame is not awaited: the connection goes once ours is out. */
-    wslay_event_shutdown_read(ws->ctx);
+    /*
+     * What the peer sends is read, and dropped, until its answering close frame
+     * (RFC 6455, 7.1.1) or the end of the connection, for the grace period at most:
+     * closing with bytes unread would reset the connection, and the kernel drop our
+     * close frame with whatever else it had not sent yet.
+     */
     uv_timer_start(&ws->timer, on_timer, CLOSE_GRACE_MS, 0);
     send_pending(ws);
 }

@@ -69,7 +69,7 @@ test('a live subscription receives an event stored after its EOSE', async () => 
   }
 });
 
-test('replaceable events: newer wins, equal time keeps the lower id, older is a duplicate', async () => {
+test('replaceable events: newer wins, equal time keeps the lower id, an older one is refused as replaced', async () => {
   const carol = newUser();
   const c = await rawClient(relay.url);
   try {
@@ -81,10 +81,11 @@ test('replaceable events: newer wins, equal time keeps the lower id, older is a 
     assert.deepEqual(await query(c, 'q1', { authors: [carol.pubkey], kinds: [0] }), [v2]);
     assert.deepEqual(await query(c, 'q2', { ids: [v1.id] }), [], 'the replaced version is gone');
 
+    // Neither stored nor served, so not OK true (as strfry answers).
     const older = carol.sign({ kind: 0, created_at: t + 5, content: '{"name":"older"}' });
-    const ok = await publishRaw(c, older);
-    assert.equal(ok[2], true);
-    assert.match(ok[3], /^duplicate:/);
+    assert.deepEqual(await publishRaw(c, older), ['OK', older.id, false, 'replaced: have newer event']);
+    // The stored version itself again is a duplicate.
+    assert.deepEqual(await publishRaw(c, v2), ['OK', v2.id, true, 'duplicate: already have this event']);
     assert.deepEqual(await query(c, 'q3', { authors: [carol.pubkey], kinds: [0] }), [v2]);
 
     // Two versions with the same created_at: the one with the lower id stays, whichever came first.
@@ -92,8 +93,7 @@ test('replaceable events: newer wins, equal time keeps the lower id, older is a 
     const [low, high] = same.sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, 2);
     assert.equal((await publishRaw(c, high))[2], true);
     assert.deepEqual(await publishRaw(c, low), ['OK', low.id, true, '']);
-    const lostAgain = await publishRaw(c, high);
-    assert.match(lostAgain[3], /^duplicate:/);
+    assert.deepEqual(await publishRaw(c, high), ['OK', high.id, false, 'replaced: have newer event']);
     assert.deepEqual(await query(c, 'q4', { authors: [carol.pubkey], kinds: [10002] }), [low]);
   } finally {
     c.close();
@@ -179,8 +179,6 @@ test('unparsable and unknown messages get a NOTICE and the connection stays usab
       ['"REQ"', /must be a JSON array/],
       ['[]', /must be a JSON array/],
       ['["BREW", "coffee"]', /^error: unknown message type "BREW"/],
-      ['["EVENT", "not an object"]', /^invalid: EVENT must be/],
-      ['["EVENT", {"id": 5}]', /^invalid: id must be 64 lowercase hex/],
       ['["REQ", 7, {}]', /^invalid: REQ needs a subscription id string/],
       ['["CLOSE"]', /^invalid: CLOSE must be/],
     ]) {
@@ -192,6 +190,46 @@ test('unparsable and unknown messages get a NOTICE and the connection stays usab
     assert.deepEqual(await query(c, 'still-works', { kinds: [0], limit: 0 }), []);
   } finally {
     c.close();
+  }
+});
+
+test('every EVENT gets an OK, naming the event as it was sent even when it cannot be parsed', async () => {
+  const c = await rawClient(relay.url);
+  try {
+    const good = newUser().sign({ kind: 0 });
+    for (const [msg, id, reason] of [
+      ['["EVENT", "not an object"]', '', /^invalid: EVENT must be \["EVENT", <event object>\]$/],
+      ['["EVENT"]', '', /^invalid: EVENT must be/],
+      [JSON.stringify(['EVENT', good, 'extra']), good.id, /^invalid: EVENT must be/],
+      ['["EVENT", {"id": 5}]', '5', /^invalid: id must be 64 lowercase hex/],
+      ['["EVENT", {"kind": 0}]', '', /^invalid: /],
+      ['["EVENT", {"id": "not hex \\u0001 \\"quoted\\""}]', 'not hex \u0001 "quoted"', /^invalid: id must be 64 lowercase hex/],
+      [JSON.stringify(['EVENT', { ...good, id: good.id.toUpperCase() }]), good.id.toUpperCase(), /^invalid: id must be 64 lowercase hex/],
+      [JSON.stringify(['EVENT', { ...good, tags: 'none' }]), good.id, /^invalid: tags/],
+    ]) {
+      const from = c.messages.length;
+      c.send(msg);
+      const ok = await c.next((m) => m[0] === 'OK' || m[0] === 'NOTICE', { from });
+      assert.equal(ok[0], 'OK', msg);
+      assert.equal(ok[1], id, msg);
+      assert.equal(ok[2], false, msg);
+      assert.match(ok[3], reason, msg);
+    }
+  } finally {
+    c.close();
+  }
+});
+
+test('nostr-tools hears that an older replaceable event was not saved', async () => {
+  const frank = newUser();
+  const current = frank.sign({ kind: 0, created_at: now() - 10, content: '{"name":"current"}' });
+  const stale = frank.sign({ kind: 0, created_at: now() - 3600, content: '{"name":"from a clock behind"}' });
+  const r = await Relay.connect(wsUrl(relay.url));
+  try {
+    assert.equal(await r.publish(current), '');
+    await assert.rejects(r.publish(stale), /replaced: have newer event/);
+  } finally {
+    r.close();
   }
 });
 
@@ -229,6 +267,27 @@ test('refused subscriptions are answered with CLOSED and a reason', async () => 
 
     // A REQ reusing an open subscription's id replaces it instead of counting as another.
     assert.equal((await closedFor('s0', { kinds: [0], limit: 0 }))[0], 'EOSE');
+  } finally {
+    c.close();
+  }
+});
+
+test('pings are answered with pongs carrying their payload, between messages and inside a fragmented one', async () => {
+  const c = await rawClient(relay.url);
+  try {
+    for (const payload of ['', 'one', 'x'.repeat(125)]) {
+      const pong = new Promise((resolve) => c.ws.once('pong', (data) => resolve(String(data))));
+      c.ws.ping(payload);
+      assert.equal(await pong, payload);
+    }
+    // A ping between the fragments of a message is answered, and the message arrives whole.
+    const from = c.messages.length;
+    const pong = new Promise((resolve) => c.ws.once('pong', (data) => resolve(String(data))));
+    c.ws.send('["REQ","frag",', { fin: false });
+    c.ws.ping('between');
+    c.ws.send('{"limit":0}]', { fin: true });
+    assert.equal(await pong, 'between');
+    assert.deepEqual(await c.next((m) => m[0] === 'EOSE', { from }), ['EOSE', 'frag']);
   } finally {
     c.close();
   }

@@ -2,9 +2,10 @@
 // loopback, one of them over TLS with a certificate from a CA made for the test,
 // and a hostile relay that forges.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { getEventHash } from 'nostr-tools/pure';
@@ -219,6 +220,94 @@ test('an unreachable relay among the upstreams does not stall lookups', async ()
     c.close();
   } finally {
     await lonely.cleanup();
+  }
+});
+
+test('a relay that never answers makes an unknown author wait for the timeout once, not on every ask', async () => {
+  // It takes the subscription and says nothing, not even EOSE.
+  const silent = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => silent.once('listening', r));
+  const silentUrl = `ws://127.0.0.1:${silent.address().port}`;
+  const stalled = await startMain([wsUrl(upA.url), silentUrl], { upstream_timeout_ms: 500 });
+  try {
+    await stalled.waitUpstreamConnected();
+    const c = await rawClient(stalled.url);
+    const nobody = newUser().pubkey;
+    assert.deepEqual(await query(c, 'first', { authors: [nobody], kinds: [0] }), []);
+    assert.equal(await stalled.metric('pfpcache_upstream_lookup_timeouts_total'), 1, 'the first ask timed out');
+    const queries = await stalled.metric('pfpcache_upstream_queries_total');
+    assert.deepEqual(await query(c, 'again', { authors: [nobody], kinds: [0] }), []);
+    assert.equal(await stalled.metric('pfpcache_upstream_queries_total'), queries, 'the second ask was answered from memory');
+    assert.equal(await stalled.metric('pfpcache_upstream_lookup_timeouts_total'), 1);
+    c.close();
+  } finally {
+    await stalled.cleanup();
+    silent.close();
+  }
+});
+
+test("an upstream relay's pings are answered with masked pongs carrying their payload", async () => {
+  const pinger = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => pinger.once('listening', r));
+  const pingerUrl = `ws://127.0.0.1:${pinger.address().port}`;
+  const connected = new Promise((resolve) => pinger.once('connection', resolve));
+  const asking = await startMain([pingerUrl]);
+  try {
+    const ws = await connected;
+    // ws checks that a client's frames are masked, and closes with 1002 otherwise.
+    for (const payload of ['', 'one', 'x'.repeat(125)]) {
+      const pong = new Promise((resolve) => ws.once('pong', (data) => resolve(String(data))));
+      ws.ping(payload);
+      assert.equal(await pong, payload);
+    }
+    assert.equal((await asking.stats()).upstream_relays[0].state, 'connected');
+  } finally {
+    await asking.cleanup();
+    pinger.close();
+  }
+});
+
+test('a relay that never reads does not grow what waits for it past max_client_queue_bytes', async () => {
+  // It answers the upgrade, then reads nothing more: REQs pile up on this side.
+  const deaf = createServer((sock) => {
+    let head = '';
+    sock.on('error', () => {});
+    sock.on('data', function onData(chunk) {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      sock.off('data', onData);
+      sock.pause();
+      const key = /sec-websocket-key:\s*(\S+)/i.exec(head)[1];
+      const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    });
+  });
+  await new Promise((r) => deaf.listen(0, '127.0.0.1', r));
+  const deafUrl = `ws://127.0.0.1:${deaf.address().port}`;
+  const cap = 1048576;
+  const asking = await startMain([deafUrl], {
+    upstream_timeout_ms: 30000,
+    max_concurrent: 1000,
+    max_message_length: 400000,
+    max_client_queue_bytes: cap,
+  });
+  const clients = [];
+  try {
+    await asking.waitUpstreamConnected();
+    // 200,000 unknown authors, 500 to a REQ of about 33 KB: more than the kernel's buffers and the cap hold.
+    for (let i = 0; i < 20; i++) {
+      const c = await rawClient(asking.url);
+      clients.push(c);
+      for (let r = 0; r < 2; r++) c.send(['REQ', `r${r}`, { authors: Array.from({ length: 5000 }, () => randomBytes(32).toString('hex')), kinds: [0] }]);
+    }
+    const relay = async () => (await asking.stats()).upstream_relays[0];
+    await asking.waitFor(async () => /did not read/.test((await relay()).last_error), 'the deaf relay cut off', 20000);
+    const peak = await asking.metric('pfpcache_upstream_relay_queue_peak_bytes', { relay: deafUrl });
+    assert.ok(peak > 0 && peak <= cap + 64 * 1024, `at most the cap and one REQ waited (${peak} bytes)`);
+  } finally {
+    for (const c of clients) c.close();
+    await asking.cleanup();
+    deaf.close();
   }
 });
 

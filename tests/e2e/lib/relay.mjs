@@ -118,14 +118,16 @@ export function parseMetrics(text) {
 
 // Starts the relay and resolves once it logs the address it listens on.
 // `config` overrides testConfig(); `readyPattern` may wait for a different line,
-// or be null to return at once (for a relay that logs nothing).
-export async function startRelay({ config = {}, dir, readyPattern = /listening on (https?:\/\/\S+)/, timeoutMs = 15000 } = {}) {
+// or be null to return at once (for a relay that logs nothing). `launcher` is a
+// command that execs the relay (as prlimit does), with its arguments.
+export async function startRelay({ config = {}, dir, readyPattern = /listening on (https?:\/\/\S+)/, timeoutMs = 15000, launcher = [] } = {}) {
   dir ??= await tempDir();
   await mkdir(dir, { recursive: true });
   const configPath = join(dir, 'config.json');
   await writeFile(configPath, JSON.stringify(testConfig(dir, config), null, 2));
 
-  const proc = spawn(BIN, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [...launcher, BIN, '--config', configPath];
+  const proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let stdout = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
