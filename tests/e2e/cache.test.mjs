@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { makeFixtures, makeNoise, startImageServer } from './lib/images.mjs';
+import { makeNoise, serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, publishRaw, rawClient } from './lib/nostr.mjs';
 import { startRelay, tempDir, until } from './lib/relay.mjs';
 
@@ -17,16 +17,9 @@ let fixtures, images;
 
 const GUARDED = { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false };
 
-before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  makeNoise(fixtures, NOISE);
-  images = await startImageServer(fixtures);
-});
+before(async () => ({ fixtures, images } = await serveFixtures((dir) => makeNoise(dir, NOISE))));
 
-after(async () => {
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
-});
+after(() => stopFixtures({ fixtures, images }));
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 

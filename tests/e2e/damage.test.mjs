@@ -8,24 +8,18 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { makeFixtures, startImageServer } from './lib/images.mjs';
+import { serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, publishRaw, query, rawClient } from './lib/nostr.mjs';
-import { BIN, runBinary, startRelay, tempDir, testConfig, until } from './lib/relay.mjs';
+import { BIN, runBinary, startRelay, testConfig, until } from './lib/relay.mjs';
 
 const GUARDED = { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false };
 const PAGE = 4096;
 
 let fixtures, images;
 
-before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-});
+before(async () => ({ fixtures, images } = await serveFixtures()));
 
-after(async () => {
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
-});
+after(() => stopFixtures({ fixtures, images }));
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 const dbPath = (dir) => join(dir, 'db', 'pfpcache.db');

@@ -9,7 +9,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { inspect, makeFixtures, makeHostile, startImageServer } from './lib/images.mjs';
+import { inspect, makeHostile, serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
 import { BIN, runBinary, startRelay, tempDir, testConfig } from './lib/relay.mjs';
 
@@ -23,8 +23,7 @@ const GUARDED = {
 };
 
 before(async () => {
-  fixtures = makeHostile(makeFixtures(await tempDir()));
-  images = await startImageServer(fixtures);
+  ({ fixtures, images } = await serveFixtures(makeHostile));
   relay = await startRelay({ config: GUARDED });
   client = await rawClient(relay.url);
 });
@@ -32,8 +31,7 @@ before(async () => {
 after(async () => {
   client.close();
   await relay.cleanup();
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
+  await stopFixtures({ fixtures, images });
 });
 
 // A user whose kind 0 names `picture`, published through `on`.

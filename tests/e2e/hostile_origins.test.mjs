@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { inspect, makeFixtures, startImageServer } from './lib/images.mjs';
+import { inspect, serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
-import { startRelay, tempDir } from './lib/relay.mjs';
+import { startRelay } from './lib/relay.mjs';
 
 let fixtures, images;
 
@@ -23,15 +22,9 @@ const PATIENT = { download_timeout_seconds: 60, download_min_speed_seconds: 60 }
 // A bound on waiting for an unrelated picture, well below PATIENT's timeout.
 const DEADLINE_MS = 20000;
 
-before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
-});
+before(async () => ({ fixtures, images } = await serveFixtures()));
 
-after(async () => {
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
-});
+after(() => stopFixtures({ fixtures, images }));
 
 // `n` origins on 127.0.0.1 that accept connections and never answer. open() counts the connections they hold.
 async function startStalls(n) {

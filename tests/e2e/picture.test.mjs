@@ -4,13 +4,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { nip19 } from 'nostr-tools';
 
-import { inspect, makeFixtures, startImageServer } from './lib/images.mjs';
+import { inspect, serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
 import { startRelay, tempDir, until } from './lib/relay.mjs';
 
@@ -25,8 +24,7 @@ const GUARDED = {
 };
 
 before(async () => {
-  fixtures = makeFixtures(await tempDir());
-  images = await startImageServer(fixtures);
+  ({ fixtures, images } = await serveFixtures());
   relay = await startRelay({ config: GUARDED });
   client = await rawClient(relay.url);
 });
@@ -34,8 +32,7 @@ before(async () => {
 after(async () => {
   client.close();
   await relay.cleanup();
-  await images.close();
-  await rm(fixtures, { recursive: true, force: true });
+  await stopFixtures({ fixtures, images });
 });
 
 // A user whose kind 0 names `picture`, published to `on`.

@@ -3,10 +3,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { tempDir } from './relay.mjs';
 
 export const TOOLS =
   process.env.PFP_TOOLS ?? fileURLToPath(new URL('../../../build/release/tests/tools/', import.meta.url));
@@ -195,4 +197,16 @@ export function startImageServer(fixturesDir) {
       });
     });
   });
+}
+
+// The fixtures made in a new temporary directory, `extra(dir)` adding to them (noise, hostile pictures), and
+// served on loopback, for a test file's before(); stopFixtures() is its after().
+export async function serveFixtures(extra = (dir) => dir) {
+  const fixtures = extra(makeFixtures(await tempDir()));
+  return { fixtures, images: await startImageServer(fixtures) };
+}
+
+export async function stopFixtures({ fixtures, images }) {
+  await images.close();
+  await rm(fixtures, { recursive: true, force: true });
 }
