@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "listener.h"
 #include "router.h"
 
 /*
@@ -39,21 +40,10 @@ struct http_server {
     h2o_context_t _ctx;
     h2o_accept_ctx_t _accept_ctx;
     SSL_CTX *_ssl_ctx;
-    int _listen_fd;    /* -1 until listening */
-    int _reserve_fd;   /* closed to accept and drop connections when no descriptor is left */
-    uv_poll_t _accept; /* the listening socket, accepted from here rather than by libuv, which hides EMFILE */
-    bool _listening;
-    size_t _max_per_ip;       /* 0: no cap */
-    struct keymap *_per_ip;   /* client address (16 bytes, IPv4 mapped) -> connections open from it */
-    size_t _nconns;           /* connections open */
-    bool _freed;              /* http_server_free() ran; the last connection to close frees _per_ip */
-    uint64_t _refused_per_ip; /* connections refused by max_connections_per_ip */
-    uint64_t _refused_no_fd;  /* ... closed at once for lack of a file descriptor */
-    uint64_t _per_ip_logged_at, _no_fd_logged_at; /* uv_now() of the last such warning */
+    struct listener _listener; /* which connections are let in */
     struct router _router;
-    struct http_route_target _targets[ROUTER_MAX_ROUTES]; /* the router's route data points here */
-    char _url[128];                                       /* where the server can be reached, for the start-up line */
-    size_t _inflight;                                     /* requests handed to a handler and not yet finished */
+    struct http_route_target _targets[ROUTER_MAX_ROUTES];        /* the router's route data points here */
+    size_t _inflight;                                            /* requests handed to a handler and not yet finished */
     struct http_route_stats _route_stats[ROUTER_MAX_ROUTES + 1]; /* the last: requests no route took */
     bool _draining;
     uv_timer_t _drain_timer;
