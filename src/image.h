@@ -29,11 +29,12 @@ const char *image_mime(enum image_type t);
 
 struct image_opts {
     bool resize;          /* false: keep the original once it is known to decode */
-    int max_size;         /* fit within max_size x max_size, never enlarged */
-    int quality;          /* JPEG quality of resized pictures */
+    int max_size;         /* the master fits within max_size x max_size (master_max_size), never enlarged */
+    int quality;          /* JPEG's scale (image_quality); the master's own quality is IMAGE_MASTER_QUALITY */
     int64_t max_pixels;   /* width x height x frames a source may have */
     int timeout_ms;       /* longest a picture may take to check and convert; 0: no limit */
     int64_t memory_bytes; /* decoder memory all pictures being processed at once may take; 0: no limit */
+    int max_frames;       /* frames of an animated source the master keeps (max_animation_frames); 0: 1 */
 };
 
 /* Why a source was refused. */
@@ -56,7 +57,8 @@ struct image_out {
     uint8_t *data;
     size_t len;
     enum image_type type;
-    int width, height;
+    int width, height;          /* of one frame */
+    int frames;                 /* 1 for a still picture */
     enum image_refusal refusal; /* when refused */
     char error[200];            /* why the source was refused */
 };
@@ -82,9 +84,10 @@ void image_stats(struct image_stats *out);
 
 /*
  * Checks and converts one source picture; safe from any thread. With `resize`,
- * the result is a JPEG fitting `max_size`, EXIF orientation applied, converted
- * to sRGB, alpha flattened on white, metadata stripped, the first frame of an
- * animation. Without `resize`, the original up to its end marker (bytes after
+ * the result is the picture's master, from which every variant is made: a WebP
+ * fitting `max_size`, EXIF orientation applied, converted to sRGB, alpha kept,
+ * metadata stripped, and of an animation up to `max_frames` frames with their
+ * timing (out->frames says how many). Without `resize`, the original up to its end marker (bytes after
  * it, such as an appended archive, are dropped). Returns 0, or -EINVAL with
  * out->refusal and the reason in out->error when the source is not an accepted
  * picture. A picture that needs more memory than is left waits for it.
@@ -92,6 +95,26 @@ void image_stats(struct image_stats *out);
 int image_process(const uint8_t *src, size_t len, const struct image_opts *o, struct image_out *out);
 
 void image_out_free(struct image_out *out);
+
+/* What one variant of a master is made as. */
+struct image_variant_spec {
+    int size;             /* the longer side fits `size` (the width only, with `width_only`); never enlarged */
+    bool width_only;      /* banners: `size` is the width */
+    enum image_type type; /* IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF, IMAGE_PNG or IMAGE_GIF */
+    bool animated;        /* keep the master's frames and timing (IMAGE_WEBP and IMAGE_GIF); else the first frame */
+    int quality;          /* 1 to 100, JPEG's scale: image_encode_quality() maps it to `type`'s */
+    int timeout_ms;       /* as image_opts; 0: no limit */
+};
+
+/*
+ * Makes one variant of `master`, a picture stored here (a master from
+ * image_process(), or any picture that once passed its checks): resized with
+ * lanczos3, alpha flattened on white for JPEG and kept otherwise, metadata
+ * stripped. Safe from any thread. Returns 0, -EINVAL for a spec out of range,
+ * or -EIO with libvips' reason in out->error (a master that does not decode,
+ * or the timeout).
+ */
+int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out);
 
 /*
  * Encodes `w` x `h` pixels of 8-bit sRGB, three bytes a pixel and no padding (as identicon_draw() gives them), as
