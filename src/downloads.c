@@ -56,6 +56,8 @@ struct download {
     size_t src_len;
     struct image_out out;
     uint8_t hash[32];
+    struct image_out first[DOWNLOADS_MAX_FIRST]; /* made with the master; empty when that failed */
+    uint8_t first_hash[DOWNLOADS_MAX_FIRST][32];
     int rc;
     uint64_t process_ns;
     h2o_linklist_t queue_link; /* in its queue while waiting for a slot */
@@ -187,6 +189,8 @@ static void end(struct download *j)
     free(j->url);
     free(j->src);
     image_out_free(&j->out);
+    for (size_t i = 0; i < DOWNLOADS_MAX_FIRST; i++)
+        image_out_free(&j->first[i]);
     free(j);
     pump(d);
 }
@@ -225,6 +229,12 @@ static void image_run(struct work *w)
     j->rc = image_process(j->src, j->src_len, &j->d->o.image, &j->out);
     if (j->rc == 0)
         blob_hash(j->out.data, j->out.len, j->hash);
+    for (size_t i = 0; j->rc == 0 && j->d->o.image.resize && i < j->d->o.nfirst; i++) {
+        if (image_variant(j->out.data, j->out.len, &j->d->o.first[i], &j->first[i]) == 0)
+            blob_hash(j->first[i].data, j->first[i].len, j->first_hash[i]);
+        else
+            image_out_free(&j->first[i]);
+    }
     j->process_ns = clock_mono_ns() - t0;
 }
 
@@ -234,6 +244,7 @@ static void image_done(struct work *w)
     struct downloads *d = j->d;
     struct url_rec u = {0};
     struct download_result r = {.error = DOWNLOAD_OK, .url = &u};
+    struct download_variant variants[DOWNLOADS_MAX_FIRST];
 
     j->processing = false;
     d->stats.process_ns += j->process_ns;
@@ -252,10 +263,22 @@ static void image_done(struct work *w)
     u.bytes = (uint32_t)j->out.len;
     u.width = (uint16_t)j->out.width;
     u.height = (uint16_t)j->out.height;
+    u.flags = d->o.image.resize ? PIC_MASTER | (j->out.frames > 1 ? PIC_ANIMATED : 0) : 0;
     u.fetched_at = (uint64_t)clock_now_s();
     r.blob = blobcache_put(d->cache, j->hash, j->out.data, j->out.len);
+    for (size_t i = 0; i < d->o.nfirst; i++) {
+        struct download_variant *v = &variants[r.nvariants];
+        if (j->first[i].data == NULL)
+            continue;
+        *v = (struct download_variant){&d->o.first[i], NULL, j->first[i].width, j->first[i].height, j->first[i].frames};
+        v->blob = blobcache_put(d->cache, j->first_hash[i], j->first[i].data, j->first[i].len);
+        r.nvariants++;
+    }
+    r.variants = variants;
     tell(j, &r);
     blob_release(r.blob);
+    for (size_t i = 0; i < r.nvariants; i++)
+        blob_release(variants[i].blob);
     end(j);
 }
 

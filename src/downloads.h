@@ -29,6 +29,16 @@ enum download_error {
     DOWNLOAD_BAD_IMAGE, /* downloaded, but not an accepted picture */
 };
 
+/* Variants made with each master at most. */
+#define DOWNLOADS_MAX_FIRST 4
+
+/* A variant made with the master, so that the answers most asked for need no more work. */
+struct download_variant {
+    const struct image_variant_spec *spec; /* as asked in the options */
+    struct blob_ref *blob;                 /* its bytes (retain them to keep them) */
+    int width, height, frames;
+};
+
 /* How a download ended, for each waiter; valid only during the callback. */
 struct download_result {
     enum download_error error;
@@ -36,6 +46,8 @@ struct download_result {
     const uint8_t *url_key;    /* the URL's SHA-256 */
     const struct url_rec *url; /* on success: what the URL gave */
     struct blob_ref *blob;     /* on success: the bytes (retain them to keep them) */
+    const struct download_variant *variants; /* on success, with a master: those made with it */
+    size_t nvariants;
     bool first;                /* the first waiter told: it records what the URL gave */
 };
 
@@ -50,6 +62,9 @@ struct downloads_options {
     size_t max_concurrent;   /* downloads and processing under way at once (at least 1) */
     size_t max_per_host;     /* downloads under way from one host name, whatever its port (0: no limit) */
     struct image_opts image; /* how each picture is checked and resized */
+    /* Variants made with each master (image.resize); those that fail are left to be made when asked for. */
+    struct image_variant_spec first[DOWNLOADS_MAX_FIRST];
+    size_t nfirst;
 };
 
 struct downloads_stats {

@@ -109,12 +109,31 @@ static void on_written(void *ctx, int status)
         blob_release(blob);
 }
 
-/* Stores the search's record; it is answered once that is committed. `blob`: the bytes, when just made. */
-static void write_found(struct search *s, struct blob_ref *blob, const struct url_rec *url, const uint8_t url_key[32])
+/*
+ * Stores the search's record; it is answered once that is committed. `blob`: the bytes, when just made, with the
+ * variants made with them.
+ */
+static void write_found(struct search *s, struct blob_ref *blob, const struct url_rec *url, const uint8_t url_key[32],
+                        const struct download_variant *made, size_t nmade)
 {
+    struct pictures_variant v[PICTURES_MAX_VARIANTS];
+    size_t n = 0;
+
     if ((s->blob = blob) != NULL)
         blob_retain(blob);
-    pictures_put(s->ps->pictures, s->pubkey, &s->found, url, url_key, blob, on_written, s);
+    for (size_t i = 0; i < nmade && n < PICTURES_MAX_VARIANTS; i++, n++) {
+        const struct image_variant_spec *spec = made[i].spec;
+        v[n] = (struct pictures_variant){.bytes = made[i].blob};
+        pictures_variant_key(v[n].key, spec->size, spec->type, spec->animated && made[i].frames > 1,
+                             spec->width_only, s->found.h.width, s->found.h.height);
+        memcpy(v[n].rec.blob, made[i].blob->hash, 32);
+        v[n].rec.bytes = (uint32_t)made[i].blob->len;
+        v[n].rec.width = (uint16_t)made[i].width;
+        v[n].rec.height = (uint16_t)made[i].height;
+        v[n].rec.type = (uint8_t)spec->type;
+        v[n].rec.frames = (uint8_t)(made[i].frames > 255 ? 255 : made[i].frames);
+    }
+    pictures_put(s->ps->pictures, s->pubkey, &s->found, url, url_key, blob, v, n, on_written, s);
     if (!s->background)
         pictures_flush(s->ps->pictures);
 }
@@ -125,7 +144,7 @@ static void confirm_old(struct search *s)
     s->old.h.fetched_at = (uint64_t)clock_now_s();
     s->found = s->old;
     s->confirmed = true;
-    write_found(s, NULL, NULL, NULL);
+    write_found(s, NULL, NULL, NULL, NULL, 0);
 }
 
 /* Remembers a failure with a back-off. A stale picture's failed refresh keeps the picture instead. */
@@ -156,12 +175,12 @@ static void fail(struct search *s, enum pending_reason reason, const char *detai
     pic->h.failures = failures;
     pic->h.fetched_at = (uint64_t)clock_now_s();
     pic->h.retry_at = pic->h.fetched_at + delay;
-    write_found(s, NULL, NULL, NULL);
+    write_found(s, NULL, NULL, NULL, NULL, 0);
 }
 
 /* The picture is stored: the record points at it. */
 static void succeed(struct search *s, const struct url_rec *u, struct blob_ref *blob, const struct url_rec *put_url,
-                    const uint8_t url_key[32])
+                    const uint8_t url_key[32], const struct download_variant *made, size_t nmade)
 {
     struct pic *pic = &s->found;
 
@@ -169,13 +188,14 @@ static void succeed(struct search *s, const struct url_rec *u, struct blob_ref *
     pic->h.reason = 0;
     pic->h.failures = 0;
     pic->h.type = u->type;
+    pic->h.flags = u->flags;
     memcpy(pic->h.blob, u->blob, 32);
     pic->h.bytes = u->bytes;
     pic->h.width = u->width;
     pic->h.height = u->height;
     pic->h.fetched_at = (uint64_t)clock_now_s();
     pic->h.retry_at = 0;
-    write_found(s, blob, put_url, url_key);
+    write_found(s, blob, put_url, url_key, made, nmade);
 }
 
 static void on_downloaded(struct download_wait *w, const struct download_result *r)
@@ -186,7 +206,7 @@ static void on_downloaded(struct download_wait *w, const struct download_result 
     if (r->error != DOWNLOAD_OK)
         fail(s, r->error == DOWNLOAD_BAD_IMAGE ? PENDING_BAD_IMAGE : PENDING_DOWNLOAD_FAILED, r->detail);
     else
-        succeed(s, r->url, r->blob, r->first ? r->url : NULL, r->url_key);
+        succeed(s, r->url, r->blob, r->first ? r->url : NULL, r->url_key, r->variants, r->nvariants);
 }
 
 static void download(struct search *s)
@@ -230,7 +250,7 @@ static bool reuse_url(struct search *s)
     if (pictures_get_url(ps->pictures, key, &u) != 0 || u.fetched_at + ps->o.max_age <= (uint64_t)clock_now_s())
         return false;
     ps->stats.url_reuses++;
-    succeed(s, &u, NULL, NULL, NULL);
+    succeed(s, &u, NULL, NULL, NULL, NULL, 0);
     return true;
 }
 

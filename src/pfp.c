@@ -21,6 +21,7 @@
 #include "identicon.h"
 #include "keymap.h"
 #include "log.h"
+#include "metrics.h"
 #include "nip19.h"
 #include "pictures.h"
 #include "prefetch.h"
@@ -36,6 +37,9 @@
 
 /* Generated pictures kept in memory: a few thousand avatars' worth. */
 #define GENERATED_CACHE_BYTES (8u << 20)
+
+/* Upper bounds of the histograms of the time to make a variant, in seconds. */
+static const double MAKING_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 /* A blank picture is the identicon's ground. */
 static const uint8_t BLANK_RGB[3] = {240, 240, 240};
@@ -54,6 +58,8 @@ struct pfp {
     struct variant_options variants;
     struct gencache *generated;
     struct keymap *drawing; /* generated pictures being drawn, by their gencache key */
+    struct keymap *making;  /* variants being made: master, variant key -> struct making */
+    struct histogram making_seconds[VARIANT_GIF + 1]; /* by format */
     bool closing;
     struct pfp_stats stats;
 };
@@ -65,8 +71,41 @@ static void release_blob(void *ptr)
     blob_release(*(struct blob_ref **)ptr);
 }
 
+/*
+ * What a request is answered with: one variant of the picture, or the
+ * picture's own file (kept as downloaded, or stored before masters).
+ */
+struct answer {
+    uint8_t master[32]; /* the picture's file: its last use is this answer's */
+    uint64_t fetched_at;
+    bool variant;
+    uint8_t key[PICTURES_VARIANT_KEY];
+    struct image_variant_spec spec;
+    uint8_t file[32]; /* what is sent, once known */
+    uint32_t bytes;
+    enum image_type type;
+    bool vary; /* the format came from Accept */
+};
+
+/* Answers by size class: up to 64, 128, 256 and 512 pixels, and larger. */
+static size_t size_class(int size)
+{
+    return size <= 64 ? 0 : size <= 128 ? 1 : size <= 256 ? 2 : size <= 512 ? 3 : 4;
+}
+
+static size_t format_index(enum image_type t)
+{
+    switch (t) {
+    case IMAGE_WEBP: return VARIANT_WEBP;
+    case IMAGE_AVIF: return VARIANT_AVIF;
+    case IMAGE_PNG: return VARIANT_PNG;
+    case IMAGE_GIF: return VARIANT_GIF;
+    default: return VARIANT_JPEG;
+    }
+}
+
 /* Sends the picture (or 304 Not Modified), with the cache headers; the response keeps a reference to the bytes. */
-static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h, struct blob_ref *blob,
+static void send_picture(struct pfp *p, h2o_req_t *req, const struct answer *a, struct blob_ref *blob,
                          const char *x_cache)
 {
     static h2o_generator_t generator = {NULL, NULL};
@@ -74,12 +113,14 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h
     char *date = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
     bool not_modified = http_if_none_match(req, h2o_iovec_init(blob->etag, 66)), head;
     h2o_iovec_t body = h2o_iovec_init(blob->data, blob->len);
-    time_t fetched = (time_t)h->fetched_at;
+    time_t fetched = (time_t)a->fetched_at;
     struct tm tm;
 
     *slot = blob;
     blob_retain(blob);
-    pictures_touch(p->sv.pictures, blob->hash);
+    pictures_touch(p->sv.pictures, a->master);
+    p->stats.served_format[format_index(a->type)]++;
+    p->stats.served_size[size_class(a->variant ? a->spec.size : p->o.image.max_size)]++;
     gmtime_r(&fetched, &tm);
     h2o_time2str_rfc1123(date, &tm);
     http_begin_response(req, not_modified ? 304 : 200);
@@ -88,14 +129,16 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct pic_head *h
                    strlen(p->cache_control));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, date, H2O_TIMESTR_RFC1123_LEN);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));
+    if (a->vary)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
     if (not_modified) {
         p->stats.not_modified++;
         h2o_start_response(req, &generator);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return;
     }
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, image_mime(h->type),
-                   strlen(image_mime(h->type)));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, image_mime(a->type),
+                   strlen(image_mime(a->type)));
     req->res.content_length = blob->len;
     head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     if (!head)
@@ -163,14 +206,21 @@ struct generated {
     int err;
 };
 
-static enum image_type generated_type(enum variant_format f)
+static enum image_type image_type_of(enum variant_format f)
 {
     switch (f) {
     case VARIANT_WEBP: return IMAGE_WEBP;
     case VARIANT_AVIF: return IMAGE_AVIF;
     case VARIANT_PNG: return IMAGE_PNG;
-    default: return IMAGE_JPEG; /* and GIF, which only animations get: a generated picture does not move */
+    case VARIANT_GIF: return IMAGE_GIF;
+    default: return IMAGE_JPEG;
     }
+}
+
+static enum image_type generated_type(enum variant_format f)
+{
+    /* GIF is what only animations get: a generated picture does not move. */
+    return f == VARIANT_GIF ? IMAGE_JPEG : image_type_of(f);
 }
 
 static void generated_run(struct work *w)
@@ -344,8 +394,6 @@ static void on_request_answered(struct pending_wait *w, const struct pending_res
         reply_unavailable(req);
     else if (r->pic->h.state != PIC_OK)
         send_fallback(rw->p, req, rw->pubkey, &rw->v, r->pic);
-    else if (r->blob != NULL)
-        send_picture(rw->p, req, &r->pic->h, r->blob, "MISS");
     else
         serve_cached(rw->p, req, rw->pubkey, &rw->v, r->pic, "MISS");
     http_unhold(rw->hold);
@@ -374,84 +422,297 @@ static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struc
 
 /* --- the hit path ---------------------------------------------------------------------------------------------- */
 
-/* A file read on the read threads, for a picture not in the memory cache. */
-struct file_read {
-    struct work work;
-    struct pfp *p;
+/*
+ * What answers `v` for `pic`. A picture stored as downloaded (resize_images off) or before masters is served as it
+ * is unless the request names a size or format; everything else is a variant of the master. An animation is kept
+ * only for a request that asks for it; a picture that does not move gets the format it would have without asking.
+ */
+static void choose(const struct pfp *p, const struct pic *pic, const struct variant *v, bool width_only,
+                   struct answer *a)
+{
+    bool moves = (pic->h.flags & PIC_ANIMATED) != 0 && v->animated;
+    enum variant_format f = v->animated && !moves ? v->still_format : v->format;
+
+    memset(a, 0, sizeof(*a));
+    memcpy(a->master, pic->h.blob, 32);
+    a->fetched_at = pic->h.fetched_at;
+    if (!(pic->h.flags & PIC_MASTER) && !v->sized && v->negotiated) {
+        memcpy(a->file, pic->h.blob, 32);
+        a->bytes = pic->h.bytes;
+        a->type = (enum image_type)pic->h.type;
+        return;
+    }
+    a->variant = true;
+    a->vary = v->negotiated;
+    a->type = image_type_of(f);
+    a->spec = (struct image_variant_spec){.size = v->size,
+                                          .width_only = width_only,
+                                          .type = a->type,
+                                          .animated = moves,
+                                          .quality = p->o.image.quality,
+                                          .timeout_ms = p->o.image.timeout_ms};
+    pictures_variant_key(a->key, v->size, a->type, moves, width_only, pic->h.width, pic->h.height);
+}
+
+/* A request served from a file read or a variant being made; it becomes a miss if the picture's file has gone. */
+struct answer_wait {
+    h2o_linklist_t link;
     struct http_hold *hold;
     uint8_t pubkey[32];
     struct variant v;
-    struct pic_head h;
     const char *x_cache;
+};
+
+static struct answer_wait *answer_wait_new(h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                                           const char *x_cache)
+{
+    struct answer_wait *aw = calloc(1, sizeof(*aw));
+
+    if (aw == NULL)
+        abort();
+    aw->hold = http_hold(req);
+    memcpy(aw->pubkey, pubkey, 32);
+    aw->v = *v;
+    aw->x_cache = x_cache;
+    return aw;
+}
+
+/* The picture's file has gone or is damaged: its entries go too (and the file), and the request becomes a miss. */
+static void answer_refetch(struct pfp *p, const uint8_t master[32], int err, struct answer_wait *aw)
+{
+    h2o_req_t *req = http_held(aw->hold);
+
+    if (err == -EBADMSG)
+        p->stats.damaged_files++;
+    if (err == -EBADMSG)
+        log_warn("pictures: the file of a cached picture is damaged (its size or SHA-256 is not its record's); "
+                 "removing it and fetching the picture again");
+    else
+        log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-err));
+    pictures_forget_file(p->sv.pictures, master);
+    if (req == NULL)
+        ;
+    else if (!p->closing && wait_for_picture(p, aw->pubkey, &aw->v, NULL, aw->hold) == 0)
+        aw->hold = NULL;
+    else
+        reply_unavailable(req);
+}
+
+static void answer_wait_free(struct answer_wait *aw)
+{
+    if (aw->hold != NULL)
+        http_unhold(aw->hold);
+    free(aw);
+}
+
+/* A file read on the read threads, for an answer not in the memory cache. */
+struct file_read {
+    struct work work;
+    struct pfp *p;
+    struct answer a;
+    struct answer_wait *aw;
     uint8_t *data;
     size_t len;
     int err;
 };
 
+static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                         const struct pic *pic, const char *x_cache);
+
 static void file_read_run(struct work *w)
 {
     struct file_read *fr = H2O_STRUCT_FROM_MEMBER(struct file_read, work, w);
 
-    fr->err = blob_read(fr->p->sv.blobs, fr->h.blob, fr->h.bytes, &fr->data, &fr->len);
+    fr->err = blob_read(fr->p->sv.blobs, fr->a.file, fr->a.bytes, &fr->data, &fr->len);
 }
 
 static void file_read_done(struct work *w)
 {
     struct file_read *fr = H2O_STRUCT_FROM_MEMBER(struct file_read, work, w);
     struct pfp *p = fr->p;
-    h2o_req_t *req = http_held(fr->hold);
+    h2o_req_t *req = http_held(fr->aw->hold);
 
     if (fr->err == 0) {
-        struct blob_ref *blob = blobcache_put(p->sv.cache, fr->h.blob, fr->data, fr->len);
+        struct blob_ref *blob = blobcache_put(p->sv.cache, fr->a.file, fr->data, fr->len);
         if (req != NULL)
-            send_picture(p, req, &fr->h, blob, fr->x_cache);
+            send_picture(p, req, &fr->a, blob, fr->aw->x_cache);
         blob_release(blob);
         free(fr->data);
-    } else {
-        /* The file has gone or is damaged: its entries go too (and the file), and this request becomes a miss. */
+    } else if (fr->a.variant) {
+        /* Only the variant is lost: it is dropped, and made again from the master. */
+        struct pic pic;
         if (fr->err == -EBADMSG)
             p->stats.damaged_files++;
-        if (fr->err == -EBADMSG)
-            log_warn("pictures: the file of a cached picture is damaged (its size or SHA-256 is not its record's); "
-                     "removing it and fetching the picture again");
-        else
-            log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-fr->err));
-        pictures_forget_file(p->sv.pictures, fr->h.blob);
+        pictures_forget_variant(p->sv.pictures, fr->a.master, fr->a.key);
         if (req == NULL)
             ;
-        else if (!p->closing && wait_for_picture(p, fr->pubkey, &fr->v, NULL, fr->hold) == 0)
-            fr->hold = NULL;
+        else if (pictures_get(p->sv.pictures, fr->aw->pubkey, &pic) == 0 && pic.h.state == PIC_OK)
+            serve_cached(p, req, fr->aw->pubkey, &fr->aw->v, &pic, fr->aw->x_cache);
         else
-            reply_unavailable(req);
+            http_reply_error(req, 503, "the picture was removed while it was being served; try again");
+    } else {
+        answer_refetch(p, fr->a.master, fr->err, fr->aw);
     }
-    if (fr->hold != NULL)
-        http_unhold(fr->hold);
+    answer_wait_free(fr->aw);
     free(fr);
+}
+
+static void read_file(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                      const struct answer *a, const char *x_cache)
+{
+    struct file_read *fr = calloc(1, sizeof(*fr));
+
+    if (fr == NULL)
+        abort();
+    fr->p = p;
+    fr->a = *a;
+    fr->aw = answer_wait_new(req, pubkey, v, x_cache);
+    fr->work.run = file_read_run;
+    fr->work.done = file_read_done;
+    workpool_submit(&p->readers, &fr->work);
+}
+
+/*
+ * A variant being made from its master on the image threads, once for every
+ * request that wants it meanwhile; it is stored for the next ones.
+ */
+struct making {
+    struct work work;
+    struct pfp *p;
+    uint8_t id[32 + PICTURES_VARIANT_KEY]; /* master, key */
+    struct answer a;
+    uint32_t master_bytes;
+    struct blob_ref *master; /* when it was in memory; else read from its file */
+    h2o_linklist_t waits;    /* struct answer_wait */
+    struct image_out out;
+    uint8_t hash[32];
+    int read_err, err;
+    uint64_t ns;
+};
+
+static void making_run(struct work *w)
+{
+    struct making *m = H2O_STRUCT_FROM_MEMBER(struct making, work, w);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    uint64_t t0 = clock_mono_ns();
+
+    if (m->master != NULL) {
+        m->err = image_variant(m->master->data, m->master->len, &m->a.spec, &m->out);
+    } else if ((m->read_err = blob_read(m->p->sv.blobs, m->a.master, m->master_bytes, &data, &len)) == 0) {
+        m->err = image_variant(data, len, &m->a.spec, &m->out);
+        free(data);
+    }
+    if (m->read_err == 0 && m->err == 0)
+        blob_hash(m->out.data, m->out.len, m->hash);
+    m->ns = clock_mono_ns() - t0;
+}
+
+static void making_done(struct work *w)
+{
+    struct making *m = H2O_STRUCT_FROM_MEMBER(struct making, work, w);
+    struct pfp *p = m->p;
+    struct blob_ref *blob = NULL;
+
+    keymap_del(p->making, m->id);
+    if (m->read_err == 0 && m->err == 0) {
+        struct pictures_variant pv = {.rec = {.bytes = (uint32_t)m->out.len,
+                                              .width = (uint16_t)m->out.width,
+                                              .height = (uint16_t)m->out.height,
+                                              .type = (uint8_t)m->out.type,
+                                              .frames = (uint8_t)(m->out.frames > 255 ? 255 : m->out.frames)}};
+        blob = blobcache_put(p->sv.cache, m->hash, m->out.data, m->out.len);
+        memcpy(pv.key, m->a.key, sizeof(pv.key));
+        memcpy(pv.rec.blob, m->hash, 32);
+        pv.bytes = blob;
+        pictures_put_variant(p->sv.pictures, m->a.master, &pv, NULL, NULL);
+        memcpy(m->a.file, m->hash, 32);
+        m->a.bytes = (uint32_t)m->out.len;
+        p->stats.variants_made++;
+        histogram_observe(&p->making_seconds[format_index(m->a.type)], (double)m->ns / 1e9);
+    } else if (m->read_err == 0) {
+        p->stats.variant_failures++;
+        log_warn("pictures: cannot make a %s variant of %d px: %s", image_mime(m->a.type), m->a.spec.size,
+                 m->out.error);
+    }
+    while (!h2o_linklist_is_empty(&m->waits)) {
+        struct answer_wait *aw = H2O_STRUCT_FROM_MEMBER(struct answer_wait, link, m->waits.next);
+        h2o_req_t *req = http_held(aw->hold);
+        h2o_linklist_unlink(&aw->link);
+        if (m->read_err != 0)
+            answer_refetch(p, m->a.master, m->read_err, aw);
+        else if (req == NULL)
+            ;
+        else if (blob != NULL)
+            send_picture(p, req, &m->a, blob, aw->x_cache);
+        else
+            http_reply_error(req, 500, "cannot make this variant of the picture: %s", m->out.error);
+        answer_wait_free(aw);
+    }
+    if (blob != NULL)
+        blob_release(blob);
+    if (m->master != NULL)
+        blob_release(m->master);
+    image_out_free(&m->out);
+    free(m);
+}
+
+/* Makes the variant `a` of `pic`, or joins the request to its making under way. */
+static void make_variant(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                         const struct pic *pic, const struct answer *a, const char *x_cache)
+{
+    uint8_t id[32 + PICTURES_VARIANT_KEY];
+    struct making *m;
+    struct answer_wait *aw = answer_wait_new(req, pubkey, v, x_cache);
+
+    memcpy(id, a->master, 32);
+    memcpy(id + 32, a->key, PICTURES_VARIANT_KEY);
+    if ((m = keymap_get(p->making, id)) != NULL) {
+        h2o_linklist_insert(&m->waits, &aw->link);
+        return;
+    }
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        abort();
+    m->p = p;
+    memcpy(m->id, id, sizeof(id));
+    m->a = *a;
+    m->master_bytes = pic->h.bytes;
+    m->master = blobcache_get(p->sv.cache, a->master);
+    h2o_linklist_init_anchor(&m->waits);
+    h2o_linklist_insert(&m->waits, &aw->link);
+    keymap_put(p->making, id, m);
+    m->work.run = making_run;
+    m->work.done = making_done;
+    /* Someone waits for it in a browser: ahead of pictures fetched in the background. */
+    workpool_submit_urgent(&p->images, &m->work);
 }
 
 /* Serves `pic` from memory, or from its file; the picture of `pubkey` is fetched again if the file has gone. */
 static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
                          const struct pic *pic, const char *x_cache)
 {
-    struct blob_ref *blob = blobcache_get(p->sv.cache, pic->h.blob);
-    struct file_read *fr;
+    struct answer a;
+    struct blob_ref *blob;
 
-    if (blob != NULL) {
-        send_picture(p, req, &pic->h, blob, x_cache);
+    choose(p, pic, v, false, &a);
+    if (a.variant) {
+        struct variant_rec rec;
+        if (pictures_get_variant(p->sv.pictures, a.master, a.key, &rec) != 0) {
+            if (p->closing)
+                reply_unavailable(req);
+            else
+                make_variant(p, req, pubkey, v, pic, &a, x_cache);
+            return;
+        }
+        memcpy(a.file, rec.blob, 32);
+        a.bytes = rec.bytes;
+    }
+    if ((blob = blobcache_get(p->sv.cache, a.file)) != NULL) {
+        send_picture(p, req, &a, blob, x_cache);
         blob_release(blob);
         return;
     }
-    if ((fr = calloc(1, sizeof(*fr))) == NULL)
-        abort();
-    fr->p = p;
-    fr->h = pic->h;
-    memcpy(fr->pubkey, pubkey, 32);
-    fr->v = *v;
-    fr->x_cache = x_cache;
-    fr->hold = http_hold(req);
-    fr->work.run = file_read_run;
-    fr->work.done = file_read_done;
-    workpool_submit(&p->readers, &fr->work);
+    read_file(p, req, pubkey, v, &a, x_cache);
 }
 
 static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -575,7 +836,7 @@ static void on_event_stored(void *data, const struct event_view *ev, uint64_t co
     if (!p->o.precache_on_metadata) {
         /* A failure remembered for an older profile says nothing about this one. */
         if (have && pic.h.state == PIC_NEGATIVE)
-            pictures_put(p->sv.pictures, ev->pubkey, NULL, NULL, NULL, NULL, NULL, NULL);
+            pictures_put(p->sv.pictures, ev->pubkey, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL);
         return;
     }
     if (prefetch_add(p->prefetch, ev->pubkey, false, ev->created_at))
@@ -662,6 +923,15 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     p->readers_started = true;
     dopt = (struct downloads_options){
         .max_concurrent = p->o.max_concurrent, .max_per_host = o->max_per_host, .image = o->image};
+    dopt.image.max_size = o->master_max_size > 0 ? o->master_max_size : 1024;
+    /* The answers to the seed's URL, made with the master so that they are hits at once: JPEG (curl, and clients
+     * that accept nothing newer) and the first format negotiated. */
+    dopt.first[dopt.nfirst++] = (struct image_variant_spec){
+        .size = o->image.max_size, .type = IMAGE_JPEG, .quality = o->image.quality, .timeout_ms = o->image.timeout_ms};
+    if (o->nnegotiate > 0 && o->negotiate[0] != VARIANT_JPEG) {
+        dopt.first[dopt.nfirst] = dopt.first[0];
+        dopt.first[dopt.nfirst++].type = image_type_of(o->negotiate[0]);
+    }
     downloads_init(&p->downloads, sv->fetcher, &p->images, sv->cache, &dopt);
     popt = (struct pending_options){.max_age = p->o.max_age, .max_data_bytes = o->max_data_bytes};
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
@@ -675,6 +945,9 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
                                            .nnegotiate = o->nnegotiate};
     p->generated = gencache_new(GENERATED_CACHE_BYTES);
     p->drawing = keymap_new(GENCACHE_KEY);
+    p->making = keymap_new(32 + PICTURES_VARIANT_KEY);
+    for (size_t i = 0; i <= VARIANT_GIF; i++)
+        histogram_init(&p->making_seconds[i], MAKING_BOUNDS, sizeof(MAKING_BOUNDS) / sizeof(MAKING_BOUNDS[0]));
     if (p->o.default_avatar == VARIANT_FALLBACK_CONFIGURED)
         p->o.default_avatar = VARIANT_FALLBACK_404;
     store_add_listener(sv->store, on_event_stored, p);
@@ -715,6 +988,7 @@ void pfp_free(struct pfp *p)
     workpool_free(&p->readers);
     gencache_free(p->generated);
     keymap_free(p->drawing, NULL);
+    keymap_free(p->making, NULL);
     free(p);
 }
 
@@ -747,4 +1021,6 @@ void pfp_stats(const struct pfp *p, struct pfp_stats *out)
     out->url_reuses = ps.url_reuses;
     out->refetched = ps.refetched;
     out->prefetch_dropped = qs.dropped;
+    for (size_t i = 0; i <= VARIANT_GIF; i++)
+        out->making[i] = &p->making_seconds[i];
 }

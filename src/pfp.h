@@ -27,6 +27,9 @@ struct lookup;
 struct pictures;
 struct store;
 
+/* Size classes of picture answers in pfp_stats: up to 64, 128, 256 and 512 pixels, and larger. */
+#define PFP_SIZE_CLASSES 5
+
 struct pfp_stats {
     uint64_t hits, stale, misses, not_modified;
     uint64_t negative_hits;                   /* answered from a remembered failure */
@@ -44,6 +47,11 @@ struct pfp_stats {
     uint64_t process_ns;                /* time spent checking and resizing, summed */
     uint64_t identicons, blanks;        /* generated answers (200 and 304) for pubkeys without a usable picture */
     uint64_t drawn;                     /* generated pictures drawn and encoded; the other answers came from memory */
+    uint64_t served_format[VARIANT_GIF + 1]; /* picture answers (200 and 304) by enum variant_format */
+    uint64_t served_size[PFP_SIZE_CLASSES];  /* ... by size class: up to 64, 128, 256, 512 px, larger */
+    uint64_t variants_made;                  /* made from a master on request */
+    uint64_t variant_failures;               /* ... that could not be made */
+    const struct histogram *making[VARIANT_GIF + 1]; /* seconds to make one, by format; valid while the service lives */
     const struct histogram *processing; /* seconds per picture; valid while the service lives */
 };
 

@@ -28,18 +28,28 @@ static const char TOTALS_KEY[] = "totals";
  *   picture_lru   big-endian served_ms, file hash -> (empty): oldest first
  *   picture_users file hash -> pubkeys whose record names it (sorted duplicates)
  *   picture_meta  "totals" -> struct picindex_totals
+ *   picture_variants master's file hash, variant key -> variant_rec
+ *
+ * A variant's file is in picture_files, counted like any other, with the
+ * number of variants naming it as its users; it has no place in the recency
+ * order, since it goes with its master.
  */
 struct picindex {
-    MDB_dbi records, urls, files, lru, users, meta;
+    MDB_dbi records, urls, files, lru, users, meta, variants;
     uint64_t applied; /* writer thread: changes applied, numbering them */
 };
 
 struct file_rec {
     uint64_t bytes;
     uint64_t served_ms; /* when it was last served (or stored), wall-clock milliseconds */
-    uint32_t users;     /* picture records that name it; 0 once they all moved on, until it is evicted */
-    uint32_t unused;
+    uint32_t users;     /* picture records (variants, for a variant's file) that name it; 0 once they all moved
+                           on, until it is evicted */
+    uint32_t kind;      /* FILE_PICTURE or FILE_VARIANT */
 };
+
+enum { FILE_PICTURE = 0, FILE_VARIANT = 1 };
+
+#define VARIANT_ENTRY_KEY (32 + PICTURES_VARIANT_KEY)
 
 /* --- records -------------------------------------------------------------------------------------------------- */
 
@@ -146,7 +156,12 @@ static void gone_add(struct picindex_change *ch, const uint8_t hash[32])
     memcpy(ch->gone[ch->ngone++], hash, 32);
 }
 
-/* Removes the file's entries (not the records naming it); the file itself goes after the commit. */
+static int variants_drop(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32]);
+
+/*
+ * Removes the file's entries (not the records naming it), and a picture's variants with it; the files themselves
+ * go after the commit.
+ */
 static int file_remove(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t hash[32],
                        const struct file_rec *f)
 {
@@ -162,7 +177,139 @@ static int file_remove(struct picindex *ix, struct picindex_change *ch, MDB_txn 
     ch->removed_files++;
     ch->removed_bytes += f->bytes;
     gone_add(ch, hash);
-    return 0;
+    return f->kind == FILE_VARIANT ? 0 : variants_drop(ix, ch, txn, hash);
+}
+
+/* --- variants ----------------------------------------------------------------------------------------------------- */
+
+static void variant_entry_key(uint8_t k[VARIANT_ENTRY_KEY], const uint8_t master[32], const uint8_t *key)
+{
+    memcpy(k, master, 32);
+    memcpy(k + 32, key, PICTURES_VARIANT_KEY);
+}
+
+/* One variant fewer names the file `hash`: it goes with the last. */
+static int variant_unuse(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t hash[32])
+{
+    struct file_rec f;
+    int rc = file_get(ix, txn, hash, &f);
+
+    if (rc == -ENOENT || (rc == 0 && f.kind != FILE_VARIANT))
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (f.users > 0)
+        f.users--;
+    return f.users == 0 ? file_remove(ix, ch, txn, hash, &f) : file_put(ix, txn, hash, &f);
+}
+
+/* Removes every variant of `master`, and their files that no other variant names. */
+static int variants_drop(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32])
+{
+    MDB_cursor *cur;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, ix->variants, &cur)) != 0)
+        return db_errno(rc);
+    for (;;) {
+        MDB_val k = {32, (void *)master}, v;
+        struct variant_rec r;
+        bool named;
+
+        /* Sought again each time: the master's key sorts just before its variants' keys. */
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) != 0)
+            break;
+        if (k.mv_size != VARIANT_ENTRY_KEY || memcmp(k.mv_data, master, 32) != 0)
+            break;
+        if ((named = v.mv_size == sizeof(r)))
+            memcpy(&r, v.mv_data, sizeof(r));
+        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (named && (rc = variant_unuse(ix, ch, txn, r.blob)) != 0))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc < 0 ? rc : db_errno(rc);
+}
+
+static int variant_put(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32],
+                       const struct picindex_variant *pv)
+{
+    uint8_t key[VARIANT_ENTRY_KEY];
+    MDB_val k = {sizeof(key), key}, v;
+    struct file_rec mf, f;
+    int rc;
+
+    if ((rc = file_get(ix, txn, master, &mf)) != 0)
+        return rc;
+    if (mf.kind == FILE_VARIANT)
+        return -ENOENT;
+    variant_entry_key(key, master, pv->key);
+    /* Made twice (two relays' worth of requests at once): the first stays, as both are the same picture. */
+    if ((rc = mdb_get(txn, ix->variants, &k, &v)) != MDB_NOTFOUND)
+        return db_errno(rc);
+    rc = file_get(ix, txn, pv->rec->blob, &f);
+    if (rc == -ENOENT) {
+        if (pv->disk_bytes == NULL)
+            return -ENOENT;
+        f = (struct file_rec){.bytes = *pv->disk_bytes, .served_ms = ch->now_ms, .kind = FILE_VARIANT};
+        ch->totals.files++;
+        ch->totals.bytes += f.bytes;
+    } else if (rc != 0) {
+        return rc;
+    } else if (f.kind != FILE_VARIANT) {
+        return -EEXIST;
+    }
+    f.users++;
+    v = (MDB_val){sizeof(*pv->rec), (void *)pv->rec};
+    if ((rc = file_put(ix, txn, pv->rec->blob, &f)) != 0)
+        return rc;
+    return db_errno(mdb_put(txn, ix->variants, &k, &v, 0));
+}
+
+static int variant_forget(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32],
+                          const uint8_t *vkey)
+{
+    uint8_t key[VARIANT_ENTRY_KEY];
+    MDB_val k = {sizeof(key), key}, v;
+    struct variant_rec r;
+    int rc;
+
+    variant_entry_key(key, master, vkey);
+    if ((rc = mdb_get(txn, ix->variants, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
+    if (v.mv_size == sizeof(r))
+        memcpy(&r, v.mv_data, sizeof(r));
+    if ((rc = db_errno(mdb_del(txn, ix->variants, &k, NULL))) != 0 || v.mv_size != sizeof(r))
+        return rc;
+    return variant_unuse(ix, ch, txn, r.blob);
+}
+
+/*
+ * Drops the variants whose master or file is no longer in the index, after start-up reconciliation dropped the
+ * entries of files found missing.
+ */
+static int variants_sweep(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, ix->variants, &cur)) != 0)
+        return db_errno(rc);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct file_rec mf, f;
+        struct variant_rec r;
+        bool ok = k.mv_size == VARIANT_ENTRY_KEY && v.mv_size == sizeof(r), file;
+
+        if (ok)
+            memcpy(&r, v.mv_data, sizeof(r));
+        file = ok && file_get(ix, txn, r.blob, &f) == 0 && f.kind == FILE_VARIANT;
+        if (ok && file && file_get(ix, txn, k.mv_data, &mf) == 0 && mf.kind != FILE_VARIANT)
+            continue;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (file && (rc = variant_unuse(ix, ch, txn, r.blob)) != 0))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : db_errno(rc);
 }
 
 /* Deletes every picture record that names the file `hash`. */
@@ -283,7 +430,7 @@ static int apply_touches(struct picindex *ix, MDB_txn *txn, const struct picinde
         const struct picindex_touch *t = &touches[i];
         struct file_rec f;
         int rc = file_get(ix, txn, t->hash, &f);
-        if (rc == -ENOENT || (rc == 0 && f.served_ms >= t->ms))
+        if (rc == -ENOENT || (rc == 0 && (f.served_ms >= t->ms || f.kind == FILE_VARIANT)))
             continue;
         if (rc != 0 || (rc = lru_del(ix, txn, f.served_ms, t->hash)) != 0 ||
             (rc = lru_put(ix, txn, t->ms, t->hash)) != 0)
@@ -384,6 +531,8 @@ static int evict(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, 
         ch->removed_files++;
         ch->removed_bytes += f.bytes;
         gone_add(ch, hash);
+        if ((rc = variants_drop(ix, ch, txn, hash)) != 0)
+            break;
         n++;
     }
     *more = rc == 0 && n == EVICT_CHUNK && ch->totals.bytes > target;
@@ -417,7 +566,8 @@ static int drop_all_files(struct picindex *ix, struct picindex_change *ch, MDB_t
     if (rc != MDB_NOTFOUND)
         return db_errno(rc);
     if ((rc = mdb_drop(txn, ix->files, 0)) != 0 || (rc = mdb_drop(txn, ix->lru, 0)) != 0 ||
-        (rc = mdb_drop(txn, ix->users, 0)) != 0 || (rc = mdb_drop(txn, ix->urls, 0)) != 0)
+        (rc = mdb_drop(txn, ix->users, 0)) != 0 || (rc = mdb_drop(txn, ix->urls, 0)) != 0 ||
+        (rc = mdb_drop(txn, ix->variants, 0)) != 0)
         return db_errno(rc);
     ch->totals.files = ch->totals.bytes = 0;
     return 0;
@@ -493,7 +643,8 @@ static int rebuild(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn
     int c, rc = 0;
 
     if ((c = mdb_drop(txn, ix->files, 0)) != 0 || (c = mdb_drop(txn, ix->lru, 0)) != 0 ||
-        (c = mdb_drop(txn, ix->users, 0)) != 0 || (c = mdb_cursor_open(txn, ix->records, &cur)) != 0)
+        (c = mdb_drop(txn, ix->users, 0)) != 0 || (c = mdb_drop(txn, ix->variants, 0)) != 0 ||
+        (c = mdb_cursor_open(txn, ix->records, &cur)) != 0)
         return db_errno(c);
     memset(&ch->totals, 0, sizeof(ch->totals));
     for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0 && rc == 0; c = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -564,7 +715,7 @@ static int drop_missing(struct picindex *ix, struct picindex_change *ch, MDB_txn
         out->dropped += ch->removed_pictures - before;
     }
     free(missing);
-    return rc;
+    return rc == 0 ? variants_sweep(ix, ch, txn) : rc;
 }
 
 /* --- the interface ---------------------------------------------------------------------------------------------- */
@@ -586,8 +737,9 @@ static int end(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, in
 
 int picindex_put(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t pubkey[32],
                  const uint8_t *value, size_t len, const uint64_t *disk_bytes, const uint8_t url_key[32],
-                 const struct url_rec *url)
+                 const struct url_rec *url, const struct picindex_variant *variants, size_t nvariants)
 {
+    struct pic pic;
     int rc = begin(ix, ch, txn, NULL);
 
     if (rc == 0)
@@ -596,7 +748,31 @@ int picindex_put(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, 
         MDB_val uk = {32, (void *)url_key}, uv = {sizeof(*url), (void *)url};
         rc = db_errno(mdb_put(txn, ix->urls, &uk, &uv, 0));
     }
+    if (rc == 0 && nvariants > 0 && value != NULL && picindex_decode(value, len, &pic) == 0 && pic.h.state == PIC_OK) {
+        /* A variant that cannot be stored is made again when asked for: the record does not wait on it. */
+        for (size_t i = 0; i < nvariants && rc == 0; i++) {
+            rc = variant_put(ix, ch, txn, pic.h.blob, &variants[i]);
+            if (rc == -EEXIST || rc == -ENOENT)
+                rc = 0;
+        }
+    }
     return end(ix, ch, txn, rc);
+}
+
+int picindex_put_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
+                         const struct picindex_variant *v)
+{
+    int rc = begin(ix, ch, txn, NULL);
+
+    return end(ix, ch, txn, rc == 0 ? variant_put(ix, ch, txn, master, v) : rc);
+}
+
+int picindex_forget_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
+                            const uint8_t *key)
+{
+    int rc = begin(ix, ch, txn, NULL);
+
+    return end(ix, ch, txn, rc == 0 ? variant_forget(ix, ch, txn, master, key) : rc);
 }
 
 int picindex_touch(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const struct picindex_touch *touches,
@@ -685,6 +861,22 @@ int picindex_get_url(const struct picindex *ix, MDB_txn *txn, const uint8_t url_
     return db_errno(mdb_get(txn, ix->files, &fk, &v));
 }
 
+int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32], const uint8_t *key,
+                         struct variant_rec *out)
+{
+    uint8_t kb[VARIANT_ENTRY_KEY];
+    MDB_val k = {sizeof(kb), kb}, v;
+    int r;
+
+    variant_entry_key(kb, master, key);
+    if ((r = db_errno(mdb_get(txn, ix->variants, &k, &v))) != 0)
+        return r;
+    if (v.mv_size != sizeof(*out))
+        return -EIO;
+    memcpy(out, v.mv_data, sizeof(*out));
+    return 0;
+}
+
 int picindex_decode(const void *data, size_t len, struct pic *out)
 {
     MDB_val v = {len, (void *)data};
@@ -710,7 +902,8 @@ int picindex_open(struct db *db, struct picindex **out)
         (r = db_open_table(db, "picture_files", 0, &ix->files)) != 0 ||
         (r = db_open_table(db, "picture_lru", 0, &ix->lru)) != 0 ||
         (r = db_open_table(db, "picture_users", MDB_DUPSORT | MDB_DUPFIXED, &ix->users)) != 0 ||
-        (r = db_open_table(db, "picture_meta", 0, &ix->meta)) != 0) {
+        (r = db_open_table(db, "picture_meta", 0, &ix->meta)) != 0 ||
+        (r = db_open_table(db, "picture_variants", 0, &ix->variants)) != 0) {
         free(ix);
         return r;
     }
@@ -760,6 +953,11 @@ static int check_user(const MDB_val *k, const MDB_val *v, char *why, size_t whyl
     return check_sizes(k, v, 32, 32, why, whylen);
 }
 
+static int check_variant(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
+{
+    return check_sizes(k, v, VARIANT_ENTRY_KEY, sizeof(struct variant_rec), why, whylen);
+}
+
 static int check_meta(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
 {
     if (k->mv_size != sizeof(TOTALS_KEY) - 1 || memcmp(k->mv_data, TOTALS_KEY, k->mv_size) != 0)
@@ -772,6 +970,7 @@ const struct db_table_check *picindex_table_checks(size_t *n)
     static const struct db_table_check checks[] = {
         {"pictures", check_record}, {"picture_urls", check_url},   {"picture_files", check_file},
         {"picture_lru", check_lru}, {"picture_users", check_user}, {"picture_meta", check_meta},
+        {"picture_variants", check_variant},
     };
 
     *n = sizeof(checks) / sizeof(checks[0]);

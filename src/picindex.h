@@ -57,6 +57,13 @@ struct picindex_reconciled {
     uint64_t damaged;          /* files whose size on disk was not their entry's: dropped, and removed */
 };
 
+/* A variant to store, and its file's size on disk (NULL: not on disk, which fails the write with -ENOENT). */
+struct picindex_variant {
+    const uint8_t *key; /* PICTURES_VARIANT_KEY bytes */
+    const struct variant_rec *rec;
+    const uint64_t *disk_bytes;
+};
+
 /* Opens the tables (between db_init() and db_start()). Returns 0 or a negative error. */
 int picindex_open(struct db *db, struct picindex **out);
 void picindex_free(struct picindex *ix);
@@ -65,6 +72,9 @@ void picindex_free(struct picindex *ix);
 int picindex_get(const struct picindex *ix, MDB_txn *txn, const uint8_t pubkey[32], struct pic *out);
 /* ... what `url_key` gave, only if its file is still in the index. */
 int picindex_get_url(const struct picindex *ix, MDB_txn *txn, const uint8_t url_key[32], struct url_rec *out);
+/* ... the variant `key` of `master`. */
+int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32], const uint8_t *key,
+                         struct variant_rec *out);
 
 /* A record as stored (malloc'ed), and back. Decoding returns 0 or -EINVAL. */
 uint8_t *picindex_encode(const struct pic *pic, size_t *len);
@@ -80,11 +90,25 @@ int picindex_decode(const void *data, size_t len, struct pic *out);
  * Stores the record `value` for `pubkey`, or deletes it when `value` is NULL;
  * with `url`, also what `url_key` gave. A file new to the index is counted
  * with `disk_bytes`, its size on disk; NULL when it is not on disk, which
- * fails with -ENOENT.
+ * fails with -ENOENT. `variants` are stored as variants of the record's
+ * picture (none for a record without one).
  */
 int picindex_put(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t pubkey[32],
                  const uint8_t *value, size_t len, const uint64_t *disk_bytes, const uint8_t url_key[32],
-                 const struct url_rec *url);
+                 const struct url_rec *url, const struct picindex_variant *variants, size_t nvariants);
+
+/*
+ * Stores the variant `v` of the file `master`, unless the key names one already (which stays). Its file is counted once
+ * however many variants name it, and goes with the last of them; a variant has no place in the recency order,
+ * as it goes with its master. -ENOENT when `master` is not in the index, -EEXIST when the variant's bytes are a
+ * file held as something else.
+ */
+int picindex_put_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
+                         const struct picindex_variant *v);
+
+/* Drops the variant `key` of `master` (its file found missing or damaged), and its file if no other names it. */
+int picindex_forget_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
+                            const uint8_t *key);
 
 /* Moves each file touched to its new place in the recency order. */
 int picindex_touch(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const struct picindex_touch *touches,

@@ -43,19 +43,38 @@ struct px {
     struct picindex_change ch;
 };
 
+/* A file a write names: checked on the file thread before the write, and written from its bytes when missing. */
+struct put_file {
+    uint8_t hash[32];
+    uint64_t bytes;           /* its size, as the write records it */
+    struct blob_ref *content; /* NULL when the write has none: the file must be there */
+    bool on_disk;             /* found (or written) before the write */
+    uint64_t disk_bytes;      /* ... and its size */
+    bool staged;              /* being written from `content`, in the batch's blob_batch */
+    int write_err;            /* it was missing and could not be written from `content` */
+};
+
+struct put_variant {
+    uint8_t key[PICTURES_VARIANT_KEY];
+    struct variant_rec rec;
+    struct put_file file;
+};
+
+/* A picture record (with variants of its picture), or one variant of a master alone. */
 struct px_put {
     struct px b;
+    bool variant_only;  /* no record: `variants` holds one variant of `master` */
+    uint8_t master[32]; /* ... */
     uint8_t pubkey[32];
     uint8_t *value; /* the encoded record, NULL to delete it */
     size_t len;
     bool put_url;
     uint8_t url_key[32];
     struct url_rec url;
-    struct blob_ref *bytes;
-    bool on_disk;         /* the record's file, checked on the file thread before the write */
-    uint64_t disk_bytes;  /* ... and its size */
-    bool staged;          /* its file is being written from `bytes`, in the batch's blob_batch */
-    int write_err;        /* the file was missing and could not be written from `bytes` */
+    bool has_file;         /* the record names a picture: `file` */
+    struct put_file file;  /* the record's picture */
+    struct put_variant *variants;
+    size_t nvariants;
     unsigned space_tries; /* evictions waited for after the disk was full */
     pictures_done_fn done;
     void *ctx;
@@ -110,7 +129,9 @@ struct px_purge {
 
 struct px_forget {
     struct px b;
-    uint8_t hash[32];
+    uint8_t hash[32]; /* the file, or the master of the variant */
+    bool variant;
+    uint8_t key[PICTURES_VARIANT_KEY];
 };
 
 struct px_reconcile {
@@ -169,11 +190,23 @@ static struct picindex_disk_file *list_disk(struct pictures *x, size_t *n)
 static int apply_put(MDB_txn *txn, struct db_write *w)
 {
     struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
-    int rc = picindex_put(p->b.x->_index, txn, &p->b.ch, p->pubkey, p->value, p->len,
-                          p->on_disk ? &p->disk_bytes : NULL, p->url_key, p->put_url ? &p->url : NULL);
+    struct picindex_variant v[PICTURES_MAX_VARIANTS];
+    size_t n = p->nvariants < PICTURES_MAX_VARIANTS ? p->nvariants : PICTURES_MAX_VARIANTS;
+    const struct put_file *main = p->variant_only ? &p->variants[0].file : &p->file;
+    int rc;
 
+    for (size_t i = 0; i < n; i++) {
+        const struct put_file *f = &p->variants[i].file;
+        v[i] = (struct picindex_variant){p->variants[i].key, &p->variants[i].rec, f->on_disk ? &f->disk_bytes : NULL};
+    }
+    if (p->variant_only)
+        rc = picindex_put_variant(p->b.x->_index, txn, &p->b.ch, p->master, &v[0]);
+    else
+        rc = picindex_put(p->b.x->_index, txn, &p->b.ch, p->pubkey, p->value, p->len,
+                          p->file.on_disk ? &p->file.disk_bytes : NULL, p->url_key, p->put_url ? &p->url : NULL, v,
+                          n);
     /* Its file is missing because it could not be written, not because it went. */
-    return rc == -ENOENT && p->write_err != 0 ? p->write_err : rc;
+    return rc == -ENOENT && main->write_err != 0 ? main->write_err : rc;
 }
 
 static int apply_touch(MDB_txn *txn, struct db_write *w)
@@ -201,6 +234,8 @@ static int apply_forget(MDB_txn *txn, struct db_write *w)
 {
     struct px_forget *f = H2O_STRUCT_FROM_MEMBER(struct px_forget, b.w, w);
 
+    if (f->variant)
+        return picindex_forget_variant(f->b.x->_index, txn, &f->b.ch, f->hash, f->key);
     return picindex_forget(f->b.x->_index, txn, &f->b.ch, f->hash);
 }
 
@@ -304,46 +339,61 @@ static void run_evict(struct work *work)
 }
 
 /*
- * A picture's file must be there before its record names it: when it is not
- * (a new picture, or one evicted or purged meanwhile) it joins `bb`, to be
- * written from the bytes. Returns whether it did.
+ * A file must be there before a record names it: when it is not (a new
+ * picture, or one evicted or purged meanwhile) it joins `bb`, to be written
+ * from its bytes. Returns whether it did.
  */
-static bool put_check_file(struct px_put *p, struct blob_batch *bb)
+static bool put_check_file(struct pictures *x, struct put_file *f, struct blob_batch *bb)
 {
-    struct pictures *x = p->b.x;
-    struct pic pic;
     char path[4096];
     struct stat st;
 
-    if (p->value == NULL || picindex_decode(p->value, p->len, &pic) != 0 || pic.h.state != PIC_OK)
-        return false;
-    blob_path(x->_blobs, pic.h.blob, path, sizeof(path));
-    p->on_disk = stat(path, &st) == 0;
-    if (p->on_disk && (uint64_t)st.st_size == pic.h.bytes) {
-        p->disk_bytes = (uint64_t)st.st_size;
+    blob_path(x->_blobs, f->hash, path, sizeof(path));
+    f->on_disk = stat(path, &st) == 0;
+    if (f->on_disk && (uint64_t)st.st_size == f->bytes) {
+        f->disk_bytes = (uint64_t)st.st_size;
         return false;
     }
-    if (p->bytes == NULL || memcmp(p->bytes->hash, pic.h.blob, 32) != 0) {
+    if (f->content == NULL || memcmp(f->content->hash, f->hash, 32) != 0) {
         /* A file of the wrong size is damaged: no record names it, and the request is served as a miss again. */
-        p->on_disk = false;
+        f->on_disk = false;
         return false;
     }
     /* Damaged (not its record's size): written again from the bytes, which replace it at the batch's rename. */
-    p->write_err = blob_batch_add(bb, pic.h.blob, p->bytes->data, p->bytes->len);
-    return p->staged = p->write_err == 0;
+    f->write_err = blob_batch_add(bb, f->hash, f->content->data, f->content->len);
+    return f->staged = f->write_err == 0;
 }
 
 /* After the batch's commit: the size of a file it wrote, or the reason it is not there. */
-static void put_written(struct px_put *p, int commit_err)
+static void put_written(struct pictures *x, struct put_file *f, int commit_err)
 {
     char path[4096];
     struct stat st;
 
-    blob_path(p->b.x->_blobs, p->bytes->hash, path, sizeof(path));
-    if ((p->on_disk = stat(path, &st) == 0))
-        p->disk_bytes = (uint64_t)st.st_size;
+    if (!f->staged)
+        return;
+    blob_path(x->_blobs, f->hash, path, sizeof(path));
+    if ((f->on_disk = stat(path, &st) == 0))
+        f->disk_bytes = (uint64_t)st.st_size;
     else
-        p->write_err = commit_err != 0 ? commit_err : -errno;
+        f->write_err = commit_err != 0 ? commit_err : -errno;
+}
+
+/* Every file a write names, in turn. */
+static bool put_files_next(struct px_put *p, size_t *i, struct put_file **f)
+{
+    if (*i == 0 && p->has_file) {
+        *f = &p->file;
+        *i = 1;
+        return true;
+    }
+    if (*i == 0)
+        *i = 1;
+    if (*i - 1 >= p->nvariants)
+        return false;
+    *f = &p->variants[*i - 1].file;
+    (*i)++;
+    return true;
 }
 
 /*
@@ -361,15 +411,19 @@ static void run_puts(struct work *work)
     settle_eviction(pb->x);
     blob_batch_init(&bb, pb->x->_blobs);
     for (l = pb->puts.next; l != &pb->puts; l = l->next) {
-        any = put_check_file(H2O_STRUCT_FROM_MEMBER(struct px_put, link, l), &bb) || any;
+        struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, link, l);
+        struct put_file *f;
+        for (size_t i = 0; put_files_next(p, &i, &f);)
+            any = put_check_file(pb->x, f, &bb) || any;
     }
     if (any)
         commit_err = blob_batch_commit(&bb);
     blob_batch_free(&bb);
     for (l = pb->puts.next; l != &pb->puts; l = l->next) {
         struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, link, l);
-        if (p->staged)
-            put_written(p, commit_err);
+        struct put_file *f;
+        for (size_t i = 0; put_files_next(p, &i, &f);)
+            put_written(pb->x, f, commit_err);
     }
     /* A put may be freed on the loop as soon as it is submitted: the next one is found first. */
     for (l = pb->puts.next; l != &pb->puts; l = next) {
@@ -525,8 +579,11 @@ static void retry_need_space(struct pictures *x, bool freed)
             on_put_done(&p->b.w);
             continue;
         }
-        p->on_disk = p->staged = false;
-        p->write_err = 0;
+        struct put_file *f;
+        for (size_t i = 0; put_files_next(p, &i, &f);) {
+            f->on_disk = f->staged = false;
+            f->write_err = 0;
+        }
         p->b.w.status = 0;
         h2o_linklist_insert(&x->_puts, &p->link);
         x->_nputs++;
@@ -539,7 +596,7 @@ static void on_put_done(struct db_write *w)
     struct px_put *p = H2O_STRUCT_FROM_MEMBER(struct px_put, b.w, w);
     struct pictures *x = p->b.x;
 
-    if (w->status == -ENOSPC && p->write_err == -ENOSPC) {
+    if (w->status == -ENOSPC && (p->variant_only ? &p->variants[0].file : &p->file)->write_err == -ENOSPC) {
         if (wait_for_space(p))
             return;
         /* Not the database: its own error stays for its own disk. */
@@ -552,8 +609,13 @@ static void on_put_done(struct db_write *w)
     if (p->done != NULL)
         p->done(p->ctx, w->status);
     check_limit(x);
-    if (p->bytes != NULL)
-        blob_release(p->bytes);
+    if (p->file.content != NULL)
+        blob_release(p->file.content);
+    for (size_t i = 0; i < p->nvariants; i++) {
+        if (p->variants[i].file.content != NULL)
+            blob_release(p->variants[i].file.content);
+    }
+    free(p->variants);
     free(p->value);
     px_free(&p->b);
     free(p);
@@ -732,24 +794,27 @@ static void check_limit(struct pictures *x)
 
 /* --- the loop thread's side ------------------------------------------------------------------------------------ */
 
-void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
-                  const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx)
+static void put_variants(struct px_put *p, const struct pictures_variant *v, size_t n)
 {
-    struct px_put *p = px_new(x, sizeof(*p), apply_put);
-
-    p->b.w.done = on_put_done;
-    memcpy(p->pubkey, pubkey, 32);
-    if (pic != NULL)
-        p->value = picindex_encode(pic, &p->len);
-    if (url != NULL) {
-        p->put_url = true;
-        p->url = *url;
-        memcpy(p->url_key, url_key, 32);
+    if (n == 0)
+        return;
+    if ((p->variants = calloc(n, sizeof(*p->variants))) == NULL)
+        abort();
+    p->nvariants = n;
+    for (size_t i = 0; i < n; i++) {
+        struct put_variant *pv = &p->variants[i];
+        memcpy(pv->key, v[i].key, sizeof(pv->key));
+        pv->rec = v[i].rec;
+        memcpy(pv->file.hash, v[i].rec.blob, 32);
+        pv->file.bytes = v[i].rec.bytes;
+        if ((pv->file.content = v[i].bytes) != NULL)
+            blob_retain(v[i].bytes);
     }
-    if ((p->bytes = bytes) != NULL)
-        blob_retain(bytes);
-    p->done = done;
-    p->ctx = ctx;
+}
+
+/* Queues a write for the next batch. */
+static void put_queue(struct pictures *x, struct px_put *p)
+{
     /* Writes gather for the next batch while one is on the file thread, and for PUT_GATHER_MS at most. */
     h2o_linklist_insert(&x->_puts, &p->link);
     x->_nputs++;
@@ -757,6 +822,49 @@ void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic
         flush_puts(x);
     else if (!uv_is_active((uv_handle_t *)&x->_put_timer))
         uv_timer_start(&x->_put_timer, on_put_timer, PUT_GATHER_MS, 0);
+}
+
+void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
+                  const uint8_t url_key[32], struct blob_ref *bytes, const struct pictures_variant *variants,
+                  size_t nvariants, pictures_done_fn done, void *ctx)
+{
+    struct px_put *p = px_new(x, sizeof(*p), apply_put);
+
+    p->b.w.done = on_put_done;
+    memcpy(p->pubkey, pubkey, 32);
+    if (pic != NULL) {
+        p->value = picindex_encode(pic, &p->len);
+        if ((p->has_file = pic->h.state == PIC_OK)) {
+            memcpy(p->file.hash, pic->h.blob, 32);
+            p->file.bytes = pic->h.bytes;
+            if ((p->file.content = bytes) != NULL)
+                blob_retain(bytes);
+        }
+        if (p->has_file)
+            put_variants(p, variants, nvariants);
+    }
+    if (url != NULL) {
+        p->put_url = true;
+        p->url = *url;
+        memcpy(p->url_key, url_key, 32);
+    }
+    p->done = done;
+    p->ctx = ctx;
+    put_queue(x, p);
+}
+
+void pictures_put_variant(struct pictures *x, const uint8_t master[32], const struct pictures_variant *v,
+                          pictures_done_fn done, void *ctx)
+{
+    struct px_put *p = px_new(x, sizeof(*p), apply_put);
+
+    p->b.w.done = on_put_done;
+    p->variant_only = true;
+    memcpy(p->master, master, 32);
+    put_variants(p, v, 1);
+    p->done = done;
+    p->ctx = ctx;
+    put_queue(x, p);
 }
 
 void pictures_flush(struct pictures *x)
@@ -784,6 +892,42 @@ void pictures_forget_file(struct pictures *x, const uint8_t hash[32])
 
     memcpy(f->hash, hash, 32);
     file_work(x, &f->b, run_removal, on_forgotten);
+}
+
+void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY])
+{
+    struct px_forget *f = px_new(x, sizeof(*f), apply_forget);
+
+    memcpy(f->hash, master, 32);
+    f->variant = true;
+    memcpy(f->key, key, PICTURES_VARIANT_KEY);
+    file_work(x, &f->b, run_removal, on_forgotten);
+}
+
+void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
+                          int width, int height)
+{
+    int own = width_only || width >= height ? width : height;
+
+    if (own > 0 && size > own)
+        size = own;
+    key[0] = (uint8_t)((unsigned)size >> 8);
+    key[1] = (uint8_t)size;
+    key[2] = (uint8_t)type;
+    key[3] = (uint8_t)((animated ? 1 : 0) | (width_only ? 2 : 0));
+}
+
+int pictures_get_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY],
+                         struct variant_rec *out)
+{
+    MDB_txn *txn;
+    int r;
+
+    if ((r = db_read_begin(x->_db, &txn)) != 0)
+        return r;
+    r = picindex_get_variant(x->_index, txn, master, key, out);
+    db_read_end(x->_db, txn);
+    return r;
 }
 
 void pictures_touch(struct pictures *x, const uint8_t hash[32])

@@ -23,12 +23,18 @@
 
 enum { PIC_OK = 1, PIC_NEGATIVE = 2 };
 
+/* pic_head.flags and url_rec.flags. Records from before masters have neither: their picture is a 200 px JPEG. */
+enum {
+    PIC_MASTER = 1,   /* the file is a master, which variants are made from, not an answer itself */
+    PIC_ANIMATED = 2, /* ... and it has more than one frame */
+};
+
 /* The picture record of a pubkey, as stored (followed by url_len bytes of URL). */
 struct pic_head {
     uint8_t state;
     uint8_t type;   /* enum image_type of the stored bytes */
     uint8_t reason; /* enum pfp_negative */
-    uint8_t unused;
+    uint8_t flags;  /* PIC_MASTER, PIC_ANIMATED */
     uint32_t failures;   /* failures in a row, for the back-off */
     uint64_t fetched_at; /* unix time the picture was stored or last confirmed */
     uint64_t retry_at;   /* unix time a failure may be tried again */
@@ -49,11 +55,43 @@ struct pic {
 struct url_rec {
     uint8_t blob[32];
     uint8_t type;
-    uint8_t unused[3];
+    uint8_t flags; /* as pic_head.flags */
+    uint8_t unused[2];
     uint32_t bytes;
     uint16_t width, height;
     uint64_t fetched_at;
 };
+
+/* What names one variant of a master: its size, type and kind (pictures_variant_key()). */
+#define PICTURES_VARIANT_KEY 4
+
+/* One variant of a master, as stored: its file and what it is. */
+struct variant_rec {
+    uint8_t blob[32];
+    uint32_t bytes;
+    uint16_t width, height; /* of one frame */
+    uint8_t type;           /* enum image_type */
+    uint8_t frames;         /* 1 for a still picture; at most 255 counted */
+    uint8_t unused[2];
+};
+
+/* Variants stored with a picture's record at most (those made when it was downloaded). */
+#define PICTURES_MAX_VARIANTS 4
+
+/* A variant to store with its bytes (retained until the write is done). */
+struct pictures_variant {
+    uint8_t key[PICTURES_VARIANT_KEY];
+    struct variant_rec rec;
+    struct blob_ref *bytes;
+};
+
+/*
+ * The key of a variant of a master of `width` x `height`: the `size` asked for (after the ladder), cut to the
+ * master's own, since nothing is enlarged; its `type` (enum image_type); whether it moves; and whether `size` is a
+ * width (banners) rather than the longer side.
+ */
+void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
+                          int width, int height);
 
 enum pictures_scope {
     PURGE_PUBKEY,   /* one pubkey's record, picture or remembered failure */
@@ -150,6 +188,13 @@ int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out);
 /* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0, -ENOENT or -EIO. */
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out);
 
+/*
+ * The variant `key` of the master `master`, if it and its file are in the index. Returns 0, -ENOENT or -EIO.
+ * Loop thread.
+ */
+int pictures_get_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY],
+                         struct variant_rec *out);
+
 /* Notes that the file `hash` was served now. Memory only; written in batches. */
 void pictures_touch(struct pictures *x, const uint8_t hash[32]);
 
@@ -164,14 +209,29 @@ typedef void (*pictures_done_fn)(void *ctx, int status);
  * (ENOSPC writing the file), the least recently served pictures are evicted
  * down to low_water_percent of what is on disk and the write is tried again
  * after each eviction that freed space (a few times at most); -ENOSPC when it
- * still does not fit. Writes gather for up
+ * still does not fit. `variants` (`nvariants` of them, copied) are stored in
+ * the same commit as variants of the record's master, their files written as
+ * the master's is. Writes gather for up
  * to PUT_GATHER_MS (pictures.c) and go in batches; pictures_flush() when
  * someone waits. `done` (may be NULL) hears 0 or a negative error (-ENOENT,
  * -ENOSPC, -EIO, -ESHUTDOWN, or the error writing the file) once committed.
  * `bytes` is retained until then. Loop thread.
  */
 void pictures_put(struct pictures *x, const uint8_t pubkey[32], const struct pic *pic, const struct url_rec *url,
-                  const uint8_t url_key[32], struct blob_ref *bytes, pictures_done_fn done, void *ctx);
+                  const uint8_t url_key[32], struct blob_ref *bytes, const struct pictures_variant *variants,
+                  size_t nvariants, pictures_done_fn done, void *ctx);
+
+/*
+ * Stores one variant of `master` (`v` copied, its bytes retained until done), its file written first as a
+ * picture's is. It counts against the cache's size, and goes when its master goes (eviction, purge). `done`
+ * (may be NULL) hears 0, -ENOENT when the master is no longer in the index (nothing is stored), -EEXIST when
+ * its bytes are a file the index holds as something else, or another negative error. Loop thread.
+ */
+void pictures_put_variant(struct pictures *x, const uint8_t master[32], const struct pictures_variant *v,
+                          pictures_done_fn done, void *ctx);
+
+/* The file of the variant `key` of `master` was found missing or damaged: the variant is dropped. */
+void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY]);
 
 /*
  * Someone waits for the writes queued: they go to the file thread now rather

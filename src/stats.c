@@ -55,6 +55,21 @@ static json_t *failures_json(const struct pfp_stats *ps)
     return o;
 }
 
+static const char *const SIZE_CLASS_NAMES[PFP_SIZE_CLASSES] = {"64", "128", "256", "512", "larger"};
+
+/* Picture answers by format and size class, and the variants made on request. */
+static json_t *variants_json(const struct pfp_stats *ps)
+{
+    json_t *formats = json_object(), *sizes = json_object();
+
+    for (int f = 0; f <= VARIANT_GIF; f++)
+        json_object_set_new(formats, variant_format_name(f), json_integer((json_int_t)ps->served_format[f]));
+    for (int c = 0; c < PFP_SIZE_CLASSES; c++)
+        json_object_set_new(sizes, SIZE_CLASS_NAMES[c], json_integer((json_int_t)ps->served_size[c]));
+    return json_pack("{s:o, s:o, s:I, s:I}", "served_by_format", formats, "served_by_size", sizes, "made",
+                     (json_int_t)ps->variants_made, "failed", (json_int_t)ps->variant_failures);
+}
+
 static json_t *relays_json(const struct stats *s)
 {
     json_t *a = json_array();
@@ -123,6 +138,7 @@ json_t *stats_json(struct stats *s)
         (json_int_t)rs.slow_clients_closed, "queue_bytes", (json_int_t)rs.queue_bytes, "queue_peak_bytes",
         (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
         as.loopback_only);
+    json_object_set_new(json_object_get(root, "cache"), "variants", variants_json(ps));
     profileapi_stats(s->profileapi, &pa);
     json_object_set_new(root, "profiles",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
@@ -225,6 +241,24 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_generated_pictures_total", one_label(l, "kind", "blank"), ps->blanks);
     metrics_single(b, "pfpcache_generated_drawn_total", "counter",
                    "Generated pictures drawn and encoded; the other generated answers came from memory.", ps->drawn);
+    metrics_family(b, "pfpcache_picture_answers_total", "counter",
+                   "Picture answers (200 and 304) by format; generated ones are counted apart.");
+    for (int f = 0; f <= VARIANT_GIF; f++)
+        metrics_u64(b, "pfpcache_picture_answers_total", one_label(l, "format", variant_format_name(f)),
+                    ps->served_format[f]);
+    metrics_family(b, "pfpcache_picture_answers_by_size_total", "counter",
+                   "Picture answers (200 and 304) by size class: up to 64, 128, 256, 512 pixels, and larger.");
+    for (int c = 0; c < PFP_SIZE_CLASSES; c++)
+        metrics_u64(b, "pfpcache_picture_answers_by_size_total", one_label(l, "size", SIZE_CLASS_NAMES[c]),
+                    ps->served_size[c]);
+    metrics_single(b, "pfpcache_variants_made_total", "counter", "Variants made from a master on request.",
+                   ps->variants_made);
+    metrics_single(b, "pfpcache_variant_failures_total", "counter", "Variants that could not be made.",
+                   ps->variant_failures);
+    metrics_family(b, "pfpcache_variant_making_seconds", "histogram", "Time to make a variant from its master, by format.");
+    for (int f = 0; f <= VARIANT_GIF; f++)
+        metrics_histogram(b, "pfpcache_variant_making_seconds", one_label(l, "format", variant_format_name(f)),
+                          ps->making[f]);
 
     metrics_single(b, "pfpcache_downloads_total", "counter", "Picture downloads started.", ps->downloads);
     metrics_family(

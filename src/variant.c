@@ -212,19 +212,19 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
     if (out->animated && named && out->format != VARIANT_WEBP)
         return err_set(err, errlen, -EINVAL, "animated: an animation is served as webp (or gif), not as %s",
                        variant_format_name(out->format));
-    out->size = sized || dpr != 1 ? on_ladder(o, size * dpr) : o->default_size;
+    out->sized = sized || dpr != 1;
+    out->size = out->sized ? on_ladder(o, size * dpr) : o->default_size;
     if (!named) {
         out->negotiated = true;
-        if (out->animated) {
-            out->format = variant_accepts(accept, "image/webp") ? VARIANT_WEBP : VARIANT_GIF;
-        } else {
-            for (size_t i = 0; i < o->nnegotiate; i++) {
-                if (variant_accepts(accept, variant_format_mime(o->negotiate[i]))) {
-                    out->format = o->negotiate[i];
-                    break;
-                }
+        for (size_t i = 0; i < o->nnegotiate; i++) {
+            if (variant_accepts(accept, variant_format_mime(o->negotiate[i]))) {
+                out->format = o->negotiate[i];
+                break;
             }
         }
     }
+    out->still_format = out->format;
+    if (out->animated && !named)
+        out->format = variant_accepts(accept, "image/webp") ? VARIANT_WEBP : VARIANT_GIF;
     return 0;
 }

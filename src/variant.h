@@ -39,8 +39,10 @@ struct variant_options {
 
 struct variant {
     int size;
+    bool sized; /* `size` or `dpr` was given; else the size is the default */
     enum variant_format format;
-    bool negotiated; /* the format came from Accept: the answer varies on it */
+    enum variant_format still_format; /* with `animated`: the format for a picture that does not move */
+    bool negotiated;                  /* the format came from Accept: the answer varies on it */
     bool animated;
     enum variant_fallback fallback;
 };

@@ -138,7 +138,7 @@ static void fill(const char *dir, uint32_t n)
         pic.h.state = PIC_OK;
         pic.h.bytes = FILE_BYTES;
         pic.h.fetched_at = (uint64_t)time(NULL);
-        pictures_put(&b.index, pubkey, &pic, NULL, NULL, NULL, on_put, NULL);
+        pictures_put(&b.index, pubkey, &pic, NULL, NULL, NULL, NULL, 0, on_put, NULL);
         if (i % 4096 == 4095)
             uv_run(&b.loop, UV_RUN_NOWAIT);
     }

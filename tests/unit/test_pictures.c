@@ -166,7 +166,7 @@ static void queue_pic(uint8_t pk, const struct pic *pic, struct blob_ref *bytes,
     memset(pubkey, pk, 32);
     *status = 1;
     pending++;
-    pictures_put(&x, pubkey, pic, NULL, NULL, bytes, on_put, status);
+    pictures_put(&x, pubkey, pic, NULL, NULL, bytes, NULL, 0, on_put, status);
 }
 
 /* Stores pubkey `pk`'s picture as file `n`, already on disk, and returns the write's status. */
@@ -619,7 +619,7 @@ static void many_put(uint32_t pk, uint32_t file, struct blob_ref *bytes, int *st
     pic.h.state = PIC_OK;
     pic.h.bytes = FILE_BYTES;
     pending++;
-    pictures_put(&x, pubkey, &pic, NULL, NULL, bytes, on_put, status);
+    pictures_put(&x, pubkey, &pic, NULL, NULL, bytes, NULL, 0, on_put, status);
 }
 
 static bool many_there(uint32_t file)
@@ -756,6 +756,235 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
     assert_index_agrees();
 }
 
+/* --- variants ------------------------------------------------------------------------------------------------------ */
+
+/* A variant named by key byte `k`, as file `n`, with its bytes. */
+static struct pictures_variant variant_of(uint8_t k, uint8_t n, struct blob_ref **ref)
+{
+    struct pictures_variant v = {0};
+    uint8_t data[FILE_BYTES];
+
+    memset(data, n, sizeof(data));
+    pictures_variant_key(v.key, 32 + k, 2, false, false, 1024, 1024);
+    blob_hash(data, sizeof(data), v.rec.blob);
+    v.rec.bytes = FILE_BYTES;
+    v.rec.type = 2;
+    v.rec.frames = 1;
+    *ref = v.bytes = blobcache_put(&memory, v.rec.blob, data, sizeof(data));
+    return v;
+}
+
+/* Stores pubkey `pk`'s picture as file `n` (on disk) with the variants `k` as files `vn`, in one write. */
+static int put_with_variants(uint8_t pk, uint8_t n, const uint8_t *k, const uint8_t *vn, size_t nv)
+{
+    struct pictures_variant v[PICTURES_MAX_VARIANTS];
+    struct blob_ref *refs[PICTURES_MAX_VARIANTS];
+    uint8_t pubkey[32];
+    struct pic pic = {0};
+    int status = 1;
+
+    for (size_t i = 0; i < nv; i++)
+        v[i] = variant_of(k[i], vn[i], &refs[i]);
+    pic.h.state = PIC_OK;
+    pic.h.flags = PIC_MASTER;
+    pic.h.bytes = FILE_BYTES;
+    pic.h.width = pic.h.height = 1024;
+    pic.h.fetched_at = (uint64_t)time(NULL);
+    file_hash(n, pic.h.blob);
+    memset(pubkey, pk, 32);
+    pending++;
+    pictures_put(&x, pubkey, &pic, NULL, NULL, NULL, v, nv, on_put, &status);
+    for (size_t i = 0; i < nv; i++)
+        blob_release(refs[i]);
+    fixture_run_until(&fx, pending == 0);
+    return status;
+}
+
+/* Stores variant `k` of the master file `n` alone, as file `vn`. */
+static int put_variant_alone(uint8_t n, uint8_t k, uint8_t vn)
+{
+    struct blob_ref *ref;
+    struct pictures_variant v = variant_of(k, vn, &ref);
+    uint8_t master[32];
+    int status = 1;
+
+    file_hash(n, master);
+    pending++;
+    pictures_put_variant(&x, master, &v, on_put, &status);
+    blob_release(ref);
+    fixture_run_until(&fx, pending == 0);
+    return status;
+}
+
+/* Whether the master file `n` has the variant `k`, as file `vn`. */
+static bool has_variant(uint8_t n, uint8_t k, uint8_t vn)
+{
+    struct variant_rec rec;
+    uint8_t master[32], key[PICTURES_VARIANT_KEY], hash[32];
+    int r;
+
+    file_hash(n, master);
+    pictures_variant_key(key, 32 + k, 2, false, false, 1024, 1024);
+    r = pictures_get_variant(&x, master, key, &rec);
+    assert_true(r == 0 || r == -ENOENT);
+    file_hash(vn, hash);
+    return r == 0 && memcmp(rec.blob, hash, 32) == 0;
+}
+
+static void variants_are_counted_shared_and_go_with_their_master(void **state)
+{
+    struct pictures_stats s;
+    struct pictures_purged r;
+    (void)state;
+
+    write_file(1);
+    write_file(2);
+    assert_int_equal(put_with_variants(0xa1, 1, (const uint8_t[]){1, 2}, (const uint8_t[]){10, 11}, 2), 0);
+    assert_true(has_variant(1, 1, 10));
+    assert_true(has_variant(1, 2, 11));
+    assert_true(file_there(10));
+    assert_true(file_there(11));
+    /* Another master whose variant has the same bytes: the file is stored and counted once. */
+    assert_int_equal(put(0xa2, 2), 0);
+    assert_int_equal(put_variant_alone(2, 1, 11), 0);
+    pictures_stats(&x, &s);
+    assert_int_equal(s.pictures, 2);
+    assert_int_equal(s.files, 4);
+    assert_int_equal(s.bytes, 4 * FILE_BYTES);
+
+    /* The first master goes with its last user; of its variants' files, the shared one stays. */
+    r = purge_scope(PURGE_PUBKEY, 0xa1);
+    assert_int_equal(r.files, 2);
+    assert_false(file_there(1));
+    assert_false(file_there(10));
+    assert_true(file_there(11));
+    assert_false(has_variant(1, 1, 10));
+    assert_true(has_variant(2, 1, 11));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 2);
+    assert_int_equal(s.bytes, 2 * FILE_BYTES);
+
+    r = purge_scope(PURGE_PICTURES, -1);
+    assert_false(file_there(11));
+    assert_false(has_variant(2, 1, 11));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 0);
+    assert_int_equal(s.bytes, 0);
+}
+
+static void a_variant_made_twice_keeps_the_first(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    write_file(1);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put_variant_alone(1, 1, 10), 0);
+    assert_int_equal(put_variant_alone(1, 1, 12), 0);
+    assert_true(has_variant(1, 1, 10));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 2);
+    assert_int_equal(s.bytes, 2 * FILE_BYTES);
+}
+
+static void a_variant_needs_its_master_and_bytes_of_its_own(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    /* No such master: nothing is stored, and nothing is counted. */
+    assert_int_equal(put_variant_alone(5, 1, 10), -ENOENT);
+    /* Bytes that are the master's own file are not a variant of it. */
+    write_file(1);
+    assert_int_equal(put(0xa1, 1), 0);
+    assert_int_equal(put_variant_alone(1, 1, 1), -EEXIST);
+    assert_false(has_variant(1, 1, 1));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 1);
+}
+
+static void eviction_takes_a_master_with_its_variants(void **state)
+{
+    struct pictures_stats s;
+    (void)state;
+
+    close_index();
+    /* Room for five files; the low water (50%) for two. */
+    limit_bytes = 5 * FILE_BYTES;
+    open_index();
+    write_file(1);
+    assert_int_equal(put_with_variants(0xa1, 1, (const uint8_t[]){1, 2}, (const uint8_t[]){10, 11}, 2), 0);
+    later();
+    write_file(2);
+    assert_int_equal(put_with_variants(0xa2, 2, (const uint8_t[]){1}, (const uint8_t[]){12}, 1), 0);
+    later();
+    /* Serving a variant is its master's use: file 1 is now the more recent. */
+    served(1);
+    later();
+    write_file(3);
+    assert_int_equal(put_with_variants(0xa3, 3, (const uint8_t[]){1}, (const uint8_t[]){13}, 1), 0);
+    fixture_run_until(&fx, !x._stats.evicting && x._stats.evictions > 0);
+    pictures_stats(&x, &s);
+    assert_false(has_record(0xa2));
+    assert_false(file_there(2));
+    assert_false(file_there(12));
+    assert_false(has_variant(2, 1, 12));
+    assert_true(s.bytes <= 5 * FILE_BYTES);
+    assert_int_equal(s.bytes, s.files * FILE_BYTES);
+}
+
+static void startup_drops_a_variant_whose_file_is_gone_and_keeps_its_master(void **state)
+{
+    struct pictures_stats s;
+    uint8_t hash[32];
+    (void)state;
+
+    write_file(1);
+    assert_int_equal(put_with_variants(0xa1, 1, (const uint8_t[]){1, 2}, (const uint8_t[]){10, 11}, 2), 0);
+    close_index();
+    open_index();
+    file_hash(10, hash);
+    assert_int_equal(blob_remove(&blobs, hash), 0);
+    close_index();
+    open_index();
+    assert_true(has_record(0xa1));
+    assert_false(has_variant(1, 1, 10));
+    assert_true(has_variant(1, 2, 11));
+    pictures_stats(&x, &s);
+    assert_int_equal(s.files, 2);
+
+    /* A variant found damaged when served is dropped alone. */
+    {
+        uint8_t master[32], key[PICTURES_VARIANT_KEY];
+        file_hash(1, master);
+        pictures_variant_key(key, 34, 2, false, false, 1024, 1024);
+        pictures_forget_variant(&x, master, key);
+        fixture_run_until(&fx, !file_there(11));
+        assert_false(has_variant(1, 2, 11));
+        assert_true(has_record(0xa1));
+    }
+}
+
+static void a_variant_key_never_asks_for_more_than_its_master(void **state)
+{
+    uint8_t a[PICTURES_VARIANT_KEY], b[PICTURES_VARIANT_KEY];
+    (void)state;
+
+    pictures_variant_key(a, 512, 2, false, false, 300, 200);
+    pictures_variant_key(b, 1024, 2, false, false, 300, 200);
+    assert_memory_equal(a, b, sizeof(a));
+    pictures_variant_key(b, 300, 2, false, false, 300, 200);
+    assert_memory_equal(a, b, sizeof(a));
+    /* Banners fit their width only. */
+    pictures_variant_key(a, 512, 2, false, true, 300, 600);
+    pictures_variant_key(b, 300, 2, false, true, 300, 600);
+    assert_memory_equal(a, b, sizeof(a));
+    pictures_variant_key(b, 300, 2, true, true, 300, 600);
+    assert_memory_not_equal(a, b, sizeof(a));
+    pictures_variant_key(b, 300, 3, false, true, 300, 600);
+    assert_memory_not_equal(a, b, sizeof(a));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -772,6 +1001,12 @@ int main(void)
         fixture_unit_test(new_files_are_durable_under_their_names_before_their_records_are_submitted),
         fixture_unit_test(a_crash_in_the_middle_of_a_batch_leaves_nothing_that_start_up_keeps),
         fixture_unit_test(an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwhile_gets_its_file),
+        fixture_unit_test(variants_are_counted_shared_and_go_with_their_master),
+        fixture_unit_test(a_variant_made_twice_keeps_the_first),
+        fixture_unit_test(a_variant_needs_its_master_and_bytes_of_its_own),
+        fixture_unit_test(eviction_takes_a_master_with_its_variants),
+        fixture_unit_test(startup_drops_a_variant_whose_file_is_gone_and_keeps_its_master),
+        fixture_unit_test(a_variant_key_never_asks_for_more_than_its_master),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
