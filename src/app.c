@@ -250,13 +250,15 @@ static int start(struct app *a)
             .max_per_host = (size_t)a->cfg.max_downloads_per_host,
             .max_data_bytes = (size_t)a->cfg.max_source_bytes,
             .image = {a->cfg.resize_images, (int)a->cfg.max_image_size, (int)a->cfg.image_quality,
-                      a->cfg.max_source_pixels, (int)a->cfg.image_timeout_ms, a->cfg.image_memory_mb << 20},
+                      a->cfg.max_source_pixels, (int)a->cfg.image_timeout_ms, a->cfg.image_memory_mb << 20,
+                      (int)a->cfg.max_animation_frames},
             .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
             .precache_on_metadata = a->cfg.precache_on_metadata,
             .default_avatar = strcmp(a->cfg.default_avatar, "identicon") == 0 ? VARIANT_FALLBACK_IDENTICON
                               : strcmp(a->cfg.default_avatar, "blank") == 0   ? VARIANT_FALLBACK_BLANK
                                                                               : VARIANT_FALLBACK_404,
             .master_max_size = (int)a->cfg.master_max_size,
+            .max_banner_size = (int)a->cfg.max_banner_size,
             .negotiate = a->negotiate,
         };
         struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,

@@ -179,6 +179,8 @@ static const struct key keys[] = {
     {"default_avatar", KEY_STRING, OFF(default_avatar), .def_str = "404", .valid = valid_default_avatar,
      .allowed = "\"404\", \"identicon\" or \"blank\""},
     {"master_max_size", KEY_INT, OFF(master_max_size), 32, 1024, 1024},
+    {"max_banner_size", KEY_INT, OFF(max_banner_size), 32, 1920, 1000},
+    {"max_animation_frames", KEY_INT, OFF(max_animation_frames), 1, 1000, 100},
     {"negotiate_formats", KEY_STRING_LIST, OFF(negotiate_formats), .def_list = default_negotiated,
      .valid = valid_format, .allowed = "\"jpeg\", \"webp\", \"avif\" or \"png\""},
 };

@@ -80,6 +80,8 @@ struct config {
     struct config_pubkeys admin_pubkeys;
     char *default_avatar; /* "404", "identicon" or "blank" */
     int64_t master_max_size;
+    int64_t max_banner_size;
+    int64_t max_animation_frames;
     struct config_list negotiate_formats; /* format names, each variant_format_parse()s */
 };
 

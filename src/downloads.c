@@ -50,6 +50,8 @@ struct download {
     bool host_wait;       /* queued in its host's waits rather than the scheduler's queues */
     bool host_slot;       /* being downloaded: counted in its host's running */
     bool processing;      /* handed to the image threads */
+    bool want_first;      /* a waiter wants the first variants made with the master */
+    int master_size;      /* the largest a waiter asked for */
     struct fetch *fetch;  /* while downloading */
     struct work work;     /* while processing */
     uint8_t *src;         /* what was downloaded, or the bytes at hand */
@@ -226,10 +228,14 @@ static void image_run(struct work *w)
     struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
     uint64_t t0 = clock_mono_ns();
 
-    j->rc = image_process(j->src, j->src_len, &j->d->o.image, &j->out);
+    struct image_opts o = j->d->o.image;
+
+    if (j->master_size > o.max_size)
+        o.max_size = j->master_size;
+    j->rc = image_process(j->src, j->src_len, &o, &j->out);
     if (j->rc == 0)
         blob_hash(j->out.data, j->out.len, j->hash);
-    for (size_t i = 0; j->rc == 0 && j->d->o.image.resize && i < j->d->o.nfirst; i++) {
+    for (size_t i = 0; j->rc == 0 && j->want_first && j->d->o.image.resize && i < j->d->o.nfirst; i++) {
         if (image_variant(j->out.data, j->out.len, &j->d->o.first[i], &j->first[i]) == 0)
             blob_hash(j->first[i].data, j->first[i].len, j->first_hash[i]);
         else
@@ -390,6 +396,10 @@ static void get(struct downloads *d, const char *url, size_t len, const uint8_t 
         keymap_put(d->by_url, key, j);
         h2o_linklist_insert(&d->all, &j->all_link);
         enqueue(d, j);
+    }
+    if (!j->processing) {
+        j->want_first |= w->first;
+        j->master_size = w->master_size > j->master_size ? w->master_size : j->master_size;
     }
     w->_download = j;
     w->_link = (h2o_linklist_t){NULL, NULL};

@@ -51,9 +51,15 @@ struct download_result {
     bool first;                /* the first waiter told: it records what the URL gave */
 };
 
-/* A wait for a URL, in the caller's memory. `cb` runs once, on the loop, never from inside downloads_get(). */
+/*
+ * A wait for a URL, in the caller's memory. `cb` runs once, on the loop, never from inside downloads_get(). With
+ * `first`, the options' first variants are made with the master, unless its processing has begun; likewise
+ * `master_size`.
+ */
 struct download_wait {
     void (*cb)(struct download_wait *w, const struct download_result *r);
+    bool first;
+    int master_size; /* the master's longest side at least (banners' are wider); 0: the options' */
     struct download *_download;
     h2o_linklist_t _link;
 };

@@ -349,7 +349,7 @@ static void on_pump(uv_timer_t *t)
         js->_inflight++;
         j->working++;
         /* May call on_item_done() before it returns; that only schedules another pump. */
-        pfp_precache(js->_pfp, j->pubkeys[i], &jw->w);
+        pfp_precache(js->_pfp, j->pubkeys[i], PICTURES_AVATAR, &jw->w);
     }
 }
 

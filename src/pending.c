@@ -31,10 +31,12 @@ _Static_assert(PROFILE_MAX_URL == PICTURES_MAX_URL, "a URL the profile accepts f
 #define RETRY_BASE_SECONDS 300
 #define RETRY_MAX_SECONDS  86400
 
-/* One pubkey's search. */
+/* One pubkey's search for its avatar or its banner. */
 struct search {
     struct pending *ps;
     uint8_t pubkey[32];
+    enum pictures_slot slot;
+    uint8_t key[32];      /* its record's: pictures_record_key() */
     h2o_linklist_t waits; /* pending_wait._link */
     bool background;      /* nobody waits in a browser */
     bool refresh;         /* a stale entry: ask the upstream relays again */
@@ -58,7 +60,7 @@ struct pending {
     struct lookup *lookup;
     struct downloads *downloads;
     struct pending_options o;
-    struct keymap *searches; /* pubkey -> its search */
+    struct keymap *searches; /* record key -> its search */
     bool closing;
     struct pending_stats stats;
 };
@@ -68,7 +70,7 @@ static void finish(struct search *s, struct pending_result *r)
 {
     struct pending *ps = s->ps;
 
-    keymap_del(ps->searches, s->pubkey);
+    keymap_del(ps->searches, s->key);
     if (s->looking)
         lookup_cancel(ps->lookup, &s->lw);
     while (!h2o_linklist_is_empty(&s->waits)) {
@@ -133,7 +135,7 @@ static void write_found(struct search *s, struct blob_ref *blob, const struct ur
         v[n].rec.type = (uint8_t)spec->type;
         v[n].rec.frames = (uint8_t)(made[i].frames > 255 ? 255 : made[i].frames);
     }
-    pictures_put(s->ps->pictures, s->pubkey, &s->found, url, url_key, blob, v, n, on_written, s);
+    pictures_put(s->ps->pictures, s->key, &s->found, url, url_key, blob, v, n, on_written, s);
     if (!s->background)
         pictures_flush(s->ps->pictures);
 }
@@ -213,6 +215,8 @@ static void download(struct search *s)
 {
     s->downloading = true;
     s->dw.cb = on_downloaded;
+    s->dw.first = s->slot == PICTURES_AVATAR;
+    s->dw.master_size = s->slot == PICTURES_BANNER ? s->ps->o.banner_master_size : 0;
     if (s->data != NULL)
         downloads_get_data(s->ps->downloads, s->found.url, s->found.h.url_len, s->data, s->data_len, !s->background,
                            &s->dw);
@@ -226,7 +230,9 @@ static void refuse_url(struct search *s, enum profile_url_state state)
     char detail[128];
 
     switch (state) {
-    case PROFILE_URL_ABSENT: fail(s, PENDING_NO_PICTURE, "the kind 0 has no picture"); return;
+    case PROFILE_URL_ABSENT:
+        fail(s, PENDING_NO_PICTURE, s->slot == PICTURES_BANNER ? "the kind 0 has no banner" : "the kind 0 has no picture");
+        return;
     case PROFILE_URL_TOO_LONG:
         snprintf(detail, sizeof(detail), "the picture URL is longer than %d bytes", PROFILE_MAX_URL);
         fail(s, PENDING_URL_TOO_LONG, detail);
@@ -260,6 +266,7 @@ static void use_profile(struct search *s, const struct event_view *ev)
     struct pic *pic = &s->found;
     json_t *obj = json_loadb(ev->json, ev->json_len, 0, NULL), *content = json_object_get(obj, "content");
     struct profile *prof = malloc(sizeof(*prof));
+    struct profile_url *u;
 
     if (prof == NULL)
         abort();
@@ -267,21 +274,22 @@ static void use_profile(struct search *s, const struct event_view *ev)
     pic->h.kind0_at = ev->created_at;
     if (!json_is_string(content) ||
         profile_parse(json_string_value(content), json_string_length(content), s->ps->o.max_data_bytes, prof) != 0)
-        prof->picture.state = PROFILE_URL_ABSENT;
+        prof->picture.state = prof->banner.state = PROFILE_URL_ABSENT;
     json_decref(obj);
-    if (prof->picture.state != PROFILE_URL_OK) {
-        enum profile_url_state state = prof->picture.state;
+    u = s->slot == PICTURES_BANNER ? &prof->banner : &prof->picture;
+    if (u->state != PROFILE_URL_OK) {
+        enum profile_url_state state = u->state;
         profile_free(prof);
         free(prof);
         refuse_url(s, state);
         return;
     }
-    memcpy(pic->url, prof->picture.url, prof->picture.len + 1);
-    pic->h.url_len = (uint16_t)prof->picture.len;
+    memcpy(pic->url, u->url, u->len + 1);
+    pic->h.url_len = (uint16_t)u->len;
     free(s->data);
-    s->data = prof->picture.data;
-    s->data_len = prof->picture.data_len;
-    prof->picture.data = NULL;
+    s->data = u->data;
+    s->data_len = u->data_len;
+    u->data = NULL;
     profile_free(prof);
     free(prof);
 
@@ -328,10 +336,14 @@ static void on_looked_up(struct lookup_waiter *w, const struct event_view *ev)
         fail(s, PENDING_NO_PROFILE, "no kind 0 here or on the upstream relays");
 }
 
-int pending_start(struct pending *ps, const uint8_t pubkey[32], bool background, bool refresh, const struct pic *old,
-                  struct pending_wait *w)
+int pending_start(struct pending *ps, const uint8_t pubkey[32], enum pictures_slot slot, bool background, bool refresh,
+                  const struct pic *old, struct pending_wait *w)
 {
-    struct search *s = keymap_get(ps->searches, pubkey);
+    uint8_t key[32];
+    struct search *s;
+
+    pictures_record_key(pubkey, slot, key);
+    s = keymap_get(ps->searches, key);
 
     if (ps->closing)
         return -ECANCELED;
@@ -349,6 +361,8 @@ int pending_start(struct pending *ps, const uint8_t pubkey[32], bool background,
         abort();
     s->ps = ps;
     memcpy(s->pubkey, pubkey, 32);
+    s->slot = slot;
+    memcpy(s->key, key, 32);
     h2o_linklist_init_anchor(&s->waits);
     h2o_linklist_insert(&s->waits, &w->_link);
     s->background = background;
@@ -357,7 +371,7 @@ int pending_start(struct pending *ps, const uint8_t pubkey[32], bool background,
         s->old = *old;
         s->have_old = true;
     }
-    keymap_put(ps->searches, pubkey, s);
+    keymap_put(ps->searches, key, s);
     if (!refresh && use_local_profile(s))
         return 0;
     s->looking = true;
@@ -366,9 +380,9 @@ int pending_start(struct pending *ps, const uint8_t pubkey[32], bool background,
     return 0;
 }
 
-bool pending_active(const struct pending *ps, const uint8_t pubkey[32])
+bool pending_active(const struct pending *ps, const uint8_t key[32])
 {
-    return keymap_get(ps->searches, pubkey) != NULL;
+    return keymap_get(ps->searches, key) != NULL;
 }
 
 int pending_init(struct pending **out, struct store *store, struct pictures *pictures, struct lookup *lookup,

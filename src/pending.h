@@ -10,11 +10,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pictures.h"
+
 struct blob_ref;
 struct downloads;
 struct lookup;
-struct pic;
-struct pictures;
 struct store;
 
 /* Why a pubkey has no picture, kept in its record (pic_head.reason) with a time to try again. The values are stored. */
@@ -46,6 +46,7 @@ struct pending_wait {
 struct pending_options {
     uint64_t max_age;      /* seconds a picture (and what a URL gave) stays fresh */
     size_t max_data_bytes; /* the most bytes of a data: picture, as of a download */
+    int banner_master_size; /* the width a banner's master may have, as the largest banner asked for */
 };
 
 struct pending_stats {
@@ -61,18 +62,18 @@ int pending_init(struct pending **out, struct store *store, struct pictures *pic
                  struct downloads *downloads, const struct pending_options *o);
 
 /*
- * Starts finding the picture of `pubkey`, or joins the search under way (one
+ * Starts finding the picture of `pubkey` in `slot` (its avatar or its banner), or joins the search under way (one
  * not `background` moves a background one ahead); `w` (its cb set) hears how
  * it ended, never from inside this call. `refresh`: a stale entry, so ask the
  * upstream relays rather than take the kind 0 stored here. `old`: the record
  * there is, if any (copied). Returns 0, or -ECANCELED after pending_shutdown(),
  * when `w` is not called.
  */
-int pending_start(struct pending *ps, const uint8_t pubkey[32], bool background, bool refresh, const struct pic *old,
-                  struct pending_wait *w);
+int pending_start(struct pending *ps, const uint8_t pubkey[32], enum pictures_slot slot, bool background, bool refresh,
+                  const struct pic *old, struct pending_wait *w);
 
-/* Whether a search for `pubkey` is under way. */
-bool pending_active(const struct pending *ps, const uint8_t pubkey[32]);
+/* Whether a search for the record `key` (pictures_record_key()) is under way. */
+bool pending_active(const struct pending *ps, const uint8_t key[32]);
 
 /* Starts nothing more: searches that end from now on are abandoned. Call before downloads_shutdown(). Idempotent. */
 void pending_shutdown(struct pending *ps);

@@ -55,7 +55,7 @@ struct pfp {
     struct pending *pending;
     struct prefetch *prefetch;
     char cache_control[64];
-    struct variant_options variants;
+    struct variant_options variants, banner_variants;
     struct gencache *generated;
     struct keymap *drawing; /* generated pictures being drawn, by their gencache key */
     struct keymap *making;  /* variants being made: master, variant key -> struct making */
@@ -63,6 +63,21 @@ struct pfp {
     bool closing;
     struct pfp_stats stats;
 };
+
+/* Which of the pubkey's pictures a request is for: banners' sizes are widths. */
+static enum pictures_slot slot_of(const struct variant *v)
+{
+    return v->width_only ? PICTURES_BANNER : PICTURES_AVATAR;
+}
+
+/* The record of `pubkey`'s picture for `v`. Returns what pictures_get() does. */
+static int record_get(struct pfp *p, const uint8_t pubkey[32], const struct variant *v, struct pic *out)
+{
+    uint8_t key[32];
+
+    pictures_record_key(pubkey, slot_of(v), key);
+    return pictures_get(p->sv.pictures, key, out);
+}
 
 /* --- answers ---------------------------------------------------------------------------------------------------- */
 
@@ -148,7 +163,7 @@ static void send_picture(struct pfp *p, h2o_req_t *req, const struct answer *a, 
 }
 
 /* A failure's answer: a redirect to the picture's own URL when there is one to try, as the seed program did. */
-static void send_negative(h2o_req_t *req, const struct pic *pic)
+static void send_negative(h2o_req_t *req, const struct pic *pic, bool banner)
 {
     switch (pic->h.reason) {
     case PENDING_DOWNLOAD_FAILED:
@@ -163,7 +178,9 @@ static void send_negative(h2o_req_t *req, const struct pic *pic)
         http_reply_error(req, 404, "the picture could not be %s",
                          pic->h.reason == PENDING_BAD_IMAGE ? "decoded" : "downloaded");
         return;
-    case PENDING_NO_PICTURE: http_reply_error(req, 404, "the profile has no picture"); return;
+    case PENDING_NO_PICTURE:
+        http_reply_error(req, 404, banner ? "the profile has no banner" : "the profile has no picture");
+        return;
     case PENDING_BAD_URL: http_reply_error(req, 404, "the profile's picture URL is not http, https or data"); return;
     case PENDING_URL_TOO_LONG:
         http_reply_error(req, 404, "the profile's picture URL is longer than %d bytes", PROFILE_MAX_URL);
@@ -200,7 +217,7 @@ struct generated {
     uint8_t pubkey[32], key[GENCACHE_KEY];
     struct variant v; /* the first request's, for the kind */
     enum image_type type;
-    int size, quality;
+    int size, height, quality; /* a banner's blank is a third as high as wide */
     struct image_out out;
     char etag[GENCACHE_ETAG];
     int err;
@@ -226,7 +243,7 @@ static enum image_type generated_type(enum variant_format f)
 static void generated_run(struct work *w)
 {
     struct generated *g = H2O_STRUCT_FROM_MEMBER(struct generated, work, w);
-    size_t n = (size_t)g->size * g->size;
+    size_t n = (size_t)g->size * g->height;
     uint8_t *rgb = NULL, hash[32];
 
     if (g->v.fallback == VARIANT_FALLBACK_IDENTICON) {
@@ -238,7 +255,7 @@ static void generated_run(struct work *w)
             memcpy(rgb + i * 3, BLANK_RGB, 3);
     }
     if (g->err == 0)
-        g->err = image_encode_rgb(rgb, g->size, g->size, g->type, g->quality, &g->out);
+        g->err = image_encode_rgb(rgb, g->size, g->height, g->type, g->quality, &g->out);
     free(rgb);
     if (g->err != 0)
         return;
@@ -331,11 +348,11 @@ static void send_fallback(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32
     uint32_t size32 = (uint32_t)size;
 
     if (v->fallback == VARIANT_FALLBACK_404) {
-        send_negative(req, neg);
+        send_negative(req, neg, v->width_only);
         return;
     }
     memcpy(key, pubkey, 32);
-    key[32] = (uint8_t)v->fallback;
+    key[32] = (uint8_t)(v->fallback | (v->width_only ? 0x80 : 0));
     key[33] = (uint8_t)type;
     memcpy(key + 34, &size32, sizeof(size32));
     if ((e = gencache_get(p->generated, key)) != NULL) {
@@ -356,6 +373,7 @@ static void send_fallback(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32
         g->v = *v;
         g->type = type;
         g->size = size;
+        g->height = v->width_only ? (size / 3 > 0 ? size / 3 : 1) : size;
         g->quality = p->o.image.quality;
         g->work.run = generated_run;
         g->work.done = generated_done;
@@ -415,7 +433,7 @@ static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struc
     rw->hold = hold;
     memcpy(rw->pubkey, pubkey, 32);
     rw->v = *v;
-    if ((r = pending_start(p->pending, pubkey, false, false, old, &rw->wait)) != 0)
+    if ((r = pending_start(p->pending, pubkey, slot_of(v), false, false, old, &rw->wait)) != 0)
         free(rw);
     return r;
 }
@@ -427,8 +445,7 @@ static int wait_for_picture(struct pfp *p, const uint8_t pubkey[32], const struc
  * is unless the request names a size or format; everything else is a variant of the master. An animation is kept
  * only for a request that asks for it; a picture that does not move gets the format it would have without asking.
  */
-static void choose(const struct pfp *p, const struct pic *pic, const struct variant *v, bool width_only,
-                   struct answer *a)
+static void choose(const struct pfp *p, const struct pic *pic, const struct variant *v, struct answer *a)
 {
     bool moves = (pic->h.flags & PIC_ANIMATED) != 0 && v->animated;
     enum variant_format f = v->animated && !moves ? v->still_format : v->format;
@@ -446,12 +463,12 @@ static void choose(const struct pfp *p, const struct pic *pic, const struct vari
     a->vary = v->negotiated;
     a->type = image_type_of(f);
     a->spec = (struct image_variant_spec){.size = v->size,
-                                          .width_only = width_only,
+                                          .width_only = v->width_only,
                                           .type = a->type,
                                           .animated = moves,
                                           .quality = p->o.image.quality,
                                           .timeout_ms = p->o.image.timeout_ms};
-    pictures_variant_key(a->key, v->size, a->type, moves, width_only, pic->h.width, pic->h.height);
+    pictures_variant_key(a->key, v->size, a->type, moves, v->width_only, pic->h.width, pic->h.height);
 }
 
 /* A request served from a file read or a variant being made; it becomes a miss if the picture's file has gone. */
@@ -546,7 +563,7 @@ static void file_read_done(struct work *w)
         pictures_forget_variant(p->sv.pictures, fr->a.master, fr->a.key);
         if (req == NULL)
             ;
-        else if (pictures_get(p->sv.pictures, fr->aw->pubkey, &pic) == 0 && pic.h.state == PIC_OK)
+        else if (record_get(p, fr->aw->pubkey, &fr->aw->v, &pic) == 0 && pic.h.state == PIC_OK)
             serve_cached(p, req, fr->aw->pubkey, &fr->aw->v, &pic, fr->aw->x_cache);
         else
             http_reply_error(req, 503, "the picture was removed while it was being served; try again");
@@ -694,7 +711,7 @@ static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     struct answer a;
     struct blob_ref *blob;
 
-    choose(p, pic, v, false, &a);
+    choose(p, pic, v, &a);
     if (a.variant) {
         struct variant_rec rec;
         if (pictures_get_variant(p->sv.pictures, a.master, a.key, &rec) != 0) {
@@ -715,9 +732,31 @@ static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     read_file(p, req, pubkey, v, &a, x_cache);
 }
 
-static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
+/* A banner's stale record is refreshed in the background; nobody waits for it. */
+static void on_banner_refreshed(struct pending_wait *w, const struct pending_result *r)
 {
-    struct pfp *p = data;
+    (void)r;
+    free(w);
+}
+
+static void refresh_banner(struct pfp *p, const uint8_t pubkey[32], const struct pic *old)
+{
+    struct pending_wait *w = malloc(sizeof(*w));
+    uint8_t key[32];
+
+    if (w == NULL)
+        abort();
+    w->cb = on_banner_refreshed;
+    pictures_record_key(pubkey, PICTURES_BANNER, key);
+    if (pending_active(p->pending, key) || pending_start(p->pending, pubkey, PICTURES_BANNER, true, true, old, w) != 0)
+        free(w);
+    else
+        p->stats.refreshes++;
+}
+
+/* GET and HEAD /profile-pic/{id} and /profile-banner/{id}: `vo` says which. */
+static void on_picture_request(struct pfp *p, const struct variant_options *vo, h2o_req_t *req, h2o_iovec_t param)
+{
     uint8_t pubkey[32];
     char why[NIP19_ERR_LEN], verr[128];
     struct pic pic;
@@ -744,19 +783,28 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
     if ((ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1)) != -1)
         accept = req->headers.entries[ai].value;
     /* Real pictures are served as before whatever the variant; only generated answers are made to it. */
-    if (variant_parse(&p->variants, query, accept, &v, verr, sizeof(verr)) != 0) {
+    if (variant_parse(vo, query, accept, &v, verr, sizeof(verr)) != 0) {
         http_reply_error(req, 400, "%s", verr);
         return;
     }
+    if (v.width_only && v.fallback == VARIANT_FALLBACK_IDENTICON) {
+        http_reply_error(req, 400, "default: a banner takes 404 or blank");
+        return;
+    }
+    /* default_avatar is for avatars: a pubkey without a banner gets 404 unless the request asks otherwise. */
     if (v.fallback == VARIANT_FALLBACK_CONFIGURED)
-        v.fallback = p->o.default_avatar;
+        v.fallback = v.width_only ? VARIANT_FALLBACK_404 : p->o.default_avatar;
     now = (uint64_t)clock_now_s();
-    have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
+    have = record_get(p, pubkey, &v, &pic) == 0;
     if (have && pic.h.state == PIC_OK) {
         bool stale = pic.h.fetched_at + p->o.max_age <= now;
         if (stale) {
             p->stats.stale++;
-            if (!p->closing && !pending_active(p->pending, pubkey) && prefetch_add(p->prefetch, pubkey, true, 0))
+            if (p->closing)
+                ;
+            else if (v.width_only)
+                refresh_banner(p, pubkey, &pic);
+            else if (!pending_active(p->pending, pubkey) && prefetch_add(p->prefetch, pubkey, true, 0))
                 p->stats.refreshes++;
         } else {
             p->stats.hits++;
@@ -780,6 +828,20 @@ static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
         reply_unavailable(req);
         http_unhold(hold);
     }
+}
+
+static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct pfp *p = data;
+
+    on_picture_request(p, &p->variants, req, param);
+}
+
+static void on_profile_banner(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct pfp *p = data;
+
+    on_picture_request(p, &p->banner_variants, req, param);
 }
 
 /* --- work ahead of requests ------------------------------------------------------------------------------------ */
@@ -813,7 +875,7 @@ static bool start_ahead(void *ctx, const uint8_t pubkey[32], bool refresh, int64
         abort();
     a->wait.cb = on_ahead_done;
     a->p = p;
-    if (pending_start(p->pending, pubkey, true, refresh, have ? &pic : NULL, &a->wait) != 0) {
+    if (pending_start(p->pending, pubkey, PICTURES_AVATAR, true, refresh, have ? &pic : NULL, &a->wait) != 0) {
         free(a);
         return false;
     }
@@ -826,10 +888,15 @@ static void on_event_stored(void *data, const struct event_view *ev, uint64_t co
     (void)commit;
     struct pfp *p = data;
     struct pic pic;
+    uint8_t key[32];
     bool have;
 
     if (ev->kind != 0 || p->closing)
         return;
+    /* A banner is fetched when asked for; a failure remembered for an older profile says nothing about this one. */
+    pictures_record_key(ev->pubkey, PICTURES_BANNER, key);
+    if (pictures_get(p->sv.pictures, key, &pic) == 0 && pic.h.state == PIC_NEGATIVE && pic.h.kind0_at < ev->created_at)
+        pictures_put(p->sv.pictures, key, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL);
     have = pictures_get(p->sv.pictures, ev->pubkey, &pic) == 0;
     if (have && pic.h.kind0_at >= ev->created_at)
         return;
@@ -866,10 +933,14 @@ static void on_watch_done(struct pending_wait *pw, const struct pending_result *
     w->cb(w, outcome);
 }
 
-void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w)
+void pfp_precache(struct pfp *p, const uint8_t pubkey[32], enum pictures_slot slot, struct pfp_watch *w)
 {
     struct pic pic;
-    bool have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
+    uint8_t key[32];
+    bool have;
+
+    pictures_record_key(pubkey, slot, key);
+    have = pictures_get(p->sv.pictures, key, &pic) == 0;
     uint64_t now = (uint64_t)clock_now_s();
 
     if (p->closing) {
@@ -882,7 +953,8 @@ void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w)
         return;
     }
     w->_wait.cb = on_watch_done;
-    if (pending_start(p->pending, pubkey, true, have && pic.h.state == PIC_OK, have ? &pic : NULL, &w->_wait) != 0)
+    if (pending_start(p->pending, pubkey, slot, true, have && pic.h.state == PIC_OK, have ? &pic : NULL, &w->_wait) !=
+        0)
         w->cb(w, PFP_ABANDONED);
 }
 
@@ -933,7 +1005,8 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
         dopt.first[dopt.nfirst++].type = image_type_of(o->negotiate[0]);
     }
     downloads_init(&p->downloads, sv->fetcher, &p->images, sv->cache, &dopt);
-    popt = (struct pending_options){.max_age = p->o.max_age, .max_data_bytes = o->max_data_bytes};
+    popt = (struct pending_options){
+        .max_age = p->o.max_age, .max_data_bytes = o->max_data_bytes, .banner_master_size = VARIANT_BANNER_MAX};
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};
     prefetch_init(&p->prefetch, loop, &qopt, start_ahead, p);
@@ -943,6 +1016,11 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
                                            .max_size = o->master_max_size > 0 ? o->master_max_size : 1024,
                                            .negotiate = o->negotiate,
                                            .nnegotiate = o->nnegotiate};
+    p->banner_variants = p->variants;
+    p->banner_variants.ladder = &VARIANT_BANNER_LADDER;
+    p->banner_variants.default_size = o->max_banner_size > 0 ? o->max_banner_size : 1000;
+    p->banner_variants.max_size = VARIANT_BANNER_MAX;
+    p->banner_variants.width_only = true;
     p->generated = gencache_new(GENERATED_CACHE_BYTES);
     p->drawing = keymap_new(GENCACHE_KEY);
     p->making = keymap_new(32 + PICTURES_VARIANT_KEY);
@@ -956,7 +1034,9 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
 
 int pfp_route(struct pfp *p, struct http_server *http)
 {
-    return http_route(http, HTTP_GET, "/profile-pic/*", on_profile_pic, p);
+    int r = http_route(http, HTTP_GET, "/profile-pic/*", on_profile_pic, p);
+
+    return r != 0 ? r : http_route(http, HTTP_GET, "/profile-banner/*", on_profile_banner, p);
 }
 
 void pfp_shutdown(struct pfp *p)

@@ -14,6 +14,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "pending.h"
+#include "pictures.h"
 #include "variant.h"
 
 struct blobs;
@@ -81,6 +82,7 @@ struct pfp_options {
     bool precache_on_metadata;            /* fetch the picture of every new kind 0 ahead */
     enum variant_fallback default_avatar; /* what a request without `default` gets: 404, identicon or blank */
     int master_max_size;                  /* the largest `size` a request may ask for */
+    int max_banner_size;                  /* a banner's width without `size` */
     const enum variant_format *negotiate; /* formats picked from Accept, in order; outlives the service */
     size_t nnegotiate;
 };
@@ -111,10 +113,10 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
 int pfp_route(struct pfp *p, struct http_server *http);
 
 /*
- * Caches the picture of `pubkey` ahead of any request, behind pictures someone
+ * Caches the picture of `pubkey` in `slot` (avatar or banner) ahead of any request, behind pictures someone
  * waits for; `w->cb` hears the outcome once, perhaps before this returns.
  */
-void pfp_precache(struct pfp *p, const uint8_t pubkey[32], struct pfp_watch *w);
+void pfp_precache(struct pfp *p, const uint8_t pubkey[32], enum pictures_slot slot, struct pfp_watch *w);
 
 /*
  * Stops starting new work; downloads under way are abandoned and their waiters

@@ -582,13 +582,20 @@ static int purge(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, 
 
     *found = false;
     if (scope == PURGE_PUBKEY) {
-        MDB_val pk = {32, (void *)pubkey};
-        if ((rc = mdb_get(txn, ix->records, &pk, &v)) != 0)
-            return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
-        *found = true;
-        if ((rc = record_set(ix, ch, txn, pubkey, NULL, 0, true, NULL)) == 0)
+        for (int slot = PICTURES_AVATAR; slot <= PICTURES_BANNER; slot++) {
+            uint8_t key[32];
+            MDB_val pk = {32, key};
+            pictures_record_key(pubkey, (enum pictures_slot)slot, key);
+            if ((rc = mdb_get(txn, ix->records, &pk, &v)) == MDB_NOTFOUND)
+                continue;
+            if (rc != 0)
+                return db_errno(rc);
+            *found = true;
+            if ((rc = record_set(ix, ch, txn, key, NULL, 0, true, NULL)) != 0)
+                return rc;
             ch->removed_pictures++;
-        return rc;
+        }
+        return 0;
     }
     if ((rc = drop_all_files(ix, ch, txn)) != 0)
         return rc;

@@ -904,6 +904,20 @@ void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const
     file_work(x, &f->b, run_removal, on_forgotten);
 }
 
+void pictures_record_key(const uint8_t pubkey[32], enum pictures_slot slot, uint8_t key[32])
+{
+    uint8_t in[sizeof("banner:") - 1 + 32];
+
+    if (slot == PICTURES_AVATAR) {
+        memcpy(key, pubkey, 32);
+        return;
+    }
+    /* A hash, so that the key has a record's size and cannot be any pubkey anyone holds the secret key of. */
+    memcpy(in, "banner:", sizeof("banner:") - 1);
+    memcpy(in + sizeof("banner:") - 1, pubkey, 32);
+    blob_hash(in, sizeof(in), key);
+}
+
 void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
                           int width, int height)
 {

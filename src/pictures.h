@@ -93,8 +93,17 @@ struct pictures_variant {
 void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
                           int width, int height);
 
+/* Which of a pubkey's pictures a record is for. */
+enum pictures_slot {
+    PICTURES_AVATAR, /* its "picture": the record's key is the pubkey */
+    PICTURES_BANNER, /* its "banner": the record's key is derived from the pubkey (pictures_record_key()) */
+};
+
+/* The key of the record of `pubkey`'s picture in `slot`: the pubkey itself for avatars. */
+void pictures_record_key(const uint8_t pubkey[32], enum pictures_slot slot, uint8_t key[32]);
+
 enum pictures_scope {
-    PURGE_PUBKEY,   /* one pubkey's record, picture or remembered failure */
+    PURGE_PUBKEY,   /* one pubkey's records (avatar and banner), pictures or remembered failures */
     PURGE_PICTURES, /* every cached picture; remembered failures stay */
     PURGE_ALL,      /* everything the picture cache holds */
 };
@@ -182,8 +191,11 @@ int pictures_init(struct pictures *x, uv_loop_t *loop, const struct pictures_opt
  */
 void pictures_start(struct pictures *x);
 
-/* The record of `pubkey`. Returns 0, -ENOENT, or -EIO (or -EBUSY inside a read transaction). Loop thread. */
-int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out);
+/*
+ * The record under `key` (a pubkey, or a banner's pictures_record_key()). Returns 0, -ENOENT, or -EIO (or -EBUSY
+ * inside a read transaction). Loop thread.
+ */
+int pictures_get(struct pictures *x, const uint8_t key[32], struct pic *out);
 
 /* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0, -ENOENT or -EIO. */
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out);

@@ -69,7 +69,7 @@ struct summary {
     bool ready, ok;
     char blurhash[BLURHASH_MAX];
     char color[8];
-    h2o_linklist_t waits; /* slot.sum_link */
+    h2o_linklist_t waits; /* sum_wait.link */
     h2o_linklist_t order; /* profileapi._order */
 };
 
@@ -108,20 +108,12 @@ static json_t *picture_object(const struct profile_url *u, const struct pic *pic
     return o;
 }
 
-/* The banner is not cached by this relay: its URL, and "uncached" or "none". */
-static json_t *banner_object(const struct profile_url *u)
-{
-    if (u->state != PROFILE_URL_OK)
-        return json_pack("{s:n, s:s}", "url", "state", "none");
-    return json_pack("{s:s, s:s}", "url", u->url, "state", "uncached");
-}
-
-json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, const char *base,
-                         enum profileapi_state *state)
+json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, const struct pic *banner,
+                         const char *base, enum profileapi_state *state, enum profileapi_state *banner_state)
 {
     json_t *ev = json_loadb(json, len, 0, NULL), *content, *fields = NULL, *out, *id, *pk, *created;
     uint8_t pubkey[32], event_id[32];
-    char hex[65], npub[NIP19_ERR_LEN + 64], relay_url[1024];
+    char hex[65], npub[NIP19_ERR_LEN + 64], relay_url[1024], banner_url[1024];
     struct profile *prof;
 
     content = json_object_get(ev, "content");
@@ -139,6 +131,7 @@ json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, co
     hex[64] = '\0';
     nip19_encode_npub(pubkey, npub, sizeof(npub));
     snprintf(relay_url, sizeof(relay_url), "%s/profile-pic/%s", base, hex);
+    snprintf(banner_url, sizeof(banner_url), "%s/profile-banner/%s", base, hex);
     out = json_pack("{s:s, s:s}", "pubkey", hex, "npub", npub);
     fields = json_loadb(json_string_value(content), json_string_length(content), 0, NULL);
     for (size_t i = 0; i < sizeof(text_fields) / sizeof(text_fields[0]); i++)
@@ -149,7 +142,7 @@ json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, co
     /* data: pictures are named by their bytes' SHA-256; their size is bounded by the event's. */
     profile_parse(json_string_value(content), json_string_length(content), SIZE_MAX, prof);
     json_object_set_new(out, "picture", picture_object(&prof->picture, pic, event_id, relay_url, state));
-    json_object_set_new(out, "banner", banner_object(&prof->banner));
+    json_object_set_new(out, "banner", picture_object(&prof->banner, banner, event_id, banner_url, banner_state));
     profile_free(prof);
     free(prof);
     json_decref(fields);
@@ -213,9 +206,15 @@ int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], s
 /* --- requests ---------------------------------------------------------------------------------------------------- */
 
 /* One pubkey of a request: its kind 0 as JSON once found, or NULL. */
+/* A slot's wait for the summary of one of its pictures. */
+struct sum_wait {
+    h2o_linklist_t link; /* on a summary being made */
+    struct request *rq;
+};
+
 struct slot {
     struct lookup_waiter lw;
-    h2o_linklist_t sum_link; /* on a summary being made */
+    struct sum_wait sum[PICTURES_BANNER + 1]; /* by enum pictures_slot */
     struct request *rq;
     char *json;
     size_t len;
@@ -238,14 +237,14 @@ static void on_queued_done(struct pfp_watch *w, enum pfp_outcome outcome)
     free(w);
 }
 
-static void queue_picture(struct profileapi *pa, const uint8_t pubkey[32])
+static void queue_picture(struct profileapi *pa, const uint8_t pubkey[32], enum pictures_slot slot)
 {
     struct pfp_watch *w = malloc(sizeof(*w));
 
     if (w == NULL)
         abort();
     w->cb = on_queued_done;
-    pfp_precache(pa->_pfp, pubkey, w);
+    pfp_precache(pa->_pfp, pubkey, slot, w);
 }
 
 /* The prefix of relay URLs: the scheme and authority the client used. */
@@ -293,36 +292,53 @@ static void send_answer(struct profileapi *pa, h2o_req_t *req, json_t *body)
     h2o_send(req, &text, not_modified || head ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
-/* The object of one pubkey, counted; NULL when it has no kind 0. Queues a picture not cached yet. */
+/* Adds the blurhash and colour of the file `blob` to `o`, when they are known. */
+static void add_summary(struct profileapi *pa, json_t *o, const uint8_t blob[32])
+{
+    const struct summary *sm = keymap_get(pa->_summaries, blob);
+
+    if (sm != NULL && sm->ok) {
+        json_object_set_new(o, "blurhash", json_string(sm->blurhash));
+        json_object_set_new(o, "color", json_string(sm->color));
+    }
+}
+
+/* The object of one pubkey, counted; NULL when it has no kind 0. Queues pictures not cached yet. */
 static json_t *entry_of(struct profileapi *pa, const uint8_t pubkey[32], const struct slot *s, const char *base)
 {
-    struct pic *pic = calloc(1, sizeof(*pic));
-    enum profileapi_state state;
-    uint8_t blob[32];
+    struct pic *pic = calloc(2, sizeof(*pic));
+    enum profileapi_state state[2];
+    uint8_t blob[2][32];
+    bool have[2];
     json_t *o = NULL;
 
     if (pic == NULL)
         abort();
+    for (int i = PICTURES_AVATAR; i <= PICTURES_BANNER; i++) {
+        uint8_t key[32];
+        pictures_record_key(pubkey, (enum pictures_slot)i, key);
+        have[i] = pictures_get(pa->_pictures, key, &pic[i]) == 0;
+        memcpy(blob[i], pic[i].h.blob, 32);
+    }
     if (s->json != NULL)
-        o = profileapi_entry(s->json, s->len, pictures_get(pa->_pictures, pubkey, pic) == 0 ? pic : NULL, base, &state);
-    memcpy(blob, pic->h.blob, 32);
+        o = profileapi_entry(s->json, s->len, have[0] ? &pic[0] : NULL, have[1] ? &pic[1] : NULL, base, &state[0],
+                             &state[1]);
     free(pic);
     if (o == NULL) {
         pa->_stats.not_found++;
         return NULL;
     }
     pa->_stats.found++;
-    if (state == PROFILEAPI_CACHED) {
-        const struct summary *sm = keymap_get(pa->_summaries, blob);
-        if (sm != NULL && sm->ok) {
-            json_t *picture = json_object_get(o, "picture");
-            json_object_set_new(picture, "blurhash", json_string(sm->blurhash));
-            json_object_set_new(picture, "color", json_string(sm->color));
-        }
+    for (int i = PICTURES_AVATAR; i <= PICTURES_BANNER; i++) {
+        if (state[i] == PROFILEAPI_CACHED)
+            add_summary(pa, json_object_get(o, i == PICTURES_AVATAR ? "picture" : "banner"), blob[i]);
     }
-    if (state == PROFILEAPI_PENDING) {
+    /* The answer's state is the picture's; a banner is fetched behind it. */
+    if (state[0] == PROFILEAPI_PENDING)
         pa->_stats.pending++;
-        queue_picture(pa, pubkey);
+    for (int i = PICTURES_AVATAR; i <= PICTURES_BANNER; i++) {
+        if (state[i] == PROFILEAPI_PENDING)
+            queue_picture(pa, pubkey, (enum pictures_slot)i);
     }
     return o;
 }
@@ -434,10 +450,10 @@ static void sum_done(struct work *w)
         pa->_stats.summaries++;
     free(sw);
     while (!h2o_linklist_is_empty(&sm->waits)) {
-        struct slot *s = H2O_STRUCT_FROM_MEMBER(struct slot, sum_link, sm->waits.next);
-        h2o_linklist_unlink(&s->sum_link);
-        if (--s->rq->waiting == 0)
-            finish(s->rq);
+        struct sum_wait *wait = H2O_STRUCT_FROM_MEMBER(struct sum_wait, link, sm->waits.next);
+        h2o_linklist_unlink(&wait->link);
+        if (--wait->rq->waiting == 0)
+            finish(wait->rq);
     }
     if (!sm->ok) {
         /* Not remembered: the file may have gone (evicted, purged) and come back by the next answer. */
@@ -448,18 +464,20 @@ static void sum_done(struct work *w)
     trim(pa);
 }
 
-/* Makes `s` wait for the summary of its cached picture when there is none yet. */
-static void summarize(struct profileapi *pa, struct slot *s, const uint8_t pubkey[32])
+/* Makes `s` wait for the summary of its cached picture in `slot` when there is none yet. */
+static void summarize(struct profileapi *pa, struct slot *s, const uint8_t pubkey[32], enum pictures_slot slot)
 {
     struct pic *pic;
     struct summary *sm;
     struct sum_work *sw;
+    uint8_t key[32];
 
     if (s->json == NULL || pa->_closing)
         return;
     if ((pic = malloc(sizeof(*pic))) == NULL)
         abort();
-    if (pictures_get(pa->_pictures, pubkey, pic) != 0 || pic->h.state != PIC_OK ||
+    pictures_record_key(pubkey, slot, key);
+    if (pictures_get(pa->_pictures, key, pic) != 0 || pic->h.state != PIC_OK ||
         ((sm = keymap_get(pa->_summaries, pic->h.blob)) != NULL && sm->ready)) {
         free(pic);
         return;
@@ -481,7 +499,8 @@ static void summarize(struct profileapi *pa, struct slot *s, const uint8_t pubke
     }
     free(pic);
     s->rq->waiting++;
-    h2o_linklist_insert(&sm->waits, &s->sum_link);
+    s->sum[slot].rq = s->rq;
+    h2o_linklist_insert(&sm->waits, &s->sum[slot].link);
 }
 
 /* Every kind 0 is known: the summaries of cached pictures are made, then the request is answered. */
@@ -489,8 +508,10 @@ static void found_all(struct request *rq)
 {
     /* One more than the summaries, so that none can finish the request before all are asked. */
     rq->waiting = 1;
-    for (size_t i = 0; i < rq->n; i++)
-        summarize(rq->pa, &rq->slots[i], rq->keys[i]);
+    for (size_t i = 0; i < rq->n; i++) {
+        summarize(rq->pa, &rq->slots[i], rq->keys[i], PICTURES_AVATAR);
+        summarize(rq->pa, &rq->slots[i], rq->keys[i], PICTURES_BANNER);
+    }
     if (--rq->waiting == 0)
         finish(rq);
 }

@@ -83,11 +83,12 @@ void profileapi_stats(const struct profileapi *pa, struct profileapi_stats *out)
  * Builds the object of one profile from its kind 0 (`json`, `len` bytes of the
  * event as JSON) and the picture record of its pubkey (`pic`, NULL when there
  * is none). `base` prefixes relay URLs ("" for paths, or "https://host").
- * `*state` says what the picture's state is. Returns a new object, or NULL when
+ * `banner` is the record of its banner (NULL when there is none), and
+ * `*state` and `*banner_state` say what their states are. Returns a new object, or NULL when
  * `json` is not a kind 0 event.
  */
-json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, const char *base,
-                         enum profileapi_state *state);
+json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, const struct pic *banner,
+                         const char *base, enum profileapi_state *state, enum profileapi_state *banner_state);
 
 /* The dominant colour of `width` x `height` pixels of 8-bit RGB (3 bytes a pixel, rows packed): the mean of the
  * most populated of 4096 boxes (4 bits a channel), written "#rrggbb" into `out`. */

@@ -212,6 +212,7 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
     if (out->animated && named && out->format != VARIANT_WEBP)
         return err_set(err, errlen, -EINVAL, "animated: an animation is served as webp (or gif), not as %s",
                        variant_format_name(out->format));
+    out->width_only = o->width_only;
     out->sized = sized || dpr != 1;
     out->size = out->sized ? on_ladder(o, size * dpr) : o->default_size;
     if (!named) {

@@ -29,12 +29,16 @@ struct variant_ladder {
 extern const struct variant_ladder VARIANT_AVATAR_LADDER; /* 32 to 1024 */
 extern const struct variant_ladder VARIANT_BANNER_LADDER; /* the same, and 1440 and 1920 */
 
+/* The widest banner asked for and made. */
+#define VARIANT_BANNER_MAX 1920
+
 struct variant_options {
     const struct variant_ladder *ladder;
     int default_size;                     /* with neither size nor dpr: exactly this, as before variants */
     int max_size;                         /* the largest size asked for and made */
     const enum variant_format *negotiate; /* chosen from Accept in this order; JPEG when none is accepted */
     size_t nnegotiate;
+    bool width_only; /* banners: sizes are widths */
 };
 
 struct variant {
@@ -42,6 +46,7 @@ struct variant {
     bool sized; /* `size` or `dpr` was given; else the size is the default */
     enum variant_format format;
     enum variant_format still_format; /* with `animated`: the format for a picture that does not move */
+    bool width_only;                  /* `size` is a width (a banner's), not the longer side */
     bool negotiated;                  /* the format came from Accept: the answer varies on it */
     bool animated;
     enum variant_fallback fallback;

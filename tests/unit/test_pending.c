@@ -165,7 +165,7 @@ static void start(uint8_t who, bool background, const struct pic *old, struct he
     key(pk, who);
     memset(h, 0, sizeof(*h));
     h->w.cb = on_heard;
-    assert_int_equal(pending_start(pending, pk, background, false, old, &h->w), 0);
+    assert_int_equal(pending_start(pending, pk, PICTURES_AVATAR, background, false, old, &h->w), 0);
 }
 
 static void waits_for_one_pubkey_share_one_search_and_one_download(void **state)
@@ -348,7 +348,7 @@ static void searches_under_way_are_abandoned_at_shutdown(void **state)
     assert_true(h.r.abandoned);
     key(pk, 5);
     assert_int_equal(pictures_get(&index_, pk, &rec), -ENOENT); /* nothing remembered */
-    assert_int_equal(pending_start(pending, pk, false, false, NULL, &h.w), -ECANCELED);
+    assert_int_equal(pending_start(pending, pk, PICTURES_AVATAR, false, false, NULL, &h.w), -ECANCELED);
 }
 
 int main(void)

@@ -23,7 +23,8 @@ static json_t *entry(const char *content, const struct pic *pic, enum profileapi
     json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[], s:s}", "id", ID, "pubkey", PK, "created_at", 1700000000,
                            "kind", 0, "content", content, "tags", "sig", "00");
     char *text = json_dumps(ev, 0);
-    json_t *o = profileapi_entry(text, strlen(text), pic, "https://relay.example", state);
+    enum profileapi_state banner_state;
+    json_t *o = profileapi_entry(text, strlen(text), pic, NULL, "https://relay.example", state, &banner_state);
     free(text);
     json_decref(ev);
     return o;
@@ -75,7 +76,10 @@ static void picture_states_follow_the_record(void **state)
                         "1111111111111111111111111111111111111111111111111111111111111111");
     assert_null(json_object_get(json_object_get(o, "picture"), "width"));
     assert_string_equal(str(o, "banner", "url"), "https://img.example/b.jpg");
-    assert_string_equal(str(o, "banner", "state"), "uncached");
+    assert_string_equal(str(o, "banner", "state"), "pending");
+    assert_string_equal(str(o, "banner", "relay_url"),
+                        "https://relay.example/profile-banner/" /* PK */
+                        "1111111111111111111111111111111111111111111111111111111111111111");
     json_decref(o);
 
     /* Cached for this URL: its size. */
@@ -88,6 +92,28 @@ static void picture_states_follow_the_record(void **state)
     assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "picture"), "width")), 200);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "picture"), "height")), 150);
     json_decref(o);
+
+    /* The banner's record says the banner's state, apart from the picture's. */
+    {
+        json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[], s:s}", "id", ID, "pubkey", PK, "created_at",
+                               1700000000, "kind", 0, "content", content, "tags", "sig", "00");
+        char *text = json_dumps(ev, 0);
+        struct pic *banner = calloc(1, sizeof(*banner));
+        enum profileapi_state bst;
+        banner->h.state = PIC_OK;
+        banner->h.width = 1500;
+        banner->h.height = 500;
+        strcpy(banner->url, "https://img.example/b.jpg");
+        o = profileapi_entry(text, strlen(text), NULL, banner, "", &st, &bst);
+        assert_int_equal(st, PROFILEAPI_PENDING);
+        assert_int_equal(bst, PROFILEAPI_CACHED);
+        assert_string_equal(str(o, "banner", "state"), "cached");
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "banner"), "width")), 1500);
+        json_decref(o);
+        free(banner);
+        free(text);
+        json_decref(ev);
+    }
 
     /* Cached for an older URL: pending again. */
     strcpy(pic->url, "https://img.example/old.jpg");
@@ -131,7 +157,7 @@ static void not_a_kind_0_is_refused(void **state)
     (void)state;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_null(profileapi_entry(bad[i], strlen(bad[i]), NULL, "", &st));
+        assert_null(profileapi_entry(bad[i], strlen(bad[i]), NULL, NULL, "", &st, &st));
     /* Content that is no JSON object is a profile without fields. */
     json_t *o = entry("not json", NULL, &st);
     assert_non_null(o);
