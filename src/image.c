@@ -457,11 +457,13 @@ static int64_t decode_memory(VipsImage *im, enum image_type t, const struct layo
 
 /*
  * The image to resize: the one already open, unless the format can decode at a
- * reduced size (JPEG by powers of two, WebP by any scale), in which case it is
- * opened again so that no more pixels are decoded than the result needs.
- * Takes over `header`; returns NULL on failure.
+ * reduced size (JPEG by powers of two, WebP by any scale) or more than one of
+ * its `frames` is wanted, in which case it is opened again so that no more
+ * pixels are decoded than the result needs. Takes over `header`; returns NULL
+ * on failure.
  */
-static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, int max_size)
+static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, int max_size,
+                                  int frames)
 {
     int width = vips_image_get_width(header), height = vips_image_get_page_height(header);
     int longest = width > height ? width : height, shrink = 1, r = 0;
@@ -473,8 +475,11 @@ static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t 
             shrink *= 2;
         if (shrink > 1)
             r = vips_jpegload_buffer(buf, len, &im, "shrink", shrink, SEQUENTIAL, NULL);
-    } else if (t == IMAGE_WEBP && longest > max_size) {
-        r = vips_webpload_buffer(buf, len, &im, "scale", (double)max_size / longest, SEQUENTIAL, NULL);
+    } else if (t == IMAGE_WEBP && (longest > max_size || frames > 1)) {
+        double scale = longest > max_size ? (double)max_size / longest : 1.0;
+        r = vips_webpload_buffer(buf, len, &im, "scale", scale, "n", frames, SEQUENTIAL, NULL);
+    } else if (t == IMAGE_GIF && frames > 1) {
+        r = vips_gifload_buffer(buf, len, &im, "n", frames, SEQUENTIAL, NULL);
     }
     if (im == NULL && r == 0)
         return header;
@@ -483,7 +488,8 @@ static VipsImage *open_for_resize(VipsImage *header, const uint8_t *src, size_t 
 }
 
 /* The result: a copy of `data`, which belongs to libvips or to the caller. */
-static void set_output(struct image_out *out, const void *data, size_t len, enum image_type t, int width, int height)
+static void set_output(struct image_out *out, const void *data, size_t len, enum image_type t, int width, int height,
+                       int frames)
 {
     if ((out->data = malloc(len)) == NULL)
         abort();
@@ -492,6 +498,7 @@ static void set_output(struct image_out *out, const void *data, size_t len, enum
     out->type = t;
     out->width = width;
     out->height = height;
+    out->frames = frames;
 }
 
 /* Replaces *im with the result of the step just done. */
@@ -501,25 +508,61 @@ static void swap_in(VipsImage **im, VipsImage *next)
     *im = next;
 }
 
-/*
- * Upright, sRGB, on white, within max_size: the same lanczos3 resampling
- * vips_thumbnail uses, in the order that suits an opaque JPEG result. Alpha is
- * flattened before resampling, which gives the same pixels as resampling
- * premultiplied and flattening after (both are linear) without premultiplying.
- * Returns 0, or -1 with libvips' reason in its error buffer.
- */
-static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
-                  struct budget *b, struct image_out *out)
+/* `w` x `h` made to fit `size` x `size` like vips_thumbnail: the longer side exact, the other rounded. */
+static void fit_size(int w, int h, int size, int *tw, int *th)
 {
-    VipsImage *im = open_for_resize(header, src, len, t, o->max_size), *next = NULL;
-    void *jpeg = NULL;
-    size_t jlen = 0;
-    int w, h, tw, th;
+    *tw = w >= h ? size : (int)((double)w * size / h + 0.5);
+    *th = h > w ? size : (int)((double)h * size / w + 0.5);
+    *tw = *tw < 1 ? 1 : *tw;
+    *th = *th < 1 ? 1 : *th;
+}
+
+/*
+ * Each of the `frames` frames stacked in `in` resized to `tw` x `th` with lanczos3, into *out. Frames are
+ * resized apart and joined again, so that every frame comes out exactly `th` rows high and the kernel never
+ * blends the bottom of one frame into the top of the next. Returns 0, or -1 with libvips' reason.
+ */
+static int fit_frames(VipsImage *in, int frames, int tw, int th, VipsImage **out)
+{
+    int w = vips_image_get_width(in), ph = vips_image_get_height(in) / frames, r = 0;
+    double hscale = (double)tw / w, vscale = (double)th / ph;
+    VipsImage *holder, **t;
+
+    if (frames == 1)
+        return vips_resize(in, out, hscale, "vscale", vscale, NULL);
+    holder = vips_image_new();
+    t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(holder), 2 * frames);
+    for (int i = 0; i < frames && r == 0; i++) {
+        r = vips_extract_area(in, &t[i], 0, i * ph, w, ph, NULL) ||
+            vips_resize(t[i], &t[frames + i], hscale, "vscale", vscale, NULL);
+    }
+    if (r == 0)
+        r = vips_arrayjoin(t + frames, out, frames, "across", 1, NULL);
+    g_object_unref(holder);
+    return r != 0 ? -1 : 0;
+}
+
+/*
+ * The master: upright, sRGB, alpha kept, within max_size, `frames` frames of
+ * it, as a WebP at IMAGE_MASTER_QUALITY without metadata. Alpha is
+ * premultiplied while resampling, so that transparent pixels' colours do not
+ * bleed into the visible ones. Returns 0, or -1 with libvips' reason in its
+ * error buffer.
+ */
+static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
+                       int frames, struct budget *b, struct image_out *out)
+{
+    VipsImage *im = open_for_resize(header, src, len, t, o->max_size, frames), *next = NULL;
+    void *webp = NULL;
+    size_t wlen = 0;
+    int *delay = NULL, ndelay = 0, w, h, tw, th;
+    bool alpha;
 
     if (im == NULL)
         return -1;
     budget_watch(b, im);
-    if (vips_image_get_orientation(im) > 1) {
+    /* As vips_thumbnail does, only still pictures are turned: an animation's frames are one tall image here. */
+    if (frames == 1 && vips_image_get_orientation(im) > 1) {
         if (vips_autorot(im, &next, NULL) != 0)
             goto fail;
         swap_in(&im, next);
@@ -537,31 +580,52 @@ static int resize(VipsImage *header, const uint8_t *src, size_t len, enum image_
             goto fail;
         swap_in(&im, next);
     }
-    if (vips_image_hasalpha(im)) {
-        VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-        int fr = vips_flatten(im, &next, "background", white, NULL);
-        vips_area_unref(VIPS_AREA(white));
-        if (fr != 0)
-            goto fail;
-        swap_in(&im, next);
-    }
 
-    /* The target size, fitting max_size like vips_thumbnail: the longer side exact, the other rounded. */
     w = vips_image_get_width(im);
-    h = vips_image_get_height(im);
+    h = vips_image_get_height(im) / frames;
+    tw = w;
+    th = h;
     if (w > o->max_size || h > o->max_size) {
-        tw = w >= h ? o->max_size : (int)((double)w * o->max_size / h + 0.5);
-        th = h > w ? o->max_size : (int)((double)h * o->max_size / w + 0.5);
-        tw = tw < 1 ? 1 : tw;
-        th = th < 1 ? 1 : th;
-        if (vips_resize(im, &next, (double)tw / w, "vscale", (double)th / h, NULL) != 0)
+        alpha = vips_image_hasalpha(im);
+        fit_size(w, h, o->max_size, &tw, &th);
+        if (alpha) {
+            if (vips_premultiply(im, &next, NULL) != 0)
+                goto fail;
+            swap_in(&im, next);
+        }
+        if (fit_frames(im, frames, tw, th, &next) != 0)
+            goto fail;
+        swap_in(&im, next);
+        if (alpha) {
+            if (vips_unpremultiply(im, &next, NULL) != 0)
+                goto fail;
+            swap_in(&im, next);
+        }
+    }
+    if (vips_image_get_format(im) != VIPS_FORMAT_UCHAR) {
+        if (vips_cast_uchar(im, &next, NULL) != 0)
             goto fail;
         swap_in(&im, next);
     }
-    if (vips_jpegsave_buffer(im, &jpeg, &jlen, "Q", o->quality, "optimize_coding", TRUE, "strip", TRUE, NULL) != 0)
+    /* The frames' height and timing as they are now; the loaders give a delay for every frame of the source. */
+    if (vips_copy(im, &next, NULL) != 0)
         goto fail;
-    set_output(out, jpeg, jlen, IMAGE_JPEG, vips_image_get_width(im), vips_image_get_height(im));
-    g_free(jpeg);
+    swap_in(&im, next);
+    if (frames > 1) {
+        vips_image_set_int(im, VIPS_META_PAGE_HEIGHT, th);
+        if (vips_image_get_typeof(im, "delay") && vips_image_get_array_int(im, "delay", &delay, &ndelay) == 0 &&
+            ndelay > frames) {
+            int *kept = g_memdup2(delay, (guint)frames * sizeof(int));
+            vips_image_set_array_int(im, "delay", kept, frames);
+            g_free(kept);
+        }
+    } else {
+        vips_image_remove(im, VIPS_META_PAGE_HEIGHT);
+    }
+    if (vips_webpsave_buffer(im, &webp, &wlen, "Q", IMAGE_MASTER_QUALITY, "strip", TRUE, NULL) != 0)
+        goto fail;
+    set_output(out, webp, wlen, IMAGE_WEBP, tw, th, frames);
+    g_free(webp);
     g_object_unref(im);
     return 0;
 
@@ -601,7 +665,7 @@ static int keep_original(VipsImage *im, const uint8_t *src, size_t len, enum ima
         return -1;
     if (end == 0)
         return 1;
-    set_output(out, src, end, t, vips_image_get_width(im), vips_image_get_page_height(im));
+    set_output(out, src, end, t, vips_image_get_width(im), vips_image_get_page_height(im), vips_image_get_n_pages(im));
     return 0;
 }
 
@@ -676,7 +740,11 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 
     budget_start(&b, o->timeout_ms);
     if (o->resize) {
-        r = resize(im, src, len, t, o, &b, out);
+        /* Only GIF and WebP animate here; a HEIF's other images are alternatives to its primary one, not frames. */
+        int frames = t == IMAGE_GIF || t == IMAGE_WEBP ? vips_image_get_n_pages(im) : 1;
+        if (frames > (o->max_frames > 1 ? o->max_frames : 1))
+            frames = o->max_frames > 1 ? o->max_frames : 1;
+        r = make_master(im, src, len, t, o, frames, &b, out);
     } else {
         r = keep_original(im, src, len, t, &l, &b, out);
         g_object_unref(im);
@@ -706,6 +774,8 @@ int image_encode_quality(enum image_type t, int quality)
     /* libvips' own defaults put AVIF's Q 50 beside JPEG's 75: the same look at two thirds of the number. */
     if (t == IMAGE_AVIF)
         return quality * 2 / 3 > 0 ? quality * 2 / 3 : 1;
+    if (t == IMAGE_PNG || t == IMAGE_GIF)
+        return 100;
     return quality;
 }
 
@@ -740,8 +810,103 @@ int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int qu
         vips_error_clear();
         return -EIO;
     }
-    set_output(out, buf, len, t, w, h);
+    set_output(out, buf, len, t, w, h, 1);
     g_free(buf);
+    return 0;
+}
+
+/* --- variants --------------------------------------------------------------------------------------------------- */
+
+/* `im` encoded as `t` at JPEG's `quality`, into a g_malloc()ed *buf; 0, or -1 with libvips' reason. */
+static int save_as(VipsImage *im, enum image_type t, int quality, void **buf, size_t *len)
+{
+    int q = image_encode_quality(t, quality);
+
+    switch (t) {
+    case IMAGE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
+    case IMAGE_WEBP: return vips_webpsave_buffer(im, buf, len, "Q", q, "strip", TRUE, NULL);
+    case IMAGE_AVIF:
+        return vips_heifsave_buffer(im, buf, len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
+                                    TRUE, NULL);
+    case IMAGE_PNG: return vips_pngsave_buffer(im, buf, len, "strip", TRUE, NULL);
+    case IMAGE_GIF: return vips_gifsave_buffer(im, buf, len, "strip", TRUE, NULL);
+    default: break;
+    }
+    vips_error("image", "no encoder for that type");
+    return -1;
+}
+
+static bool variant_type(enum image_type t)
+{
+    return t == IMAGE_JPEG || t == IMAGE_WEBP || t == IMAGE_AVIF || t == IMAGE_PNG || t == IMAGE_GIF;
+}
+
+/* The variant's failure: libvips' reason, one line of it, or the timeout. */
+static int variant_error(struct image_out *out, bool expired, int timeout_ms)
+{
+    char *msg = vips_error_buffer_copy(), *nl = strchr(msg, '\n');
+
+    if (nl != NULL)
+        *nl = '\0';
+    if (expired)
+        snprintf(out->error, sizeof(out->error), "not done within %d ms", timeout_ms);
+    else
+        snprintf(out->error, sizeof(out->error), "%s", msg[0] ? msg : "no detail");
+    g_free(msg);
+    return -EIO;
+}
+
+int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out)
+{
+    const char *name;
+    enum image_type mt = image_sniff(master, len, &name);
+    /* Only GIF and WebP masters have frames to keep, and only GIF and WebP variants can show them. */
+    bool frames =
+        s->animated && (s->type == IMAGE_WEBP || s->type == IMAGE_GIF) && (mt == IMAGE_GIF || mt == IMAGE_WEBP);
+    int height = s->width_only ? VIPS_MAX_COORD : s->size, r;
+    VipsImage *base, **t, *im;
+    struct budget b = {0};
+    void *buf = NULL;
+    size_t n = 0;
+    bool expired;
+
+    memset(out, 0, sizeof(*out));
+    if (s->size < 1 || s->size > IMAGE_VARIANT_MAX_SIZE || !variant_type(s->type) || s->quality < 1 ||
+        s->quality > 100 || s->timeout_ms < 0)
+        return -EINVAL;
+    if (mt == IMAGE_NONE) {
+        snprintf(out->error, sizeof(out->error), "the master is no picture (%s)", name);
+        return -EIO;
+    }
+    base = vips_image_new();
+    t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 2);
+    /*
+     * vips_thumbnail shrinks on load (JPEG, WebP), turns by EXIF (older originals), converts to sRGB, resamples
+     * premultiplied and never enlarges; of an animation it keeps each frame's height whole.
+     */
+    budget_start(&b, s->timeout_ms);
+    r = vips_thumbnail_buffer((void *)master, len, &t[0], s->size, "height", height, "size", VIPS_SIZE_DOWN,
+                              "option_string", frames ? "n=-1" : "", NULL);
+    im = t[0];
+    if (r == 0 && s->type == IMAGE_JPEG && vips_image_hasalpha(im)) {
+        VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+        r = vips_flatten(im, &t[1], "background", white, NULL);
+        vips_area_unref(VIPS_AREA(white));
+        im = t[1];
+    }
+    if (r == 0) {
+        budget_watch(&b, im);
+        r = save_as(im, s->type, s->quality, &buf, &n);
+    }
+    expired = budget_stop(&b);
+    if (r != 0) {
+        g_object_unref(base);
+        return variant_error(out, expired, s->timeout_ms);
+    }
+    set_output(out, buf, n, s->type, vips_image_get_width(im), vips_image_get_page_height(im),
+               vips_image_get_height(im) / vips_image_get_page_height(im));
+    g_free(buf);
+    g_object_unref(base);
     return 0;
 }
 

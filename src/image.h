@@ -27,6 +27,12 @@ const char *image_mime(enum image_type t);
  */
 #define IMAGE_MAX_SCANS 100
 
+/*
+ * The WebP quality of masters. Every variant is made from the master, so its loss is paid once more by each of
+ * them; image.c says how this figure was measured.
+ */
+#define IMAGE_MASTER_QUALITY 90
+
 struct image_opts {
     bool resize;          /* false: keep the original once it is known to decode */
     int max_size;         /* the master fits within max_size x max_size (master_max_size), never enlarged */
@@ -96,9 +102,12 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 
 void image_out_free(struct image_out *out);
 
+/* The largest `size` of a variant. */
+#define IMAGE_VARIANT_MAX_SIZE 4096
+
 /* What one variant of a master is made as. */
 struct image_variant_spec {
-    int size;             /* the longer side fits `size` (the width only, with `width_only`); never enlarged */
+    int size;             /* 1 to IMAGE_VARIANT_MAX_SIZE: the longer side fits it (the width, with `width_only`) */
     bool width_only;      /* banners: `size` is the width */
     enum image_type type; /* IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF, IMAGE_PNG or IMAGE_GIF */
     bool animated;        /* keep the master's frames and timing (IMAGE_WEBP and IMAGE_GIF); else the first frame */
@@ -110,9 +119,10 @@ struct image_variant_spec {
  * Makes one variant of `master`, a picture stored here (a master from
  * image_process(), or any picture that once passed its checks): resized with
  * lanczos3, alpha flattened on white for JPEG and kept otherwise, metadata
- * stripped. Safe from any thread. Returns 0, -EINVAL for a spec out of range,
- * or -EIO with libvips' reason in out->error (a master that does not decode,
- * or the timeout).
+ * stripped, never enlarged. out->width and out->height are one frame's, and
+ * out->data is malloc()ed (image_out_free()). Safe from any thread. Returns 0,
+ * -EINVAL for a spec out of range, or -EIO with libvips' reason in out->error
+ * (a master that does not decode, or the timeout).
  */
 int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out);
 
@@ -125,8 +135,10 @@ int image_variant(const uint8_t *master, size_t len, const struct image_variant_
  */
 int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int quality, struct image_out *out);
 
-/* The encoder quality image_encode_rgb() uses for `t` given JPEG's `quality`: the same for JPEG and WebP, two
- * thirds of it (at least 1) for AVIF. */
+/*
+ * The encoder quality for `t` that looks like JPEG at `quality` (1 to 100), for image_encode_rgb() and
+ * image_variant(); image.c gives the measurement behind it. 100 for PNG and GIF, whose encoders have no quality.
+ */
 int image_encode_quality(enum image_type t, int quality);
 
 /*

@@ -145,9 +145,10 @@ static void avif_and_heif_load_and_save_wherever_libvips_looks_for_modules(void 
         struct image_out out;
 
         assert_int_equal(image_process(src, len, &resize, &out), 0);
-        assert_int_equal(out.type, IMAGE_JPEG);
+        assert_int_equal(out.type, IMAGE_WEBP);
         assert_int_equal(out.width, 200);
         assert_int_equal(out.height, 160);
+        assert_int_equal(out.frames, 1);
         image_out_free(&out);
         assert_int_equal(image_process(src, len, &keep, &out), 0);
         assert_int_equal(out.type, types[i]);
@@ -487,6 +488,345 @@ static void thumbnails_of_bytes_that_are_no_picture_are_refused(void **state)
     assert_null(rgb);
 }
 
+/* --- masters and variants --------------------------------------------------------------------------------------- */
+
+/*
+ * A `width` x `height` RGBA picture as PNG: a ramp whose left half is transparent, so that alpha and flattening
+ * show. g_free() it.
+ */
+static uint8_t *half_clear_png(int width, int height, size_t *len)
+{
+    VipsImage *xyz = NULL, *rgb = NULL, *x = NULL, *alpha = NULL, *rgba = NULL, *u8 = NULL;
+    void *buf = NULL;
+
+    assert_int_equal(vips_xyz(&xyz, width, height, NULL), 0);
+    assert_int_equal(vips_bandjoin_const1(xyz, &rgb, 100, NULL), 0);
+    assert_int_equal(vips_extract_band(xyz, &x, 0, NULL), 0);
+    assert_int_equal(vips_moreeq_const1(x, &alpha, width / 2.0, NULL), 0);
+    assert_int_equal(vips_bandjoin2(rgb, alpha, &rgba, NULL), 0);
+    assert_int_equal(vips_cast_uchar(rgba, &u8, NULL), 0);
+    /* moreeq gives 255 where it holds, so the left half is the clear one. */
+    u8->Type = VIPS_INTERPRETATION_sRGB;
+    assert_int_equal(vips_pngsave_buffer(u8, &buf, len, NULL), 0);
+    g_object_unref(u8);
+    g_object_unref(rgba);
+    g_object_unref(alpha);
+    g_object_unref(x);
+    g_object_unref(rgb);
+    g_object_unref(xyz);
+    return buf;
+}
+
+/* An animated GIF of `frames` frames of `width` x `height`, frame i shown for (i + 1) * 20 ms. g_free() it. */
+static uint8_t *animated_gif(int width, int height, int frames, size_t *len)
+{
+    VipsImage *page[16], *strip = NULL, *copy = NULL;
+    int delay[16];
+    void *buf = NULL;
+
+    assert_true(frames <= 16);
+    for (int i = 0; i < frames; i++) {
+        const double colour[3] = {i * 15.0, 255 - i * 15.0, 80};
+        VipsImage *black = NULL;
+        double zero[3] = {0, 0, 0};
+        assert_int_equal(vips_black(&black, width, height, "bands", 3, NULL), 0);
+        assert_int_equal(vips_linear(black, &page[i], zero, (double *)colour, 3, "uchar", TRUE, NULL), 0);
+        g_object_unref(black);
+        delay[i] = (i + 1) * 20;
+    }
+    assert_int_equal(vips_arrayjoin(page, &strip, frames, "across", 1, NULL), 0);
+    assert_int_equal(vips_copy(strip, &copy, NULL), 0);
+    vips_image_set_int(copy, VIPS_META_PAGE_HEIGHT, height);
+    vips_image_set_array_int(copy, "delay", delay, frames);
+    vips_image_set_int(copy, "loop", 0);
+    assert_int_equal(vips_gifsave_buffer(copy, &buf, len, NULL), 0);
+    g_object_unref(copy);
+    g_object_unref(strip);
+    for (int i = 0; i < frames; i++)
+        g_object_unref(page[i]);
+    return buf;
+}
+
+/* Every frame of `data`, as libvips reads it; unref it. */
+static VipsImage *decode_all(const uint8_t *data, size_t len)
+{
+    const char *name;
+    enum image_type t = image_sniff(data, len, &name);
+    VipsImage *im = vips_image_new_from_buffer(data, len, t == IMAGE_GIF || t == IMAGE_WEBP ? "n=-1" : "", NULL);
+
+    assert_non_null(im);
+    return im;
+}
+
+static void a_master_is_a_webp_within_max_size_that_keeps_alpha(void **state)
+{
+    size_t len;
+    uint8_t *png = half_clear_png(600, 300, &len);
+    struct image_opts o = {true, 256, 85, 50000000, 2000, 0, 10};
+    struct image_out out;
+    const char *name;
+    VipsImage *im;
+    double *v;
+    int n;
+    (void)state;
+
+    assert_int_equal(image_process(png, len, &o, &out), 0);
+    assert_int_equal(out.type, IMAGE_WEBP);
+    assert_int_equal(image_sniff(out.data, out.len, &name), IMAGE_WEBP);
+    assert_int_equal(out.width, 256);
+    assert_int_equal(out.height, 128);
+    assert_int_equal(out.frames, 1);
+    im = decode_all(out.data, out.len);
+    assert_int_equal(vips_image_get_width(im), 256);
+    assert_int_equal(vips_image_get_height(im), 128);
+    assert_int_equal(vips_image_get_bands(im), 4);
+    assert_int_equal(vips_getpoint(im, &v, &n, 10, 64, NULL), 0);
+    assert_true(v[3] < 10);
+    g_free(v);
+    assert_int_equal(vips_getpoint(im, &v, &n, 240, 64, NULL), 0);
+    assert_true(v[3] > 245);
+    g_free(v);
+    g_object_unref(im);
+    image_out_free(&out);
+
+    /* Smaller than max_size: the same size, never enlarged. */
+    o.max_size = 1024;
+    assert_int_equal(image_process(png, len, &o, &out), 0);
+    assert_int_equal(out.width, 600);
+    assert_int_equal(out.height, 300);
+    image_out_free(&out);
+    g_free(png);
+}
+
+static void a_master_is_turned_upright_by_its_exif_orientation(void **state)
+{
+    VipsImage *xyz = NULL, *rgb = NULL, *u8 = NULL, *im;
+    struct image_opts o = {true, 150, 85, 50000000, 2000, 0, 1};
+    struct image_out out;
+    void *jpeg = NULL;
+    size_t len;
+    (void)state;
+
+    assert_int_equal(vips_xyz(&xyz, 300, 200, NULL), 0);
+    assert_int_equal(vips_bandjoin_const1(xyz, &rgb, 0, NULL), 0);
+    assert_int_equal(vips_cast_uchar(rgb, &u8, NULL), 0);
+    /* 6: the camera was turned a quarter clockwise, so the picture is shown 200 wide and 300 high. */
+    vips_image_set_int(u8, VIPS_META_ORIENTATION, 6);
+    assert_int_equal(vips_jpegsave_buffer(u8, &jpeg, &len, NULL), 0);
+    assert_int_equal(image_process(jpeg, len, &o, &out), 0);
+    assert_int_equal(out.width, 100);
+    assert_int_equal(out.height, 150);
+    im = decode_all(out.data, out.len);
+    assert_int_equal(vips_image_get_width(im), 100);
+    assert_int_equal(vips_image_get_orientation(im), 1);
+    g_object_unref(im);
+    image_out_free(&out);
+    g_free(jpeg);
+    g_object_unref(u8);
+    g_object_unref(rgb);
+    g_object_unref(xyz);
+}
+
+static void an_animated_master_keeps_up_to_max_frames_with_their_delays(void **state)
+{
+    size_t len;
+    uint8_t *gif = animated_gif(120, 90, 5, &len);
+    struct image_opts o = {true, 60, 85, 50000000, 2000, 0, 3};
+    struct image_out out;
+    VipsImage *im;
+    int *delay, n;
+    (void)state;
+
+    assert_int_equal(image_process(gif, len, &o, &out), 0);
+    assert_int_equal(out.type, IMAGE_WEBP);
+    assert_int_equal(out.frames, 3);
+    assert_int_equal(out.width, 60);
+    assert_int_equal(out.height, 45);
+    im = decode_all(out.data, out.len);
+    assert_int_equal(vips_image_get_n_pages(im), 3);
+    assert_int_equal(vips_image_get_page_height(im), 45);
+    assert_int_equal(vips_image_get_array_int(im, "delay", &delay, &n), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(delay[i], (i + 1) * 20);
+    g_object_unref(im);
+    image_out_free(&out);
+
+    /* Fewer frames than max_frames: all of them. */
+    o.max_frames = 100;
+    assert_int_equal(image_process(gif, len, &o, &out), 0);
+    assert_int_equal(out.frames, 5);
+    image_out_free(&out);
+    /* max_frames 0: a still master. */
+    o.max_frames = 0;
+    assert_int_equal(image_process(gif, len, &o, &out), 0);
+    assert_int_equal(out.frames, 1);
+    im = decode_all(out.data, out.len);
+    assert_int_equal(vips_image_get_n_pages(im), 1);
+    g_object_unref(im);
+    image_out_free(&out);
+    /* Kept as it is, every frame is counted. */
+    o.resize = false;
+    assert_int_equal(image_process(gif, len, &o, &out), 0);
+    assert_int_equal(out.frames, 5);
+    assert_int_equal(out.height, 90);
+    image_out_free(&out);
+    g_free(gif);
+}
+
+/* The master of a 600x300 PNG whose left half is clear, at 256 pixels. */
+static struct image_out still_master(void)
+{
+    size_t len;
+    uint8_t *png = half_clear_png(600, 300, &len);
+    struct image_opts o = {true, 256, 85, 50000000, 2000, 0, 1};
+    struct image_out out;
+
+    assert_int_equal(image_process(png, len, &o, &out), 0);
+    g_free(png);
+    return out;
+}
+
+static void variants_decode_as_their_type_at_their_size(void **state)
+{
+    static const enum image_type types[] = {IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF, IMAGE_PNG, IMAGE_GIF};
+    struct image_out master = still_master();
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct image_variant_spec s = {64, false, types[i], true, 85, 2000};
+        struct image_out out;
+        const char *name;
+        VipsImage *im;
+        double *v;
+        int n;
+
+        assert_int_equal(image_variant(master.data, master.len, &s, &out), 0);
+        assert_int_equal(out.type, types[i]);
+        assert_int_equal(image_sniff(out.data, out.len, &name), types[i]);
+        assert_int_equal(out.width, 64);
+        assert_int_equal(out.height, 32);
+        assert_int_equal(out.frames, 1);
+        im = decode_all(out.data, out.len);
+        assert_int_equal(vips_image_get_width(im), 64);
+        assert_int_equal(vips_image_get_height(im), 32);
+        assert_int_equal(vips_getpoint(im, &v, &n, 4, 16, NULL), 0);
+        if (types[i] == IMAGE_JPEG) {
+            /* Flattened: the clear half is white. */
+            assert_int_equal(vips_image_get_bands(im), 3);
+            assert_true(v[0] > 240 && v[1] > 240 && v[2] > 240);
+        } else {
+            assert_int_equal(vips_image_get_bands(im), 4);
+            assert_true(v[3] < 16);
+        }
+        g_free(v);
+        g_object_unref(im);
+        image_out_free(&out);
+    }
+    image_out_free(&master);
+}
+
+static void variants_are_never_enlarged_and_may_fit_the_width_only(void **state)
+{
+    struct image_out master = still_master(), out;
+    struct image_variant_spec big = {1024, false, IMAGE_WEBP, false, 85, 2000};
+    struct image_variant_spec banner = {100, true, IMAGE_JPEG, false, 85, 2000};
+    size_t len;
+    uint8_t *tall = half_clear_png(100, 400, &len);
+    (void)state;
+
+    assert_int_equal(image_variant(master.data, master.len, &big, &out), 0);
+    assert_int_equal(out.width, 256);
+    assert_int_equal(out.height, 128);
+    image_out_free(&out);
+    assert_int_equal(image_variant(master.data, master.len, &banner, &out), 0);
+    assert_int_equal(out.width, 100);
+    assert_int_equal(out.height, 50);
+    image_out_free(&out);
+    /* A tall original kept as it is: 50 wide, whatever the height. */
+    banner.size = 50;
+    assert_int_equal(image_variant(tall, len, &banner, &out), 0);
+    assert_int_equal(out.width, 50);
+    assert_int_equal(out.height, 200);
+    image_out_free(&out);
+    g_free(tall);
+    image_out_free(&master);
+}
+
+static void animated_variants_keep_the_frames_of_the_master(void **state)
+{
+    size_t len;
+    uint8_t *gif = animated_gif(120, 90, 4, &len);
+    struct image_opts o = {true, 100, 85, 50000000, 2000, 0, 10};
+    struct image_out master, out;
+    struct {
+        enum image_type type;
+        bool animated;
+        int frames;
+    } cases[] = {{IMAGE_WEBP, true, 4}, {IMAGE_GIF, true, 4},  {IMAGE_WEBP, false, 1},
+                 {IMAGE_JPEG, true, 1}, {IMAGE_AVIF, true, 1}, {IMAGE_PNG, true, 1}};
+    (void)state;
+
+    assert_int_equal(image_process(gif, len, &o, &master), 0);
+    assert_int_equal(master.frames, 4);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct image_variant_spec s = {40, false, cases[i].type, cases[i].animated, 85, 2000};
+        VipsImage *im;
+        int *delay, n;
+
+        assert_int_equal(image_variant(master.data, master.len, &s, &out), 0);
+        assert_int_equal(out.frames, cases[i].frames);
+        assert_int_equal(out.width, 40);
+        assert_int_equal(out.height, 30);
+        im = decode_all(out.data, out.len);
+        assert_int_equal(vips_image_get_n_pages(im), cases[i].frames);
+        assert_int_equal(vips_image_get_page_height(im), 30);
+        if (cases[i].frames > 1) {
+            assert_int_equal(vips_image_get_array_int(im, "delay", &delay, &n), 0);
+            assert_int_equal(n, 4);
+            for (int f = 0; f < 4; f++)
+                assert_int_equal(delay[f], (f + 1) * 20);
+        }
+        g_object_unref(im);
+        image_out_free(&out);
+    }
+    /* The GIF itself, kept as the original, gives its frames too. */
+    {
+        struct image_variant_spec s = {40, false, IMAGE_GIF, true, 85, 2000};
+        assert_int_equal(image_variant(gif, len, &s, &out), 0);
+        assert_int_equal(out.frames, 4);
+        image_out_free(&out);
+    }
+    image_out_free(&master);
+    g_free(gif);
+}
+
+static void variants_refuse_specs_out_of_range_and_masters_that_do_not_decode(void **state)
+{
+    struct image_out master = still_master(), out;
+    struct image_variant_spec bad[] = {
+        {0, false, IMAGE_JPEG, false, 85, 0},   {IMAGE_VARIANT_MAX_SIZE + 1, false, IMAGE_JPEG, false, 85, 0},
+        {64, false, IMAGE_HEIC, false, 85, 0},  {64, false, IMAGE_NONE, false, 85, 0},
+        {64, false, IMAGE_JPEG, false, 0, 0},   {64, false, IMAGE_JPEG, false, 101, 0},
+        {64, false, IMAGE_JPEG, false, 85, -1},
+    };
+    struct image_variant_spec ok = {64, false, IMAGE_JPEG, false, 85, 2000};
+    static const uint8_t junk[] = "\xff\xd8\xff\xe0 not a JPEG at all";
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(image_variant(master.data, master.len, &bad[i], &out), -EINVAL);
+        assert_null(out.data);
+    }
+    assert_int_equal(image_variant(junk, sizeof(junk), &ok, &out), -EIO);
+    assert_null(out.data);
+    assert_true(out.error[0] != '\0');
+    assert_int_equal(image_variant((const uint8_t *)"hello", 5, &ok, &out), -EIO);
+    /* Half a master. */
+    assert_int_equal(image_variant(master.data, master.len / 2, &ok, &out), -EIO);
+    image_out_free(&master);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -521,6 +861,13 @@ int main(void)
         cmocka_unit_test(a_thumbnail_fits_as_rgb),
         cmocka_unit_test(a_thumbnail_is_flattened_on_white),
         cmocka_unit_test(thumbnails_of_bytes_that_are_no_picture_are_refused),
+        cmocka_unit_test(a_master_is_a_webp_within_max_size_that_keeps_alpha),
+        cmocka_unit_test(a_master_is_turned_upright_by_its_exif_orientation),
+        cmocka_unit_test(an_animated_master_keeps_up_to_max_frames_with_their_delays),
+        cmocka_unit_test(variants_decode_as_their_type_at_their_size),
+        cmocka_unit_test(variants_are_never_enlarged_and_may_fit_the_width_only),
+        cmocka_unit_test(animated_variants_keep_the_frames_of_the_master),
+        cmocka_unit_test(variants_refuse_specs_out_of_range_and_masters_that_do_not_decode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
