@@ -533,8 +533,8 @@ struct file_read {
     int err;
 };
 
-static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
-                         const struct pic *pic, const char *x_cache);
+static void make_variant(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                         const struct pic *pic, const struct answer *a, const char *x_cache);
 
 static void file_read_run(struct work *w)
 {
@@ -556,15 +556,17 @@ static void file_read_done(struct work *w)
         blob_release(blob);
         free(fr->data);
     } else if (fr->a.variant) {
-        /* Only the variant is lost: it is dropped, and made again from the master. */
+        /* Only the variant is lost: it is dropped, and made again from the master (not looked up again: the
+         * index still names it until the drop has committed). */
         struct pic pic;
         if (fr->err == -EBADMSG)
             p->stats.damaged_files++;
         pictures_forget_variant(p->sv.pictures, fr->a.master, fr->a.key);
         if (req == NULL)
             ;
-        else if (record_get(p, fr->aw->pubkey, &fr->aw->v, &pic) == 0 && pic.h.state == PIC_OK)
-            serve_cached(p, req, fr->aw->pubkey, &fr->aw->v, &pic, fr->aw->x_cache);
+        else if (record_get(p, fr->aw->pubkey, &fr->aw->v, &pic) == 0 && pic.h.state == PIC_OK &&
+                 memcmp(pic.h.blob, fr->a.master, 32) == 0 && !p->closing)
+            make_variant(p, req, fr->aw->pubkey, &fr->aw->v, &pic, &fr->a, fr->aw->x_cache);
         else
             http_reply_error(req, 503, "the picture was removed while it was being served; try again");
     } else {
@@ -661,7 +663,7 @@ static void making_done(struct work *w)
         else if (req == NULL)
             ;
         else if (blob != NULL)
-            send_picture(p, req, &m->a, blob, aw->x_cache);
+            send_picture(p, req, &m->a, blob, "MISS");
         else
             http_reply_error(req, 500, "cannot make this variant of the picture: %s", m->out.error);
         answer_wait_free(aw);

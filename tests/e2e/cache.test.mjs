@@ -64,16 +64,17 @@ test('purging one pubkey, the pictures or everything removes records and files, 
     const [broken] = await profiles(relay, [`${images.url}/status/500`]);
     for (const u of [a, b, c]) assert.equal((await getPic(relay, u.pubkey)).status, 200);
     assert.equal((await getPic(relay, broken.pubkey)).status, 307);
-    assert.equal(mediaFiles(relay).count, 2, 'a and b share one file');
+    // Each picture is a master and the two answers the seed's URL gets (JPEG, and WebP for browsers), made with it.
+    assert.equal(mediaFiles(relay).count, 6, 'a and b share one master and its variants');
 
     // The seed's response; a file shared with another pubkey stays until its last user goes.
     const one = await purge(relay, `/purge-profile-pic/${a.pubkey}`);
     assert.equal(one.status, 200);
     assert.deepEqual([one.json.status, one.json.message], ['success', `Profile picture for ${a.pubkey} purged successfully`]);
-    assert.equal(mediaFiles(relay).count, 2);
+    assert.equal(mediaFiles(relay).count, 6);
     assert.equal((await getPic(relay, b.pubkey)).cache, 'HIT');
     assert.equal((await purge(relay, `/purge-profile-pic/${b.pubkey}`, 'DELETE')).status, 200);
-    assert.equal(mediaFiles(relay).count, 1);
+    assert.equal(mediaFiles(relay).count, 3, 'the master went with its variants');
     const none = await purge(relay, `/purge-profile-pic/${b.pubkey}`);
     assert.equal(none.status, 404);
     assert.equal(none.json.error, 'nothing is cached for this pubkey');
@@ -84,7 +85,7 @@ test('purging one pubkey, the pictures or everything removes records and files, 
     const hitsBefore = images.hits.get('/status/500');
     const pics = await purge(relay, '/purge-cache/profile-pics');
     assert.deepEqual([pics.status, pics.json.message], [200, 'Profile picture cache purged successfully']);
-    assert.deepEqual([pics.json.pictures, pics.json.files], [2, 2]);
+    assert.deepEqual([pics.json.pictures, pics.json.files], [2, 6]);
     assert.equal(mediaFiles(relay).count, 0);
     assert.equal((await getPic(relay, broken.pubkey)).status, 307);
     assert.equal(images.hits.get('/status/500'), hitsBefore);
@@ -137,7 +138,9 @@ async function settlesWithin(relay, limit, what) {
 
 test('LRU: the cache stays under max_cache_size_mb, recently served pictures stay, and recency survives a restart', async () => {
   const dir = await tempDir();
-  const config = { ...GUARDED, max_cache_size_mb: 1, lru_low_water_percent: 90 };
+  // A picture is its master and two variants, some 100 KB of noise: room for about forty.
+  const LIMIT = 4 << 20;
+  const config = { ...GUARDED, max_cache_size_mb: LIMIT >> 20, lru_low_water_percent: 90 };
   let relay = await startRelay({ dir, config });
   const users = await profiles(relay, Array.from({ length: NOISE }, (_, i) => `${images.url}/f/noise${i}.jpg`));
   const favourites = users.slice(0, 5);
@@ -155,13 +158,17 @@ test('LRU: the cache stays under max_cache_size_mb, recently served pictures sta
     for (let i = 0; i < 200; i++) {
       await serve(users[i]);
       if (i % 20 === 19) for (const f of favourites) await serve(f);
-      await settlesWithin(relay, 1 << 20, `after ${i + 1} pictures`);
+      await settlesWithin(relay, LIMIT, `after ${i + 1} pictures`);
     }
     await relay.waitFor(async () => (await relay.stats()).cache.evicted_files > 0, 'an eviction done');
     assert.ok(favourites.every(cached), 'the favourites stayed');
     assert.ok(!cached(users[100]), 'an old picture was evicted');
     const old = users.slice(5, 200).filter(cached);
-    assert.ok(old.length >= 35 && old.length <= 46, `45 to 50 pictures of some 21 KB fit: ${old.length}`);
+    // Between the low-water mark and the limit, less the favourites, by the pictures' own size.
+    const { cache } = await relay.stats();
+    const per = cache.bytes / cache.pictures;
+    const [least, most] = [Math.floor((0.9 * LIMIT) / per) - 5, Math.ceil(LIMIT / per) - 5];
+    assert.ok(old.length >= least - 2 && old.length <= most, `${least} to ${most} pictures of ${per | 0} bytes fit: ${old.length}`);
 
     // The five oldest still cached are served now, then the relay restarts: they must count as recent.
     const recent = old.slice(0, 5);
@@ -169,7 +176,7 @@ test('LRU: the cache stays under max_cache_size_mb, recently served pictures sta
     await relay.stop();
     relay = await startRelay({ dir, config });
     for (let i = 200; i < 220; i++) await serve(users[i]);
-    await settlesWithin(relay, 1 << 20, 'after the restart');
+    await settlesWithin(relay, LIMIT, 'after the restart');
     assert.ok(recent.every(cached), 'served before the restart, kept');
     assert.ok(favourites.every(cached));
     const gone = old.slice(5).filter((u) => !cached(u)).length;
@@ -180,13 +187,13 @@ test('LRU: the cache stays under max_cache_size_mb, recently served pictures sta
   }
 });
 
-// Runs `fn(relay, disk)` on a relay whose `sub` directory (media or db) is a tmpfs of 1 MB, so that the test can
+// Runs `fn(relay, disk)` on a relay whose `sub` directory (media or db) is a tmpfs of `mb` MB, so that the test can
 // fill a real disk (CI runs as root). A mount that fails fails the test: it is never skipped. Unmounts after.
-async function onSmallDisk(sub, fn) {
+async function onSmallDisk(sub, mb, fn) {
   const dir = await tempDir();
   const disk = join(dir, sub);
   mkdirSync(disk, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mb}m`, 'tmpfs', disk]);
   let relay;
   try {
     relay = await startRelay({ dir, config: GUARDED });
@@ -223,10 +230,11 @@ async function batch(relay, users) {
 }
 
 test('a full media disk is not a failed download: the least recently served go, down to lru_low_water_percent of what is on disk, and the new pictures are cached', async () => {
-  await onSmallDisk('media', async (relay, disk) => {
+  // Thirty pictures of a master and two variants each, some 100 KB of noise, fit.
+  await onSmallDisk('media', 4, async (relay, disk) => {
     const old = await profiles(relay, Array.from({ length: 30 }, (_, i) => `${images.url}/f/noise${i}.jpg`));
     for (const u of old) assert.equal((await getPic(relay, u.pubkey)).status, 200);
-    await relay.waitFor(async () => (await relay.stats()).cache.files === 30, '30 pictures on disk');
+    await relay.waitFor(async () => (await relay.stats()).cache.pictures === 30, '30 pictures on disk');
     const before = (await relay.stats()).cache.bytes;
     fillDisk(disk);
 
@@ -247,7 +255,7 @@ test('a full media disk is not a failed download: the least recently served go, 
 });
 
 test('a full disk under the database is not a full database: events are refused with "disk is full", and stored again once there is room', async () => {
-  await onSmallDisk('db', async (relay, disk) => {
+  await onSmallDisk('db', 1, async (relay, disk) => {
     const c = await rawClient(relay.url);
     fillDisk(disk);
     const big = (i) => newUser().sign({ kind: 0, content: JSON.stringify({ about: `${i}`.repeat(60000) }) });

@@ -173,15 +173,16 @@ test('without default the seed answers stay: 404 JSON for no profile, 307 to a s
   assert.equal(inspectBody(blank.body).width, 200);
 });
 
-test('a real picture is served as today whatever the variant parameters ask', async () => {
+test('a real picture is served, in the size and format asked, rather than the fallback', async () => {
   const u = await profile(`${images.url}/f/alpha.png`);
   const { res, body } = await getPic(u.pubkey, '?default=identicon&size=64&format=png');
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get('content-type'), 'image/jpeg');
+  assert.equal(res.headers.get('content-type'), 'image/png');
   assert.equal(res.headers.get('cache-control').includes('max-age=3600'), false);
   const info = inspectBody(body);
-  assert.equal(info.format, 'jpeg');
-  assert.equal(info.width, 200);
+  assert.equal(info.format, 'png');
+  assert.equal(info.width, 64);
+  assert.equal(info.bands, 4, 'its transparency kept');
 });
 
 test('a parameter the relay cannot use is 400 JSON naming it', async () => {

@@ -122,7 +122,11 @@ test('counters and /stats move as pictures are fetched, failures happen and jobs
   assert.ok(delta('pfpcache_upstream_lookup_duration_seconds_sum') > 0);
   assert.equal(delta('pfpcache_events_stored_total', { kind: '0' }), 2, 'two profiles came from upstream');
   assert.equal(delta('pfpcache_cache_pictures'), 1);
-  assert.equal(delta('pfpcache_cache_bytes'), miss.body.length);
+  // The picture is its master and the two answers made with it, the JPEG served among them.
+  assert.equal(delta('pfpcache_cache_files'), 3);
+  assert.ok(delta('pfpcache_cache_bytes') > miss.body.length);
+  assert.equal(delta('pfpcache_picture_answers_total', { format: 'jpeg' }), 2);
+  assert.equal(delta('pfpcache_variants_made_total'), 0, 'the seed\'s answer was made with the master');
   assert.equal(delta('pfpcache_jobs', { state: 'done' }), 1);
   assert.equal(after.get('pfpcache_relay_connections'), 1);
 

@@ -133,7 +133,11 @@ test('a stored profile: its fields as published, its picture pending, then cache
   assert.equal(body.picture.relay_url, `${relay.url}/profile-pic/${u.pubkey}`);
   // The answer did not wait for the download: the picture was queued.
   assert.equal(body.picture.state, 'pending');
-  assert.deepEqual(body.banner, { url: `${images.url}/f/big.jpg`, state: 'uncached' });
+  assert.deepEqual(body.banner, {
+    url: `${images.url}/f/big.jpg`,
+    relay_url: `${relay.url}/profile-banner/${u.pubkey}`,
+    state: 'pending',
+  });
 
   const cached = await untilPictureState(u.pubkey, 'cached');
   assert.ok(cached.picture.width > 0 && cached.picture.height > 0);
@@ -144,6 +148,12 @@ test('a stored profile: its fields as published, its picture pending, then cache
   assert.equal(pic.status, 200);
   assert.equal(pic.headers.get('x-cache'), 'HIT');
   await pic.arrayBuffer();
+  // The banner was queued too, behind the picture: its master is as wide as the widest banner answer.
+  const both = await until(async () => (await (await getProfile(u.pubkey)).json()).banner, (b) => b.state === 'cached' && b.blurhash, {
+    what: 'the banner cached and summarised',
+  });
+  assert.deepEqual([both.width, both.height], [1920, 1280]);
+  assert.match(both.color, /^#[0-9a-f]{6}$/);
   const stats = (await relay.stats()).profiles;
   assert.ok(stats.found >= 2 && stats.pending >= 1);
   assert.ok((await relay.metric('pfpcache_profile_answers_total', { result: 'pending' })) >= 1);
@@ -186,7 +196,7 @@ test('fields that are not strings are null, as are absent ones; no picture is st
   assert.equal(body.about, null);
   assert.equal(body.lud16, null);
   assert.deepEqual(body.picture, { url: null, relay_url: null, state: 'none' });
-  assert.deepEqual(body.banner, { url: null, state: 'none' });
+  assert.deepEqual(body.banner, { url: null, relay_url: null, state: 'none' });
 });
 
 test('a picture that cannot be downloaded ends failed', async () => {
