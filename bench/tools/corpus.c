@@ -1,5 +1,5 @@
 /* corpus.c -- pictures for the benchmarks, made with libvips:
- *   corpus distinct DIR N   p0.jpg ... p<N-1>.jpg, 256x256, each a different colour
+ *   corpus distinct DIR N [SIDE]   p0.jpg ... p<N-1>.jpg, SIDE x SIDE (256), each a different colour
  *   corpus resize DIR       JPEG, PNG (with alpha), GIF (animated) and WebP sources of several sizes */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +40,10 @@ static void save(VipsImage *im, const char *dir, const char *name)
         vips_error_exit(NULL);
 }
 
-static void distinct(const char *dir, int n)
+static void distinct(const char *dir, int n, int side)
 {
     for (int i = 0; i < n; i++) {
-        VipsImage *im = gradient(256, 256, i), *tinted;
+        VipsImage *im = gradient(side, side, i), *tinted;
         double mul[3] = {1, 1, 1}, add[3] = {(double)(i % 97), (double)(i / 97 % 97), (double)(i % 13)};
         char name[32];
         if (vips_linear(im, &tinted, mul, add, 3, "uchar", TRUE, NULL))
@@ -110,12 +110,12 @@ int main(int argc, char **argv)
 {
     if (VIPS_INIT(argv[0]))
         vips_error_exit(NULL);
-    if (argc == 4 && strcmp(argv[1], "distinct") == 0)
-        distinct(argv[2], atoi(argv[3]));
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "distinct") == 0)
+        distinct(argv[2], atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 256);
     else if (argc == 3 && strcmp(argv[1], "resize") == 0)
         resize_corpus(argv[2]);
     else {
-        fprintf(stderr, "usage: corpus distinct DIR N | corpus resize DIR\n");
+        fprintf(stderr, "usage: corpus distinct DIR N [SIDE] | corpus resize DIR\n");
         return 2;
     }
     vips_shutdown();
