@@ -392,9 +392,13 @@ static void the_encoder_quality_derives_from_jpeg_quality(void **state)
 
     (void)state;
     assert_int_equal(image_encode_quality(IMAGE_JPEG, 85), 85);
-    assert_int_equal(image_encode_quality(IMAGE_WEBP, 85), 85);
-    assert_int_equal(image_encode_quality(IMAGE_AVIF, 85), 56);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 85), 89);
+    assert_int_equal(image_encode_quality(IMAGE_AVIF, 85), 70);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 87), 91);
     assert_int_equal(image_encode_quality(IMAGE_AVIF, 1), 1);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 100), 100);
+    assert_int_equal(image_encode_quality(IMAGE_PNG, 85), 100);
+    assert_int_equal(image_encode_quality(IMAGE_GIF, 85), 100);
     assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 10, &low), 0);
     assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 95, &high), 0);
     assert_true(low.len < high.len);
