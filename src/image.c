@@ -543,6 +543,58 @@ static int fit_frames(VipsImage *in, int frames, int tw, int th, VipsImage **out
 }
 
 /*
+ * libvips 8.14's webpsave writes an EXIF chunk of its own (the resolution, some 200 bytes) whatever `strip` says,
+ * which would make every small variant a tenth bigger. The chunk is cut out of the RIFF container, the VP8X flag
+ * that announces it cleared, and the VP8X header dropped too when nothing else needs it. `buf` is our encoder's
+ * output; *len shrinks in place.
+ */
+static void webp_drop_exif(uint8_t *buf, size_t *len)
+{
+    size_t n = *len, off = 12, vp8x = 0;
+
+    if (n < 12 || memcmp(buf, "RIFF", 4) != 0 || memcmp(buf + 8, "WEBP", 4) != 0)
+        return;
+    while (off + 8 <= n) {
+        size_t size =
+            (size_t)buf[off + 4] | (size_t)buf[off + 5] << 8 | (size_t)buf[off + 6] << 16 | (size_t)buf[off + 7] << 24;
+        size_t whole = 8 + size + (size & 1);
+        if (whole > n - off)
+            return;
+        if (memcmp(buf + off, "EXIF", 4) == 0) {
+            memmove(buf + off, buf + off + whole, n - off - whole);
+            n -= whole;
+            continue;
+        }
+        if (memcmp(buf + off, "VP8X", 4) == 0 && size >= 10)
+            vp8x = off;
+        off += whole;
+    }
+    if (vp8x != 0) {
+        buf[vp8x + 8] &= (uint8_t)~0x08;
+        /* A still picture without alpha, ICC or XMP: the simple format, one VP8 or VP8L chunk. */
+        if (buf[vp8x + 8] == 0) {
+            size_t whole = 8 + 10;
+            memmove(buf + vp8x, buf + vp8x + whole, n - vp8x - whole);
+            n -= whole;
+        }
+    }
+    buf[4] = (uint8_t)(n - 8);
+    buf[5] = (uint8_t)((n - 8) >> 8);
+    buf[6] = (uint8_t)((n - 8) >> 16);
+    buf[7] = (uint8_t)((n - 8) >> 24);
+    *len = n;
+}
+
+/* `im` as a lossy WebP at `q`, without metadata, into a g_malloc()ed *buf; 0, or -1 with libvips' reason. */
+static int webp_save(VipsImage *im, int q, void **buf, size_t *len)
+{
+    if (vips_webpsave_buffer(im, buf, len, "Q", q, "strip", TRUE, NULL) != 0)
+        return -1;
+    webp_drop_exif(*buf, len);
+    return 0;
+}
+
+/*
  * The master: upright, sRGB, alpha kept, within max_size, `frames` frames of
  * it, as a WebP at IMAGE_MASTER_QUALITY without metadata. Alpha is
  * premultiplied while resampling, so that transparent pixels' colours do not
@@ -629,7 +681,7 @@ static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum i
     } else {
         vips_image_remove(im, VIPS_META_PAGE_HEIGHT);
     }
-    if (vips_webpsave_buffer(im, &webp, &wlen, "Q", IMAGE_MASTER_QUALITY, "strip", TRUE, NULL) != 0)
+    if (webp_save(im, IMAGE_MASTER_QUALITY, &webp, &wlen) != 0)
         goto fail;
     set_output(out, webp, wlen, IMAGE_WEBP, tw, th, frames);
     g_free(webp);
@@ -825,7 +877,7 @@ int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int qu
     case IMAGE_JPEG:
         r = vips_jpegsave_buffer(im, &buf, &len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
         break;
-    case IMAGE_WEBP: r = vips_webpsave_buffer(im, &buf, &len, "Q", q, "strip", TRUE, NULL); break;
+    case IMAGE_WEBP: r = webp_save(im, q, &buf, &len); break;
     case IMAGE_AVIF:
         r = vips_heifsave_buffer(im, &buf, &len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
                                  TRUE, NULL);
@@ -853,7 +905,7 @@ static int save_as(VipsImage *im, enum image_type t, int quality, void **buf, si
 
     switch (t) {
     case IMAGE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
-    case IMAGE_WEBP: return vips_webpsave_buffer(im, buf, len, "Q", q, "strip", TRUE, NULL);
+    case IMAGE_WEBP: return webp_save(im, q, buf, len);
     case IMAGE_AVIF:
         return vips_heifsave_buffer(im, buf, len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
                                     TRUE, NULL);
