@@ -585,10 +585,11 @@ static void webp_drop_exif(uint8_t *buf, size_t *len)
     *len = n;
 }
 
-/* `im` as a lossy WebP at `q`, without metadata, into a g_malloc()ed *buf; 0, or -1 with libvips' reason. */
-static int webp_save(VipsImage *im, int q, void **buf, size_t *len)
+/* `im` as a lossy WebP at `q` and `effort` (4 is libvips' and sharp's default), without metadata, into a g_malloc()ed
+ * *buf; 0, or -1 with libvips' reason. */
+static int webp_save(VipsImage *im, int q, int effort, void **buf, size_t *len)
 {
-    if (vips_webpsave_buffer(im, buf, len, "Q", q, "strip", TRUE, NULL) != 0)
+    if (vips_webpsave_buffer(im, buf, len, "Q", q, "effort", effort, "strip", TRUE, NULL) != 0)
         return -1;
     webp_drop_exif(*buf, len);
     return 0;
@@ -611,7 +612,9 @@ static int webp_save(VipsImage *im, int q, void **buf, size_t *len)
 static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
                        int frames, struct budget *b, struct image_out *out)
 {
-    VipsImage *im = open_for_resize(header, src, len, t, o->max_size, frames), *next = NULL;
+    int max_size =
+        frames > 1 && o->max_size > IMAGE_MASTER_ANIMATED_MAX_SIZE ? IMAGE_MASTER_ANIMATED_MAX_SIZE : o->max_size;
+    VipsImage *im = open_for_resize(header, src, len, t, max_size, frames), *next = NULL;
     void *webp = NULL;
     size_t wlen = 0;
     int *delay = NULL, ndelay = 0, w, h, tw, th;
@@ -644,9 +647,9 @@ static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum i
     h = vips_image_get_height(im) / frames;
     tw = w;
     th = h;
-    if (w > o->max_size || h > o->max_size) {
+    if (w > max_size || h > max_size) {
         alpha = vips_image_hasalpha(im);
-        fit_size(w, h, o->max_size, &tw, &th);
+        fit_size(w, h, max_size, &tw, &th);
         if (alpha) {
             if (vips_premultiply(im, &next, NULL) != 0)
                 goto fail;
@@ -681,7 +684,7 @@ static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum i
     } else {
         vips_image_remove(im, VIPS_META_PAGE_HEIGHT);
     }
-    if (webp_save(im, IMAGE_MASTER_QUALITY, &webp, &wlen) != 0)
+    if (webp_save(im, IMAGE_MASTER_QUALITY, frames > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, &webp, &wlen) != 0)
         goto fail;
     set_output(out, webp, wlen, IMAGE_WEBP, tw, th, frames);
     g_free(webp);
@@ -877,7 +880,7 @@ int image_encode_rgb(const uint8_t *rgb, int w, int h, enum image_type t, int qu
     case IMAGE_JPEG:
         r = vips_jpegsave_buffer(im, &buf, &len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
         break;
-    case IMAGE_WEBP: r = webp_save(im, q, &buf, &len); break;
+    case IMAGE_WEBP: r = webp_save(im, q, 4, &buf, &len); break;
     case IMAGE_AVIF:
         r = vips_heifsave_buffer(im, &buf, &len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
                                  TRUE, NULL);
@@ -905,7 +908,8 @@ static int save_as(VipsImage *im, enum image_type t, int quality, void **buf, si
 
     switch (t) {
     case IMAGE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
-    case IMAGE_WEBP: return webp_save(im, q, buf, len);
+    case IMAGE_WEBP:
+        return webp_save(im, q, vips_image_get_n_pages(im) > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, buf, len);
     case IMAGE_AVIF:
         return vips_heifsave_buffer(im, buf, len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
                                     TRUE, NULL);

@@ -669,6 +669,18 @@ static void an_animated_master_keeps_up_to_max_frames_with_their_delays(void **s
     assert_int_equal(vips_image_get_n_pages(im), 1);
     g_object_unref(im);
     image_out_free(&out);
+    /* Animated masters are smaller than still ones. */
+    {
+        size_t blen;
+        uint8_t *big = animated_gif(600, 300, 2, &blen);
+        struct image_opts large = {true, 1024, 85, 50000000, 2000, 0, 10};
+        assert_int_equal(image_process(big, blen, &large, &out), 0);
+        assert_int_equal(out.frames, 2);
+        assert_int_equal(out.width, IMAGE_MASTER_ANIMATED_MAX_SIZE);
+        assert_int_equal(out.height, IMAGE_MASTER_ANIMATED_MAX_SIZE / 2);
+        image_out_free(&out);
+        g_free(big);
+    }
     /* Kept as it is, every frame is counted. */
     o.resize = false;
     assert_int_equal(image_process(gif, len, &o, &out), 0);
