@@ -909,6 +909,7 @@ static int save_as(VipsImage *im, enum image_type t, int quality, void **buf, si
     switch (t) {
     case IMAGE_JPEG: return vips_jpegsave_buffer(im, buf, len, "Q", q, "optimize_coding", TRUE, "strip", TRUE, NULL);
     case IMAGE_WEBP:
+        /* Animations at the animated masters' effort, for the same reason: their frames must fit the timeout. */
         return webp_save(im, q, vips_image_get_n_pages(im) > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, buf, len);
     case IMAGE_AVIF:
         return vips_heifsave_buffer(im, buf, len, "Q", q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "strip",
