@@ -14,7 +14,11 @@ const SHARP_VERSION = '0.33.5';
 const ROUNDS = Number(process.env.RESIZE_ROUNDS ?? 5);
 const tools = process.env.BENCH_TOOLS ?? here('../build/release/bench');
 const sharpDir = here('out/sharp');
-const MASTER_QUALITY = Number(readFileSync(here('../src/image.h'), 'utf8').match(/#define IMAGE_MASTER_QUALITY (\d+)/)[1]);
+const header = readFileSync(here('../src/image.h'), 'utf8');
+const define = (name) => Number(header.match(new RegExp(`#define ${name}\\s+(\\d+)`))[1]);
+const MASTER_QUALITY = define('IMAGE_MASTER_QUALITY');
+const ANIMATED_MAX_SIZE = define('IMAGE_MASTER_ANIMATED_MAX_SIZE');
+const ANIMATED_EFFORT = define('IMAGE_MASTER_ANIMATED_EFFORT');
 
 if (!existsSync(join(sharpDir, 'node_modules/sharp'))) {
   execFileSync('npm', ['install', '--prefix', sharpDir, '--no-audit', '--no-fund', '--loglevel=error', `sharp@${SHARP_VERSION}`], {
@@ -36,15 +40,18 @@ try {
     .split(' ')
     .map(Number);
 
-  // The same work: the master upright, within 1024 x 1024 without enlarging, alpha and frames kept, WebP at
-  // the master's quality (effort 4 in both); then from it 200 x 200 on white, JPEG at quality 85.
-  // The corpus's animations have fewer than 100 frames, which sharp, asked for more pages than there are, refuses.
-  const master = (buf) =>
-    sharp(buf, { animated: true })
+  // The same work: the master upright, within 1024 x 1024 without enlarging (an animation within
+  // IMAGE_MASTER_ANIMATED_MAX_SIZE, at WebP effort IMAGE_MASTER_ANIMATED_EFFORT), alpha and frames kept, WebP at
+  // the master's quality (effort 4 otherwise, in both); then from it 200 x 200 on white, JPEG at quality 85.
+  const master = async (buf) => {
+    const animated = ((await sharp(buf).metadata()).pages ?? 1) > 1;
+    const size = animated ? ANIMATED_MAX_SIZE : 1024;
+    return sharp(buf, { animated })
       .rotate()
-      .resize(1024, 1024, { fit: 'inside', withoutEnlargement: true })
-      .webp({ quality: MASTER_QUALITY, effort: 4 })
+      .resize(size, size, { fit: 'inside', withoutEnlargement: true })
+      .webp({ quality: MASTER_QUALITY, effort: animated ? ANIMATED_EFFORT : 4 })
       .toBuffer();
+  };
   const variant = (buf) =>
     sharp(buf)
       .resize(200, 200, { fit: 'inside', withoutEnlargement: true })
