@@ -839,6 +839,18 @@ static void variants_refuse_specs_out_of_range_and_masters_that_do_not_decode(vo
     assert_null(out.data);
     assert_true(out.error[0] != '\0');
     assert_int_equal(image_variant((const uint8_t *)"hello", 5, &ok, &out), -EIO);
+    /* A big original kept as it is, with no time to decode it. */
+    {
+        size_t len;
+        uint8_t *big = picture("jpeg", 4000, 3000, false, &len);
+        struct image_variant_spec quick = {512, false, IMAGE_PNG, false, 85, 1};
+        assert_int_equal(image_variant(big, len, &quick, &out), -EIO);
+        assert_non_null(strstr(out.error, "not done within 1 ms"));
+        quick.timeout_ms = 20000;
+        assert_int_equal(image_variant(big, len, &quick, &out), 0);
+        image_out_free(&out);
+        g_free(big);
+    }
     /* Half a master. */
     assert_int_equal(image_variant(master.data, master.len / 2, &ok, &out), -EIO);
     image_out_free(&master);
