@@ -1,7 +1,7 @@
 /*
  * test_image.c -- formats decided by magic bytes; AVIF and HEIF whatever VIPSHOME says; what the pipeline
  * refuses, before or while decoding, and why; the time and memory budgets; originals kept up to their end;
- * thumbnails as RGB.
+ * masters (WebP, alpha, upright, frames and delays) and the variants made of them; thumbnails as RGB.
  */
 #include <stdarg.h>
 #include <stddef.h>
