@@ -33,9 +33,20 @@ const char *image_mime(enum image_type t);
  */
 #define IMAGE_MASTER_QUALITY 90
 
+/*
+ * An animated master is made smaller, and encoded with less effort, than a still one, so that 100 frames fit
+ * image_timeout_ms. libwebp's animation encoder takes about twice as long at its default effort, 4, as at 2 (100
+ * frames of 480x480 texture: 2.4 s against 1.3 s, 1 % more bytes). At effort 2, 100 frames of 256x256 become a
+ * master in 0.3 s, of 400x400 in 1.0 s, of 480x480 in 1.3 s, and of 640x640 (made 512x512) in 3.0 s, past the
+ * default 2000 ms: frames that change everywhere, the worst case, on a 2-core machine that had other work.
+ */
+#define IMAGE_MASTER_ANIMATED_MAX_SIZE 512
+#define IMAGE_MASTER_ANIMATED_EFFORT   2
+
 struct image_opts {
     bool resize;          /* false: keep the original once it is known to decode */
-    int max_size;         /* the master fits within max_size x max_size (master_max_size), never enlarged */
+    int max_size;         /* the master fits max_size x max_size (master_max_size; an animated one, at most
+                             IMAGE_MASTER_ANIMATED_MAX_SIZE), never enlarged */
     int quality;          /* JPEG's scale (image_quality); the master's own quality is IMAGE_MASTER_QUALITY */
     int64_t max_pixels;   /* width x height x frames a source may have */
     int timeout_ms;       /* longest a picture may take to check and convert; 0: no limit */

@@ -1,7 +1,7 @@
 /* variant_rate.c -- pfpcache-relay's variants on one thread, from every master in DIR, ROUNDS times: for JPEG,
  * WebP and AVIF in turn, each master at 64, 128, 256 and 512 px at JPEG's quality 85 (mapped to each format by
- * image_encode_quality()). Prints a line a format, "FORMAT VARIANTS_PER_SECOND BYTES SIZE,SIZE,...", the bytes and
- * sizes of one round, for the variants benchmark. */
+ * image_encode_quality()). Prints "quality JPEG WEBP AVIF", the encoder qualities used, then a line a format,
+ * "FORMAT VARIANTS_PER_SECOND BYTES SIZE,SIZE,...", the bytes and sizes of one round, for the variants benchmark. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +39,15 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static const int sizes[] = {64, 128, 256, 512};
+#define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
+
 int main(int argc, char **argv)
 {
     static const struct {
         enum image_type type;
         const char *name;
     } formats[] = {{IMAGE_JPEG, "jpeg"}, {IMAGE_WEBP, "webp"}, {IMAGE_AVIF, "avif"}};
-    static const int sizes[] = {64, 128, 256, 512};
     struct master m[64];
     char *names[64];
     size_t n = 0;
@@ -69,6 +71,8 @@ int main(int argc, char **argv)
     if (image_init() != 0)
         return 1;
 
+    printf("quality %d %d %d\n", image_encode_quality(IMAGE_JPEG, 85), image_encode_quality(IMAGE_WEBP, 85),
+           image_encode_quality(IMAGE_AVIF, 85));
     for (size_t f = 0; f < sizeof(formats) / sizeof(formats[0]); f++) {
         size_t bytes = 0, count = 0;
         struct timespec t0, t1;
@@ -77,7 +81,7 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int r = 0; r < rounds; r++) {
             for (size_t i = 0; i < n; i++) {
-                for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+                for (size_t s = 0; s < NSIZES; s++) {
                     struct image_variant_spec spec = {sizes[s], false, formats[f].type, false, 85, 0};
                     struct image_out out;
                     if (image_variant(m[i].data, m[i].len, &spec, &out) != 0) {
@@ -97,7 +101,7 @@ int main(int argc, char **argv)
         printf(" %.2f %zu", (double)count * rounds / secs, bytes);
         /* The sizes again, out of the timing, one a variant in order. */
         for (size_t i = 0; i < n; i++) {
-            for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+            for (size_t s = 0; s < NSIZES; s++) {
                 struct image_variant_spec spec = {sizes[s], false, formats[f].type, false, 85, 0};
                 struct image_out out;
                 if (image_variant(m[i].data, m[i].len, &spec, &out) != 0)

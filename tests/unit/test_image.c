@@ -1,7 +1,7 @@
 /*
  * test_image.c -- formats decided by magic bytes; AVIF and HEIF whatever VIPSHOME says; what the pipeline
  * refuses, before or while decoding, and why; the time and memory budgets; originals kept up to their end;
- * thumbnails as RGB.
+ * masters (WebP, alpha, upright, frames and delays) and the variants made of them; thumbnails as RGB.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -363,9 +363,8 @@ static void rgb_pixels_are_encoded_in_each_format_at_their_size(void **state)
         assert_int_equal(vips_image_get_width(im), 48);
         assert_int_equal(vips_image_get_height(im), 32);
         assert_int_equal(vips_image_get_bands(im), 3);
-        /* libvips 8.14.1's webpsave writes its own resolution-only EXIF whatever `strip` says; nothing of a source. */
-        if (types[i] != IMAGE_WEBP)
-            assert_false(vips_image_get_typeof(im, VIPS_META_EXIF_NAME));
+        /* libvips 8.14.1's webpsave writes its own EXIF whatever `strip` says; image.c cuts it out. */
+        assert_false(vips_image_get_typeof(im, VIPS_META_EXIF_NAME));
         for (int b = 0; b < 3; b++) {
             double *v;
             int n;
@@ -392,9 +391,13 @@ static void the_encoder_quality_derives_from_jpeg_quality(void **state)
 
     (void)state;
     assert_int_equal(image_encode_quality(IMAGE_JPEG, 85), 85);
-    assert_int_equal(image_encode_quality(IMAGE_WEBP, 85), 85);
-    assert_int_equal(image_encode_quality(IMAGE_AVIF, 85), 56);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 85), 89);
+    assert_int_equal(image_encode_quality(IMAGE_AVIF, 85), 70);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 87), 91);
     assert_int_equal(image_encode_quality(IMAGE_AVIF, 1), 1);
+    assert_int_equal(image_encode_quality(IMAGE_WEBP, 100), 100);
+    assert_int_equal(image_encode_quality(IMAGE_PNG, 85), 100);
+    assert_int_equal(image_encode_quality(IMAGE_GIF, 85), 100);
     assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 10, &low), 0);
     assert_int_equal(image_encode_rgb(rgb, 64, 64, IMAGE_JPEG, 95, &high), 0);
     assert_true(low.len < high.len);
@@ -643,6 +646,7 @@ static void an_animated_master_keeps_up_to_max_frames_with_their_delays(void **s
     assert_int_equal(out.width, 60);
     assert_int_equal(out.height, 45);
     im = decode_all(out.data, out.len);
+    assert_false(vips_image_get_typeof(im, VIPS_META_EXIF_NAME));
     assert_int_equal(vips_image_get_n_pages(im), 3);
     assert_int_equal(vips_image_get_page_height(im), 45);
     assert_int_equal(vips_image_get_array_int(im, "delay", &delay, &n), 0);
@@ -665,6 +669,18 @@ static void an_animated_master_keeps_up_to_max_frames_with_their_delays(void **s
     assert_int_equal(vips_image_get_n_pages(im), 1);
     g_object_unref(im);
     image_out_free(&out);
+    /* Animated masters are smaller than still ones. */
+    {
+        size_t blen;
+        uint8_t *big = animated_gif(600, 300, 2, &blen);
+        struct image_opts large = {true, 1024, 85, 50000000, 2000, 0, 10};
+        assert_int_equal(image_process(big, blen, &large, &out), 0);
+        assert_int_equal(out.frames, 2);
+        assert_int_equal(out.width, IMAGE_MASTER_ANIMATED_MAX_SIZE);
+        assert_int_equal(out.height, IMAGE_MASTER_ANIMATED_MAX_SIZE / 2);
+        image_out_free(&out);
+        g_free(big);
+    }
     /* Kept as it is, every frame is counted. */
     o.resize = false;
     assert_int_equal(image_process(gif, len, &o, &out), 0);
@@ -710,6 +726,7 @@ static void variants_decode_as_their_type_at_their_size(void **state)
         im = decode_all(out.data, out.len);
         assert_int_equal(vips_image_get_width(im), 64);
         assert_int_equal(vips_image_get_height(im), 32);
+        assert_false(vips_image_get_typeof(im, VIPS_META_EXIF_NAME));
         assert_int_equal(vips_getpoint(im, &v, &n, 4, 16, NULL), 0);
         if (types[i] == IMAGE_JPEG) {
             /* Flattened: the clear half is white. */
@@ -822,6 +839,18 @@ static void variants_refuse_specs_out_of_range_and_masters_that_do_not_decode(vo
     assert_null(out.data);
     assert_true(out.error[0] != '\0');
     assert_int_equal(image_variant((const uint8_t *)"hello", 5, &ok, &out), -EIO);
+    /* A big original kept as it is, with no time to decode it. */
+    {
+        size_t len;
+        uint8_t *big = picture("jpeg", 4000, 3000, false, &len);
+        struct image_variant_spec quick = {512, false, IMAGE_PNG, false, 85, 1};
+        assert_int_equal(image_variant(big, len, &quick, &out), -EIO);
+        assert_non_null(strstr(out.error, "not done within 1 ms"));
+        quick.timeout_ms = 20000;
+        assert_int_equal(image_variant(big, len, &quick, &out), 0);
+        image_out_free(&out);
+        g_free(big);
+    }
     /* Half a master. */
     assert_int_equal(image_variant(master.data, master.len / 2, &ok, &out), -EIO);
     image_out_free(&master);
