@@ -593,7 +593,8 @@ static void read_file(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], c
 
 /*
  * A variant being made from its master on the image threads, once for every
- * request that wants it meanwhile; it is stored for the next ones.
+ * request that wants it meanwhile; it is stored for the next ones, and until
+ * that has committed, they are answered from `made`.
  */
 struct making {
     struct work work;
@@ -603,6 +604,7 @@ struct making {
     uint32_t master_bytes;
     struct blob_ref *master; /* when it was in memory; else read from its file */
     h2o_linklist_t waits;    /* struct answer_wait */
+    struct blob_ref *made;   /* made, and being stored */
     struct image_out out;
     uint8_t hash[32];
     int read_err, err;
@@ -627,13 +629,30 @@ static void making_run(struct work *w)
     m->ns = clock_mono_ns() - t0;
 }
 
+static void making_free(struct making *m)
+{
+    keymap_del(m->p->making, m->id);
+    if (m->made != NULL)
+        blob_release(m->made);
+    if (m->master != NULL)
+        blob_release(m->master);
+    image_out_free(&m->out);
+    free(m);
+}
+
+/* The variant's record is committed (or could not be): the index answers for it from now on. */
+static void on_variant_stored(void *ctx, int status)
+{
+    (void)status;
+    making_free(ctx);
+}
+
 static void making_done(struct work *w)
 {
     struct making *m = H2O_STRUCT_FROM_MEMBER(struct making, work, w);
     struct pfp *p = m->p;
     struct blob_ref *blob = NULL;
 
-    keymap_del(p->making, m->id);
     if (m->read_err == 0 && m->err == 0) {
         struct pictures_variant pv = {.rec = {.bytes = (uint32_t)m->out.len,
                                               .width = (uint16_t)m->out.width,
@@ -644,7 +663,9 @@ static void making_done(struct work *w)
         memcpy(pv.key, m->a.key, sizeof(pv.key));
         memcpy(pv.rec.blob, m->hash, 32);
         pv.bytes = blob;
-        pictures_put_variant(p->sv.pictures, m->a.master, &pv, NULL, NULL);
+        m->made = blob;
+        blob_retain(blob);
+        pictures_put_variant(p->sv.pictures, m->a.master, &pv, on_variant_stored, m);
         memcpy(m->a.file, m->hash, 32);
         m->a.bytes = (uint32_t)m->out.len;
         p->stats.variants_made++;
@@ -670,10 +691,8 @@ static void making_done(struct work *w)
     }
     if (blob != NULL)
         blob_release(blob);
-    if (m->master != NULL)
-        blob_release(m->master);
-    image_out_free(&m->out);
-    free(m);
+    else
+        making_free(m);
 }
 
 /* Makes the variant `a` of `pic`, or joins the request to its making under way. */
@@ -682,11 +701,16 @@ static void make_variant(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
 {
     uint8_t id[32 + PICTURES_VARIANT_KEY];
     struct making *m;
-    struct answer_wait *aw = answer_wait_new(req, pubkey, v, x_cache);
+    struct answer_wait *aw;
 
     memcpy(id, a->master, 32);
     memcpy(id + 32, a->key, PICTURES_VARIANT_KEY);
-    if ((m = keymap_get(p->making, id)) != NULL) {
+    if ((m = keymap_get(p->making, id)) != NULL && m->made != NULL) {
+        send_picture(p, req, &m->a, m->made, "HIT");
+        return;
+    }
+    aw = answer_wait_new(req, pubkey, v, x_cache);
+    if (m != NULL) {
         h2o_linklist_insert(&m->waits, &aw->link);
         return;
     }
