@@ -42,13 +42,13 @@ struct download_variant {
 /* How a download ended, for each waiter; valid only during the callback. */
 struct download_result {
     enum download_error error;
-    const char *detail;        /* for logs, when it failed */
-    const uint8_t *url_key;    /* the URL's SHA-256 */
-    const struct url_rec *url; /* on success: what the URL gave */
-    struct blob_ref *blob;     /* on success: the bytes (retain them to keep them) */
+    const char *detail;                      /* for logs, when it failed */
+    const uint8_t *url_key;                  /* the URL's SHA-256 */
+    const struct url_rec *url;               /* on success: what the URL gave */
+    struct blob_ref *blob;                   /* on success: the bytes (retain them to keep them) */
     const struct download_variant *variants; /* on success, with a master: those made with it */
     size_t nvariants;
-    bool first;                /* the first waiter told: it records what the URL gave */
+    bool first; /* the first waiter told: it records what the URL gave */
 };
 
 /*

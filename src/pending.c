@@ -126,8 +126,8 @@ static void write_found(struct search *s, struct blob_ref *blob, const struct ur
     for (size_t i = 0; i < nmade && n < PICTURES_MAX_VARIANTS; i++, n++) {
         const struct image_variant_spec *spec = made[i].spec;
         v[n] = (struct pictures_variant){.bytes = made[i].blob};
-        pictures_variant_key(v[n].key, spec->size, spec->type, spec->animated && made[i].frames > 1,
-                             spec->width_only, s->found.h.width, s->found.h.height);
+        pictures_variant_key(v[n].key, spec->size, spec->type, spec->animated && made[i].frames > 1, spec->width_only,
+                             s->found.h.width, s->found.h.height);
         memcpy(v[n].rec.blob, made[i].blob->hash, 32);
         v[n].rec.bytes = (uint32_t)made[i].blob->len;
         v[n].rec.width = (uint16_t)made[i].width;
@@ -231,7 +231,8 @@ static void refuse_url(struct search *s, enum profile_url_state state)
 
     switch (state) {
     case PROFILE_URL_ABSENT:
-        fail(s, PENDING_NO_PICTURE, s->slot == PICTURES_BANNER ? "the kind 0 has no banner" : "the kind 0 has no picture");
+        fail(s, PENDING_NO_PICTURE,
+             s->slot == PICTURES_BANNER ? "the kind 0 has no banner" : "the kind 0 has no picture");
         return;
     case PROFILE_URL_TOO_LONG:
         snprintf(detail, sizeof(detail), "the picture URL is longer than %d bytes", PROFILE_MAX_URL);

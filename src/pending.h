@@ -44,8 +44,8 @@ struct pending_wait {
 };
 
 struct pending_options {
-    uint64_t max_age;      /* seconds a picture (and what a URL gave) stays fresh */
-    size_t max_data_bytes; /* the most bytes of a data: picture, as of a download */
+    uint64_t max_age;       /* seconds a picture (and what a URL gave) stays fresh */
+    size_t max_data_bytes;  /* the most bytes of a data: picture, as of a download */
     int banner_master_size; /* the width a banner's master may have, as the largest banner asked for */
 };
 

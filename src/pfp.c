@@ -57,8 +57,8 @@ struct pfp {
     char cache_control[64];
     struct variant_options variants, banner_variants;
     struct gencache *generated;
-    struct keymap *drawing; /* generated pictures being drawn, by their gencache key */
-    struct keymap *making;  /* variants being made: master, variant key -> struct making */
+    struct keymap *drawing;                           /* generated pictures being drawn, by their gencache key */
+    struct keymap *making;                            /* variants being made: master, variant key -> struct making */
     struct histogram making_seconds[VARIANT_GIF + 1]; /* by format */
     bool closing;
     struct pfp_stats stats;

@@ -37,23 +37,23 @@ struct pfp_stats {
     uint64_t downloads;                       /* started */
     uint64_t download_failures[FETCH_ERRORS]; /* by enum fetch_error */
     uint64_t bad_images;
-    uint64_t processed;                 /* pictures checked and stored */
-    uint64_t url_reuses;                /* a picture another pubkey's URL had already brought */
-    uint64_t prefetches;                /* started because a kind 0 arrived */
-    uint64_t refreshes;                 /* started because an entry was stale */
-    uint64_t prefetch_dropped;          /* not queued: the queue was full */
-    uint64_t refetched;                 /* a picture whose file went while its record was written, downloaded again */
-    uint64_t damaged_files;             /* cached files found damaged when read (size or SHA-256), dropped */
-    uint64_t bytes_served;              /* picture bytes sent (200 answers to GET) */
-    uint64_t process_ns;                /* time spent checking and resizing, summed */
-    uint64_t identicons, blanks;        /* generated answers (200 and 304) for pubkeys without a usable picture */
-    uint64_t drawn;                     /* generated pictures drawn and encoded; the other answers came from memory */
-    uint64_t served_format[VARIANT_GIF + 1]; /* picture answers (200 and 304) by enum variant_format */
-    uint64_t served_size[PFP_SIZE_CLASSES];  /* ... by size class: up to 64, 128, 256, 512 px, larger */
-    uint64_t variants_made;                  /* made from a master on request */
-    uint64_t variant_failures;               /* ... that could not be made */
+    uint64_t processed;          /* pictures checked and stored */
+    uint64_t url_reuses;         /* a picture another pubkey's URL had already brought */
+    uint64_t prefetches;         /* started because a kind 0 arrived */
+    uint64_t refreshes;          /* started because an entry was stale */
+    uint64_t prefetch_dropped;   /* not queued: the queue was full */
+    uint64_t refetched;          /* a picture whose file went while its record was written, downloaded again */
+    uint64_t damaged_files;      /* cached files found damaged when read (size or SHA-256), dropped */
+    uint64_t bytes_served;       /* picture bytes sent (200 answers to GET) */
+    uint64_t process_ns;         /* time spent checking and resizing, summed */
+    uint64_t identicons, blanks; /* generated answers (200 and 304) for pubkeys without a usable picture */
+    uint64_t drawn;              /* generated pictures drawn and encoded; the other answers came from memory */
+    uint64_t served_format[VARIANT_GIF + 1];         /* picture answers (200 and 304) by enum variant_format */
+    uint64_t served_size[PFP_SIZE_CLASSES];          /* ... by size class: up to 64, 128, 256, 512 px, larger */
+    uint64_t variants_made;                          /* made from a master on request */
+    uint64_t variant_failures;                       /* ... that could not be made */
     const struct histogram *making[VARIANT_GIF + 1]; /* seconds to make one, by format; valid while the service lives */
-    const struct histogram *processing; /* seconds per picture; valid while the service lives */
+    const struct histogram *processing;              /* seconds per picture; valid while the service lives */
 };
 
 /* What caching a pubkey's picture ahead of any request came to, for the jobs that ask. */

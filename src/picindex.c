@@ -975,8 +975,8 @@ static int check_meta(const MDB_val *k, const MDB_val *v, char *why, size_t whyl
 const struct db_table_check *picindex_table_checks(size_t *n)
 {
     static const struct db_table_check checks[] = {
-        {"pictures", check_record}, {"picture_urls", check_url},   {"picture_files", check_file},
-        {"picture_lru", check_lru}, {"picture_users", check_user}, {"picture_meta", check_meta},
+        {"pictures", check_record},          {"picture_urls", check_url},   {"picture_files", check_file},
+        {"picture_lru", check_lru},          {"picture_users", check_user}, {"picture_meta", check_meta},
         {"picture_variants", check_variant},
     };
 

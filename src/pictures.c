@@ -71,8 +71,8 @@ struct px_put {
     bool put_url;
     uint8_t url_key[32];
     struct url_rec url;
-    bool has_file;         /* the record names a picture: `file` */
-    struct put_file file;  /* the record's picture */
+    bool has_file;        /* the record names a picture: `file` */
+    struct put_file file; /* the record's picture */
     struct put_variant *variants;
     size_t nvariants;
     unsigned space_tries; /* evictions waited for after the disk was full */
@@ -203,8 +203,7 @@ static int apply_put(MDB_txn *txn, struct db_write *w)
         rc = picindex_put_variant(p->b.x->_index, txn, &p->b.ch, p->master, &v[0]);
     else
         rc = picindex_put(p->b.x->_index, txn, &p->b.ch, p->pubkey, p->value, p->len,
-                          p->file.on_disk ? &p->file.disk_bytes : NULL, p->url_key, p->put_url ? &p->url : NULL, v,
-                          n);
+                          p->file.on_disk ? &p->file.disk_bytes : NULL, p->url_key, p->put_url ? &p->url : NULL, v, n);
     /* Its file is missing because it could not be written, not because it went. */
     return rc == -ENOENT && main->write_err != 0 ? main->write_err : rc;
 }

@@ -32,9 +32,9 @@ enum {
 /* The picture record of a pubkey, as stored (followed by url_len bytes of URL). */
 struct pic_head {
     uint8_t state;
-    uint8_t type;   /* enum image_type of the stored bytes */
-    uint8_t reason; /* enum pfp_negative */
-    uint8_t flags;  /* PIC_MASTER, PIC_ANIMATED */
+    uint8_t type;        /* enum image_type of the stored bytes */
+    uint8_t reason;      /* enum pfp_negative */
+    uint8_t flags;       /* PIC_MASTER, PIC_ANIMATED */
     uint32_t failures;   /* failures in a row, for the back-off */
     uint64_t fetched_at; /* unix time the picture was stored or last confirmed */
     uint64_t retry_at;   /* unix time a failure may be tried again */

@@ -255,7 +255,8 @@ static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
                    ps->variants_made);
     metrics_single(b, "pfpcache_variant_failures_total", "counter", "Variants that could not be made.",
                    ps->variant_failures);
-    metrics_family(b, "pfpcache_variant_making_seconds", "histogram", "Time to make a variant from its master, by format.");
+    metrics_family(b, "pfpcache_variant_making_seconds", "histogram",
+                   "Time to make a variant from its master, by format.");
     for (int f = 0; f <= VARIANT_GIF; f++)
         metrics_histogram(b, "pfpcache_variant_making_seconds", one_label(l, "format", variant_format_name(f)),
                           ps->making[f]);

@@ -756,7 +756,8 @@ static void an_eviction_of_many_chunks_keeps_order_and_counts_and_a_write_meanwh
     assert_index_agrees();
 }
 
-/* --- variants ------------------------------------------------------------------------------------------------------ */
+/* --- variants ------------------------------------------------------------------------------------------------------
+ */
 
 /* A variant named by key byte `k`, as file `n`, with its bytes. */
 static struct pictures_variant variant_of(uint8_t k, uint8_t n, struct blob_ref **ref)

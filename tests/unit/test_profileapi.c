@@ -95,8 +95,8 @@ static void picture_states_follow_the_record(void **state)
 
     /* The banner's record says the banner's state, apart from the picture's. */
     {
-        json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[], s:s}", "id", ID, "pubkey", PK, "created_at",
-                               1700000000, "kind", 0, "content", content, "tags", "sig", "00");
+        json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[], s:s}", "id", ID, "pubkey", PK, "created_at", 1700000000,
+                               "kind", 0, "content", content, "tags", "sig", "00");
         char *text = json_dumps(ev, 0);
         struct pic *banner = calloc(1, sizeof(*banner));
         enum profileapi_state bst;
