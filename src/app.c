@@ -10,6 +10,7 @@
 #include "fsutil.h"
 #include "web.h"
 #include "log.h"
+#include "names.h"
 #include "netguard.h"
 
 #define SHUTDOWN_POLL_MS 20
@@ -144,6 +145,37 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
     return fetcher_init(&a->fetcher, &a->loop, &fo, err, errlen);
 }
 
+/* NIP-05 names remembered at most: a few megabytes. */
+#define NAMES_REMEMBERED 100000
+
+/*
+ * Sets the NIP-05 resolver up on a fetcher of its own: the pictures' guard and timeouts, but no redirects (NIP-05
+ * forbids them), a document of 64 KiB at most, and upstream_ca_file trusted as for relays.
+ */
+static int init_names(struct app *a, char *err, size_t errlen)
+{
+    struct fetch_options fo = {
+        .max_bytes = 64 << 10,
+        .max_bytes_name = "NIP-05's 64 KiB",
+        .connect_timeout_ms = (long)a->cfg.download_connect_timeout_seconds * 1000,
+        .timeout_ms = (long)a->cfg.download_timeout_seconds * 1000,
+        .min_speed_bytes = (long)a->cfg.download_min_bytes_per_second,
+        .min_speed_seconds = (long)a->cfg.download_min_speed_seconds,
+        .guard = {a->cfg.allow_private_sources, a->cfg.allowed_source_addresses.items,
+                  a->cfg.allowed_source_addresses.count},
+        .no_redirects = true,
+        .accept = "application/json",
+        .ca_file = a->cfg.upstream_ca_file,
+    };
+    int r = fetcher_init(&a->names_fetcher, &a->loop, &fo, err, errlen);
+
+    if (r != 0)
+        return r;
+    a->names_ready = true;
+    return names_init(&a->names, &a->loop, &a->names_fetcher,
+                      &(struct names_options){(uint64_t)a->cfg.nip05_cache_seconds, NAMES_REMEMBERED});
+}
+
 static int config_error(const struct app *a, const char *msg)
 {
     fprintf(stderr, "pfpcache-relay: %s: %s\n", a->config_path, msg);
@@ -241,6 +273,10 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     a->fetcher_ready = true;
+    if ((r = init_names(a, err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
     {
         /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
         struct pfp_options po = {
@@ -262,7 +298,7 @@ static int start(struct app *a)
             .negotiate = a->negotiate,
         };
         struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,
-                                  &a->picture_bytes, &a->fetcher, &a->inbox};
+                                  &a->picture_bytes, &a->fetcher, &a->inbox,   a->names};
         a->nnegotiate = 0;
         for (size_t i = 0; i < a->cfg.negotiate_formats.count; i++) {
             enum variant_format f;
@@ -302,7 +338,7 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp);
+    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names);
     a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
@@ -345,6 +381,8 @@ static void stop(struct app *a)
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     profileapi_shutdown(&a->profileapi);
+    /* Before the picture service, so that requests waiting for a name are answered while it still serves. */
+    names_shutdown(a->names);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
@@ -360,6 +398,10 @@ static void stop(struct app *a)
         image_free();
     if (a->fetcher_ready)
         fetcher_free(&a->fetcher);
+    names_free(a->names);
+    a->names = NULL;
+    if (a->names_ready)
+        fetcher_free(&a->names_fetcher);
     if (a->pictures_ready)
         pictures_free(&a->pictures);
     blobcache_free(&a->picture_bytes);

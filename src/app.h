@@ -27,6 +27,8 @@
 #include "upstream.h"
 #include "workpool.h"
 
+struct names;
+
 /* Exit statuses of the process. APP_EXIT_CONFIG also stands for a database that is damaged or in use. */
 enum { APP_EXIT_OK = 0, APP_EXIT_FAILURE = 1, APP_EXIT_CONFIG = 2 };
 
@@ -46,6 +48,8 @@ struct app {
     struct blobcache picture_bytes;                 /* pictures kept in memory */
     struct pictures pictures;                       /* the picture index */
     struct fetcher fetcher;                         /* picture downloads */
+    struct fetcher names_fetcher;                   /* NIP-05 documents */
+    struct names *names;                            /* NIP-05 names resolved */
     struct pfp *pfp;                                /* profile pictures */
     enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */
     size_t nnegotiate;
@@ -63,6 +67,7 @@ struct app {
     bool http_drained;
     bool pictures_ready; /* pictures_init() succeeded */
     bool fetcher_ready;  /* fetcher_init() succeeded */
+    bool names_ready;    /* the NIP-05 fetcher's fetcher_init() succeeded */
     bool pfp_ready;      /* pfp_init() succeeded */
     bool jobs_ready;     /* jobs_init() succeeded */
 };

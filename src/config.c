@@ -181,6 +181,7 @@ static const struct key keys[] = {
     {"master_max_size", KEY_INT, OFF(master_max_size), 32, 1024, 1024},
     {"max_banner_size", KEY_INT, OFF(max_banner_size), 32, 1920, 1000},
     {"max_animation_frames", KEY_INT, OFF(max_animation_frames), 1, 1000, 100},
+    {"nip05_cache_seconds", KEY_INT, OFF(nip05_cache_seconds), 1, 604800, 3600},
     {"negotiate_formats", KEY_STRING_LIST, OFF(negotiate_formats), .def_list = default_negotiated,
      .valid = valid_format, .allowed = "\"jpeg\", \"webp\", \"avif\" or \"png\""},
 };

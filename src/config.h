@@ -82,6 +82,7 @@ struct config {
     int64_t master_max_size;
     int64_t max_banner_size;
     int64_t max_animation_frames;
+    int64_t nip05_cache_seconds;
     struct config_list negotiate_formats; /* format names, each variant_format_parse()s */
 };
 

@@ -230,7 +230,10 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
     res = &f->res;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res->http_status);
-    if (rc == CURLE_OK && (res->http_status < 200 || res->http_status > 299)) {
+    if (rc == CURLE_OK && fr->_opts.no_redirects && res->http_status >= 300 && res->http_status <= 399) {
+        res->error = FETCH_REDIRECTS;
+        snprintf(res->detail, sizeof(res->detail), "a redirect (%ld), which is not followed", res->http_status);
+    } else if (rc == CURLE_OK && (res->http_status < 200 || res->http_status > 299)) {
         res->error = FETCH_HTTP_STATUS;
         snprintf(res->detail, sizeof(res->detail), "the server answered %ld", res->http_status);
     } else if (rc == CURLE_OK) {
@@ -392,8 +395,10 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     curl_easy_setopt(e, CURLOPT_PRIVATE, f);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, fr->_opts.no_redirects ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    if (fr->_opts.ca_file != NULL && fr->_opts.ca_file[0] != '\0')
+        curl_easy_setopt(e, CURLOPT_CAINFO, fr->_opts.ca_file);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, fr->_opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, fr->_opts.timeout_ms);
     if (fr->_opts.min_speed_bytes > 0) {
@@ -436,6 +441,7 @@ void fetch_cancel(struct fetch *f)
 
 int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options *o, char *err, size_t errlen)
 {
+    char accept[256];
     int r;
 
     memset(fr, 0, sizeof(*fr));
@@ -450,7 +456,9 @@ int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options
     }
     fr->_loop = loop;
     fr->_opts = *o;
-    fr->_headers = curl_slist_append(NULL, "Accept: image/avif,image/webp,image/png,image/jpeg,image/gif,*/*;q=0.5");
+    snprintf(accept, sizeof(accept), "Accept: %s",
+             o->accept != NULL ? o->accept : "image/avif,image/webp,image/png,image/jpeg,image/gif,*/*;q=0.5");
+    fr->_headers = curl_slist_append(NULL, accept);
     uv_timer_init(loop, &fr->_timer);
     uv_timer_init(loop, &fr->_ready_timer);
     fr->_timer.data = fr->_ready_timer.data = fr;

@@ -21,7 +21,7 @@ enum fetch_error {
     FETCH_TOO_BIG,         /* more than the options' max_bytes */
     FETCH_TIMEOUT,
     FETCH_HTTP_STATUS, /* an answer other than 2xx */
-    FETCH_REDIRECTS,   /* more than 5 redirects, or a redirect to another scheme */
+    FETCH_REDIRECTS,   /* more than 5 redirects, a redirect to another scheme, or any with no_redirects */
     FETCH_NETWORK,     /* DNS, TLS, connection reset... */
     FETCH_TOO_SLOW,    /* slower than the options' min_speed_bytes for min_speed_seconds */
 };
@@ -54,6 +54,9 @@ struct fetch_options {
     /* Once connected, a download slower than min_speed_bytes a second for min_speed_seconds ends (0: never). */
     long min_speed_bytes, min_speed_seconds;
     struct netguard_options guard;
+    bool no_redirects;  /* a redirect is FETCH_REDIRECTS (NIP-05 forbids them); else up to 5 are followed */
+    const char *accept; /* the Accept header; NULL: pictures' */
+    const char *ca_file; /* PEM certificates trusted besides the system's; NULL or "": the system's only */
 };
 
 struct fetch_stats {

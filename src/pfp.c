@@ -22,6 +22,7 @@
 #include "keymap.h"
 #include "log.h"
 #include "metrics.h"
+#include "names.h"
 #include "nip19.h"
 #include "pictures.h"
 #include "prefetch.h"
@@ -780,18 +781,89 @@ static void refresh_banner(struct pfp *p, const uint8_t pubkey[32], const struct
         p->stats.refreshes++;
 }
 
+/* Answers `req` with the picture of `pubkey` that `v` asks for: from the cache, or found and fetched. */
+static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v)
+{
+    struct pic pic;
+    bool have;
+    uint64_t now = (uint64_t)clock_now_s();
+    struct http_hold *hold;
+
+    have = record_get(p, pubkey, v, &pic) == 0;
+    if (have && pic.h.state == PIC_OK) {
+        bool stale = pic.h.fetched_at + p->o.max_age <= now;
+        if (stale) {
+            p->stats.stale++;
+            if (p->closing)
+                ;
+            else if (v->width_only)
+                refresh_banner(p, pubkey, &pic);
+            else if (!pending_active(p->pending, pubkey) && prefetch_add(p->prefetch, pubkey, true, 0))
+                p->stats.refreshes++;
+        } else {
+            p->stats.hits++;
+        }
+        serve_cached(p, req, pubkey, v, &pic, stale ? "STALE" : "HIT");
+        return;
+    }
+    if (have && now < pic.h.retry_at) {
+        p->stats.negative_hits++;
+        send_fallback(p, req, pubkey, v, &pic);
+        return;
+    }
+    if (p->closing) {
+        reply_unavailable(req);
+        return;
+    }
+    p->stats.misses++;
+    /* A stale failure record tells the new attempt how many came before it. */
+    hold = http_hold(req);
+    if (wait_for_picture(p, pubkey, v, have ? &pic : NULL, hold) != 0) {
+        reply_unavailable(req);
+        http_unhold(hold);
+    }
+}
+
+/* A request named by a NIP-05 name, waiting for the name's pubkey. */
+struct name_wait {
+    struct names_wait w;
+    struct pfp *p;
+    struct http_hold *hold;
+    struct variant v;
+};
+
+static void reply_unresolved(h2o_req_t *req, const struct names_result *r)
+{
+    http_reply_error(req, 404, "the NIP-05 name could not be resolved: %s", r->why);
+}
+
+static void on_name_resolved(struct names_wait *w, const struct names_result *r)
+{
+    struct name_wait *nw = H2O_STRUCT_FROM_MEMBER(struct name_wait, w, w);
+    h2o_req_t *req = http_held(nw->hold);
+
+    if (req == NULL)
+        ;
+    else if (r->error != NAMES_OK)
+        reply_unresolved(req, r);
+    else
+        serve_pubkey(nw->p, req, r->pubkey, &nw->v);
+    http_unhold(nw->hold);
+    free(nw);
+}
+
 /* GET and HEAD /profile-pic/{id} and /profile-banner/{id}: `vo` says which. */
 static void on_picture_request(struct pfp *p, const struct variant_options *vo, h2o_req_t *req, h2o_iovec_t param)
 {
     uint8_t pubkey[32];
     char why[NIP19_ERR_LEN], verr[128];
-    struct pic pic;
     struct variant v;
     h2o_iovec_t query = h2o_iovec_init("", 0), accept = h2o_iovec_init("", 0);
     ssize_t ai;
-    bool have;
-    uint64_t now;
-    struct http_hold *hold;
+    struct nip05_id name;
+    struct names_result known;
+    struct name_wait *nw;
+    bool is_key;
 
     /* Every answer here, whenever it is sent: the bytes come from anyone's server, so a browser must not take
      * them for anything but the picture type they are served as, nor let them run or load anything. */
@@ -799,16 +871,16 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
                           H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
                           H2O_STRLIT("default-src 'none'"));
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
+    is_key = nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0;
+    if (!is_key && (p->sv.names == NULL || nip05_parse_id(param.base, param.len, &name) != 0)) {
         /* Not echoed: what was pasted might be a secret key. */
-        http_reply_error(req, 400, "not a public key: %s", why);
+        http_reply_error(req, 400, "not a public key or a NIP-05 name: %s", why);
         return;
     }
     if (req->query_at != SIZE_MAX)
         query = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
     if ((ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1)) != -1)
         accept = req->headers.entries[ai].value;
-    /* Real pictures are served as before whatever the variant; only generated answers are made to it. */
     if (variant_parse(vo, query, accept, &v, verr, sizeof(verr)) != 0) {
         http_reply_error(req, 400, "%s", verr);
         return;
@@ -820,40 +892,28 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
     /* default_avatar is for avatars: a pubkey without a banner gets 404 unless the request asks otherwise. */
     if (v.fallback == VARIANT_FALLBACK_CONFIGURED)
         v.fallback = v.width_only ? VARIANT_FALLBACK_404 : p->o.default_avatar;
-    now = (uint64_t)clock_now_s();
-    have = record_get(p, pubkey, &v, &pic) == 0;
-    if (have && pic.h.state == PIC_OK) {
-        bool stale = pic.h.fetched_at + p->o.max_age <= now;
-        if (stale) {
-            p->stats.stale++;
-            if (p->closing)
-                ;
-            else if (v.width_only)
-                refresh_banner(p, pubkey, &pic);
-            else if (!pending_active(p->pending, pubkey) && prefetch_add(p->prefetch, pubkey, true, 0))
-                p->stats.refreshes++;
-        } else {
-            p->stats.hits++;
-        }
-        serve_cached(p, req, pubkey, &v, &pic, stale ? "STALE" : "HIT");
+    if (is_key) {
+        serve_pubkey(p, req, pubkey, &v);
         return;
     }
-    if (have && now < pic.h.retry_at) {
-        p->stats.negative_hits++;
-        send_fallback(p, req, pubkey, &v, &pic);
+    if (names_cached(p->sv.names, &name, &known)) {
+        if (known.error == NAMES_OK)
+            serve_pubkey(p, req, known.pubkey, &v);
+        else
+            reply_unresolved(req, &known);
         return;
     }
     if (p->closing) {
         reply_unavailable(req);
         return;
     }
-    p->stats.misses++;
-    /* A stale failure record tells the new attempt how many came before it. */
-    hold = http_hold(req);
-    if (wait_for_picture(p, pubkey, &v, have ? &pic : NULL, hold) != 0) {
-        reply_unavailable(req);
-        http_unhold(hold);
-    }
+    if ((nw = calloc(1, sizeof(*nw))) == NULL)
+        abort();
+    nw->w.cb = on_name_resolved;
+    nw->p = p;
+    nw->hold = http_hold(req);
+    nw->v = v;
+    names_resolve(p->sv.names, &name, &nw->w);
 }
 
 static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)

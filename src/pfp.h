@@ -25,6 +25,7 @@ struct histogram;
 struct http_server;
 struct inbox;
 struct lookup;
+struct names;
 struct pictures;
 struct store;
 
@@ -96,6 +97,7 @@ struct pfp_services {
     struct blobcache *cache;
     struct fetcher *fetcher;
     struct inbox *inbox; /* where the image and read threads post their results */
+    struct names *names; /* NIP-05 names in place of keys; NULL: keys only */
 };
 
 struct pfp;

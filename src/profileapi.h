@@ -31,6 +31,7 @@ struct http_server;
 struct keymap;
 struct workpool;
 struct lookup;
+struct names;
 struct pfp;
 struct store;
 
@@ -48,6 +49,7 @@ struct profileapi {
     struct lookup *_lookup;
     struct pictures *_pictures;
     struct pfp *_pfp;
+    struct names *_names; /* NULL: keys only */
     struct blobs *_blobs;
     struct workpool *_images;
     struct keymap *_summaries; /* picture file hash -> struct summary */
@@ -64,9 +66,12 @@ enum profileapi_state {
     PROFILEAPI_FAILED, /* its URL is unusable, or the download or the image failed (retried later) */
 };
 
-/* Blurhashes and colours are computed from the files of `blobs` on the image threads of `pfp`. */
+/*
+ * Blurhashes and colours are computed from the files of `blobs` on the image threads of `pfp`. GET /profile/{id}
+ * takes NIP-05 names too, resolved by `names` (NULL: keys only).
+ */
 void profileapi_init(struct profileapi *pa, struct store *store, struct lookup *lookup, struct pictures *pictures,
-                     struct blobs *blobs, struct pfp *pfp);
+                     struct blobs *blobs, struct pfp *pfp, struct names *names);
 
 /* Computes nothing more (call before pfp_shutdown()); answers go on without blurhash and colour. */
 void profileapi_shutdown(struct profileapi *pa);

@@ -101,7 +101,7 @@ test('an npub, an nprofile and upper-case hex name the same picture; anything el
     const r = await getPic(bad);
     assert.equal(r.res.status, 400, bad);
     const msg = JSON.parse(r.body).error;
-    assert.match(msg, /^not a public key: /);
+    assert.match(msg, /^not a public key or a NIP-05 name: /);
     assert.ok(!msg.includes(bad), 'the id is not echoed');
   }
 });

@@ -1,0 +1,146 @@
+// nip05.test.mjs -- NIP-05 names in place of keys on /profile-pic, /profile-banner and /profile: resolved over
+// HTTPS (a test CA), names compared without regard to case, "_" for a bare domain, remembered, and every way a
+// resolution fails answered 404 with the reason: no such name, a redirect, an oversized or malformed document,
+// an unreachable domain, an address the guard refuses, a certificate nobody vouches for.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import { after, before, test } from 'node:test';
+
+import { serveFixtures, stopFixtures } from './lib/images.mjs';
+import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
+import { freePort, startRelay, tempDir } from './lib/relay.mjs';
+import { makeCertificates } from './lib/tls.mjs';
+
+let fx, certDir, certs, server, domain, relay, client, alice, root;
+const hits = new Map();
+
+// The domain's nostr.json, by the name asked: each misbehaving name has a document of its own.
+function nostrJson(req, res) {
+  const url = new URL(req.url, 'https://x');
+  const name = url.searchParams.get('name') ?? '';
+  hits.set(name, (hits.get(name) ?? 0) + 1);
+  if (url.pathname !== '/.well-known/nostr.json') return res.writeHead(404).end();
+  const json = (body) => res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  switch (name) {
+    case 'redirect':
+      return res.writeHead(302, { location: '/.well-known/nostr.json?name=alice' }).end();
+    case 'big':
+      return json(JSON.stringify({ names: { big: alice.pubkey }, pad: 'x'.repeat(100 << 10) }));
+    case 'malformed':
+      return json('{"names": {"malformed": "not a key"}}');
+    case 'broken':
+      return json('{"names": ');
+    default:
+      return json(
+        JSON.stringify({
+          names: { alice: alice.pubkey, _: root.pubkey, other: newUser().pubkey },
+          relays: { [alice.pubkey]: ['wss://relay.example.com'] },
+        }),
+      );
+  }
+}
+
+before(async () => {
+  fx = await serveFixtures();
+  certDir = await tempDir();
+  certs = makeCertificates(certDir);
+  server = createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, nostrJson);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  domain = `127.0.0.1:${server.address().port}`;
+  alice = newUser();
+  root = newUser();
+  relay = await startRelay({
+    config: { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false, upstream_ca_file: certs.ca },
+  });
+  client = await rawClient(relay.url);
+  for (const [u, picture] of [
+    [alice, 'small.jpg'],
+    [root, 'alpha.png'],
+  ]) {
+    const content = JSON.stringify({ name: 'n', picture: `${fx.images.url}/f/${picture}`, banner: `${fx.images.url}/f/big.jpg` });
+    assert.equal((await publishRaw(client, u.sign({ kind: 0, created_at: now(), content })))[2], true);
+  }
+});
+
+after(async () => {
+  client.close();
+  await relay.cleanup();
+  await new Promise((r) => server.close(r));
+  await stopFixtures(fx);
+  await rm(certDir, { recursive: true, force: true });
+});
+
+async function get(path, base = relay.url) {
+  const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { res, body, json: () => JSON.parse(body) };
+}
+
+test('a NIP-05 name stands for its pubkey on /profile-pic, /profile-banner and /profile, in any case', async () => {
+  const byKey = await get(`/profile-pic/${alice.pubkey}`);
+  assert.equal(byKey.res.status, 200);
+  const byName = await get(`/profile-pic/alice@${domain}`);
+  assert.equal(byName.res.status, 200);
+  assert.equal(byName.res.headers.get('etag'), byKey.res.headers.get('etag'), 'the same picture');
+  const upper = await get(`/profile-pic/ALICE@${domain}?size=64&format=png`);
+  assert.equal(upper.res.status, 200);
+  assert.equal(upper.res.headers.get('content-type'), 'image/png');
+  const banner = await get(`/profile-banner/alice@${domain}`);
+  assert.equal(banner.res.status, 200);
+  const profile = await get(`/profile/alice@${domain}`);
+  assert.equal(profile.res.status, 200);
+  assert.equal(profile.json().pubkey, alice.pubkey);
+  // Fetched once: the name is remembered for nip05_cache_seconds.
+  assert.equal(hits.get('alice'), 1);
+});
+
+test('a bare domain is its "_" name', async () => {
+  const r = await get(`/profile/${domain}`);
+  assert.equal(r.res.status, 200);
+  assert.equal(r.json().pubkey, root.pubkey);
+  assert.equal((await get(`/profile-pic/_@${domain}`)).res.status, 200);
+});
+
+test('every way a name fails to resolve is 404 JSON saying why, and remembered', async () => {
+  const closed = await freePort();
+  for (const [id, why] of [
+    [`nobody@${domain}`, /no such name/],
+    [`redirect@${domain}`, /domain unreachable: a redirect/],
+    [`big@${domain}`, /malformed nostr\.json: .*64 KiB/],
+    [`malformed@${domain}`, /malformed nostr\.json/],
+    [`broken@${domain}`, /malformed nostr\.json/],
+    [`alice@127.0.0.1:${closed}`, /domain unreachable/],
+  ]) {
+    const r = await get(`/profile-pic/${id}`);
+    assert.equal(r.res.status, 404, id);
+    assert.match(r.json().error, /^the NIP-05 name could not be resolved: /, id);
+    assert.match(r.json().error, why, id);
+    assert.equal((await get(`/profile/${id}`)).res.status, 404, id);
+  }
+  assert.equal(hits.get('nobody'), 1, 'the failure is remembered');
+  assert.equal(hits.get('redirect'), 1, 'the redirect was not followed');
+  // Not a name either: still 400.
+  const bad = await get('/profile-pic/not-a-name');
+  assert.equal(bad.res.status, 400);
+  assert.match(bad.json().error, /^not a public key or a NIP-05 name: /);
+});
+
+test('the domain is guarded like a picture source, and its certificate must be one the relay trusts', async () => {
+  const guarded = await startRelay({ config: { precache_on_metadata: false, upstream_ca_file: certs.ca } });
+  const untrusting = await startRelay({ config: { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false } });
+  try {
+    const before = hits.get('other') ?? 0;
+    const refused = await get(`/profile/other@${domain}`, guarded.url);
+    assert.equal(refused.res.status, 404);
+    assert.match(refused.json().error, /refused address/);
+    const tls = await get(`/profile/other@${domain}`, untrusting.url);
+    assert.equal(tls.res.status, 404);
+    assert.match(tls.json().error, /domain unreachable/);
+    assert.equal(hits.get('other') ?? 0, before, 'no document was served to either');
+  } finally {
+    await guarded.cleanup();
+    await untrusting.cleanup();
+  }
+});
