@@ -298,7 +298,7 @@ static int start(struct app *a)
             .negotiate = a->negotiate,
         };
         struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,
-                                  &a->picture_bytes, &a->fetcher, &a->inbox,   a->names};
+                                  &a->picture_bytes, &a->fetcher, &a->inbox,    a->names};
         a->nnegotiate = 0;
         for (size_t i = 0; i < a->cfg.negotiate_formats.count; i++) {
             enum variant_format f;
@@ -351,6 +351,7 @@ static int start(struct app *a)
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
                               .jobs = &a->jobs,
+                              .names = a->names,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 

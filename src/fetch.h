@@ -54,8 +54,8 @@ struct fetch_options {
     /* Once connected, a download slower than min_speed_bytes a second for min_speed_seconds ends (0: never). */
     long min_speed_bytes, min_speed_seconds;
     struct netguard_options guard;
-    bool no_redirects;  /* a redirect is FETCH_REDIRECTS (NIP-05 forbids them); else up to 5 are followed */
-    const char *accept; /* the Accept header; NULL: pictures' */
+    bool no_redirects;   /* a redirect is FETCH_REDIRECTS (NIP-05 forbids them); else up to 5 are followed */
+    const char *accept;  /* the Accept header; NULL: pictures' */
     const char *ca_file; /* PEM certificates trusted besides the system's; NULL or "": the system's only */
 };
 

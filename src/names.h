@@ -27,9 +27,9 @@ enum names_error {
 /* How a name was resolved; valid only during the callback (or until the next call, for names_cached()). */
 struct names_result {
     enum names_error error;
-    const char *why; /* in words, for the answer's JSON: "no such name", "domain unreachable: ..." */
-    const uint8_t *pubkey;                    /* when NAMES_OK */
-    const char (*relays)[NIP65_MAX_URL];      /* the document's relays for the pubkey */
+    const char *why;       /* in words, for the answer's JSON: "no such name", "domain unreachable: ..." */
+    const uint8_t *pubkey; /* when NAMES_OK */
+    const char (*relays)[NIP65_MAX_URL]; /* the document's relays for the pubkey */
     size_t nrelays;
 };
 

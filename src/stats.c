@@ -10,6 +10,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "metrics.h"
+#include "names.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
@@ -97,6 +98,7 @@ json_t *stats_json(struct stats *s)
     struct auth_stats as;
     uint64_t jobs[JOB_FAILED + 1];
     struct profileapi_stats pa;
+    struct names_stats ns;
     json_t *stored = json_object(), *root;
     char kind[16];
 
@@ -139,6 +141,11 @@ json_t *stats_json(struct stats *s)
         (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
         as.loopback_only);
     json_object_set_new(json_object_get(root, "cache"), "variants", variants_json(ps));
+    names_stats(s->names, &ns);
+    json_object_set_new(root, "nip05",
+                        json_pack("{s:I, s:I, s:I, s:I}", "resolved", (json_int_t)ns.resolved, "failed",
+                                  (json_int_t)ns.failed, "cached", (json_int_t)ns.cached, "remembered",
+                                  (json_int_t)ns.remembered));
     profileapi_stats(s->profileapi, &pa);
     json_object_set_new(root, "profiles",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
@@ -200,6 +207,16 @@ static void download_slot_metrics(struct stats *s, struct buf *b, struct buf *l)
 static void profile_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct profileapi_stats pa;
+    struct names_stats ns;
+
+    names_stats(s->names, &ns);
+    metrics_family(b, "pfpcache_nip05_resolutions_total", "counter",
+                   "NIP-05 names resolved by fetching their domain's nostr.json (resolved, failed), and answered "
+                   "from what was remembered (cached).");
+    metrics_u64(b, "pfpcache_nip05_resolutions_total", one_label(l, "result", "resolved"), ns.resolved);
+    metrics_u64(b, "pfpcache_nip05_resolutions_total", one_label(l, "result", "failed"), ns.failed);
+    metrics_u64(b, "pfpcache_nip05_resolutions_total", one_label(l, "result", "cached"), ns.cached);
+    metrics_single(b, "pfpcache_nip05_names", "gauge", "NIP-05 names remembered.", ns.remembered);
 
     profileapi_stats(s->profileapi, &pa);
     metrics_family(b, "pfpcache_profile_answers_total", "counter",

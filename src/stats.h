@@ -32,6 +32,7 @@ struct stats {
     struct fetcher *fetcher;
     struct pictures *pictures;
     struct jobs *jobs;
+    struct names *names;
     uint64_t started_ns; /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;

@@ -121,6 +121,10 @@ test('every way a name fails to resolve is 404 JSON saying why, and remembered',
   }
   assert.equal(hits.get('nobody'), 1, 'the failure is remembered');
   assert.equal(hits.get('redirect'), 1, 'the redirect was not followed');
+  const { nip05 } = await relay.stats();
+  assert.ok(nip05.resolved >= 1 && nip05.failed >= 6 && nip05.cached >= 6 && nip05.remembered >= 8, JSON.stringify(nip05));
+  const m = await relay.metrics();
+  assert.equal(m.get('pfpcache_nip05_resolutions_total', { result: 'failed' }), nip05.failed);
   // Not a name either: still 400.
   const bad = await get('/profile-pic/not-a-name');
   assert.equal(bad.res.status, 400);
