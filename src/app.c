@@ -129,12 +129,10 @@ static int init_upstream(struct app *a, char *err, size_t errlen)
     return r;
 }
 
-/* Sets the picture downloader up; its limits come from the configuration's keys, which its messages name. */
-static int init_fetcher(struct app *a, char *err, size_t errlen)
+/* What every download may do: the timeouts, the speed floor and the guard of the configuration's keys. */
+static struct fetch_options download_limits(const struct app *a)
 {
-    struct fetch_options fo = {
-        .max_bytes = (size_t)a->cfg.max_source_bytes,
-        .max_bytes_name = "max_source_bytes",
+    return (struct fetch_options){
         .connect_timeout_ms = (long)a->cfg.download_connect_timeout_seconds * 1000,
         .timeout_ms = (long)a->cfg.download_timeout_seconds * 1000,
         .min_speed_bytes = (long)a->cfg.download_min_bytes_per_second,
@@ -142,6 +140,15 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
         .guard = {a->cfg.allow_private_sources, a->cfg.allowed_source_addresses.items,
                   a->cfg.allowed_source_addresses.count},
     };
+}
+
+/* Sets the picture downloader up; its limits come from the configuration's keys, which its messages name. */
+static int init_fetcher(struct app *a, char *err, size_t errlen)
+{
+    struct fetch_options fo = download_limits(a);
+
+    fo.max_bytes = (size_t)a->cfg.max_source_bytes;
+    fo.max_bytes_name = "max_source_bytes";
     return fetcher_init(&a->fetcher, &a->loop, &fo, err, errlen);
 }
 
@@ -154,20 +161,15 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
  */
 static int init_names(struct app *a, char *err, size_t errlen)
 {
-    struct fetch_options fo = {
-        .max_bytes = 64 << 10,
-        .max_bytes_name = "NIP-05's 64 KiB",
-        .connect_timeout_ms = (long)a->cfg.download_connect_timeout_seconds * 1000,
-        .timeout_ms = (long)a->cfg.download_timeout_seconds * 1000,
-        .min_speed_bytes = (long)a->cfg.download_min_bytes_per_second,
-        .min_speed_seconds = (long)a->cfg.download_min_speed_seconds,
-        .guard = {a->cfg.allow_private_sources, a->cfg.allowed_source_addresses.items,
-                  a->cfg.allowed_source_addresses.count},
-        .no_redirects = true,
-        .accept = "application/json",
-        .ca_file = a->cfg.upstream_ca_file,
-    };
-    int r = fetcher_init(&a->names_fetcher, &a->loop, &fo, err, errlen);
+    struct fetch_options fo = download_limits(a);
+    int r;
+
+    fo.max_bytes = 64 << 10;
+    fo.max_bytes_name = "NIP-05's 64 KiB";
+    fo.no_redirects = true;
+    fo.accept = "application/json";
+    fo.ca_file = a->cfg.upstream_ca_file;
+    r = fetcher_init(&a->names_fetcher, &a->loop, &fo, err, errlen);
 
     if (r != 0)
         return r;

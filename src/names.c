@@ -2,6 +2,7 @@
 #include "names.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "blob.h"
 #include "fetch.h"
+#include "http.h"
 #include "keymap.h"
 #include "log.h"
 
@@ -183,6 +185,61 @@ void names_resolve(struct names *n, const struct nip05_id *id, struct names_wait
     /* The name and domain hold only letters, digits and "-_.:", so they go into the URL as they are. */
     snprintf(url, sizeof(url), "https://%s/.well-known/nostr.json?name=%s", id->domain, id->name);
     e->fetch = fetch_start(n->fetcher, url, on_fetched, e);
+}
+
+/* A request waiting for the name it names; `ctx` follows it. */
+struct served {
+    struct names_wait w;
+    struct http_hold *hold;
+    names_go_fn go;
+    max_align_t ctx[];
+};
+
+static void reply_unresolved(h2o_req_t *req, const struct names_result *r)
+{
+    http_reply_error(req, 404, "the NIP-05 name could not be resolved: %s", r->why);
+}
+
+static void on_served(struct names_wait *w, const struct names_result *r)
+{
+    struct served *sv = H2O_STRUCT_FROM_MEMBER(struct served, w, w);
+    h2o_req_t *req = http_held(sv->hold);
+
+    if (req == NULL)
+        ;
+    else if (r->error != NAMES_OK)
+        reply_unresolved(req, r);
+    else
+        sv->go(sv->ctx, req, r->pubkey);
+    http_unhold(sv->hold);
+    free(sv);
+}
+
+void names_serve(struct names *n, h2o_req_t *req, const struct nip05_id *id, names_go_fn go, const void *ctx,
+                 size_t ctx_len)
+{
+    struct names_result known;
+    struct served *sv;
+
+    if (names_cached(n, id, &known)) {
+        if (known.error != NAMES_OK) {
+            reply_unresolved(req, &known);
+        } else {
+            go(ctx, req, known.pubkey);
+        }
+        return;
+    }
+    if (n->closing) {
+        http_reply_error(req, 503, "the relay is shutting down");
+        return;
+    }
+    if ((sv = calloc(1, sizeof(*sv) + ctx_len)) == NULL)
+        abort();
+    sv->w.cb = on_served;
+    sv->hold = http_hold(req);
+    sv->go = go;
+    memcpy(sv->ctx, ctx, ctx_len);
+    names_resolve(n, id, &sv->w);
 }
 
 void names_cancel(struct names *n, struct names_wait *w)

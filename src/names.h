@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <h2o.h>
 #include <uv.h>
 
 #include "nip05.h"
@@ -61,6 +62,16 @@ bool names_cached(struct names *n, const struct nip05_id *id, struct names_resul
 
 /* Resolves `id`, joining the request under way for it; `w->cb` must be set. Not after names_shutdown(). */
 void names_resolve(struct names *n, const struct nip05_id *id, struct names_wait *w);
+
+/* Goes on with a request once the name it names is resolved: `ctx` is names_serve()'s copy, valid during the call. */
+typedef void (*names_go_fn)(const void *ctx, h2o_req_t *req, const uint8_t pubkey[32]);
+
+/*
+ * Answers `req`, which names `id`: through `go` once the name is resolved (at once when it is remembered), or
+ * with 404 JSON saying why it could not be, or 503 after names_shutdown(). `ctx` (`ctx_len` bytes) is copied.
+ */
+void names_serve(struct names *n, h2o_req_t *req, const struct nip05_id *id, names_go_fn go, const void *ctx,
+                 size_t ctx_len);
 
 /* Abandons `w`: its callback is not called. */
 void names_cancel(struct names *n, struct names_wait *w);

@@ -824,32 +824,17 @@ static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     }
 }
 
-/* A request named by a NIP-05 name, waiting for the name's pubkey. */
-struct name_wait {
-    struct names_wait w;
+/* A request named by a NIP-05 name goes on with what it asked. */
+struct named {
     struct pfp *p;
-    struct http_hold *hold;
     struct variant v;
 };
 
-static void reply_unresolved(h2o_req_t *req, const struct names_result *r)
+static void serve_named(const void *ctx, h2o_req_t *req, const uint8_t pubkey[32])
 {
-    http_reply_error(req, 404, "the NIP-05 name could not be resolved: %s", r->why);
-}
+    const struct named *nm = ctx;
 
-static void on_name_resolved(struct names_wait *w, const struct names_result *r)
-{
-    struct name_wait *nw = H2O_STRUCT_FROM_MEMBER(struct name_wait, w, w);
-    h2o_req_t *req = http_held(nw->hold);
-
-    if (req == NULL)
-        ;
-    else if (r->error != NAMES_OK)
-        reply_unresolved(req, r);
-    else
-        serve_pubkey(nw->p, req, r->pubkey, &nw->v);
-    http_unhold(nw->hold);
-    free(nw);
+    serve_pubkey(nm->p, req, pubkey, &nm->v);
 }
 
 /* GET and HEAD /profile-pic/{id} and /profile-banner/{id}: `vo` says which. */
@@ -861,8 +846,6 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
     h2o_iovec_t query = h2o_iovec_init("", 0), accept = h2o_iovec_init("", 0);
     ssize_t ai;
     struct nip05_id name;
-    struct names_result known;
-    struct name_wait *nw;
     bool is_key;
 
     /* Every answer here, whenever it is sent: the bytes come from anyone's server, so a browser must not take
@@ -892,28 +875,10 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
     /* default_avatar is for avatars: a pubkey without a banner gets 404 unless the request asks otherwise. */
     if (v.fallback == VARIANT_FALLBACK_CONFIGURED)
         v.fallback = v.width_only ? VARIANT_FALLBACK_404 : p->o.default_avatar;
-    if (is_key) {
+    if (is_key)
         serve_pubkey(p, req, pubkey, &v);
-        return;
-    }
-    if (names_cached(p->sv.names, &name, &known)) {
-        if (known.error == NAMES_OK)
-            serve_pubkey(p, req, known.pubkey, &v);
-        else
-            reply_unresolved(req, &known);
-        return;
-    }
-    if (p->closing) {
-        reply_unavailable(req);
-        return;
-    }
-    if ((nw = calloc(1, sizeof(*nw))) == NULL)
-        abort();
-    nw->w.cb = on_name_resolved;
-    nw->p = p;
-    nw->hold = http_hold(req);
-    nw->v = v;
-    names_resolve(p->sv.names, &name, &nw->w);
+    else
+        names_serve(p->sv.names, req, &name, serve_named, &(struct named){p, v}, sizeof(struct named));
 }
 
 static void on_profile_pic(void *data, h2o_req_t *req, h2o_iovec_t param)

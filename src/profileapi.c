@@ -561,42 +561,15 @@ static void start(struct profileapi *pa, h2o_req_t *req, uint8_t (*keys)[32], si
         found_all(rq);
 }
 
-/* GET /profile/{id} named by a NIP-05 name, waiting for the name's pubkey. */
-struct name_wait {
-    struct names_wait w;
-    struct profileapi *pa;
-    struct http_hold *hold;
-};
-
-static void reply_unresolved(h2o_req_t *req, const struct names_result *r)
-{
-    http_reply_error(req, 404, "the NIP-05 name could not be resolved: %s", r->why);
-}
-
-/* Answers for the pubkey a name resolved to. */
-static void start_one(struct profileapi *pa, h2o_req_t *req, const uint8_t pubkey[32])
+/* Answers for one pubkey, named by a key or by a name resolved to it (`ctx` is the module). */
+static void start_one(const void *ctx, h2o_req_t *req, const uint8_t pubkey[32])
 {
     uint8_t(*keys)[32] = malloc(32);
 
     if (keys == NULL)
         abort();
     memcpy(keys[0], pubkey, 32);
-    start(pa, req, keys, 1, false);
-}
-
-static void on_name_resolved(struct names_wait *w, const struct names_result *r)
-{
-    struct name_wait *nw = H2O_STRUCT_FROM_MEMBER(struct name_wait, w, w);
-    h2o_req_t *req = http_held(nw->hold);
-
-    if (req == NULL)
-        ;
-    else if (r->error != NAMES_OK)
-        reply_unresolved(req, r);
-    else
-        start_one(nw->pa, req, r->pubkey);
-    http_unhold(nw->hold);
-    free(nw);
+    start(*(struct profileapi *const *)ctx, req, keys, 1, false);
 }
 
 static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -605,34 +578,13 @@ static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
     uint8_t pubkey[32];
     char why[NIP19_ERR_LEN];
     struct nip05_id name;
-    struct names_result known;
-    struct name_wait *nw;
 
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0) {
-        start_one(pa, req, pubkey);
-        return;
-    }
-    if (pa->_names == NULL || nip05_parse_id(param.base, param.len, &name) != 0) {
+    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0)
+        start_one(&pa, req, pubkey);
+    else if (pa->_names != NULL && nip05_parse_id(param.base, param.len, &name) == 0)
+        names_serve(pa->_names, req, &name, start_one, &pa, sizeof(pa));
+    else
         http_reply_error(req, 400, "not a public key or a NIP-05 name: %s", why);
-        return;
-    }
-    if (names_cached(pa->_names, &name, &known)) {
-        if (known.error == NAMES_OK)
-            start_one(pa, req, known.pubkey);
-        else
-            reply_unresolved(req, &known);
-        return;
-    }
-    if (pa->_closing) {
-        http_reply_error(req, 503, "the relay is shutting down");
-        return;
-    }
-    if ((nw = calloc(1, sizeof(*nw))) == NULL)
-        abort();
-    nw->w.cb = on_name_resolved;
-    nw->pa = pa;
-    nw->hold = http_hold(req);
-    names_resolve(pa->_names, &name, &nw->w);
 }
 
 static void on_profiles(void *data, h2o_req_t *req, h2o_iovec_t param)

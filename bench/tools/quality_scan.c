@@ -75,12 +75,11 @@ static VipsImage *shown(VipsImage *im)
 }
 
 /* `src` resized to fit `size`, as the variants are, without any encoding, in memory; unref it. */
-static VipsImage *resized(const void *src, size_t len, int size)
+/* `im` as shown, decoded whole now, so that the buffer it came from may go. Takes over `im`. */
+static VipsImage *settled(VipsImage *im)
 {
-    VipsImage *im, *copy;
+    VipsImage *copy;
 
-    if (vips_thumbnail_buffer((void *)src, len, &im, size, "height", size, "size", VIPS_SIZE_DOWN, NULL))
-        vips_error_exit(NULL);
     im = shown(im);
     if ((copy = vips_image_copy_memory(im)) == NULL)
         vips_error_exit(NULL);
@@ -88,18 +87,22 @@ static VipsImage *resized(const void *src, size_t len, int size)
     return copy;
 }
 
+static VipsImage *resized(const void *src, size_t len, int size)
+{
+    VipsImage *im;
+
+    if (vips_thumbnail_buffer((void *)src, len, &im, size, "height", size, "size", VIPS_SIZE_DOWN, NULL))
+        vips_error_exit(NULL);
+    return settled(im);
+}
+
 static VipsImage *decode(const void *buf, size_t len)
 {
-    VipsImage *im = vips_image_new_from_buffer(buf, len, "", NULL), *copy;
+    VipsImage *im = vips_image_new_from_buffer(buf, len, "", NULL);
 
     if (im == NULL)
         vips_error_exit(NULL);
-    im = shown(im);
-    /* Decoded whole now, so that the buffer may go. */
-    if ((copy = vips_image_copy_memory(im)) == NULL)
-        vips_error_exit(NULL);
-    g_object_unref(im);
-    return copy;
+    return settled(im);
 }
 
 /* The mean SSIM of the luma of `a` and `b`, both 8-bit sRGB of one size. */
