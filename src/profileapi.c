@@ -304,6 +304,38 @@ static void add_summary(struct profileapi *pa, json_t *o, const uint8_t blob[32]
     }
 }
 
+static void on_checked(struct names_wait *w, const struct names_result *r)
+{
+    (void)r;
+    free(w);
+}
+
+/*
+ * Whether the kind 0's `nip05` names this pubkey: true or false once its name is resolved (and remembered), null
+ * when the kind 0 has none or it is not known yet, in which case it is resolved in the background and a later
+ * answer (with another ETag) says.
+ */
+static json_t *nip05_valid(struct profileapi *pa, const uint8_t pubkey[32], json_t *nip05)
+{
+    struct nip05_id id;
+    struct names_result r;
+    struct names_wait *w;
+
+    if (!json_is_string(nip05) || pa->_names == NULL)
+        return json_null();
+    if (nip05_parse_id(json_string_value(nip05), json_string_length(nip05), &id) != 0)
+        return json_false();
+    if (names_cached(pa->_names, &id, &r))
+        return json_boolean(r.error == NAMES_OK && memcmp(r.pubkey, pubkey, 32) == 0);
+    if (!pa->_closing) {
+        if ((w = calloc(1, sizeof(*w))) == NULL)
+            abort();
+        w->cb = on_checked;
+        names_resolve(pa->_names, &id, w);
+    }
+    return json_null();
+}
+
 /* The object of one pubkey, counted; NULL when it has no kind 0. Queues pictures not cached yet. */
 static json_t *entry_of(struct profileapi *pa, const uint8_t pubkey[32], const struct slot *s, const char *base)
 {
@@ -330,6 +362,7 @@ static json_t *entry_of(struct profileapi *pa, const uint8_t pubkey[32], const s
         return NULL;
     }
     pa->_stats.found++;
+    json_object_set_new(o, "nip05_valid", nip05_valid(pa, pubkey, json_object_get(o, "nip05")));
     for (int i = PICTURES_AVATAR; i <= PICTURES_BANNER; i++) {
         if (state[i] == PROFILEAPI_CACHED)
             add_summary(pa, json_object_get(o, i == PICTURES_AVATAR ? "picture" : "banner"), blob[i]);

@@ -55,11 +55,11 @@ before(async () => {
     config: { allowed_source_addresses: ['127.0.0.1'], precache_on_metadata: false, upstream_ca_file: certs.ca },
   });
   client = await rawClient(relay.url);
-  for (const [u, picture] of [
-    [alice, 'small.jpg'],
-    [root, 'alpha.png'],
+  for (const [u, picture, nip05] of [
+    [alice, 'small.jpg', `Alice@${domain}`],
+    [root, 'alpha.png', undefined],
   ]) {
-    const content = JSON.stringify({ name: 'n', picture: `${fx.images.url}/f/${picture}`, banner: `${fx.images.url}/f/big.jpg` });
+    const content = JSON.stringify({ name: 'n', nip05, picture: `${fx.images.url}/f/${picture}`, banner: `${fx.images.url}/f/big.jpg` });
     assert.equal((await publishRaw(client, u.sign({ kind: 0, created_at: now(), content })))[2], true);
   }
 });
@@ -129,6 +129,19 @@ test('every way a name fails to resolve is 404 JSON saying why, and remembered',
   const bad = await get('/profile-pic/not-a-name');
   assert.equal(bad.res.status, 400);
   assert.match(bad.json().error, /^not a public key or a NIP-05 name: /);
+});
+
+test('the profile API says whether the kind 0\'s nip05 names its pubkey, once the name is resolved', async () => {
+  const impostor = newUser();
+  const content = JSON.stringify({ name: 'impostor', nip05: `other@${domain}` });
+  assert.equal((await publishRaw(client, impostor.sign({ kind: 0, created_at: now(), content })))[2], true);
+  // Not known yet: null, and resolved in the background; then false, since the name is someone else's.
+  assert.equal((await get(`/profile/${impostor.pubkey}`)).json().nip05_valid, null);
+  await relay.waitFor(async () => (await get(`/profile/${impostor.pubkey}`)).json().nip05_valid === false, 'nip05_valid false');
+  // Alice's own name, in another case, was resolved already: true at once.
+  assert.equal((await get(`/profile/${alice.pubkey}`)).json().nip05_valid, true);
+  // No nip05 at all: null.
+  assert.equal((await get(`/profile/${root.pubkey}`)).json().nip05_valid, null);
 });
 
 test('the domain is guarded like a picture source, and its certificate must be one the relay trusts', async () => {
