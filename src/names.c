@@ -93,7 +93,6 @@ static void tell(struct names_entry *e)
     while (!h2o_linklist_is_empty(&e->waits)) {
         struct names_wait *w = H2O_STRUCT_FROM_MEMBER(struct names_wait, _link, e->waits.next);
         h2o_linklist_unlink(&w->_link);
-        w->_entry = NULL;
         w->cb(w, &r);
     }
 }
@@ -177,7 +176,6 @@ void names_resolve(struct names *n, const struct nip05_id *id, struct names_wait
     } else {
         touch(n, e);
     }
-    w->_entry = e;
     w->_link = (h2o_linklist_t){NULL, NULL};
     h2o_linklist_insert(&e->waits, &w->_link);
     if (e->fetch != NULL)
@@ -240,15 +238,6 @@ void names_serve(struct names *n, h2o_req_t *req, const struct nip05_id *id, nam
     sv->go = go;
     memcpy(sv->ctx, ctx, ctx_len);
     names_resolve(n, id, &sv->w);
-}
-
-void names_cancel(struct names *n, struct names_wait *w)
-{
-    (void)n;
-    if (w->_entry == NULL)
-        return;
-    h2o_linklist_unlink(&w->_link);
-    w->_entry = NULL;
 }
 
 int names_init(struct names **out, uv_loop_t *loop, struct fetcher *fetcher, const struct names_options *o)

@@ -37,7 +37,6 @@ struct names_result {
 /* A wait for a name, in the caller's memory. `cb` runs once, on the loop, never from inside names_resolve(). */
 struct names_wait {
     void (*cb)(struct names_wait *w, const struct names_result *r);
-    struct names_entry *_entry;
     h2o_linklist_t _link;
 };
 
@@ -72,9 +71,6 @@ typedef void (*names_go_fn)(const void *ctx, h2o_req_t *req, const uint8_t pubke
  */
 void names_serve(struct names *n, h2o_req_t *req, const struct nip05_id *id, names_go_fn go, const void *ctx,
                  size_t ctx_len);
-
-/* Abandons `w`: its callback is not called. */
-void names_cancel(struct names *n, struct names_wait *w);
 
 /* Requests under way end now, their waits told NAMES_UNREACHABLE ("shutting down"). Idempotent. */
 void names_shutdown(struct names *n);

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "http.h"
+#include "image.h"
 
 static const int AVATAR_STEPS[] = {32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024};
 static const int BANNER_STEPS[] = {32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1440, 1920};
@@ -228,4 +229,15 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
     if (out->animated && !named)
         out->format = variant_accepts(accept, "image/webp") ? VARIANT_WEBP : VARIANT_GIF;
     return 0;
+}
+
+int variant_image_type(enum variant_format f)
+{
+    switch (f) {
+    case VARIANT_WEBP: return IMAGE_WEBP;
+    case VARIANT_AVIF: return IMAGE_AVIF;
+    case VARIANT_PNG: return IMAGE_PNG;
+    case VARIANT_GIF: return IMAGE_GIF;
+    default: return IMAGE_JPEG;
+    }
 }

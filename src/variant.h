@@ -72,6 +72,9 @@ bool variant_parse_decimal(h2o_iovec_t v, double *out);
 const char *variant_format_name(enum variant_format f);
 const char *variant_format_mime(enum variant_format f);
 
+/* The enum image_type of `f`. */
+int variant_image_type(enum variant_format f);
+
 /* A format by its name ("jpg" too). Returns 0 or -EINVAL. */
 int variant_format_parse(h2o_iovec_t name, enum variant_format *out);
 
