@@ -11,6 +11,7 @@
 #include "web.h"
 #include "log.h"
 #include "names.h"
+#include "relaybook.h"
 #include "netguard.h"
 
 #define SHUTDOWN_POLL_MS 20
@@ -117,7 +118,13 @@ static int init_upstream(struct app *a, char *err, size_t errlen)
                                    .nurls = a->cfg.upstream_relays.count,
                                    .ca_file = a->cfg.upstream_ca_file,
                                    .max_message = (size_t)a->cfg.max_message_length,
-                                   .max_queue = (size_t)a->cfg.max_client_queue_bytes};
+                                   .max_queue = (size_t)a->cfg.max_client_queue_bytes,
+                                   .discovery_guard = {a->cfg.allow_private_sources,
+                                                       a->cfg.allowed_source_addresses.items,
+                                                       a->cfg.allowed_source_addresses.count},
+                                   .max_discovered = (size_t)a->cfg.max_discovery_connections,
+                                   .discovered_idle_ms = (uint64_t)a->cfg.discovery_idle_seconds * 1000,
+                                   .discovered_dial_ms = (uint64_t)a->cfg.upstream_timeout_ms};
     char reason[256];
     int r;
 
@@ -151,6 +158,9 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
     fo.max_bytes_name = "max_source_bytes";
     return fetcher_init(&a->fetcher, &a->loop, &fo, err, errlen);
 }
+
+/* Discovered relays whose record is kept: a few megabytes. */
+#define RELAYS_REMEMBERED 20000
 
 /* NIP-05 names remembered at most: a few megabytes. */
 #define NAMES_REMEMBERED 100000
@@ -234,11 +244,17 @@ static int start(struct app *a)
     }
     ingest_init(&a->ingest, &(struct ingest_options){.max_future_seconds = a->cfg.max_future_seconds}, &a->store,
                 &a->verify);
+    if ((r = relaybook_init(&a->relaybook, a->db, &(struct relaybook_options){RELAYS_REMEMBERED})) != 0) {
+        log_error("cannot open the relay records: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
     lookup_init(&a->lookup, &a->loop,
                 &(struct lookup_options){.timeout_ms = (uint64_t)a->cfg.upstream_timeout_ms,
                                          .grace_ms = (uint64_t)a->cfg.upstream_grace_ms,
                                          .batch_ms = (uint64_t)a->cfg.upstream_batch_ms,
-                                         .max_concurrent = (size_t)a->cfg.max_concurrent},
+                                         .max_concurrent = (size_t)a->cfg.max_concurrent,
+                                         .book = a->cfg.max_discovery_connections > 0 ? a->relaybook : NULL,
+                                         .max_outbox_relays = (size_t)a->cfg.max_outbox_relays},
                 a->upstream, a->ingest, &a->store);
     relay_init(&a->relay, &a->loop,
                &(struct relay_options){.name = a->cfg.relay_name,
@@ -331,6 +347,8 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     pictures_start(&a->pictures);
+    if ((r = relaybook_load(a->relaybook)) != 0)
+        log_warn("cannot read the relay records, starting without them: %s", strerror(-r));
     upstream_start(a->upstream);
     if ((r = jobs_start(&a->jobs)) != 0) {
         log_error("cannot read the job database: %s", strerror(-r));
@@ -420,6 +438,8 @@ static void stop(struct app *a)
         ingest_free(a->ingest);
     if (a->upstream != NULL)
         upstream_free(a->upstream);
+    relaybook_free(a->relaybook);
+    a->relaybook = NULL;
     workpool_free(&a->verify);
     db_free(a->db);
 }
@@ -433,7 +453,7 @@ int app_check_db(struct app *a, const char *config_path)
 {
     struct db_table_check checks[32];
     const struct db_table_check *(*const tables[])(size_t *) = {store_table_checks, pictures_table_checks,
-                                                                jobs_table_checks};
+                                                                jobs_table_checks, relaybook_table_checks};
     char err[1024];
     size_t n = 0;
     int r;

@@ -42,7 +42,8 @@ struct app {
     struct workpool verify;    /* signature checks */
     struct upstream *upstream; /* connections to the upstream relays */
     struct ingest *ingest;     /* every incoming event: checked, verified, stored */
-    struct lookup *lookup;     /* what the upstream relays are asked */
+    struct lookup *lookup;     /* what the upstream relays, then the pubkeys' own relays, are asked */
+    struct relaybook *relaybook; /* the discovered relays' records */
     struct relay *relay;
     struct blobs blobs;                             /* picture files */
     struct blobcache picture_bytes;                 /* pictures kept in memory */

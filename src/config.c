@@ -182,6 +182,9 @@ static const struct key keys[] = {
     {"max_banner_size", KEY_INT, OFF(max_banner_size), 32, 1920, 1000},
     {"max_animation_frames", KEY_INT, OFF(max_animation_frames), 1, 1000, 100},
     {"nip05_cache_seconds", KEY_INT, OFF(nip05_cache_seconds), 1, 604800, 3600},
+    {"max_discovery_connections", KEY_INT, OFF(max_discovery_connections), 0, 10000, 50},
+    {"discovery_idle_seconds", KEY_INT, OFF(discovery_idle_seconds), 1, 86400, 60},
+    {"max_outbox_relays", KEY_INT, OFF(max_outbox_relays), 0, 32, 4},
     {"negotiate_formats", KEY_STRING_LIST, OFF(negotiate_formats), .def_list = default_negotiated,
      .valid = valid_format, .allowed = "\"jpeg\", \"webp\", \"avif\" or \"png\""},
 };

@@ -1,9 +1,13 @@
-/* lookup.c -- the newest event of a pubkey and kind from the upstream relays: coalesced, batched, verified, stored. */
+/*
+ * lookup.c -- the newest event of a pubkey and kind: asked of the upstream relays, then of the pubkey's write relays
+ * and its hints together; coalesced, batched per relay, verified, stored.
+ */
 #include "lookup.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +18,8 @@
 #include "hex.h"
 #include "keymap.h"
 #include "log.h"
+#include "nip65.h"
+#include "relaybook.h"
 
 #define MAX_AUTHORS 500
 /* How long "no relay has it" is remembered, so repeated asks do not reach the relays again. */
@@ -26,6 +32,9 @@
  */
 #define TIMEOUT_TTL_MS (60 * 1000)
 #define NEGATIVE_MAX   100000
+/* Relay hints kept per pubkey, the newest replacing the oldest, and pubkeys with hints kept at most. */
+#define MAX_HINTS      4
+#define HINTS_MAX      50000
 
 /* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
 static const double LOOKUP_LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -51,6 +60,12 @@ struct lookup {
     bool closing;
     struct lookup_stats stats;
     struct histogram latency;
+    /* The outbox stage: */
+    h2o_linklist_t outbox_batch; /* entries whose relays are chosen, waiting for the batch timer */
+    uv_timer_t outbox_timer;
+    char **configured; /* the upstream relays' URLs in canonical form: never asked twice */
+    struct keymap *hints;  /* pubkey -> struct lookup_hints */
+    h2o_linklist_t hints_fifo;
 };
 
 static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
@@ -66,12 +81,41 @@ struct lookup_negative {
     h2o_linklist_t link;
 };
 
+/* Relays a pubkey's events were said to be on, by a request, a NIP-05 document or an event. */
+struct lookup_hints {
+    uint8_t pubkey[32];
+    char *urls[MAX_HINTS]; /* canonical; the oldest first */
+    size_t n;
+    h2o_linklist_t link; /* in lk->hints_fifo */
+};
+
+enum stage {
+    STAGE_UPSTREAM, /* asked of the upstream relays */
+    STAGE_RELAYS,   /* missing there: its relay list (kind 10002) is being found */
+    STAGE_OUTBOX,   /* asked of its write relays and hints */
+};
+
+/* A relay the outbox stage asks. */
+struct candidate {
+    char *url;
+    bool hint; /* a hint rather than a write relay of its list */
+};
+
 struct lookup_entry {
+    struct lookup *lk;
     uint8_t pubkey[32];
     uint32_t kind;
     h2o_linklist_t waiters;
-    h2o_linklist_t link; /* in the batch, until a query takes it */
-    struct lookup_query *query;
+    h2o_linklist_t link; /* in the batch, until a query takes it; then in the outbox batch */
+    enum stage stage;
+    unsigned refs;        /* queries holding it, plus one until it is done */
+    unsigned outstanding; /* queries not over */
+    bool unclean;         /* some relay asked did not answer: an absence means less */
+    bool timed_out;       /* ... and some query ran out of time */
+    enum lookup_tier tier; /* where the best version came from */
+    struct candidate *cands;
+    size_t ncands;
+    struct lookup_waiter relays_wait; /* for its kind 10002, in STAGE_RELAYS */
     bool found;      /* a valid event was stored for it */
     int64_t best_at; /* created_at of the best verified, to skip copies that are not newer */
     uint8_t best_id[32];
@@ -84,15 +128,25 @@ struct lookup_entry {
 
 enum relay_part { PART_NONE, PART_OPEN, PART_DONE };
 
+/* A relay a query asks, and how far it has answered. */
+struct part {
+    struct upstream_relay *r;
+    enum relay_part state;
+};
+
 struct lookup_query {
     struct lookup *lk;
     uint64_t id;
     char subid[24];
     uint32_t kind;
+    bool outbox; /* a discovered relay's (one part, not counted against max_concurrent) */
     struct lookup_entry **entries; /* sorted by pubkey */
     size_t n;
-    enum relay_part *parts; /* per upstream relay */
+    struct part *parts;
+    size_t nparts;
     size_t participants, finished;
+    unsigned inflight; /* its events in the ingest pipeline */
+    uint64_t started_at; /* uv_now(), for the time to EOSE */
     bool answered; /* a relay reached EOSE: an absence means something */
     bool over;     /* every entry is done; only references keep it */
     unsigned refs; /* events in the ingest pipeline, plus one until the timer has closed */
@@ -106,12 +160,25 @@ struct incoming {
     struct ingest_job job;
     struct lookup_query *q;
     struct lookup_entry *e;
-    struct upstream_relay *relay;
+    struct upstream_relay *relay; /* held, when discovered, until the event is through */
+    enum lookup_tier tier;
 };
 
 static void check_query(struct lookup_query *q);
 
 static void query_unref(struct lookup_query *q);
+
+static void next_stage(struct lookup *lk, struct lookup_entry *e);
+
+static void entry_unref(struct lookup_entry *e)
+{
+    if (--e->refs > 0)
+        return;
+    for (size_t i = 0; i < e->ncands; i++)
+        free(e->cands[i].url);
+    free(e->cands);
+    free(e);
+}
 
 /* --- waiters ------------------------------------------------------------------------------------------------- */
 
@@ -182,6 +249,7 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, uint64_t mis
     histogram_observe(&lk->latency, (double)(clock_mono_ns() - e->started_ns) / 1e9);
     if (e->found) {
         lk->stats.found++;
+        lk->stats.by_tier[e->tier]++;
     } else {
         lk->stats.not_found++;
         if (miss_ttl_ms > 0)
@@ -198,6 +266,13 @@ static void finish_entry(struct lookup *lk, struct lookup_entry *e, uint64_t mis
         w->cb(w, copy != NULL ? &ev : NULL);
     }
     free(copy);
+    entry_unref(e);
+}
+
+/* Ends an entry nothing was found for, remembering the miss as what was asked deserves. */
+static void finish_miss(struct lookup *lk, struct lookup_entry *e)
+{
+    finish_entry(lk, e, !e->unclean ? NEGATIVE_TTL_MS : e->timed_out ? TIMEOUT_TTL_MS : 0);
 }
 
 /* --- queries ------------------------------------------------------------------------------------------------- */
@@ -223,7 +298,7 @@ static struct lookup_entry *query_entry(const struct lookup_query *q, const uint
     return NULL;
 }
 
-static void send_req(struct lookup_query *q, struct upstream_relay *r)
+static void send_req(struct lookup_query *q, struct part *p)
 {
     struct buf b = BUF_INIT;
     char hex[64];
@@ -237,8 +312,8 @@ static void send_req(struct lookup_query *q, struct upstream_relay *r)
     }
     buf_appendf(&b, "],\"limit\":%zu}]", q->n);
     /* A relay not connected now joins when it connects (on_connected). */
-    if (upstream_send(r, b.data, b.len) == 0) {
-        q->parts[upstream_relay_index(r)] = PART_OPEN;
+    if (upstream_send(p->r, b.data, b.len) == 0) {
+        p->state = PART_OPEN;
         q->participants++;
     }
     buf_free(&b);
@@ -261,7 +336,7 @@ static void query_unref(struct lookup_query *q)
     if (--q->refs > 0)
         return;
     for (size_t i = 0; i < q->n; i++)
-        free(q->entries[i]);
+        entry_unref(q->entries[i]);
     free(q->entries);
     free(q->parts);
     free(q);
@@ -269,28 +344,45 @@ static void query_unref(struct lookup_query *q)
 
 static void start_queued(struct lookup *lk);
 
-/* Ends the query, at its deadline or not: every entry is answered, open subscriptions are closed. */
+/*
+ * Ends the query, at its deadline or not: open subscriptions are closed, and each entry no other query still asks
+ * for is answered, or goes on to its next stage.
+ */
 static void end_query(struct lookup_query *q, bool timed_out)
 {
     struct lookup *lk = q->lk;
-    uint64_t miss_ttl = 0;
+    /* Only a query every relay answered may call an author absent for long. */
+    bool clean = q->answered && q->finished == q->participants;
 
     if (q->over)
         return;
     q->over = true;
-    for (size_t i = 0; i < upstream_count(lk->up); i++) {
-        if (q->parts[i] == PART_OPEN)
-            send_close(q, upstream_relay(lk->up, i));
-    }
-    /* Only a query every relay answered may call an author absent for long. */
-    if (q->answered && q->finished == q->participants)
-        miss_ttl = NEGATIVE_TTL_MS;
-    else if (timed_out)
-        miss_ttl = TIMEOUT_TTL_MS;
-    for (size_t i = 0; i < q->n; i++)
-        finish_entry(lk, q->entries[i], miss_ttl);
     h2o_linklist_unlink(&q->link);
-    lk->nrunning--;
+    if (!q->outbox)
+        lk->nrunning--;
+    for (size_t i = 0; i < q->nparts; i++) {
+        struct part *p = &q->parts[i];
+        if (p->state == PART_OPEN)
+            send_close(q, p->r);
+        if (upstream_relay_discovered(p->r)) {
+            if (timed_out && p->state != PART_DONE && lk->opt.book != NULL)
+                relaybook_failure(lk->opt.book, upstream_relay_url(p->r), "no EOSE within upstream_timeout_ms",
+                                  time(NULL));
+            upstream_relay_release(p->r);
+        }
+    }
+    for (size_t i = 0; i < q->n; i++) {
+        struct lookup_entry *e = q->entries[i];
+        e->outstanding--;
+        e->unclean |= !clean;
+        e->timed_out |= timed_out;
+        if (e->done || e->outstanding > 0)
+            continue;
+        if (e->found)
+            finish_entry(lk, e, 0);
+        else
+            next_stage(lk, e);
+    }
     uv_close((uv_handle_t *)&q->timer, on_query_timer_closed);
     start_queued(lk);
 }
@@ -316,23 +408,32 @@ static void on_query_timer(uv_timer_t *t)
  * relay taking part, none is still connecting). Waits for events still in the
  * ingest pipeline, so that nothing found is answered as missing.
  */
+/* Whether a relay the query has not reached yet is still connecting. */
+static bool query_connecting(const struct lookup_query *q)
+{
+    for (size_t i = 0; i < q->nparts; i++) {
+        if (q->parts[i].state == PART_NONE && upstream_relay_state(q->parts[i].r) == UPSTREAM_CONNECTING)
+            return true;
+    }
+    return false;
+}
+
 static void check_query(struct lookup_query *q)
 {
     struct lookup *lk = q->lk;
     uint64_t now, next = q->deadline;
     bool all_done = true, relays_done;
-    size_t inflight = 0;
 
     if (q->over)
         return;
     now = uv_now(lk->loop);
-    relays_done = q->finished == q->participants && (q->participants > 0 || !upstream_connecting(lk->up));
+    relays_done = q->finished == q->participants && (q->participants > 0 || !query_connecting(q));
     for (size_t i = 0; i < q->n; i++) {
         struct lookup_entry *e = q->entries[i];
         if (e->done)
             continue;
-        inflight += e->inflight;
-        if (e->inflight == 0 && e->found && (relays_done || now >= e->grace_at)) {
+        /* An entry other queries still ask for waits for them, or for its grace period. */
+        if (e->inflight == 0 && e->found && ((relays_done && e->outstanding == 1) || now >= e->grace_at)) {
             finish_entry(lk, e, 0);
             continue;
         }
@@ -345,7 +446,7 @@ static void check_query(struct lookup_query *q)
         if (e->found && e->grace_at > now && e->grace_at < next)
             next = e->grace_at;
     }
-    if (all_done || (relays_done && inflight == 0)) {
+    if (all_done || (relays_done && q->inflight == 0)) {
         end_query(q, false);
         return;
     }
@@ -355,11 +456,14 @@ static void check_query(struct lookup_query *q)
 static void start_query(struct lookup *lk, struct lookup_query *q)
 {
     h2o_linklist_insert(&lk->running, &q->link);
-    lk->nrunning++;
-    lk->stats.queries++;
-    q->deadline = uv_now(lk->loop) + lk->opt.timeout_ms;
-    for (size_t i = 0; i < upstream_count(lk->up); i++)
-        send_req(q, upstream_relay(lk->up, i));
+    if (q->outbox)
+        lk->stats.outbox_queries++;
+    else
+        lk->nrunning++, lk->stats.queries++;
+    q->started_at = uv_now(lk->loop);
+    q->deadline = q->started_at + lk->opt.timeout_ms;
+    for (size_t i = 0; i < q->nparts; i++)
+        send_req(q, &q->parts[i]);
     check_query(q);
 }
 
@@ -372,12 +476,24 @@ static void start_queued(struct lookup *lk)
     }
 }
 
-static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct lookup_entry **entries, size_t n)
+/* A query of `entries` (which it takes) of `relay`, or of every upstream relay when NULL. */
+static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct lookup_entry **entries, size_t n,
+                                      struct upstream_relay *relay)
 {
     struct lookup_query *q = calloc(1, sizeof(*q));
+    size_t nparts = relay != NULL ? 1 : upstream_count(lk->up);
 
-    if (q == NULL || (q->parts = calloc(upstream_count(lk->up) + 1, sizeof(*q->parts))) == NULL)
+    if (q == NULL || (q->parts = calloc(nparts + 1, sizeof(*q->parts))) == NULL)
         abort();
+    q->nparts = nparts;
+    if (relay != NULL) {
+        q->outbox = true;
+        q->parts[0].r = relay;
+        upstream_relay_hold(relay);
+    } else {
+        for (size_t i = 0; i < q->nparts; i++)
+            q->parts[i].r = upstream_relay(lk->up, i);
+    }
     q->lk = lk;
     q->id = ++lk->next_query_id;
     snprintf(q->subid, sizeof(q->subid), "pfp%llu", (unsigned long long)q->id);
@@ -386,8 +502,10 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
     q->n = n;
     q->refs = 1;
     qsort(entries, n, sizeof(*entries), cmp_entry);
-    for (size_t i = 0; i < n; i++)
-        entries[i]->query = q;
+    for (size_t i = 0; i < n; i++) {
+        entries[i]->refs++;
+        entries[i]->outstanding++;
+    }
     uv_timer_init(lk->loop, &q->timer);
     q->timer.data = q;
     return q;
@@ -415,9 +533,255 @@ static void on_batch_timer(uv_timer_t *t)
                 group[n++] = e;
             }
         }
-        h2o_linklist_insert(&lk->queued, &new_query(lk, kind, group, n)->link);
+        h2o_linklist_insert(&lk->queued, &new_query(lk, kind, group, n, NULL)->link);
     }
     start_queued(lk);
+}
+
+/* --- the outbox stage ---------------------------------------------------------------------------------------- */
+
+/* The kinds whose author's relays are worth finding: profiles, contact lists and relay lists. */
+static const uint32_t OUTBOX_KINDS[] = {0, 3, 10002};
+
+static bool outbox_kind(uint32_t kind)
+{
+    return kind == 0 || kind == 3 || kind == 10002;
+}
+
+static bool outbox_enabled(const struct lookup *lk)
+{
+    return lk->opt.book != NULL && lk->opt.max_outbox_relays > 0;
+}
+
+static bool has_hints(const struct lookup *lk, const uint8_t pubkey[32], uint32_t kind)
+{
+    return outbox_enabled(lk) && outbox_kind(kind) && keymap_get(lk->hints, pubkey) != NULL;
+}
+
+static bool is_configured(const struct lookup *lk, const char *url)
+{
+    for (size_t i = 0; i < upstream_count(lk->up); i++) {
+        if (lk->configured[i] != NULL && strcmp(lk->configured[i], url) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void free_hints(void *p)
+{
+    struct lookup_hints *h = p;
+
+    for (size_t i = 0; i < h->n; i++)
+        free(h->urls[i]);
+    free(h);
+}
+
+void lookup_hint(struct lookup *lk, const uint8_t pubkey[32], const char *url)
+{
+    struct lookup_hints *h;
+    char canon[NIP65_MAX_URL];
+    uint8_t key[36];
+
+    if (!outbox_enabled(lk) || nip65_canonical(url, canon, sizeof(canon)) != 0 || is_configured(lk, canon))
+        return;
+    if ((h = keymap_get(lk->hints, pubkey)) == NULL) {
+        if (keymap_count(lk->hints) >= HINTS_MAX) {
+            struct lookup_hints *old = H2O_STRUCT_FROM_MEMBER(struct lookup_hints, link, lk->hints_fifo.next);
+            h2o_linklist_unlink(&old->link);
+            keymap_del(lk->hints, old->pubkey);
+            free_hints(old);
+        }
+        if ((h = calloc(1, sizeof(*h))) == NULL)
+            abort();
+        memcpy(h->pubkey, pubkey, 32);
+        keymap_put(lk->hints, pubkey, h);
+        h2o_linklist_insert(&lk->hints_fifo, &h->link);
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcmp(h->urls[i], canon) == 0)
+            return;
+    }
+    if (h->n == MAX_HINTS) {
+        free(h->urls[0]);
+        memmove(h->urls, h->urls + 1, (MAX_HINTS - 1) * sizeof(h->urls[0]));
+        h->n--;
+    }
+    if ((h->urls[h->n++] = strdup(canon)) == NULL)
+        abort();
+    /* A miss remembered before this hint was known says nothing about the relay it names. */
+    for (size_t i = 0; i < sizeof(OUTBOX_KINDS) / sizeof(OUTBOX_KINDS[0]); i++) {
+        struct lookup_negative *n;
+        make_key(key, pubkey, OUTBOX_KINDS[i]);
+        if ((n = keymap_del(lk->negative, key)) != NULL) {
+            h2o_linklist_unlink(&n->link);
+            free(n);
+        }
+    }
+}
+
+static bool has_candidate(const struct candidate *c, size_t n, const char *url)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c[i].url, url) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void add_candidate(struct lookup_entry *e, const char *url, bool hint)
+{
+    if ((e->cands[e->ncands].url = strdup(url)) == NULL)
+        abort();
+    e->cands[e->ncands++].hint = hint;
+}
+
+static void on_outbox_timer(uv_timer_t *t);
+
+/*
+ * Chooses the relays to ask for `e`: up to max_outbox_relays of the write relays of `list` (its kind 10002, or
+ * NULL), the healthiest first, and its hints; none that is an upstream relay, or skipped for its record.
+ */
+static void plan(struct lookup *lk, struct lookup_entry *e, const struct event_view *list)
+{
+    struct nip65_list *rl = calloc(1, sizeof(*rl));
+    const char *writes[NIP65_MAX_RELAYS];
+    struct lookup_hints *h = keymap_get(lk->hints, e->pubkey);
+    int64_t now = time(NULL);
+    size_t nw = 0;
+
+    if (rl == NULL)
+        abort();
+    if (list != NULL) {
+        json_t *ev = json_loadb(list->json, list->json_len, 0, NULL);
+        nip65_parse(json_object_get(ev, "tags"), rl);
+        json_decref(ev);
+    }
+    for (size_t i = 0; i < rl->n; i++) {
+        if (!rl->relays[i].write || is_configured(lk, rl->relays[i].url))
+            continue;
+        if (relaybook_backing_off(lk->opt.book, rl->relays[i].url, now)) {
+            lk->stats.skipped_backoff++;
+            continue;
+        }
+        writes[nw++] = rl->relays[i].url;
+    }
+    relaybook_rank(lk->opt.book, writes, nw);
+    if (nw > lk->opt.max_outbox_relays)
+        nw = lk->opt.max_outbox_relays;
+    if ((e->cands = calloc(nw + MAX_HINTS, sizeof(*e->cands))) == NULL)
+        abort();
+    for (size_t i = 0; i < nw; i++)
+        add_candidate(e, writes[i], false);
+    for (size_t i = 0; h != NULL && i < h->n; i++) {
+        if (has_candidate(e->cands, e->ncands, h->urls[i]))
+            continue;
+        if (relaybook_backing_off(lk->opt.book, h->urls[i], now)) {
+            lk->stats.skipped_backoff++;
+            continue;
+        }
+        add_candidate(e, h->urls[i], true);
+    }
+    free(rl);
+    if (e->ncands == 0) {
+        finish_miss(lk, e);
+        return;
+    }
+    e->stage = STAGE_OUTBOX;
+    h2o_linklist_insert(&lk->outbox_batch, &e->link);
+    if (!uv_is_active((uv_handle_t *)&lk->outbox_timer))
+        uv_timer_start(&lk->outbox_timer, on_outbox_timer, lk->opt.batch_ms, 0);
+}
+
+static void on_relay_list(struct lookup_waiter *w, const struct event_view *ev)
+{
+    struct lookup_entry *e = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, relays_wait, w);
+    struct lookup *lk = e->lk;
+
+    if (lk->closing)
+        finish_miss(lk, e);
+    else
+        plan(lk, e, ev);
+}
+
+/* Nothing from the upstream relays: the pubkey's own relays and hints are asked next, if it has any. */
+static void next_stage(struct lookup *lk, struct lookup_entry *e)
+{
+    struct event_view ev;
+    void *copy;
+
+    if (lk->closing || !outbox_enabled(lk) || !outbox_kind(e->kind) || e->stage != STAGE_UPSTREAM) {
+        finish_miss(lk, e);
+        return;
+    }
+    e->stage = STAGE_RELAYS;
+    /* A relay list is looked for with hints only: its own write relays are what it would tell. */
+    if (e->kind == 10002) {
+        plan(lk, e, NULL);
+        return;
+    }
+    if (store_get_latest_copy(lk->store, e->pubkey, 10002, &ev, &copy) == 0) {
+        plan(lk, e, &ev);
+        free(copy);
+        return;
+    }
+    e->relays_wait.cb = on_relay_list;
+    lookup_get(lk, e->pubkey, 10002, &e->relays_wait);
+}
+
+/* Where a relay of the query stands among the query's parts. */
+static size_t part_of(const struct lookup_query *q, const struct upstream_relay *r)
+{
+    for (size_t i = 0; i < q->nparts; i++) {
+        if (q->parts[i].r == r)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+/* One query per relay and kind, of up to MAX_AUTHORS entries: each entry in the query of each of its relays. */
+static void on_outbox_timer(uv_timer_t *t)
+{
+    struct lookup *lk = t->data;
+    struct lookup_query **qs = NULL;
+    size_t nq = 0, cap = 0;
+    char err[160];
+
+    while (!h2o_linklist_is_empty(&lk->outbox_batch)) {
+        struct lookup_entry *e = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, lk->outbox_batch.next);
+        h2o_linklist_unlink(&e->link);
+        for (size_t c = 0; c < e->ncands && !lk->closing; c++) {
+            struct upstream_relay *r = upstream_discover(lk->up, e->cands[c].url, err, sizeof(err));
+            struct lookup_query *q = NULL;
+
+            if (r == NULL) {
+                log_debug("lookup: %s not asked: %s", e->cands[c].url, err);
+                continue;
+            }
+            for (size_t i = 0; i < nq && q == NULL; i++) {
+                if (qs[i]->parts[0].r == r && qs[i]->kind == e->kind && qs[i]->n < MAX_AUTHORS)
+                    q = qs[i];
+            }
+            if (q == NULL) {
+                struct lookup_entry **group = malloc(MAX_AUTHORS * sizeof(*group));
+                if (group == NULL)
+                    abort();
+                if (nq == cap && (qs = realloc(qs, (cap = cap ? cap * 2 : 16) * sizeof(*qs))) == NULL)
+                    abort();
+                q = qs[nq++] = new_query(lk, e->kind, group, 0, r);
+            }
+            q->entries[q->n++] = e;
+            e->refs++;
+            e->outstanding++;
+        }
+        /* No relay could be asked: the entry is answered now (from the loop, in this timer). */
+        if (e->outstanding == 0)
+            finish_miss(lk, e);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        qsort(qs[i]->entries, qs[i]->n, sizeof(*qs[i]->entries), cmp_entry);
+        start_query(lk, qs[i]);
+    }
+    free(qs);
 }
 
 void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, struct lookup_waiter *w)
@@ -430,7 +794,8 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
     lk->stats.requested++;
     w->_link = (h2o_linklist_t){NULL, NULL};
     make_key(key, pubkey, kind);
-    if (lk->closing || upstream_count(lk->up) == 0) {
+    /* Without upstream relays, only a pubkey with hints has somewhere to be asked. */
+    if (lk->closing || (upstream_count(lk->up) == 0 && !has_hints(lk, pubkey, kind))) {
         answer_none_later(lk, w);
         return;
     }
@@ -444,8 +809,11 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
     } else {
         if ((e = calloc(1, sizeof(*e))) == NULL)
             abort();
+        e->lk = lk;
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
+        e->refs = 1;
+        e->tier = LOOKUP_TIER_UPSTREAM;
         e->started_ns = clock_mono_ns();
         h2o_linklist_init_anchor(&e->waiters);
         keymap_put(lk->active, key, e);
@@ -475,10 +843,25 @@ static bool beats_best(const struct lookup_entry *e, int64_t created_at, const u
     return !e->has_best || created_at > e->best_at || (created_at == e->best_at && memcmp(id, e->best_id, 32) < 0);
 }
 
-/* A verified version of `e`'s event is stored. */
-static void found(struct lookup *lk, struct lookup_entry *e, int64_t created_at, const uint8_t id[32])
+/* Which tier a relay of a query is for `e`. */
+static enum lookup_tier tier_of(const struct lookup_query *q, const struct lookup_entry *e,
+                                const struct upstream_relay *r)
+{
+    if (!q->outbox)
+        return LOOKUP_TIER_UPSTREAM;
+    for (size_t i = 0; i < e->ncands; i++) {
+        if (e->cands[i].hint && strcmp(e->cands[i].url, upstream_relay_url(r)) == 0)
+            return LOOKUP_TIER_HINT;
+    }
+    return LOOKUP_TIER_OUTBOX;
+}
+
+/* A verified version of `e`'s event is stored; it came from `tier`. */
+static void found(struct lookup *lk, struct lookup_entry *e, int64_t created_at, const uint8_t id[32],
+                  enum lookup_tier tier)
 {
     if (beats_best(e, created_at, id)) {
+        e->tier = tier;
         e->has_best = true;
         e->best_at = created_at;
         memcpy(e->best_id, id, 32);
@@ -496,11 +879,14 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
     struct lookup_query *q = in->q;
 
     in->e->inflight--;
+    q->inflight--;
     /* A forged copy changes nothing: only verified events count as the best in hand. */
     if (status == -EKEYREJECTED)
         upstream_dropped(in->relay, "event with a bad signature");
     else if (status >= 0 && status != INGEST_EPHEMERAL)
-        found(q->lk, in->e, ev->created_at, ev->id);
+        found(q->lk, in->e, ev->created_at, ev->id, in->tier);
+    if (upstream_relay_discovered(in->relay))
+        upstream_relay_release(in->relay);
     free(in);
     check_query(q);
     query_unref(q);
@@ -527,7 +913,7 @@ static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_
         upstream_dropped(r, why);
         return;
     }
-    if (ev.kind != q->kind || (e = query_entry(q, ev.pubkey)) == NULL) {
+    if (ev.kind != q->kind || (e = query_entry(q, ev.pubkey)) == NULL || part_of(q, r) == SIZE_MAX) {
         upstream_dropped(r, "event of a kind or author not asked for");
     } else if (!e->done && beats_best(e, ev.created_at, ev.id)) {
         /* Stored through the same path as a client's EVENT: the relay's subscribers and listeners hear of it. */
@@ -537,13 +923,17 @@ static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_
         in->q = q;
         in->e = e;
         in->relay = r;
+        in->tier = tier_of(q, e, r);
         if (ingest_submit(lk->ingest, &ev, &in->job) == INGEST_DUPLICATE) {
+            found(lk, e, ev.created_at, ev.id, in->tier);
             free(in);
-            found(lk, e, ev.created_at, ev.id);
             check_query(q);
         } else {
             e->inflight++;
+            q->inflight++;
             q->refs++;
+            if (upstream_relay_discovered(r))
+                upstream_relay_hold(r);
         }
     }
     /* Otherwise already answered, or not newer than a verified version: nothing to check. */
@@ -553,11 +943,16 @@ static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_
 /* A relay has said all it will for `q`: EOSE, CLOSED, or its connection went. */
 static void relay_finished(struct lookup_query *q, size_t i, bool answered)
 {
-    if (q->parts[i] != PART_OPEN)
+    struct part *p = &q->parts[i];
+
+    if (i == SIZE_MAX || p->state != PART_OPEN)
         return;
-    q->parts[i] = PART_DONE;
+    p->state = PART_DONE;
     q->finished++;
     q->answered |= answered;
+    if (answered && upstream_relay_discovered(p->r) && q->lk->opt.book != NULL)
+        relaybook_success(q->lk->opt.book, upstream_relay_url(p->r),
+                          (uint32_t)(uv_now(q->lk->loop) - q->started_at), time(NULL));
     check_query(q);
 }
 
@@ -582,7 +977,7 @@ static void on_message(void *data, struct upstream_relay *r, json_t *msg)
         else
             log_debug("upstream %s: subscription closed: %s", upstream_relay_url(r),
                       json_string_value(json_array_get(msg, 2)));
-        relay_finished(q, upstream_relay_index(r), verb[0] == 'E');
+        relay_finished(q, part_of(q, r), verb[0] == 'E');
     } else if (strcmp(verb, "NOTICE") != 0 && strcmp(verb, "OK") != 0 && strcmp(verb, "AUTH") != 0) {
         upstream_dropped(r, "unknown message type");
     }
@@ -592,29 +987,52 @@ static void on_message(void *data, struct upstream_relay *r, json_t *msg)
 static void on_connected(void *data, struct upstream_relay *r)
 {
     struct lookup *lk = data;
-    size_t i = upstream_relay_index(r);
 
     for (h2o_linklist_t *l = lk->running.next; l != &lk->running; l = l->next) {
         struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, l);
-        if (!q->over && q->parts[i] == PART_NONE)
-            send_req(q, r);
+        size_t i = part_of(q, r);
+        if (!q->over && i != SIZE_MAX && q->parts[i].state == PART_NONE)
+            send_req(q, &q->parts[i]);
     }
 }
 
 static void on_disconnected(void *data, struct upstream_relay *r)
 {
     struct lookup *lk = data;
-    size_t i = upstream_relay_index(r);
+    struct lookup_query **qs = NULL;
+    size_t n = 0, cap = 0;
 
-    /* A query may end (and leave the list) on the way. */
-    for (h2o_linklist_t *l = lk->running.next, *next; l != &lk->running; l = next) {
+    /*
+     * The queries that asked it are taken first and held: settling one may end others (its entries' callbacks
+     * start queries, which may end at once), so the list cannot be walked meanwhile.
+     */
+    for (h2o_linklist_t *l = lk->running.next; l != &lk->running; l = l->next) {
         struct lookup_query *q = H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, l);
-        next = l->next;
-        if (q->parts[i] == PART_OPEN)
-            relay_finished(q, i, false);
-        else if (q->parts[i] == PART_NONE)
-            check_query(q);
+        size_t i = part_of(q, r);
+        if (i == SIZE_MAX || q->parts[i].state == PART_DONE)
+            continue;
+        if (n == cap && (qs = realloc(qs, (cap = cap ? cap * 2 : 8) * sizeof(*qs))) == NULL)
+            abort();
+        q->refs++;
+        qs[n++] = q;
     }
+    for (size_t k = 0; k < n; k++) {
+        struct lookup_query *q = qs[k];
+        size_t i = part_of(q, r);
+        if (q->parts[i].state == PART_OPEN) {
+            relay_finished(q, i, false);
+        } else {
+            /* A discovered relay is not re-opened for this query: it failed to connect. */
+            if (upstream_relay_discovered(r))
+                q->parts[i].state = PART_DONE;
+            check_query(q);
+        }
+        query_unref(q);
+    }
+    free(qs);
+    /* A discovered relay that failed while it was asked is skipped for a while. */
+    if (n > 0 && upstream_relay_discovered(r) && lk->opt.book != NULL && !lk->closing)
+        relaybook_failure(lk->opt.book, upstream_relay_url(r), upstream_relay_error(r), time(NULL));
 }
 
 static const struct upstream_handler upstream_handler = {
@@ -643,9 +1061,21 @@ int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_option
     h2o_linklist_init_anchor(&lk->running);
     h2o_linklist_init_anchor(&lk->ready);
     histogram_init(&lk->latency, LOOKUP_LATENCY_BOUNDS, sizeof(LOOKUP_LATENCY_BOUNDS) / sizeof(double));
+    h2o_linklist_init_anchor(&lk->outbox_batch);
+    h2o_linklist_init_anchor(&lk->hints_fifo);
+    lk->hints = keymap_new(32);
+    if ((lk->configured = calloc(upstream_count(up) + 1, sizeof(*lk->configured))) == NULL)
+        abort();
+    for (size_t i = 0; i < upstream_count(up); i++) {
+        char canon[NIP65_MAX_URL];
+        if (nip65_canonical(upstream_relay_url(upstream_relay(up, i)), canon, sizeof(canon)) == 0 &&
+            (lk->configured[i] = strdup(canon)) == NULL)
+            abort();
+    }
     uv_timer_init(loop, &lk->batch_timer);
     uv_timer_init(loop, &lk->ready_timer);
-    lk->batch_timer.data = lk->ready_timer.data = lk;
+    uv_timer_init(loop, &lk->outbox_timer);
+    lk->batch_timer.data = lk->ready_timer.data = lk->outbox_timer.data = lk;
     upstream_set_handler(up, &upstream_handler, lk);
     *out = lk;
     return 0;
@@ -653,7 +1083,12 @@ int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_option
 
 bool lookup_enabled(const struct lookup *lk)
 {
-    return upstream_count(lk->up) > 0;
+    return upstream_count(lk->up) > 0 || outbox_enabled(lk);
+}
+
+void lookup_count_local(struct lookup *lk)
+{
+    lk->stats.by_tier[LOOKUP_TIER_LOCAL]++;
 }
 
 bool lookup_closing(const struct lookup *lk)
@@ -683,8 +1118,12 @@ void lookup_shutdown(struct lookup *lk)
     }
     while (!h2o_linklist_is_empty(&lk->running))
         end_query(H2O_STRUCT_FROM_MEMBER(struct lookup_query, link, lk->running.next), false);
+    /* Entries whose relays were chosen are answered without asking them. */
+    uv_timer_stop(&lk->outbox_timer);
+    on_outbox_timer(&lk->outbox_timer);
     on_ready(&lk->ready_timer);
 }
+
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -694,12 +1133,17 @@ static void on_timer_closed(uv_handle_t *h)
         return;
     keymap_free(lk->active, NULL);
     keymap_free(lk->negative, free);
+    keymap_free(lk->hints, free_hints);
+    for (size_t i = 0; i < upstream_count(lk->up); i++)
+        free(lk->configured[i]);
+    free(lk->configured);
     free(lk);
 }
 
 void lookup_free(struct lookup *lk)
 {
-    lk->timers_open = 2;
+    lk->timers_open = 3;
     uv_close((uv_handle_t *)&lk->batch_timer, on_timer_closed);
     uv_close((uv_handle_t *)&lk->ready_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&lk->outbox_timer, on_timer_closed);
 }

@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "keymap.h"
 #include "log.h"
 #include "url.h"
 #include "ws.h"
@@ -28,7 +30,7 @@
 
 struct upstream_relay {
     struct upstream *up;
-    const char *url; /* the options' */
+    const char *url; /* the options', or a discovered relay's own */
     struct ws_url parsed;
     enum upstream_state state;
     struct ws_conn *ws;
@@ -40,6 +42,14 @@ struct upstream_relay {
     char last_error[160];
     uint64_t connects, reconnects, invalid, notices;
     size_t queue_peak;
+    /* Discovered relays only: opened on demand, closed when idle, never retried by themselves. */
+    bool discovered;
+    bool closing;          /* closed for idleness or to make room: no longer counted as open */
+    unsigned holds;        /* users (lookups under way) that keep it */
+    unsigned in_callback;  /* handler calls under way: it is freed after them */
+    uint64_t idle_since;   /* uv_now() when its last user let go */
+    uint8_t key[32];       /* SHA-256 of its URL, in up->discovered_map */
+    h2o_linklist_t dlink;  /* in up->discovered */
 };
 
 struct upstream {
@@ -53,9 +63,28 @@ struct upstream {
     void *data;
     bool closing;
     size_t timers_open; /* while upstream_free() waits for close callbacks */
+    /* Relays found through the outbox model and hints. */
+    struct netguard guard; /* what their addresses may be */
+    size_t max_discovered;
+    uint64_t idle_ms, discovered_dial_ms;
+    struct keymap *discovered_map;
+    h2o_linklist_t discovered;
+    uv_timer_t idle_timer;
+    struct upstream_discovery_stats dstats;
 };
 
 static void connect_relay(struct upstream_relay *r);
+
+/* A discovered relay goes once nobody holds it, it has no connection and no handler call is under way. */
+static void maybe_destroy(struct upstream_relay *r)
+{
+    if (!r->discovered || r->holds > 0 || r->ws != NULL || r->dial != NULL || r->in_callback > 0)
+        return;
+    keymap_del(r->up->discovered_map, r->key);
+    h2o_linklist_unlink(&r->dlink);
+    free((char *)r->url);
+    free(r);
+}
 
 /* 2^failures seconds up to a minute, then a random point in its upper half, so relays are not retried in step. */
 static uint64_t backoff_ms(unsigned failures)
@@ -104,8 +133,11 @@ void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len,
         r->notices++;
         log_debug("upstream %s: NOTICE %s", r->url, json_string_value(json_array_get(msg, 1)));
     }
+    r->in_callback++;
     r->up->h->on_message(r->up->data, r, msg);
+    r->in_callback--;
     json_decref(msg);
+    maybe_destroy(r);
 }
 
 static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, bool binary)
@@ -123,8 +155,16 @@ static void on_ws_close(struct ws_conn *ws)
     if (r->last_error[0] == '\0')
         snprintf(r->last_error, sizeof(r->last_error), "connection closed");
     r->failures = lasted >= STABLE_MS ? 0 : r->failures + 1;
+    if (!r->discovered) {
+        r->up->h->on_disconnected(r->up->data, r);
+        schedule_retry(r);
+        return;
+    }
+    r->closing = false;
+    r->in_callback++;
     r->up->h->on_disconnected(r->up->data, r);
-    schedule_retry(r);
+    r->in_callback--;
+    maybe_destroy(r);
 }
 
 static void on_ws_overflow(struct ws_conn *ws, size_t queued)
@@ -155,7 +195,17 @@ static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
         r->state = UPSTREAM_DISCONNECTED;
         snprintf(r->last_error, sizeof(r->last_error), "cannot connect: %s", err);
         r->failures++;
-        schedule_retry(r);
+        if (!r->discovered) {
+            schedule_retry(r);
+            return;
+        }
+        if (strncmp(err, "refused address", 15) == 0)
+            r->up->dstats.refused++;
+        log_info("upstream %s: %s", r->url, r->last_error);
+        r->in_callback++;
+        r->up->h->on_disconnected(r->up->data, r);
+        r->in_callback--;
+        maybe_destroy(r);
         return;
     }
     r->state = UPSTREAM_CONNECTED;
@@ -165,7 +215,10 @@ static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
     r->connects++;
     r->ws = ws_client(sock, &relay_ws_handler, r, &opt);
     log_info("upstream %s: connected", r->url);
+    r->in_callback++;
     r->up->h->on_connected(r->up->data, r);
+    r->in_callback--;
+    maybe_destroy(r);
 }
 
 static void connect_relay(struct upstream_relay *r)
@@ -175,7 +228,10 @@ static void connect_relay(struct upstream_relay *r)
     if (r->connects > 0 || r->failures > 0)
         r->reconnects++;
     r->state = UPSTREAM_CONNECTING;
-    r->dial = wsdial_start(r->up->loop, &r->parsed, r->up->ssl_ctx, DIAL_TIMEOUT_MS, on_dialed, r);
+    if (r->discovered)
+        r->up->dstats.opened++;
+    r->dial = wsdial_start(r->up->loop, &r->parsed, r->up->ssl_ctx, r->discovered ? &r->up->guard : NULL,
+                           r->discovered ? r->up->discovered_dial_ms : DIAL_TIMEOUT_MS, on_dialed, r);
 }
 
 int upstream_send(struct upstream_relay *r, const char *msg, size_t len)
@@ -201,6 +257,133 @@ void upstream_dropped(struct upstream_relay *r, const char *why)
     }
 }
 
+/* --- discovered relays --------------------------------------------------------------------------------------- */
+
+static bool is_open(const struct upstream_relay *r)
+{
+    return (r->ws != NULL || r->dial != NULL) && !r->closing;
+}
+
+static size_t discovered_open(const struct upstream *up)
+{
+    size_t n = 0;
+    for (h2o_linklist_t *l = up->discovered.next; l != &up->discovered; l = l->next)
+        n += is_open(H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l));
+    return n;
+}
+
+static void close_idle(struct upstream_relay *r, const char *why)
+{
+    r->closing = true;
+    snprintf(r->last_error, sizeof(r->last_error), "%s", why);
+    ws_close(r->ws, 1000, why);
+}
+
+/* Closes the connection idle the longest, to make room. Returns whether there was one. */
+static bool close_oldest_idle(struct upstream *up)
+{
+    struct upstream_relay *oldest = NULL;
+
+    for (h2o_linklist_t *l = up->discovered.next; l != &up->discovered; l = l->next) {
+        struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l);
+        if (r->holds == 0 && r->ws != NULL && !r->closing && (oldest == NULL || r->idle_since < oldest->idle_since))
+            oldest = r;
+    }
+    if (oldest == NULL)
+        return false;
+    close_idle(oldest, "closed to make room for another relay");
+    return true;
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct upstream *up = t->data;
+    uint64_t now = uv_now(up->loop);
+
+    for (h2o_linklist_t *l = up->discovered.next, *next; l != &up->discovered; l = next) {
+        struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l);
+        next = l->next;
+        if (r->holds == 0 && r->ws != NULL && !r->closing && now - r->idle_since >= up->idle_ms)
+            close_idle(r, "closed after discovery_idle_seconds unused");
+    }
+}
+
+struct upstream_relay *upstream_discover(struct upstream *up, const char *url, char *err, size_t errlen)
+{
+    struct upstream_relay *r;
+    uint8_t key[32];
+
+    if (up->closing) {
+        snprintf(err, errlen, "shutting down");
+        return NULL;
+    }
+    SHA256((const unsigned char *)url, strlen(url), key);
+    if ((r = keymap_get(up->discovered_map, key)) != NULL && is_open(r))
+        return r;
+    if (discovered_open(up) >= up->max_discovered && !close_oldest_idle(up)) {
+        up->dstats.skipped_limit++;
+        snprintf(err, errlen, "max_discovery_connections (%zu) are open and in use", up->max_discovered);
+        return NULL;
+    }
+    if (r == NULL) {
+        if ((r = calloc(1, sizeof(*r))) == NULL || (r->url = strdup(url)) == NULL)
+            abort();
+        if (url_parse_ws(r->url, &r->parsed) != 0) {
+            snprintf(err, errlen, "not a ws:// or wss:// URL");
+            free((char *)r->url);
+            free(r);
+            return NULL;
+        }
+        r->up = up;
+        r->discovered = true;
+        r->idle_since = uv_now(up->loop);
+        memcpy(r->key, key, 32);
+        keymap_put(up->discovered_map, key, r);
+        h2o_linklist_insert(&up->discovered, &r->dlink);
+    }
+    /* A relay still closing is opened afresh once it has closed: a new connection is made now only when none is left. */
+    if (r->ws == NULL && r->dial == NULL)
+        connect_relay(r);
+    else
+        r->closing = false;
+    return r;
+}
+
+void upstream_relay_hold(struct upstream_relay *r)
+{
+    r->holds++;
+}
+
+void upstream_relay_release(struct upstream_relay *r)
+{
+    assert(r->holds > 0);
+    if (--r->holds == 0) {
+        r->idle_since = uv_now(r->up->loop);
+        maybe_destroy(r);
+    }
+}
+
+bool upstream_relay_discovered(const struct upstream_relay *r)
+{
+    return r->discovered;
+}
+
+enum upstream_state upstream_relay_state(const struct upstream_relay *r)
+{
+    return r->state;
+}
+
+const char *upstream_relay_error(const struct upstream_relay *r)
+{
+    return r->last_error;
+}
+
+void upstream_discovery_stats(const struct upstream *up, struct upstream_discovery_stats *out)
+{
+    *out = up->dstats;
+    out->open = discovered_open(up);
+}
+
 bool upstream_connecting(const struct upstream *up)
 {
     for (size_t i = 0; i < up->nrelays; i++) {
@@ -217,10 +400,23 @@ int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_
     if (up == NULL)
         abort();
     up->loop = loop;
+    if (netguard_init(&up->guard, &opt->discovery_guard, err, errlen) != 0) {
+        free(up);
+        return -EINVAL;
+    }
+    up->max_discovered = opt->max_discovered;
+    up->idle_ms = opt->discovered_idle_ms > 0 ? opt->discovered_idle_ms : 1;
+    up->discovered_dial_ms = opt->discovered_dial_ms > 0 && opt->discovered_dial_ms < DIAL_TIMEOUT_MS
+                                 ? opt->discovered_dial_ms
+                                 : DIAL_TIMEOUT_MS;
+    up->discovered_map = keymap_new(32);
+    h2o_linklist_init_anchor(&up->discovered);
     up->max_message = opt->max_message > MIN_MAX_MESSAGE ? opt->max_message : MIN_MAX_MESSAGE;
     up->max_queue = opt->max_queue;
     if ((up->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
         snprintf(err, errlen, "cannot create a TLS context");
+        netguard_free(&up->guard);
+        keymap_free(up->discovered_map, NULL);
         free(up);
         return -ENOMEM;
     }
@@ -233,6 +429,8 @@ int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_
         ERR_error_string_n(ERR_get_error(), err, errlen);
         ERR_clear_error();
         SSL_CTX_free(up->ssl_ctx);
+        netguard_free(&up->guard);
+        keymap_free(up->discovered_map, NULL);
         free(up);
         return -EINVAL;
     }
@@ -248,6 +446,8 @@ int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_
         uv_timer_init(loop, &r->retry);
         r->retry.data = r;
     }
+    uv_timer_init(loop, &up->idle_timer);
+    up->idle_timer.data = up;
     *out = up;
     return 0;
 }
@@ -263,6 +463,9 @@ void upstream_start(struct upstream *up)
     assert(up->h != NULL);
     for (size_t i = 0; i < up->nrelays; i++)
         connect_relay(&up->relays[i]);
+    /* Idle connections are closed within half discovery_idle_seconds of the deadline. */
+    uint64_t sweep = up->idle_ms / 2 < 100 ? 100 : up->idle_ms / 2 > 5000 ? 5000 : up->idle_ms / 2;
+    uv_timer_start(&up->idle_timer, on_idle_timer, sweep, sweep);
 }
 
 size_t upstream_count(const struct upstream *up)
@@ -278,7 +481,7 @@ struct upstream_relay *upstream_relay(struct upstream *up, size_t i)
 
 size_t upstream_relay_index(const struct upstream_relay *r)
 {
-    return (size_t)(r - r->up->relays);
+    return r->discovered ? SIZE_MAX : (size_t)(r - r->up->relays);
 }
 
 const char *upstream_relay_url(const struct upstream_relay *r)
@@ -317,6 +520,20 @@ void upstream_shutdown(struct upstream *up)
         if (r->ws != NULL)
             ws_close(r->ws, 1001, "going away");
     }
+    uv_timer_stop(&up->idle_timer);
+    for (h2o_linklist_t *l = up->discovered.next, *next; l != &up->discovered; l = next) {
+        struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l);
+        next = l->next;
+        if (r->dial != NULL) {
+            wsdial_cancel(r->dial);
+            r->dial = NULL;
+            r->state = UPSTREAM_DISCONNECTED;
+        }
+        if (r->ws != NULL)
+            ws_close(r->ws, 1001, "going away");
+        else
+            maybe_destroy(r);
+    }
 }
 
 size_t upstream_open_count(const struct upstream *up)
@@ -324,7 +541,34 @@ size_t upstream_open_count(const struct upstream *up)
     size_t n = 0;
     for (size_t i = 0; i < up->nrelays; i++)
         n += up->relays[i].ws != NULL || up->relays[i].dial != NULL;
+    for (h2o_linklist_t *l = up->discovered.next; l != &up->discovered; l = l->next) {
+        const struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l);
+        n += r->ws != NULL || r->dial != NULL;
+    }
     return n;
+}
+
+/* The memory, once no connection or timer is left to call back into it. */
+static void release_all(struct upstream *up)
+{
+    while (!h2o_linklist_is_empty(&up->discovered)) {
+        struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, up->discovered.next);
+        h2o_linklist_unlink(&r->dlink);
+        free((char *)r->url);
+        free(r);
+    }
+    keymap_free(up->discovered_map, NULL);
+    netguard_free(&up->guard);
+    free(up->relays);
+    free(up);
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    struct upstream *up = h->data;
+
+    if (--up->timers_open == 0)
+        release_all(up);
 }
 
 static void on_retry_closed(uv_handle_t *h)
@@ -332,10 +576,8 @@ static void on_retry_closed(uv_handle_t *h)
     struct upstream_relay *r = h->data;
     struct upstream *up = r->up;
 
-    if (--up->timers_open == 0) {
-        free(up->relays);
-        free(up);
-    }
+    if (--up->timers_open == 0)
+        release_all(up);
 }
 
 void upstream_free(struct upstream *up)
@@ -345,12 +587,9 @@ void upstream_free(struct upstream *up)
 
     SSL_CTX_free(up->ssl_ctx);
     up->ssl_ctx = NULL;
-    if (up->nrelays == 0) {
-        free(up->relays);
-        free(up);
-        return;
-    }
-    up->timers_open = up->nrelays;
+    up->timers_open = up->nrelays + 1;
     for (size_t i = 0; i < up->nrelays; i++)
         uv_close((uv_handle_t *)&up->relays[i].retry, keep ? NULL : on_retry_closed);
+    up->idle_timer.data = up;
+    uv_close((uv_handle_t *)&up->idle_timer, keep ? NULL : on_idle_closed);
 }

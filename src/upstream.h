@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "netguard.h"
+
 struct upstream;
 struct upstream_relay; /* one relay's connection; lives as long as the upstream */
 
@@ -19,6 +21,18 @@ struct upstream_options {
     const char *ca_file; /* PEM certificates trusted besides the system's, or NULL */
     size_t max_message;  /* messages from relays may be larger, never smaller than 4 MiB */
     size_t max_queue;    /* what may wait for a relay that does not read before it is disconnected (ws.h) */
+    /* Relays found through the outbox model (upstream_discover()): */
+    struct netguard_options discovery_guard; /* the addresses they may have, as for downloads */
+    size_t max_discovered;                   /* connections open at once (max_discovery_connections) */
+    uint64_t discovered_idle_ms;             /* unused this long, a connection closes */
+    uint64_t discovered_dial_ms;             /* connecting to one may take this long (at most 10 s) */
+};
+
+struct upstream_discovery_stats {
+    uint64_t open;          /* connections to discovered relays open or being opened now */
+    uint64_t opened;        /* ... attempted since start-up */
+    uint64_t refused;       /* ... refused by the guard: no address the relay has may be reached */
+    uint64_t skipped_limit; /* relays not asked because max_discovered were open and in use */
 };
 
 /* What the user of the connections hears, on the loop thread. */
@@ -59,7 +73,25 @@ void upstream_set_handler(struct upstream *up, const struct upstream_handler *h,
 /* Opens every connection. */
 void upstream_start(struct upstream *up);
 
-/* The relays, numbered from 0 in the order of the options' URLs. */
+/*
+ * A relay that is not configured, named by a pubkey's relay list or a hint: the connection to `url` (canonical,
+ * nip65_canonical()) that is open or being opened, shared by every user, or a new one. Its addresses are checked
+ * by the discovery guard at connect time, and it is never re-opened by itself: a failure reaches the handler's
+ * on_disconnected and that is all. Users hold it (upstream_relay_hold()) while they need it; one nobody holds is
+ * closed after `discovered_idle_ms`, or sooner to make room. Returns NULL with `err` saying why when
+ * `max_discovered` connections are open and in use, or after upstream_shutdown().
+ */
+struct upstream_relay *upstream_discover(struct upstream *up, const char *url, char *err, size_t errlen);
+void upstream_relay_hold(struct upstream_relay *r);
+/* Lets go of a discovered relay; one with no holder and no connection is freed. */
+void upstream_relay_release(struct upstream_relay *r);
+bool upstream_relay_discovered(const struct upstream_relay *r);
+enum upstream_state upstream_relay_state(const struct upstream_relay *r);
+/* Why its last connection ended or failed, "" while none has. */
+const char *upstream_relay_error(const struct upstream_relay *r);
+void upstream_discovery_stats(const struct upstream *up, struct upstream_discovery_stats *out);
+
+/* The configured relays, numbered from 0 in the order of the options' URLs (discovered ones have SIZE_MAX). */
 size_t upstream_count(const struct upstream *up);
 struct upstream_relay *upstream_relay(struct upstream *up, size_t i);
 size_t upstream_relay_index(const struct upstream_relay *r);

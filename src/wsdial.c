@@ -23,6 +23,8 @@ struct wsdial {
     uv_loop_t *loop;
     const struct ws_url *url;
     SSL_CTX *ssl_ctx;
+    const struct netguard *guard;
+    char refused[160]; /* why the guard refused the last address it refused, "" while none */
     wsdial_cb cb;
     void *data;
     uv_getaddrinfo_t gai;
@@ -287,10 +289,18 @@ static void try_next_address(struct wsdial *d)
     while (d->next_addr != NULL) {
         struct addrinfo *ai = d->next_addr;
         d->next_addr = ai->ai_next;
+        if (d->guard != NULL && netguard_check(d->guard, ai->ai_addr, d->refused, sizeof(d->refused)) != 0)
+            continue;
         if ((d->sock = h2o_socket_connect(d->loop, ai->ai_addr, ai->ai_addrlen, on_connect)) != NULL) {
             d->sock->data = d;
             return;
         }
+    }
+    if (d->refused[0] != '\0') {
+        char why[200];
+        snprintf(why, sizeof(why), "refused address: %s", d->refused);
+        finish(d, NULL, why);
+        return;
     }
     finish(d, NULL, "connection refused");
 }
@@ -313,8 +323,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_next_address(d);
 }
 
-struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx, uint64_t timeout_ms,
-                            wsdial_cb cb, void *data)
+struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx,
+                            const struct netguard *guard, uint64_t timeout_ms, wsdial_cb cb, void *data)
 {
     struct wsdial *d = calloc(1, sizeof(*d));
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -326,6 +336,7 @@ struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *
     d->loop = loop;
     d->url = url;
     d->ssl_ctx = ssl_ctx;
+    d->guard = guard;
     d->cb = cb;
     d->data = data;
     uv_timer_init(loop, &d->timer);

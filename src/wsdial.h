@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "netguard.h"
 #include "url.h"
 
 struct wsdial;
@@ -24,11 +25,13 @@ typedef void (*wsdial_cb)(void *data, h2o_socket_t *sock, const char *err);
  * Resolves `url`'s host, connects to its addresses in turn, does TLS for wss://
  * (certificate chain checked against `ssl_ctx`'s trust store, host name checked
  * against the certificate's DNS names, SNI sent), and sends the upgrade request.
+ * With a `guard`, only addresses it lets through are connected to: when it
+ * refuses them all, the error says why (the range that refused the last).
  * Gives up after `timeout_ms`. `url` and `ssl_ctx` must outlive the dial. Returns
  * the dial, which wsdial_cancel() can abandon before its callback.
  */
-struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx, uint64_t timeout_ms,
-                            wsdial_cb cb, void *data);
+struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx,
+                            const struct netguard *guard, uint64_t timeout_ms, wsdial_cb cb, void *data);
 
 /* Abandons a dial: its callback is not called. */
 void wsdial_cancel(struct wsdial *d);
