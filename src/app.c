@@ -372,6 +372,7 @@ static int start(struct app *a)
                               .pictures = &a->pictures,
                               .jobs = &a->jobs,
                               .names = a->names,
+                              .relaybook = a->relaybook,
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 

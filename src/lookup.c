@@ -140,6 +140,11 @@ struct lookup_query {
     char subid[24];
     uint32_t kind;
     bool outbox; /* a discovered relay's (one part, not counted against max_concurrent) */
+    /*
+     * It asks for the authors' relay lists (kind 10002) as well, in the same REQ: an author missing upstream
+     * then has its write relays stored already, without another round trip.
+     */
+    bool with_lists;
     struct lookup_entry **entries; /* sorted by pubkey */
     size_t n;
     struct part *parts;
@@ -158,11 +163,25 @@ struct lookup_query {
 /* An upstream event in the ingest pipeline. */
 struct incoming {
     struct ingest_job job;
+    bool list; /* the author's relay list, asked with its event: stored, and no answer to the entry */
     struct lookup_query *q;
     struct lookup_entry *e;
     struct upstream_relay *relay; /* held, when discovered, until the event is through */
     enum lookup_tier tier;
 };
+
+/* The kinds whose author's relays are worth finding: profiles, contact lists and relay lists. */
+static const uint32_t OUTBOX_KINDS[] = {0, 3, 10002};
+
+static bool outbox_kind(uint32_t kind)
+{
+    return kind == 0 || kind == 3 || kind == 10002;
+}
+
+static bool outbox_enabled(const struct lookup *lk)
+{
+    return lk->opt.book != NULL && lk->opt.max_outbox_relays > 0;
+}
 
 static void check_query(struct lookup_query *q);
 
@@ -298,19 +317,30 @@ static struct lookup_entry *query_entry(const struct lookup_query *q, const uint
     return NULL;
 }
 
+/* A filter for the newest event of `kind` of each of the query's authors. */
+static void append_filter(struct buf *b, const struct lookup_query *q, uint32_t kind)
+{
+    char hex[64];
+
+    buf_appendf(b, ",{\"kinds\":[%u],\"authors\":[", kind);
+    for (size_t k = 0; k < q->n; k++) {
+        hex_encode(q->entries[k]->pubkey, 32, hex);
+        buf_append(b, k ? ",\"" : "\"", k ? 2 : 1);
+        buf_append(b, hex, 64);
+        buf_appendc(b, '"');
+    }
+    buf_appendf(b, "],\"limit\":%zu}", q->n);
+}
+
 static void send_req(struct lookup_query *q, struct part *p)
 {
     struct buf b = BUF_INIT;
-    char hex[64];
 
-    buf_appendf(&b, "[\"REQ\",\"%s\",{\"kinds\":[%u],\"authors\":[", q->subid, q->kind);
-    for (size_t k = 0; k < q->n; k++) {
-        hex_encode(q->entries[k]->pubkey, 32, hex);
-        buf_append(&b, k ? ",\"" : "\"", k ? 2 : 1);
-        buf_append(&b, hex, 64);
-        buf_appendc(&b, '"');
-    }
-    buf_appendf(&b, "],\"limit\":%zu}]", q->n);
+    buf_appendf(&b, "[\"REQ\",\"%s\"", q->subid);
+    append_filter(&b, q, q->kind);
+    if (q->with_lists)
+        append_filter(&b, q, 10002);
+    buf_appendc(&b, ']');
     /* A relay not connected now joins when it connects (on_connected). */
     if (upstream_send(p->r, b.data, b.len) == 0) {
         p->state = PART_OPEN;
@@ -495,6 +525,7 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
             q->parts[i].r = upstream_relay(lk->up, i);
     }
     q->lk = lk;
+    q->with_lists = relay == NULL && outbox_enabled(lk) && outbox_kind(kind) && kind != 10002;
     q->id = ++lk->next_query_id;
     snprintf(q->subid, sizeof(q->subid), "pfp%llu", (unsigned long long)q->id);
     q->kind = kind;
@@ -539,19 +570,6 @@ static void on_batch_timer(uv_timer_t *t)
 }
 
 /* --- the outbox stage ---------------------------------------------------------------------------------------- */
-
-/* The kinds whose author's relays are worth finding: profiles, contact lists and relay lists. */
-static const uint32_t OUTBOX_KINDS[] = {0, 3, 10002};
-
-static bool outbox_kind(uint32_t kind)
-{
-    return kind == 0 || kind == 3 || kind == 10002;
-}
-
-static bool outbox_enabled(const struct lookup *lk)
-{
-    return lk->opt.book != NULL && lk->opt.max_outbox_relays > 0;
-}
 
 static bool has_hints(const struct lookup *lk, const uint8_t pubkey[32], uint32_t kind)
 {
@@ -724,6 +742,11 @@ static void next_stage(struct lookup *lk, struct lookup_entry *e)
         free(copy);
         return;
     }
+    /* The upstream relays were asked for it with the event: only its hints are left. */
+    if (upstream_count(lk->up) > 0) {
+        plan(lk, e, NULL);
+        return;
+    }
     e->relays_wait.cb = on_relay_list;
     lookup_get(lk, e->pubkey, 10002, &e->relays_wait);
 }
@@ -883,13 +906,35 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
     /* A forged copy changes nothing: only verified events count as the best in hand. */
     if (status == -EKEYREJECTED)
         upstream_dropped(in->relay, "event with a bad signature");
-    else if (status >= 0 && status != INGEST_EPHEMERAL)
+    else if (status >= 0 && status != INGEST_EPHEMERAL && !in->list)
         found(q->lk, in->e, ev->created_at, ev->id, in->tier);
     if (upstream_relay_discovered(in->relay))
         upstream_relay_release(in->relay);
     free(in);
     check_query(q);
     query_unref(q);
+}
+
+/* An author's relay list, asked with its event: stored (the entry waits for it, to read it if it goes on). */
+static void submit_list(struct lookup *lk, struct lookup_query *q, struct lookup_entry *e, struct upstream_relay *r,
+                        const struct event *ev)
+{
+    struct incoming *in = calloc(1, sizeof(*in));
+
+    if (in == NULL)
+        abort();
+    in->job.done = on_ingested;
+    in->list = true;
+    in->q = q;
+    in->e = e;
+    in->relay = r;
+    if (ingest_submit(lk->ingest, ev, &in->job) == INGEST_DUPLICATE) {
+        free(in);
+        return;
+    }
+    e->inflight++;
+    q->inflight++;
+    q->refs++;
 }
 
 static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_t *msg)
@@ -913,7 +958,10 @@ static void on_upstream_event(struct lookup *lk, struct upstream_relay *r, json_
         upstream_dropped(r, why);
         return;
     }
-    if (ev.kind != q->kind || (e = query_entry(q, ev.pubkey)) == NULL || part_of(q, r) == SIZE_MAX) {
+    e = query_entry(q, ev.pubkey);
+    if (e != NULL && q->with_lists && ev.kind == 10002 && part_of(q, r) != SIZE_MAX) {
+        submit_list(lk, q, e, r, &ev);
+    } else if (ev.kind != q->kind || e == NULL || part_of(q, r) == SIZE_MAX) {
         upstream_dropped(r, "event of a kind or author not asked for");
     } else if (!e->done && beats_best(e, ev.created_at, ev.id)) {
         /* Stored through the same path as a client's EVENT: the relay's subscribers and listeners hear of it. */

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "downloads.h"
@@ -11,6 +12,7 @@
 #include "image.h"
 #include "metrics.h"
 #include "names.h"
+#include "relaybook.h"
 
 static const char *const state_names[] = {"disconnected", "connecting", "connected"};
 static const char *const job_state_names[] = {"", "queued", "running", "done", "failed"};
@@ -87,6 +89,32 @@ static json_t *relays_json(const struct stats *s)
     return a;
 }
 
+static const char *const TIER_NAMES[LOOKUP_TIERS] = {"local", "upstream", "outbox", "hint"};
+
+/* Lookups answered, by where the answer came from. */
+static json_t *tiers_json(const struct lookup_stats *ls)
+{
+    json_t *o = json_object();
+
+    for (int t = 0; t < LOOKUP_TIERS; t++)
+        json_object_set_new(o, TIER_NAMES[t], json_integer((json_int_t)ls->by_tier[t]));
+    return o;
+}
+
+/* The relays found through the outbox model and hints: connections, and those skipped. */
+static json_t *discovery_json(const struct stats *s, const struct lookup_stats *ls)
+{
+    struct upstream_discovery_stats ds;
+    struct relaybook_stats bs;
+
+    upstream_discovery_stats(s->upstream, &ds);
+    relaybook_stats(s->relaybook, (int64_t)time(NULL), &bs);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "connections", (json_int_t)ds.open,
+                     "connections_opened", (json_int_t)ds.opened, "refused", (json_int_t)ds.refused, "relays_known",
+                     (json_int_t)bs.known, "relays_backing_off", (json_int_t)bs.backing_off, "skipped", "backoff",
+                     (json_int_t)ls->skipped_backoff, "limit", (json_int_t)ds.skipped_limit);
+}
+
 json_t *stats_json(struct stats *s)
 {
     struct pfp_stats pfp;
@@ -141,6 +169,9 @@ json_t *stats_json(struct stats *s)
         (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
         as.loopback_only);
     json_object_set_new(json_object_get(root, "cache"), "variants", variants_json(ps));
+    json_object_set_new(root, "discovery", discovery_json(s, &ls));
+    json_object_set_new(json_object_get(root, "lookups"), "by_tier", tiers_json(&ls));
+    json_object_set_new(json_object_get(root, "lookups"), "outbox_queries", json_integer((json_int_t)ls.outbox_queries));
     names_stats(s->names, &ns);
     json_object_set_new(root, "nip05",
                         json_pack("{s:I, s:I, s:I, s:I}", "resolved", (json_int_t)ns.resolved, "failed",
@@ -168,6 +199,30 @@ static const char *one_label(struct buf *l, const char *name, const char *value)
     l->len = 0;
     metrics_label(l, name, value);
     return l->data;
+}
+
+/* Connections to discovered relays, and the relays not asked. */
+static void discovery_metrics(struct stats *s, struct buf *b, struct buf *l, const struct lookup_stats *ls)
+{
+    struct upstream_discovery_stats ds;
+    struct relaybook_stats bs;
+
+    upstream_discovery_stats(s->upstream, &ds);
+    relaybook_stats(s->relaybook, (int64_t)time(NULL), &bs);
+    metrics_single(b, "pfpcache_discovery_connections", "gauge",
+                   "Connections to relays found through relay lists and hints, open or being opened.", ds.open);
+    metrics_single(b, "pfpcache_discovery_connections_opened_total", "counter",
+                   "Connections to discovered relays attempted.", ds.opened);
+    metrics_single(b, "pfpcache_discovery_connections_refused_total", "counter",
+                   "Discovered relays whose every address the guard refused.", ds.refused);
+    metrics_single(b, "pfpcache_discovery_outbox_queries_total", "counter",
+                   "Batches of lookups sent to discovered relays.", ls->outbox_queries);
+    metrics_single(b, "pfpcache_discovery_relays_known", "gauge", "Discovered relays with a record.", bs.known);
+    metrics_family(b, "pfpcache_discovery_relays_skipped_total", "counter",
+                   "Discovered relays not asked: for their record of failures, or because max_discovery_connections "
+                   "were open and in use.");
+    metrics_u64(b, "pfpcache_discovery_relays_skipped_total", one_label(l, "reason", "backoff"), ls->skipped_backoff);
+    metrics_u64(b, "pfpcache_discovery_relays_skipped_total", one_label(l, "reason", "limit"), ds.skipped_limit);
 }
 
 /* Who holds the download slots: interactive or background work, and how many downloads one host has under way. */
@@ -345,6 +400,12 @@ static void upstream_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_single(b, "pfpcache_upstream_lookup_requests_total", "counter",
                    "Lookups asked for, including those that joined one under way or were answered from memory.",
                    ls->requested);
+    metrics_family(b, "pfpcache_lookups_answered_total", "counter",
+                   "Lookups answered with an event, by where it was: stored here, an upstream relay, a write relay "
+                   "of the pubkey (its kind 10002), or a relay hinted for it.");
+    for (int t = 0; t < LOOKUP_TIERS; t++)
+        metrics_u64(b, "pfpcache_lookups_answered_total", one_label(l, "tier", TIER_NAMES[t]), ls->by_tier[t]);
+    discovery_metrics(s, b, l, ls);
     metrics_single(b, "pfpcache_upstream_queries_total", "counter", "Batches of lookups sent to the upstream relays.",
                    ls->queries);
     metrics_single(b, "pfpcache_upstream_lookup_timeouts_total", "counter",

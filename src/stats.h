@@ -33,6 +33,7 @@ struct stats {
     struct pictures *pictures;
     struct jobs *jobs;
     struct names *names;
+    struct relaybook *relaybook;
     uint64_t started_ns; /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;
