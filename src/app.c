@@ -165,6 +165,15 @@ static int init_fetcher(struct app *a, char *err, size_t errlen)
 /* NIP-05 names remembered at most: a few megabytes. */
 #define NAMES_REMEMBERED 100000
 
+/* A NIP-05 document's relays for a pubkey become hints of the lookups. */
+static void names_hint(void *ctx, const uint8_t pubkey[32], const char *url)
+{
+    struct app *a = ctx;
+
+    if (a->lookup != NULL)
+        lookup_hint(a->lookup, pubkey, url);
+}
+
 /*
  * Sets the NIP-05 resolver up on a fetcher of its own: the pictures' guard and timeouts, but no redirects (NIP-05
  * forbids them), a document of 64 KiB at most, and upstream_ca_file trusted as for relays.
@@ -185,7 +194,7 @@ static int init_names(struct app *a, char *err, size_t errlen)
         return r;
     a->names_ready = true;
     return names_init(&a->names, &a->loop, &a->names_fetcher,
-                      &(struct names_options){(uint64_t)a->cfg.nip05_cache_seconds, NAMES_REMEMBERED});
+                      &(struct names_options){(uint64_t)a->cfg.nip05_cache_seconds, NAMES_REMEMBERED, names_hint, a});
 }
 
 static int config_error(const struct app *a, const char *msg)

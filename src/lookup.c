@@ -1136,7 +1136,8 @@ bool lookup_enabled(const struct lookup *lk)
 
 void lookup_count_local(struct lookup *lk)
 {
-    lk->stats.by_tier[LOOKUP_TIER_LOCAL]++;
+    if (lk != NULL)
+        lk->stats.by_tier[LOOKUP_TIER_LOCAL]++;
 }
 
 bool lookup_closing(const struct lookup *lk)

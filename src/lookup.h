@@ -84,7 +84,7 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
  */
 void lookup_hint(struct lookup *lk, const uint8_t pubkey[32], const char *url);
 
-/* Counts an answer a caller found stored here before it would have looked up, for the tier figures. */
+/* Counts an answer a caller found stored here before it would have looked up, for the tier figures. NULL: none. */
 void lookup_count_local(struct lookup *lk);
 
 /* Withdraws a waiter whose callback has not run; its callback will not run. */

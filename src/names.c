@@ -129,6 +129,8 @@ static void on_fetched(void *data, struct fetch_result *res)
             e->failures = 0;
             e->until_ms = uv_now(n->loop) + n->o.cache_seconds * 1000;
             n->stats.resolved++;
+            for (size_t i = 0; n->o.hint != NULL && i < e->res.nrelays; i++)
+                n->o.hint(n->o.hint_ctx, e->res.pubkey, e->res.relays[i]);
         } else if (r == -ENOENT) {
             fail(e, NAMES_NO_SUCH_NAME, "no such name in the domain's nostr.json%s", "");
         } else {

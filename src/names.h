@@ -43,6 +43,9 @@ struct names_wait {
 struct names_options {
     uint64_t cache_seconds; /* how long a resolved name is kept (nip05_cache_seconds) */
     size_t max_names;       /* names remembered at most; the least recently asked go first */
+    /* Told of each relay a document names for the pubkey it resolves to, as a hint of where its events are. */
+    void (*hint)(void *ctx, const uint8_t pubkey[32], const char *url);
+    void *hint_ctx;
 };
 
 struct names_stats {

@@ -167,8 +167,12 @@ static size_t bech32_encode(const char *hrp, const uint8_t *data, size_t n, char
     return len;
 }
 
-/* Finds TLV record 0, the public key, in the data of an nprofile; relay records and unknown types are skipped. */
-static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], const char **why)
+/*
+ * Finds TLV record 0, the public key, in the data of an nprofile, and the relay records (1) when `relays` is not
+ * NULL: those that fit, up to NIP19_MAX_RELAYS; unknown types are skipped.
+ */
+static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], struct nip19_relays *relays,
+                           const char **why)
 {
     const uint8_t *key = NULL;
 
@@ -188,6 +192,10 @@ static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], const ch
                 return -EINVAL;
             }
             key = p + i + 2;
+        } else if (p[i] == 1 && relays != NULL && relays->n < NIP19_MAX_RELAYS &&
+                   memchr(p + i + 2, '\0', p[i + 1]) == NULL) {
+            memcpy(relays->urls[relays->n], p + i + 2, p[i + 1]);
+            relays->urls[relays->n++][p[i + 1]] = '\0';
         }
         i += 2 + (size_t)p[i + 1];
     }
@@ -199,7 +207,7 @@ static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], const ch
     return 0;
 }
 
-static int decode_pubkey(const char *s, size_t len, uint8_t out[32], const char **why)
+static int decode_pubkey(const char *s, size_t len, uint8_t out[32], struct nip19_relays *relays, const char **why)
 {
     uint8_t data[MAX_INPUT * 5 / 8];
     size_t sep = len, n;
@@ -237,7 +245,7 @@ static int decode_pubkey(const char *s, size_t len, uint8_t out[32], const char 
     if (bech32_decode(s, len, sep, data, &n, why) != 0)
         return -EINVAL;
     if (!npub)
-        return nprofile_pubkey(data, n, out, why);
+        return nprofile_pubkey(data, n, out, relays, why);
     if (n != 32) {
         *why = "an npub must hold 32 bytes";
         return -EINVAL;
@@ -246,14 +254,22 @@ static int decode_pubkey(const char *s, size_t len, uint8_t out[32], const char 
     return 0;
 }
 
-int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], char *err, size_t errlen)
+int nip19_decode_profile(const char *s, size_t len, uint8_t out[32], struct nip19_relays *relays, char *err,
+                         size_t errlen)
 {
     const char *why = NULL;
-    int r = decode_pubkey(s, len, out, &why);
+    int r;
 
-    if (r != 0)
+    if (relays != NULL)
+        relays->n = 0;
+    if ((r = decode_pubkey(s, len, out, relays, &why)) != 0)
         snprintf(err, errlen, "%s", why);
     return r;
+}
+
+int nip19_decode_pubkey(const char *s, size_t len, uint8_t out[32], char *err, size_t errlen)
+{
+    return nip19_decode_profile(s, len, out, NULL, err, errlen);
 }
 
 size_t nip19_encode_npub(const uint8_t pubkey[32], char *out, size_t outlen)

@@ -373,8 +373,10 @@ int pending_start(struct pending *ps, const uint8_t pubkey[32], enum pictures_sl
         s->have_old = true;
     }
     keymap_put(ps->searches, key, s);
-    if (!refresh && use_local_profile(s))
+    if (!refresh && use_local_profile(s)) {
+        lookup_count_local(ps->lookup);
         return 0;
+    }
     s->looking = true;
     s->lw.cb = on_looked_up;
     lookup_get(ps->lookup, pubkey, 0, &s->lw);

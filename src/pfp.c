@@ -18,6 +18,7 @@
 #include "http.h"
 #include "keymap.h"
 #include "log.h"
+#include "lookup.h"
 #include "metrics.h"
 #include "names.h"
 #include "nip19.h"
@@ -661,6 +662,7 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
     h2o_iovec_t query = h2o_iovec_init("", 0), accept = h2o_iovec_init("", 0);
     ssize_t ai;
     struct nip05_id name;
+    struct nip19_relays hints;
     bool is_key;
 
     /* Every answer here, whenever it is sent: the bytes come from anyone's server, so a browser must not take
@@ -669,7 +671,7 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
                           H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
                           H2O_STRLIT("default-src 'none'"));
-    is_key = nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0;
+    is_key = nip19_decode_profile(param.base, param.len, pubkey, &hints, why, sizeof(why)) == 0;
     if (!is_key && (p->sv.names == NULL || nip05_parse_id(param.base, param.len, &name) != 0)) {
         /* Not echoed: what was pasted might be a secret key. */
         http_reply_error(req, 400, "not a public key or a NIP-05 name: %s", why);
@@ -690,6 +692,9 @@ static void on_picture_request(struct pfp *p, const struct variant_options *vo, 
     /* default_avatar is for avatars: a pubkey without a banner gets 404 unless the request asks otherwise. */
     if (v.fallback == VARIANT_FALLBACK_CONFIGURED)
         v.fallback = v.width_only ? VARIANT_FALLBACK_404 : p->o.default_avatar;
+    /* An nprofile's relays are where the lookup asks too, should the upstream relays not have the profile. */
+    for (size_t i = 0; is_key && i < hints.n; i++)
+        lookup_hint(p->sv.lookup, pubkey, hints.urls[i]);
     if (is_key)
         serve_pubkey(p, req, pubkey, &v);
     else

@@ -582,6 +582,7 @@ static void start(struct profileapi *pa, h2o_req_t *req, uint8_t (*keys)[32], si
         void *copy;
         s->rq = rq;
         if (store_get_latest_copy(pa->_store, keys[i], 0, &ev, &copy) == 0) {
+            lookup_count_local(pa->_lookup);
             keep_event(s, &ev);
             free(copy);
         } else if (upstream) {
@@ -611,9 +612,13 @@ static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
     uint8_t pubkey[32];
     char why[NIP19_ERR_LEN];
     struct nip05_id name;
+    struct nip19_relays hints;
 
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0)
+    if (nip19_decode_profile(param.base, param.len, pubkey, &hints, why, sizeof(why)) == 0) {
+        for (size_t i = 0; i < hints.n; i++)
+            lookup_hint(pa->_lookup, pubkey, hints.urls[i]);
         start_one(&pa, req, pubkey);
+    }
     else if (pa->_names != NULL && nip05_parse_id(param.base, param.len, &name) == 0)
         names_serve(pa->_names, req, &name, start_one, &pa, sizeof(pa));
     else

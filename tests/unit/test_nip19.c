@@ -316,6 +316,40 @@ static void nprofile_skips_relays_and_unknown_records(void **state)
     expect_key(s, VECTOR_NPROFILE_HEX);
 }
 
+/* The relays of an nprofile come out as hints, in order, the first NIP19_MAX_RELAYS of them. */
+static void nprofile_relays_are_read_as_hints(void **state)
+{
+    uint8_t key[32], tlv[200], got[32];
+    const char *relays[] = {"wss://one.example", "ws://127.0.0.1:7777", "wss://three", "wss://four", "wss://five"};
+    struct nip19_relays hints;
+    char s[400], err[NIP19_ERR_LEN];
+    size_t n = 0;
+    (void)state;
+
+    key_from_hex(VECTOR_NPROFILE_HEX, key);
+    for (size_t i = 0; i < 5; i++) {
+        tlv[n++] = 1;
+        tlv[n++] = (uint8_t)strlen(relays[i]);
+        memcpy(tlv + n, relays[i], strlen(relays[i]));
+        n += strlen(relays[i]);
+        if (i == 1) {
+            tlv[n++] = 0;
+            tlv[n++] = 32;
+            memcpy(tlv + n, key, 32);
+            n += 32;
+        }
+    }
+    assert_int_not_equal(bech32_encode("nprofile", tlv, n, s, sizeof(s)), 0);
+    assert_int_equal(nip19_decode_profile(s, strlen(s), got, &hints, err, sizeof(err)), 0);
+    assert_memory_equal(got, key, 32);
+    assert_int_equal(hints.n, NIP19_MAX_RELAYS);
+    for (size_t i = 0; i < NIP19_MAX_RELAYS; i++)
+        assert_string_equal(hints.urls[i], relays[i]);
+    /* A hex key names no relay. */
+    assert_int_equal(nip19_decode_profile(VECTOR_NPROFILE_HEX, 64, got, &hints, err, sizeof(err)), 0);
+    assert_int_equal(hints.n, 0);
+}
+
 static void nprofile_without_a_key_is_refused(void **state)
 {
     uint8_t tlv[] = {1, 3, 'w', 's', 's', 2, 0};
@@ -395,6 +429,7 @@ int main(void)
         cmocka_unit_test(refuses_what_is_not_bech32),
         cmocka_unit_test(refuses_trailing_garbage),
         cmocka_unit_test(nprofile_skips_relays_and_unknown_records),
+        cmocka_unit_test(nprofile_relays_are_read_as_hints),
         cmocka_unit_test(nprofile_without_a_key_is_refused),
         cmocka_unit_test(nprofile_key_must_be_32_bytes_and_single),
         cmocka_unit_test(truncated_tlv_is_refused),
