@@ -180,7 +180,7 @@ static bool outbox_kind(uint32_t kind)
 
 static bool outbox_enabled(const struct lookup *lk)
 {
-    return lk->opt.book != NULL && lk->opt.max_outbox_relays > 0;
+    return lk->opt.book != NULL;
 }
 
 static void check_query(struct lookup_query *q);
@@ -525,7 +525,8 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
             q->parts[i].r = upstream_relay(lk->up, i);
     }
     q->lk = lk;
-    q->with_lists = relay == NULL && outbox_enabled(lk) && outbox_kind(kind) && kind != 10002;
+    q->with_lists =
+        relay == NULL && outbox_enabled(lk) && lk->opt.max_outbox_relays > 0 && outbox_kind(kind) && kind != 10002;
     q->id = ++lk->next_query_id;
     snprintf(q->subid, sizeof(q->subid), "pfp%llu", (unsigned long long)q->id);
     q->kind = kind;

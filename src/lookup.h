@@ -40,7 +40,7 @@ struct lookup_options {
     uint64_t grace_ms;     /* once an event is found, newer versions from other relays are awaited this long */
     uint64_t batch_ms;     /* lookups asked within this window go out together */
     size_t max_concurrent; /* batches asked of the upstream relays at once; more wait their turn */
-    /* The outbox stage, for kinds 0, 3 and 10002; off without a book or with no relay to try. */
+    /* The outbox stage, for kinds 0, 3 and 10002; off without a book (hints only with no write relay to try). */
     struct relaybook *book;   /* the discovered relays' records: who is skipped, who is tried first */
     size_t max_outbox_relays; /* write relays of a pubkey tried at most */
 };
