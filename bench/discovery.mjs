@@ -5,7 +5,7 @@
 // its kind 10002, then a new connection to each write relay named there for its kind 0.
 // Connections and REQs are read from each relay's own /metrics, before and after each side
 // (pfpcache-relay's one connection to the upstream opens at start-up, before the first reading).
-// Until the server does outbox lookups, pfpcache-relay finds none of these profiles, and says so.
+// A side that finds fewer profiles than the other is said to, since its ratios then compare unequal work.
 import { rm } from 'node:fs/promises';
 
 import { initNostrWasm } from 'nostr-wasm';
