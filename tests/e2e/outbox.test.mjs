@@ -197,3 +197,28 @@ test("/cache-follows of a pubkey whose kind 3 is only on its write relay starts 
   assert.equal(body.count, 3);
   assert.match(body.job_id, /^[0-9a-f]{16}$/);
 });
+
+test('what a hinted relay sends is verified: a forged profile is not taken', async () => {
+  const u = newUser();
+  let asked = 0;
+  const forger = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => forger.once('listening', r));
+  forger.on('connection', (sock) =>
+    sock.on('message', (data) => {
+      const [verb, sub] = JSON.parse(String(data));
+      if (verb !== 'REQ') return;
+      asked++;
+      const forged = { ...profile(u, 'forged'), content: JSON.stringify({ name: 'altered' }) };
+      sock.send(JSON.stringify(['EVENT', sub, forged]));
+      sock.send(JSON.stringify(['EOSE', sub]));
+    }),
+  );
+  try {
+    const id = nip19.nprofileEncode({ pubkey: u.pubkey, relays: [`ws://127.0.0.1:${forger.address().port}`] });
+    assert.equal((await getProfile(main, id)).status, 404);
+    assert.equal(asked, 1, 'the hinted relay was asked');
+    assert.equal((await getProfile(main, u.pubkey)).status, 404, 'nothing was stored');
+  } finally {
+    forger.close();
+  }
+});
