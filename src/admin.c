@@ -9,6 +9,7 @@
 
 #include "hex.h"
 #include "keymap.h"
+#include "names.h"
 #include "nip19.h"
 #include "pictures.h"
 
@@ -16,6 +17,8 @@
 #define JOBS_LIST_MAX     1000
 /* Invalid keys named in the error message; the "invalid" array lists them all. */
 #define INVALID_NAMED 20
+/* Names that could not be resolved named in the error message; the "unresolved" array lists them all. */
+#define UNRESOLVED_NAMED 5
 
 /* A positive integer query parameter, at most `max`, or `dflt` when absent. Returns 0, or -EINVAL when it is not one.
  */
@@ -47,10 +50,31 @@ static void reply_job_error(h2o_req_t *req, int status)
 
 /* --- POST /batch-cache ------------------------------------------------------------------------------------------ */
 
-struct batch_req {
-    struct http_hold *hold;
-    size_t count;
+/* A name of a batch being resolved, and what came of it. */
+struct batch_wait {
+    struct names_wait w;
+    struct batch_req *br;
+    size_t i; /* in br->b.names */
+    bool failed;
+    char why[200];
 };
+
+struct batch_req {
+    struct admin *a;
+    struct http_hold *hold;
+    struct admin_batch b;
+    size_t count;
+    size_t waiting;           /* names not answered yet */
+    struct batch_wait *waits; /* one per name */
+};
+
+static void batch_req_free(struct batch_req *br)
+{
+    http_unhold(br->hold);
+    admin_batch_free(&br->b);
+    free(br->waits);
+    free(br);
+}
 
 static void on_batch_created(void *ctx, int status, uint64_t id)
 {
@@ -66,8 +90,14 @@ static void on_batch_created(void *ctx, int status, uint64_t id)
         http_reply_json(req, 202,
                         json_pack("{s:s, s:I, s:s}", "message", msg, "count", (json_int_t)br->count, "job_id", hex));
     }
-    http_unhold(br->hold);
-    free(br);
+    batch_req_free(br);
+}
+
+/* The keys are all known: the job is created, and answers the request. Takes `br`. */
+static void batch_create(struct batch_req *br)
+{
+    br->count = br->b.n;
+    jobs_create(br->a->_o.jobs, JOB_BATCH, (const uint8_t(*)[32])br->b.keys, br->b.n, NULL, on_batch_created, br);
 }
 
 /* JSON is all the endpoint reads; a form or text body is a client mistake worth naming. */
@@ -86,12 +116,13 @@ static bool json_content_type(h2o_req_t *req)
 }
 
 /* The 400 of entries that are not public keys: every index in `invalid`, the first INVALID_NAMED in the message. */
-static int refuse_invalid_keys(struct admin_batch *b, const size_t *bad, size_t nbad)
+static int refuse_invalid_keys(struct admin_batch *b, const size_t *bad, size_t nbad, bool names)
 {
     size_t off = (size_t)snprintf(b->error, sizeof(b->error),
                                   "%zu entr%s of \"pubkeys\" %s not a public key (hex, npub or "
-                                  "nprofile): index%s",
-                                  nbad, nbad == 1 ? "y" : "ies", nbad == 1 ? "is" : "are", nbad == 1 ? "" : "es");
+                                  "nprofile)%s: index%s",
+                                  nbad, nbad == 1 ? "y" : "ies", nbad == 1 ? "is" : "are",
+                                  names ? " or a NIP-05 name" : "", nbad == 1 ? "" : "es");
 
     b->invalid = json_array();
     for (size_t i = 0; i < nbad; i++) {
@@ -104,26 +135,57 @@ static int refuse_invalid_keys(struct admin_batch *b, const size_t *bad, size_t 
     return b->status = 400;
 }
 
-/* Decodes `pubkeys` (an array of at most ADMIN_BATCH_MAX) into b->keys, without duplicates. */
-static int decode_keys(struct admin_batch *b, json_t *pubkeys)
+/*
+ * Entry `i`, a NIP-05 name: given a slot in b->keys unless the batch has it already (in any case). Returns 0, or
+ * 413 past ADMIN_BATCH_NAMES_MAX distinct names. A linear search: there are at most that many.
+ */
+static int add_name(struct admin_batch *b, const struct nip05_id *id, json_t *v, size_t i)
+{
+    struct admin_batch_name *nm;
+
+    for (size_t j = 0; j < b->nnames; j++) {
+        if (strcmp(b->names[j].id.name, id->name) == 0 && strcmp(b->names[j].id.domain, id->domain) == 0)
+            return 0;
+    }
+    if (b->nnames == ADMIN_BATCH_NAMES_MAX) {
+        snprintf(b->error, sizeof(b->error), "at most %d NIP-05 names per request", ADMIN_BATCH_NAMES_MAX);
+        return b->status = 413;
+    }
+    nm = &b->names[b->nnames++];
+    nm->id = *id;
+    nm->index = i;
+    nm->slot = b->n;
+    /* A valid name is shorter than `given` and holds only letters, digits and "-_.:@". */
+    snprintf(nm->given, sizeof(nm->given), "%.*s", (int)json_string_length(v), json_string_value(v));
+    memset(b->keys[b->n++], 0, 32);
+    return 0;
+}
+
+/* Decodes `pubkeys` (an array of at most ADMIN_BATCH_MAX) into b->keys and b->names, without duplicates. */
+static int decode_keys(struct admin_batch *b, json_t *pubkeys, bool names)
 {
     struct keymap *seen = keymap_new(32);
     size_t nbad = 0, *bad = calloc(json_array_size(pubkeys) + 1, sizeof(*bad));
     size_t i;
     json_t *v;
 
-    if (bad == NULL || (b->keys = malloc(json_array_size(pubkeys) * 32 + 1)) == NULL)
+    if (bad == NULL || (b->keys = malloc(json_array_size(pubkeys) * 32 + 1)) == NULL ||
+        (names && (b->names = calloc(ADMIN_BATCH_NAMES_MAX, sizeof(*b->names))) == NULL))
         abort();
     json_array_foreach(pubkeys, i, v)
     {
         char why[NIP19_ERR_LEN];
+        struct nip05_id id;
         if (!json_is_string(v)) {
             snprintf(b->error, sizeof(b->error), "\"pubkeys\"[%zu] is not a string", i);
             b->status = 400;
             break;
         }
         if (nip19_decode_pubkey(json_string_value(v), json_string_length(v), b->keys[b->n], why, sizeof(why)) != 0) {
-            bad[nbad++] = i;
+            if (!names || nip05_parse_id(json_string_value(v), json_string_length(v), &id) != 0)
+                bad[nbad++] = i;
+            else if (add_name(b, &id, v, i) != 0)
+                break;
             continue;
         }
         if (keymap_get(seen, b->keys[b->n]) == NULL)
@@ -131,12 +193,12 @@ static int decode_keys(struct admin_batch *b, json_t *pubkeys)
     }
     keymap_free(seen, NULL);
     if (b->status == 0 && nbad > 0)
-        refuse_invalid_keys(b, bad, nbad);
+        refuse_invalid_keys(b, bad, nbad, names);
     free(bad);
     return b->status;
 }
 
-int admin_parse_batch(const char *body, size_t len, struct admin_batch *b)
+int admin_parse_batch(const char *body, size_t len, bool names, struct admin_batch *b)
 {
     json_error_t jerr;
     json_t *root, *pubkeys;
@@ -162,18 +224,134 @@ int admin_parse_batch(const char *body, size_t len, struct admin_batch *b)
         b->status = 413;
     } else {
         b->status = 0;
-        decode_keys(b, pubkeys);
+        decode_keys(b, pubkeys, names);
     }
     json_decref(root);
     return b->status;
 }
 
+void admin_batch_settle(struct admin_batch *b)
+{
+    struct keymap *seen = keymap_new(32);
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        if (keymap_get(seen, b->keys[i]) != NULL)
+            continue;
+        if (n != i)
+            memcpy(b->keys[n], b->keys[i], 32);
+        keymap_put(seen, b->keys[n++], (void *)1);
+    }
+    keymap_free(seen, NULL);
+    b->n = n;
+}
+
 void admin_batch_free(struct admin_batch *b)
 {
     free(b->keys);
+    free(b->names);
     if (b->invalid != NULL)
         json_decref(b->invalid);
     *b = (struct admin_batch){0};
+}
+
+/*
+ * The 400 of names that could not be resolved: each, with its index and why, in `unresolved`, and the first
+ * UNRESOLVED_NAMED in the message. The names are echoed: a valid name is no secret key.
+ */
+static void refuse_unresolved(struct batch_req *br, h2o_req_t *req, size_t nfailed)
+{
+    char msg[2048];
+    size_t off = (size_t)snprintf(msg, sizeof(msg), "%zu NIP-05 name%s of \"pubkeys\" could not be resolved:", nfailed,
+                                  nfailed == 1 ? "" : "s");
+    json_t *unresolved = json_array();
+    size_t named = 0;
+
+    for (size_t i = 0; i < br->b.nnames; i++) {
+        const struct batch_wait *bw = &br->waits[i];
+        const struct admin_batch_name *nm = &br->b.names[i];
+        if (!bw->failed)
+            continue;
+        json_array_append_new(unresolved, json_pack("{s:I, s:s, s:s}", "index", (json_int_t)nm->index, "name",
+                                                    nm->given, "error", bw->why));
+        if (named++ < UNRESOLVED_NAMED && off < sizeof(msg))
+            off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %s (index %zu): %s", named == 1 ? "" : ";",
+                                    nm->given, nm->index, bw->why);
+    }
+    if (nfailed > UNRESOLVED_NAMED && off < sizeof(msg))
+        snprintf(msg + off, sizeof(msg) - off, "; and %zu more", nfailed - UNRESOLVED_NAMED);
+    http_reply_json(req, 400, json_pack("{s:s, s:o}", "error", msg, "unresolved", unresolved));
+}
+
+/* Every name has been answered: the job, or the refusal. Takes `br`. */
+static void batch_names_done(struct batch_req *br)
+{
+    h2o_req_t *req = http_held(br->hold);
+    size_t nfailed = 0;
+
+    for (size_t i = 0; i < br->b.nnames; i++)
+        nfailed += br->waits[i].failed;
+    if (req == NULL) {
+    } else if (names_closing(br->a->_o.names)) {
+        http_reply_error(req, 503, "the relay is shutting down");
+    } else if (nfailed > 0) {
+        refuse_unresolved(br, req, nfailed);
+    } else {
+        admin_batch_settle(&br->b);
+        batch_create(br);
+        return;
+    }
+    batch_req_free(br);
+}
+
+static void batch_name_heard(struct batch_wait *bw, const struct names_result *r)
+{
+    struct batch_req *br = bw->br;
+
+    if (r->error == NAMES_OK) {
+        memcpy(br->b.keys[br->b.names[bw->i].slot], r->pubkey, 32);
+    } else {
+        bw->failed = true;
+        snprintf(bw->why, sizeof(bw->why), "%s", r->why);
+    }
+}
+
+static void on_batch_name(struct names_wait *w, const struct names_result *r)
+{
+    struct batch_wait *bw = H2O_STRUCT_FROM_MEMBER(struct batch_wait, w, w);
+    struct batch_req *br = bw->br;
+
+    batch_name_heard(bw, r);
+    if (--br->waiting == 0)
+        batch_names_done(br);
+}
+
+/*
+ * Resolves every name of the batch at once, each remembered one at once and the others through names_resolve(),
+ * which joins requests under way for the same name. Takes `br`.
+ */
+static void batch_resolve(struct batch_req *br)
+{
+    struct names *names = br->a->_o.names;
+
+    if ((br->waits = calloc(br->b.nnames, sizeof(*br->waits))) == NULL)
+        abort();
+    for (size_t i = 0; i < br->b.nnames; i++) {
+        struct batch_wait *bw = &br->waits[i];
+        struct names_result r;
+        bw->br = br;
+        bw->i = i;
+        if (names_cached(names, &br->b.names[i].id, &r)) {
+            batch_name_heard(bw, &r);
+            continue;
+        }
+        bw->w.cb = on_batch_name;
+        br->waiting++;
+        /* Its callback never runs from inside the call, so `waiting` counts every wait before any ends. */
+        names_resolve(names, &br->b.names[i].id, &bw->w);
+    }
+    if (br->waiting == 0)
+        batch_names_done(br);
 }
 
 static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -183,13 +361,13 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct batch_req *br;
 
     (void)param;
-    if (!auth_admit(a->auth, req))
+    if (!auth_admit(a->_o.auth, req))
         return;
     if (!json_content_type(req)) {
         http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
         return;
     }
-    if (admin_parse_batch(req->entity.base, req->entity.len, &b) != 0) {
+    if (admin_parse_batch(req->entity.base, req->entity.len, a->_o.names != NULL, &b) != 0) {
         if (b.invalid != NULL) {
             http_reply_json(req, b.status, json_pack("{s:s, s:O}", "error", b.error, "invalid", b.invalid));
         } else {
@@ -198,15 +376,23 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
         admin_batch_free(&b);
         return;
     }
+    if (b.nnames > 0 && names_closing(a->_o.names)) {
+        http_reply_error(req, 503, "the relay is shutting down");
+        admin_batch_free(&b);
+        return;
+    }
     if ((br = calloc(1, sizeof(*br))) == NULL)
         abort();
+    br->a = a;
     br->hold = http_hold(req);
-    br->count = b.n;
-    jobs_create(a->jobs, JOB_BATCH, (const uint8_t(*)[32])b.keys, b.n, NULL, on_batch_created, br);
-    admin_batch_free(&b);
+    br->b = b;
+    if (b.nnames > 0)
+        batch_resolve(br);
+    else
+        batch_create(br);
 }
 
-/* --- GET /cache-follows/{pubkey} -------------------------------------------------------------------------------- */
+/* --- GET /cache-follows/{id} ------------------------------------------------------------------------------------ */
 
 size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32])
 {
@@ -266,7 +452,7 @@ static void follows_found(struct follows_req *fr, const struct event_view *ev)
     if (keys == NULL)
         abort();
     fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys);
-    jobs_create(fr->a->jobs, JOB_FOLLOWS, (const uint8_t(*)[32])keys, fr->count, fr->pubkey, on_follows_created, fr);
+    jobs_create(fr->a->_o.jobs, JOB_FOLLOWS, (const uint8_t(*)[32])keys, fr->count, fr->pubkey, on_follows_created, fr);
     free(keys);
 }
 
@@ -279,7 +465,7 @@ static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev
         follows_found(fr, ev);
         return;
     }
-    if (req != NULL && lookup_closing(fr->a->lookup))
+    if (req != NULL && lookup_closing(fr->a->_o.lookup))
         http_reply_error(req, 503, "the relay is shutting down");
     else if (req != NULL)
         http_reply_error(req, 404, "no contact list (kind 3) found for this pubkey, here or on the upstream relays");
@@ -287,39 +473,61 @@ static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev
     free(fr);
 }
 
-static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
+/* What a GET /cache-follows goes on with once its {id} is a pubkey. */
+struct follows_ask {
+    struct admin *a;
+    size_t limit;
+};
+
+/* The contact list of `pubkey`, here or through the lookups, becomes a job. A names_go_fn. */
+static void follows_start(const void *ctx, h2o_req_t *req, const uint8_t pubkey[32])
 {
-    struct admin *a = data;
+    const struct follows_ask *ask = ctx;
+    struct admin *a = ask->a;
     struct follows_req *fr;
     struct event_view ev;
     void *copy;
-    char why[NIP19_ERR_LEN];
-    uint8_t pubkey[32];
-    size_t limit;
 
-    if (!auth_admit(a->auth, req))
-        return;
-    if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
-        http_reply_error(req, 400, "not a public key: %s", why);
-        return;
-    }
-    if (query_count(req, "limit", ADMIN_FOLLOWS_DEFAULT, ADMIN_FOLLOWS_MAX, &limit) != 0) {
-        http_reply_error(req, 400, "limit must be an integer from 1 to %d", ADMIN_FOLLOWS_MAX);
-        return;
-    }
     if ((fr = calloc(1, sizeof(*fr))) == NULL)
         abort();
     fr->a = a;
     fr->hold = http_hold(req);
     memcpy(fr->pubkey, pubkey, 32);
-    fr->limit = limit;
-    if (store_get_latest_copy(a->store, pubkey, 3, &ev, &copy) == 0) {
+    fr->limit = ask->limit;
+    if (store_get_latest_copy(a->_o.store, pubkey, 3, &ev, &copy) == 0) {
         follows_found(fr, &ev);
         free(copy);
         return;
     }
     fr->lw.cb = on_contact_list;
-    lookup_get(a->lookup, pubkey, 3, &fr->lw);
+    lookup_get(a->_o.lookup, pubkey, 3, &fr->lw);
+}
+
+static void on_cache_follows(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    struct follows_ask ask = {a, 0};
+    struct nip05_id name;
+    char why[NIP19_ERR_LEN];
+    uint8_t pubkey[32];
+    bool is_key;
+
+    if (!auth_admit(a->_o.auth, req))
+        return;
+    is_key = nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) == 0;
+    if (!is_key && (a->_o.names == NULL || nip05_parse_id(param.base, param.len, &name) != 0)) {
+        /* Not echoed: what was pasted might be a secret key. */
+        http_reply_error(req, 400, "not a public key or a NIP-05 name: %s", why);
+        return;
+    }
+    if (query_count(req, "limit", ADMIN_FOLLOWS_DEFAULT, ADMIN_FOLLOWS_MAX, &ask.limit) != 0) {
+        http_reply_error(req, 400, "limit must be an integer from 1 to %d", ADMIN_FOLLOWS_MAX);
+        return;
+    }
+    if (is_key)
+        follows_start(&ask, req, pubkey);
+    else
+        names_serve(a->_o.names, req, &name, follows_start, &ask, sizeof(ask));
 }
 
 /* --- purges ------------------------------------------------------------------------------------------------------ */
@@ -370,20 +578,20 @@ static void purge(struct admin *a, h2o_req_t *req, enum pictures_scope scope, co
     pr->scope = scope;
     if (pubkey != NULL)
         memcpy(pr->pubkey, pubkey, 32);
-    pictures_purge(a->pictures, scope, pubkey, on_purged, pr);
+    pictures_purge(a->_o.pictures, scope, pubkey, on_purged, pr);
 }
 
 static void on_purge_all(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     (void)param;
-    if (auth_admit(((struct admin *)data)->auth, req))
+    if (auth_admit(((struct admin *)data)->_o.auth, req))
         purge(data, req, PURGE_ALL, NULL);
 }
 
 static void on_purge_pictures(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     (void)param;
-    if (auth_admit(((struct admin *)data)->auth, req))
+    if (auth_admit(((struct admin *)data)->_o.auth, req))
         purge(data, req, PURGE_PICTURES, NULL);
 }
 
@@ -393,7 +601,7 @@ static void on_purge_one(void *data, h2o_req_t *req, h2o_iovec_t param)
     uint8_t pubkey[32];
     char why[NIP19_ERR_LEN];
 
-    if (!auth_admit(a->auth, req))
+    if (!auth_admit(a->_o.auth, req))
         return;
     if (nip19_decode_pubkey(param.base, param.len, pubkey, why, sizeof(why)) != 0) {
         http_reply_error(req, 400, "not a public key: %s", why);
@@ -414,7 +622,7 @@ static void on_jobs(void *data, h2o_req_t *req, h2o_iovec_t param)
         http_reply_error(req, 400, "limit must be an integer from 1 to %d", JOBS_LIST_MAX);
         return;
     }
-    http_reply_json(req, 200, json_pack("{s:o}", "jobs", jobs_list(a->jobs, limit)));
+    http_reply_json(req, 200, json_pack("{s:o}", "jobs", jobs_list(a->_o.jobs, limit)));
 }
 
 static void on_job(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -428,7 +636,7 @@ static void on_job(void *data, h2o_req_t *req, h2o_iovec_t param)
         http_reply_error(req, 400, "not a job id: job ids are 16 hex digits");
         return;
     }
-    if ((r = jobs_get(a->jobs, id, &job)) == -ENOENT) {
+    if ((r = jobs_get(a->_o.jobs, id, &job)) == -ENOENT) {
         http_reply_error(req, 404, "no such job");
         return;
     }
@@ -437,6 +645,11 @@ static void on_job(void *data, h2o_req_t *req, h2o_iovec_t param)
         return;
     }
     http_reply_json(req, 200, job);
+}
+
+void admin_init(struct admin *a, const struct admin_options *o)
+{
+    *a = (struct admin){._o = *o};
 }
 
 int admin_route(struct admin *a, struct http_server *http)

@@ -368,7 +368,7 @@ static int start(struct app *a)
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
     profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names);
-    a->admin = (struct admin){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup};
+    admin_init(&a->admin, &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names});
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
                               .store = &a->store,

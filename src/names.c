@@ -280,6 +280,11 @@ void names_shutdown(struct names *n)
     }
 }
 
+bool names_closing(const struct names *n)
+{
+    return n->closing;
+}
+
 void names_free(struct names *n)
 {
     if (n == NULL)

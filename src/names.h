@@ -77,6 +77,8 @@ void names_serve(struct names *n, h2o_req_t *req, const struct nip05_id *id, nam
 
 /* Requests under way end now, their waits told NAMES_UNREACHABLE ("shutting down"). Idempotent. */
 void names_shutdown(struct names *n);
+/* Whether names_shutdown() has been called: names_resolve() may not be any more. */
+bool names_closing(const struct names *n);
 void names_free(struct names *n);
 
 void names_stats(const struct names *n, struct names_stats *out);

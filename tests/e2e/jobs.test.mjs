@@ -152,7 +152,7 @@ test('GET /cache-follows: no contact list is 404, a bad limit or pubkey 400', as
   }
   const bad = await get('/cache-follows/npub1notakey');
   assert.equal(bad.status, 400);
-  assert.match(bad.json.error, /^not a public key: /);
+  assert.match(bad.json.error, /^not a public key or a NIP-05 name: /);
 });
 
 test('GET /jobs lists jobs newest first; an unknown id is 404, a malformed one 400', async () => {

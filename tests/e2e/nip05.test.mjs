@@ -1,7 +1,8 @@
 // nip05.test.mjs -- NIP-05 names in place of keys on /profile-pic, /profile-banner and /profile: resolved over
 // HTTPS (a test CA), names compared without regard to case, "_" for a bare domain, remembered, and every way a
 // resolution fails answered 404 with the reason: no such name, a redirect, an oversized or malformed document,
-// an unreachable domain, an address the guard refuses, a certificate nobody vouches for.
+// an unreachable domain, an address the guard refuses, a certificate nobody vouches for. POST /batch-cache and
+// GET /cache-follows take names too: resolved before the job, and a name that does not resolve refused by name.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -10,11 +11,13 @@ import { after, before, test } from 'node:test';
 
 import { serveFixtures, stopFixtures } from './lib/images.mjs';
 import { newUser, now, publishRaw, rawClient } from './lib/nostr.mjs';
-import { freePort, startRelay, tempDir } from './lib/relay.mjs';
+import { freePort, startRelay, tempDir, until } from './lib/relay.mjs';
 import { makeCertificates } from './lib/tls.mjs';
 
 let fx, certDir, certs, server, domain, relay, client, alice, root;
 const hits = new Map();
+// Names a test adds to the domain's document: name -> pubkey.
+const extraNames = {};
 
 // The domain's nostr.json, by the name asked: each misbehaving name has a document of its own.
 function nostrJson(req, res) {
@@ -35,7 +38,7 @@ function nostrJson(req, res) {
     default:
       return json(
         JSON.stringify({
-          names: { alice: alice.pubkey, _: root.pubkey, other: newUser().pubkey },
+          names: { alice: alice.pubkey, _: root.pubkey, other: newUser().pubkey, ...extraNames },
           relays: { [alice.pubkey]: ['wss://relay.example.com'] },
         }),
       );
@@ -160,4 +163,104 @@ test('the domain is guarded like a picture source, and its certificate must be o
     await guarded.cleanup();
     await untrusting.cleanup();
   }
+});
+
+async function post(path, body) {
+  const res = await fetch(`${relay.url}${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+// Polls GET /jobs/{id} until the job has ended.
+async function finished(id) {
+  const job = async () => (await get(`/jobs/${id}`)).json();
+  return until(job, (j) => j.state === 'done' || j.state === 'failed', { what: `job ${id} finished`, timeoutMs: 30000 });
+}
+
+async function picStatus(pubkey) {
+  const r = await get(`/profile-pic/${pubkey}`);
+  return { status: r.res.status, cache: r.res.headers.get('x-cache') };
+}
+
+// A user with a picture of its own, in the domain's document as `name`; nothing asked for its picture yet.
+async function namedUser(name) {
+  const u = newUser();
+  extraNames[name] = u.pubkey;
+  const content = JSON.stringify({ name, picture: `${fx.images.url}/f/small.jpg?user=${name}` });
+  assert.equal((await publishRaw(client, u.sign({ kind: 0, created_at: now(), content })))[2], true);
+  return u;
+}
+
+test('POST /batch-cache takes NIP-05 names, resolved once each before the job, and caches their pictures', async () => {
+  const carol = await namedUser('carol');
+  const before = (await relay.stats()).nip05.resolved;
+  // carol three times, in three spellings, and root as a bare domain: two pubkeys.
+  const r = await post('/batch-cache', { pubkeys: [`carol@${domain}`, `CAROL@${domain}`, carol.pubkey, domain] });
+  assert.equal(r.status, 202, JSON.stringify(r.json));
+  assert.deepEqual([r.json.message, r.json.count], ['Started caching 2 profile pictures', 2]);
+  assert.match(r.json.job_id, /^[0-9a-f]{16}$/);
+  assert.equal(hits.get('carol'), 1, 'one request for the name, however spelt');
+  assert.ok((await relay.stats()).nip05.resolved > before);
+  const job = await finished(r.json.job_id);
+  assert.deepEqual([job.type, job.state, job.total, job.cached + job.already_cached], ['batch', 'done', 2, 2]);
+  assert.deepEqual(await picStatus(carol.pubkey), { status: 200, cache: 'HIT' });
+});
+
+test('POST /batch-cache with a name that does not resolve is 400 naming it and why, and starts nothing', async () => {
+  const jobsBefore = (await get('/jobs?limit=1000')).json().jobs.length;
+  const r = await post('/batch-cache', {
+    pubkeys: [alice.pubkey, `nobody-batch@${domain}`, `alice@${domain}`, `broken@${domain}`],
+  });
+  assert.equal(r.status, 400);
+  assert.match(
+    r.json.error,
+    new RegExp(`^2 NIP-05 names of "pubkeys" could not be resolved: nobody-batch@${domain} \\(index 1\\): no such name.*; broken@${domain} \\(index 3\\): malformed nostr\\.json`),
+  );
+  assert.deepEqual(
+    r.json.unresolved.map((u) => [u.index, u.name]),
+    [
+      [1, `nobody-batch@${domain}`],
+      [3, `broken@${domain}`],
+    ],
+  );
+  assert.match(r.json.unresolved[0].error, /^no such name/);
+  assert.match(r.json.unresolved[1].error, /^malformed nostr\.json/);
+  // Words that are neither keys nor names are still refused by index, before any name is resolved.
+  const bad = await post('/batch-cache', { pubkeys: [`carol@${domain}`, 'xyz'] });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.json.invalid, [1]);
+  assert.match(bad.json.error, /is not a public key \(hex, npub or nprofile\) or a NIP-05 name: index 1$/);
+  // More distinct names than a request may resolve: 413, and no document asked for.
+  const many = Array.from({ length: 101 }, (_, i) => `many${i}@${domain}`);
+  const tooMany = await post('/batch-cache', { pubkeys: many });
+  assert.equal(tooMany.status, 413);
+  assert.match(tooMany.json.error, /at most 100 NIP-05 names per request/);
+  assert.equal(hits.get('many0'), undefined);
+  assert.equal((await get('/jobs?limit=1000')).json().jobs.length, jobsBefore, 'no job was started');
+});
+
+test('GET /cache-follows/{name} caches the follows of the pubkey the name stands for', async () => {
+  const dave = await namedUser('dave');
+  const erin = await namedUser('erin');
+  const tags = [
+    ['p', dave.pubkey],
+    ['p', erin.pubkey],
+  ];
+  assert.equal((await publishRaw(client, alice.sign({ kind: 3, created_at: now(), tags })))[2], true);
+  const r = await get(`/cache-follows/Alice@${domain}`);
+  assert.equal(r.res.status, 202, r.body.toString());
+  assert.deepEqual([r.json().count, r.json().pubkey], [2, alice.pubkey]);
+  const job = await finished(r.json().job_id);
+  assert.deepEqual([job.type, job.state, job.total, job.cached, job.pubkey], ['follows', 'done', 2, 2, alice.pubkey]);
+  for (const u of [dave, erin]) assert.deepEqual(await picStatus(u.pubkey), { status: 200, cache: 'HIT' });
+  // A name that does not resolve: the 404 of the picture routes; neither key nor name: 400.
+  const missing = await get(`/cache-follows/nobody-follows@${domain}`);
+  assert.equal(missing.res.status, 404);
+  assert.match(missing.json().error, /^the NIP-05 name could not be resolved: no such name/);
+  const bad = await get('/cache-follows/not-a-name');
+  assert.equal(bad.res.status, 400);
+  assert.match(bad.json().error, /^not a public key or a NIP-05 name: /);
 });

@@ -1,4 +1,5 @@
-/* test_admin.c -- the follows read from a contact list, and job ids as clients write them. */
+/* test_admin.c -- the follows read from a contact list, job ids as clients write them, and batch bodies with keys and
+ * names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,7 +100,7 @@ static void job_ids_are_sixteen_hex_digits(void **state)
 static int parse_batch(const char *body, size_t *n, char *error, size_t errlen)
 {
     struct admin_batch b;
-    int status = admin_parse_batch(body, strlen(body), &b);
+    int status = admin_parse_batch(body, strlen(body), true, &b);
 
     *n = b.n;
     snprintf(error, errlen, "%s", b.error);
@@ -130,6 +131,72 @@ static void a_batch_body_gives_its_distinct_keys_or_a_precise_refusal(void **sta
     assert_non_null(strstr(error, "index 1"));
 }
 
+static void names_in_a_batch_get_a_slot_each_and_count_once_in_any_case(void **state)
+{
+    char body[4096];
+    struct admin_batch b;
+    (void)state;
+
+    snprintf(body, sizeof(body),
+             "{\"pubkeys\": [\"%s\", \"alice@example.com\", \"ALICE@Example.com\", \"example.com\", \"%s\"]}", A, B);
+    assert_int_equal(admin_parse_batch(body, strlen(body), true, &b), 0);
+    assert_int_equal(b.n, 4);
+    assert_int_equal(b.nnames, 2);
+    assert_string_equal(b.names[0].id.name, "alice");
+    assert_string_equal(b.names[0].given, "alice@example.com");
+    assert_int_equal(b.names[0].index, 1);
+    assert_int_equal(b.names[0].slot, 1);
+    assert_string_equal(b.names[1].id.name, "_");
+    assert_string_equal(b.names[1].id.domain, "example.com");
+    assert_int_equal(b.names[1].index, 3);
+    assert_int_equal(b.names[1].slot, 2);
+    /* alice is B, spelt as a key later on; the bare domain is C. */
+    assert_int_equal(hex_decode(B, 64, b.keys[b.names[0].slot], 32), 0);
+    assert_int_equal(hex_decode(C, 64, b.keys[b.names[1].slot], 32), 0);
+    admin_batch_settle(&b);
+    assert_int_equal(b.n, 3);
+    assert_key(b.keys[0], A);
+    assert_key(b.keys[1], B);
+    assert_key(b.keys[2], C);
+    admin_batch_free(&b);
+
+    /* Without a resolver, a name is an entry that is not a key. */
+    assert_int_equal(admin_parse_batch(body, strlen(body), false, &b), 400);
+    assert_int_equal(json_array_size(b.invalid), 3);
+    assert_non_null(strstr(b.error, "not a public key (hex, npub or nprofile): indexes 1, 2, 3"));
+    admin_batch_free(&b);
+    /* A word without a dot is no name. */
+    snprintf(body, sizeof(body), "{\"pubkeys\": [\"%s\", \"alice\"]}", A);
+    assert_int_equal(admin_parse_batch(body, strlen(body), true, &b), 400);
+    assert_non_null(strstr(
+        b.error, "1 entry of \"pubkeys\" is not a public key (hex, npub or nprofile) or a NIP-05 name: index 1"));
+    admin_batch_free(&b);
+}
+
+static void a_batch_names_at_most_its_bound_of_distinct_names(void **state)
+{
+    char body[8192];
+    size_t off;
+    struct admin_batch b;
+    (void)state;
+
+    for (int extra = 0; extra < 2; extra++) {
+        off = (size_t)snprintf(body, sizeof(body), "{\"pubkeys\": [\"u0@example.com\"");
+        /* The same name again does not count. */
+        for (int i = 0; i < ADMIN_BATCH_NAMES_MAX + extra; i++)
+            off += (size_t)snprintf(body + off, sizeof(body) - off, ", \"U%d@example.com\"", i);
+        snprintf(body + off, sizeof(body) - off, "]}");
+        if (extra == 0) {
+            assert_int_equal(admin_parse_batch(body, strlen(body), true, &b), 0);
+            assert_int_equal(b.nnames, ADMIN_BATCH_NAMES_MAX);
+        } else {
+            assert_int_equal(admin_parse_batch(body, strlen(body), true, &b), 413);
+            assert_string_equal(b.error, "at most 100 NIP-05 names per request");
+        }
+        admin_batch_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +206,8 @@ int main(void)
         cmocka_unit_test(no_tags_or_no_json_give_no_follows),
         cmocka_unit_test(job_ids_are_sixteen_hex_digits),
         cmocka_unit_test(a_batch_body_gives_its_distinct_keys_or_a_precise_refusal),
+        cmocka_unit_test(names_in_a_batch_get_a_slot_each_and_count_once_in_any_case),
+        cmocka_unit_test(a_batch_names_at_most_its_bound_of_distinct_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
