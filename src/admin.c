@@ -394,7 +394,8 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
 
 /* --- GET /cache-follows/{id} ------------------------------------------------------------------------------------ */
 
-size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32])
+size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32],
+                        void (*hint)(void *ctx, const uint8_t pubkey[32], const char *url), void *ctx)
 {
     json_t *ev = json_loadb(json, len, 0, NULL), *tags = json_object_get(ev, "tags"), *tag;
     struct keymap *seen = keymap_new(32);
@@ -408,6 +409,9 @@ size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*ou
         if (!json_is_string(name) || strcmp(json_string_value(name), "p") != 0 || !json_is_string(value) ||
             hex_decode(json_string_value(value), json_string_length(value), out[n], 32) != 0)
             continue;
+        /* ["p", pubkey, relay]: where the follow's events may be found. */
+        if (hint != NULL && json_is_string(json_array_get(tag, 2)))
+            hint(ctx, out[n], json_string_value(json_array_get(tag, 2)));
         if (keymap_get(seen, out[n]) == NULL)
             keymap_put(seen, out[n++], (void *)1);
     }
@@ -445,13 +449,18 @@ static void on_follows_created(void *ctx, int status, uint64_t id)
 }
 
 /* The contact list is here: its follows become a job. */
+static void hint_lookup(void *ctx, const uint8_t pubkey[32], const char *url)
+{
+    lookup_hint(ctx, pubkey, url);
+}
+
 static void follows_found(struct follows_req *fr, const struct event_view *ev)
 {
     uint8_t(*keys)[32] = malloc(fr->limit * 32);
 
     if (keys == NULL)
         abort();
-    fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys);
+    fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys, hint_lookup, fr->a->_o.lookup);
     jobs_create(fr->a->_o.jobs, JOB_FOLLOWS, (const uint8_t(*)[32])keys, fr->count, fr->pubkey, on_follows_created, fr);
     free(keys);
 }
@@ -468,7 +477,7 @@ static void on_contact_list(struct lookup_waiter *w, const struct event_view *ev
     if (req != NULL && lookup_closing(fr->a->_o.lookup))
         http_reply_error(req, 503, "the relay is shutting down");
     else if (req != NULL)
-        http_reply_error(req, 404, "no contact list (kind 3) found for this pubkey, here or on the upstream relays");
+        http_reply_error(req, 404, "no contact list (kind 3) found for this pubkey, here or on any relay asked");
     http_unhold(fr->hold);
     free(fr);
 }
@@ -495,6 +504,7 @@ static void follows_start(const void *ctx, h2o_req_t *req, const uint8_t pubkey[
     memcpy(fr->pubkey, pubkey, 32);
     fr->limit = ask->limit;
     if (store_get_latest_copy(a->_o.store, pubkey, 3, &ev, &copy) == 0) {
+        lookup_count_local(a->_o.lookup);
         follows_found(fr, &ev);
         free(copy);
         return;

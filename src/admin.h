@@ -83,8 +83,10 @@ int admin_route(struct admin *a, struct http_server *http);
 /*
  * The follows in a contact list (kind 3) event's JSON: the distinct pubkeys of
  * its "p" tags, in order, at most `limit` (`out` holds that many). Malformed
- * tags are skipped. Returns how many were written.
+ * tags are skipped. Each relay URL a tag gives (["p", pubkey, url]) goes to
+ * `hint` unless it is NULL. Returns how many were written.
  */
-size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32]);
+size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32],
+                        void (*hint)(void *ctx, const uint8_t pubkey[32], const char *url), void *ctx);
 
 #endif

@@ -222,3 +222,16 @@ test('what a hinted relay sends is verified: a forged profile is not taken', asy
     forger.close();
   }
 });
+
+test('relay hints in a contact list lead to the follows\' profiles', async () => {
+  const u = newUser();
+  const f = newUser();
+  await publish(hinted, profile(f, 'followed'));
+  await publish(upstream, u.sign({ kind: 3, created_at: now(), tags: [['p', f.pubkey, wsUrl(hinted.url)]] }));
+
+  const res = await fetch(`${main.url}/cache-follows/${u.pubkey}`);
+  assert.equal(res.status, 202);
+  const found = await getProfile(main, f.pubkey);
+  assert.equal(found.status, 200);
+  assert.equal((await found.json()).name, 'followed');
+});

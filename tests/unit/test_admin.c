@@ -20,7 +20,37 @@ static size_t follows(const char *tags, size_t limit, uint8_t (*out)[32])
 {
     char json[2048];
     snprintf(json, sizeof(json), "{\"kind\":3,\"content\":\"\",\"tags\":%s}", tags);
-    return admin_follows_of(json, strlen(json), limit, out);
+    return admin_follows_of(json, strlen(json), limit, out, NULL, NULL);
+}
+
+struct hints {
+    char got[4][64];
+    size_t n;
+};
+
+static void record_hint(void *ctx, const uint8_t pubkey[32], const char *url)
+{
+    struct hints *h = ctx;
+    (void)pubkey;
+    if (h->n < 4)
+        snprintf(h->got[h->n++], sizeof(h->got[0]), "%s", url);
+}
+
+/* ["p", key, relay] tags hand their relay on as a hint; tags without one, or with another type, do not. */
+static void follows_give_their_relay_hints(void **state)
+{
+    char json[1024];
+    uint8_t out[4][32];
+    struct hints h = {.n = 0};
+    (void)state;
+
+    snprintf(json, sizeof(json),
+             "{\"kind\":3,\"tags\":[[\"p\",\"%s\",\"wss://a.example\"],[\"p\",\"%s\"],[\"p\",\"%s\",7],"
+             "[\"e\",\"%s\",\"wss://not.a.follow\"]]}",
+             A, B, C, A);
+    assert_int_equal(admin_follows_of(json, strlen(json), 4, out, record_hint, &h), 3);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.got[0], "wss://a.example");
 }
 
 static void assert_key(const uint8_t key[32], const char *hex)
@@ -80,7 +110,7 @@ static void no_tags_or_no_json_give_no_follows(void **state)
 
     assert_int_equal(follows("[]", 1, out), 0);
     assert_int_equal(follows("{}", 1, out), 0);
-    assert_int_equal(admin_follows_of("not json", 8, 1, out), 0);
+    assert_int_equal(admin_follows_of("not json", 8, 1, out, NULL, NULL), 0);
 }
 
 static void job_ids_are_sixteen_hex_digits(void **state)
@@ -200,6 +230,7 @@ static void a_batch_names_at_most_its_bound_of_distinct_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(follows_give_their_relay_hints),
         cmocka_unit_test(follows_are_the_distinct_p_tags_in_order),
         cmocka_unit_test(the_limit_counts_distinct_follows),
         cmocka_unit_test(malformed_tags_are_skipped),
