@@ -64,6 +64,7 @@ struct lookup {
     h2o_linklist_t outbox_batch; /* entries whose relays are chosen, waiting for the batch timer */
     uv_timer_t outbox_timer;
     char **configured; /* the upstream relays' URLs in canonical form: never asked twice */
+    size_t nconfigured;
     struct keymap *hints;  /* pubkey -> struct lookup_hints */
     h2o_linklist_t hints_fifo;
 };
@@ -579,7 +580,7 @@ static bool has_hints(const struct lookup *lk, const uint8_t pubkey[32], uint32_
 
 static bool is_configured(const struct lookup *lk, const char *url)
 {
-    for (size_t i = 0; i < upstream_count(lk->up); i++) {
+    for (size_t i = 0; i < lk->nconfigured; i++) {
         if (lk->configured[i] != NULL && strcmp(lk->configured[i], url) == 0)
             return true;
     }
@@ -1113,9 +1114,10 @@ int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_option
     h2o_linklist_init_anchor(&lk->outbox_batch);
     h2o_linklist_init_anchor(&lk->hints_fifo);
     lk->hints = keymap_new(32);
-    if ((lk->configured = calloc(upstream_count(up) + 1, sizeof(*lk->configured))) == NULL)
+    lk->nconfigured = upstream_count(up);
+    if ((lk->configured = calloc(lk->nconfigured + 1, sizeof(*lk->configured))) == NULL)
         abort();
-    for (size_t i = 0; i < upstream_count(up); i++) {
+    for (size_t i = 0; i < lk->nconfigured; i++) {
         char canon[NIP65_MAX_URL];
         if (nip65_canonical(upstream_relay_url(upstream_relay(up, i)), canon, sizeof(canon)) == 0 &&
             (lk->configured[i] = strdup(canon)) == NULL)
@@ -1184,7 +1186,8 @@ static void on_timer_closed(uv_handle_t *h)
     keymap_free(lk->active, NULL);
     keymap_free(lk->negative, free);
     keymap_free(lk->hints, free_hints);
-    for (size_t i = 0; i < upstream_count(lk->up); i++)
+    /* The upstream may be gone by now: the count is the lookup's own. */
+    for (size_t i = 0; i < lk->nconfigured; i++)
         free(lk->configured[i]);
     free(lk->configured);
     free(lk);

@@ -384,8 +384,11 @@ static void file_read_done(struct work *w)
         else if (record_get(p, fr->aw->pubkey, &fr->aw->v, &pic) == 0 && pic.h.state == PIC_OK &&
                  memcmp(pic.h.blob, fr->a.master, 32) == 0 && !p->closing)
             make_variant(p, req, fr->aw->pubkey, &fr->aw->v, &pic, &fr->a, fr->aw->x_cache);
+        /* Purged (or replaced) meanwhile: the request becomes a miss, as if it had come a moment later. */
+        else if (!p->closing && wait_for_picture(p, fr->aw->pubkey, &fr->aw->v, NULL, fr->aw->hold) == 0)
+            fr->aw->hold = NULL;
         else
-            http_reply_error(req, 503, "the picture was removed while it was being served; try again");
+            reply_unavailable(req);
     } else {
         answer_refetch(p, fr->a.master, fr->err, fr->aw);
     }
