@@ -506,32 +506,33 @@ void upstream_relay_stats(const struct upstream *up, size_t i, struct upstream_r
     out->queue_peak_bytes = r->queue_peak;
 }
 
+/* Abandons a dial under way and closes the connection, for shutdown. */
+static void stop_relay(struct upstream_relay *r)
+{
+    if (r->dial != NULL) {
+        wsdial_cancel(r->dial);
+        r->dial = NULL;
+        r->state = UPSTREAM_DISCONNECTED;
+    }
+    if (r->ws != NULL)
+        ws_close(r->ws, 1001, "going away");
+}
+
 void upstream_shutdown(struct upstream *up)
 {
     up->closing = true;
     for (size_t i = 0; i < up->nrelays; i++) {
-        struct upstream_relay *r = &up->relays[i];
-        uv_timer_stop(&r->retry);
-        if (r->dial != NULL) {
-            wsdial_cancel(r->dial);
-            r->dial = NULL;
-            r->state = UPSTREAM_DISCONNECTED;
-        }
-        if (r->ws != NULL)
-            ws_close(r->ws, 1001, "going away");
+        uv_timer_stop(&up->relays[i].retry);
+        stop_relay(&up->relays[i]);
     }
     uv_timer_stop(&up->idle_timer);
     for (h2o_linklist_t *l = up->discovered.next, *next; l != &up->discovered; l = next) {
         struct upstream_relay *r = H2O_STRUCT_FROM_MEMBER(struct upstream_relay, dlink, l);
+        bool connected = r->ws != NULL;
         next = l->next;
-        if (r->dial != NULL) {
-            wsdial_cancel(r->dial);
-            r->dial = NULL;
-            r->state = UPSTREAM_DISCONNECTED;
-        }
-        if (r->ws != NULL)
-            ws_close(r->ws, 1001, "going away");
-        else
+        stop_relay(r);
+        /* A connection closing frees its relay from its close callback. */
+        if (!connected)
             maybe_destroy(r);
     }
 }
