@@ -1,4 +1,5 @@
-/* fuzz_nip19.c -- libFuzzer driver for public keys as hex, npub and nprofile (with its relays), and the npub round trip. */
+/* fuzz_nip19.c -- libFuzzer driver for public keys as hex, npub and nprofile (with its relays), and the npub round
+ * trip. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -449,18 +449,13 @@ static void on_follows_created(void *ctx, int status, uint64_t id)
 }
 
 /* The contact list is here: its follows become a job. */
-static void hint_lookup(void *ctx, const uint8_t pubkey[32], const char *url)
-{
-    lookup_hint(ctx, pubkey, url);
-}
-
 static void follows_found(struct follows_req *fr, const struct event_view *ev)
 {
     uint8_t(*keys)[32] = malloc(fr->limit * 32);
 
     if (keys == NULL)
         abort();
-    fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys, hint_lookup, fr->a->_o.lookup);
+    fr->count = admin_follows_of(ev->json, ev->json_len, fr->limit, keys, lookup_hint_to, fr->a->_o.lookup);
     jobs_create(fr->a->_o.jobs, JOB_FOLLOWS, (const uint8_t(*)[32])keys, fr->count, fr->pubkey, on_follows_created, fr);
     free(keys);
 }

@@ -39,10 +39,10 @@ struct app {
     struct inbox inbox; /* results of the writer and the worker threads */
     struct db *db;
     struct store store;
-    struct workpool verify;    /* signature checks */
-    struct upstream *upstream; /* connections to the upstream relays */
-    struct ingest *ingest;     /* every incoming event: checked, verified, stored */
-    struct lookup *lookup;     /* what the upstream relays, then the pubkeys' own relays, are asked */
+    struct workpool verify;      /* signature checks */
+    struct upstream *upstream;   /* connections to the upstream relays */
+    struct ingest *ingest;       /* every incoming event: checked, verified, stored */
+    struct lookup *lookup;       /* what the upstream relays, then the pubkeys' own relays, are asked */
     struct relaybook *relaybook; /* the discovered relays' records */
     struct relay *relay;
     struct blobs blobs;                             /* picture files */

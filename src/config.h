@@ -83,9 +83,9 @@ struct config {
     int64_t max_banner_size;
     int64_t max_animation_frames;
     int64_t nip05_cache_seconds;
-    int64_t max_discovery_connections; /* connections to relays found through the outbox model, at once */
-    int64_t discovery_idle_seconds;    /* ... closed after this long unused */
-    int64_t max_outbox_relays;         /* write relays of a pubkey tried at most; 0: the outbox stage is off */
+    int64_t max_discovery_connections;    /* connections to relays found through the outbox model, at once */
+    int64_t discovery_idle_seconds;       /* ... closed after this long unused */
+    int64_t max_outbox_relays;            /* write relays of a pubkey tried at most; 0: hints only */
     struct config_list negotiate_formats; /* format names, each variant_format_parse()s */
 };
 

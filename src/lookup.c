@@ -33,8 +33,8 @@
 #define TIMEOUT_TTL_MS (60 * 1000)
 #define NEGATIVE_MAX   100000
 /* Relay hints kept per pubkey, the newest replacing the oldest, and pubkeys with hints kept at most. */
-#define MAX_HINTS      4
-#define HINTS_MAX      50000
+#define MAX_HINTS 4
+#define HINTS_MAX 50000
 
 /* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
 static const double LOOKUP_LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -65,7 +65,7 @@ struct lookup {
     uv_timer_t outbox_timer;
     char **configured; /* the upstream relays' URLs in canonical form: never asked twice */
     size_t nconfigured;
-    struct keymap *hints;  /* pubkey -> struct lookup_hints */
+    struct keymap *hints; /* pubkey -> struct lookup_hints */
     h2o_linklist_t hints_fifo;
 };
 
@@ -109,16 +109,16 @@ struct lookup_entry {
     h2o_linklist_t waiters;
     h2o_linklist_t link; /* in the batch, until a query takes it; then in the outbox batch */
     enum stage stage;
-    unsigned refs;        /* queries holding it, plus one until it is done */
-    unsigned outstanding; /* queries not over */
-    bool unclean;         /* some relay asked did not answer: an absence means less */
-    bool timed_out;       /* ... and some query ran out of time */
+    unsigned refs;         /* queries holding it, plus one until it is done */
+    unsigned outstanding;  /* queries not over */
+    bool unclean;          /* some relay asked did not answer: an absence means less */
+    bool timed_out;        /* ... and some query ran out of time */
     enum lookup_tier tier; /* where the best version came from */
     struct candidate *cands;
     size_t ncands;
     struct lookup_waiter relays_wait; /* for its kind 10002, in STAGE_RELAYS */
-    bool found;      /* a valid event was stored for it */
-    int64_t best_at; /* created_at of the best verified, to skip copies that are not newer */
+    bool found;                       /* a valid event was stored for it */
+    int64_t best_at;                  /* created_at of the best verified, to skip copies that are not newer */
     uint8_t best_id[32];
     bool has_best;
     unsigned inflight;   /* events in the ingest pipeline */
@@ -151,11 +151,11 @@ struct lookup_query {
     struct part *parts;
     size_t nparts;
     size_t participants, finished;
-    unsigned inflight; /* its events in the ingest pipeline */
+    unsigned inflight;   /* its events in the ingest pipeline */
     uint64_t started_at; /* uv_now(), for the time to EOSE */
-    bool answered; /* a relay reached EOSE: an absence means something */
-    bool over;     /* every entry is done; only references keep it */
-    unsigned refs; /* events in the ingest pipeline, plus one until the timer has closed */
+    bool answered;       /* a relay reached EOSE: an absence means something */
+    bool over;           /* every entry is done; only references keep it */
+    unsigned refs;       /* events in the ingest pipeline, plus one until the timer has closed */
     uint64_t deadline;
     uv_timer_t timer;
     h2o_linklist_t link; /* in lk->queued or lk->running */
@@ -639,6 +639,11 @@ void lookup_hint(struct lookup *lk, const uint8_t pubkey[32], const char *url)
     }
 }
 
+void lookup_hint_to(void *lk, const uint8_t pubkey[32], const char *url)
+{
+    lookup_hint(lk, pubkey, url);
+}
+
 static bool has_candidate(const struct candidate *c, size_t n, const char *url)
 {
     for (size_t i = 0; i < n; i++) {
@@ -1001,8 +1006,8 @@ static void relay_finished(struct lookup_query *q, size_t i, bool answered)
     q->finished++;
     q->answered |= answered;
     if (answered && upstream_relay_discovered(p->r) && q->lk->opt.book != NULL)
-        relaybook_success(q->lk->opt.book, upstream_relay_url(p->r),
-                          (uint32_t)(uv_now(q->lk->loop) - q->started_at), time(NULL));
+        relaybook_success(q->lk->opt.book, upstream_relay_url(p->r), (uint32_t)(uv_now(q->lk->loop) - q->started_at),
+                          time(NULL));
     check_query(q);
 }
 
@@ -1175,7 +1180,6 @@ void lookup_shutdown(struct lookup *lk)
     on_outbox_timer(&lk->outbox_timer);
     on_ready(&lk->ready_timer);
 }
-
 
 static void on_timer_closed(uv_handle_t *h)
 {

@@ -55,14 +55,14 @@ enum lookup_tier {
 };
 
 struct lookup_stats {
-    uint64_t requested;     /* lookup_get() calls */
-    uint64_t coalesced;     /* ... that joined a lookup already under way */
-    uint64_t negative_hits; /* ... answered "none" from memory of a recent miss */
-    uint64_t queries;       /* batches asked of the upstream relays */
+    uint64_t requested;      /* lookup_get() calls */
+    uint64_t coalesced;      /* ... that joined a lookup already under way */
+    uint64_t negative_hits;  /* ... answered "none" from memory of a recent miss */
+    uint64_t queries;        /* batches asked of the upstream relays */
     uint64_t outbox_queries; /* batches asked of discovered relays (one relay each) */
     uint64_t found, not_found, timed_out;
-    uint64_t by_tier[LOOKUP_TIERS]; /* answers found, by where */
-    uint64_t skipped_backoff;       /* write relays and hints not asked for their record */
+    uint64_t by_tier[LOOKUP_TIERS];  /* answers found, by where */
+    uint64_t skipped_backoff;        /* write relays and hints not asked for their record */
     const struct histogram *latency; /* seconds from the first ask to the answer; lives as long as the lookup */
 };
 
@@ -83,6 +83,9 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
  * a few per pubkey, the oldest pubkeys forgotten first. URLs that are not ws:// or wss:// are ignored.
  */
 void lookup_hint(struct lookup *lk, const uint8_t pubkey[32], const char *url);
+
+/* lookup_hint() with the lookup as a `void *`: the hint callback of parsers that find relays. */
+void lookup_hint_to(void *lk, const uint8_t pubkey[32], const char *url);
 
 /* Counts an answer a caller found stored here before it would have looked up, for the tier figures. NULL: none. */
 void lookup_count_local(struct lookup *lk);

@@ -171,8 +171,7 @@ static size_t bech32_encode(const char *hrp, const uint8_t *data, size_t n, char
  * Finds TLV record 0, the public key, in the data of an nprofile, and the relay records (1) when `relays` is not
  * NULL: those that fit, up to NIP19_MAX_RELAYS; unknown types are skipped.
  */
-static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], struct nip19_relays *relays,
-                           const char **why)
+static int nprofile_pubkey(const uint8_t *p, size_t n, uint8_t out[32], struct nip19_relays *relays, const char **why)
 {
     const uint8_t *key = NULL;
 

@@ -153,7 +153,9 @@ json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, co
 
 /* --- the body of POST /profiles -------------------------------------------------------------------------------- */
 
-int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], size_t *n, char *err, size_t errlen)
+int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], size_t *n,
+                           void (*hint)(void *ctx, const uint8_t pubkey[32], const char *url), void *ctx, char *err,
+                           size_t errlen)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr), *pubkeys = json_object_get(root, "pubkeys"), *v;
@@ -200,6 +202,17 @@ int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], s
         return -EINVAL;
     }
     *n = json_array_size(pubkeys);
+    /* Once the whole batch is good, the relays of its nprofiles become hints. */
+    json_array_foreach(pubkeys, i, v)
+    {
+        struct nip19_relays relays;
+        uint8_t pubkey[32];
+        if (hint == NULL || strncmp(json_string_value(v), "nprofile1", 9) != 0 ||
+            nip19_decode_profile(json_string_value(v), json_string_length(v), pubkey, &relays, why, sizeof(why)) != 0)
+            continue;
+        for (size_t r = 0; r < relays.n; r++)
+            hint(ctx, pubkey, relays.urls[r]);
+    }
     json_decref(root);
     return 0;
 }
@@ -618,8 +631,7 @@ static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
         for (size_t i = 0; i < hints.n; i++)
             lookup_hint(pa->_lookup, pubkey, hints.urls[i]);
         start_one(&pa, req, pubkey);
-    }
-    else if (pa->_names != NULL && nip05_parse_id(param.base, param.len, &name) == 0)
+    } else if (pa->_names != NULL && nip05_parse_id(param.base, param.len, &name) == 0)
         names_serve(pa->_names, req, &name, start_one, &pa, sizeof(pa));
     else
         http_reply_error(req, 400, "not a public key or a NIP-05 name: %s", why);
@@ -632,7 +644,8 @@ static void on_profiles(void *data, h2o_req_t *req, h2o_iovec_t param)
     char err[256];
 
     (void)param;
-    if (profileapi_parse_batch(req->entity.base, req->entity.len, &keys, &n, err, sizeof(err)) != 0) {
+    if (profileapi_parse_batch(req->entity.base, req->entity.len, &keys, &n, lookup_hint_to,
+                               ((struct profileapi *)data)->_lookup, err, sizeof(err)) != 0) {
         http_reply_error(req, 400, "%s", err);
         return;
     }

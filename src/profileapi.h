@@ -104,7 +104,11 @@ void profileapi_dominant_color(const uint8_t *rgb, int width, int height, char o
  * keys in any spelling nip19_decode_pubkey() accepts, kept in order with
  * duplicates. Returns 0 with `*keys` malloc()ed (free() it) and `*n`, or -EINVAL
  * with what is wrong in `err` (the key at fault by its index, never echoed).
+ * On success, each relay of an nprofile among them goes to `hint` unless it is
+ * NULL.
  */
-int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], size_t *n, char *err, size_t errlen);
+int profileapi_parse_batch(const char *body, size_t len, uint8_t (**keys)[32], size_t *n,
+                           void (*hint)(void *ctx, const uint8_t pubkey[32], const char *url), void *ctx, char *err,
+                           size_t errlen);
 
 #endif

@@ -17,7 +17,8 @@
 #include "keymap.h"
 #include "log.h"
 
-/* The stored form (each change is written as a whole: the writer applies them in order, so the last one stays);  a new layout gets a new version, and records of another are dropped on load. */
+/* The stored form (each change is written as a whole: the writer applies them in order, so the last one stays);  a new
+ * layout gets a new version, and records of another are dropped on load. */
 #define RECORD_VERSION 1
 #define MAX_URL        512
 
@@ -101,8 +102,8 @@ static void submit(struct relaybook *rb, struct entry *e, const char *url, bool 
     rw->del = del;
     if (e != NULL) {
         const struct relaybook_record *r = &e->rec;
-        rw->value = (struct stored){RECORD_VERSION, r->failures_in_row, r->successes, r->failures, r->last_success,
-                                    r->retry_at, r->eose_ms, ""};
+        rw->value = (struct stored){RECORD_VERSION,  r->failures_in_row, r->successes, r->failures,
+                                    r->last_success, r->retry_at,        r->eose_ms,   ""};
         memcpy(rw->value.last_error, r->last_error, sizeof(rw->value.last_error));
     }
     rw->w.apply = apply;
@@ -203,8 +204,8 @@ int relaybook_load(struct relaybook *rb)
         url[k.mv_size] = '\0';
         if ((e = touch(rb, url)) == NULL)
             continue;
-        e->rec = (struct relaybook_record){s.successes, s.failures, s.failures_in_row, s.eose_ms,
-                                           s.last_success, s.retry_at, ""};
+        e->rec = (struct relaybook_record){s.successes, s.failures, s.failures_in_row, s.eose_ms, s.last_success,
+                                           s.retry_at,  ""};
         memcpy(e->rec.last_error, s.last_error, sizeof(e->rec.last_error));
     }
     mdb_cursor_close(cur);

@@ -35,7 +35,7 @@ struct relaybook_options {
 };
 
 struct relaybook_stats {
-    uint64_t known;      /* relays with a record */
+    uint64_t known;       /* relays with a record */
     uint64_t backing_off; /* ... skipped now for their record */
 };
 

@@ -171,7 +171,8 @@ json_t *stats_json(struct stats *s)
     json_object_set_new(json_object_get(root, "cache"), "variants", variants_json(ps));
     json_object_set_new(root, "discovery", discovery_json(s, &ls));
     json_object_set_new(json_object_get(root, "lookups"), "by_tier", tiers_json(&ls));
-    json_object_set_new(json_object_get(root, "lookups"), "outbox_queries", json_integer((json_int_t)ls.outbox_queries));
+    json_object_set_new(json_object_get(root, "lookups"), "outbox_queries",
+                        json_integer((json_int_t)ls.outbox_queries));
     names_stats(s->names, &ns);
     json_object_set_new(root, "nip05",
                         json_pack("{s:I, s:I, s:I, s:I}", "resolved", (json_int_t)ns.resolved, "failed",

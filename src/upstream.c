@@ -44,12 +44,12 @@ struct upstream_relay {
     size_t queue_peak;
     /* Discovered relays only: opened on demand, closed when idle, never retried by themselves. */
     bool discovered;
-    bool closing;          /* closed for idleness or to make room: no longer counted as open */
-    unsigned holds;        /* users (lookups under way) that keep it */
-    unsigned in_callback;  /* handler calls under way: it is freed after them */
-    uint64_t idle_since;   /* uv_now() when its last user let go */
-    uint8_t key[32];       /* SHA-256 of its URL, in up->discovered_map */
-    h2o_linklist_t dlink;  /* in up->discovered */
+    bool closing;         /* closed for idleness or to make room: no longer counted as open */
+    unsigned holds;       /* users (lookups under way) that keep it */
+    unsigned in_callback; /* handler calls under way: it is freed after them */
+    uint64_t idle_since;  /* uv_now() when its last user let go */
+    uint8_t key[32];      /* SHA-256 of its URL, in up->discovered_map */
+    h2o_linklist_t dlink; /* in up->discovered */
 };
 
 struct upstream {
@@ -341,7 +341,8 @@ struct upstream_relay *upstream_discover(struct upstream *up, const char *url, c
         keymap_put(up->discovered_map, key, r);
         h2o_linklist_insert(&up->discovered, &r->dlink);
     }
-    /* A relay still closing is opened afresh once it has closed: a new connection is made now only when none is left. */
+    /* A relay still closing is opened afresh once it has closed: a new connection is made now only when none is left.
+     */
     if (r->ws == NULL && r->dial == NULL)
         connect_relay(r);
     else

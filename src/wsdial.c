@@ -323,8 +323,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_next_address(d);
 }
 
-struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx,
-                            const struct netguard *guard, uint64_t timeout_ms, wsdial_cb cb, void *data)
+struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx, const struct netguard *guard,
+                            uint64_t timeout_ms, wsdial_cb cb, void *data)
 {
     struct wsdial *d = calloc(1, sizeof(*d));
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

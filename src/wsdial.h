@@ -30,8 +30,8 @@ typedef void (*wsdial_cb)(void *data, h2o_socket_t *sock, const char *err);
  * Gives up after `timeout_ms`. `url` and `ssl_ctx` must outlive the dial. Returns
  * the dial, which wsdial_cancel() can abandon before its callback.
  */
-struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx,
-                            const struct netguard *guard, uint64_t timeout_ms, wsdial_cb cb, void *data);
+struct wsdial *wsdial_start(uv_loop_t *loop, const struct ws_url *url, SSL_CTX *ssl_ctx, const struct netguard *guard,
+                            uint64_t timeout_ms, wsdial_cb cb, void *data);
 
 /* Abandons a dial: its callback is not called. */
 void wsdial_cancel(struct wsdial *d);

@@ -235,3 +235,18 @@ test('relay hints in a contact list lead to the follows\' profiles', async () =>
   assert.equal(found.status, 200);
   assert.equal((await found.json()).name, 'followed');
 });
+
+test("POST /profiles takes an nprofile's relays as hints too", async () => {
+  const u = newUser();
+  await publish(hinted, profile(u, 'batched'));
+  const id = nip19.nprofileEncode({ pubkey: u.pubkey, relays: [wsUrl(hinted.url)] });
+  const res = await fetch(`${main.url}/profiles`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ pubkeys: [id, newUser().pubkey] }),
+  });
+  assert.equal(res.status, 200);
+  const [found, missing] = await res.json();
+  assert.equal(found.name, 'batched');
+  assert.equal(missing.found, false);
+});

@@ -185,7 +185,37 @@ static void dominant_color_is_the_mean_of_the_fullest_box(void **state)
 
 static int parse(const char *body, uint8_t (**keys)[32], size_t *n, char *err)
 {
-    return profileapi_parse_batch(body, strlen(body), keys, n, err, 256);
+    return profileapi_parse_batch(body, strlen(body), keys, n, NULL, NULL, err, 256);
+}
+
+static void count_hint(void *ctx, const uint8_t pubkey[32], const char *url)
+{
+    (void)pubkey;
+    assert_string_equal(url, "wss://r.example");
+    *(int *)ctx += 1;
+}
+
+/* An nprofile's relay becomes a hint once the whole batch is good, and not when it is refused. */
+static void batch_nprofile_relays_are_hints_of_a_good_batch_only(void **state)
+{
+    /* nip19.nprofileEncode({pubkey: "3bf0...459d", relays: ["wss://r.example"]}) */
+    const char *np = "nprofile1qy8hwumn8ghj7u3wv4uxzmtsd3jsqgpm7rrrljungc6q0"
+                     "tuh5hj7ue863q73qlheu4vywtzwhx42a7j9n54dxmpg";
+    uint8_t(*keys)[32];
+    size_t n;
+    int hints = 0;
+    char err[256], body[512];
+    (void)state;
+
+    snprintf(body, sizeof(body), "{\"pubkeys\":[\"%s\"]}", np);
+    assert_int_equal(profileapi_parse_batch(body, strlen(body), &keys, &n, count_hint, &hints, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(hints, 1);
+    free(keys);
+    snprintf(body, sizeof(body), "{\"pubkeys\":[\"%s\",\"not a key\"]}", np);
+    assert_int_equal(profileapi_parse_batch(body, strlen(body), &keys, &n, count_hint, &hints, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(hints, 1);
 }
 
 static void batch_keeps_order_and_duplicates(void **state)
@@ -256,6 +286,7 @@ static void batch_of_more_than_the_limit_is_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(batch_nprofile_relays_are_hints_of_a_good_batch_only),
         cmocka_unit_test(fields_are_copied_as_published_and_others_null),
         cmocka_unit_test(picture_states_follow_the_record),
         cmocka_unit_test(not_a_kind_0_is_refused),
