@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "hex.h"
 #include "keymap.h"
+#include "hints.h"
 #include "log.h"
 #include "nip65.h"
 #include "relaybook.h"
@@ -32,8 +33,7 @@
  */
 #define TIMEOUT_TTL_MS (60 * 1000)
 #define NEGATIVE_MAX   100000
-/* Relay hints kept per pubkey, the newest replacing the oldest, and pubkeys with hints kept at most. */
-#define MAX_HINTS 4
+/* Pubkeys whose relay hints are kept at most: a few megabytes. */
 #define HINTS_MAX 50000
 
 /* Upper bounds of the lookup latency histogram, in seconds: a batch window, a round trip, a timeout. */
@@ -65,8 +65,7 @@ struct lookup {
     uv_timer_t outbox_timer;
     char **configured; /* the upstream relays' URLs in canonical form: never asked twice */
     size_t nconfigured;
-    struct keymap *hints; /* pubkey -> struct lookup_hints */
-    h2o_linklist_t hints_fifo;
+    struct hints *hints;
 };
 
 static void make_key(uint8_t key[36], const uint8_t pubkey[32], uint32_t kind)
@@ -80,14 +79,6 @@ struct lookup_negative {
     uint8_t key[36];
     uint64_t until;
     h2o_linklist_t link;
-};
-
-/* Relays a pubkey's events were said to be on, by a request, a NIP-05 document or an event. */
-struct lookup_hints {
-    uint8_t pubkey[32];
-    char *urls[MAX_HINTS]; /* canonical; the oldest first */
-    size_t n;
-    h2o_linklist_t link; /* in lk->hints_fifo */
 };
 
 enum stage {
@@ -575,7 +566,8 @@ static void on_batch_timer(uv_timer_t *t)
 
 static bool has_hints(const struct lookup *lk, const uint8_t pubkey[32], uint32_t kind)
 {
-    return outbox_enabled(lk) && outbox_kind(kind) && keymap_get(lk->hints, pubkey) != NULL;
+    const char *const *urls;
+    return outbox_enabled(lk) && outbox_kind(kind) && hints_get(lk->hints, pubkey, &urls) > 0;
 }
 
 static bool is_configured(const struct lookup *lk, const char *url)
@@ -587,47 +579,15 @@ static bool is_configured(const struct lookup *lk, const char *url)
     return false;
 }
 
-static void free_hints(void *p)
-{
-    struct lookup_hints *h = p;
-
-    for (size_t i = 0; i < h->n; i++)
-        free(h->urls[i]);
-    free(h);
-}
-
 void lookup_hint(struct lookup *lk, const uint8_t pubkey[32], const char *url)
 {
-    struct lookup_hints *h;
     char canon[NIP65_MAX_URL];
     uint8_t key[36];
 
     if (!outbox_enabled(lk) || nip65_canonical(url, canon, sizeof(canon)) != 0 || is_configured(lk, canon))
         return;
-    if ((h = keymap_get(lk->hints, pubkey)) == NULL) {
-        if (keymap_count(lk->hints) >= HINTS_MAX) {
-            struct lookup_hints *old = H2O_STRUCT_FROM_MEMBER(struct lookup_hints, link, lk->hints_fifo.next);
-            h2o_linklist_unlink(&old->link);
-            keymap_del(lk->hints, old->pubkey);
-            free_hints(old);
-        }
-        if ((h = calloc(1, sizeof(*h))) == NULL)
-            abort();
-        memcpy(h->pubkey, pubkey, 32);
-        keymap_put(lk->hints, pubkey, h);
-        h2o_linklist_insert(&lk->hints_fifo, &h->link);
-    }
-    for (size_t i = 0; i < h->n; i++) {
-        if (strcmp(h->urls[i], canon) == 0)
-            return;
-    }
-    if (h->n == MAX_HINTS) {
-        free(h->urls[0]);
-        memmove(h->urls, h->urls + 1, (MAX_HINTS - 1) * sizeof(h->urls[0]));
-        h->n--;
-    }
-    if ((h->urls[h->n++] = strdup(canon)) == NULL)
-        abort();
+    if (!hints_add(lk->hints, pubkey, canon))
+        return;
     /* A miss remembered before this hint was known says nothing about the relay it names. */
     for (size_t i = 0; i < sizeof(OUTBOX_KINDS) / sizeof(OUTBOX_KINDS[0]); i++) {
         struct lookup_negative *n;
@@ -670,7 +630,8 @@ static void plan(struct lookup *lk, struct lookup_entry *e, const struct event_v
 {
     struct nip65_list *rl = calloc(1, sizeof(*rl));
     const char *writes[NIP65_MAX_RELAYS];
-    struct lookup_hints *h = keymap_get(lk->hints, e->pubkey);
+    const char *const *hinted;
+    size_t nh = hints_get(lk->hints, e->pubkey, &hinted);
     int64_t now = time(NULL);
     size_t nw = 0;
 
@@ -693,18 +654,18 @@ static void plan(struct lookup *lk, struct lookup_entry *e, const struct event_v
     relaybook_rank(lk->opt.book, writes, nw);
     if (nw > lk->opt.max_outbox_relays)
         nw = lk->opt.max_outbox_relays;
-    if ((e->cands = calloc(nw + MAX_HINTS, sizeof(*e->cands))) == NULL)
+    if ((e->cands = calloc(nw + nh, sizeof(*e->cands))) == NULL)
         abort();
     for (size_t i = 0; i < nw; i++)
         add_candidate(e, writes[i], false);
-    for (size_t i = 0; h != NULL && i < h->n; i++) {
-        if (has_candidate(e->cands, e->ncands, h->urls[i]))
+    for (size_t i = 0; i < nh; i++) {
+        if (has_candidate(e->cands, e->ncands, hinted[i]))
             continue;
-        if (relaybook_backing_off(lk->opt.book, h->urls[i], now)) {
+        if (relaybook_backing_off(lk->opt.book, hinted[i], now)) {
             lk->stats.skipped_backoff++;
             continue;
         }
-        add_candidate(e, h->urls[i], true);
+        add_candidate(e, hinted[i], true);
     }
     free(rl);
     if (e->ncands == 0) {
@@ -1117,8 +1078,7 @@ int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_option
     h2o_linklist_init_anchor(&lk->ready);
     histogram_init(&lk->latency, LOOKUP_LATENCY_BOUNDS, sizeof(LOOKUP_LATENCY_BOUNDS) / sizeof(double));
     h2o_linklist_init_anchor(&lk->outbox_batch);
-    h2o_linklist_init_anchor(&lk->hints_fifo);
-    lk->hints = keymap_new(32);
+    lk->hints = hints_new(HINTS_MAX);
     lk->nconfigured = upstream_count(up);
     if ((lk->configured = calloc(lk->nconfigured + 1, sizeof(*lk->configured))) == NULL)
         abort();
@@ -1189,7 +1149,7 @@ static void on_timer_closed(uv_handle_t *h)
         return;
     keymap_free(lk->active, NULL);
     keymap_free(lk->negative, free);
-    keymap_free(lk->hints, free_hints);
+    hints_free(lk->hints);
     /* The upstream may be gone by now: the count is the lookup's own. */
     for (size_t i = 0; i < lk->nconfigured; i++)
         free(lk->configured[i]);
