@@ -116,21 +116,42 @@ void image_out_free(struct image_out *out);
 /* The largest `size` of a variant. */
 #define IMAGE_VARIANT_MAX_SIZE 4096
 
+/* Which part of a picture a crop keeps: its centre, its most interesting part (libvips' attention), or a side. */
+enum image_gravity { IMAGE_GRAVITY_CENTRE, IMAGE_GRAVITY_SMART, IMAGE_GRAVITY_NORTH, IMAGE_GRAVITY_SOUTH,
+                     IMAGE_GRAVITY_EAST, IMAGE_GRAVITY_WEST };
+
+/*
+ * A variant of exact geometry, as imgproxy's resizing asks for it, every figure worked out beforehand from the
+ * master's size: the master (each frame) resized to `scale_w` x `scale_h` (the aspect ratio is the caller's
+ * business: a forced resize changes it), then cut to `crop_w` x `crop_h` (at most the scaled size) at `gravity`,
+ * then centred on a canvas of `canvas_w` x `canvas_h` (at least the cut; transparent, or white for JPEG). Each
+ * figure is 1 to IMAGE_VARIANT_MAX_SIZE.
+ */
+struct image_box {
+    int scale_w, scale_h;
+    int crop_w, crop_h;
+    enum image_gravity gravity; /* an animation's frames are all cut alike: IMAGE_GRAVITY_SMART is the centre */
+    int canvas_w, canvas_h;
+};
+
 /* What one variant of a master is made as. */
 struct image_variant_spec {
-    int size;             /* 1 to IMAGE_VARIANT_MAX_SIZE: the longer side fits it (the width, with `width_only`) */
+    int size;             /* 1 to IMAGE_VARIANT_MAX_SIZE: the longer side fits it (the width, with `width_only`);
+                             0: `box` says the geometry instead */
     bool width_only;      /* banners: `size` is the width */
     enum image_type type; /* IMAGE_JPEG, IMAGE_WEBP, IMAGE_AVIF, IMAGE_PNG or IMAGE_GIF */
     bool animated;        /* keep the master's frames and timing (IMAGE_WEBP and IMAGE_GIF); else the first frame */
     int quality;          /* 1 to 100, JPEG's scale: image_encode_quality() maps it to `type`'s */
     int timeout_ms;       /* as image_opts; 0: no limit */
+    struct image_box box; /* with size 0 */
 };
 
 /*
  * Makes one variant of `master`, a picture stored here (a master from
  * image_process(), or any picture that once passed its checks): resized with
  * lanczos3, alpha flattened on white for JPEG and kept otherwise, metadata
- * stripped, never enlarged. out->width and out->height are one frame's, and
+ * stripped, never enlarged (a `box` is made exactly as it says, enlarged if
+ * so). out->width and out->height are one frame's, and
  * out->data is malloc()ed (image_out_free()). Safe from any thread. Returns 0,
  * -EINVAL for a spec out of range, or -EIO with libvips' reason in out->error
  * (a master that does not decode, or the timeout).
