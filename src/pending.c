@@ -126,7 +126,7 @@ static void write_found(struct search *s, struct blob_ref *blob, const struct ur
     for (size_t i = 0; i < nmade && n < PICTURES_MAX_VARIANTS; i++, n++) {
         const struct image_variant_spec *spec = made[i].spec;
         v[n] = (struct pictures_variant){.bytes = made[i].blob};
-        pictures_variant_key(v[n].key, spec->size, spec->type, spec->animated && made[i].frames > 1, spec->width_only,
+        pictures_variant_key(&v[n].key, spec->size, spec->type, spec->animated && made[i].frames > 1, spec->width_only,
                              s->found.h.width, s->found.h.height);
         memcpy(v[n].rec.blob, made[i].blob->hash, 32);
         v[n].rec.bytes = (uint32_t)made[i].blob->len;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer.h"
 #include "blob.h"
 #include "blobcache.h"
 #include "clock.h"
@@ -34,9 +35,6 @@
 /* Generated pictures kept in memory: a few thousand avatars' worth. */
 #define GENERATED_CACHE_BYTES (8u << 20)
 
-/* Upper bounds of the histograms of the time to make a variant, in seconds. */
-static const double MAKING_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-
 struct pfp {
     uv_loop_t *loop;
     struct pfp_services sv;
@@ -49,9 +47,9 @@ struct pfp {
     struct prefetch *prefetch;
     char cache_control[64];
     struct variant_options variants, banner_variants;
-    struct fallback *fallback;                        /* generated pictures */
-    struct keymap *making;                            /* variants being made: master, variant key -> struct making */
-    struct histogram making_seconds[VARIANT_GIF + 1]; /* by format */
+    struct fallback *fallback; /* generated pictures */
+    struct answers *answers;
+    struct answer_counts counts; /* of the answers here */
     bool closing;
     struct pfp_stats stats;
 };
@@ -72,87 +70,6 @@ static int record_get(struct pfp *p, const uint8_t pubkey[32], const struct vari
 }
 
 /* --- answers ---------------------------------------------------------------------------------------------------- */
-
-static void release_blob(void *ptr)
-{
-    blob_release(*(struct blob_ref **)ptr);
-}
-
-/*
- * What a request is answered with: one variant of the picture, or the
- * picture's own file (kept as downloaded, or stored before masters).
- */
-struct answer {
-    uint8_t master[32]; /* the picture's file: its last use is this answer's */
-    uint64_t fetched_at;
-    bool variant;
-    uint8_t key[PICTURES_VARIANT_KEY];
-    struct image_variant_spec spec;
-    uint8_t file[32]; /* what is sent, once known */
-    uint32_t bytes;
-    enum image_type type;
-    bool vary; /* the format came from Accept */
-};
-
-/* Answers by size class: up to 64, 128, 256 and 512 pixels, and larger. */
-static size_t size_class(int size)
-{
-    return size <= 64 ? 0 : size <= 128 ? 1 : size <= 256 ? 2 : size <= 512 ? 3 : 4;
-}
-
-static size_t format_index(enum image_type t)
-{
-    switch (t) {
-    case IMAGE_WEBP: return VARIANT_WEBP;
-    case IMAGE_AVIF: return VARIANT_AVIF;
-    case IMAGE_PNG: return VARIANT_PNG;
-    case IMAGE_GIF: return VARIANT_GIF;
-    default: return VARIANT_JPEG;
-    }
-}
-
-/* Sends the picture (or 304 Not Modified), with the cache headers; the response keeps a reference to the bytes. */
-static void send_picture(struct pfp *p, h2o_req_t *req, const struct answer *a, struct blob_ref *blob,
-                         const char *x_cache)
-{
-    static h2o_generator_t generator = {NULL, NULL};
-    struct blob_ref **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), release_blob);
-    char *date = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
-    bool not_modified = http_if_none_match(req, h2o_iovec_init(blob->etag, 66)), head;
-    h2o_iovec_t body = h2o_iovec_init(blob->data, blob->len);
-    time_t fetched = (time_t)a->fetched_at;
-    struct tm tm;
-
-    *slot = blob;
-    blob_retain(blob);
-    pictures_touch(p->sv.pictures, a->master);
-    p->stats.served_format[format_index(a->type)]++;
-    p->stats.served_size[size_class(a->variant ? a->spec.size : p->o.image.max_size)]++;
-    gmtime_r(&fetched, &tm);
-    h2o_time2str_rfc1123(date, &tm);
-    http_begin_response(req, not_modified ? 304 : 200);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, blob->etag, 66);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, p->cache_control,
-                   strlen(p->cache_control));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, date, H2O_TIMESTR_RFC1123_LEN);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));
-    if (a->vary)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
-    if (not_modified) {
-        p->stats.not_modified++;
-        h2o_start_response(req, &generator);
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        return;
-    }
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, image_mime(a->type),
-                   strlen(image_mime(a->type)));
-    req->res.content_length = blob->len;
-    head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    if (!head)
-        p->stats.bytes_served += blob->len;
-    h2o_start_response(req, &generator);
-    h2o_send(req, head ? NULL : &body, head ? 0 : 1, H2O_SEND_STATE_FINAL);
-}
 
 /* A failure's answer: a redirect to the picture's own URL when there is one to try, as the seed program did. */
 static void send_negative(h2o_req_t *req, const struct pic *pic, bool banner)
@@ -269,7 +186,9 @@ static void choose(const struct pfp *p, const struct pic *pic, const struct vari
 
     memset(a, 0, sizeof(*a));
     memcpy(a->master, pic->h.blob, 32);
+    a->master_bytes = pic->h.bytes;
     a->fetched_at = pic->h.fetched_at;
+    a->size = p->o.image.max_size;
     if (!(pic->h.flags & PIC_MASTER) && !v->sized && v->negotiated) {
         memcpy(a->file, pic->h.blob, 32);
         a->bytes = pic->h.bytes;
@@ -277,6 +196,7 @@ static void choose(const struct pfp *p, const struct pic *pic, const struct vari
         return;
     }
     a->variant = true;
+    a->size = v->size;
     a->vary = v->negotiated;
     a->type = (enum image_type)variant_image_type(f);
     a->spec = (struct image_variant_spec){.size = v->size,
@@ -285,297 +205,42 @@ static void choose(const struct pfp *p, const struct pic *pic, const struct vari
                                           .animated = moves,
                                           .quality = p->o.image.quality,
                                           .timeout_ms = p->o.image.timeout_ms};
-    pictures_variant_key(a->key, v->size, a->type, moves, v->width_only, pic->h.width, pic->h.height);
+    pictures_variant_key(&a->key, v->size, a->type, moves, v->width_only, pic->h.width, pic->h.height);
 }
 
-/* A request served from a file read or a variant being made; it becomes a miss if the picture's file has gone. */
-struct answer_wait {
-    h2o_linklist_t link;
-    struct http_hold *hold;
+/* What a request that went off the loop needs should the picture's file have gone. */
+struct answer_ctx {
+    struct pfp *p;
     uint8_t pubkey[32];
     struct variant v;
-    const char *x_cache;
 };
 
-static struct answer_wait *answer_wait_new(h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
-                                           const char *x_cache)
+/* The picture's file has gone or is damaged: the request becomes a miss, as if it had come a moment later. */
+static void on_answered(void *ctx, struct http_hold *hold, int status)
 {
-    struct answer_wait *aw = calloc(1, sizeof(*aw));
+    struct answer_ctx *c = ctx;
+    h2o_req_t *req;
 
-    if (aw == NULL)
-        abort();
-    aw->hold = http_hold(req);
-    memcpy(aw->pubkey, pubkey, 32);
-    aw->v = *v;
-    aw->x_cache = x_cache;
-    return aw;
-}
-
-/* The picture's file has gone or is damaged: its entries go too (and the file), and the request becomes a miss. */
-static void answer_refetch(struct pfp *p, const uint8_t master[32], int err, struct answer_wait *aw)
-{
-    h2o_req_t *req = http_held(aw->hold);
-
-    if (err == -EBADMSG)
-        p->stats.damaged_files++;
-    if (err == -EBADMSG)
-        log_warn("pictures: the file of a cached picture is damaged (its size or SHA-256 is not its record's); "
-                 "removing it and fetching the picture again");
-    else
-        log_warn("pictures: the file of a cached picture is missing (%s); fetching it again", strerror(-err));
-    pictures_forget_file(p->sv.pictures, master);
-    if (req == NULL)
-        ;
-    else if (!p->closing && wait_for_picture(p, aw->pubkey, &aw->v, NULL, aw->hold) == 0)
-        aw->hold = NULL;
-    else
+    if (status == 0)
+        return;
+    if ((req = http_held(hold)) != NULL && !c->p->closing && wait_for_picture(c->p, c->pubkey, &c->v, NULL, hold) == 0)
+        return;
+    if (req != NULL)
         reply_unavailable(req);
+    http_unhold(hold);
 }
 
-static void answer_wait_free(struct answer_wait *aw)
-{
-    if (aw->hold != NULL)
-        http_unhold(aw->hold);
-    free(aw);
-}
-
-/* A file read on the read threads, for an answer not in the memory cache. */
-struct file_read {
-    struct work work;
-    struct pfp *p;
-    struct answer a;
-    struct answer_wait *aw;
-    uint8_t *data;
-    size_t len;
-    int err;
-};
-
-static void make_variant(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
-                         const struct pic *pic, const struct answer *a, const char *x_cache);
-
-static void file_read_run(struct work *w)
-{
-    struct file_read *fr = H2O_STRUCT_FROM_MEMBER(struct file_read, work, w);
-
-    fr->err = blob_read(fr->p->sv.blobs, fr->a.file, fr->a.bytes, &fr->data, &fr->len);
-}
-
-static void file_read_done(struct work *w)
-{
-    struct file_read *fr = H2O_STRUCT_FROM_MEMBER(struct file_read, work, w);
-    struct pfp *p = fr->p;
-    h2o_req_t *req = http_held(fr->aw->hold);
-
-    if (fr->err == 0) {
-        struct blob_ref *blob = blobcache_put(p->sv.cache, fr->a.file, fr->data, fr->len);
-        if (req != NULL)
-            send_picture(p, req, &fr->a, blob, fr->aw->x_cache);
-        blob_release(blob);
-        free(fr->data);
-    } else if (fr->a.variant) {
-        /* Only the variant is lost: it is dropped, and made again from the master (not looked up again: the
-         * index still names it until the drop has committed). */
-        struct pic pic;
-        if (fr->err == -EBADMSG)
-            p->stats.damaged_files++;
-        pictures_forget_variant(p->sv.pictures, fr->a.master, fr->a.key);
-        if (req == NULL)
-            ;
-        else if (record_get(p, fr->aw->pubkey, &fr->aw->v, &pic) == 0 && pic.h.state == PIC_OK &&
-                 memcmp(pic.h.blob, fr->a.master, 32) == 0 && !p->closing)
-            make_variant(p, req, fr->aw->pubkey, &fr->aw->v, &pic, &fr->a, fr->aw->x_cache);
-        /* Purged (or replaced) meanwhile: the request becomes a miss, as if it had come a moment later. */
-        else if (!p->closing && wait_for_picture(p, fr->aw->pubkey, &fr->aw->v, NULL, fr->aw->hold) == 0)
-            fr->aw->hold = NULL;
-        else
-            reply_unavailable(req);
-    } else {
-        answer_refetch(p, fr->a.master, fr->err, fr->aw);
-    }
-    answer_wait_free(fr->aw);
-    free(fr);
-}
-
-static void read_file(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
-                      const struct answer *a, const char *x_cache)
-{
-    struct file_read *fr = calloc(1, sizeof(*fr));
-
-    if (fr == NULL)
-        abort();
-    fr->p = p;
-    fr->a = *a;
-    fr->aw = answer_wait_new(req, pubkey, v, x_cache);
-    fr->work.run = file_read_run;
-    fr->work.done = file_read_done;
-    workpool_submit(&p->readers, &fr->work);
-}
-
-/*
- * A variant being made from its master on the image threads, once for every
- * request that wants it meanwhile; it is stored for the next ones, and until
- * that has committed, they are answered from `made`.
- */
-struct making {
-    struct work work;
-    struct pfp *p;
-    uint8_t id[32 + PICTURES_VARIANT_KEY]; /* master, key */
-    struct answer a;
-    uint32_t master_bytes;
-    struct blob_ref *master; /* when it was in memory; else read from its file */
-    h2o_linklist_t waits;    /* struct answer_wait */
-    struct blob_ref *made;   /* made, and being stored */
-    struct image_out out;
-    uint8_t hash[32];
-    int read_err, err;
-    uint64_t ns;
-};
-
-static void making_run(struct work *w)
-{
-    struct making *m = H2O_STRUCT_FROM_MEMBER(struct making, work, w);
-    uint8_t *data = NULL;
-    size_t len = 0;
-    uint64_t t0 = clock_mono_ns();
-
-    if (m->master != NULL) {
-        m->err = image_variant(m->master->data, m->master->len, &m->a.spec, &m->out);
-    } else if ((m->read_err = blob_read(m->p->sv.blobs, m->a.master, m->master_bytes, &data, &len)) == 0) {
-        m->err = image_variant(data, len, &m->a.spec, &m->out);
-        free(data);
-    }
-    if (m->read_err == 0 && m->err == 0)
-        blob_hash(m->out.data, m->out.len, m->hash);
-    m->ns = clock_mono_ns() - t0;
-}
-
-static void making_free(struct making *m)
-{
-    keymap_del(m->p->making, m->id);
-    if (m->made != NULL)
-        blob_release(m->made);
-    if (m->master != NULL)
-        blob_release(m->master);
-    image_out_free(&m->out);
-    free(m);
-}
-
-/* The variant's record is committed (or could not be): the index answers for it from now on. */
-static void on_variant_stored(void *ctx, int status)
-{
-    (void)status;
-    making_free(ctx);
-}
-
-static void making_done(struct work *w)
-{
-    struct making *m = H2O_STRUCT_FROM_MEMBER(struct making, work, w);
-    struct pfp *p = m->p;
-    struct blob_ref *blob = NULL;
-
-    if (m->read_err == 0 && m->err == 0) {
-        struct pictures_variant pv = {.rec = {.bytes = (uint32_t)m->out.len,
-                                              .width = (uint16_t)m->out.width,
-                                              .height = (uint16_t)m->out.height,
-                                              .type = (uint8_t)m->out.type,
-                                              .frames = (uint8_t)(m->out.frames > 255 ? 255 : m->out.frames)}};
-        blob = blobcache_put(p->sv.cache, m->hash, m->out.data, m->out.len);
-        memcpy(pv.key, m->a.key, sizeof(pv.key));
-        memcpy(pv.rec.blob, m->hash, 32);
-        pv.bytes = blob;
-        m->made = blob;
-        blob_retain(blob);
-        pictures_put_variant(p->sv.pictures, m->a.master, &pv, on_variant_stored, m);
-        memcpy(m->a.file, m->hash, 32);
-        m->a.bytes = (uint32_t)m->out.len;
-        p->stats.variants_made++;
-        histogram_observe(&p->making_seconds[format_index(m->a.type)], (double)m->ns / 1e9);
-    } else if (m->read_err == 0) {
-        p->stats.variant_failures++;
-        log_warn("pictures: cannot make a %s variant of %d px: %s", image_mime(m->a.type), m->a.spec.size,
-                 m->out.error);
-    }
-    while (!h2o_linklist_is_empty(&m->waits)) {
-        struct answer_wait *aw = H2O_STRUCT_FROM_MEMBER(struct answer_wait, link, m->waits.next);
-        h2o_req_t *req = http_held(aw->hold);
-        h2o_linklist_unlink(&aw->link);
-        if (m->read_err != 0)
-            answer_refetch(p, m->a.master, m->read_err, aw);
-        else if (req == NULL)
-            ;
-        else if (blob != NULL)
-            send_picture(p, req, &m->a, blob, "MISS");
-        else
-            http_reply_error(req, 500, "cannot make this variant of the picture: %s", m->out.error);
-        answer_wait_free(aw);
-    }
-    if (blob != NULL)
-        blob_release(blob);
-    else
-        making_free(m);
-}
-
-/* Makes the variant `a` of `pic`, or joins the request to its making under way. */
-static void make_variant(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
-                         const struct pic *pic, const struct answer *a, const char *x_cache)
-{
-    uint8_t id[32 + PICTURES_VARIANT_KEY];
-    struct making *m;
-    struct answer_wait *aw;
-
-    memcpy(id, a->master, 32);
-    memcpy(id + 32, a->key, PICTURES_VARIANT_KEY);
-    if ((m = keymap_get(p->making, id)) != NULL && m->made != NULL) {
-        send_picture(p, req, &m->a, m->made, "HIT");
-        return;
-    }
-    aw = answer_wait_new(req, pubkey, v, x_cache);
-    if (m != NULL) {
-        h2o_linklist_insert(&m->waits, &aw->link);
-        return;
-    }
-    if ((m = calloc(1, sizeof(*m))) == NULL)
-        abort();
-    m->p = p;
-    memcpy(m->id, id, sizeof(id));
-    m->a = *a;
-    m->master_bytes = pic->h.bytes;
-    m->master = blobcache_get(p->sv.cache, a->master);
-    h2o_linklist_init_anchor(&m->waits);
-    h2o_linklist_insert(&m->waits, &aw->link);
-    keymap_put(p->making, id, m);
-    m->work.run = making_run;
-    m->work.done = making_done;
-    /* Someone waits for it in a browser: ahead of pictures fetched in the background. */
-    workpool_submit_urgent(&p->images, &m->work);
-}
-
-/* Serves `pic` from memory, or from its file; the picture of `pubkey` is fetched again if the file has gone. */
+/* Serves `pic` from memory, from its file, or as a variant made now; the picture is fetched again if the file
+ * has gone. */
 static void serve_cached(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
                          const struct pic *pic, const char *x_cache)
 {
     struct answer a;
-    struct blob_ref *blob;
+    struct answer_ctx c = {.p = p, .v = *v};
 
     choose(p, pic, v, &a);
-    if (a.variant) {
-        struct variant_rec rec;
-        if (pictures_get_variant(p->sv.pictures, a.master, a.key, &rec) != 0) {
-            if (p->closing)
-                reply_unavailable(req);
-            else
-                make_variant(p, req, pubkey, v, pic, &a, x_cache);
-            return;
-        }
-        memcpy(a.file, rec.blob, 32);
-        a.bytes = rec.bytes;
-    }
-    if ((blob = blobcache_get(p->sv.cache, a.file)) != NULL) {
-        send_picture(p, req, &a, blob, x_cache);
-        blob_release(blob);
-        return;
-    }
-    read_file(p, req, pubkey, v, &a, x_cache);
+    memcpy(c.pubkey, pubkey, 32);
+    answer_send(p->answers, req, &a, &p->counts, x_cache, on_answered, &c, sizeof(c));
 }
 
 /* A banner's stale record is refreshed in the background; nobody waits for it. */
@@ -896,9 +561,12 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     p->banner_variants.max_size = VARIANT_BANNER_MAX;
     p->banner_variants.width_only = true;
     p->fallback = fallback_new(&(struct fallback_options){&p->images, o->image.quality, GENERATED_CACHE_BYTES});
-    p->making = keymap_new(32 + PICTURES_VARIANT_KEY);
-    for (size_t i = 0; i <= VARIANT_GIF; i++)
-        histogram_init(&p->making_seconds[i], MAKING_BOUNDS, sizeof(MAKING_BOUNDS) / sizeof(MAKING_BOUNDS[0]));
+    p->answers = answers_new(&(struct answers_options){.pictures = sv->pictures,
+                                                       .blobs = sv->blobs,
+                                                       .cache = sv->cache,
+                                                       .images = &p->images,
+                                                       .readers = &p->readers,
+                                                       .cache_control = p->cache_control});
     if (p->o.default_avatar == VARIANT_FALLBACK_CONFIGURED)
         p->o.default_avatar = VARIANT_FALLBACK_404;
     store_add_listener(sv->store, on_event_stored, p);
@@ -926,6 +594,8 @@ void pfp_shutdown(struct pfp *p)
         pending_shutdown(p->pending);
     if (p->downloads != NULL)
         downloads_shutdown(p->downloads);
+    if (p->answers != NULL)
+        answers_shutdown(p->answers);
     if (p->images_started)
         workpool_shutdown(&p->images);
     if (p->readers_started)
@@ -942,7 +612,7 @@ void pfp_free(struct pfp *p)
     workpool_free(&p->images);
     workpool_free(&p->readers);
     fallback_free(p->fallback);
-    keymap_free(p->making, NULL);
+    answers_free(p->answers);
     free(p);
 }
 
@@ -951,9 +621,14 @@ struct workpool *pfp_image_threads(struct pfp *p)
     return &p->images;
 }
 
-const struct downloads *pfp_downloads(const struct pfp *p)
+struct downloads *pfp_downloads(const struct pfp *p)
 {
     return p->downloads;
+}
+
+struct answers *pfp_answers(const struct pfp *p)
+{
+    return p->answers;
 }
 
 void pfp_stats(const struct pfp *p, struct pfp_stats *out)
@@ -976,12 +651,17 @@ void pfp_stats(const struct pfp *p, struct pfp_stats *out)
     out->identicons = fs.identicons;
     out->blanks = fs.blanks;
     out->drawn = fs.drawn;
-    out->not_modified += fs.not_modified;
-    out->bytes_served += fs.bytes_served;
+    out->not_modified += p->counts.not_modified + fs.not_modified;
+    out->bytes_served += p->counts.bytes_served + fs.bytes_served;
+    out->damaged_files += p->counts.damaged_files;
+    out->variants_made = p->counts.variants_made;
+    out->variant_failures = p->counts.variant_failures;
+    memcpy(out->served_format, p->counts.served_format, sizeof(out->served_format));
+    memcpy(out->served_size, p->counts.served_size, sizeof(out->served_size));
     out->processing = ds.processing;
     out->url_reuses = ps.url_reuses;
     out->refetched = ps.refetched;
     out->prefetch_dropped = qs.dropped;
     for (size_t i = 0; i <= VARIANT_GIF; i++)
-        out->making[i] = &p->making_seconds[i];
+        out->making[i] = answers_making(p->answers, (enum variant_format)i);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "answer.h"
 #include "fetch.h"
 #include "image.h"
 #include "pending.h"
@@ -30,7 +31,7 @@ struct pictures;
 struct store;
 
 /* Size classes of picture answers in pfp_stats: up to 64, 128, 256 and 512 pixels, and larger. */
-#define PFP_SIZE_CLASSES 5
+#define PFP_SIZE_CLASSES ANSWER_SIZE_CLASSES
 
 struct pfp_stats {
     uint64_t hits, stale, misses, not_modified;
@@ -135,7 +136,10 @@ void pfp_stats(const struct pfp *p, struct pfp_stats *out);
 /* The image threads, for other work on pictures stored here; submit only before pfp_shutdown(). */
 struct workpool *pfp_image_threads(struct pfp *p);
 
-/* The download scheduler, for its own figures (downloads_stats()); valid while the service lives. */
-const struct downloads *pfp_downloads(const struct pfp *p);
+/* The download scheduler, for its figures and for other routes' pictures; valid while the service lives. */
+struct downloads *pfp_downloads(const struct pfp *p);
+
+/* The answers from the picture cache, for other routes that serve pictures; valid while the service lives. */
+struct answers *pfp_answers(const struct pfp *p);
 
 #endif

@@ -49,7 +49,13 @@ struct file_rec {
 
 enum { FILE_PICTURE = 0, FILE_VARIANT = 1 };
 
-#define VARIANT_ENTRY_KEY (32 + PICTURES_VARIANT_KEY)
+/* A variant's entry: its master's hash, then its key of PICTURES_VARIANT_KEY to PICTURES_VARIANT_KEY_MAX bytes. */
+#define VARIANT_ENTRY_MAX (32 + PICTURES_VARIANT_KEY_MAX)
+
+static bool variant_entry_size_ok(size_t n)
+{
+    return n >= 32 + PICTURES_VARIANT_KEY && n <= VARIANT_ENTRY_MAX;
+}
 
 /* --- records -------------------------------------------------------------------------------------------------- */
 
@@ -182,10 +188,14 @@ static int file_remove(struct picindex *ix, struct picindex_change *ch, MDB_txn 
 
 /* --- variants ----------------------------------------------------------------------------------------------------- */
 
-static void variant_entry_key(uint8_t k[VARIANT_ENTRY_KEY], const uint8_t master[32], const uint8_t *key)
+/* The entry's key into `k`; its length. */
+static size_t variant_entry_key(uint8_t k[VARIANT_ENTRY_MAX], const uint8_t master[32], const struct pictures_vkey *key)
 {
+    size_t n = key->len > PICTURES_VARIANT_KEY_MAX ? PICTURES_VARIANT_KEY_MAX : key->len;
+
     memcpy(k, master, 32);
-    memcpy(k + 32, key, PICTURES_VARIANT_KEY);
+    memcpy(k + 32, key->b, n);
+    return 32 + n;
 }
 
 /* One variant fewer names the file `hash`: it goes with the last. */
@@ -219,7 +229,7 @@ static int variants_drop(struct picindex *ix, struct picindex_change *ch, MDB_tx
         /* Sought again each time: the master's key sorts just before its variants' keys. */
         if ((rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) != 0)
             break;
-        if (k.mv_size != VARIANT_ENTRY_KEY || memcmp(k.mv_data, master, 32) != 0)
+        if (!variant_entry_size_ok(k.mv_size) || memcmp(k.mv_data, master, 32) != 0)
             break;
         if ((named = v.mv_size == sizeof(r)))
             memcpy(&r, v.mv_data, sizeof(r));
@@ -233,8 +243,8 @@ static int variants_drop(struct picindex *ix, struct picindex_change *ch, MDB_tx
 static int variant_put(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32],
                        const struct picindex_variant *pv)
 {
-    uint8_t key[VARIANT_ENTRY_KEY];
-    MDB_val k = {sizeof(key), key}, v;
+    uint8_t key[VARIANT_ENTRY_MAX];
+    MDB_val k = {0, key}, v;
     struct file_rec mf, f;
     int rc;
 
@@ -242,7 +252,7 @@ static int variant_put(struct picindex *ix, struct picindex_change *ch, MDB_txn 
         return rc;
     if (mf.kind == FILE_VARIANT)
         return -ENOENT;
-    variant_entry_key(key, master, pv->key);
+    k.mv_size = variant_entry_key(key, master, pv->key);
     /* Made twice (two relays' worth of requests at once): the first stays, as both are the same picture. */
     if ((rc = mdb_get(txn, ix->variants, &k, &v)) != MDB_NOTFOUND)
         return db_errno(rc);
@@ -266,14 +276,14 @@ static int variant_put(struct picindex *ix, struct picindex_change *ch, MDB_txn 
 }
 
 static int variant_forget(struct picindex *ix, struct picindex_change *ch, MDB_txn *txn, const uint8_t master[32],
-                          const uint8_t *vkey)
+                          const struct pictures_vkey *vkey)
 {
-    uint8_t key[VARIANT_ENTRY_KEY];
-    MDB_val k = {sizeof(key), key}, v;
+    uint8_t key[VARIANT_ENTRY_MAX];
+    MDB_val k = {0, key}, v;
     struct variant_rec r;
     int rc;
 
-    variant_entry_key(key, master, vkey);
+    k.mv_size = variant_entry_key(key, master, vkey);
     if ((rc = mdb_get(txn, ix->variants, &k, &v)) != 0)
         return rc == MDB_NOTFOUND ? 0 : db_errno(rc);
     if (v.mv_size == sizeof(r))
@@ -298,7 +308,7 @@ static int variants_sweep(struct picindex *ix, struct picindex_change *ch, MDB_t
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct file_rec mf, f;
         struct variant_rec r;
-        bool ok = k.mv_size == VARIANT_ENTRY_KEY && v.mv_size == sizeof(r), file;
+        bool ok = variant_entry_size_ok(k.mv_size) && v.mv_size == sizeof(r), file;
 
         if (ok)
             memcpy(&r, v.mv_data, sizeof(r));
@@ -775,7 +785,7 @@ int picindex_put_variant(struct picindex *ix, MDB_txn *txn, struct picindex_chan
 }
 
 int picindex_forget_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
-                            const uint8_t *key)
+                            const struct pictures_vkey *key)
 {
     int rc = begin(ix, ch, txn, NULL);
 
@@ -868,14 +878,14 @@ int picindex_get_url(const struct picindex *ix, MDB_txn *txn, const uint8_t url_
     return db_errno(mdb_get(txn, ix->files, &fk, &v));
 }
 
-int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32], const uint8_t *key,
-                         struct variant_rec *out)
+int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32],
+                         const struct pictures_vkey *key, struct variant_rec *out)
 {
-    uint8_t kb[VARIANT_ENTRY_KEY];
-    MDB_val k = {sizeof(kb), kb}, v;
+    uint8_t kb[VARIANT_ENTRY_MAX];
+    MDB_val k = {0, kb}, v;
     int r;
 
-    variant_entry_key(kb, master, key);
+    k.mv_size = variant_entry_key(kb, master, key);
     if ((r = db_errno(mdb_get(txn, ix->variants, &k, &v))) != 0)
         return r;
     if (v.mv_size != sizeof(*out))
@@ -962,7 +972,10 @@ static int check_user(const MDB_val *k, const MDB_val *v, char *why, size_t whyl
 
 static int check_variant(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)
 {
-    return check_sizes(k, v, VARIANT_ENTRY_KEY, sizeof(struct variant_rec), why, whylen);
+    if (!variant_entry_size_ok(k->mv_size))
+        return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not %d to %d", k->mv_size, 32 + PICTURES_VARIANT_KEY,
+                       VARIANT_ENTRY_MAX);
+    return check_sizes(k, v, SIZE_MAX, sizeof(struct variant_rec), why, whylen);
 }
 
 static int check_meta(const MDB_val *k, const MDB_val *v, char *why, size_t whylen)

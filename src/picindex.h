@@ -59,7 +59,7 @@ struct picindex_reconciled {
 
 /* A variant to store, and its file's size on disk (NULL: not on disk, which fails the write with -ENOENT). */
 struct picindex_variant {
-    const uint8_t *key; /* PICTURES_VARIANT_KEY bytes */
+    const struct pictures_vkey *key;
     const struct variant_rec *rec;
     const uint64_t *disk_bytes;
 };
@@ -73,8 +73,8 @@ int picindex_get(const struct picindex *ix, MDB_txn *txn, const uint8_t pubkey[3
 /* ... what `url_key` gave, only if its file is still in the index. */
 int picindex_get_url(const struct picindex *ix, MDB_txn *txn, const uint8_t url_key[32], struct url_rec *out);
 /* ... the variant `key` of `master`. */
-int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32], const uint8_t *key,
-                         struct variant_rec *out);
+int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32],
+                         const struct pictures_vkey *key, struct variant_rec *out);
 
 /* A record as stored (malloc'ed), and back. Decoding returns 0 or -EINVAL. */
 uint8_t *picindex_encode(const struct pic *pic, size_t *len);
@@ -108,7 +108,7 @@ int picindex_put_variant(struct picindex *ix, MDB_txn *txn, struct picindex_chan
 
 /* Drops the variant `key` of `master` (its file found missing or damaged), and its file if no other names it. */
 int picindex_forget_variant(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const uint8_t master[32],
-                            const uint8_t *key);
+                            const struct pictures_vkey *key);
 
 /* Moves each file touched to its new place in the recency order. */
 int picindex_touch(struct picindex *ix, MDB_txn *txn, struct picindex_change *ch, const struct picindex_touch *touches,

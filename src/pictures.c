@@ -55,7 +55,7 @@ struct put_file {
 };
 
 struct put_variant {
-    uint8_t key[PICTURES_VARIANT_KEY];
+    struct pictures_vkey key;
     struct variant_rec rec;
     struct put_file file;
 };
@@ -131,7 +131,7 @@ struct px_forget {
     struct px b;
     uint8_t hash[32]; /* the file, or the master of the variant */
     bool variant;
-    uint8_t key[PICTURES_VARIANT_KEY];
+    struct pictures_vkey key;
 };
 
 struct px_reconcile {
@@ -197,7 +197,7 @@ static int apply_put(MDB_txn *txn, struct db_write *w)
 
     for (size_t i = 0; i < n; i++) {
         const struct put_file *f = &p->variants[i].file;
-        v[i] = (struct picindex_variant){p->variants[i].key, &p->variants[i].rec, f->on_disk ? &f->disk_bytes : NULL};
+        v[i] = (struct picindex_variant){&p->variants[i].key, &p->variants[i].rec, f->on_disk ? &f->disk_bytes : NULL};
     }
     if (p->variant_only)
         rc = picindex_put_variant(p->b.x->_index, txn, &p->b.ch, p->master, &v[0]);
@@ -234,7 +234,7 @@ static int apply_forget(MDB_txn *txn, struct db_write *w)
     struct px_forget *f = H2O_STRUCT_FROM_MEMBER(struct px_forget, b.w, w);
 
     if (f->variant)
-        return picindex_forget_variant(f->b.x->_index, txn, &f->b.ch, f->hash, f->key);
+        return picindex_forget_variant(f->b.x->_index, txn, &f->b.ch, f->hash, &f->key);
     return picindex_forget(f->b.x->_index, txn, &f->b.ch, f->hash);
 }
 
@@ -802,7 +802,7 @@ static void put_variants(struct px_put *p, const struct pictures_variant *v, siz
     p->nvariants = n;
     for (size_t i = 0; i < n; i++) {
         struct put_variant *pv = &p->variants[i];
-        memcpy(pv->key, v[i].key, sizeof(pv->key));
+        pv->key = v[i].key;
         pv->rec = v[i].rec;
         memcpy(pv->file.hash, v[i].rec.blob, 32);
         pv->file.bytes = v[i].rec.bytes;
@@ -893,44 +893,66 @@ void pictures_forget_file(struct pictures *x, const uint8_t hash[32])
     file_work(x, &f->b, run_removal, on_forgotten);
 }
 
-void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY])
+void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const struct pictures_vkey *key)
 {
     struct px_forget *f = px_new(x, sizeof(*f), apply_forget);
 
     memcpy(f->hash, master, 32);
     f->variant = true;
-    memcpy(f->key, key, PICTURES_VARIANT_KEY);
+    f->key = *key;
     file_work(x, &f->b, run_removal, on_forgotten);
 }
 
 void pictures_record_key(const uint8_t pubkey[32], enum pictures_slot slot, uint8_t key[32])
 {
-    uint8_t in[sizeof("banner:") - 1 + 32];
+    /* Prefixes of one length, so that no two slots' keys can meet. */
+    const char *prefix = slot == PICTURES_BANNER ? "banner:" : "source:";
+    size_t plen = strlen(prefix);
+    uint8_t in[sizeof("source:") - 1 + 32];
 
     if (slot == PICTURES_AVATAR) {
         memcpy(key, pubkey, 32);
         return;
     }
     /* A hash, so that the key has a record's size and cannot be any pubkey anyone holds the secret key of. */
-    memcpy(in, "banner:", sizeof("banner:") - 1);
-    memcpy(in + sizeof("banner:") - 1, pubkey, 32);
-    blob_hash(in, sizeof(in), key);
+    memcpy(in, prefix, plen);
+    memcpy(in + plen, pubkey, 32);
+    blob_hash(in, plen + 32, key);
 }
 
-void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
-                          int width, int height)
+void pictures_variant_key(struct pictures_vkey *key, int size, int type, bool animated, bool width_only, int width,
+                          int height)
 {
     int own = width_only || width >= height ? width : height;
 
     if (own > 0 && size > own)
         size = own;
-    key[0] = (uint8_t)((unsigned)size >> 8);
-    key[1] = (uint8_t)size;
-    key[2] = (uint8_t)type;
-    key[3] = (uint8_t)((animated ? 1 : 0) | (width_only ? 2 : 0));
+    memset(key, 0, sizeof(*key));
+    key->len = PICTURES_VARIANT_KEY;
+    key->b[0] = (uint8_t)((unsigned)size >> 8);
+    key->b[1] = (uint8_t)size;
+    key->b[2] = (uint8_t)type;
+    key->b[3] = (uint8_t)((animated ? 1 : 0) | (width_only ? 2 : 0));
 }
 
-int pictures_get_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY],
+void pictures_box_key(struct pictures_vkey *key, const struct image_box *box, int type, int quality, bool animated)
+{
+    const int sides[] = {box->scale_w, box->scale_h, box->crop_w, box->crop_h, box->canvas_w, box->canvas_h};
+    size_t n = 0;
+
+    memset(key, 0, sizeof(*key));
+    for (size_t i = 0; i < sizeof(sides) / sizeof(sides[0]); i++) {
+        key->b[n++] = (uint8_t)((unsigned)sides[i] >> 8);
+        key->b[n++] = (uint8_t)sides[i];
+    }
+    key->b[n++] = (uint8_t)box->gravity;
+    key->b[n++] = (uint8_t)type;
+    key->b[n++] = (uint8_t)quality;
+    key->b[n++] = animated ? 1 : 0;
+    key->len = (uint8_t)n;
+}
+
+int pictures_get_variant(struct pictures *x, const uint8_t master[32], const struct pictures_vkey *key,
                          struct variant_rec *out)
 {
     MDB_txn *txn;

@@ -16,6 +16,7 @@
 #include "blob.h"
 #include "blobcache.h"
 #include "db.h"
+#include "image.h"
 #include "inbox.h"
 #include "workpool.h"
 
@@ -62,8 +63,17 @@ struct url_rec {
     uint64_t fetched_at;
 };
 
-/* What names one variant of a master: its size, type and kind (pictures_variant_key()). */
-#define PICTURES_VARIANT_KEY 4
+/*
+ * What names one variant of a master: PICTURES_VARIANT_KEY bytes for a size on a ladder (pictures_variant_key()),
+ * more for an exact geometry (imgproxy's); the lengths keep the two apart.
+ */
+#define PICTURES_VARIANT_KEY     4
+#define PICTURES_VARIANT_KEY_MAX 20
+
+struct pictures_vkey {
+    uint8_t len; /* PICTURES_VARIANT_KEY to PICTURES_VARIANT_KEY_MAX */
+    uint8_t b[PICTURES_VARIANT_KEY_MAX];
+};
 
 /* One variant of a master, as stored: its file and what it is. */
 struct variant_rec {
@@ -80,7 +90,7 @@ struct variant_rec {
 
 /* A variant to store with its bytes (retained until the write is done). */
 struct pictures_variant {
-    uint8_t key[PICTURES_VARIANT_KEY];
+    struct pictures_vkey key;
     struct variant_rec rec;
     struct blob_ref *bytes;
 };
@@ -90,13 +100,20 @@ struct pictures_variant {
  * master's own, since nothing is enlarged; its `type` (enum image_type); whether it moves; and whether `size` is a
  * width (banners) rather than the longer side.
  */
-void pictures_variant_key(uint8_t key[PICTURES_VARIANT_KEY], int size, int type, bool animated, bool width_only,
-                          int width, int height);
+void pictures_variant_key(struct pictures_vkey *key, int size, int type, bool animated, bool width_only, int width,
+                          int height);
+
+/*
+ * The key of a variant of exact geometry (imgproxy's): the box, the `type` (enum image_type), the `quality`
+ * (1 to 100) and whether it moves.
+ */
+void pictures_box_key(struct pictures_vkey *key, const struct image_box *box, int type, int quality, bool animated);
 
 /* Which of a pubkey's pictures a record is for. */
 enum pictures_slot {
     PICTURES_AVATAR, /* its "picture": the record's key is the pubkey */
     PICTURES_BANNER, /* its "banner": the record's key is derived from the pubkey (pictures_record_key()) */
+    PICTURES_SOURCE, /* a picture asked for by its URL (imgproxy's): the key is derived from the URL's SHA-256 */
 };
 
 /* The key of the record of `pubkey`'s picture in `slot`: the pubkey itself for avatars. */
@@ -204,7 +221,7 @@ int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_r
  * The variant `key` of the master `master`, if it and its file are in the index. Returns 0, -ENOENT or -EIO.
  * Loop thread.
  */
-int pictures_get_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY],
+int pictures_get_variant(struct pictures *x, const uint8_t master[32], const struct pictures_vkey *key,
                          struct variant_rec *out);
 
 /* Notes that the file `hash` was served now. Memory only; written in batches. */
@@ -243,7 +260,7 @@ void pictures_put_variant(struct pictures *x, const uint8_t master[32], const st
                           pictures_done_fn done, void *ctx);
 
 /* The file of the variant `key` of `master` was found missing or damaged: the variant is dropped. */
-void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const uint8_t key[PICTURES_VARIANT_KEY]);
+void pictures_forget_variant(struct pictures *x, const uint8_t master[32], const struct pictures_vkey *key);
 
 /*
  * Someone waits for the writes queued: they go to the file thread now rather

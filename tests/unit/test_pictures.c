@@ -766,7 +766,7 @@ static struct pictures_variant variant_of(uint8_t k, uint8_t n, struct blob_ref 
     uint8_t data[FILE_BYTES];
 
     memset(data, n, sizeof(data));
-    pictures_variant_key(v.key, 32 + k, 2, false, false, 1024, 1024);
+    pictures_variant_key(&v.key, 32 + k, 2, false, false, 1024, 1024);
     blob_hash(data, sizeof(data), v.rec.blob);
     v.rec.bytes = FILE_BYTES;
     v.rec.type = 2;
@@ -821,12 +821,13 @@ static int put_variant_alone(uint8_t n, uint8_t k, uint8_t vn)
 static bool has_variant(uint8_t n, uint8_t k, uint8_t vn)
 {
     struct variant_rec rec;
-    uint8_t master[32], key[PICTURES_VARIANT_KEY], hash[32];
+    uint8_t master[32], hash[32];
+    struct pictures_vkey key;
     int r;
 
     file_hash(n, master);
-    pictures_variant_key(key, 32 + k, 2, false, false, 1024, 1024);
-    r = pictures_get_variant(&x, master, key, &rec);
+    pictures_variant_key(&key, 32 + k, 2, false, false, 1024, 1024);
+    r = pictures_get_variant(&x, master, &key, &rec);
     assert_true(r == 0 || r == -ENOENT);
     file_hash(vn, hash);
     return r == 0 && memcmp(rec.blob, hash, 32) == 0;
@@ -956,10 +957,11 @@ static void startup_drops_a_variant_whose_file_is_gone_and_keeps_its_master(void
 
     /* A variant found damaged when served is dropped alone. */
     {
-        uint8_t master[32], key[PICTURES_VARIANT_KEY];
+        uint8_t master[32];
+        struct pictures_vkey key;
         file_hash(1, master);
-        pictures_variant_key(key, 34, 2, false, false, 1024, 1024);
-        pictures_forget_variant(&x, master, key);
+        pictures_variant_key(&key, 34, 2, false, false, 1024, 1024);
+        pictures_forget_variant(&x, master, &key);
         fixture_run_until(&fx, !file_there(11));
         assert_false(has_variant(1, 2, 11));
         assert_true(has_record(0xa1));
@@ -968,22 +970,22 @@ static void startup_drops_a_variant_whose_file_is_gone_and_keeps_its_master(void
 
 static void a_variant_key_never_asks_for_more_than_its_master(void **state)
 {
-    uint8_t a[PICTURES_VARIANT_KEY], b[PICTURES_VARIANT_KEY];
+    struct pictures_vkey a, b;
     (void)state;
 
-    pictures_variant_key(a, 512, 2, false, false, 300, 200);
-    pictures_variant_key(b, 1024, 2, false, false, 300, 200);
-    assert_memory_equal(a, b, sizeof(a));
-    pictures_variant_key(b, 300, 2, false, false, 300, 200);
-    assert_memory_equal(a, b, sizeof(a));
+    pictures_variant_key(&a, 512, 2, false, false, 300, 200);
+    pictures_variant_key(&b, 1024, 2, false, false, 300, 200);
+    assert_memory_equal(&a, &b, sizeof(a));
+    pictures_variant_key(&b, 300, 2, false, false, 300, 200);
+    assert_memory_equal(&a, &b, sizeof(a));
     /* Banners fit their width only. */
-    pictures_variant_key(a, 512, 2, false, true, 300, 600);
-    pictures_variant_key(b, 300, 2, false, true, 300, 600);
-    assert_memory_equal(a, b, sizeof(a));
-    pictures_variant_key(b, 300, 2, true, true, 300, 600);
-    assert_memory_not_equal(a, b, sizeof(a));
-    pictures_variant_key(b, 300, 3, false, true, 300, 600);
-    assert_memory_not_equal(a, b, sizeof(a));
+    pictures_variant_key(&a, 512, 2, false, true, 300, 600);
+    pictures_variant_key(&b, 300, 2, false, true, 300, 600);
+    assert_memory_equal(&a, &b, sizeof(a));
+    pictures_variant_key(&b, 300, 2, true, true, 300, 600);
+    assert_memory_not_equal(&a, &b, sizeof(a));
+    pictures_variant_key(&b, 300, 3, false, true, 300, 600);
+    assert_memory_not_equal(&a, &b, sizeof(a));
 }
 
 int main(void)
