@@ -211,11 +211,9 @@ static void tell(struct download *j, struct download_result *r)
     }
 }
 
-static void fail(struct download *j, enum download_error e, const char *detail)
+static void fail(struct download *j, struct download_result *r)
 {
-    struct download_result r = {.error = e, .detail = detail};
-
-    tell(j, &r);
+    tell(j, r);
     end(j);
 }
 
@@ -260,7 +258,8 @@ static void image_done(struct work *w)
     if (j->rc != 0) {
         d->stats.bad_images++;
         log_info("pictures: refused %s: %s", j->url, j->out.error);
-        fail(j, DOWNLOAD_BAD_IMAGE, j->out.error);
+        fail(j,
+             &(struct download_result){.error = DOWNLOAD_BAD_IMAGE, .detail = j->out.error, .refusal = j->out.refusal});
         return;
     }
     d->stats.processed++;
@@ -309,7 +308,10 @@ static void on_fetched(void *data, struct fetch_result *res)
     if (res->error != FETCH_OK) {
         d->stats.failures[res->error]++;
         log_info("pictures: cannot download %s: %s (%s)", j->url, fetch_error_name(res->error), res->detail);
-        fail(j, DOWNLOAD_FAILED, res->detail);
+        fail(j, &(struct download_result){.error = DOWNLOAD_FAILED,
+                                          .detail = res->detail,
+                                          .fetch = res->error,
+                                          .http_status = res->http_status});
         return;
     }
     j->src = res->body;
@@ -480,7 +482,7 @@ void downloads_shutdown(struct downloads *d)
             continue; /* being processed: it ends when its image work comes back */
         }
         /* The callbacks may end other downloads' waits but never free another download. */
-        fail(j, DOWNLOAD_FAILED, "shutting down");
+        fail(j, &(struct download_result){.error = DOWNLOAD_FAILED, .detail = "shutting down"});
     }
 }
 

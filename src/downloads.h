@@ -43,6 +43,9 @@ struct download_variant {
 struct download_result {
     enum download_error error;
     const char *detail;                      /* for logs, when it failed */
+    enum fetch_error fetch;                  /* DOWNLOAD_FAILED: why (FETCH_OK: abandoned at shutdown) */
+    long http_status;                        /* ... the origin's status, with FETCH_HTTP_STATUS */
+    enum image_refusal refusal;              /* DOWNLOAD_BAD_IMAGE: why */
     const uint8_t *url_key;                  /* the URL's SHA-256 */
     const struct url_rec *url;               /* on success: what the URL gave */
     struct blob_ref *blob;                   /* on success: the bytes (retain them to keep them) */

@@ -218,17 +218,20 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
     out->size = out->sized ? on_ladder(o, size * dpr) : o->default_size;
     if (!named) {
         out->negotiated = true;
-        for (size_t i = 0; i < o->nnegotiate; i++) {
-            if (variant_accepts(accept, variant_format_mime(o->negotiate[i]))) {
-                out->format = o->negotiate[i];
-                break;
-            }
-        }
+        out->format = variant_negotiate(o->negotiate, o->nnegotiate, accept);
     }
     out->still_format = out->format;
     if (out->animated && !named)
         out->format = variant_accepts(accept, "image/webp") ? VARIANT_WEBP : VARIANT_GIF;
     return 0;
+}
+
+enum variant_format variant_negotiate(const enum variant_format *formats, size_t n, h2o_iovec_t accept)
+{
+    for (size_t i = 0; i < n; i++)
+        if (variant_accepts(accept, variant_format_mime(formats[i])))
+            return formats[i];
+    return VARIANT_JPEG;
 }
 
 int variant_image_type(enum variant_format f)

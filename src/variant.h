@@ -65,6 +65,9 @@ int variant_parse(const struct variant_options *o, h2o_iovec_t query, h2o_iovec_
 /* Whether `accept` names `mime` (e.g. "image/webp") with a quality above zero; wildcards do not count. */
 bool variant_accepts(h2o_iovec_t accept, const char *mime);
 
+/* The first of `formats` that `accept` names; JPEG when none is. */
+enum variant_format variant_negotiate(const enum variant_format *formats, size_t n, h2o_iovec_t accept);
+
 /* A plain positive decimal ("2", "1.5", "2.625"), as browsers report device pixel ratios: no sign or exponent. */
 bool variant_parse_decimal(h2o_iovec_t v, double *out);
 
