@@ -2,6 +2,7 @@
 #include "imgproxy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -133,14 +134,15 @@ static bool parse_resize_type(struct span s, enum imgproxy_resize *out)
     return false;
 }
 
-static bool parse_gravity(struct span s, enum imgproxy_gravity *out)
+static bool parse_gravity(struct span s, enum image_gravity *out)
 {
-    static const char *const names[] = {[IMGPROXY_CENTRE] = "ce", [IMGPROXY_SMART] = "sm", [IMGPROXY_NORTH] = "no",
-                                        [IMGPROXY_SOUTH] = "so",  [IMGPROXY_EAST] = "ea",  [IMGPROXY_WEST] = "we"};
+    static const char *const names[] = {
+        [IMAGE_GRAVITY_CENTRE] = "ce", [IMAGE_GRAVITY_SMART] = "sm", [IMAGE_GRAVITY_NORTH] = "no",
+        [IMAGE_GRAVITY_SOUTH] = "so",  [IMAGE_GRAVITY_EAST] = "ea",  [IMAGE_GRAVITY_WEST] = "we"};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (span_is(s, names[i])) {
-            *out = (enum imgproxy_gravity)i;
+            *out = (enum image_gravity)i;
             return true;
         }
     }
@@ -391,4 +393,76 @@ void imgproxy_request_free(struct imgproxy_request *r)
 {
     free(r->source);
     r->source = NULL;
+}
+
+/* --- geometry ---------------------------------------------------------------------------------------------------- */
+
+static int clamp_size(double v)
+{
+    long n = lround(v);
+
+    return n < 1 ? 1 : n > IMAGE_VARIANT_MAX_SIZE ? IMAGE_VARIANT_MAX_SIZE : (int)n;
+}
+
+void imgproxy_geometry(const struct imgproxy_request *r, int mw, int mh, int max_size, struct image_box *out)
+{
+    double sw = mw > 0 ? mw : 1, sh = mh > 0 ? mh : 1, dpr = r->dpr > 0 ? r->dpr : 1;
+    int w = r->width > max_size ? max_size : r->width, h = r->height > max_size ? max_size : r->height;
+    double dw = w > 0 ? w : sw, dh = h > 0 ? h : sh, wshrink, hshrink;
+    enum imgproxy_resize type = r->resize;
+    int tw, th;
+
+    /* imgproxy's scale: the shrink on each side, made one for the types that keep the aspect ratio. */
+    wshrink = dw == sw ? 1 : sw / dw;
+    hshrink = dh == sh ? 1 : sh / dh;
+    if (type == IMGPROXY_AUTO)
+        type = (sw >= sh) == (dw >= dh) ? IMGPROXY_FILL : IMGPROXY_FIT;
+    if (wshrink != 1 || hshrink != 1) {
+        if (w == 0 && type != IMGPROXY_FORCE)
+            wshrink = hshrink;
+        else if (h == 0 && type != IMGPROXY_FORCE)
+            hshrink = wshrink;
+        else if (type == IMGPROXY_FIT)
+            wshrink = hshrink = wshrink > hshrink ? wshrink : hshrink;
+        else if (type == IMGPROXY_FILL || type == IMGPROXY_FILL_DOWN)
+            wshrink = hshrink = wshrink < hshrink ? wshrink : hshrink;
+    }
+    wshrink /= dpr;
+    hshrink /= dpr;
+    if (!r->enlarge) {
+        /* Never larger than the master: the side that would grow most is held at one, the other follows. */
+        if (wshrink < 1) {
+            hshrink /= wshrink;
+            wshrink = 1;
+        }
+        if (hshrink < 1) {
+            wshrink /= hshrink;
+            hshrink = 1;
+        }
+    }
+    out->scale_w = clamp_size(sw / wshrink);
+    out->scale_h = clamp_size(sh / hshrink);
+    out->crop_w = out->scale_w;
+    out->crop_h = out->scale_h;
+    /* What was asked for, in pixels; a side not asked for is the result's. */
+    tw = w > 0 ? clamp_size(w * dpr) : 0;
+    th = h > 0 ? clamp_size(h * dpr) : 0;
+    if ((type == IMGPROXY_FILL || type == IMGPROXY_FILL_DOWN) && tw > 0 && th > 0) {
+        out->crop_w = tw < out->scale_w ? tw : out->scale_w;
+        out->crop_h = th < out->scale_h ? th : out->scale_h;
+        if (type == IMGPROXY_FILL_DOWN && (out->scale_w < tw || out->scale_h < th)) {
+            /* Smaller than asked: cut to the aspect ratio asked for instead, as large as the picture allows. */
+            double f = (double)out->scale_w / tw < (double)out->scale_h / th ? (double)out->scale_w / tw
+                                                                             : (double)out->scale_h / th;
+            out->crop_w = clamp_size(tw * f);
+            out->crop_h = clamp_size(th * f);
+        }
+    }
+    out->gravity = out->crop_w == out->scale_w && out->crop_h == out->scale_h ? IMAGE_GRAVITY_CENTRE : r->gravity;
+    out->canvas_w = out->crop_w;
+    out->canvas_h = out->crop_h;
+    if (r->extend) {
+        out->canvas_w = tw > out->crop_w ? tw : out->crop_w;
+        out->canvas_h = th > out->crop_h ? th : out->crop_h;
+    }
 }

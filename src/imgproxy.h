@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image.h"
 #include "variant.h"
 
 /* The longest key and salt, in bytes (imgproxy's are hex, usually 32 or 64 bytes). */
@@ -32,7 +33,6 @@ struct imgproxy_options {
 };
 
 enum imgproxy_resize { IMGPROXY_FIT, IMGPROXY_FILL, IMGPROXY_FILL_DOWN, IMGPROXY_FORCE, IMGPROXY_AUTO };
-enum imgproxy_gravity { IMGPROXY_CENTRE, IMGPROXY_SMART, IMGPROXY_NORTH, IMGPROXY_SOUTH, IMGPROXY_EAST, IMGPROXY_WEST };
 
 struct imgproxy_request {
     enum imgproxy_resize resize;
@@ -42,7 +42,7 @@ struct imgproxy_request {
     int quality; /* 0: the format's default */
     bool format_named;
     enum variant_format format; /* when format_named */
-    enum imgproxy_gravity gravity;
+    enum image_gravity gravity;
     char *source; /* the source URL, NUL-terminated; free with imgproxy_request_free() */
 };
 
@@ -60,5 +60,13 @@ int imgproxy_parse(const struct imgproxy_options *o, const char *path, size_t le
                    char *err, size_t errlen);
 
 void imgproxy_request_free(struct imgproxy_request *r);
+
+/*
+ * The geometry `r` asks for from a master of `mw` x `mh`, as imgproxy works it out from a source: its resizing
+ * type (`auto` settled by the orientations), zero sizes taken from the aspect ratio, `dpr`, `enlarge` and
+ * `extend`. Sizes asked for are capped at `max_size` before `dpr`; every figure ends between 1 and
+ * IMAGE_VARIANT_MAX_SIZE. The gravity is the centre's when nothing is cut, so that equal pictures share a key.
+ */
+void imgproxy_geometry(const struct imgproxy_request *r, int mw, int mh, int max_size, struct image_box *out);
 
 #endif
