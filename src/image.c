@@ -942,6 +942,78 @@ static int variant_error(struct image_out *out, bool expired, int timeout_ms)
     return -EIO;
 }
 
+static bool box_valid(const struct image_box *bx)
+{
+    const int v[] = {bx->scale_w, bx->scale_h, bx->crop_w, bx->crop_h, bx->canvas_w, bx->canvas_h};
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        if (v[i] < 1 || v[i] > IMAGE_VARIANT_MAX_SIZE)
+            return false;
+    return bx->crop_w <= bx->scale_w && bx->crop_h <= bx->scale_h && bx->canvas_w >= bx->crop_w &&
+           bx->canvas_h >= bx->crop_h && bx->gravity >= IMAGE_GRAVITY_CENTRE && bx->gravity <= IMAGE_GRAVITY_WEST;
+}
+
+/*
+ * Each frame of `in`, already scaled to the box, cut at its gravity and centred on its canvas (alpha added, so
+ * that the padding is clear), into *out. Frames are cut and padded apart and joined again, as in fit_frames(), so
+ * that neither the cut nor the padding crosses from one frame into the next. Returns 0, or -1 with libvips' reason.
+ */
+static int box_frames(VipsImage *in, const struct image_box *bx, VipsImage **out)
+{
+    int w = vips_image_get_width(in), ph = vips_image_get_page_height(in), frames = vips_image_get_height(in) / ph;
+    int x = (w - bx->crop_w) / 2, y = (ph - bx->crop_h) / 2, r = 0;
+    bool cut = bx->crop_w != w || bx->crop_h != ph, pad = bx->canvas_w != bx->crop_w || bx->canvas_h != bx->crop_h;
+    VipsImage *holder = vips_image_new(), *joined = NULL;
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(holder), 5 * frames);
+    VipsArrayDouble *clear = vips_array_double_newv(1, 0.0);
+
+    switch (bx->gravity) {
+    case IMAGE_GRAVITY_NORTH: y = 0; break;
+    case IMAGE_GRAVITY_SOUTH: y = ph - bx->crop_h; break;
+    case IMAGE_GRAVITY_EAST: x = w - bx->crop_w; break;
+    case IMAGE_GRAVITY_WEST: x = 0; break;
+    default: break;
+    }
+    for (int i = 0; i < frames && r == 0; i++) {
+        VipsImage **f = t + 4 * i, *im = in;
+        /*
+         * Attention is worked out on a still picture only: an animation's frames must all be cut alike. It reads
+         * the picture more than once, and vips_thumbnail reads its source once from top to bottom, so the scaled
+         * picture (at most IMAGE_VARIANT_MAX_SIZE square) is made in memory first.
+         */
+        if (cut && bx->gravity == IMAGE_GRAVITY_SMART && frames == 1) {
+            r = (f[0] = vips_image_copy_memory(im)) == NULL ||
+                vips_smartcrop(f[0], &f[1], bx->crop_w, bx->crop_h, "interesting", VIPS_INTERESTING_ATTENTION, NULL);
+        } else if (cut || frames > 1) {
+            r = vips_extract_area(im, &f[1], x, i * ph + y, bx->crop_w, bx->crop_h, NULL);
+        } else {
+            f[1] = g_object_ref(im);
+        }
+        im = f[1];
+        if (r == 0 && pad && !vips_image_hasalpha(im)) {
+            r = vips_bandjoin_const1(im, &f[2], 255, NULL);
+            im = f[2];
+        }
+        if (r == 0 && pad) {
+            r = vips_embed(im, &f[3], (bx->canvas_w - bx->crop_w) / 2, (bx->canvas_h - bx->crop_h) / 2, bx->canvas_w,
+                           bx->canvas_h, "extend", VIPS_EXTEND_BACKGROUND, "background", clear, NULL);
+            im = f[3];
+        }
+        if (r == 0)
+            t[4 * frames + i] = g_object_ref(im);
+    }
+    if (r == 0)
+        r = vips_arrayjoin(t + 4 * frames, &joined, frames, "across", 1, NULL);
+    /* A copy, so that the frames' new height can be set for the encoders. */
+    if (r == 0 && (r = vips_copy(joined, out, NULL)) == 0)
+        vips_image_set_int(*out, VIPS_META_PAGE_HEIGHT, bx->canvas_h);
+    if (joined != NULL)
+        g_object_unref(joined);
+    vips_area_unref(VIPS_AREA(clear));
+    g_object_unref(holder);
+    return r != 0 ? -1 : 0;
+}
+
 int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out)
 {
     const char *name;
@@ -949,7 +1021,9 @@ int image_variant(const uint8_t *master, size_t len, const struct image_variant_
     /* Only GIF and WebP masters have frames to keep, and only GIF and WebP variants can show them. */
     bool frames =
         s->animated && (s->type == IMAGE_WEBP || s->type == IMAGE_GIF) && (mt == IMAGE_GIF || mt == IMAGE_WEBP);
-    int height = s->width_only ? VIPS_MAX_COORD : s->size, r;
+    bool box = s->size == 0;
+    int width = box ? s->box.scale_w : s->size, r;
+    int height = box ? s->box.scale_h : s->width_only ? VIPS_MAX_COORD : s->size;
     VipsImage *base, **t, *im;
     struct budget b = {0};
     void *buf = NULL;
@@ -957,28 +1031,35 @@ int image_variant(const uint8_t *master, size_t len, const struct image_variant_
     bool expired;
 
     memset(out, 0, sizeof(*out));
-    if (s->size < 1 || s->size > IMAGE_VARIANT_MAX_SIZE || !variant_type(s->type) || s->quality < 1 ||
-        s->quality > 100 || s->timeout_ms < 0)
+    if ((box ? !box_valid(&s->box) : s->size < 1 || s->size > IMAGE_VARIANT_MAX_SIZE) || !variant_type(s->type) ||
+        s->quality < 1 || s->quality > 100 || s->timeout_ms < 0)
         return -EINVAL;
     if (mt == IMAGE_NONE) {
         snprintf(out->error, sizeof(out->error), "the master is no picture (%s)", name);
         return -EIO;
     }
     base = vips_image_new();
-    t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 2);
+    t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 3);
     /*
      * vips_thumbnail shrinks on load (JPEG, WebP), turns by EXIF (older originals), converts to sRGB, resamples
-     * premultiplied and never enlarges; of an animation it keeps each frame's height whole.
+     * premultiplied and never enlarges, or for a box makes each frame exactly its size; of an animation it keeps
+     * each frame's height whole.
      */
     budget_start(&b, s->timeout_ms);
-    r = vips_thumbnail_buffer((void *)master, len, &t[0], s->size, "height", height, "size", VIPS_SIZE_DOWN,
-                              "option_string", frames ? "n=-1" : "", NULL);
+    r = vips_thumbnail_buffer((void *)master, len, &t[0], width, "height", height, "size",
+                              box ? VIPS_SIZE_FORCE : VIPS_SIZE_DOWN, "option_string", frames ? "n=-1" : "", NULL);
     im = t[0];
+    if (r == 0 && box) {
+        /* The smart cut makes the scaled picture at once, within the budget too. */
+        budget_watch(&b, im);
+        r = box_frames(im, &s->box, &t[1]);
+        im = t[1];
+    }
     if (r == 0 && s->type == IMAGE_JPEG && vips_image_hasalpha(im)) {
         VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-        r = vips_flatten(im, &t[1], "background", white, NULL);
+        r = vips_flatten(im, &t[2], "background", white, NULL);
         vips_area_unref(VIPS_AREA(white));
-        im = t[1];
+        im = t[2];
     }
     if (r == 0) {
         budget_watch(&b, im);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,7 +466,7 @@ static void a_thumbnail_fits_as_rgb(void **state)
 
 static void a_thumbnail_is_flattened_on_white(void **state)
 {
-    const double clear[4] = {0, 0, 0, 0};
+    const double clear[4] = {-1, -1, -1, 0};
     size_t len;
     uint8_t *png = solid("png", 8, 8, clear, 4, &len), *rgb;
     int w, h;
@@ -856,6 +857,231 @@ static void variants_refuse_specs_out_of_range_and_masters_that_do_not_decode(vo
     image_out_free(&master);
 }
 
+/* A box variant of `master`, as `t`, checked to be `w` x `h` a frame; decoded, unref it. */
+static VipsImage *box_variant(const struct image_out *master, struct image_box box, enum image_type t, int w, int h,
+                              int frames)
+{
+    struct image_variant_spec s = {0, false, t, true, 85, 2000, box};
+    struct image_out out;
+    VipsImage *decoded, *im;
+
+    if (image_variant(master->data, master->len, &s, &out) != 0)
+        fail_msg("%s", out.error);
+    assert_int_equal(out.type, t);
+    assert_int_equal(out.width, w);
+    assert_int_equal(out.height, h);
+    assert_int_equal(out.frames, frames);
+    decoded = decode_all(out.data, out.len);
+    /* Decoded now, since the bytes it reads lazily go with `out`. */
+    assert_non_null(im = vips_image_copy_memory(decoded));
+    g_object_unref(decoded);
+    assert_int_equal(vips_image_get_width(im), w);
+    assert_int_equal(vips_image_get_page_height(im), h);
+    assert_int_equal(vips_image_get_n_pages(im), frames);
+    image_out_free(&out);
+    return im;
+}
+
+/* The pixel at `x`, `y` of `im` is within 24 of `want` (`n` bands of it; a band wanted below 0 may be anything). */
+static void assert_pixel(VipsImage *im, int x, int y, const double *want, int n)
+{
+    double *v;
+    int bands;
+
+    assert_int_equal(vips_getpoint(im, &v, &bands, x, y, NULL), 0);
+    assert_true(bands >= n);
+    for (int i = 0; i < n; i++)
+        if (want[i] >= 0 && fabs(v[i] - want[i]) > 24)
+            fail_msg("(%d, %d) band %d: %g, not %g", x, y, i, v[i], want[i]);
+    g_free(v);
+}
+
+/* The master of a 200x200 picture, red on the top half (or left) and blue on the other. */
+static struct image_out red_blue_master(bool across)
+{
+    const double red[3] = {255, 0, 0}, blue[3] = {0, 0, 255};
+    VipsImage *black = NULL, *a = NULL, *b = NULL, *both = NULL;
+    struct image_opts o = {true, 256, 85, 50000000, 2000, 0, 1};
+    struct image_out out;
+    double zero[3] = {0, 0, 0};
+    void *buf = NULL;
+    size_t len;
+
+    assert_int_equal(vips_black(&black, across ? 100 : 200, across ? 200 : 100, "bands", 3, NULL), 0);
+    assert_int_equal(vips_linear(black, &a, zero, (double *)red, 3, "uchar", TRUE, NULL), 0);
+    assert_int_equal(vips_linear(black, &b, zero, (double *)blue, 3, "uchar", TRUE, NULL), 0);
+    assert_int_equal(vips_join(a, b, &both, across ? VIPS_DIRECTION_HORIZONTAL : VIPS_DIRECTION_VERTICAL, NULL), 0);
+    both->Type = VIPS_INTERPRETATION_sRGB;
+    assert_int_equal(vips_pngsave_buffer(both, &buf, &len, NULL), 0);
+    assert_int_equal(image_process(buf, len, &o, &out), 0);
+    g_free(buf);
+    g_object_unref(both);
+    g_object_unref(b);
+    g_object_unref(a);
+    g_object_unref(black);
+    return out;
+}
+
+static void box_variants_are_forced_to_their_size_and_may_be_enlarged(void **state)
+{
+    struct image_out master = still_master();
+    VipsImage *im;
+    (void)state;
+
+    /* 256x128 made square, and made wider and flatter than the master. */
+    im = box_variant(&master, (struct image_box){100, 100, 100, 100, IMAGE_GRAVITY_CENTRE, 100, 100}, IMAGE_WEBP, 100,
+                     100, 1);
+    g_object_unref(im);
+    im = box_variant(&master, (struct image_box){600, 50, 600, 50, IMAGE_GRAVITY_CENTRE, 600, 50}, IMAGE_PNG, 600, 50,
+                     1);
+    g_object_unref(im);
+    image_out_free(&master);
+}
+
+static void box_variants_are_cut_at_their_gravity(void **state)
+{
+    const double red[3] = {255, 0, 0}, blue[3] = {0, 0, 255};
+    struct image_out rows = red_blue_master(false), cols = red_blue_master(true);
+    VipsImage *im;
+    (void)state;
+
+    /* Filled: scaled to 100x100, then cut to 100x40. */
+    im = box_variant(&rows, (struct image_box){100, 100, 100, 40, IMAGE_GRAVITY_NORTH, 100, 40}, IMAGE_PNG, 100, 40, 1);
+    assert_pixel(im, 50, 0, red, 3);
+    assert_pixel(im, 50, 39, red, 3);
+    g_object_unref(im);
+    im = box_variant(&rows, (struct image_box){100, 100, 100, 40, IMAGE_GRAVITY_SOUTH, 100, 40}, IMAGE_PNG, 100, 40, 1);
+    assert_pixel(im, 50, 0, blue, 3);
+    assert_pixel(im, 50, 39, blue, 3);
+    g_object_unref(im);
+    im =
+        box_variant(&rows, (struct image_box){100, 100, 100, 40, IMAGE_GRAVITY_CENTRE, 100, 40}, IMAGE_PNG, 100, 40, 1);
+    assert_pixel(im, 50, 2, red, 3);
+    assert_pixel(im, 50, 37, blue, 3);
+    g_object_unref(im);
+    im = box_variant(&cols, (struct image_box){100, 100, 40, 100, IMAGE_GRAVITY_WEST, 40, 100}, IMAGE_PNG, 40, 100, 1);
+    assert_pixel(im, 0, 50, red, 3);
+    assert_pixel(im, 39, 50, red, 3);
+    g_object_unref(im);
+    im = box_variant(&cols, (struct image_box){100, 100, 40, 100, IMAGE_GRAVITY_EAST, 40, 100}, IMAGE_PNG, 40, 100, 1);
+    assert_pixel(im, 0, 50, blue, 3);
+    assert_pixel(im, 39, 50, blue, 3);
+    g_object_unref(im);
+    image_out_free(&cols);
+    image_out_free(&rows);
+}
+
+static void smart_box_variants_keep_the_interesting_part_of_a_still_picture(void **state)
+{
+    uint8_t *rgb = malloc(300 * 100 * 3);
+    struct image_out master;
+    VipsImage *im;
+    double *v;
+    int n;
+    (void)state;
+
+    /* Flat grey, but for a red and green checkerboard on the right, where a centred cut would not reach. */
+    assert_non_null(rgb);
+    for (int y = 0; y < 100; y++) {
+        for (int x = 0; x < 300; x++) {
+            uint8_t *px = rgb + ((size_t)y * 300 + x) * 3;
+            bool red = (x / 8 + y / 8) % 2 == 0;
+            px[0] = x < 220 ? 128 : red ? 255 : 0;
+            px[1] = x < 220 ? 128 : red ? 0 : 255;
+            px[2] = x < 220 ? 128 : 0;
+        }
+    }
+    assert_int_equal(image_encode_rgb(rgb, 300, 100, IMAGE_PNG, 85, &master), 0);
+    free(rgb);
+    im = box_variant(&master, (struct image_box){300, 100, 80, 100, IMAGE_GRAVITY_SMART, 80, 100}, IMAGE_PNG, 80, 100,
+                     1);
+    assert_int_equal(vips_getpoint(im, &v, &n, 60, 50, NULL), 0);
+    assert_true(fabs(v[0] - v[1]) > 200);
+    g_free(v);
+    g_object_unref(im);
+    image_out_free(&master);
+}
+
+static void box_variants_are_centred_on_a_clear_or_white_canvas(void **state)
+{
+    const double red[3] = {255, 0, 0}, clear[4] = {-1, -1, -1, 0}, opaque_red[4] = {255, 0, 0, 255};
+    const double white[3] = {255, 255, 255};
+    size_t len;
+    uint8_t *jpeg = solid("jpeg", 100, 100, red, 3, &len);
+    struct image_out master = {jpeg, len};
+    const struct image_box box = {50, 50, 50, 50, IMAGE_GRAVITY_CENTRE, 80, 60};
+    static const enum image_type clear_types[] = {IMAGE_PNG, IMAGE_WEBP};
+    VipsImage *im;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(clear_types) / sizeof(clear_types[0]); i++) {
+        im = box_variant(&master, box, clear_types[i], 80, 60, 1);
+        assert_int_equal(vips_image_get_bands(im), 4);
+        assert_pixel(im, 0, 0, clear, 4);
+        assert_pixel(im, 79, 59, clear, 4);
+        assert_pixel(im, 14, 30, clear, 4);
+        assert_pixel(im, 40, 30, opaque_red, 4);
+        g_object_unref(im);
+    }
+    im = box_variant(&master, box, IMAGE_JPEG, 80, 60, 1);
+    assert_int_equal(vips_image_get_bands(im), 3);
+    assert_pixel(im, 0, 0, white, 3);
+    assert_pixel(im, 40, 30, red, 3);
+    g_object_unref(im);
+    g_free(jpeg);
+}
+
+static void animated_box_variants_keep_their_frames_and_delays(void **state)
+{
+    size_t len;
+    uint8_t *gif = animated_gif(120, 90, 4, &len);
+    struct image_opts o = {true, 100, 85, 50000000, 2000, 0, 10};
+    struct image_out master;
+    static const enum image_type types[] = {IMAGE_WEBP, IMAGE_GIF};
+    (void)state;
+
+    assert_int_equal(image_process(gif, len, &o, &master), 0);
+    assert_int_equal(master.frames, 4);
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        const enum image_gravity gravities[] = {IMAGE_GRAVITY_SMART, IMAGE_GRAVITY_SOUTH};
+        for (size_t g = 0; g < 2; g++) {
+            VipsImage *im =
+                box_variant(&master, (struct image_box){61, 47, 40, 43, gravities[g], 50, 70}, types[i], 50, 70, 4);
+            int *delay, n;
+            assert_int_equal(vips_image_get_height(im), 4 * 70);
+            assert_int_equal(vips_image_get_array_int(im, "delay", &delay, &n), 0);
+            assert_int_equal(n, 4);
+            for (int f = 0; f < 4; f++)
+                assert_int_equal(delay[f], (f + 1) * 20);
+            g_object_unref(im);
+        }
+    }
+    image_out_free(&master);
+    g_free(gif);
+}
+
+static void box_variants_refuse_boxes_out_of_range(void **state)
+{
+    struct image_out master = still_master(), out;
+    const struct image_box bad[] = {
+        {0, 10, 10, 10, IMAGE_GRAVITY_CENTRE, 10, 10},
+        {10, 10, 10, 10, IMAGE_GRAVITY_CENTRE, 10, IMAGE_VARIANT_MAX_SIZE + 1},
+        {IMAGE_VARIANT_MAX_SIZE + 1, 10, 10, 10, IMAGE_GRAVITY_CENTRE, 10, 10},
+        {10, 10, 11, 10, IMAGE_GRAVITY_CENTRE, 11, 10}, /* a cut wider than the scaled picture */
+        {10, 10, 10, 10, IMAGE_GRAVITY_CENTRE, 9, 10},  /* a canvas narrower than the cut */
+        {10, 10, 10, 10, IMAGE_GRAVITY_CENTRE, 10, 9},
+        {10, 10, 10, 10, (enum image_gravity)99, 10, 10},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct image_variant_spec s = {0, false, IMAGE_PNG, false, 85, 2000, bad[i]};
+        assert_int_equal(image_variant(master.data, master.len, &s, &out), -EINVAL);
+        assert_null(out.data);
+    }
+    image_out_free(&master);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -897,6 +1123,12 @@ int main(void)
         cmocka_unit_test(variants_are_never_enlarged_and_may_fit_the_width_only),
         cmocka_unit_test(animated_variants_keep_the_frames_of_the_master),
         cmocka_unit_test(variants_refuse_specs_out_of_range_and_masters_that_do_not_decode),
+        cmocka_unit_test(box_variants_are_forced_to_their_size_and_may_be_enlarged),
+        cmocka_unit_test(box_variants_are_cut_at_their_gravity),
+        cmocka_unit_test(smart_box_variants_keep_the_interesting_part_of_a_still_picture),
+        cmocka_unit_test(box_variants_are_centred_on_a_clear_or_white_canvas),
+        cmocka_unit_test(animated_box_variants_keep_their_frames_and_delays),
+        cmocka_unit_test(box_variants_refuse_boxes_out_of_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
