@@ -8,6 +8,22 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Whatever was asked, the geometry is one image_variant() takes. */
+static void check_geometry(const struct imgproxy_request *r)
+{
+    static const int masters[][2] = {{1, 1}, {1024, 683}, {64, 64}, {1, 1024}, {1024, 1}};
+
+    for (size_t i = 0; i < sizeof(masters) / sizeof(masters[0]); i++) {
+        struct image_box b;
+        imgproxy_geometry(r, masters[i][0], masters[i][1], 1024, &b);
+        if (b.scale_w < 1 || b.scale_h < 1 || b.scale_w > IMAGE_VARIANT_MAX_SIZE ||
+            b.scale_h > IMAGE_VARIANT_MAX_SIZE || b.crop_w < 1 || b.crop_h < 1 || b.crop_w > b.scale_w ||
+            b.crop_h > b.scale_h || b.canvas_w < b.crop_w || b.canvas_h < b.crop_h ||
+            b.canvas_w > IMAGE_VARIANT_MAX_SIZE || b.canvas_h > IMAGE_VARIANT_MAX_SIZE)
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct imgproxy_key key;
@@ -22,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (imgproxy_parse(&open, path, size, &r, err, sizeof(err)) == 0) {
         if (r.source == NULL || strlen(r.source) == 0 || r.dpr <= 0 || r.dpr > 4 || r.quality > 100)
             abort();
+        check_geometry(&r);
         imgproxy_request_free(&r);
     } else if (r.source != NULL || err[0] == '\0') {
         abort();

@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "web.h"
 #include "log.h"
 #include "names.h"
+#include "proxy.h"
 #include "relaybook.h"
 #include "netguard.h"
 
@@ -178,6 +180,42 @@ static void names_hint(void *ctx, const uint8_t pubkey[32], const char *url)
  * Sets the NIP-05 resolver up on a fetcher of its own: the pictures' guard and timeouts, but no redirects (NIP-05
  * forbids them), a document of 64 KiB at most, and upstream_ca_file trusted as for relays.
  */
+/* The imgproxy endpoint, on the picture service's downloads, answers and cache. */
+static void init_proxy(struct app *a)
+{
+    size_t n = a->cfg.imgproxy_key.count;
+    struct imgproxy_key *keys = calloc(n > 0 ? n : 1, sizeof(*keys));
+    struct proxy_options o = {
+        .prefix = a->cfg.imgproxy_prefix,
+        .parse = {.keys = keys,
+                  .nkeys = n,
+                  .signature_size = (size_t)a->cfg.imgproxy_signature_size,
+                  .allow_unsigned = a->cfg.imgproxy_allow_unsigned},
+        .max_concurrent =
+            (size_t)(a->cfg.imgproxy_max_concurrent > 0 ? a->cfg.imgproxy_max_concurrent : a->cfg.max_concurrent),
+        .max_queue = (size_t)a->cfg.imgproxy_max_queue,
+        .max_size = (int)a->cfg.master_max_size,
+        .quality = (int)a->cfg.image_quality,
+        .timeout_ms = (int)a->cfg.image_timeout_ms,
+        .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
+        .max_data_bytes = (size_t)a->cfg.max_source_bytes,
+        .negotiate = a->negotiate,
+        .nnegotiate = a->nnegotiate,
+    };
+
+    if (keys == NULL)
+        abort();
+    /* Validated by config_load(): hex, and a salt for each key. */
+    for (size_t i = 0; i < n; i++)
+        imgproxy_key_parse(a->cfg.imgproxy_key.items[i], a->cfg.imgproxy_salt.items[i], &keys[i]);
+    if (o.max_age == 0)
+        o.max_age = 1;
+    proxy_init(&a->proxy, &o, &(struct proxy_services){&a->pictures, pfp_downloads(a->pfp), pfp_answers(a->pfp)});
+    /* The proxy keeps its own copy of the keys. */
+    OPENSSL_cleanse(keys, n * sizeof(*keys));
+    free(keys);
+}
+
 static int init_names(struct app *a, char *err, size_t errlen)
 {
     struct fetch_options fo = download_limits(a);
@@ -346,23 +384,12 @@ static int start(struct app *a)
         return APP_EXIT_FAILURE;
     }
     a->pfp_ready = true;
+    init_proxy(a);
     if ((r = jobs_init(&a->jobs, &a->loop, a->db, a->pfp)) != 0) {
         log_error("cannot open the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
     a->jobs_ready = true;
-    if ((r = db_start(a->db)) != 0) {
-        log_error("cannot start the database writer: %s", strerror(-r));
-        return APP_EXIT_FAILURE;
-    }
-    pictures_start(&a->pictures);
-    if ((r = relaybook_load(a->relaybook)) != 0)
-        log_warn("cannot read the relay records, starting without them: %s", strerror(-r));
-    upstream_start(a->upstream);
-    if ((r = jobs_start(&a->jobs)) != 0) {
-        log_error("cannot read the job database: %s", strerror(-r));
-        return APP_EXIT_FAILURE;
-    }
     auth_init(&a->auth, &(struct auth_options){a->cfg.admin_token,
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
@@ -376,6 +403,7 @@ static int start(struct app *a)
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .pfp = a->pfp,
+                              .proxy = a->proxy,
                               .profileapi = &a->profileapi,
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
@@ -385,6 +413,7 @@ static int start(struct app *a)
                               .started_ns = a->started_ns};
     stats_init(&a->stats);
 
+    /* Routes before anything starts: a configuration they refuse stops start-up with nothing to undo. */
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(a->relay, &a->http, web_page, NULL);
     pfp_route(a->pfp, &a->http);
@@ -392,7 +421,24 @@ static int start(struct app *a)
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
     web_route(&a->http);
-
+    /* Last: a prefix another endpoint lives under is refused, whichever came first. */
+    if (proxy_route(a->proxy, &a->http) != 0) {
+        snprintf(err, sizeof(err), "\"imgproxy_prefix\" is \"%s\"; allowed: a path no other endpoint is under",
+                 a->cfg.imgproxy_prefix);
+        return config_error(a, err);
+    }
+    if ((r = db_start(a->db)) != 0) {
+        log_error("cannot start the database writer: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    pictures_start(&a->pictures);
+    if ((r = relaybook_load(a->relaybook)) != 0)
+        log_warn("cannot read the relay records, starting without them: %s", strerror(-r));
+    upstream_start(a->upstream);
+    if ((r = jobs_start(&a->jobs)) != 0) {
+        log_error("cannot read the job database: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
     if ((r = http_server_listen(&a->http, a->cfg.listen_addr, err, sizeof(err))) != 0) {
         log_error("%s", err);
         return APP_EXIT_FAILURE;
@@ -414,6 +460,8 @@ static void stop(struct app *a)
     profileapi_shutdown(&a->profileapi);
     /* Before the picture service, so that requests waiting for a name are answered while it still serves. */
     names_shutdown(a->names);
+    if (a->proxy != NULL)
+        proxy_shutdown(a->proxy);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
@@ -423,6 +471,8 @@ static void stop(struct app *a)
     db_shutdown(a->db);
     inbox_free(&a->inbox);
     profileapi_free(&a->profileapi);
+    proxy_free(a->proxy);
+    a->proxy = NULL;
     pfp_free(a->pfp);
     a->pfp = NULL;
     if (a->pfp_ready)

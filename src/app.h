@@ -52,6 +52,7 @@ struct app {
     struct fetcher names_fetcher;                   /* NIP-05 documents */
     struct names *names;                            /* NIP-05 names resolved */
     struct pfp *pfp;                                /* profile pictures */
+    struct proxy *proxy;                            /* pictures by URL, in imgproxy's language */
     enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */
     size_t nnegotiate;
     struct jobs jobs;             /* batch pre-caching */

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "imgproxy.h"
 #include "log.h"
 #include "nip19.h"
 #include "url.h"
@@ -29,7 +31,9 @@ struct key {
     const int64_t *def_ints;     /* KEY_INT_LIST, terminated by -1 */
     bool (*valid)(const char *); /* KEY_STRING and each item of a KEY_STRING_LIST; NULL accepts any */
     const char *allowed; /* what is allowed, for KEY_STRING and each item of a KEY_STRING_LIST or KEY_PUBKEY_LIST */
-    bool secret;         /* KEY_STRING: errors describe the value instead of quoting it, as logs are not private */
+    bool secret; /* KEY_STRING and each item of a KEY_STRING_LIST: errors describe the value instead of quoting it,
+                    as logs are not private */
+    bool single; /* KEY_STRING_LIST: one string stands for a list of it alone */
 };
 
 static bool valid_listen_addr(const char *s)
@@ -95,6 +99,32 @@ static bool valid_format(const char *s)
 {
     enum variant_format f;
     return variant_format_parse(h2o_iovec_init(s, strlen(s)), &f) == 0;
+}
+
+/* imgproxy's keys and salts: hex, as its IMGPROXY_KEY and IMGPROXY_SALT are (IMGPROXY_KEY_MAX bytes at most). */
+static bool valid_hex_secret(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n % 2 != 0 || n / 2 > IMGPROXY_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* A path prefix of its own: "/" and a name, such as "/imgproxy", with no '/' at the end. */
+static bool valid_prefix(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 2 || s[0] != '/' || s[n - 1] == '/' || strstr(s, "//") != NULL)
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '/' && s[i] != '.')
+            return false;
+    return strstr(s, "/.") == NULL;
 }
 
 static const int64_t default_kinds[] = {0, 3, 10002, -1};
@@ -187,6 +217,16 @@ static const struct key keys[] = {
     {"max_outbox_relays", KEY_INT, OFF(max_outbox_relays), 0, 32, 4},
     {"negotiate_formats", KEY_STRING_LIST, OFF(negotiate_formats), .def_list = default_negotiated,
      .valid = valid_format, .allowed = "\"jpeg\", \"webp\", \"avif\" or \"png\""},
+    {"imgproxy_prefix", KEY_STRING, OFF(imgproxy_prefix), .def_str = "/imgproxy", .valid = valid_prefix,
+     .allowed = "a path such as \"/imgproxy\": '/' then letters, digits, '-', '_', '.' or '/', not ending in '/'"},
+    {"imgproxy_key", KEY_STRING_LIST, OFF(imgproxy_key), .def_list = no_strings, .valid = valid_hex_secret,
+     .allowed = "hex digits, an even number of them up to 256", .secret = true, .single = true},
+    {"imgproxy_salt", KEY_STRING_LIST, OFF(imgproxy_salt), .def_list = no_strings, .valid = valid_hex_secret,
+     .allowed = "hex digits, an even number of them up to 256", .secret = true, .single = true},
+    {"imgproxy_signature_size", KEY_INT, OFF(imgproxy_signature_size), 1, 32, 32},
+    {"imgproxy_allow_unsigned", KEY_BOOL, OFF(imgproxy_allow_unsigned), .def_int = 0},
+    {"imgproxy_max_concurrent", KEY_INT, OFF(imgproxy_max_concurrent), 0, 10000, 0},
+    {"imgproxy_max_queue", KEY_INT, OFF(imgproxy_max_queue), 0, 100000, 100},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -407,7 +447,10 @@ static int bad_item(const struct key *k, size_t i, const json_t *item, char *err
 {
     char value[128];
 
-    value_text(item, value, sizeof(value));
+    if (k->secret)
+        secret_text(item, value, sizeof(value));
+    else
+        value_text(item, value, sizeof(value));
     err_set(err, errlen, -EINVAL, "\"%s\"[%zu] is %s; allowed: %s", k->name, i, value, k->allowed);
     return -EINVAL;
 }
@@ -486,6 +529,12 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
         struct config_list *l = field(cfg, k);
         size_t n;
         json_t *item;
+        if (k->single && json_is_string(v)) {
+            json_t *one = json_pack("[O]", v);
+            int r = set_key(cfg, k, one, err, errlen);
+            json_decref(one);
+            return r;
+        }
         if (!json_is_array(v))
             return bad_value(k, v, err, errlen);
         json_array_foreach(v, n, item)
@@ -538,6 +587,12 @@ static int check_together(const struct config *cfg, char *err, size_t errlen)
         err_set(err, errlen, -EINVAL, "\"%s\" is \"\"; allowed: a PEM %s file, required because \"%s\" is set",
                 cert ? "tls_key_file" : "tls_cert_file", cert ? "private key" : "certificate chain",
                 cert ? "tls_cert_file" : "tls_key_file");
+        return -EINVAL;
+    }
+    if (cfg->imgproxy_key.count != cfg->imgproxy_salt.count) {
+        err_set(err, errlen, -EINVAL,
+                "\"imgproxy_salt\" has %zu items; allowed: as many as \"imgproxy_key\" has (%zu), a salt for each key",
+                cfg->imgproxy_salt.count, cfg->imgproxy_key.count);
         return -EINVAL;
     }
     return 0;

@@ -87,6 +87,13 @@ struct config {
     int64_t discovery_idle_seconds;       /* ... closed after this long unused */
     int64_t max_outbox_relays;            /* write relays of a pubkey tried at most; 0: hints only */
     struct config_list negotiate_formats; /* format names, each variant_format_parse()s */
+    char *imgproxy_prefix;                /* where the imgproxy endpoint lives */
+    struct config_list imgproxy_key;      /* hex keys, and a hex salt for each: any pair signs */
+    struct config_list imgproxy_salt;
+    int64_t imgproxy_signature_size;
+    bool imgproxy_allow_unsigned;
+    int64_t imgproxy_max_concurrent; /* 0: as max_concurrent */
+    int64_t imgproxy_max_queue;
 };
 
 /*

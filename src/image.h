@@ -117,8 +117,14 @@ void image_out_free(struct image_out *out);
 #define IMAGE_VARIANT_MAX_SIZE 4096
 
 /* Which part of a picture a crop keeps: its centre, its most interesting part (libvips' attention), or a side. */
-enum image_gravity { IMAGE_GRAVITY_CENTRE, IMAGE_GRAVITY_SMART, IMAGE_GRAVITY_NORTH, IMAGE_GRAVITY_SOUTH,
-                     IMAGE_GRAVITY_EAST, IMAGE_GRAVITY_WEST };
+enum image_gravity {
+    IMAGE_GRAVITY_CENTRE,
+    IMAGE_GRAVITY_SMART,
+    IMAGE_GRAVITY_NORTH,
+    IMAGE_GRAVITY_SOUTH,
+    IMAGE_GRAVITY_EAST,
+    IMAGE_GRAVITY_WEST
+};
 
 /*
  * A variant of exact geometry, as imgproxy's resizing asks for it, every figure worked out beforehand from the

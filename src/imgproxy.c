@@ -273,8 +273,11 @@ static char *percent_decode(struct span s)
     return out;
 }
 
-/* base64url, padded or not, with '/' between segments ignored, into a new string; NULL when it is not that. */
-static char *base64url_decode(struct span s)
+/*
+ * base64url, padded or not, into a new string; NULL when it is not that. With `segments`, a '/' is between
+ * segments and ignored; without, it is standard base64's 63rd digit.
+ */
+static char *base64url_decode(struct span s, bool segments)
 {
     char *std = malloc(s.n + 1), *out;
     size_t n = 0, outlen;
@@ -282,7 +285,7 @@ static char *base64url_decode(struct span s)
     if (std == NULL)
         abort();
     for (size_t i = 0; i < s.n; i++)
-        if (s.p[i] != '/')
+        if (s.p[i] != '/' || !segments)
             std[n++] = s.p[i] == '-' ? '+' : s.p[i] == '_' ? '/' : s.p[i];
     /* Up to two '=' of padding at the end. A '+' of standard base64 is taken too, as some clients write it. */
     for (int pad = 0; pad < 2 && n > 0 && std[n - 1] == '='; pad++)
@@ -311,6 +314,34 @@ static bool source_scheme_ok(const char *url)
            strncasecmp(url, "data:", 5) == 0;
 }
 
+/* A URL as one is written: an accepted scheme, and printable ASCII without spaces. */
+static bool plausible_url(const char *url)
+{
+    for (const char *c = url; *c != '\0'; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+            return false;
+    return source_scheme_ok(url);
+}
+
+/*
+ * A base64 source as imgproxy reads it (base64url in segments); failing that, as standard base64 with its '+'
+ * and '/', which is what btoa() gives and what Coracle sends.
+ */
+static char *base64_source(struct span s)
+{
+    char *url = base64url_decode(s, true);
+
+    if ((url == NULL || !plausible_url(url)) && memchr(s.p, '/', s.n) != NULL) {
+        char *std = base64url_decode(s, false);
+        if (std != NULL && plausible_url(std)) {
+            free(url);
+            return std;
+        }
+        free(std);
+    }
+    return url;
+}
+
 /* The source from `seg` on: "plain/..." with "@ext", or base64url segments with ".ext". */
 static int parse_source(struct imgproxy_request *r, const char *p, const char *end, char *err, size_t errlen)
 {
@@ -337,7 +368,7 @@ static int parse_source(struct imgproxy_request *r, const char *p, const char *e
         return err_set(err, errlen, -EINVAL, "source: missing");
     if (src.n > IMGPROXY_SOURCE_MAX)
         return err_set(err, errlen, -EINVAL, "source: longer than %d bytes", IMGPROXY_SOURCE_MAX);
-    r->source = plain ? percent_decode(src) : base64url_decode(src);
+    r->source = plain ? percent_decode(src) : base64_source(src);
     if (r->source == NULL)
         return err_set(err, errlen, -EINVAL, plain ? "source: a bad percent escape" : "source: not base64url");
     if (!source_scheme_ok(r->source))

@@ -2,6 +2,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ struct proxy {
     struct proxy_options o;
     struct imgproxy_key *keys;
     struct proxy_services sv;
-    char *pattern;           /* the prefix, then a slash and a star */
+    char *pattern;           /* the prefix, then a slash and two stars: the rest of the path */
     struct keymap *fetching; /* url_key -> struct fetching */
     h2o_linklist_t queue;    /* struct waiter, for a slot */
     size_t nqueued, running;
@@ -538,7 +539,7 @@ int proxy_init(struct proxy **out, const struct proxy_options *o, const struct p
     struct proxy *px = calloc(1, sizeof(*px));
     size_t plen = strlen(o->prefix);
 
-    if (px == NULL || (px->pattern = malloc(plen + 3)) == NULL)
+    if (px == NULL || (px->pattern = malloc(plen + 4)) == NULL)
         abort();
     px->o = *o;
     px->sv = *sv;
@@ -550,7 +551,7 @@ int proxy_init(struct proxy **out, const struct proxy_options *o, const struct p
         memcpy(px->keys, o->parse.keys, o->parse.nkeys * sizeof(*px->keys));
     }
     px->o.parse.keys = px->keys;
-    snprintf(px->pattern, plen + 3, "%s/*", o->prefix);
+    snprintf(px->pattern, plen + 4, "%s/**", o->prefix);
     px->fetching = keymap_new(32);
     h2o_linklist_init_anchor(&px->queue);
     *out = px;
@@ -584,6 +585,8 @@ void proxy_free(struct proxy *px)
     if (px == NULL)
         return;
     keymap_free(px->fetching, NULL);
+    if (px->keys != NULL)
+        OPENSSL_cleanse(px->keys, px->o.parse.nkeys * sizeof(*px->keys));
     free(px->keys);
     free(px->pattern);
     free(px);

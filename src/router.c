@@ -2,6 +2,7 @@
 #include "router.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,14 +25,25 @@ unsigned router_method(const char *method, size_t len)
     return 0;
 }
 
+/* Whether `rest` (a pattern ending in "**") takes every path `other` could: `other` starts with its prefix. */
+static bool shadows(const char *rest, const char *other)
+{
+    size_t n = strlen(rest);
+
+    return n >= 2 && strcmp(rest + n - 2, "**") == 0 && strncmp(other, rest, n - 2) == 0;
+}
+
 int router_add(struct router *r, unsigned m, const char *pattern, void *data)
 {
     const char *star = strchr(pattern, '*');
 
     if (pattern[0] != '/')
         return -EINVAL;
-    if (star != NULL && (star[-1] != '/' || star[1] != '\0'))
+    if (star != NULL && (star[-1] != '/' || (star[1] != '\0' && strcmp(star, "**") != 0)))
         return -EINVAL;
+    for (size_t i = 0; i < r->count; i++)
+        if (shadows(pattern, r->routes[i].pattern) || shadows(r->routes[i].pattern, pattern))
+            return -EEXIST;
     if (r->count == ROUTER_MAX_ROUTES)
         return -ENOSPC;
     if (m & HTTP_GET)
@@ -45,6 +57,15 @@ static int path_matches(const char *pattern, const char *path, size_t len, const
 {
     size_t plen = strlen(pattern);
 
+    if (plen > 1 && pattern[plen - 2] == '*') {
+        /* "**": the rest of the path, whatever its slashes. */
+        size_t prefix = plen - 2;
+        if (len <= prefix || memcmp(pattern, path, prefix) != 0)
+            return 0;
+        *param = path + prefix;
+        *param_len = len - prefix;
+        return 1;
+    }
     if (plen > 0 && pattern[plen - 1] == '*') {
         size_t prefix = plen - 1;
         if (len <= prefix || memcmp(pattern, path, prefix) != 0)

@@ -20,7 +20,8 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
 
 struct router_route {
     unsigned methods;
-    const char *pattern; /* "/health" exactly, or "/profile-pic/" then "*": one non-empty segment */
+    const char *pattern; /* "/health" exactly; "/profile-pic/" then "*": one non-empty segment; or then "**": the
+                            rest of the path, not empty, slashes and all, under a prefix no other route has */
     void *data;          /* the caller's, opaque to the router */
 };
 

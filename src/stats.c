@@ -115,6 +115,26 @@ static json_t *discovery_json(const struct stats *s, const struct lookup_stats *
                      (json_int_t)ls->skipped_backoff, "limit", (json_int_t)ds.skipped_limit);
 }
 
+/* The imgproxy endpoint. */
+static json_t *imgproxy_json(struct stats *s)
+{
+    struct proxy_stats p;
+    json_t *o;
+
+    proxy_stats(s->proxy, &p);
+    o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)p.requests, "hits",
+                  (json_int_t)p.hits, "stale", (json_int_t)p.stale, "misses", (json_int_t)p.misses, "not_modified",
+                  (json_int_t)p.not_modified, "sources_fetched", (json_int_t)p.sources_fetched, "source_failures",
+                  (json_int_t)p.source_failures, "variants_made", (json_int_t)p.variants_made);
+    json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rejected",
+                                        (json_int_t)p.rejected, "bad_requests", (json_int_t)p.bad_requests, "forbidden",
+                                        (json_int_t)p.forbidden, "failed", (json_int_t)p.failed, "bytes_served",
+                                        (json_int_t)p.bytes_served, "running", (json_int_t)p.running, "queued",
+                                        (json_int_t)p.queued, "max_concurrent", (json_int_t)p.max_concurrent,
+                                        "max_queue", (json_int_t)p.max_queue));
+    return o;
+}
+
 json_t *stats_json(struct stats *s)
 {
     struct pfp_stats pfp;
@@ -183,6 +203,7 @@ json_t *stats_json(struct stats *s)
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "found", (json_int_t)pa.found, "not_found",
                                   (json_int_t)pa.not_found, "pending", (json_int_t)pa.pending, "not_modified",
                                   (json_int_t)pa.not_modified, "summaries", (json_int_t)pa.summaries));
+    json_object_set_new(root, "imgproxy", imgproxy_json(s));
     return root;
 }
 
@@ -285,6 +306,36 @@ static void profile_metrics(struct stats *s, struct buf *b, struct buf *l)
                    pa.not_modified);
     metrics_single(b, "pfpcache_profile_picture_summaries_total", "counter",
                    "Pictures whose blurhash and dominant colour were computed.", pa.summaries);
+}
+
+static void imgproxy_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    struct proxy_stats p;
+
+    proxy_stats(s->proxy, &p);
+    const struct {
+        const char *outcome;
+        uint64_t n;
+    } outcomes[] = {{"hit", p.hits},
+                    {"stale", p.stale},
+                    {"miss", p.misses},
+                    {"not_modified", p.not_modified},
+                    {"rejected", p.rejected},
+                    {"bad_request", p.bad_requests},
+                    {"forbidden", p.forbidden},
+                    {"failed", p.failed}};
+
+    metrics_family(b, "pfpcache_imgproxy_requests_total", "counter",
+                   "imgproxy endpoint requests by outcome: hit, stale, miss (not_modified counts 304s among them), "
+                   "rejected (429), bad_request, forbidden (the signature), failed (the source could not be had).");
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        metrics_u64(b, "pfpcache_imgproxy_requests_total", one_label(l, "outcome", outcomes[i].outcome), outcomes[i].n);
+    metrics_single(b, "pfpcache_imgproxy_sources_fetched_total", "counter",
+                   "Sources downloaded for the imgproxy endpoint.", p.sources_fetched);
+    metrics_single(b, "pfpcache_imgproxy_running", "gauge",
+                   "Sources being fetched and variants being made for the imgproxy endpoint.", p.running);
+    metrics_single(b, "pfpcache_imgproxy_queued", "gauge",
+                   "imgproxy endpoint requests waiting for one of imgproxy_max_concurrent slots.", p.queued);
 }
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -503,6 +554,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     buf_reserve(&l, 256);
     http_server_metrics(s->http, &b);
     picture_metrics(s, &b, &l);
+    imgproxy_metrics(s, &b, &l);
     profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);

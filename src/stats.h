@@ -13,6 +13,7 @@
 #include "pfp.h"
 #include "pictures.h"
 #include "profileapi.h"
+#include "proxy.h"
 #include "relay.h"
 #include "store.h"
 #include "upstream.h"
@@ -28,6 +29,7 @@ struct stats {
     struct lookup *lookup;
     struct relay *relay;
     struct pfp *pfp;
+    struct proxy *proxy;
     struct profileapi *profileapi;
     struct fetcher *fetcher;
     struct pictures *pictures;

@@ -72,6 +72,12 @@ const ERRORS = [
   ['certificate without key', { tls_cert_file: '/nonexistent/cert.pem' }, /"tls_key_file" is ""; allowed: .*required because "tls_cert_file" is set/],
   ['unreadable certificate', { tls_cert_file: '/nonexistent/cert.pem', tls_key_file: '/nonexistent/key.pem' },
     /"tls_cert_file" is "\/nonexistent\/cert.pem"; allowed: a readable PEM certificate chain/],
+  ['imgproxy prefix with a trailing slash', { imgproxy_prefix: '/imgproxy/' },
+    /"imgproxy_prefix" is "\/imgproxy\/"; allowed: a path such as "\/imgproxy"/],
+  ['imgproxy prefix another endpoint is under', { imgproxy_prefix: '/profile-pic' },
+    /"imgproxy_prefix" is "\/profile-pic"; allowed: a path no other endpoint is under$/],
+  ['imgproxy salts fewer than keys', { imgproxy_key: ['ab', 'cd'], imgproxy_salt: ['ef'] },
+    /"imgproxy_salt" has 1 items; allowed: as many as "imgproxy_key" has \(2\), a salt for each key$/],
   ['access log that cannot be opened', { access_log: '/nonexistent/dir/access.log' },
     /"access_log" is "\/nonexistent\/dir\/access.log"; allowed: a file that can be opened for appending/],
 ];

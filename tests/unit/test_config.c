@@ -212,6 +212,45 @@ static void bad_admin_tokens_are_described_without_quoting_them(void **state)
                         "1234567890");
 }
 
+static void imgproxy_keys_are_hex_pairs_one_or_many(void **state)
+{
+    struct config cfg;
+    char err[512];
+    (void)state;
+
+    write_file("{}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.imgproxy_prefix, "/imgproxy");
+    assert_int_equal(cfg.imgproxy_key.count, 0);
+    assert_int_equal(cfg.imgproxy_signature_size, 32);
+    assert_false(cfg.imgproxy_allow_unsigned);
+    assert_int_equal(cfg.imgproxy_max_concurrent, 0);
+    assert_int_equal(cfg.imgproxy_max_queue, 100);
+    config_free(&cfg);
+    /* One string, as imgproxy's own variables are; or lists, for rotation. */
+    write_file("{\"imgproxy_key\": \"a1b2\", \"imgproxy_salt\": \"C3D4\", \"imgproxy_prefix\": \"/p/img\"}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.imgproxy_key.count, 1);
+    assert_string_equal(cfg.imgproxy_salt.items[0], "C3D4");
+    assert_string_equal(cfg.imgproxy_prefix, "/p/img");
+    config_free(&cfg);
+    write_file("{\"imgproxy_key\": [\"a1\", \"b2\"], \"imgproxy_salt\": [\"c3\", \"d4\"]}");
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.imgproxy_key.count, 2);
+    config_free(&cfg);
+
+    expect_error("{\"imgproxy_key\": [\"a1\", \"b2\"], \"imgproxy_salt\": \"c3\"}",
+                 "\"imgproxy_salt\" has 1 items; allowed: as many as \"imgproxy_key\" has (2)");
+    expect_error_hiding("{\"imgproxy_key\": [\"a1\", \"5ecre7\"]}",
+                        "\"imgproxy_key\"[1] is 6 characters long; allowed: hex digits", "5ecre7");
+    expect_error_hiding("{\"imgproxy_salt\": \"abc\"}", "\"imgproxy_salt\"[0] is 3 characters long; allowed", "abc");
+    expect_error("{\"imgproxy_prefix\": \"/imgproxy/\"}", "\"imgproxy_prefix\" is \"/imgproxy/\"; allowed: a path");
+    expect_error("{\"imgproxy_prefix\": \"imgproxy\"}", "\"imgproxy_prefix\" is \"imgproxy\"; allowed");
+    expect_error("{\"imgproxy_prefix\": \"/a/../b\"}", "\"imgproxy_prefix\" is \"/a/../b\"; allowed");
+    expect_error("{\"imgproxy_signature_size\": 33}",
+                 "\"imgproxy_signature_size\" is 33; allowed: an integer from 1 to 32");
+}
+
 static void bad_admin_pubkeys_name_the_index(void **state)
 {
     (void)state;
@@ -309,6 +348,7 @@ int main(void)
         cmocka_unit_test(wrong_types_are_refused),
         cmocka_unit_test(bad_strings_are_refused),
         cmocka_unit_test(malformed_files_are_refused),
+        cmocka_unit_test(imgproxy_keys_are_hex_pairs_one_or_many),
         cmocka_unit_test(lists_checked_by_modules_name_the_key_and_index),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -181,6 +181,80 @@ static void snort_and_coracle_paths(void **state)
     imgproxy_request_free(&r);
 }
 
+/* btoa()'s standard base64, '/' and '+' and all, as Coracle sends it, where base64url in segments misreads it. */
+static void standard_base64_sources(void **state)
+{
+    struct imgproxy_options o = {NULL, 0, 32, true};
+    struct imgproxy_request r;
+    char err[200];
+
+    (void)state;
+    /* "http://h/u??x" and "http://h/?>>>": a '/' and a '+' in their encodings. */
+    assert_int_equal(parse(&o, "/x/s:300:300/aHR0cDovL2gvdT8/eA==", &r, err), 0);
+    assert_string_equal(r.source, "http://h/u??x");
+    imgproxy_request_free(&r);
+    assert_int_equal(parse(&o, "/x/s:300:300/aHR0cDovL2gvPz4+Pg==", &r, err), 0);
+    assert_string_equal(r.source, "http://h/?>>>");
+    imgproxy_request_free(&r);
+}
+
+/* The request `path` asks for a box of a master of `mw` x `mh`. */
+static struct image_box box_of(const char *path, int mw, int mh)
+{
+    struct imgproxy_options o = {NULL, 0, 32, true};
+    struct imgproxy_request r;
+    struct image_box b;
+    char err[200];
+
+    assert_int_equal(parse(&o, path, &r, err), 0);
+    imgproxy_geometry(&r, mw, mh, 1024, &b);
+    imgproxy_request_free(&r);
+    return b;
+}
+
+#define SRC "/aHR0cHM6Ly9leGFtcGxlLmNvbS9hLmpwZw"
+
+static void assert_box(struct image_box b, int sw, int sh, int cw, int ch, int vw, int vh)
+{
+    assert_int_equal(b.scale_w, sw);
+    assert_int_equal(b.scale_h, sh);
+    assert_int_equal(b.crop_w, cw);
+    assert_int_equal(b.crop_h, ch);
+    assert_int_equal(b.canvas_w, vw);
+    assert_int_equal(b.canvas_h, vh);
+}
+
+static void geometry_as_imgproxy_works_it_out(void **state)
+{
+    (void)state;
+    /* fit keeps the aspect ratio; a missing side follows the other; nothing grows unless asked. */
+    assert_box(box_of("/x/rs:fit:300:300" SRC, 1024, 683), 300, 200, 300, 200, 300, 200);
+    assert_box(box_of("/x/w:150" SRC, 1024, 683), 150, 100, 150, 100, 150, 100);
+    assert_box(box_of("/x/h:100" SRC, 1024, 683), 150, 100, 150, 100, 150, 100);
+    assert_box(box_of("/x" SRC, 1024, 683), 1024, 683, 1024, 683, 1024, 683);
+    assert_box(box_of("/x/rs:fit:300:300" SRC, 64, 64), 64, 64, 64, 64, 64, 64);
+    assert_box(box_of("/x/rs:fit:300:300:1" SRC, 64, 64), 300, 300, 300, 300, 300, 300);
+    /* dpr multiplies, up to the master. */
+    assert_box(box_of("/x/rs:fit:48:48/dpr:2.625" SRC, 1024, 683), 126, 84, 126, 84, 126, 84);
+    assert_box(box_of("/x/rs:fit:400:400/dpr:2.625" SRC, 1024, 683), 1024, 683, 1024, 683, 1024, 683);
+    /* fill covers the box and cuts it; force stretches; auto picks by orientation. */
+    assert_box(box_of("/x/rs:fill:100:50" SRC, 1024, 683), 100, 67, 100, 50, 100, 50);
+    assert_box(box_of("/x/rs:fill:100:100" SRC, 1024, 683), 150, 100, 100, 100, 100, 100);
+    assert_box(box_of("/x/rs:force:100:100" SRC, 1024, 683), 100, 100, 100, 100, 100, 100);
+    assert_box(box_of("/x/rs:auto:100:50" SRC, 1024, 683), 100, 67, 100, 50, 100, 50);
+    assert_box(box_of("/x/rs:auto:50:100" SRC, 1024, 683), 50, 33, 50, 33, 50, 33);
+    /* A small picture: fill cuts what it has; fill-down keeps the aspect ratio asked for instead. */
+    assert_box(box_of("/x/rs:fill:200:100" SRC, 150, 150), 150, 150, 150, 100, 150, 100);
+    assert_box(box_of("/x/rs:fill-down:200:100" SRC, 150, 150), 150, 150, 150, 75, 150, 75);
+    /* extend pads to the box. */
+    assert_box(box_of("/x/rs:fit:200:200:0:1" SRC, 64, 64), 64, 64, 64, 64, 200, 200);
+    /* Sizes are capped at the master's largest before dpr. */
+    assert_box(box_of("/x/rs:force:5000:10:1/dpr:4" SRC, 100, 100), 4096, 40, 4096, 40, 4096, 40);
+    /* The gravity counts only where something is cut. */
+    assert_int_equal(box_of("/x/rs:fit:100:100/g:no" SRC, 1024, 683).gravity, IMAGE_GRAVITY_CENTRE);
+    assert_int_equal(box_of("/x/rs:fill:100:100/g:no" SRC, 1024, 683).gravity, IMAGE_GRAVITY_NORTH);
+}
+
 static void malformed_paths_name_what_is_wrong(void **state)
 {
     static const struct {
@@ -224,6 +298,8 @@ int main(void)
         cmocka_unit_test(the_official_builders_urls_parse_as_built),
         cmocka_unit_test(signatures_truncated_rotated_and_refused),
         cmocka_unit_test(snort_and_coracle_paths),
+        cmocka_unit_test(standard_base64_sources),
+        cmocka_unit_test(geometry_as_imgproxy_works_it_out),
         cmocka_unit_test(malformed_paths_name_what_is_wrong),
     };
     return cmocka_run_group_tests(tests, load, unload);

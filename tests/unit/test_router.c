@@ -68,6 +68,30 @@ static void star_captures_one_segment(void **state)
     assert_int_equal(match(&r, "GET", "/profile-pic", &m), ROUTER_NOT_FOUND);
 }
 
+static void two_stars_capture_the_rest_of_the_path(void **state)
+{
+    struct router r = {0};
+    struct router_match m;
+    int rest;
+    (void)state;
+
+    assert_int_equal(router_add(&r, HTTP_GET, "/imgproxy/**", &rest), 0);
+    assert_int_equal(match(&r, "GET", "/imgproxy/sig//plain/a%2Fb@png", &m), ROUTER_FOUND);
+    assert_ptr_equal(m.route->data, &rest);
+    assert_int_equal(m.param_len, strlen("sig//plain/a%2Fb@png"));
+    assert_memory_equal(m.param, "sig//plain/a%2Fb@png", m.param_len);
+    assert_int_equal(match(&r, "GET", "/imgproxy/", &m), ROUTER_NOT_FOUND);
+    assert_int_equal(match(&r, "GET", "/imgproxy", &m), ROUTER_NOT_FOUND);
+    assert_int_equal(match(&r, "GET", "/imgproxyx/a", &m), ROUTER_NOT_FOUND);
+    assert_int_equal(router_add(&r, HTTP_GET, "/a/***", NULL), -EINVAL);
+    assert_int_equal(router_add(&r, HTTP_GET, "/a/**/b", NULL), -EINVAL);
+    /* A prefix of its own: no route under it, before or after. */
+    assert_int_equal(router_add(&r, HTTP_GET, "/imgproxy/x", NULL), -EEXIST);
+    assert_int_equal(router_add(&r, HTTP_GET, "/profile/*", NULL), 0);
+    assert_int_equal(router_add(&r, HTTP_GET, "/profile/**", NULL), -EEXIST);
+    assert_int_equal(router_add(&r, HTTP_GET, "/profiles", NULL), 0);
+}
+
 static void wrong_method_lists_what_is_allowed(void **state)
 {
     struct router r;
@@ -106,11 +130,9 @@ static void bad_patterns_and_overflow_are_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(exact_paths_match_exactly),
-        cmocka_unit_test(get_routes_answer_head),
-        cmocka_unit_test(star_captures_one_segment),
-        cmocka_unit_test(wrong_method_lists_what_is_allowed),
-        cmocka_unit_test(bad_patterns_and_overflow_are_refused),
+        cmocka_unit_test(exact_paths_match_exactly),          cmocka_unit_test(get_routes_answer_head),
+        cmocka_unit_test(star_captures_one_segment),          cmocka_unit_test(two_stars_capture_the_rest_of_the_path),
+        cmocka_unit_test(wrong_method_lists_what_is_allowed), cmocka_unit_test(bad_patterns_and_overflow_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
