@@ -2,36 +2,26 @@
 //   a hit on `rs:fit:128:128/f:webp` of a cached source, wrk against nginx (one worker) serving the same bytes, in one run;
 //   new sources made into `rs:fit:256:256` (each a download, a master and a variant, one request at a time) against
 //   sharp doing the same work on the same bytes (master WebP within 1024, then 256 px JPEG at image_quality 85),
-//   one thread each, rounds alternating. sharp is installed as resize.mjs does, into bench/out/sharp.
+//   one thread each, rounds alternating. sharp comes from loadSharp() (bench/lib.mjs).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import { startImageServer } from '../tests/e2e/lib/images.mjs';
 import { startRelay } from '../tests/e2e/lib/relay.mjs';
-import { WRK, benchDir, fmt, here, median, startNginx, wrk } from './lib.mjs';
+import { SHARP_VERSION, WRK, benchDir, fmt, here, loadSharp, median, startNginx, wrk } from './lib.mjs';
 
 const PICTURES = Number(process.env.IMGPROXY_PICTURES ?? 100);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const SHARP_VERSION = '0.33.5';
 const tools = process.env.BENCH_TOOLS ?? here('../build/release/bench');
-const sharpDir = here('out/sharp');
 const header = readFileSync(here('../src/image.h'), 'utf8');
 const MASTER_QUALITY = Number(header.match(/#define IMAGE_MASTER_QUALITY\s+(\d+)/)[1]);
 const dir = benchDir();
 // A connection per request: sharp's rounds in between outlast the relay's keep-alive timeout.
 const agent = false;
 
-if (!existsSync(join(sharpDir, 'node_modules/sharp'))) {
-  execFileSync('npm', ['install', '--prefix', sharpDir, '--no-audit', '--no-fund', '--loglevel=error', `sharp@${SHARP_VERSION}`], {
-    stdio: 'inherit',
-  });
-}
-const sharp = createRequire(join(sharpDir, 'package.json'))('sharp');
-sharp.concurrency(1);
-sharp.cache(false);
+const sharp = loadSharp();
 
 function get(url, headers = { accept: '*/*' }) {
   return new Promise((resolve, reject) => {

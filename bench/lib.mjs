@@ -1,6 +1,7 @@
 // lib.mjs -- helpers shared by the Node benchmarks.
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,22 @@ import { finalizeEvent, generateSecretKey, setNostrWasm } from 'nostr-tools/wasm
 import WebSocket from 'ws';
 
 export const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+
+// The reference resizer: sharp, installed into bench/out/sharp apart from the project's dependencies, on one
+// thread and with no cache, as the relay's image threads work.
+export const SHARP_VERSION = '0.33.5';
+export function loadSharp() {
+  const dir = here('out/sharp');
+  if (!existsSync(join(dir, 'node_modules/sharp'))) {
+    execFileSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--loglevel=error', `sharp@${SHARP_VERSION}`], {
+      stdio: 'inherit',
+    });
+  }
+  const sharp = createRequire(join(dir, 'package.json'))('sharp');
+  sharp.concurrency(1);
+  sharp.cache(false);
+  return sharp;
+}
 
 // `n` distinct signed kind 0 events as JSON lines, made once (signing takes a while)
 // and kept in bench/out.

@@ -1,33 +1,23 @@
 // resize.mjs -- pfpcache-relay's download-time picture work against sharp, one thread each, over the same
 // corpus (JPEG, PNG with alpha, animated GIF, WebP, several sizes): the master (WebP within 1024 x 1024 at the
 // master's quality, alpha and up to 100 frames kept), then the default variant made from it (JPEG, 200 x 200,
-// on white, quality 85). sharp is installed by this benchmark into bench/out/sharp, apart from the project's
+// on white, quality 85). sharp comes from loadSharp() (bench/lib.mjs), installed apart from the project's
 // dependencies.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { benchDir, here } from './lib.mjs';
+import { SHARP_VERSION, benchDir, here, loadSharp } from './lib.mjs';
 
-const SHARP_VERSION = '0.33.5';
 const ROUNDS = Number(process.env.RESIZE_ROUNDS ?? 5);
 const tools = process.env.BENCH_TOOLS ?? here('../build/release/bench');
-const sharpDir = here('out/sharp');
 const header = readFileSync(here('../src/image.h'), 'utf8');
 const define = (name) => Number(header.match(new RegExp(`#define ${name}\\s+(\\d+)`))[1]);
 const MASTER_QUALITY = define('IMAGE_MASTER_QUALITY');
 const ANIMATED_MAX_SIZE = define('IMAGE_MASTER_ANIMATED_MAX_SIZE');
 const ANIMATED_EFFORT = define('IMAGE_MASTER_ANIMATED_EFFORT');
 
-if (!existsSync(join(sharpDir, 'node_modules/sharp'))) {
-  execFileSync('npm', ['install', '--prefix', sharpDir, '--no-audit', '--no-fund', '--loglevel=error', `sharp@${SHARP_VERSION}`], {
-    stdio: 'inherit',
-  });
-}
-const sharp = createRequire(join(sharpDir, 'package.json'))('sharp');
-sharp.concurrency(1);
-sharp.cache(false);
+const sharp = loadSharp();
 
 const dir = benchDir();
 try {

@@ -1,25 +1,20 @@
 // variants.mjs -- pfpcache-relay's variants against sharp's, one thread each, from the same masters (those
 // resize_rate makes of the resize corpus): 64, 128, 256 and 512 px as JPEG, WebP and AVIF at JPEG's quality 85,
 // WebP's and AVIF's mapped by image_encode_quality(). sharp gets the same encoder qualities and settings (effort
-// 4 for WebP and AVIF, 4:2:0 chroma, metadata stripped) so that bytes compare fairly; it is installed into
-// bench/out/sharp by resize.mjs. Prints per format the ratios ours/sharp, then "bytes saved": the median size of
+// 4 for WebP and AVIF, 4:2:0 chroma, metadata stripped) so that bytes compare fairly; it comes from
+// loadSharp() (bench/lib.mjs). Prints per format the ratios ours/sharp, then "bytes saved": the median size of
 // WebP and AVIF variants relative to the JPEG variant of the same master and size.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { benchDir, here, median } from './lib.mjs';
+import { benchDir, here, loadSharp, median } from './lib.mjs';
 
 const ROUNDS = Number(process.env.VARIANT_ROUNDS ?? 3);
 const SIZES = [64, 128, 256, 512];
 const tools = process.env.BENCH_TOOLS ?? here('../build/release/bench');
-const sharpDir = here('out/sharp');
 
-if (!existsSync(join(sharpDir, 'node_modules/sharp'))) execFileSync('node', [here('resize.mjs')], { stdio: 'inherit' });
-const sharp = createRequire(join(sharpDir, 'package.json'))('sharp');
-sharp.concurrency(1);
-sharp.cache(false);
+const sharp = loadSharp();
 
 const dir = benchDir();
 try {
