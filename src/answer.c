@@ -33,6 +33,7 @@ struct answer_wait {
     struct http_hold *hold;
     struct answer_counts *counts;
     const char *x_cache;
+    bool vary; /* its own: requests that share a variant may not all have had it negotiated */
     answer_done_fn done;
     size_t ctxlen;
     uint8_t ctx[];
@@ -60,7 +61,7 @@ enum variant_format answer_format(enum image_type t)
 }
 
 /* Sends the picture (or 304 Not Modified), with the cache headers; the response keeps a reference to the bytes. */
-static void send_picture(struct answers *as, h2o_req_t *req, const struct answer *a, struct blob_ref *blob,
+static void send_picture(struct answers *as, h2o_req_t *req, const struct answer *a, bool vary, struct blob_ref *blob,
                          struct answer_counts *c, const char *x_cache)
 {
     static h2o_generator_t generator = {NULL, NULL};
@@ -84,7 +85,7 @@ static void send_picture(struct answers *as, h2o_req_t *req, const struct answer
                    strlen(as->o.cache_control));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, date, H2O_TIMESTR_RFC1123_LEN);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));
-    if (a->vary)
+    if (vary)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
     if (not_modified) {
         c->not_modified++;
@@ -107,8 +108,8 @@ static void reply_unavailable(h2o_req_t *req)
     http_reply_error(req, 503, "the relay is shutting down");
 }
 
-static struct answer_wait *wait_new(h2o_req_t *req, struct answer_counts *c, const char *x_cache, answer_done_fn done,
-                                    const void *ctx, size_t ctxlen)
+static struct answer_wait *wait_new(h2o_req_t *req, const struct answer *a, struct answer_counts *c,
+                                    const char *x_cache, answer_done_fn done, const void *ctx, size_t ctxlen)
 {
     struct answer_wait *aw;
 
@@ -117,6 +118,7 @@ static struct answer_wait *wait_new(h2o_req_t *req, struct answer_counts *c, con
     aw->hold = http_hold(req);
     aw->counts = c;
     aw->x_cache = x_cache;
+    aw->vary = a->vary;
     aw->done = done;
     aw->ctxlen = ctxlen;
     memcpy(aw->ctx, ctx, ctxlen);
@@ -255,7 +257,7 @@ static void making_done(struct work *w)
         if (req == NULL)
             ;
         else if (blob != NULL)
-            send_picture(as, req, &m->a, blob, aw->counts, "MISS");
+            send_picture(as, req, &m->a, aw->vary, blob, aw->counts, "MISS");
         else
             http_reply_error(req, 500, "cannot make this variant of the picture: %s", m->out.error);
         wait_answered(aw);
@@ -325,7 +327,7 @@ static void file_read_done(struct work *w)
     if (fr->err == 0) {
         struct blob_ref *blob = blobcache_put(as->o.cache, fr->a.file, fr->data, fr->len);
         if (req != NULL)
-            send_picture(as, req, &fr->a, blob, aw->counts, aw->x_cache);
+            send_picture(as, req, &fr->a, aw->vary, blob, aw->counts, aw->x_cache);
         blob_release(blob);
         free(fr->data);
         wait_answered(aw);
@@ -379,25 +381,25 @@ bool answer_send(struct answers *as, h2o_req_t *req, const struct answer *given,
         if (pictures_get_variant(as->o.pictures, a.master, &a.key, &rec) != 0) {
             making_id(id, &a);
             if ((m = keymap_get(as->making, id)) != NULL && m->made != NULL) {
-                send_picture(as, req, &m->a, m->made, counts, "HIT");
+                send_picture(as, req, &m->a, a.vary, m->made, counts, "HIT");
                 return true;
             }
             if (as->closing) {
                 reply_unavailable(req);
                 return true;
             }
-            make_variant(as, &a, wait_new(req, counts, x_cache, done, ctx, ctxlen));
+            make_variant(as, &a, wait_new(req, &a, counts, x_cache, done, ctx, ctxlen));
             return false;
         }
         memcpy(a.file, rec.blob, 32);
         a.bytes = rec.bytes;
     }
     if ((blob = blobcache_get(as->o.cache, a.file)) != NULL) {
-        send_picture(as, req, &a, blob, counts, x_cache);
+        send_picture(as, req, &a, a.vary, blob, counts, x_cache);
         blob_release(blob);
         return true;
     }
-    read_file(as, &a, wait_new(req, counts, x_cache, done, ctx, ctxlen));
+    read_file(as, &a, wait_new(req, &a, counts, x_cache, done, ctx, ctxlen));
     return false;
 }
 
