@@ -113,6 +113,36 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
 
 void image_out_free(struct image_out *out);
 
+/*
+ * A master on its way, for a caller that wants a variant before the master is encoded: checked, decoded and
+ * resized as image_process() does with `resize`, not yet encoded. Safe from any thread, one at a time.
+ */
+struct image_master;
+
+/*
+ * The checks, decoding and resizing of image_process() (which `o->resize` must ask for), up to the encoding, into
+ * *m. With `in_memory`, a still picture's pixels are made now and held in memory (about 4 bytes a pixel of the
+ * master) so that image_master_variant() can use them; an animation's never are. `src` must outlive *m. Returns 0,
+ * or as image_process() does, with *m NULL.
+ */
+int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *o, bool in_memory,
+                       struct image_master **m, struct image_out *out);
+
+/* The master's size, as out->width, out->height and out->frames will be. */
+void image_master_size(const struct image_master *m, int *width, int *height, int *frames);
+
+/*
+ * A variant made from the master's pixels held in memory, as image_variant() would make it from the encoded master
+ * (without the master's encoding loss). Returns as image_variant() does, or -ENOTSUP when the pixels are not held.
+ */
+int image_master_variant(const struct image_master *m, const struct image_variant_spec *s, struct image_out *out);
+
+/* Encodes the master into `out`, within `o`'s timeout of its own, and frees `m`. Returns as image_process(). */
+int image_master_finish(struct image_master *m, const struct image_opts *o, struct image_out *out);
+
+/* Frees a master that is not to be finished. Accepts NULL. */
+void image_master_free(struct image_master *m);
+
 /* The largest `size` of a variant. */
 #define IMAGE_VARIANT_MAX_SIZE 4096
 
