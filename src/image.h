@@ -118,6 +118,7 @@ void image_out_free(struct image_out *out);
  * resized as image_process() does with `resize`, not yet encoded. Safe from any thread, one at a time.
  */
 struct image_master;
+struct image_variant_spec;
 
 /*
  * The checks, decoding and resizing of image_process() (which `o->resize` must ask for), up to the encoding, into
