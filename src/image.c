@@ -595,12 +595,20 @@ static int webp_save(VipsImage *im, int q, int effort, void **buf, size_t *len)
     return 0;
 }
 
+/* A master between its checks and its encoding. */
+struct image_master {
+    VipsImage *im;         /* the pipeline that makes its pixels, or with `pixels` the pixels themselves */
+    VipsImage *head;       /* what the watchdog stops: the pipeline's loader, or the pixels */
+    bool pixels;           /* `im` is in memory */
+    int tw, th, frames;    /* the size out->width, out->height and out->frames will have */
+    struct budget reserve; /* holds the decoder's memory from the checks to the encoding */
+};
+
 /*
- * The master: upright, sRGB, alpha kept, within max_size, `frames` frames of
- * it, as a WebP at IMAGE_MASTER_QUALITY without metadata. Alpha is
- * premultiplied while resampling, so that transparent pixels' colours do not
- * bleed into the visible ones. Returns 0, or -1 with libvips' reason in its
- * error buffer.
+ * The pipeline of the master into m->im: upright, sRGB, alpha kept, within max_size, m->frames frames of it, 8
+ * bits, with the frames' height and timing; image_master_finish() encodes it as a WebP at IMAGE_MASTER_QUALITY
+ * without metadata. Alpha is premultiplied while resampling, so that transparent pixels' colours do not bleed into
+ * the visible ones. Takes over `header`; returns 0, or -1 with libvips' reason in its error buffer.
  *
  * IMAGE_MASTER_QUALITY (bench/quality.mjs, "master"): JPEG-85 variants at 128
  * and 256 px lose 0.0216 of SSIM made from the source. Made from a master
@@ -609,19 +617,23 @@ static int webp_save(VipsImage *im, int q, int effort, void **buf, size_t *len)
  * 1.6 and 2.8 times as big as q85's. 90 keeps the master's share of the loss
  * well under a tenth.
  */
-static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum image_type t, const struct image_opts *o,
-                       int frames, struct budget *b, struct image_out *out)
+static int master_pipeline(VipsImage *header, const uint8_t *src, size_t len, enum image_type t,
+                           const struct image_opts *o, struct budget *b, struct image_master *m)
 {
-    int max_size =
-        frames > 1 && o->max_size > IMAGE_MASTER_ANIMATED_MAX_SIZE ? IMAGE_MASTER_ANIMATED_MAX_SIZE : o->max_size;
+    int frames = m->frames, max_size = frames > 1 && o->max_size > IMAGE_MASTER_ANIMATED_MAX_SIZE
+                                           ? IMAGE_MASTER_ANIMATED_MAX_SIZE
+                                           : o->max_size;
     VipsImage *im = open_for_resize(header, src, len, t, max_size, frames), *next = NULL;
-    void *webp = NULL;
-    size_t wlen = 0;
     int *delay = NULL, ndelay = 0, w, h, tw, th;
     bool alpha;
 
     if (im == NULL)
         return -1;
+    /*
+     * libvips clears the kill flag of the image it writes as it starts writing it, which would miss a deadline
+     * already past; the loader is never the one written.
+     */
+    m->head = g_object_ref(im);
     budget_watch(b, im);
     /* As vips_thumbnail does, only still pictures are turned: an animation's frames are one tall image here. */
     if (frames == 1 && vips_image_get_orientation(im) > 1) {
@@ -684,11 +696,9 @@ static int make_master(VipsImage *header, const uint8_t *src, size_t len, enum i
     } else {
         vips_image_remove(im, VIPS_META_PAGE_HEIGHT);
     }
-    if (webp_save(im, IMAGE_MASTER_QUALITY, frames > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, &webp, &wlen) != 0)
-        goto fail;
-    set_output(out, webp, wlen, IMAGE_WEBP, tw, th, frames);
-    g_free(webp);
-    g_object_unref(im);
+    m->im = im;
+    m->tw = tw;
+    m->th = th;
     return 0;
 
 fail:
@@ -757,69 +767,171 @@ static int check_layout(const uint8_t *src, size_t len, enum image_type t, const
     return 0;
 }
 
-int image_process(const uint8_t *src, size_t len, const struct image_opts *o, struct image_out *out)
+/*
+ * The checks of a source before its pixels are decoded, into *t, *l and *im (its header open), with the memory
+ * its decoder needs reserved in `b`. Returns 0, or -EINVAL with the refusal in `out`.
+ */
+static int check_source(const uint8_t *src, size_t len, const struct image_opts *o, enum image_type *t,
+                        struct layout *l, VipsImage **im, struct budget *b, struct image_out *out)
 {
     const char *name;
-    enum image_type t = image_sniff(src, len, &name);
-    struct budget b = {0};
-    struct layout l;
-    VipsImage *im;
     int64_t pixels, need;
-    bool expired;
     int r;
 
-    memset(out, 0, sizeof(*out));
-    if (t == IMAGE_NONE)
+    *t = image_sniff(src, len, &name);
+    if (*t == IMAGE_NONE)
         return refuse(out, IMAGE_REFUSED_FORMAT, "unsupported format (%s)", name);
-    if (check_layout(src, len, t, o, &l, out) != 0)
+    if (check_layout(src, len, *t, o, l, out) != 0)
         return -EINVAL;
-    if ((im = open_header(src, len, t)) == NULL)
+    if ((*im = open_header(src, len, *t)) == NULL)
         return vips_refusal(out, "cannot read the header");
 
     /* Every frame of an animation counts: a thousand small frames decode like one huge picture. */
-    pixels = (int64_t)vips_image_get_width(im) * vips_image_get_page_height(im) * vips_image_get_n_pages(im);
+    pixels = (int64_t)vips_image_get_width(*im) * vips_image_get_page_height(*im) * vips_image_get_n_pages(*im);
     if (pixels > o->max_pixels) {
         r = refuse(out, IMAGE_REFUSED_PIXELS, "too many pixels (%dx%d, %d frame(s); max_source_pixels limits them)",
-                   vips_image_get_width(im), vips_image_get_page_height(im), vips_image_get_n_pages(im));
-        g_object_unref(im);
+                   vips_image_get_width(*im), vips_image_get_page_height(*im), vips_image_get_n_pages(*im));
+        g_object_unref(*im);
         return r;
     }
     /* libpng inflates whatever follows the last row before it reports the picture done, so that is not left to it. */
-    if (t == IMAGE_PNG && l.png.data_len > 0 && imgscan_png_overlong(src, len, l.png.data_len)) {
-        g_object_unref(im);
+    if (*t == IMAGE_PNG && l->png.data_len > 0 && imgscan_png_overlong(src, len, l->png.data_len)) {
+        g_object_unref(*im);
         return refuse(out, IMAGE_REFUSED_TRAILING_DATA, "image data goes on past the last row (%llu bytes)",
-                      (unsigned long long)l.png.data_len);
+                      (unsigned long long)l->png.data_len);
     }
-    need = decode_memory(im, t, &l);
+    need = decode_memory(*im, *t, l);
     if (o->memory_bytes > 0) {
         if (need > o->memory_bytes) {
-            g_object_unref(im);
+            g_object_unref(*im);
             return refuse(out, IMAGE_REFUSED_MEMORY, "decoding needs about %lld MB; image_memory_mb allows %lld",
                           (long long)(need >> 20) + 1, (long long)(o->memory_bytes >> 20));
         }
-        memory_reserve(&b, need, o->memory_bytes);
+        memory_reserve(b, need, o->memory_bytes);
     }
+    return 0;
+}
 
-    budget_start(&b, o->timeout_ms);
-    if (o->resize) {
-        /* Only GIF and WebP animate here; a HEIF's other images are alternatives to its primary one, not frames. */
-        int frames = t == IMAGE_GIF || t == IMAGE_WEBP ? vips_image_get_n_pages(im) : 1;
-        if (frames > (o->max_frames > 1 ? o->max_frames : 1))
-            frames = o->max_frames > 1 ? o->max_frames : 1;
-        r = make_master(im, src, len, t, o, frames, &b, out);
-    } else {
-        r = keep_original(im, src, len, t, &l, &b, out);
-        g_object_unref(im);
-    }
-    expired = budget_stop(&b);
-    memory_release(&b);
-    if (r == 0)
-        return 0;
+/* The refusal of a picture whose decoding or encoding failed (r < 0), or whose structure has no end (r > 0). */
+static int decode_refusal(struct image_out *out, int r, bool expired, const struct image_opts *o)
+{
     if (r > 0)
         return refuse(out, IMAGE_REFUSED_CORRUPT, "no end of picture in its structure");
     if (expired)
         return refuse(out, IMAGE_REFUSED_TIMEOUT, "not done within image_timeout_ms (%d ms)", o->timeout_ms);
     return vips_refusal(out, "cannot decode");
+}
+
+int image_process(const uint8_t *src, size_t len, const struct image_opts *o, struct image_out *out)
+{
+    enum image_type t;
+    struct budget b = {0};
+    struct layout l;
+    struct image_master *m;
+    VipsImage *im;
+    bool expired;
+    int r;
+
+    if (o->resize)
+        return (r = image_master_begin(src, len, o, false, &m, out)) != 0 ? r : image_master_finish(m, o, out);
+    memset(out, 0, sizeof(*out));
+    if ((r = check_source(src, len, o, &t, &l, &im, &b, out)) != 0)
+        return r;
+    budget_start(&b, o->timeout_ms);
+    r = keep_original(im, src, len, t, &l, &b, out);
+    g_object_unref(im);
+    expired = budget_stop(&b);
+    memory_release(&b);
+    return r == 0 ? 0 : decode_refusal(out, r, expired, o);
+}
+
+int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *o, bool in_memory,
+                       struct image_master **m, struct image_out *out)
+{
+    struct image_master *mm;
+    struct budget b = {0};
+    enum image_type t;
+    struct layout l;
+    VipsImage *im, *mem;
+    bool expired;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    *m = NULL;
+    if (!o->resize)
+        return -EINVAL;
+    if ((mm = calloc(1, sizeof(*mm))) == NULL)
+        abort();
+    if ((r = check_source(src, len, o, &t, &l, &im, &mm->reserve, out)) != 0) {
+        free(mm);
+        return r;
+    }
+    /* Only GIF and WebP animate here; a HEIF's other images are alternatives to its primary one, not frames. */
+    mm->frames = t == IMAGE_GIF || t == IMAGE_WEBP ? vips_image_get_n_pages(im) : 1;
+    if (mm->frames > (o->max_frames > 1 ? o->max_frames : 1))
+        mm->frames = o->max_frames > 1 ? o->max_frames : 1;
+
+    budget_start(&b, o->timeout_ms);
+    r = master_pipeline(im, src, len, t, o, &b, mm);
+    /* An animation's pixels would be its frames' worth, and its variants are made from the encoded master anyway. */
+    if (r == 0 && in_memory && mm->frames == 1) {
+        if ((mem = vips_image_copy_memory(mm->im)) == NULL) {
+            r = -1;
+        } else {
+            /* The pipeline, and with it the decoder, goes. */
+            swap_in(&mm->im, mem);
+            swap_in(&mm->head, g_object_ref(mem));
+            mm->pixels = true;
+        }
+    }
+    /* Past the deadline, the watchdog may have killed the pipeline, which could then not be encoded. */
+    expired = budget_stop(&b);
+    if (r != 0 || expired) {
+        image_master_free(mm);
+        return decode_refusal(out, -1, expired, o);
+    }
+    *m = mm;
+    return 0;
+}
+
+void image_master_size(const struct image_master *m, int *width, int *height, int *frames)
+{
+    *width = m->tw;
+    *height = m->th;
+    *frames = m->frames;
+}
+
+int image_master_finish(struct image_master *m, const struct image_opts *o, struct image_out *out)
+{
+    struct budget b = {0};
+    void *webp = NULL;
+    size_t wlen = 0;
+    bool expired;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    budget_start(&b, o->timeout_ms);
+    budget_watch(&b, m->head);
+    r = webp_save(m->im, IMAGE_MASTER_QUALITY, m->frames > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, &webp, &wlen);
+    expired = budget_stop(&b);
+    if (r == 0) {
+        set_output(out, webp, wlen, IMAGE_WEBP, m->tw, m->th, m->frames);
+        g_free(webp);
+    }
+    image_master_free(m);
+    return r == 0 ? 0 : decode_refusal(out, r, expired, o);
+}
+
+void image_master_free(struct image_master *m)
+{
+    if (m == NULL)
+        return;
+    if (m->im != NULL)
+        g_object_unref(m->im);
+    if (m->head != NULL)
+        g_object_unref(m->head);
+    memory_release(&m->reserve);
+    free(m);
 }
 
 void image_out_free(struct image_out *out)
