@@ -1126,40 +1126,40 @@ static int box_frames(VipsImage *in, const struct image_box *bx, VipsImage **out
     return r != 0 ? -1 : 0;
 }
 
-int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out)
+static bool spec_valid(const struct image_variant_spec *s)
 {
-    const char *name;
-    enum image_type mt = image_sniff(master, len, &name);
-    /* Only GIF and WebP masters have frames to keep, and only GIF and WebP variants can show them. */
-    bool frames =
-        s->animated && (s->type == IMAGE_WEBP || s->type == IMAGE_GIF) && (mt == IMAGE_GIF || mt == IMAGE_WEBP);
+    return (s->size == 0 ? box_valid(&s->box) : s->size >= 1 && s->size <= IMAGE_VARIANT_MAX_SIZE) &&
+           variant_type(s->type) && s->quality >= 1 && s->quality <= 100 && s->timeout_ms >= 0;
+}
+
+/*
+ * The variant of a master given either as its bytes (`master`, `len`, with `frames` to keep) or as its pixels in
+ * memory (`pixels`), once the spec is known to be valid. Returns as image_variant().
+ */
+static int make_variant(const uint8_t *master, size_t len, bool frames, VipsImage *pixels,
+                        const struct image_variant_spec *s, struct image_out *out)
+{
     bool box = s->size == 0;
     int width = box ? s->box.scale_w : s->size, r;
     int height = box ? s->box.scale_h : s->width_only ? VIPS_MAX_COORD : s->size;
-    VipsImage *base, **t, *im;
+    VipsSize size = box ? VIPS_SIZE_FORCE : VIPS_SIZE_DOWN;
+    VipsImage *base = vips_image_new(), **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 3), *im;
     struct budget b = {0};
     void *buf = NULL;
     size_t n = 0;
     bool expired;
 
-    memset(out, 0, sizeof(*out));
-    if ((box ? !box_valid(&s->box) : s->size < 1 || s->size > IMAGE_VARIANT_MAX_SIZE) || !variant_type(s->type) ||
-        s->quality < 1 || s->quality > 100 || s->timeout_ms < 0)
-        return -EINVAL;
-    if (mt == IMAGE_NONE) {
-        snprintf(out->error, sizeof(out->error), "the master is no picture (%s)", name);
-        return -EIO;
-    }
-    base = vips_image_new();
-    t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 3);
     /*
      * vips_thumbnail shrinks on load (JPEG, WebP), turns by EXIF (older originals), converts to sRGB, resamples
      * premultiplied and never enlarges, or for a box makes each frame exactly its size; of an animation it keeps
      * each frame's height whole.
      */
     budget_start(&b, s->timeout_ms);
-    r = vips_thumbnail_buffer((void *)master, len, &t[0], width, "height", height, "size",
-                              box ? VIPS_SIZE_FORCE : VIPS_SIZE_DOWN, "option_string", frames ? "n=-1" : "", NULL);
+    if (pixels != NULL)
+        r = vips_thumbnail_image(pixels, &t[0], width, "height", height, "size", size, NULL);
+    else
+        r = vips_thumbnail_buffer((void *)master, len, &t[0], width, "height", height, "size", size, "option_string",
+                                  frames ? "n=-1" : "", NULL);
     im = t[0];
     if (r == 0 && box) {
         /* The smart cut makes the scaled picture at once, within the budget too. */
@@ -1187,6 +1187,35 @@ int image_variant(const uint8_t *master, size_t len, const struct image_variant_
     g_free(buf);
     g_object_unref(base);
     return 0;
+}
+
+int image_variant(const uint8_t *master, size_t len, const struct image_variant_spec *s, struct image_out *out)
+{
+    const char *name;
+    enum image_type mt = image_sniff(master, len, &name);
+    /* Only GIF and WebP masters have frames to keep, and only GIF and WebP variants can show them. */
+    bool frames =
+        s->animated && (s->type == IMAGE_WEBP || s->type == IMAGE_GIF) && (mt == IMAGE_GIF || mt == IMAGE_WEBP);
+
+    memset(out, 0, sizeof(*out));
+    if (!spec_valid(s))
+        return -EINVAL;
+    if (mt == IMAGE_NONE) {
+        snprintf(out->error, sizeof(out->error), "the master is no picture (%s)", name);
+        return -EIO;
+    }
+    return make_variant(master, len, frames, NULL, s, out);
+}
+
+int image_master_variant(const struct image_master *m, const struct image_variant_spec *s, struct image_out *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!spec_valid(s))
+        return -EINVAL;
+    if (!m->pixels)
+        return -ENOTSUP;
+    /* Still pictures only: there are no frames to keep. */
+    return make_variant(NULL, 0, false, m->im, s, out);
 }
 
 /* --- thumbnails for summaries ------------------------------------------------------------------------------------ */
