@@ -1082,6 +1082,180 @@ static void box_variants_refuse_boxes_out_of_range(void **state)
     image_out_free(&master);
 }
 
+/* --- masters in two steps ----------------------------------------------------------------------------------- */
+
+/* The variant of `s` from the master's pixels has the size and type of the one image_variant() makes of `master`. */
+static void assert_variant_alike(const struct image_master *m, const struct image_out *master,
+                                 const struct image_variant_spec *s)
+{
+    struct image_out got, want;
+    const char *name;
+
+    assert_int_equal(image_variant(master->data, master->len, s, &want), 0);
+    if (image_master_variant(m, s, &got) != 0)
+        fail_msg("%s", got.error);
+    assert_int_equal(got.type, want.type);
+    assert_int_equal(got.width, want.width);
+    assert_int_equal(got.height, want.height);
+    assert_int_equal(got.frames, want.frames);
+    assert_int_equal(image_sniff(got.data, got.len, &name), want.type);
+    image_out_free(&got);
+    image_out_free(&want);
+}
+
+static void a_master_in_two_steps_is_the_one_image_process_makes(void **state)
+{
+    size_t plen, jlen;
+    uint8_t *png = half_clear_png(600, 300, &plen), *jpeg = picture("jpeg", 1000, 700, false, &jlen);
+    struct {
+        const uint8_t *src;
+        size_t len;
+    } sources[] = {{png, plen}, {jpeg, jlen}};
+    struct image_opts o = {true, 256, 85, 50000000, 2000, 0, 1};
+    struct image_variant_spec fit = {64, false, IMAGE_JPEG, false, 85, 2000};
+    struct image_variant_spec cut = {
+        0, false, IMAGE_WEBP, false, 85, 2000, {120, 60, 80, 50, IMAGE_GRAVITY_SMART, 100, 90}};
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
+        for (int in_memory = 0; in_memory < 2; in_memory++) {
+            struct image_out ref, out;
+            struct image_master *m;
+            int w, h, frames;
+
+            assert_int_equal(image_process(sources[i].src, sources[i].len, &o, &ref), 0);
+            assert_int_equal(image_master_begin(sources[i].src, sources[i].len, &o, in_memory, &m, &out), 0);
+            assert_non_null(m);
+            image_master_size(m, &w, &h, &frames);
+            if (in_memory) {
+                assert_variant_alike(m, &ref, &fit);
+                assert_variant_alike(m, &ref, &cut);
+            } else {
+                assert_int_equal(image_master_variant(m, &fit, &out), -ENOTSUP);
+                assert_null(out.data);
+            }
+            assert_int_equal(image_master_finish(m, &o, &out), 0);
+            assert_int_equal(out.type, IMAGE_WEBP);
+            assert_int_equal(out.len, ref.len);
+            assert_memory_equal(out.data, ref.data, ref.len);
+            assert_int_equal(out.width, ref.width);
+            assert_int_equal(out.height, ref.height);
+            assert_int_equal(out.frames, ref.frames);
+            assert_int_equal(w, out.width);
+            assert_int_equal(h, out.height);
+            assert_int_equal(frames, out.frames);
+            image_out_free(&out);
+            image_out_free(&ref);
+        }
+    }
+    g_free(jpeg);
+    g_free(png);
+}
+
+static void an_animated_master_in_two_steps_holds_no_pixels(void **state)
+{
+    size_t len;
+    uint8_t *gif = animated_gif(120, 90, 5, &len);
+    struct image_opts o = {true, 60, 85, 50000000, 2000, 0, 3};
+    struct image_variant_spec s = {40, false, IMAGE_WEBP, true, 85, 2000};
+    struct image_out ref, out;
+    struct image_master *m;
+    int w, h, frames;
+    (void)state;
+
+    assert_int_equal(image_process(gif, len, &o, &ref), 0);
+    assert_int_equal(image_master_begin(gif, len, &o, true, &m, &out), 0);
+    image_master_size(m, &w, &h, &frames);
+    assert_int_equal(w, 60);
+    assert_int_equal(h, 45);
+    assert_int_equal(frames, 3);
+    assert_int_equal(image_master_variant(m, &s, &out), -ENOTSUP);
+    assert_null(out.data);
+    assert_int_equal(image_master_finish(m, &o, &out), 0);
+    assert_int_equal(out.frames, 3);
+    assert_int_equal(out.len, ref.len);
+    assert_memory_equal(out.data, ref.data, ref.len);
+    image_out_free(&out);
+    image_out_free(&ref);
+    g_free(gif);
+}
+
+static void a_refused_master_is_not_begun(void **state)
+{
+    size_t len;
+    uint8_t *jpeg = picture("jpeg", 64, 64, false, &len);
+    struct image_opts o = {true, 200, 85, 50000000, 2000, 0}, keep = {false, 200, 85, 50000000, 2000, 0};
+    struct image_variant_spec bad = {IMAGE_VARIANT_MAX_SIZE + 1, false, IMAGE_JPEG, false, 85, 0};
+    struct image_out ref, out;
+    /* Anything but NULL, so that begin is seen to clear it. */
+    struct image_master *m = (struct image_master *)&m;
+    (void)state;
+
+    assert_int_equal(image_process(huge_png, sizeof(huge_png), &o, &ref), -EINVAL);
+    assert_int_equal(image_master_begin(huge_png, sizeof(huge_png), &o, true, &m, &out), -EINVAL);
+    assert_null(m);
+    assert_int_equal(out.refusal, IMAGE_REFUSED_PIXELS);
+    assert_string_equal(out.error, ref.error);
+    assert_null(out.data);
+    /* Originals are kept by image_process() alone. */
+    m = (struct image_master *)&m;
+    assert_int_equal(image_master_begin(jpeg, len, &keep, true, &m, &out), -EINVAL);
+    assert_null(m);
+    /* A spec out of range is refused before the pixels are looked for. */
+    assert_int_equal(image_master_begin(jpeg, len, &o, true, &m, &out), 0);
+    assert_int_equal(image_master_variant(m, &bad, &out), -EINVAL);
+    image_master_free(m);
+    image_master_free(NULL);
+    g_free(jpeg);
+}
+
+static void a_master_freed_unfinished_gives_its_memory_back(void **state)
+{
+    size_t len;
+    /* As in pictures_wait_for_memory_rather_than_being_refused(): some 9 MB of coefficients, and room for one. */
+    uint8_t *src = picture("jpeg", 1500, 1000, true, &len);
+    struct image_opts o = {true, 200, 85, 50000000, 20000, 12 << 20, 1};
+    struct image_out out;
+    struct image_master *m;
+    (void)state;
+
+    /* Each begin would wait for ever for the memory of a master that kept it. */
+    for (int in_memory = 0; in_memory < 2; in_memory++) {
+        assert_int_equal(image_master_begin(src, len, &o, in_memory, &m, &out), 0);
+        image_master_free(m);
+    }
+    assert_int_equal(image_master_begin(src, len, &o, true, &m, &out), 0);
+    assert_int_equal(image_master_finish(m, &o, &out), 0);
+    image_out_free(&out);
+    assert_int_equal(image_process(src, len, &o, &out), 0);
+    image_out_free(&out);
+    g_free(src);
+}
+
+static void each_step_of_a_master_has_its_own_deadline(void **state)
+{
+    size_t len;
+    uint8_t *src = picture("jpeg", 4000, 3000, false, &len);
+    struct image_opts quick = {true, 4096, 85, 50000000, 1, 0, 1}, enough = {true, 4096, 85, 50000000, 20000, 0, 1};
+    struct image_out out;
+    struct image_master *m = NULL;
+    (void)state;
+
+    /* Decoding 12 megapixels into memory takes tens of milliseconds. */
+    assert_int_equal(image_master_begin(src, len, &quick, true, &m, &out), -EINVAL);
+    assert_null(m);
+    assert_int_equal(out.refusal, IMAGE_REFUSED_TIMEOUT);
+    assert_non_null(strstr(out.error, "image_timeout_ms (1 ms)"));
+    /* Encoding them takes longer still, from the pipeline or from memory, whatever time the first step had. */
+    for (int in_memory = 0; in_memory < 2; in_memory++) {
+        assert_int_equal(image_master_begin(src, len, &enough, in_memory, &m, &out), 0);
+        assert_int_equal(image_master_finish(m, &quick, &out), -EINVAL);
+        assert_int_equal(out.refusal, IMAGE_REFUSED_TIMEOUT);
+        assert_null(out.data);
+    }
+    g_free(src);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1129,6 +1303,11 @@ int main(void)
         cmocka_unit_test(box_variants_are_centred_on_a_clear_or_white_canvas),
         cmocka_unit_test(animated_box_variants_keep_their_frames_and_delays),
         cmocka_unit_test(box_variants_refuse_boxes_out_of_range),
+        cmocka_unit_test(a_master_in_two_steps_is_the_one_image_process_makes),
+        cmocka_unit_test(an_animated_master_in_two_steps_holds_no_pixels),
+        cmocka_unit_test(a_refused_master_is_not_begun),
+        cmocka_unit_test(a_master_freed_unfinished_gives_its_memory_back),
+        cmocka_unit_test(each_step_of_a_master_has_its_own_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
