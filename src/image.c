@@ -598,7 +598,7 @@ static int webp_save(VipsImage *im, int q, int effort, void **buf, size_t *len)
 /* A master between its checks and its encoding. */
 struct image_master {
     VipsImage *im;         /* the pipeline that makes its pixels, or with `pixels` the pixels themselves */
-    VipsImage *head;       /* what the watchdog stops: the pipeline's loader, or the pixels */
+    VipsImage *head;       /* what the watchdog stops: the pipeline's loader (see master_pipeline()), or the pixels */
     bool pixels;           /* `im` is in memory */
     int tw, th, frames;    /* the size out->width, out->height and out->frames will have */
     struct budget reserve; /* holds the decoder's memory from the checks to the encoding */
