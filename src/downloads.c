@@ -60,6 +60,12 @@ struct download {
     uint8_t hash[32];
     struct image_out first[DOWNLOADS_MAX_FIRST]; /* made with the master; empty when that failed */
     uint8_t first_hash[DOWNLOADS_MAX_FIRST][32];
+    struct download_wait *early_wait; /* the wait an early variant is made for, while processing */
+    struct image_master *master;      /* between the early variant and the master's encoding */
+    struct image_variant_spec early_spec;
+    int early_width, early_height; /* the master's */
+    struct image_out early_out;
+    uint8_t early_hash[32];
     int rc;
     uint64_t process_ns;
     h2o_linklist_t queue_link; /* in its queue while waiting for a slot */
@@ -193,6 +199,8 @@ static void end(struct download *j)
     image_out_free(&j->out);
     for (size_t i = 0; i < DOWNLOADS_MAX_FIRST; i++)
         image_out_free(&j->first[i]);
+    image_master_free(j->master);
+    image_out_free(&j->early_out);
     free(j);
     pump(d);
 }
@@ -217,20 +225,18 @@ static void fail(struct download *j, struct download_result *r)
     end(j);
 }
 
-/*
- * Checks, resizes and hashes the picture; no disk work here. Its file is
- * written by the picture index, in batches, before the first record naming it.
- */
-static void image_run(struct work *w)
+static struct image_opts job_options(const struct download *j)
 {
-    struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
-    uint64_t t0 = clock_mono_ns();
-
     struct image_opts o = j->d->o.image;
 
     if (j->master_size > o.max_size)
         o.max_size = j->master_size;
-    j->rc = image_process(j->src, j->src_len, &o, &j->out);
+    return o;
+}
+
+/* The master made: hashed, and the options' first variants made from it. */
+static void master_made(struct download *j)
+{
     if (j->rc == 0)
         blob_hash(j->out.data, j->out.len, j->hash);
     for (size_t i = 0; j->rc == 0 && j->want_first && j->d->o.image.resize && i < j->d->o.nfirst; i++) {
@@ -239,7 +245,74 @@ static void image_run(struct work *w)
         else
             image_out_free(&j->first[i]);
     }
+}
+
+/*
+ * Checks, resizes and hashes the picture; no disk work here. Its file is
+ * written by the picture index, in batches, before the first record naming it.
+ * With an early variant made, the master's encoding is left to encode_run().
+ */
+static void image_run(struct work *w)
+{
+    struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
+    struct image_opts o = job_options(j);
+    uint64_t t0 = clock_mono_ns();
+    struct image_master *m;
+    int width, height, frames;
+
+    if (j->early_wait == NULL) {
+        j->rc = image_process(j->src, j->src_len, &o, &j->out);
+    } else if ((j->rc = image_master_begin(j->src, j->src_len, &o, true, &m, &j->out)) == 0) {
+        image_master_size(m, &width, &height, &frames);
+        if (frames == 1 && j->early_wait->early->shape(j->early_wait, width, height, &j->early_spec) &&
+            image_master_variant(m, &j->early_spec, &j->early_out) == 0) {
+            blob_hash(j->early_out.data, j->early_out.len, j->early_hash);
+            j->early_width = width;
+            j->early_height = height;
+            j->master = m;
+            j->process_ns = clock_mono_ns() - t0;
+            return;
+        }
+        image_out_free(&j->early_out);
+        j->rc = image_master_finish(m, &o, &j->out);
+    }
+    master_made(j);
     j->process_ns = clock_mono_ns() - t0;
+}
+
+static void encode_run(struct work *w)
+{
+    struct download *j = H2O_STRUCT_FROM_MEMBER(struct download, work, w);
+    struct image_opts o = job_options(j);
+    uint64_t t0 = clock_mono_ns();
+
+    j->rc = image_master_finish(j->master, &o, &j->out);
+    j->master = NULL;
+    master_made(j);
+    j->process_ns += clock_mono_ns() - t0;
+}
+
+/* The early variant is made: its wait has it now, and the master is encoded in the download's turn. */
+static void early_done(struct download *j)
+{
+    struct download_variant v = {&j->early_spec, NULL, j->early_out.width, j->early_out.height, j->early_out.frames};
+    struct download_wait *w = j->early_wait;
+
+    v.blob = blobcache_put(j->d->cache, j->early_hash, j->early_out.data, j->early_out.len);
+    image_out_free(&j->early_out);
+    j->early_wait = NULL;
+    w->early->cb(w, &v, j->early_width, j->early_height);
+    blob_release(v.blob);
+    if (j->d->closing) {
+        fail(j, &(struct download_result){.error = DOWNLOAD_FAILED, .detail = "shutting down"});
+        return;
+    }
+    /* Others may wait for the master (other sizes of it): it keeps the download's turn, behind what came first. */
+    j->work.run = encode_run;
+    if (j->interactive)
+        workpool_submit_urgent(j->d->images, &j->work);
+    else
+        workpool_submit(j->d->images, &j->work);
 }
 
 static void image_done(struct work *w)
@@ -250,6 +323,10 @@ static void image_done(struct work *w)
     struct download_result r = {.error = DOWNLOAD_OK, .url = &u};
     struct download_variant variants[DOWNLOADS_MAX_FIRST];
 
+    if (j->master != NULL) {
+        early_done(j);
+        return;
+    }
     j->processing = false;
     d->stats.process_ns += j->process_ns;
     histogram_observe(&d->processing, (double)j->process_ns / 1e9);
@@ -290,6 +367,13 @@ static void image_done(struct work *w)
 /* Hands the bytes to the image threads, ahead of background work when someone waits for them. */
 static void process(struct download *j)
 {
+    for (h2o_linklist_t *l = j->waits.next; j->d->o.image.resize && l != &j->waits; l = l->next) {
+        struct download_wait *w = H2O_STRUCT_FROM_MEMBER(struct download_wait, _link, l);
+        if (w->early != NULL) {
+            j->early_wait = w;
+            break;
+        }
+    }
     j->work.run = image_run;
     j->work.done = image_done;
     j->processing = true;

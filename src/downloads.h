@@ -54,15 +54,32 @@ struct download_result {
     bool first; /* the first waiter told: it records what the URL gave */
 };
 
+struct download_wait;
+
+/*
+ * One variant answered before its master is encoded and stored, for the first wait that asks when processing
+ * begins: made from the master's pixels in memory (still pictures only, with resizing), it saves the wait the
+ * master's encoding, which follows behind the work others wait for, in the same slot.
+ */
+struct download_early {
+    /* On an image thread: the variant wanted of a master of `width` x `height`, into *out; false for none. It may
+     * read only what stays unchanged until the wait is told. */
+    bool (*shape)(const struct download_wait *w, int width, int height, struct image_variant_spec *out);
+    /* On the loop, once the variant is made (not when it failed), before `cb` tells how the master ended; with the
+     * master's size. v->spec is *out above; retain v->blob to keep it. */
+    void (*cb)(struct download_wait *w, const struct download_variant *v, int width, int height);
+};
+
 /*
  * A wait for a URL, in the caller's memory. `cb` runs once, on the loop, never from inside downloads_get(). With
  * `first`, the options' first variants are made with the master, unless its processing has begun; likewise
- * `master_size`.
+ * `master_size` and `early`.
  */
 struct download_wait {
     void (*cb)(struct download_wait *w, const struct download_result *r);
     bool first;
-    int master_size; /* the master's longest side at least (banners' are wider); 0: the options' */
+    int master_size;                    /* the master's longest side at least (banners' are wider); 0: the options' */
+    const struct download_early *early; /* NULL: none */
     struct download *_download;
     h2o_linklist_t _link;
 };

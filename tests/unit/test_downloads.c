@@ -72,13 +72,14 @@ static void on_heard(struct download_wait *w, const struct download_result *r)
 }
 
 /* Waits for the picture named `picture`, as `label`. */
-static void get(struct heard *h, char label, char picture, bool interactive)
+static void get(struct heard *h, char label, char picture, bool interactive, const struct download_early *early)
 {
     char url[32];
 
     memset(h, 0, sizeof(*h));
     h->name = label;
     h->w.cb = on_heard;
+    h->w.early = early;
     snprintf(url, sizeof(url), "data:sha256,%c", picture);
     downloads_get_data(downloads, url, strlen(url), png, png_len, interactive, &h->w);
 }
@@ -137,10 +138,10 @@ static void pictures_someone_waits_for_are_resized_before_those_fetched_ahead(vo
     pthread_mutex_unlock(&gate_lock);
 
     /* Fetched ahead: a, then b; then c, which someone waits for; then someone waits for b too. */
-    get(&a, 'a', 'a', false);
-    get(&b, 'b', 'b', false);
-    get(&c, 'c', 'c', true);
-    get(&b2, 'B', 'b', true);
+    get(&a, 'a', 'a', false, NULL);
+    get(&b, 'b', 'b', false, NULL);
+    get(&c, 'c', 'c', true, NULL);
+    get(&b2, 'B', 'b', true, NULL);
     assert_int_equal(nheard, 0);
 
     pthread_mutex_lock(&gate_lock);
@@ -156,10 +157,80 @@ static void pictures_someone_waits_for_are_resized_before_those_fetched_ahead(vo
     assert_int_equal(c.error, DOWNLOAD_OK);
 }
 
+/* The early variant: a JPEG of the master's own size, recorded with the size shape() was given. */
+static int shaped_w, shaped_h, early_w;
+
+static bool shape_jpeg(const struct download_wait *w, int width, int height, struct image_variant_spec *out)
+{
+    (void)w;
+    shaped_w = width;
+    shaped_h = height;
+    *out = (struct image_variant_spec){.size = 64, .type = IMAGE_JPEG, .quality = 80};
+    return true;
+}
+
+static bool shape_none(const struct download_wait *w, int width, int height, struct image_variant_spec *out)
+{
+    (void)w;
+    (void)width;
+    (void)height;
+    (void)out;
+    return false;
+}
+
+static void on_early(struct download_wait *w, const struct download_variant *v, int width, int height)
+{
+    struct heard *h = (struct heard *)w;
+
+    assert_non_null(v->blob);
+    assert_int_equal(v->spec->type, IMAGE_JPEG);
+    assert_int_equal(width, shaped_w);
+    assert_int_equal(height, shaped_h);
+    early_w = v->width;
+    order[nheard++] = (char)(h->name - 'a' + 'A');
+}
+
+static void an_early_variant_comes_first_and_its_master_keeps_the_downloads_turn(void **state)
+{
+    static const struct download_early early = {shape_jpeg, on_early}, declined = {shape_none, on_early};
+    struct heard e, c, x;
+    (void)state;
+
+    gate.run = gate_run;
+    workpool_submit(&images, &gate);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_reached)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+
+    get(&e, 'e', 'e', true, &early);
+    get(&c, 'c', 'c', true, NULL);
+    get(&x, 'x', 'x', false, &declined);
+    assert_int_equal(nheard, 0);
+
+    pthread_mutex_lock(&gate_lock);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    for (int i = 0; i < 100000 && nheard < 4; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(nheard, 4);
+    /* e's variant; then c, which someone waits for too and came before e's master; then e's master, ahead of x,
+     * fetched ahead, which declined an early variant. */
+    assert_memory_equal(order, "Ecex", 4);
+    assert_int_equal(shaped_w, 1);
+    assert_int_equal(shaped_h, 1);
+    assert_int_equal(early_w, 1);
+    assert_int_equal(e.error, DOWNLOAD_OK);
+    assert_int_equal(x.error, DOWNLOAD_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(pictures_someone_waits_for_are_resized_before_those_fetched_ahead, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(an_early_variant_comes_first_and_its_master_keeps_the_downloads_turn, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
