@@ -61,8 +61,8 @@ enum variant_format answer_format(enum image_type t)
 }
 
 /* Sends the picture (or 304 Not Modified), with the cache headers; the response keeps a reference to the bytes. */
-static void send_picture(struct answers *as, h2o_req_t *req, const struct answer *a, bool vary, struct blob_ref *blob,
-                         struct answer_counts *c, const char *x_cache)
+static void send_bytes(struct answers *as, h2o_req_t *req, const struct answer *a, bool vary, struct blob_ref *blob,
+                       struct answer_counts *c, const char *x_cache)
 {
     static h2o_generator_t generator = {NULL, NULL};
     struct blob_ref **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), release_blob);
@@ -74,7 +74,6 @@ static void send_picture(struct answers *as, h2o_req_t *req, const struct answer
 
     *slot = blob;
     blob_retain(blob);
-    pictures_touch(as->o.pictures, a->master);
     c->served_format[answer_format(a->type)]++;
     c->served_size[size_class(a->size)]++;
     gmtime_r(&fetched, &tm);
@@ -101,6 +100,20 @@ static void send_picture(struct answers *as, h2o_req_t *req, const struct answer
         c->bytes_served += blob->len;
     h2o_start_response(req, &generator);
     h2o_send(req, head ? NULL : &body, head ? 0 : 1, H2O_SEND_STATE_FINAL);
+}
+
+/* As send_bytes(), a use of the master, for its place in the eviction order. */
+static void send_picture(struct answers *as, h2o_req_t *req, const struct answer *a, bool vary, struct blob_ref *blob,
+                         struct answer_counts *c, const char *x_cache)
+{
+    pictures_touch(as->o.pictures, a->master);
+    send_bytes(as, req, a, vary, blob, c, x_cache);
+}
+
+void answer_send_made(struct answers *as, h2o_req_t *req, const struct answer *a, struct blob_ref *blob,
+                      struct answer_counts *counts, const char *x_cache)
+{
+    send_bytes(as, req, a, a->vary, blob, counts, x_cache);
 }
 
 static void reply_unavailable(h2o_req_t *req)

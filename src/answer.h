@@ -86,6 +86,13 @@ typedef void (*answer_done_fn)(void *ctx, struct http_hold *hold, int status);
 bool answer_send(struct answers *as, h2o_req_t *req, const struct answer *a, struct answer_counts *counts,
                  const char *x_cache, answer_done_fn done, const void *ctx, size_t ctxlen);
 
+/*
+ * Answers `req` now with `blob`, the bytes of the variant `a` made before its master was stored (so a->master is
+ * not known yet, and the master's use is not recorded), counted in `counts`. Loop thread.
+ */
+void answer_send_made(struct answers *as, h2o_req_t *req, const struct answer *a, struct blob_ref *blob,
+                      struct answer_counts *counts, const char *x_cache);
+
 /* Seconds to make a variant, by enum variant_format; valid while the answers live. */
 const struct histogram *answers_making(const struct answers *as, enum variant_format f);
 

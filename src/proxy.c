@@ -9,6 +9,7 @@
 
 #include "answer.h"
 #include "blob.h"
+#include "blobcache.h"
 #include "clock.h"
 #include "datauri.h"
 #include "downloads.h"
@@ -31,6 +32,15 @@ struct waiter {
     struct ask ask; /* ask.ir.source malloc()ed */
 };
 
+/* The source of a master: its file and what it is. */
+struct master {
+    uint8_t blob[32];
+    uint32_t bytes;
+    int width, height;
+    bool animated;
+    uint64_t fetched_at;
+};
+
 /* A source being fetched, with the requests waiting for it. */
 struct fetching {
     struct download_wait w; /* first: the download's callback finds the rest */
@@ -40,6 +50,9 @@ struct fetching {
     struct url_rec got;
     h2o_linklist_t waiters; /* struct waiter */
     bool background;        /* a stale source refreshed: nobody waits */
+    struct ask first;       /* what the request that started it asks (first.ir.source is `url`), for the early answer */
+    struct pictures_variant early; /* the early answer, stored with the source (early.bytes NULL: none) */
+    struct master early_master;    /* ... the size of the master it was made for */
 };
 
 /* What a request whose answer went off the loop keeps, copied by answer_send(). */
@@ -49,15 +62,6 @@ struct answer_ctx {
     struct ask ask;
     size_t url_len;
     char url[]; /* ask.ir.source points nowhere: the URL is here */
-};
-
-/* The source of a master: its file and what it is. */
-struct master {
-    uint8_t blob[32];
-    uint32_t bytes;
-    int width, height;
-    bool animated;
-    uint64_t fetched_at;
 };
 
 struct proxy {
@@ -186,13 +190,30 @@ static void choose_format(const struct ask *ask, const struct master *m, enum im
     *moves = m->animated && (f == VARIANT_WEBP || f == VARIANT_GIF);
 }
 
+/* The variant that answers `ask` from the master `m`, into `a`. Reads only `o` and its arguments: any thread. */
+static void shape(const struct proxy_options *o, const struct ask *ask, const struct master *m, struct answer *a)
+{
+    bool moves;
+
+    *a = (struct answer){.variant = true, .fetched_at = m->fetched_at, .master_bytes = m->bytes};
+    memcpy(a->master, m->blob, 32);
+    choose_format(ask, m, &a->type, &moves);
+    a->vary = !ask->ir.format_named;
+    imgproxy_geometry(&ask->ir, m->width, m->height, o->max_size, &a->spec.box);
+    a->spec.type = a->type;
+    a->spec.animated = moves;
+    a->spec.quality = ask->ir.quality > 0 ? ask->ir.quality : o->quality;
+    a->spec.timeout_ms = o->timeout_ms;
+    a->size = a->spec.box.canvas_w > a->spec.box.canvas_h ? a->spec.box.canvas_w : a->spec.box.canvas_h;
+    pictures_box_key(&a->key, &a->spec.box, a->type, a->spec.quality, moves);
+}
+
 /* Answers `req` from the master `m`: a variant stored, or one made now, which takes a slot. */
 static void serve_master(struct proxy *px, h2o_req_t *req, struct http_hold *hold, const struct ask *ask,
                          const struct master *m, const char *x_cache, bool slot)
 {
-    struct answer a = {.variant = true, .fetched_at = m->fetched_at, .master_bytes = m->bytes};
+    struct answer a;
     struct variant_rec rec;
-    bool moves;
     union {
         struct answer_ctx c;
         char bytes[sizeof(struct answer_ctx) + PICTURES_MAX_URL + 1];
@@ -200,16 +221,7 @@ static void serve_master(struct proxy *px, h2o_req_t *req, struct http_hold *hol
     struct answer_ctx *c = &buf.c;
     size_t url_len = strlen(ask->ir.source);
 
-    memcpy(a.master, m->blob, 32);
-    choose_format(ask, m, &a.type, &moves);
-    a.vary = !ask->ir.format_named;
-    imgproxy_geometry(&ask->ir, m->width, m->height, px->o.max_size, &a.spec.box);
-    a.spec.type = a.type;
-    a.spec.animated = moves;
-    a.spec.quality = ask->ir.quality > 0 ? ask->ir.quality : px->o.quality;
-    a.spec.timeout_ms = px->o.timeout_ms;
-    a.size = a.spec.box.canvas_w > a.spec.box.canvas_h ? a.spec.box.canvas_w : a.spec.box.canvas_h;
-    pictures_box_key(&a.key, &a.spec.box, a.type, a.spec.quality, moves);
+    shape(&px->o, ask, m, &a);
     if (pictures_get_variant(px->sv.pictures, a.master, &a.key, &rec) == 0) {
         /* Nothing to make: the slot, if any, is for others. */
         if (slot)
@@ -272,7 +284,8 @@ static void master_of_url(const struct url_rec *u, struct master *m)
 
 /* The record of a source: what its URL gave, under a key of its own, so that it is evicted and purged as any. */
 static void put_record(struct proxy *px, const uint8_t url_key[32], const char *url, const struct url_rec *u,
-                       const struct url_rec *put_url, struct blob_ref *bytes, pictures_done_fn done, void *ctx)
+                       const struct url_rec *put_url, struct blob_ref *bytes, const struct pictures_variant *variant,
+                       pictures_done_fn done, void *ctx)
 {
     struct pic pic = {.h = {.state = PIC_OK,
                             .type = u->type,
@@ -288,11 +301,13 @@ static void put_record(struct proxy *px, const uint8_t url_key[32], const char *
     pic.h.url_len = (uint16_t)len;
     memcpy(pic.url, url, len + 1);
     pictures_record_key(url_key, PICTURES_SOURCE, key);
-    pictures_put(px->sv.pictures, key, &pic, put_url, url_key, bytes, NULL, 0, done, ctx);
+    pictures_put(px->sv.pictures, key, &pic, put_url, url_key, bytes, variant, variant != NULL, done, ctx);
 }
 
 static void fetching_free(struct fetching *f)
 {
+    if (f->early.bytes != NULL)
+        blob_release(f->early.bytes);
     keymap_del(f->px->fetching, f->url_key);
     free(f->url);
     free(f);
@@ -335,7 +350,8 @@ static void on_fetched(struct download_wait *dw, const struct download_result *r
 
     if (r->error == DOWNLOAD_OK) {
         f->got = *r->url;
-        put_record(px, f->url_key, f->url, r->url, r->first ? r->url : NULL, r->blob, on_source_stored, f);
+        put_record(px, f->url_key, f->url, r->url, r->first ? r->url : NULL, r->blob,
+                   f->early.bytes != NULL ? &f->early : NULL, on_source_stored, f);
         if (!f->background)
             pictures_flush(px->sv.pictures);
         return;
@@ -356,6 +372,67 @@ static void on_fetched(struct download_wait *dw, const struct download_result *r
     give_back(px);
 }
 
+/* On an image thread: the answer to the request that started the fetch, from a master of that size. */
+static bool early_shape(const struct download_wait *dw, int width, int height, struct image_variant_spec *out)
+{
+    const struct fetching *f = H2O_STRUCT_FROM_MEMBER(struct fetching, w, dw);
+    struct master m = {.width = width, .height = height};
+    struct answer a;
+
+    shape(&f->px->o, &f->first, &m, &a);
+    *out = a.spec;
+    return true;
+}
+
+/* Answers `req` with the early answer of `f` when that is what `ask` wants from its master. */
+static bool send_early(struct proxy *px, struct fetching *f, h2o_req_t *req, const struct ask *ask, const char *x_cache)
+{
+    struct answer a;
+
+    if (f->early.bytes == NULL)
+        return false;
+    shape(&px->o, ask, &f->early_master, &a);
+    if (a.key.len != f->early.key.len || memcmp(a.key.b, f->early.key.b, a.key.len) != 0)
+        return false;
+    answer_send_made(px->sv.answers, req, &a, f->early.bytes, &px->counts, x_cache);
+    px->stats.early_answers++;
+    return true;
+}
+
+/* Made before the master: every request waiting that asks for this very variant has it now. */
+static void on_early(struct download_wait *dw, const struct download_variant *v, int width, int height)
+{
+    struct fetching *f = H2O_STRUCT_FROM_MEMBER(struct fetching, w, dw);
+    struct proxy *px = f->px;
+    h2o_linklist_t *l, *next;
+    struct answer mine;
+
+    f->early_master = (struct master){.width = width, .height = height, .fetched_at = (uint64_t)clock_now_s()};
+    shape(&px->o, &f->first, &f->early_master, &mine);
+    px->counts.variants_made++;
+    blob_retain(v->blob);
+    f->early = (struct pictures_variant){.key = mine.key,
+                                         .rec = {.bytes = (uint32_t)v->blob->len,
+                                                 .width = (uint16_t)v->width,
+                                                 .height = (uint16_t)v->height,
+                                                 .type = (uint8_t)mine.type,
+                                                 .frames = 1},
+                                         .bytes = v->blob};
+    memcpy(f->early.rec.blob, v->blob->hash, 32);
+    for (l = f->waiters.next; l != &f->waiters; l = next) {
+        struct waiter *w = H2O_STRUCT_FROM_MEMBER(struct waiter, link, l);
+        h2o_req_t *req = http_held(w->hold);
+
+        next = l->next;
+        if (req != NULL && send_early(px, f, req, &w->ask, "MISS")) {
+            h2o_linklist_unlink(&w->link);
+            waiter_free(w);
+        }
+    }
+}
+
+static const struct download_early EARLY = {early_shape, on_early};
+
 /*
  * Fetches the source of `ask`, holding a slot, with `w` (NULL for a refresh nobody waits for) its first waiter.
  * A data: source is decoded here, under max_source_bytes.
@@ -372,6 +449,11 @@ static void fetch(struct proxy *px, const struct ask *ask, struct waiter *w)
     memcpy(f->url_key, ask->url_key, 32);
     f->background = w == NULL;
     f->w.cb = on_fetched;
+    if (w != NULL) {
+        f->first = *ask;
+        f->first.ir.source = f->url;
+        f->w.early = &EARLY;
+    }
     h2o_linklist_init_anchor(&f->waiters);
     if (w != NULL)
         h2o_linklist_insert(&f->waiters, &w->link);
@@ -436,14 +518,24 @@ static void serve(struct proxy *px, h2o_req_t *req, struct http_hold *hold, cons
     if (cached && pictures_get_url(px->sv.pictures, ask->url_key, &u) == 0 && u.fetched_at + px->o.max_age > now) {
         if (hold == NULL)
             px->stats.hits++;
-        put_record(px, ask->url_key, ask->ir.source, &u, NULL, NULL, NULL, NULL);
+        put_record(px, ask->url_key, ask->ir.source, &u, NULL, NULL, NULL, NULL, NULL);
         master_of_url(&u, &m);
         serve_master(px, req, hold, ask, &m, "HIT", slot);
         return;
     }
+    /* Its source is still being stored, but this answer is made. */
+    if ((f = keymap_get(px->fetching, ask->url_key)) != NULL && send_early(px, f, req, ask, "HIT")) {
+        if (hold == NULL)
+            px->stats.hits++;
+        else
+            http_unhold(hold);
+        if (slot)
+            give_back(px);
+        return;
+    }
     if (hold == NULL)
         px->stats.misses++;
-    if ((f = keymap_get(px->fetching, ask->url_key)) != NULL) {
+    if (f != NULL) {
         h2o_linklist_insert(&f->waiters, &waiter_new(req, hold, ask)->link);
         if (slot)
             give_back(px);

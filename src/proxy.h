@@ -46,10 +46,11 @@ struct proxy_stats {
     uint64_t sources_fetched; /* downloads started for this route */
     uint64_t source_failures; /* ... that failed, or whose bytes were no accepted picture */
     uint64_t variants_made;
-    uint64_t rejected;     /* 429: the queue was full */
-    uint64_t bad_requests; /* 400 */
-    uint64_t forbidden;    /* 403: the signature */
-    uint64_t failed;       /* the source could not be had: 404, 413, 415, 502, 504 */
+    uint64_t early_answers; /* new sources' answers made before their master was encoded and stored */
+    uint64_t rejected;      /* 429: the queue was full */
+    uint64_t bad_requests;  /* 400 */
+    uint64_t forbidden;     /* 403: the signature */
+    uint64_t failed;        /* the source could not be had: 404, 413, 415, 502, 504 */
     uint64_t bytes_served;
     uint64_t running, queued; /* now */
     uint64_t max_concurrent, max_queue;

@@ -122,10 +122,11 @@ static json_t *imgproxy_json(struct stats *s)
     json_t *o;
 
     proxy_stats(s->proxy, &p);
-    o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)p.requests, "hits",
+    o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)p.requests, "hits",
                   (json_int_t)p.hits, "stale", (json_int_t)p.stale, "misses", (json_int_t)p.misses, "not_modified",
                   (json_int_t)p.not_modified, "sources_fetched", (json_int_t)p.sources_fetched, "source_failures",
-                  (json_int_t)p.source_failures, "variants_made", (json_int_t)p.variants_made);
+                  (json_int_t)p.source_failures, "variants_made", (json_int_t)p.variants_made, "early_answers",
+                  (json_int_t)p.early_answers);
     json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rejected",
                                         (json_int_t)p.rejected, "bad_requests", (json_int_t)p.bad_requests, "forbidden",
                                         (json_int_t)p.forbidden, "failed", (json_int_t)p.failed, "bytes_served",

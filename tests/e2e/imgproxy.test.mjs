@@ -324,6 +324,37 @@ test('ten sizes of one source cost one download, requested at once or one after 
   }
 });
 
+test('a new source is answered before its master is stored; that answer becomes the stored variant', async () => {
+  const url = src('big.jpg', '?early');
+  const path = `${P}/insecure/rs:fit:256:256/f:webp/${b64url(url)}`;
+  const idle = () => until(() => open.stats(), (s) => s.imgproxy.running === 0, { what: 'the masters stored' });
+  const before = (await open.stats()).imgproxy;
+  const first = await get(open, path);
+  ok(first, 'a new source');
+  assert.equal(first.res.headers.get('x-cache'), 'MISS');
+  assert.deepEqual(dims(first), [256, 171]);
+  const made = await idle();
+  assert.equal(made.imgproxy.early_answers, before.early_answers + 1, 'answered from the pixels, before the master');
+  assert.equal(made.imgproxy.variants_made, before.variants_made + 1);
+  const again = await get(open, path);
+  assert.equal(again.res.headers.get('x-cache'), 'HIT');
+  assert.equal(again.res.headers.get('etag'), first.res.headers.get('etag'), 'the early answer is the one stored');
+  assert.ok(again.body.equals(first.body));
+  const other = await get(open, `${P}/insecure/rs:fit:100:100/f:webp/${b64url(url)}`);
+  ok(other, 'another size, from the stored master');
+  assert.deepEqual(dims(other), [100, 67]);
+  const after = (await idle()).imgproxy;
+  assert.equal(after.sources_fetched, before.sources_fetched + 1, 'one download');
+  assert.equal(after.variants_made, before.variants_made + 2);
+  assert.equal(after.early_answers, before.early_answers + 1);
+
+  // An animation keeps its frames: it waits for its master, as before.
+  const anim = await get(open, `${P}/insecure/rs:fit:64:64/f:webp/${b64url(src('anim.gif', '?early'))}`);
+  ok(anim, 'an animated source');
+  assert.equal(anim.info.pages, 3);
+  assert.equal((await idle()).imgproxy.early_answers, before.early_answers + 1, 'no early answer for an animation');
+});
+
 test('a flood of distinct slow sources past the queue gets 429 with Retry-After; the rest 200; the relay answers after', async () => {
   const N = 20;
   const paths = Array.from({ length: N }, (_, i) => {
