@@ -1,6 +1,7 @@
 // imgproxy.mjs -- the imgproxy-compatible endpoint:
 //   a hit on `rs:fit:128:128/f:webp` of a cached source, wrk against nginx (one worker) serving the same bytes, in one run;
-//   new sources made into `rs:fit:256:256` (each a download, a master and a variant, one request at a time) against
+//   new sources made into `rs:fit:256:256` (each a download, a master and a variant, one request at a time, the clock
+//   stopped once every master is stored) against
 //   sharp doing the same work on the same bytes (master WebP within 1024, then 256 px JPEG at image_quality 85),
 //   one thread each, rounds alternating. sharp comes from loadSharp() (bench/lib.mjs).
 import { execFileSync } from 'node:child_process';
@@ -84,6 +85,14 @@ try {
       .toBuffer();
     return sharp(master).resize(256, 256, { fit: 'inside', withoutEnlargement: true }).flatten({ background: '#ffffff' }).jpeg({ quality: 85 }).toBuffer();
   };
+  const settled = async () => {
+    const until = Date.now() + 60_000;
+    while ((await relay.stats()).imgproxy.running > 0) {
+      if (Date.now() > until) throw new Error('the relay was still making masters a minute after its last answer');
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  };
+  const latencies = [];
   const oursRates = [];
   const sharpRates = [];
   let oursBytes = 0;
@@ -92,10 +101,14 @@ try {
     let t0 = performance.now();
     for (let i = 0; i < PICTURES; i++) {
       const u = imgproxy('rs:fit:256:256', `${images.url}/f/p${r * PICTURES + i}.jpg`);
+      const t1 = performance.now();
       const a = await get(u);
+      latencies.push(performance.now() - t1);
       if (a.status !== 200 || a.headers['x-cache'] !== 'MISS') throw new Error(`${u}: ${a.status} ${a.headers['x-cache']} ${a.body}`);
       if (r === 0) oursBytes += a.body.length;
     }
+    // Answers may come before their masters are encoded: the round ends once every master is stored.
+    await settled();
     oursRates.push(PICTURES / ((performance.now() - t0) / 1000));
     t0 = performance.now();
     for (const buf of bytes.slice(r * PICTURES, (r + 1) * PICTURES)) {
@@ -106,6 +119,7 @@ try {
   }
   const newRatios = oursRates.map((o, i) => o / sharpRates[i]);
   const { imgproxy: stats } = await relay.stats();
+  if (stats.early_answers < PICTURES * ROUNDS) throw new Error(`only ${stats.early_answers} answers before their masters`);
   if (stats.sources_fetched < PICTURES * ROUNDS + 1) throw new Error(`only ${stats.sources_fetched} sources fetched`);
 
   console.log(
@@ -118,6 +132,7 @@ try {
     `imgproxy new sources (${PICTURES} distinct 1200 px JPEGs into rs:fit:256:256, JPEG Q85 from a 1024 px master; one at a time, median of ${ROUNDS} rounds)`,
   );
   console.log(`  pfpcache-relay (download + master + variant) ${median(oursRates).toFixed(1).padStart(8)} images/s  ${String(oursBytes).padStart(8)} bytes out`);
+  console.log(`  pfpcache-relay, each answer's latency (median)   ${median(latencies).toFixed(1).padStart(8)} ms`);
   console.log(`  sharp ${SHARP_VERSION} (libvips ${sharp.versions.vips}), same bytes   ${median(sharpRates).toFixed(1).padStart(8)} images/s  ${String(sharpBytes).padStart(8)} bytes out`);
   console.log(
     `  ratio relay/sharp: throughput ${median(newRatios).toFixed(2)} (rounds ${spread(newRatios)}), bytes ${(oursBytes / sharpBytes).toFixed(3)}`,
