@@ -601,7 +601,7 @@ struct image_master {
     VipsImage *head;       /* what the watchdog stops: the pipeline's loader (see master_pipeline()), or the pixels */
     bool pixels;           /* `im` is in memory */
     int tw, th, frames;    /* the size out->width, out->height and out->frames will have */
-    struct budget reserve; /* holds the decoder's memory from the checks to the encoding */
+    struct budget reserve; /* the decoder's memory, from the checks to the encoding or until its pixels are made */
 };
 
 /*
@@ -878,10 +878,13 @@ int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *
         if ((mem = vips_image_copy_memory(mm->im)) == NULL) {
             r = -1;
         } else {
-            /* The pipeline, and with it the decoder, goes. */
+            /* The pipeline, and with it the decoder, goes, and so does its reservation: a master waiting to be
+             * encoded must not hold memory that pictures decoding on every image thread wait for, or the
+             * encoding queued behind them would never come. Its pixels are bounded by the download slots. */
             swap_in(&mm->im, mem);
             swap_in(&mm->head, g_object_ref(mem));
             mm->pixels = true;
+            memory_release(&mm->reserve);
         }
     }
     /* Past the deadline, the watchdog may have killed the pipeline, which could then not be encoded. */

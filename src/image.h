@@ -123,7 +123,8 @@ struct image_variant_spec;
 /*
  * The checks, decoding and resizing of image_process() (which `o->resize` must ask for), up to the encoding, into
  * *m. With `in_memory`, a still picture's pixels are made now and held in memory (about 4 bytes a pixel of the
- * master) so that image_master_variant() can use them; an animation's never are. `src` must outlive *m. Returns 0,
+ * master, outside memory_bytes, whose reservation for the decoder ends here) so that image_master_variant() can
+ * use them; an animation's never are. `src` must outlive *m. Returns 0,
  * or as image_process() does, with *m NULL.
  */
 int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *o, bool in_memory,

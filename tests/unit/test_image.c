@@ -1229,6 +1229,17 @@ static void a_master_freed_unfinished_gives_its_memory_back(void **state)
     image_out_free(&out);
     assert_int_equal(image_process(src, len, &o, &out), 0);
     image_out_free(&out);
+
+    /* Pixels held for their encoding hold no decoder's memory: another picture decodes meanwhile. */
+    {
+        struct image_master *held, *next;
+        assert_int_equal(image_master_begin(src, len, &o, true, &held, &out), 0);
+        assert_int_equal(image_master_begin(src, len, &o, true, &next, &out), 0);
+        assert_int_equal(image_master_finish(next, &o, &out), 0);
+        image_out_free(&out);
+        assert_int_equal(image_master_finish(held, &o, &out), 0);
+        image_out_free(&out);
+    }
     g_free(src);
 }
 
