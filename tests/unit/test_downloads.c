@@ -53,6 +53,17 @@ static void gate_run(struct work *w)
     pthread_mutex_unlock(&gate_lock);
 }
 
+/* The image thread is held at the gate: what is submitted now queues behind it. */
+static void close_gate(void)
+{
+    gate.run = gate_run;
+    workpool_submit(&images, &gate);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_reached)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+}
+
 /* A wait and when it heard, in the order of all of them. */
 struct heard {
     struct download_wait w;
@@ -82,6 +93,18 @@ static void get(struct heard *h, char label, char picture, bool interactive, con
     h->w.early = early;
     snprintf(url, sizeof(url), "data:sha256,%c", picture);
     downloads_get_data(downloads, url, strlen(url), png, png_len, interactive, &h->w);
+}
+
+/* Lets the image thread go, and runs the loop until `n` waits have heard. */
+static void open_gate_until_heard(int n)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    for (int i = 0; i < 100000 && nheard < n; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(nheard, n);
 }
 
 static int setup(void **state)
@@ -130,12 +153,7 @@ static void pictures_someone_waits_for_are_resized_before_those_fetched_ahead(vo
     struct heard a, b, c, b2;
     (void)state;
 
-    gate.run = gate_run;
-    workpool_submit(&images, &gate);
-    pthread_mutex_lock(&gate_lock);
-    while (!gate_reached)
-        pthread_cond_wait(&gate_cond, &gate_lock);
-    pthread_mutex_unlock(&gate_lock);
+    close_gate();
 
     /* Fetched ahead: a, then b; then c, which someone waits for; then someone waits for b too. */
     get(&a, 'a', 'a', false, NULL);
@@ -144,13 +162,7 @@ static void pictures_someone_waits_for_are_resized_before_those_fetched_ahead(vo
     get(&b2, 'B', 'b', true, NULL);
     assert_int_equal(nheard, 0);
 
-    pthread_mutex_lock(&gate_lock);
-    gate_open = true;
-    pthread_cond_broadcast(&gate_cond);
-    pthread_mutex_unlock(&gate_lock);
-    for (int i = 0; i < 100000 && nheard < 4; i++)
-        uv_run(&loop, UV_RUN_ONCE);
-    assert_int_equal(nheard, 4);
+    open_gate_until_heard(4);
     /* c first, then b with both its waits, and a, which came first, last. */
     assert_memory_equal(order, "cbBa", 4);
     assert_int_equal(a.error, DOWNLOAD_OK);
@@ -190,34 +202,24 @@ static void on_early(struct download_wait *w, const struct download_variant *v, 
     order[nheard++] = (char)(h->name - 'a' + 'A');
 }
 
-static void an_early_variant_comes_first_and_its_master_keeps_the_downloads_turn(void **state)
+static void an_early_variant_comes_before_its_master_and_the_master_after_interactive_work_queued_first(void **state)
 {
     static const struct download_early early = {shape_jpeg, on_early}, declined = {shape_none, on_early};
     struct heard e, c, x;
     (void)state;
 
-    gate.run = gate_run;
-    workpool_submit(&images, &gate);
-    pthread_mutex_lock(&gate_lock);
-    while (!gate_reached)
-        pthread_cond_wait(&gate_cond, &gate_lock);
-    pthread_mutex_unlock(&gate_lock);
+    close_gate();
 
     get(&e, 'e', 'e', true, &early);
     get(&c, 'c', 'c', true, NULL);
     get(&x, 'x', 'x', false, &declined);
     assert_int_equal(nheard, 0);
 
-    pthread_mutex_lock(&gate_lock);
-    gate_open = true;
-    pthread_cond_broadcast(&gate_cond);
-    pthread_mutex_unlock(&gate_lock);
-    for (int i = 0; i < 100000 && nheard < 4; i++)
-        uv_run(&loop, UV_RUN_ONCE);
-    assert_int_equal(nheard, 4);
-    /* e's variant; then c, which someone waits for too and came before e's master; then e's master, ahead of x,
-     * fetched ahead, which declined an early variant. */
-    assert_memory_equal(order, "Ecex", 4);
+    open_gate_until_heard(4);
+    /* e's variant; then c, which someone waits for too and was queued before e's master; then e's master and x,
+     * fetched ahead, which declined an early variant (in either order: x may start before e's variant is back). */
+    assert_memory_equal(order, "Ec", 2);
+    assert_true(memcmp(order + 2, "ex", 2) == 0 || memcmp(order + 2, "xe", 2) == 0);
     assert_int_equal(shaped_w, 1);
     assert_int_equal(shaped_h, 1);
     assert_int_equal(early_w, 1);
@@ -230,8 +232,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(pictures_someone_waits_for_are_resized_before_those_fetched_ahead, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(an_early_variant_comes_first_and_its_master_keeps_the_downloads_turn, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            an_early_variant_comes_before_its_master_and_the_master_after_interactive_work_queued_first, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
