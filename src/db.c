@@ -444,6 +444,16 @@ void db_read_end(struct db *db, MDB_txn *txn)
     db->rtxn_open = false;
 }
 
+int db_read_begin_own(struct db *db, MDB_txn **txn)
+{
+    return db_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, txn));
+}
+
+void db_read_end_own(MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+}
+
 void db_stats(const struct db *db, struct db_stats *out)
 {
     out->commits = db->commits;

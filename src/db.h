@@ -113,6 +113,13 @@ int db_submit_wait(struct db *db, struct db_write *w);
 int db_read_begin(struct db *db, MDB_txn **txn);
 void db_read_end(struct db *db, MDB_txn *txn);
 
+/*
+ * A read transaction of its own, for any thread but the loop's (the environment is MDB_NOTLS): for reads too long
+ * for the loop. End it with db_read_end_own() on the same thread. Returns 0 or a negative error.
+ */
+int db_read_begin_own(struct db *db, MDB_txn **txn);
+void db_read_end_own(MDB_txn *txn);
+
 void db_stats(const struct db *db, struct db_stats *out);
 
 /* What a table's entries must look like, for db_check(). */

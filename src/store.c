@@ -655,6 +655,61 @@ int store_query(struct store *st, const struct filter *filters, size_t nfilters,
     return 0;
 }
 
+static int cmp_record(const void *a, const void *b)
+{
+    const struct store_hit *x = a, *y = b;
+    if (x->created_at != y->created_at)
+        return x->created_at < y->created_at ? -1 : 1;
+    return memcmp(x->id, y->id, 32);
+}
+
+/* Sorts the records oldest first and drops those found twice (under two filters). */
+static void records_settle(struct hits *h)
+{
+    size_t n = 0;
+
+    qsort(h->v, h->n, sizeof(*h->v), cmp_record);
+    for (size_t i = 0; i < h->n; i++) {
+        if (n == 0 || h->v[n - 1].created_at != h->v[i].created_at || memcmp(h->v[n - 1].id, h->v[i].id, 32) != 0)
+            h->v[n++] = h->v[i];
+    }
+    h->n = n;
+}
+
+int store_records(struct store *st, const struct filter *filters, size_t nfilters, size_t max, size_t scan_budget,
+                  struct store_hit **hits, size_t *nhits)
+{
+    struct hits h = {0};
+    MDB_txn *txn = NULL;
+    int rc;
+
+    if (max >= UINT32_MAX)
+        return -EINVAL;
+    if ((rc = db_read_begin_own(st->_db, &txn)) != 0)
+        return rc;
+    for (size_t i = 0; i < nfilters && rc == 0; i++) {
+        struct filter f = filters[i];
+        /* One past `max` tells that there are more; settling as soon as there are keeps at most twice that. */
+        f.limit = (uint32_t)max + 1;
+        rc = query_filter(st, txn, &f, &scan_budget, &h);
+        if (rc == 0 && scan_budget == 0)
+            rc = -E2BIG;
+        if (rc == 0 && h.n > max)
+            records_settle(&h);
+        if (rc == 0 && h.n > max)
+            rc = -EMSGSIZE;
+    }
+    db_read_end_own(txn);
+    if (rc != 0) {
+        free(h.v);
+        return rc;
+    }
+    records_settle(&h);
+    *hits = h.v;
+    *nhits = h.n;
+    return 0;
+}
+
 int store_get_latest(struct store *st, MDB_txn *txn, const uint8_t pubkey[32], uint32_t kind, struct event_view *v)
 {
     struct stream s = {0};

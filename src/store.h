@@ -112,4 +112,14 @@ struct store_hit {
 int store_query(struct store *st, const struct filter *filters, size_t nfilters, size_t scan_budget,
                 struct store_hit **hits, size_t *nhits, uint64_t *snapshot);
 
+/*
+ * Every stored event matching any of `filters`, their limits aside, as records sorted by created_at then id
+ * (oldest first), without duplicates, as a set reconciliation needs them whole: from any thread but the loop's,
+ * in a read transaction of its own. Returns 0 and a malloc()ed array in `*hits` (free() it); -EMSGSIZE when more
+ * than `max` match; -E2BIG when `scan_budget` index entries were examined before the matches were all found; or
+ * another negative error.
+ */
+int store_records(struct store *st, const struct filter *filters, size_t nfilters, size_t max, size_t scan_budget,
+                  struct store_hit **hits, size_t *nhits);
+
 #endif

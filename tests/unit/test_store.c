@@ -589,6 +589,65 @@ static void query_filters_are_ored_without_duplicates(void **state)
     expect_hits("[{\"kinds\":[2]},{\"#t\":[\"cats\"]}]", "03");
 }
 
+/* Runs the filters through store_records and writes the records' id bytes, oldest first; returns its status. */
+static int records(const char *filters, size_t max, size_t budget, char *got, size_t cap)
+{
+    char text[4096], reason[256];
+    struct filter fs[8];
+    struct store_hit *hits = NULL;
+    size_t nf, nhits = 0, n = 0;
+    json_error_t jerr;
+    json_t *arr;
+    int rc;
+
+    expand(filters, text, sizeof(text));
+    if ((arr = json_loads(text, 0, &jerr)) == NULL)
+        fail_msg("test filters %s: %s", text, jerr.text);
+    nf = json_array_size(arr);
+    for (size_t i = 0; i < nf; i++) {
+        if (filter_parse(json_array_get(arr, i), 2, &fs[i], reason, sizeof(reason)) != 0)
+            fail_msg("filter %zu of %s: %s", i, filters, reason);
+    }
+    json_decref(arr);
+    rc = store_records(&st, fs, nf, max, budget, &hits, &nhits);
+    got[0] = '\0';
+    for (size_t i = 0; rc == 0 && i < nhits; i++) {
+        n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
+        assert_true(n < cap);
+    }
+    free(hits);
+    for (size_t i = 0; i < nf; i++)
+        filter_free(&fs[i]);
+    return rc;
+}
+
+static void records_for_a_reconciliation_are_whole_oldest_first_and_bounded(void **state)
+{
+    char got[512];
+    (void)state;
+
+    put_query_fixture();
+    /* Limits (here a max_limit of 2) do not apply: a set is reconciled whole. */
+    assert_int_equal(records("[{}]", 100, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "01 03 06 02 05 04");
+    assert_int_equal(records("[{\"kinds\":[1],\"limit\":1}]", 100, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "01 03 06 02");
+    assert_int_equal(records("[{\"kinds\":[7]},{\"authors\":[\"$a1\"]}]", 100, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "01 02 05 04");
+    assert_int_equal(records("[{\"#p\":[\"$c1\"]},{\"ids\":[\"$03\"]}]", 100, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "01 03");
+    /* Exactly `max` is fine; one more is refused, even when two filters find them. */
+    assert_int_equal(records("[{}]", 6, 100000, got, sizeof(got)), 0);
+    assert_int_equal(records("[{}]", 5, 100000, got, sizeof(got)), -EMSGSIZE);
+    assert_int_equal(records("[{\"kinds\":[1]},{\"kinds\":[7]}]", 5, 100000, got, sizeof(got)), -EMSGSIZE);
+    assert_int_equal(records("[{\"kinds\":[1]},{\"authors\":[\"$b2\"]}]", 5, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "01 03 06 02 04");
+    /* A filter the indexes serve badly: past the scan budget, the set would be partial, so it is refused. */
+    assert_int_equal(records("[{\"#t\":[\"cats\"],\"kinds\":[1]}]", 100, 100000, got, sizeof(got)), 0);
+    assert_string_equal(got, "03");
+    assert_int_equal(records("[{\"kinds\":[1],\"#t\":[\"cats\"]}]", 100, 2, got, sizeof(got)), -E2BIG);
+}
+
 static void empty_lists_and_zero_limits_yield_nothing(void **state)
 {
     char got[512];
@@ -828,6 +887,7 @@ int main(void)
         fixture_unit_test(query_time_bounds_are_inclusive),
         fixture_unit_test(query_limit_keeps_the_newest),
         fixture_unit_test(query_filters_are_ored_without_duplicates),
+        fixture_unit_test(records_for_a_reconciliation_are_whole_oldest_first_and_bounded),
         fixture_unit_test(empty_lists_and_zero_limits_yield_nothing),
         fixture_unit_test(ids_and_multiple_filters_order_ties_by_lowest_id),
         fixture_unit_test(ties_come_lowest_id_first_on_every_index),
