@@ -1,7 +1,7 @@
 /*
  * fuzz_dispatch.c -- libFuzzer driver for what a client sends the relay: a real relay (HTTP server, WebSocket
- * connections, the NIP-01 dispatcher, ingest pipeline and store) on loopback, and a client socket in the same
- * process. Each line of the input goes out as one masked text frame; an input whose first byte is 0 goes on
+ * connections, the NIP-01 dispatcher, NIP-77 sessions, ingest pipeline and store) on loopback, and a client socket in
+ * the same process. Each line of the input goes out as one masked text frame; an input whose first byte is 0 goes on
  * the wire as it is, after that byte, so that framing, pings and the close handshake are fuzzed too, and the
  * client then shuts its side down. After lines, a REQ whose answer marks the end follows them. The client reads
  * until the end marker arrives, the relay sends a close frame or closes, or a second has passed; a connection
@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "http.h"
 #include "lookup.h"
+#include "negserve.h"
 #include "relay.h"
 #include "upstream.h"
 
@@ -32,6 +33,7 @@ static struct fuzz_pipeline pl;
 static struct upstream *up;
 static struct lookup *lk;
 static struct relay *relay;
+static struct negserve *neg;
 static struct http_server http;
 static int port;
 static int client = -1;
@@ -79,6 +81,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                                 .names = {"a", "b", "c", "d"}},
                          err, sizeof(err)) != 0)
         abort();
+    /* NIP-77 sessions read their records on the pipeline's pool; a small records bound makes NEG-ERR reachable. */
+    negserve_init(&neg, &pl.loop, &pl.st, &pl.pool,
+                  &(struct negserve_options){
+                      .max_sessions = 2, .max_records = 20, .idle_ms = 1000, .max_limit = 50, .max_subid_length = 64});
     relay_init(&relay, &pl.loop,
                &(struct relay_options){.name = "fuzz",
                                        .description = "",
@@ -92,7 +98,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                        .max_future_seconds = 900,
                                        .max_client_queue_bytes = 1 << 20,
                                        .max_total_queue_bytes = 8 << 20},
-               &pl.st, pl.ig, lk);
+               &pl.st, pl.ig, lk, neg);
     if (relay_route(relay, &http, not_found, NULL) != 0 || http_server_listen(&http, addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         abort();

@@ -14,6 +14,7 @@
 #include "names.h"
 #include "proxy.h"
 #include "relaybook.h"
+#include "negserve.h"
 #include "netguard.h"
 
 #define SHUTDOWN_POLL_MS 20
@@ -303,6 +304,17 @@ static int start(struct app *a)
                                          .book = a->cfg.max_discovery_connections > 0 ? a->relaybook : NULL,
                                          .max_outbox_relays = (size_t)a->cfg.max_outbox_relays},
                 a->upstream, a->ingest, &a->store);
+    /* One thread: sessions' reads wait for each other rather than take the signature threads' cores. */
+    if ((r = workpool_init(&a->neg_reads, 1, &a->inbox)) != 0) {
+        log_error("cannot start the negentropy thread: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
+    negserve_init(&a->neg, &a->loop, &a->store, &a->neg_reads,
+                  &(struct negserve_options){.max_sessions = (size_t)a->cfg.max_negentropy_sessions,
+                                             .max_records = (size_t)a->cfg.max_negentropy_records,
+                                             .idle_ms = (uint32_t)a->cfg.negentropy_idle_seconds * 1000,
+                                             .max_limit = (uint32_t)a->cfg.max_limit,
+                                             .max_subid_length = (size_t)a->cfg.max_subid_length});
     relay_init(&a->relay, &a->loop,
                &(struct relay_options){.name = a->cfg.relay_name,
                                        .description = a->cfg.relay_description,
@@ -318,7 +330,7 @@ static int start(struct app *a)
                                        .max_future_seconds = a->cfg.max_future_seconds,
                                        .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes,
                                        .max_total_queue_bytes = (size_t)a->cfg.max_total_queue_bytes},
-               &a->store, a->ingest, a->lookup);
+               &a->store, a->ingest, a->lookup, a->neg);
     if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
         log_error("media_cache_path: %s", err);
         return APP_EXIT_FAILURE;
@@ -404,6 +416,7 @@ static int start(struct app *a)
                               .relay = a->relay,
                               .pfp = a->pfp,
                               .proxy = a->proxy,
+                              .neg = a->neg,
                               .profileapi = &a->profileapi,
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
@@ -466,6 +479,9 @@ static void stop(struct app *a)
         pfp_shutdown(a->pfp);
     if (a->pictures_ready)
         pictures_shutdown(&a->pictures);
+    if (a->neg != NULL)
+        negserve_shutdown(a->neg);
+    workpool_shutdown(&a->neg_reads);
     workpool_shutdown(&a->verify);
     inbox_drain(&a->inbox);
     db_shutdown(a->db);
@@ -492,6 +508,8 @@ static void stop(struct app *a)
     auth_free(&a->auth);
     if (a->relay != NULL)
         relay_free(a->relay);
+    negserve_free(a->neg);
+    a->neg = NULL;
     if (a->lookup != NULL)
         lookup_free(a->lookup);
     if (a->ingest != NULL)
@@ -500,6 +518,7 @@ static void stop(struct app *a)
         upstream_free(a->upstream);
     relaybook_free(a->relaybook);
     a->relaybook = NULL;
+    workpool_free(&a->neg_reads);
     workpool_free(&a->verify);
     db_free(a->db);
 }

@@ -45,6 +45,8 @@ struct app {
     struct lookup *lookup;       /* what the upstream relays, then the pubkeys' own relays, are asked */
     struct relaybook *relaybook; /* the discovered relays' records */
     struct relay *relay;
+    struct workpool neg_reads;                      /* NIP-77 sessions' records, read off the loop */
+    struct negserve *neg;                           /* NIP-77 on the relay's connections */
     struct blobs blobs;                             /* picture files */
     struct blobcache picture_bytes;                 /* pictures kept in memory */
     struct pictures pictures;                       /* the picture index */

@@ -52,6 +52,9 @@ struct config {
     int64_t max_filters;
     int64_t max_limit;
     int64_t max_subid_length;
+    int64_t max_negentropy_sessions; /* NIP-77 sessions per connection */
+    int64_t max_negentropy_records;  /* records one session may reconcile */
+    int64_t negentropy_idle_seconds; /* a session silent this long is closed */
     int64_t max_future_seconds;
     int64_t max_client_queue_bytes;
     int64_t max_total_queue_bytes;

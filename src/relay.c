@@ -11,6 +11,7 @@
 #include "filter.h"
 #include "hex.h"
 #include "log.h"
+#include "negserve.h"
 #include "ws.h"
 
 #include <h2o/linklist.h>
@@ -59,9 +60,10 @@ struct relay_conn {
     h2o_linklist_t subs; /* struct sub */
     size_t nsubs;
     size_t inflight;
-    size_t looking;      /* upstream lookups its subscriptions wait for */
-    unsigned refs;       /* one for the connection, one per event in flight */
-    h2o_linklist_t link; /* in relay->conns */
+    size_t looking;            /* upstream lookups its subscriptions wait for */
+    unsigned refs;             /* one for the connection, one per event in flight */
+    struct negserve_peer *neg; /* its NIP-77 sessions */
+    h2o_linklist_t link;       /* in relay->conns */
 };
 
 struct relay {
@@ -69,6 +71,7 @@ struct relay {
     struct store *store;
     struct ingest *ingest;
     struct lookup *lookup; /* profiles, contact lists and relay lists missing here */
+    struct negserve *neg;  /* NIP-77 */
     json_t *info;          /* the NIP-11 document */
     h2o_linklist_t conns;  /* struct relay_conn */
     bool closing;
@@ -594,7 +597,7 @@ static void on_ws_message(struct ws_conn *ws, const uint8_t *data, size_t len, b
         handle_req(c, msg);
     } else if (strcmp(verb, "CLOSE") == 0) {
         handle_close(c, msg);
-    } else {
+    } else if (!negserve_handle(c->neg, verb, msg)) {
         snprintf(text, sizeof(text), "error: unknown message type \"%.40s\"", verb);
         send_notice(c, text);
     }
@@ -624,11 +627,18 @@ static void on_ws_close(struct ws_conn *ws)
     struct relay *r = c->relay;
 
     c->ws = NULL;
+    negserve_peer_free(c->neg);
+    c->neg = NULL;
     while (!h2o_linklist_is_empty(&c->subs))
         remove_sub(c, H2O_STRUCT_FROM_MEMBER(struct sub, link, c->subs.next));
     h2o_linklist_unlink(&c->link);
     r->stats.connections--;
     conn_unref(c);
+}
+
+static void neg_send(void *ctx, const struct buf *msg)
+{
+    conn_send(ctx, msg);
 }
 
 static const struct ws_handler ws_handler = {
@@ -677,6 +687,7 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
             http_reply_error(req, 400, "malformed WebSocket handshake");
             return;
         }
+        c->neg = negserve_peer_new(r->neg, neg_send, c);
         h2o_linklist_insert(&r->conns, &c->link);
         r->stats.connections++;
         r->stats.connections_total++;
@@ -691,8 +702,8 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
 
 static json_t *build_info(const struct relay_options *opt)
 {
-    json_t *info = json_pack("{s:s, s:s, s:[i, i], s:s, s:s}", "name", opt->name, "description", opt->description,
-                             "supported_nips", 1, 11, "software", "pfpcache-relay", "version", PFP_VERSION);
+    json_t *info = json_pack("{s:s, s:s, s:[i, i, i], s:s, s:s}", "name", opt->name, "description", opt->description,
+                             "supported_nips", 1, 11, 77, "software", "pfpcache-relay", "version", PFP_VERSION);
     if (opt->pubkey != NULL && opt->pubkey[0] != '\0')
         json_object_set_new(info, "pubkey", json_string(opt->pubkey));
     if (opt->contact != NULL && opt->contact[0] != '\0')
@@ -709,7 +720,7 @@ static json_t *build_info(const struct relay_options *opt)
 }
 
 int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *opt, struct store *store,
-               struct ingest *ingest, struct lookup *lookup)
+               struct ingest *ingest, struct lookup *lookup, struct negserve *neg)
 {
     struct relay *r = calloc(1, sizeof(*r));
     int64_t *kinds = calloc(opt->naccepted_kinds + 1, sizeof(*kinds));
@@ -723,6 +734,7 @@ int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *
     r->store = store;
     r->ingest = ingest;
     r->lookup = lookup;
+    r->neg = neg;
     r->info = build_info(opt);
     h2o_linklist_init_anchor(&r->conns);
     ws_budget_init(&r->budget, loop, opt->max_total_queue_bytes);

@@ -11,6 +11,7 @@
 #include "lookup.h"
 #include "store.h"
 
+struct negserve;
 struct relay;
 
 struct relay_options {
@@ -44,13 +45,14 @@ struct relay_stats {
 };
 
 /*
- * Sets the relay up in `*out`, on `loop`; `store`, `ingest` and `lookup` must
- * outlive it. Registers as a listener of the store. A REQ for kinds 0, 3 or
+ * Sets the relay up in `*out`, on `loop`; `store`, `ingest`, `lookup` and `neg`
+ * must outlive it. Registers as a listener of the store. A REQ for kinds 0, 3 or
  * 10002 of given authors looks up those missing here on the upstream relays
- * before its stored matches and EOSE. Returns 0.
+ * before its stored matches and EOSE. NEG-* messages go to `neg` (NIP-77).
+ * Returns 0.
  */
 int relay_init(struct relay **out, uv_loop_t *loop, const struct relay_options *opt, struct store *store,
-               struct ingest *ingest, struct lookup *lookup);
+               struct ingest *ingest, struct lookup *lookup, struct negserve *neg);
 
 /*
  * Routes GET / to the relay: WebSocket upgrades become relay connections,

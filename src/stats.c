@@ -115,6 +115,18 @@ static json_t *discovery_json(const struct stats *s, const struct lookup_stats *
                      (json_int_t)ls->skipped_backoff, "limit", (json_int_t)ds.skipped_limit);
 }
 
+/* NIP-77 sessions served. */
+static json_t *negentropy_json(struct stats *s)
+{
+    struct negserve_stats n;
+
+    negserve_stats(s->neg, &n);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sessions", (json_int_t)n.sessions_total, "open",
+                     (json_int_t)n.sessions_open, "round_trips", (json_int_t)n.round_trips, "records",
+                     (json_int_t)n.records, "bytes_in", (json_int_t)n.bytes_in, "bytes_out", (json_int_t)n.bytes_out,
+                     "errors", (json_int_t)n.errors);
+}
+
 /* The imgproxy endpoint. */
 static json_t *imgproxy_json(struct stats *s)
 {
@@ -205,6 +217,7 @@ json_t *stats_json(struct stats *s)
                                   (json_int_t)pa.not_found, "pending", (json_int_t)pa.pending, "not_modified",
                                   (json_int_t)pa.not_modified, "summaries", (json_int_t)pa.summaries));
     json_object_set_new(root, "imgproxy", imgproxy_json(s));
+    json_object_set_new(root, "negentropy", negentropy_json(s));
     return root;
 }
 
@@ -337,6 +350,24 @@ static void imgproxy_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Sources being fetched and variants being made for the imgproxy endpoint.", p.running);
     metrics_single(b, "pfpcache_imgproxy_queued", "gauge",
                    "imgproxy endpoint requests waiting for one of imgproxy_max_concurrent slots.", p.queued);
+}
+
+static void negentropy_metrics(struct stats *s, struct buf *b)
+{
+    struct negserve_stats n;
+
+    negserve_stats(s->neg, &n);
+    metrics_single(b, "pfpcache_negentropy_sessions_total", "counter", "NIP-77 sessions opened by clients.",
+                   n.sessions_total);
+    metrics_single(b, "pfpcache_negentropy_sessions_open", "gauge", "NIP-77 sessions open now.", n.sessions_open);
+    metrics_single(b, "pfpcache_negentropy_round_trips_total", "counter",
+                   "NIP-77 messages answered with a NEG-MSG (NEG-OPEN's included).", n.round_trips);
+    metrics_single(b, "pfpcache_negentropy_records_total", "counter", "Records read for NIP-77 sessions.", n.records);
+    metrics_single(b, "pfpcache_negentropy_received_bytes_total", "counter",
+                   "NIP-77 messages received, in bytes before hex.", n.bytes_in);
+    metrics_single(b, "pfpcache_negentropy_sent_bytes_total", "counter", "NIP-77 messages sent, in bytes before hex.",
+                   n.bytes_out);
+    metrics_single(b, "pfpcache_negentropy_errors_total", "counter", "NEG-ERR sent.", n.errors);
 }
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -556,6 +587,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     http_server_metrics(s->http, &b);
     picture_metrics(s, &b, &l);
     imgproxy_metrics(s, &b, &l);
+    negentropy_metrics(s, &b);
     profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);

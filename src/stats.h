@@ -13,6 +13,7 @@
 #include "pfp.h"
 #include "pictures.h"
 #include "profileapi.h"
+#include "negserve.h"
 #include "proxy.h"
 #include "relay.h"
 #include "store.h"
@@ -30,6 +31,7 @@ struct stats {
     struct relay *relay;
     struct pfp *pfp;
     struct proxy *proxy;
+    struct negserve *neg;
     struct profileapi *profileapi;
     struct fetcher *fetcher;
     struct pictures *pictures;

@@ -668,6 +668,8 @@ static void records_settle(struct hits *h)
 {
     size_t n = 0;
 
+    if (h->n == 0)
+        return;
     qsort(h->v, h->n, sizeof(*h->v), cmp_record);
     for (size_t i = 0; i < h->n; i++) {
         if (n == 0 || h->v[n - 1].created_at != h->v[i].created_at || memcmp(h->v[n - 1].id, h->v[i].id, 32) != 0)
