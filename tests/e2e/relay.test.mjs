@@ -313,7 +313,7 @@ test('NIP-11 describes the relay and its limits, with CORS', async () => {
   assert.equal(res.headers.get('access-control-allow-origin'), '*');
   const info = await res.json();
   assert.equal(info.name, 'pfpcache-relay');
-  assert.deepEqual(info.supported_nips, [1, 11]);
+  assert.deepEqual(info.supported_nips, [1, 11, 77]);
   assert.equal(info.software, 'pfpcache-relay');
   assert.match(info.version, /^\d+\.\d+\.\d+$/);
   assert.equal(info.limitation.max_message_length, 65536);
