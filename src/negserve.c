@@ -21,6 +21,8 @@
 #define FRAME_LIMIT (256 * 1024)
 /* Index entries one session's read may examine, beyond one per record it may hold. */
 #define SCAN_SLACK 100000
+/* Sessions' worth of max_records all connections together may hold, so that many connections cannot add up. */
+#define HELD_SESSIONS 4
 
 struct session {
     h2o_linklist_t link;     /* in its peer's sessions */
@@ -36,6 +38,7 @@ struct session {
     bool reading;
     int read_rc;
     struct neg_storage storage;
+    size_t held; /* of its records, those counted in negserve.held */
     struct neg neg;
     uint64_t last_ms; /* when it last heard from its client */
 };
@@ -55,6 +58,7 @@ struct negserve {
     h2o_linklist_t sessions; /* every session, reading or not */
     uv_timer_t idle;
     size_t npeers;
+    size_t held; /* records the sessions hold */
     struct negserve_stats stats;
 };
 
@@ -90,6 +94,7 @@ static void send_err(struct negserve_peer *p, const char *id, size_t id_len, con
 
 static void session_free(struct session *s)
 {
+    s->ns->held -= s->held;
     h2o_linklist_unlink(&s->all_link);
     s->ns->stats.sessions_open--;
     filter_free(&s->filter);
@@ -177,6 +182,12 @@ static void read_done(struct work *w)
         return;
     }
     s->ns->stats.records += s->storage.n;
+    if (s->read_rc == 0 && s->ns->held + s->storage.n > HELD_SESSIONS * s->ns->o.max_records)
+        s->read_rc = -EBUSY;
+    if (s->read_rc == 0) {
+        s->held = s->storage.n;
+        s->ns->held += s->held;
+    }
     switch (s->read_rc) {
     case 0: {
         uint8_t *first = s->first;
@@ -189,6 +200,9 @@ static void read_done(struct work *w)
         return;
     }
     case -EMSGSIZE: send_err(p, s->id, s->id_len, "blocked: too many records"); break;
+    case -EBUSY:
+        send_err(p, s->id, s->id_len, "blocked: the relay holds too many records for other sessions; try again later");
+        break;
     case -E2BIG:
         send_err(p, s->id, s->id_len, "blocked: the filter reads too much of the database for its records; narrow it");
         break;

@@ -18,12 +18,14 @@ const { Negentropy, NegentropyStorageVector, NegentropySync } = await import(
 const N = 300;
 let relay; // defaults: 4 sessions, a million records, 60 s idle
 let tight; // 1 session, 30 records, 1 s idle
+let held; // 1 session, 30 records: all connections together hold at most 4 sessions' worth (120)
 const events = [];
 
 before(async () => {
-  [relay, tight] = await Promise.all([
+  [relay, tight, held] = await Promise.all([
     startRelay(),
     startRelay({ config: { max_negentropy_sessions: 1, max_negentropy_records: 30, negentropy_idle_seconds: 1 } }),
+    startRelay({ config: { max_negentropy_sessions: 1, max_negentropy_records: 30 } }),
   ]);
   for (let i = 0; i < N; i++) events.push(newUser().sign({ kind: 0, created_at: 1700000000 + (i % 40), content: `{"name":"u${i}"}` }));
   for (const r of [relay, tight]) {
@@ -34,11 +36,15 @@ before(async () => {
     }
     c.close();
   }
+  const c = await rawClient(held.url);
+  for (const ev of events.slice(0, 30)) await publishRaw(c, ev);
+  c.close();
 });
 
 after(async () => {
   await relay?.cleanup();
   await tight?.cleanup();
+  await held?.cleanup();
 });
 
 // The first message of a side holding nothing, as nostr-tools makes it.
@@ -160,4 +166,25 @@ test('malformed NEG messages get NEG-ERR or NOTICE naming the problem', async ()
   assert.deepEqual(version, ['NEG-MSG', 'v2', '61']);
   assert.equal((await query(c, 'after', { kinds: [0], limit: 2 })).length, 2, 'REQ still answered');
   c.close();
+});
+
+test("many connections' sessions together hold at most four sessions' worth of records", async () => {
+  const open = async (c, id) => {
+    const from = c.messages.length;
+    c.send(['NEG-OPEN', id, { kinds: [0] }, emptyFirst()]);
+    return c.next((m) => m[1] === id, { from });
+  };
+  const clients = [];
+  for (let i = 0; i < 4; i++) {
+    clients.push(await rawClient(held.url));
+    assert.equal((await open(clients[i], `s${i}`))[0], 'NEG-MSG', `session ${i} holds 30 records`);
+  }
+  const fifth = await rawClient(held.url);
+  const refused = await open(fifth, 'five');
+  assert.deepEqual(refused, ['NEG-ERR', 'five', 'blocked: the relay holds too many records for other sessions; try again later']);
+  // One connection gone, its records are let go.
+  clients.pop().close();
+  await until(() => held.stats(), (x) => x.negentropy.open === 3, { what: 'the closed connection\'s session gone' });
+  assert.equal((await open(fifth, 'five'))[0], 'NEG-MSG');
+  for (const c of [...clients, fifth]) c.close();
 });
