@@ -32,10 +32,17 @@ struct session {
     char *id;
     size_t id_len;
     struct filter filter;
-    uint8_t *first; /* the NEG-OPEN's message, answered once the records are read */
-    size_t first_len;
+    /* The client's message being answered on the thread: NEG-OPEN's first, once the records are read, then each
+     * NEG-MSG's; the answer comes back in `reply`, or the reason it is malformed in `err`. */
+    uint8_t *in;
+    size_t in_len;
+    struct buf reply;
+    char err[200];
+    int rc;
     struct work work;
-    bool reading;
+    bool busy;    /* its work is on the thread */
+    bool loaded;  /* its records are read */
+    bool counted; /* ... and counted in negserve.held, or refused for it */
     int read_rc;
     struct neg_storage storage;
     size_t held; /* of its records, those counted in negserve.held */
@@ -55,7 +62,7 @@ struct negserve {
     struct negserve_options o;
     struct store *store;
     struct workpool *reads;
-    h2o_linklist_t sessions; /* every session, reading or not */
+    h2o_linklist_t sessions; /* every session, busy or not */
     uv_timer_t idle;
     size_t npeers;
     size_t held; /* records the sessions hold */
@@ -99,7 +106,8 @@ static void session_free(struct session *s)
     s->ns->stats.sessions_open--;
     filter_free(&s->filter);
     neg_storage_free(&s->storage);
-    free(s->first);
+    free(s->in);
+    buf_free(&s->reply);
     free(s->id);
     free(s);
 }
@@ -110,7 +118,7 @@ static void session_end(struct session *s)
     h2o_linklist_unlink(&s->link);
     s->peer->nsessions--;
     s->peer = NULL;
-    if (!s->reading)
+    if (!s->busy)
         session_free(s);
 }
 
@@ -124,81 +132,66 @@ static struct session *find_session(struct negserve_peer *p, const char *id, siz
     return NULL;
 }
 
-/* Answers the client's message `msg` within the session; a malformed one ends it with NEG-ERR. */
-static void reconcile(struct session *s, const uint8_t *msg, size_t len)
-{
-    struct negserve_peer *p = s->peer;
-    struct buf out = BUF_INIT, have = BUF_INIT, need = BUF_INIT, b = BUF_INIT;
-    char err[200], reason[240];
+/* --- a session's work, off the loop: its records read once, and every message answered ------------------------- */
 
-    s->ns->stats.bytes_in += len;
-    if (neg_reconcile(&s->neg, msg, len, &out, &have, &need, err, sizeof(err)) != 0) {
-        snprintf(reason, sizeof(reason), "invalid: %s", err);
-        send_err(p, s->id, s->id_len, reason);
-        session_end(s);
-    } else {
-        s->ns->stats.bytes_out += out.len;
-        s->ns->stats.round_trips++;
-        buf_appends(&b, "[\"NEG-MSG\",");
-        buf_json_string(&b, s->id, s->id_len, BUF_JSON_WIRE);
-        buf_appends(&b, ",\"");
-        buf_reserve(&b, 2 * out.len + 2);
-        hex_encode((const uint8_t *)out.data, out.len, b.data + b.len);
-        b.len += 2 * out.len;
-        buf_appends(&b, "\"]");
-        p->send(p->ctx, &b);
+/*
+ * Reads the records the first time; then answers `in`. Answering is linear in the records (each round sums
+ * their ids for the fingerprints), so with a million of them it is not for the loop either.
+ */
+static void work_run(struct work *w)
+{
+    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, w);
+    struct buf out = BUF_INIT, have = BUF_INIT, need = BUF_INIT;
+
+    if (!s->loaded) {
+        struct store_hit *hits = NULL;
+        size_t n = 0;
+
+        s->read_rc = store_records(s->ns->store, &s->filter, 1, s->ns->o.max_records, s->ns->o.max_records + SCAN_SLACK,
+                                   &hits, &n);
+        for (size_t i = 0; s->read_rc == 0 && i < n; i++)
+            neg_storage_add(&s->storage, hits[i].created_at < 0 ? 0 : (uint64_t)hits[i].created_at, hits[i].id);
+        if (s->read_rc == 0)
+            s->read_rc = neg_storage_seal(&s->storage);
+        free(hits);
+        if (s->read_rc != 0)
+            return;
+        s->loaded = true;
+        /* A frame limit of this size is valid. */
+        neg_init(&s->neg, &s->storage, FRAME_LIMIT);
+    }
+    s->rc = neg_reconcile(&s->neg, s->in, s->in_len, &out, &have, &need, s->err, sizeof(s->err));
+    if (s->rc == 0) {
+        buf_reserve(&s->reply, 2 * out.len + 1);
+        hex_encode((const uint8_t *)out.data, out.len, s->reply.data);
+        s->reply.len = 2 * out.len;
     }
     buf_free(&out);
     buf_free(&have);
     buf_free(&need);
-    buf_free(&b);
 }
 
-/* --- reading a session's records, off the loop ------------------------------------------------------------------ */
+static void work_done(struct work *w);
 
-static void read_run(struct work *w)
+/* Hands the session's message `in` (malloc()ed, taken over) to the thread. */
+static void work_start(struct session *s, uint8_t *in, size_t len)
 {
-    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, w);
-    struct store_hit *hits = NULL;
-    size_t n = 0;
-
-    s->read_rc =
-        store_records(s->ns->store, &s->filter, 1, s->ns->o.max_records, s->ns->o.max_records + SCAN_SLACK, &hits, &n);
-    for (size_t i = 0; s->read_rc == 0 && i < n; i++)
-        neg_storage_add(&s->storage, hits[i].created_at < 0 ? 0 : (uint64_t)hits[i].created_at, hits[i].id);
-    if (s->read_rc == 0)
-        s->read_rc = neg_storage_seal(&s->storage);
-    free(hits);
+    s->ns->stats.bytes_in += len;
+    s->in = in;
+    s->in_len = len;
+    s->busy = true;
+    s->reply.len = 0;
+    s->work.run = work_run;
+    s->work.done = work_done;
+    workpool_submit(s->ns->reads, &s->work);
 }
 
-static void read_done(struct work *w)
+/* The records could not be had: the reason, and the session ends. */
+static void refuse_records(struct session *s)
 {
-    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, w);
     struct negserve_peer *p = s->peer;
 
-    s->reading = false;
-    if (p == NULL) {
-        session_free(s);
-        return;
-    }
-    s->ns->stats.records += s->storage.n;
-    if (s->read_rc == 0 && s->ns->held + s->storage.n > HELD_SESSIONS * s->ns->o.max_records)
-        s->read_rc = -EBUSY;
-    if (s->read_rc == 0) {
-        s->held = s->storage.n;
-        s->ns->held += s->held;
-    }
     switch (s->read_rc) {
-    case 0: {
-        uint8_t *first = s->first;
-        /* A frame limit of this size is valid. */
-        neg_init(&s->neg, &s->storage, FRAME_LIMIT);
-        s->first = NULL;
-        s->last_ms = now_ms();
-        reconcile(s, first, s->first_len);
-        free(first);
-        return;
-    }
     case -EMSGSIZE: send_err(p, s->id, s->id_len, "blocked: too many records"); break;
     case -EBUSY:
         send_err(p, s->id, s->id_len, "blocked: the relay holds too many records for other sessions; try again later");
@@ -212,6 +205,49 @@ static void read_done(struct work *w)
         break;
     }
     session_end(s);
+}
+
+static void work_done(struct work *w)
+{
+    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, w);
+    struct negserve *ns = s->ns;
+    struct negserve_peer *p = s->peer;
+    struct buf b = BUF_INIT;
+    char reason[240];
+
+    s->busy = false;
+    free(s->in);
+    s->in = NULL;
+    if (p == NULL) {
+        session_free(s);
+        return;
+    }
+    s->last_ms = now_ms();
+    if (s->loaded && !s->counted) {
+        s->counted = true;
+        ns->stats.records += s->storage.n;
+        if (ns->held + s->storage.n > HELD_SESSIONS * ns->o.max_records)
+            s->read_rc = -EBUSY;
+        else
+            ns->held += (s->held = s->storage.n);
+    }
+    if (s->read_rc != 0) {
+        refuse_records(s);
+    } else if (s->rc != 0) {
+        snprintf(reason, sizeof(reason), "invalid: %s", s->err);
+        send_err(p, s->id, s->id_len, reason);
+        session_end(s);
+    } else {
+        ns->stats.bytes_out += s->reply.len / 2;
+        ns->stats.round_trips++;
+        buf_appends(&b, "[\"NEG-MSG\",");
+        buf_json_string(&b, s->id, s->id_len, BUF_JSON_WIRE);
+        buf_appends(&b, ",\"");
+        buf_append(&b, s->reply.data, s->reply.len);
+        buf_appends(&b, "\"]");
+        p->send(p->ctx, &b);
+        buf_free(&b);
+    }
 }
 
 /* --- messages --------------------------------------------------------------------------------------------------- */
@@ -304,18 +340,13 @@ static void handle_open(struct negserve_peer *p, const json_t *msg)
     s->ns = ns;
     s->peer = p;
     s->filter = f;
-    s->first = first;
-    s->first_len = len;
     s->last_ms = now_ms();
     h2o_linklist_insert(&p->sessions, &s->link);
     h2o_linklist_insert(&ns->sessions, &s->all_link);
     p->nsessions++;
     ns->stats.sessions_total++;
     ns->stats.sessions_open++;
-    s->reading = true;
-    s->work.run = read_run;
-    s->work.done = read_done;
-    workpool_submit(ns->reads, &s->work);
+    work_start(s, first, len);
 }
 
 static void handle_msg(struct negserve_peer *p, const json_t *msg)
@@ -335,14 +366,14 @@ static void handle_msg(struct negserve_peer *p, const json_t *msg)
         session_end(s);
         return;
     }
-    if (s->reading) {
-        send_err(p, id, id_len, "invalid: NEG-MSG before the answer to NEG-OPEN");
+    if (s->busy) {
+        send_err(p, id, id_len, "invalid: NEG-MSG before the answer to the last message");
         session_end(s);
+        free(bytes);
     } else {
         s->last_ms = now_ms();
-        reconcile(s, bytes, len);
+        work_start(s, bytes, len);
     }
-    free(bytes);
 }
 
 static void handle_close(struct negserve_peer *p, const json_t *msg)
@@ -394,7 +425,7 @@ void negserve_peer_free(struct negserve_peer *p)
     free(p);
 }
 
-/* Sessions that have heard nothing for idle_ms are closed; those reading are not idle. */
+/* Sessions that have heard nothing for idle_ms are closed; those at work are not idle. */
 static void on_idle_check(uv_timer_t *t)
 {
     struct negserve *ns = t->data;
@@ -406,7 +437,7 @@ static void on_idle_check(uv_timer_t *t)
     for (l = ns->sessions.next; l != &ns->sessions; l = next) {
         struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, all_link, l);
         next = l->next;
-        if (s->peer != NULL && !s->reading && now - s->last_ms >= ns->o.idle_ms) {
+        if (s->peer != NULL && !s->busy && now - s->last_ms >= ns->o.idle_ms) {
             send_err(s->peer, s->id, s->id_len, text);
             session_end(s);
         }
