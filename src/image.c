@@ -8,15 +8,14 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <gmodule.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vips/vips.h>
 
-#include "clock.h"
 #include "imgscan.h"
 #include "log.h"
+#include "vipsbudget.h"
 
 static bool starts(const uint8_t *p, size_t n, const void *magic, size_t mlen)
 {
@@ -126,146 +125,8 @@ const char *image_refusal_name(enum image_refusal r)
     return (unsigned)r < IMAGE_REFUSALS ? names[r] : "unknown";
 }
 
-/* --- budgets ---------------------------------------------------------------------------------------------------- */
-
-/*
- * One picture's budgets. While it has a deadline it is on the watchdog's list, and once the deadline passes the
- * watchdog sets libvips' kill flag on `image`, the head of the pipeline being computed: every strip of pixels
- * asked of it checks the flag, so the work stops at the next strip. Work inside one decoder call (a progressive
- * JPEG's scans, the end of a PNG's stream) is not interruptible; the checks before decoding bound it.
- */
-struct budget {
-    uint64_t deadline_ns; /* 0: none, and not on the list */
-    VipsImage *image;     /* referenced while watched */
-    bool expired;
-    int64_t reserved; /* bytes of the memory budget held */
-    struct budget *prev, *next;
-};
-
-/* The state the image threads share. Counters are atomic; everything else is under `lock`. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;  /* for the watchdog: a new deadline, or stop */
-    pthread_cond_t freed; /* memory given back */
-    pthread_t watchdog;
-    bool watching, stopping;
-    struct budget *watched;
-    int64_t memory_used;
-    uint64_t refused[IMAGE_REFUSALS];
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static struct timespec mono_timespec(uint64_t ns)
-{
-    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-}
-
-static void *watchdog_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&g.lock);
-    while (!g.stopping) {
-        uint64_t now = clock_mono_ns(), next = UINT64_MAX;
-
-        for (struct budget *b = g.watched; b != NULL; b = b->next) {
-            if (b->expired)
-                continue;
-            if (b->deadline_ns <= now) {
-                b->expired = true;
-                if (b->image != NULL)
-                    vips_image_set_kill(b->image, TRUE);
-            } else if (b->deadline_ns < next) {
-                next = b->deadline_ns;
-            }
-        }
-        if (next == UINT64_MAX) {
-            pthread_cond_wait(&g.wake, &g.lock);
-        } else {
-            struct timespec until = mono_timespec(next);
-            pthread_cond_timedwait(&g.wake, &g.lock, &until);
-        }
-    }
-    pthread_mutex_unlock(&g.lock);
-    return NULL;
-}
-
-/* Starts the clock of a picture whose memory is reserved. */
-static void budget_start(struct budget *b, int timeout_ms)
-{
-    if (timeout_ms <= 0)
-        return;
-    pthread_mutex_lock(&g.lock);
-    b->deadline_ns = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    b->prev = NULL;
-    b->next = g.watched;
-    if (g.watched != NULL)
-        g.watched->prev = b;
-    g.watched = b;
-    pthread_cond_signal(&g.wake);
-    pthread_mutex_unlock(&g.lock);
-}
-
-/* The image whose evaluation the watchdog stops at the deadline; killed at once if the deadline has passed. */
-static void budget_watch(struct budget *b, VipsImage *im)
-{
-    VipsImage *old;
-
-    if (b->deadline_ns == 0)
-        return;
-    g_object_ref(im);
-    pthread_mutex_lock(&g.lock);
-    old = b->image;
-    b->image = im;
-    if (b->expired)
-        vips_image_set_kill(im, TRUE);
-    pthread_mutex_unlock(&g.lock);
-    if (old != NULL)
-        g_object_unref(old);
-}
-
-/* Takes the picture off the watchdog's list; true if its deadline had passed. */
-static bool budget_stop(struct budget *b)
-{
-    bool expired;
-
-    if (b->deadline_ns == 0)
-        return false;
-    pthread_mutex_lock(&g.lock);
-    if (b->prev != NULL)
-        b->prev->next = b->next;
-    else
-        g.watched = b->next;
-    if (b->next != NULL)
-        b->next->prev = b->prev;
-    expired = b->expired;
-    pthread_mutex_unlock(&g.lock);
-    if (b->image != NULL)
-        g_object_unref(b->image);
-    b->image = NULL;
-    b->deadline_ns = 0;
-    return expired;
-}
-
-/* Waits until `need` bytes fit within `limit` beside what the other pictures hold, and takes them. */
-static void memory_reserve(struct budget *b, int64_t need, int64_t limit)
-{
-    pthread_mutex_lock(&g.lock);
-    while (g.memory_used + need > limit)
-        pthread_cond_wait(&g.freed, &g.lock);
-    g.memory_used += need;
-    b->reserved = need;
-    pthread_mutex_unlock(&g.lock);
-}
-
-static void memory_release(struct budget *b)
-{
-    if (b->reserved == 0)
-        return;
-    pthread_mutex_lock(&g.lock);
-    g.memory_used -= b->reserved;
-    b->reserved = 0;
-    pthread_cond_broadcast(&g.freed);
-    pthread_mutex_unlock(&g.lock);
-}
+/* Sources refused since start-up, by reason: atomic, for every image thread. */
+static uint64_t refusal_counts[IMAGE_REFUSALS];
 
 /* --- start-up --------------------------------------------------------------------------------------------------- */
 
@@ -317,8 +178,6 @@ static bool operations_present(void)
 
 int image_init(void)
 {
-    pthread_condattr_t attr;
-
     if (VIPS_INIT("pfpcache-relay") != 0) {
         log_error("images: libvips does not start: %s", vips_error_buffer());
         return -EIO;
@@ -338,36 +197,23 @@ int image_init(void)
     vips_cache_set_max(0);
     vips_concurrency_set(1);
 
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&g.wake, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_cond_init(&g.freed, NULL);
-    if (pthread_create(&g.watchdog, NULL, watchdog_main, NULL) != 0) {
+    if (vipsbudget_init() != 0) {
         log_error("images: cannot start the image watchdog thread");
         return -EIO;
     }
-    g.watching = true;
     return 0;
 }
 
 void image_free(void)
 {
-    if (g.watching) {
-        pthread_mutex_lock(&g.lock);
-        g.stopping = true;
-        pthread_cond_signal(&g.wake);
-        pthread_mutex_unlock(&g.lock);
-        pthread_join(g.watchdog, NULL);
-        g.watching = false;
-    }
+    vipsbudget_free();
     vips_shutdown();
 }
 
 void image_stats(struct image_stats *out)
 {
     for (int r = 0; r < IMAGE_REFUSALS; r++)
-        out->refused[r] = __atomic_load_n(&g.refused[r], __ATOMIC_RELAXED);
+        out->refused[r] = __atomic_load_n(&refusal_counts[r], __ATOMIC_RELAXED);
 }
 
 /* --- refusals --------------------------------------------------------------------------------------------------- */
@@ -383,7 +229,7 @@ static int refuse(struct image_out *out, enum image_refusal r, const char *fmt, 
     vsnprintf(out->error, sizeof(out->error), fmt, ap);
     va_end(ap);
     out->refusal = r;
-    __atomic_add_fetch(&g.refused[r], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&refusal_counts[r], 1, __ATOMIC_RELAXED);
     return -EINVAL;
 }
 
@@ -597,11 +443,11 @@ static int webp_save(VipsImage *im, int q, int effort, void **buf, size_t *len)
 
 /* A master between its checks and its encoding. */
 struct image_master {
-    VipsImage *im;         /* the pipeline that makes its pixels, or with `pixels` the pixels themselves */
-    VipsImage *head;       /* what the watchdog stops: the pipeline's loader (see master_pipeline()), or the pixels */
-    bool pixels;           /* `im` is in memory */
-    int tw, th, frames;    /* the size out->width, out->height and out->frames will have */
-    struct budget reserve; /* the decoder's memory, from the checks to the encoding or until its pixels are made */
+    VipsImage *im;      /* the pipeline that makes its pixels, or with `pixels` the pixels themselves */
+    VipsImage *head;    /* what the watchdog stops: the pipeline's loader (see master_pipeline()), or the pixels */
+    bool pixels;        /* `im` is in memory */
+    int tw, th, frames; /* the size out->width, out->height and out->frames will have */
+    struct vipsbudget reserve; /* the decoder's memory, from the checks to the encoding or until its pixels are made */
 };
 
 /*
@@ -618,7 +464,7 @@ struct image_master {
  * well under a tenth.
  */
 static int master_pipeline(VipsImage *header, const uint8_t *src, size_t len, enum image_type t,
-                           const struct image_opts *o, struct budget *b, struct image_master *m)
+                           const struct image_opts *o, struct vipsbudget *b, struct image_master *m)
 {
     int frames = m->frames, max_size = frames > 1 && o->max_size > IMAGE_MASTER_ANIMATED_MAX_SIZE
                                            ? IMAGE_MASTER_ANIMATED_MAX_SIZE
@@ -634,7 +480,7 @@ static int master_pipeline(VipsImage *header, const uint8_t *src, size_t len, en
      * already past; the loader is never the one written.
      */
     m->head = g_object_ref(im);
-    budget_watch(b, im);
+    vipsbudget_watch(b, im);
     /* As vips_thumbnail does, only still pictures are turned: an animation's frames are one tall image here. */
     if (frames == 1 && vips_image_get_orientation(im) > 1) {
         if (vips_autorot(im, &next, NULL) != 0)
@@ -727,12 +573,12 @@ static size_t picture_end(const uint8_t *src, size_t len, enum image_type t, con
  * dropped. Returns 0, 1 when there is no end, or -1 with libvips' reason in its error buffer.
  */
 static int keep_original(VipsImage *im, const uint8_t *src, size_t len, enum image_type t, const struct layout *l,
-                         struct budget *b, struct image_out *out)
+                         struct vipsbudget *b, struct image_out *out)
 {
     size_t end = picture_end(src, len, t, l);
     double avg;
 
-    budget_watch(b, im);
+    vipsbudget_watch(b, im);
     if (vips_avg(im, &avg, NULL) != 0)
         return -1;
     if (end == 0)
@@ -772,7 +618,7 @@ static int check_layout(const uint8_t *src, size_t len, enum image_type t, const
  * its decoder needs reserved in `b`. Returns 0, or -EINVAL with the refusal in `out`.
  */
 static int check_source(const uint8_t *src, size_t len, const struct image_opts *o, enum image_type *t,
-                        struct layout *l, VipsImage **im, struct budget *b, struct image_out *out)
+                        struct layout *l, VipsImage **im, struct vipsbudget *b, struct image_out *out)
 {
     const char *name;
     int64_t pixels, need;
@@ -807,7 +653,7 @@ static int check_source(const uint8_t *src, size_t len, const struct image_opts 
             return refuse(out, IMAGE_REFUSED_MEMORY, "decoding needs about %lld MB; image_memory_mb allows %lld",
                           (long long)(need >> 20) + 1, (long long)(o->memory_bytes >> 20));
         }
-        memory_reserve(b, need, o->memory_bytes);
+        vipsbudget_reserve(b, need, o->memory_bytes);
     }
     return 0;
 }
@@ -825,7 +671,7 @@ static int decode_refusal(struct image_out *out, int r, bool expired, const stru
 int image_process(const uint8_t *src, size_t len, const struct image_opts *o, struct image_out *out)
 {
     enum image_type t;
-    struct budget b = {0};
+    struct vipsbudget b = {0};
     struct layout l;
     struct image_master *m;
     VipsImage *im;
@@ -837,11 +683,11 @@ int image_process(const uint8_t *src, size_t len, const struct image_opts *o, st
     memset(out, 0, sizeof(*out));
     if ((r = check_source(src, len, o, &t, &l, &im, &b, out)) != 0)
         return r;
-    budget_start(&b, o->timeout_ms);
+    vipsbudget_start(&b, o->timeout_ms);
     r = keep_original(im, src, len, t, &l, &b, out);
     g_object_unref(im);
-    expired = budget_stop(&b);
-    memory_release(&b);
+    expired = vipsbudget_stop(&b);
+    vipsbudget_release(&b);
     return r == 0 ? 0 : decode_refusal(out, r, expired, o);
 }
 
@@ -849,7 +695,7 @@ int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *
                        struct image_master **m, struct image_out *out)
 {
     struct image_master *mm;
-    struct budget b = {0};
+    struct vipsbudget b = {0};
     enum image_type t;
     struct layout l;
     VipsImage *im, *mem;
@@ -871,7 +717,7 @@ int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *
     if (mm->frames > (o->max_frames > 1 ? o->max_frames : 1))
         mm->frames = o->max_frames > 1 ? o->max_frames : 1;
 
-    budget_start(&b, o->timeout_ms);
+    vipsbudget_start(&b, o->timeout_ms);
     r = master_pipeline(im, src, len, t, o, &b, mm);
     /* An animation's pixels would be its frames' worth, and its variants are made from the encoded master anyway. */
     if (r == 0 && in_memory && mm->frames == 1) {
@@ -884,11 +730,11 @@ int image_master_begin(const uint8_t *src, size_t len, const struct image_opts *
             swap_in(&mm->im, mem);
             swap_in(&mm->head, g_object_ref(mem));
             mm->pixels = true;
-            memory_release(&mm->reserve);
+            vipsbudget_release(&mm->reserve);
         }
     }
     /* Past the deadline, the watchdog may have killed the pipeline, which could then not be encoded. */
-    expired = budget_stop(&b);
+    expired = vipsbudget_stop(&b);
     if (r != 0 || expired) {
         image_master_free(mm);
         return decode_refusal(out, -1, expired, o);
@@ -906,17 +752,17 @@ void image_master_size(const struct image_master *m, int *width, int *height, in
 
 int image_master_finish(struct image_master *m, const struct image_opts *o, struct image_out *out)
 {
-    struct budget b = {0};
+    struct vipsbudget b = {0};
     void *webp = NULL;
     size_t wlen = 0;
     bool expired;
     int r;
 
     memset(out, 0, sizeof(*out));
-    budget_start(&b, o->timeout_ms);
-    budget_watch(&b, m->head);
+    vipsbudget_start(&b, o->timeout_ms);
+    vipsbudget_watch(&b, m->head);
     r = webp_save(m->im, IMAGE_MASTER_QUALITY, m->frames > 1 ? IMAGE_MASTER_ANIMATED_EFFORT : 4, &webp, &wlen);
-    expired = budget_stop(&b);
+    expired = vipsbudget_stop(&b);
     if (r == 0) {
         set_output(out, webp, wlen, IMAGE_WEBP, m->tw, m->th, m->frames);
         g_free(webp);
@@ -933,7 +779,7 @@ void image_master_free(struct image_master *m)
         g_object_unref(m->im);
     if (m->head != NULL)
         g_object_unref(m->head);
-    memory_release(&m->reserve);
+    vipsbudget_release(&m->reserve);
     free(m);
 }
 
@@ -1147,7 +993,7 @@ static int make_variant(const uint8_t *master, size_t len, bool frames, VipsImag
     int height = box ? s->box.scale_h : s->width_only ? VIPS_MAX_COORD : s->size;
     VipsSize size = box ? VIPS_SIZE_FORCE : VIPS_SIZE_DOWN;
     VipsImage *base = vips_image_new(), **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(base), 3), *im;
-    struct budget b = {0};
+    struct vipsbudget b = {0};
     void *buf = NULL;
     size_t n = 0;
     bool expired;
@@ -1157,7 +1003,7 @@ static int make_variant(const uint8_t *master, size_t len, bool frames, VipsImag
      * premultiplied and never enlarges, or for a box makes each frame exactly its size; of an animation it keeps
      * each frame's height whole.
      */
-    budget_start(&b, s->timeout_ms);
+    vipsbudget_start(&b, s->timeout_ms);
     if (pixels != NULL)
         r = vips_thumbnail_image(pixels, &t[0], width, "height", height, "size", size, NULL);
     else
@@ -1166,7 +1012,7 @@ static int make_variant(const uint8_t *master, size_t len, bool frames, VipsImag
     im = t[0];
     if (r == 0 && box) {
         /* The smart cut makes the scaled picture at once, within the budget too. */
-        budget_watch(&b, im);
+        vipsbudget_watch(&b, im);
         r = box_frames(im, &s->box, &t[1]);
         im = t[1];
     }
@@ -1177,10 +1023,10 @@ static int make_variant(const uint8_t *master, size_t len, bool frames, VipsImag
         im = t[2];
     }
     if (r == 0) {
-        budget_watch(&b, im);
+        vipsbudget_watch(&b, im);
         r = save_as(im, s->type, s->quality, &buf, &n);
     }
-    expired = budget_stop(&b);
+    expired = vipsbudget_stop(&b);
     if (r != 0) {
         g_object_unref(base);
         return variant_error(out, expired, s->timeout_ms);
