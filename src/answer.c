@@ -386,7 +386,8 @@ bool answer_send(struct answers *as, h2o_req_t *req, const struct answer *given,
     struct answer a = *given;
     struct blob_ref *blob;
 
-    if (a.variant) {
+    /* A variant the route found stored already (a->bytes filled in) is not looked up again. */
+    if (a.variant && a.bytes == 0) {
         uint8_t id[32 + 1 + PICTURES_VARIANT_KEY_MAX];
         struct variant_rec rec;
         struct making *m;

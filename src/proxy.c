@@ -224,6 +224,8 @@ static void serve_master(struct proxy *px, h2o_req_t *req, struct http_hold *hol
     shape(&px->o, ask, m, &a);
     if (pictures_get_variant(px->sv.pictures, a.master, &a.key, &rec) == 0) {
         /* Nothing to make: the slot, if any, is for others. */
+        memcpy(a.file, rec.blob, 32);
+        a.bytes = rec.bytes;
         if (slot)
             give_back(px);
         slot = false;
