@@ -712,6 +712,48 @@ int store_records(struct store *st, const struct filter *filters, size_t nfilter
     return 0;
 }
 
+int store_window(struct store *st, const struct filter *f, size_t max, size_t scan_budget, struct store_hit **hits,
+                 size_t *nhits, int64_t *since)
+{
+    struct hits h = {0};
+    struct filter g = *f;
+    MDB_txn *txn = NULL;
+    size_t drop = 0;
+    int rc;
+
+    if (max == 0 || max >= UINT32_MAX)
+        return -EINVAL;
+    if ((rc = db_read_begin_own(st->_db, &txn)) != 0)
+        return rc;
+    /* The newest max + 1: one past `max` says that older records remain below the window. */
+    g.limit = (uint32_t)max + 1;
+    rc = query_filter(st, txn, &g, &scan_budget, &h);
+    db_read_end_own(txn);
+    if (rc == 0 && scan_budget == 0)
+        rc = -E2BIG;
+    if (rc != 0) {
+        free(h.v);
+        return rc;
+    }
+    records_settle(&h);
+    *since = f->since;
+    if (h.n > max) {
+        /* The oldest second may be cut short by the limit: it goes whole, to the next window. */
+        while (drop < h.n && h.v[drop].created_at == h.v[0].created_at)
+            drop++;
+        if (drop == h.n) {
+            free(h.v);
+            return -EMSGSIZE;
+        }
+        *since = h.v[0].created_at + 1;
+        memmove(h.v, h.v + drop, (h.n - drop) * sizeof(*h.v));
+        h.n -= drop;
+    }
+    *hits = h.v;
+    *nhits = h.n;
+    return 0;
+}
+
 int store_get_latest(struct store *st, MDB_txn *txn, const uint8_t pubkey[32], uint32_t kind, struct event_view *v)
 {
     struct stream s = {0};

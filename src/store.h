@@ -122,4 +122,14 @@ int store_query(struct store *st, const struct filter *filters, size_t nfilters,
 int store_records(struct store *st, const struct filter *filters, size_t nfilters, size_t max, size_t scan_budget,
                   struct store_hit **hits, size_t *nhits);
 
+/*
+ * The newest window of `f`'s records that holds at most `max`, oldest first, for a reconciliation that walks a
+ * large set a window at a time: every record of `f` from `*since` on, where `*since` is `f`'s own since when
+ * everything fits, or else the oldest second the window holds whole. Off the loop, in a read transaction of its
+ * own. Returns 0 and a malloc()ed array in `*hits` (free() it); -EMSGSIZE when a single second holds more than
+ * `max`; -E2BIG when `scan_budget` index entries were examined first; or another negative error.
+ */
+int store_window(struct store *st, const struct filter *f, size_t max, size_t scan_budget, struct store_hit **hits,
+                 size_t *nhits, int64_t *since);
+
 #endif

@@ -648,6 +648,63 @@ static void records_for_a_reconciliation_are_whole_oldest_first_and_bounded(void
     assert_int_equal(records("[{\"kinds\":[1],\"#t\":[\"cats\"]}]", 100, 2, got, sizeof(got)), -E2BIG);
 }
 
+/* One window of store_window over `filter`, its records' id bytes oldest first in `got`; returns its status. */
+static int window(const char *filter, size_t max, size_t budget, char *got, size_t cap, int64_t *since)
+{
+    char text[1024], reason[256];
+    struct filter f;
+    struct store_hit *hits = NULL;
+    size_t nhits = 0, n = 0;
+    json_error_t jerr;
+    json_t *obj;
+    int rc;
+
+    expand(filter, text, sizeof(text));
+    if ((obj = json_loads(text, 0, &jerr)) == NULL)
+        fail_msg("test filter %s: %s", text, jerr.text);
+    if (filter_parse(obj, 2, &f, reason, sizeof(reason)) != 0)
+        fail_msg("filter %s: %s", filter, reason);
+    json_decref(obj);
+    rc = store_window(&st, &f, max, budget, &hits, &nhits, since);
+    got[0] = '\0';
+    for (size_t i = 0; rc == 0 && i < nhits; i++) {
+        n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
+        assert_true(n < cap);
+    }
+    free(hits);
+    filter_free(&f);
+    return rc;
+}
+
+static void windows_walk_a_large_set_newest_first_and_keep_each_second_whole(void **state)
+{
+    char got[512];
+    int64_t since = -1;
+    (void)state;
+
+    put_query_fixture();
+    assert_int_equal(put(0x07, 0xa1, 200, 1, "[]"), STORE_STORED);
+    /* Everything fits: the window reaches the filter's own since. */
+    assert_int_equal(window("{\"since\":120}", 100, 100000, got, sizeof(got), &since), 0);
+    assert_string_equal(got, "03 06 02 07 05 04");
+    assert_int_equal(since, 120);
+    /* Three at most: the second 200 would be cut short by the limit, so it moves whole to the next window. */
+    assert_int_equal(window("{}", 3, 100000, got, sizeof(got), &since), 0);
+    assert_string_equal(got, "05 04");
+    assert_int_equal(since, 201);
+    assert_int_equal(window("{\"until\":200}", 3, 100000, got, sizeof(got), &since), 0);
+    assert_string_equal(got, "06 02 07");
+    assert_int_equal(since, 151);
+    assert_int_equal(window("{\"until\":150}", 3, 100000, got, sizeof(got), &since), 0);
+    assert_string_equal(got, "01 03");
+    assert_int_equal(since, 0);
+    /* A second holding more than a window cannot be split; nor can a read past its budget be trusted. */
+    assert_int_equal(window("{\"until\":200}", 1, 100000, got, sizeof(got), &since), -EMSGSIZE);
+    assert_int_equal(window("{\"kinds\":[1],\"#t\":[\"cats\"]}", 3, 2, got, sizeof(got), &since), -E2BIG);
+    assert_int_equal(window("{\"kinds\":[9]}", 3, 100000, got, sizeof(got), &since), 0);
+    assert_string_equal(got, "");
+}
+
 static void empty_lists_and_zero_limits_yield_nothing(void **state)
 {
     char got[512];
@@ -888,6 +945,7 @@ int main(void)
         fixture_unit_test(query_limit_keeps_the_newest),
         fixture_unit_test(query_filters_are_ored_without_duplicates),
         fixture_unit_test(records_for_a_reconciliation_are_whole_oldest_first_and_bounded),
+        fixture_unit_test(windows_walk_a_large_set_newest_first_and_keep_each_second_whole),
         fixture_unit_test(empty_lists_and_zero_limits_yield_nothing),
         fixture_unit_test(ids_and_multiple_filters_order_ties_by_lowest_id),
         fixture_unit_test(ties_come_lowest_id_first_on_every_index),
