@@ -12,6 +12,7 @@
 #include "names.h"
 #include "nip19.h"
 #include "pictures.h"
+#include "sync.h"
 
 #define JOBS_LIST_DEFAULT 50
 #define JOBS_LIST_MAX     1000
@@ -392,6 +393,86 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
         batch_create(br);
 }
 
+/* --- POST /sync ------------------------------------------------------------------------------------------------ */
+
+struct sync_req {
+    struct http_hold *hold;
+    char *relay;
+};
+
+static void on_sync_created(void *ctx, int status, uint64_t id)
+{
+    struct sync_req *sr = ctx;
+    h2o_req_t *req = http_held(sr->hold);
+    char msg[160], hex[17];
+
+    if (req != NULL && status != 0) {
+        reply_job_error(req, status);
+    } else if (req != NULL) {
+        snprintf(msg, sizeof(msg), "Started a sync with %.120s", sr->relay);
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+        http_reply_json(req, 202, json_pack("{s:s, s:s}", "message", msg, "job_id", hex));
+    }
+    http_unhold(sr->hold);
+    free(sr->relay);
+    free(sr);
+}
+
+/* {"relay": "wss://...", "filter": {...}}: the filter is the profiles' kinds when it is left out. */
+static void on_sync(void *data, h2o_req_t *req, h2o_iovec_t param)
+{
+    struct admin *a = data;
+    json_error_t jerr;
+    json_t *root, *relay, *filter, *deflt = NULL;
+    const char *key;
+    json_t *value;
+    char err[300], *text;
+    struct sync_req *sr;
+
+    (void)param;
+    if (!auth_admit(a->_o.auth, req))
+        return;
+    if (!json_content_type(req)) {
+        http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
+        return;
+    }
+    if ((root = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        http_reply_error(req, 400, "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                         jerr.column);
+        return;
+    }
+    if (!json_is_object(root)) {
+        http_reply_error(req, 400, "the body must be a JSON object: {\"relay\": \"wss://...\", \"filter\": {...}}");
+        json_decref(root);
+        return;
+    }
+    json_object_foreach(root, key, value)
+    {
+        if (strcmp(key, "relay") != 0 && strcmp(key, "filter") != 0) {
+            http_reply_error(req, 400, "unknown key \"%.64s\": the body takes \"relay\" and \"filter\"", key);
+            json_decref(root);
+            return;
+        }
+    }
+    relay = json_object_get(root, "relay");
+    if ((filter = json_object_get(root, "filter")) == NULL)
+        filter = deflt = json_loads(SYNC_DEFAULT_FILTER, 0, NULL);
+    if (!json_is_string(relay)) {
+        http_reply_error(req, 400, "\"relay\" is required: a ws:// or wss:// URL");
+    } else if (sync_check(a->_o.sync, json_string_value(relay), filter, err, sizeof(err)) != 0) {
+        http_reply_error(req, 400, "%s", err);
+    } else {
+        if ((sr = calloc(1, sizeof(*sr))) == NULL || (sr->relay = strdup(json_string_value(relay))) == NULL ||
+            (text = json_dumps(filter, JSON_COMPACT)) == NULL)
+            abort();
+        sr->hold = http_hold(req);
+        jobs_create_sync(a->_o.jobs, sr->relay, text, on_sync_created, sr);
+        free(text);
+    }
+    json_decref(deflt);
+    json_decref(root);
+}
+
 /* --- GET /cache-follows/{id} ------------------------------------------------------------------------------------ */
 
 size_t admin_follows_of(const char *json, size_t len, size_t limit, uint8_t (*out)[32],
@@ -667,7 +748,8 @@ int admin_route(struct admin *a, struct http_server *http)
         (r = http_route(http, HTTP_POST | HTTP_DELETE, "/purge-cache/profile-pics", on_purge_pictures, a)) != 0 ||
         (r = http_route(http, HTTP_POST | HTTP_DELETE, "/purge-profile-pic/*", on_purge_one, a)) != 0 ||
         (r = http_route(http, HTTP_GET, "/jobs", on_jobs, a)) != 0 ||
-        (r = http_route(http, HTTP_GET, "/jobs/*", on_job, a)) != 0)
+        (r = http_route(http, HTTP_GET, "/jobs/*", on_job, a)) != 0 ||
+        (r = http_route(http, HTTP_POST, "/sync", on_sync, a)) != 0)
         return r;
     return 0;
 }

@@ -27,6 +27,7 @@
 #define ADMIN_BATCH_NAMES_MAX 100
 
 struct names;
+struct sync;
 
 /* What the endpoints work with; all must outlive the module. */
 struct admin_options {
@@ -36,6 +37,7 @@ struct admin_options {
     struct store *store;
     struct lookup *lookup;
     struct names *names; /* NIP-05 names in place of keys; NULL: keys only */
+    struct sync *sync;   /* what POST /sync asks is checked by it */
 };
 
 /* The module; the fields are private. */

@@ -40,7 +40,7 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     struct app *a = t->data;
 
-    size_t upstream = upstream_open_count(a->upstream);
+    size_t upstream = upstream_open_count(a->upstream) + sync_open_count(a->sync);
     struct relay_stats rs;
 
     relay_stats(a->relay, &rs);
@@ -315,6 +315,12 @@ static int start(struct app *a)
                                              .idle_ms = (uint32_t)a->cfg.negentropy_idle_seconds * 1000,
                                              .max_limit = (uint32_t)a->cfg.max_limit,
                                              .max_subid_length = (size_t)a->cfg.max_subid_length});
+    /* Syncs reconcile on the negentropy thread too: bulk work queues behind bulk work, not behind lookups. */
+    a->sync = sync_init(&a->loop, &a->store, a->ingest, &a->neg_reads,
+                        &(struct sync_options){.ssl_ctx = upstream_ssl_ctx(a->upstream),
+                                               .timeout_ms = (uint64_t)a->cfg.sync_timeout_seconds * 1000,
+                                               .push = a->cfg.sync_push,
+                                               .max_limit = (uint32_t)a->cfg.max_limit});
     relay_init(&a->relay, &a->loop,
                &(struct relay_options){.name = a->cfg.relay_name,
                                        .description = a->cfg.relay_description,
@@ -397,17 +403,20 @@ static int start(struct app *a)
     }
     a->pfp_ready = true;
     init_proxy(a);
-    if ((r = jobs_init(&a->jobs, &a->loop, a->db, a->pfp)) != 0) {
+    if ((r = jobs_init(&a->jobs, &a->loop, a->db, a->pfp, a->sync)) != 0) {
         log_error("cannot open the job database: %s", strerror(-r));
         return APP_EXIT_FAILURE;
     }
+    jobs_sync_every(&a->jobs, (const char *const *)a->cfg.sync_relays.items, a->cfg.sync_relays.count,
+                    SYNC_DEFAULT_FILTER, (uint64_t)a->cfg.sync_interval_minutes * 60000);
     a->jobs_ready = true;
     auth_init(&a->auth, &(struct auth_options){a->cfg.admin_token,
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
     profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names);
-    admin_init(&a->admin, &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names});
+    admin_init(&a->admin,
+               &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names, a->sync});
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
                               .store = &a->store,
@@ -417,6 +426,7 @@ static int start(struct app *a)
                               .pfp = a->pfp,
                               .proxy = a->proxy,
                               .neg = a->neg,
+                              .sync = a->sync,
                               .profileapi = &a->profileapi,
                               .fetcher = &a->fetcher,
                               .pictures = &a->pictures,
@@ -510,6 +520,8 @@ static void stop(struct app *a)
         relay_free(a->relay);
     negserve_free(a->neg);
     a->neg = NULL;
+    sync_free(a->sync);
+    a->sync = NULL;
     if (a->lookup != NULL)
         lookup_free(a->lookup);
     if (a->ingest != NULL)

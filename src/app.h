@@ -24,6 +24,7 @@
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
+#include "sync.h"
 #include "upstream.h"
 #include "workpool.h"
 
@@ -47,6 +48,7 @@ struct app {
     struct relay *relay;
     struct workpool neg_reads;                      /* NIP-77 sessions' records, read off the loop */
     struct negserve *neg;                           /* NIP-77 on the relay's connections */
+    struct sync *sync;                              /* NIP-77 syncs with other relays */
     struct blobs blobs;                             /* picture files */
     struct blobcache picture_bytes;                 /* pictures kept in memory */
     struct pictures pictures;                       /* the picture index */

@@ -55,6 +55,10 @@ struct config {
     int64_t max_negentropy_sessions; /* NIP-77 sessions per connection */
     int64_t max_negentropy_records;  /* records one session may reconcile */
     int64_t negentropy_idle_seconds; /* a session silent this long is closed */
+    struct config_list sync_relays;  /* relays synced with by NIP-77, at start-up and every interval */
+    int64_t sync_interval_minutes;
+    bool sync_push;               /* syncs also send the events the other relay lacks */
+    int64_t sync_timeout_seconds; /* a relay silent this long while answers are due fails the sync */
     int64_t max_future_seconds;
     int64_t max_client_queue_bytes;
     int64_t max_total_queue_bytes;

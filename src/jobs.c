@@ -1,4 +1,4 @@
-/* jobs.c -- batch jobs that cache many pubkeys' pictures ahead of requests, durable across restarts. */
+/* jobs.c -- batch jobs that cache pictures ahead of requests, and sync jobs, durable across restarts. */
 #include "jobs.h"
 
 #include <endian.h>
@@ -29,6 +29,11 @@ struct job {
     uint32_t working;       /* its pubkeys being cached now */
     bool dirty;             /* progress not yet handed to the writer */
     h2o_linklist_t link;    /* in jobs._active */
+    /* A sync's: */
+    struct sync_progress prog;
+    char *relay, *filter;
+    struct sync_run *run; /* while it runs */
+    struct jobs *js;      /* for the sync's callbacks */
 };
 
 /* One pubkey of a job being cached. */
@@ -87,21 +92,56 @@ static bool bit_get(const uint8_t *bits, uint32_t i)
 
 static uint8_t *encode(const struct job *j, size_t *len)
 {
+    size_t relay_len, filter_len;
     uint8_t *rec;
 
-    *len = sizeof(j->h) + bitmap_len(j->h.total);
+    if (j->h.type != JOB_SYNC) {
+        *len = sizeof(j->h) + bitmap_len(j->h.total);
+        if ((rec = malloc(*len)) == NULL)
+            abort();
+        memcpy(rec, &j->h, sizeof(j->h));
+        memcpy(rec + sizeof(j->h), j->bits, bitmap_len(j->h.total));
+        return rec;
+    }
+    relay_len = strlen(j->relay) + 1;
+    filter_len = strlen(j->filter) + 1;
+    *len = sizeof(j->h) + sizeof(j->prog) + relay_len + filter_len;
     if ((rec = malloc(*len)) == NULL)
         abort();
     memcpy(rec, &j->h, sizeof(j->h));
-    memcpy(rec + sizeof(j->h), j->bits, bitmap_len(j->h.total));
+    memcpy(rec + sizeof(j->h), &j->prog, sizeof(j->prog));
+    memcpy(rec + sizeof(j->h) + sizeof(j->prog), j->relay, relay_len);
+    memcpy(rec + sizeof(j->h) + sizeof(j->prog) + relay_len, j->filter, filter_len);
     return rec;
+}
+
+/* A sync's record past its header: its progress, and its two strings, pointing into the record. */
+static int decode_sync(const MDB_val *v, struct sync_progress *p, const char **relay, const char **filter)
+{
+    const char *tail = (const char *)v->mv_data + sizeof(struct job_head) + sizeof(*p);
+    size_t len = v->mv_size - sizeof(struct job_head) - sizeof(*p);
+    const char *nul;
+
+    if (v->mv_size < sizeof(struct job_head) + sizeof(*p) + 2 || tail[len - 1] != '\0' ||
+        (nul = memchr(tail, '\0', len)) == tail + len - 1)
+        return -EINVAL;
+    memcpy(p, (const char *)v->mv_data + sizeof(struct job_head), sizeof(*p));
+    p->error[sizeof(p->error) - 1] = '\0';
+    *relay = tail;
+    *filter = nul + 1;
+    return 0;
 }
 
 static int decode_head(const MDB_val *v, struct job_head *h)
 {
+    struct sync_progress p;
+    const char *relay, *filter;
+
     if (v->mv_size < sizeof(*h))
         return -EINVAL;
     memcpy(h, v->mv_data, sizeof(*h));
+    if (h->type == JOB_SYNC)
+        return h->total == 0 && decode_sync(v, &p, &relay, &filter) == 0 ? 0 : -EINVAL;
     return v->mv_size == sizeof(*h) + bitmap_len(h->total) ? 0 : -EINVAL;
 }
 
@@ -113,7 +153,7 @@ static int check_head(const MDB_val *k, const MDB_val *v, char *why, size_t whyl
 
     if (k->mv_size != 8)
         return err_set(why, whylen, -EINVAL, "a key of %zu bytes, not a job id", k->mv_size);
-    if (decode_head(v, &h) != 0 || h.type < JOB_BATCH || h.type > JOB_FOLLOWS || h.state < JOB_QUEUED ||
+    if (decode_head(v, &h) != 0 || h.type < JOB_BATCH || h.type > JOB_SYNC || h.state < JOB_QUEUED ||
         h.state > JOB_FAILED || h.done > h.total)
         return err_set(why, whylen, -EINVAL, "not a job record");
     return 0;
@@ -186,7 +226,9 @@ static int apply_create(MDB_txn *txn, struct db_write *w)
     MDB_val iv = {(size_t)cw->job->h.total * 32, cw->job->pubkeys};
     int rc;
 
-    if ((rc = mdb_put(txn, js->_heads, &k, &v, 0)) != 0 || (rc = mdb_put(txn, js->_items, &k, &iv, 0)) != 0)
+    if ((rc = mdb_put(txn, js->_heads, &k, &v, 0)) != 0)
+        return db_errno(rc);
+    if (cw->job->h.type != JOB_SYNC && (rc = mdb_put(txn, js->_items, &k, &iv, 0)) != 0)
         return db_errno(rc);
     return prune(js, txn);
 }
@@ -197,6 +239,8 @@ static void job_free(struct job *j)
 {
     free(j->bits);
     free(j->pubkeys);
+    free(j->relay);
+    free(j->filter);
     free(j);
 }
 
@@ -302,7 +346,7 @@ static void settle(struct jobs *js)
         struct job *j = job_of(l);
 
         next = l->next;
-        if (j->h.done < j->h.total || j->working > 0)
+        if (j->h.type == JOB_SYNC || j->h.done < j->h.total || j->working > 0)
             continue;
         h2o_linklist_unlink(&j->link);
         j->h.state = JOB_DONE;
@@ -315,6 +359,71 @@ static void settle(struct jobs *js)
     }
 }
 
+/* --- syncs ------------------------------------------------------------------------------------------------------ */
+
+static void mark_dirty(struct jobs *js, struct job *j)
+{
+    j->dirty = true;
+    if (!uv_is_active((uv_handle_t *)&js->_flush_timer))
+        uv_timer_start(&js->_flush_timer, on_flush_timer, FLUSH_MS, 0);
+}
+
+static void on_sync_progress(void *ctx, const struct sync_progress *p)
+{
+    struct job *j = ctx;
+
+    j->prog = *p;
+    mark_dirty(j->js, j);
+}
+
+static void finish_sync(struct jobs *js, struct job *j, int status)
+{
+    h2o_linklist_unlink(&j->link);
+    j->run = NULL;
+    js->_syncing = NULL;
+    j->h.state = status == 0 ? JOB_DONE : JOB_FAILED;
+    j->h.finished_at = (uint64_t)clock_now_s();
+    js->_stats.finished++;
+    write_progress(js, j);
+    job_free(j);
+    schedule_pump(js);
+}
+
+static void on_sync_done(void *ctx, int status, const struct sync_progress *p)
+{
+    struct job *j = ctx;
+
+    j->prog = *p;
+    finish_sync(j->js, j, status);
+}
+
+/* The oldest unfinished sync, once none runs. */
+static void start_sync(struct jobs *js)
+{
+    if (js->_syncing != NULL)
+        return;
+    for (h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
+        struct job *j = job_of(l);
+
+        if (j->h.type != JOB_SYNC)
+            continue;
+        if (j->h.state == JOB_QUEUED) {
+            j->h.state = JOB_RUNNING;
+            j->h.started_at = (uint64_t)clock_now_s();
+        }
+        js->_syncing = j;
+        j->js = js;
+        j->run = sync_start(js->_sync, j->relay, j->filter, &j->prog, on_sync_progress, on_sync_done, j);
+        if (j->run == NULL) {
+            snprintf(j->prog.error, sizeof(j->prog.error), "its relay or filter is no longer valid");
+            finish_sync(js, j, -1);
+            return;
+        }
+        mark_dirty(js, j);
+        return;
+    }
+}
+
 /* Starts pubkeys, oldest job first, while fewer than JOBS_INFLIGHT are under way. */
 static void on_pump(uv_timer_t *t)
 {
@@ -323,6 +432,7 @@ static void on_pump(uv_timer_t *t)
     if (js->_closing)
         return;
     settle(js);
+    start_sync(js);
     for (h2o_linklist_t *l = js->_active.next; l != &js->_active && js->_inflight < JOBS_INFLIGHT;) {
         struct job *j = job_of(l);
         struct job_work *jw;
@@ -361,28 +471,30 @@ static void schedule_pump(struct jobs *js)
 
 /* --- creating and reading ------------------------------------------------------------------------------------- */
 
-void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
-                 jobs_created_fn done, void *ctx)
+/* A new job of `type`, with the next id. */
+static struct job *job_new(struct jobs *js, enum job_type type)
 {
     struct job *j = calloc(1, sizeof(*j));
-    struct job_create_write *cw = calloc(1, sizeof(*cw));
     /* Ids grow with time, so the database lists jobs oldest first; 8 bits leave room for bursts. */
     uint64_t id = (uint64_t)clock_now_ms() << 8;
 
-    if (j == NULL || cw == NULL || (j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL ||
-        (j->pubkeys = malloc(n * 32 + 1)) == NULL)
+    if (j == NULL)
         abort();
     js->_last_id = id > js->_last_id ? id : js->_last_id + 1;
     j->id = js->_last_id;
     j->h.type = (uint8_t)type;
     j->h.state = JOB_QUEUED;
-    j->h.total = (uint32_t)n;
     j->h.created_at = (uint64_t)clock_now_s();
-    if (owner != NULL) {
-        j->h.has_owner = 1;
-        memcpy(j->h.owner, owner, 32);
-    }
-    memcpy(j->pubkeys, pubkeys, n * 32);
+    return j;
+}
+
+/* Stores the new job `j`; it runs once committed. */
+static void submit_create(struct jobs *js, struct job *j, jobs_created_fn done, void *ctx)
+{
+    struct job_create_write *cw = calloc(1, sizeof(*cw));
+
+    if (cw == NULL)
+        abort();
     cw->js = js;
     id_key(cw->key, j->id);
     cw->rec = encode(j, &cw->rec_len);
@@ -394,9 +506,34 @@ void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[3
     db_submit(js->_db, &cw->w);
 }
 
+void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
+                 jobs_created_fn done, void *ctx)
+{
+    struct job *j = job_new(js, type);
+
+    if ((j->bits = calloc(1, bitmap_len((uint32_t)n) + 1)) == NULL || (j->pubkeys = malloc(n * 32 + 1)) == NULL)
+        abort();
+    j->h.total = (uint32_t)n;
+    if (owner != NULL) {
+        j->h.has_owner = 1;
+        memcpy(j->h.owner, owner, 32);
+    }
+    memcpy(j->pubkeys, pubkeys, n * 32);
+    submit_create(js, j, done, ctx);
+}
+
+void jobs_create_sync(struct jobs *js, const char *relay, const char *filter, jobs_created_fn done, void *ctx)
+{
+    struct job *j = job_new(js, JOB_SYNC);
+
+    if ((j->relay = strdup(relay)) == NULL || (j->filter = strdup(filter)) == NULL)
+        abort();
+    submit_create(js, j, done, ctx);
+}
+
 static const char *type_name(uint8_t t)
 {
-    return t == JOB_FOLLOWS ? "follows" : "batch";
+    return t == JOB_SYNC ? "sync" : t == JOB_FOLLOWS ? "follows" : "batch";
 }
 
 static const char *state_name(uint8_t s)
@@ -412,6 +549,27 @@ static const char *state_name(uint8_t s)
 static json_t *time_or_null(uint64_t t)
 {
     return t != 0 ? json_integer((json_int_t)t) : json_null();
+}
+
+static json_t *sync_json(uint64_t id, const struct job_head *h, const struct sync_progress *p, const char *relay,
+                         const char *filter)
+{
+    char hex[17];
+    json_t *o;
+
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                  "id", hex, "type", "sync", "state", state_name(h->state), "relay", relay, "filter",
+                  json_loads(filter, 0, NULL), "windows", (json_int_t)p->windows, "records_compared",
+                  (json_int_t)p->records, "round_trips", (json_int_t)p->round_trips, "ids_needed",
+                  (json_int_t)p->needed, "ids_fetched", (json_int_t)p->fetched, "ids_stored", (json_int_t)p->stored,
+                  "ids_have", (json_int_t)p->have, "ids_sent", (json_int_t)p->sent, "ids_accepted",
+                  (json_int_t)p->accepted, "bytes_sent", (json_int_t)p->bytes_out, "bytes_received",
+                  (json_int_t)p->bytes_in, "created_at", (json_int_t)h->created_at, "started_at",
+                  time_or_null(h->started_at), "finished_at", time_or_null(h->finished_at));
+    if (o != NULL)
+        json_object_set_new(o, "error", p->error[0] != '\0' ? json_string(p->error) : json_null());
+    return o;
 }
 
 static json_t *job_json(uint64_t id, const struct job_head *h)
@@ -449,11 +607,17 @@ static json_t *job_json_from(struct jobs *js, uint64_t id, const MDB_val *v)
 {
     const struct job *j = find_active(js, id);
     struct job_head h;
+    struct sync_progress p;
+    const char *relay, *filter;
 
+    if (j != NULL && j->h.type == JOB_SYNC)
+        return sync_json(id, &j->h, &j->prog, j->relay, j->filter);
     if (j != NULL)
         return job_json(id, &j->h);
     if (decode_head(v, &h) != 0)
         return NULL;
+    if (h.type == JOB_SYNC && decode_sync(v, &p, &relay, &filter) == 0)
+        return sync_json(id, &h, &p, relay, filter);
     return job_json(id, &h);
 }
 
@@ -531,7 +695,7 @@ int jobs_parse_id(const char *s, size_t len, uint64_t *id)
 
 /* --- life cycle ----------------------------------------------------------------------------------------------- */
 
-int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp)
+int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp, struct sync *sync)
 {
     int r;
 
@@ -539,6 +703,7 @@ int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp)
     js->_loop = loop;
     js->_db = db;
     js->_pfp = pfp;
+    js->_sync = sync;
     h2o_linklist_init_anchor(&js->_active);
     h2o_linklist_init_anchor(&js->_working);
     if ((r = db_open_table(db, "jobs", 0, &js->_heads)) != 0 ||
@@ -546,8 +711,42 @@ int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp)
         return r;
     uv_timer_init(loop, &js->_pump_timer);
     uv_timer_init(loop, &js->_flush_timer);
-    js->_pump_timer.data = js->_flush_timer.data = js;
+    uv_timer_init(loop, &js->_sync_timer);
+    js->_pump_timer.data = js->_flush_timer.data = js->_sync_timer.data = js;
     return 0;
+}
+
+void jobs_sync_every(struct jobs *js, const char *const *relays, size_t n, const char *filter, uint64_t every_ms)
+{
+    js->_sync_relays = relays;
+    js->_nsync_relays = n;
+    js->_sync_filter = filter;
+    js->_sync_every = every_ms;
+}
+
+static void on_scheduled(void *ctx, int status, uint64_t id)
+{
+    (void)ctx;
+    if (status != 0 && status != -ESHUTDOWN)
+        log_error("jobs: cannot create a scheduled sync: %s", strerror(-status));
+    else if (status == 0)
+        log_info("jobs: sync job %016llx scheduled", (unsigned long long)id);
+}
+
+/* A sync with each configured relay that has none unfinished. */
+static void on_sync_timer(uv_timer_t *t)
+{
+    struct jobs *js = t->data;
+
+    if (js->_closing)
+        return;
+    for (size_t i = 0; i < js->_nsync_relays; i++) {
+        bool unfinished = false;
+        for (h2o_linklist_t *l = js->_active.next; l != &js->_active && !unfinished; l = l->next)
+            unfinished = job_of(l)->h.type == JOB_SYNC && strcmp(job_of(l)->relay, js->_sync_relays[i]) == 0;
+        if (!unfinished)
+            jobs_create_sync(js, js->_sync_relays[i], js->_sync_filter, on_scheduled, js);
+    }
 }
 
 void jobs_stats(const struct jobs *js, struct jobs_stats *out)
@@ -563,12 +762,22 @@ static struct job *load(struct jobs *js, MDB_txn *txn, const MDB_val *k, const M
 
     if (j == NULL)
         abort();
-    if (decode_head(v, &j->h) != 0 || mdb_get(txn, js->_items, (MDB_val *)k, &iv) != 0 ||
-        iv.mv_size != (size_t)j->h.total * 32) {
+    if (decode_head(v, &j->h) != 0) {
         free(j);
         return NULL;
     }
     j->id = key_id(k->mv_data);
+    if (j->h.type == JOB_SYNC) {
+        const char *relay, *filter;
+        decode_sync(v, &j->prog, &relay, &filter);
+        if ((j->relay = strdup(relay)) == NULL || (j->filter = strdup(filter)) == NULL)
+            abort();
+        return j;
+    }
+    if (mdb_get(txn, js->_items, (MDB_val *)k, &iv) != 0 || iv.mv_size != (size_t)j->h.total * 32) {
+        free(j);
+        return NULL;
+    }
     if ((j->bits = malloc(bitmap_len(j->h.total) + 1)) == NULL || (j->pubkeys = malloc(iv.mv_size + 1)) == NULL)
         abort();
     memcpy(j->bits, (const uint8_t *)v->mv_data + sizeof(j->h), bitmap_len(j->h.total));
@@ -627,6 +836,8 @@ int jobs_start(struct jobs *js)
     if (js->_stats.resumed > 0)
         log_info("jobs: resuming %llu unfinished job(s)", (unsigned long long)js->_stats.resumed);
     schedule_pump(js);
+    if (js->_nsync_relays > 0)
+        uv_timer_start(&js->_sync_timer, on_sync_timer, 0, js->_sync_every);
     return 0;
 }
 
@@ -637,6 +848,13 @@ void jobs_shutdown(struct jobs *js)
     js->_closing = true;
     uv_timer_stop(&js->_pump_timer);
     uv_timer_stop(&js->_flush_timer);
+    uv_timer_stop(&js->_sync_timer);
+    /* A sync stopped now resumes after the restart from the window it was in. */
+    if (js->_syncing != NULL) {
+        sync_cancel(js->_syncing->run);
+        js->_syncing->run = NULL;
+        js->_syncing = NULL;
+    }
     for (h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
         if (job_of(l)->dirty)
             write_progress(js, job_of(l));
@@ -658,5 +876,6 @@ void jobs_free(struct jobs *js)
     if (js->_pump_timer.loop != NULL) {
         uv_close((uv_handle_t *)&js->_pump_timer, NULL);
         uv_close((uv_handle_t *)&js->_flush_timer, NULL);
+        uv_close((uv_handle_t *)&js->_sync_timer, NULL);
     }
 }

@@ -1,6 +1,7 @@
 /*
- * jobs.h -- batch jobs that cache many pubkeys' pictures ahead of requests:
- * stored in LMDB before they are acknowledged, their progress written as it
+ * jobs.h -- long work done in the background: batch jobs that cache many
+ * pubkeys' pictures ahead of requests, and NIP-77 syncs with other relays.
+ * Stored in LMDB before they are acknowledged, their progress written as it
  * goes, resumed where they stopped after a restart.
  */
 #ifndef PFP_JOBS_H
@@ -16,11 +17,16 @@
 
 #include "db.h"
 #include "pfp.h"
+#include "sync.h"
 
-enum job_type { JOB_BATCH = 1, JOB_FOLLOWS = 2 };
+enum job_type { JOB_BATCH = 1, JOB_FOLLOWS = 2, JOB_SYNC = 3 };
 enum job_state { JOB_QUEUED = 1, JOB_RUNNING, JOB_DONE, JOB_FAILED };
 
-/* A job as stored: this header, then a bit per pubkey, set once that pubkey is done. */
+/*
+ * A job as stored: this header, then a bit per pubkey, set once that pubkey is
+ * done; or, for a sync (whose total is 0), its struct sync_progress, then the
+ * relay's URL and the filter's JSON, each ending with a NUL.
+ */
 struct job_head {
     uint8_t type, state;
     uint8_t has_owner; /* JOB_FOLLOWS: `owner` is whose follows these are */
@@ -43,6 +49,14 @@ struct jobs {
     uv_loop_t *_loop;
     struct db *_db;
     struct pfp *_pfp;
+    struct sync *_sync;
+    struct job *_syncing; /* the sync job running: one at a time */
+    /* Syncs made every _sync_every ms with each of _sync_relays (jobs_sync_every()). */
+    const char *const *_sync_relays;
+    size_t _nsync_relays;
+    const char *_sync_filter;
+    uint64_t _sync_every;
+    uv_timer_t _sync_timer;
     MDB_dbi _heads;          /* big-endian id -> job_head + bitmap */
     MDB_dbi _items;          /* big-endian id -> its pubkeys, 32 bytes each (deleted once the job ends) */
     h2o_linklist_t _active;  /* unfinished jobs, oldest first */
@@ -54,8 +68,14 @@ struct jobs {
     struct jobs_stats _stats;
 };
 
-/* Opens the job tables (between db_init() and db_start()). Returns 0 or a negative error. */
-int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp);
+/* Opens the job tables (between db_init() and db_start()); syncs run on `sync`. Returns 0 or a negative error. */
+int jobs_init(struct jobs *js, uv_loop_t *loop, struct db *db, struct pfp *pfp, struct sync *sync);
+
+/*
+ * Before jobs_start(): a sync job with each of `relays` for `filter` (JSON text) at start-up and every
+ * `every_ms`, unless one with that relay is unfinished. The strings must outlive the jobs.
+ */
+void jobs_sync_every(struct jobs *js, const char *const *relays, size_t n, const char *filter, uint64_t every_ms);
 
 /* After db_start(): loads the unfinished jobs and runs them. Returns 0, or -EIO when the jobs cannot be read. */
 int jobs_start(struct jobs *js);
@@ -70,6 +90,12 @@ typedef void (*jobs_created_fn)(void *ctx, int status, uint64_t id);
  */
 void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[32], size_t n, const uint8_t *owner,
                  jobs_created_fn done, void *ctx);
+
+/*
+ * Creates a sync job with `relay` for `filter` (JSON text; both checked with sync_check(), and copied). `done`
+ * hears as for jobs_create(). Syncs run one at a time, oldest first.
+ */
+void jobs_create_sync(struct jobs *js, const char *relay, const char *filter, jobs_created_fn done, void *ctx);
 
 /*
  * The job `id` as JSON ({id, type, state, total, done, cached, ...}) in `*out`,

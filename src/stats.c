@@ -127,6 +127,21 @@ static json_t *negentropy_json(struct stats *s)
                      "errors", (json_int_t)n.errors);
 }
 
+/* NIP-77 syncs with other relays. */
+static json_t *sync_json(struct stats *s)
+{
+    struct sync_stats y;
+
+    sync_stats(s->sync, &y);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "runs",
+                     (json_int_t)y.runs, "running", (json_int_t)y.running, "done", (json_int_t)y.done, "failed",
+                     (json_int_t)y.failed, "windows", (json_int_t)y.windows, "records", (json_int_t)y.records,
+                     "round_trips", (json_int_t)y.round_trips, "ids_needed", (json_int_t)y.needed, "ids_fetched",
+                     (json_int_t)y.fetched, "ids_stored", (json_int_t)y.stored, "ids_have", (json_int_t)y.have,
+                     "ids_sent", (json_int_t)y.sent, "ids_accepted", (json_int_t)y.accepted, "bytes_in",
+                     (json_int_t)y.bytes_in, "bytes_out", (json_int_t)y.bytes_out);
+}
+
 /* The imgproxy endpoint. */
 static json_t *imgproxy_json(struct stats *s)
 {
@@ -218,6 +233,7 @@ json_t *stats_json(struct stats *s)
                                   (json_int_t)pa.not_modified, "summaries", (json_int_t)pa.summaries));
     json_object_set_new(root, "imgproxy", imgproxy_json(s));
     json_object_set_new(root, "negentropy", negentropy_json(s));
+    json_object_set_new(root, "sync", sync_json(s));
     return root;
 }
 
@@ -368,6 +384,25 @@ static void negentropy_metrics(struct stats *s, struct buf *b)
     metrics_single(b, "pfpcache_negentropy_sent_bytes_total", "counter", "NIP-77 messages sent, in bytes before hex.",
                    n.bytes_out);
     metrics_single(b, "pfpcache_negentropy_errors_total", "counter", "NEG-ERR sent.", n.errors);
+}
+
+static void sync_metrics(struct stats *s, struct buf *b)
+{
+    struct sync_stats y;
+
+    sync_stats(s->sync, &y);
+    metrics_single(b, "pfpcache_sync_runs_total", "counter", "NIP-77 syncs with other relays started.", y.runs);
+    metrics_single(b, "pfpcache_sync_running", "gauge", "NIP-77 syncs running now.", y.running);
+    metrics_single(b, "pfpcache_sync_failed_total", "counter", "NIP-77 syncs that failed.", y.failed);
+    metrics_single(b, "pfpcache_sync_round_trips_total", "counter", "NIP-77 messages this relay sent as a client.",
+                   y.round_trips);
+    metrics_single(b, "pfpcache_sync_records_total", "counter", "Local records compared by syncs.", y.records);
+    metrics_single(b, "pfpcache_sync_ids_needed_total", "counter", "Ids only the other relay had.", y.needed);
+    metrics_single(b, "pfpcache_sync_ids_stored_total", "counter", "Events fetched by syncs and newly stored.",
+                   y.stored);
+    metrics_single(b, "pfpcache_sync_ids_sent_total", "counter", "Events sent to other relays by syncs.", y.sent);
+    metrics_single(b, "pfpcache_sync_received_bytes_total", "counter", "Bytes received by syncs.", y.bytes_in);
+    metrics_single(b, "pfpcache_sync_sent_bytes_total", "counter", "Bytes sent by syncs.", y.bytes_out);
 }
 
 static void picture_metrics(struct stats *s, struct buf *b, struct buf *l)
@@ -588,6 +623,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     picture_metrics(s, &b, &l);
     imgproxy_metrics(s, &b, &l);
     negentropy_metrics(s, &b);
+    sync_metrics(s, &b);
     profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);

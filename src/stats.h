@@ -14,6 +14,7 @@
 #include "pictures.h"
 #include "profileapi.h"
 #include "negserve.h"
+#include "sync.h"
 #include "proxy.h"
 #include "relay.h"
 #include "store.h"
@@ -32,6 +33,7 @@ struct stats {
     struct pfp *pfp;
     struct proxy *proxy;
     struct negserve *neg;
+    struct sync *sync;
     struct profileapi *profileapi;
     struct fetcher *fetcher;
     struct pictures *pictures;

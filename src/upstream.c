@@ -538,6 +538,11 @@ void upstream_shutdown(struct upstream *up)
     }
 }
 
+SSL_CTX *upstream_ssl_ctx(struct upstream *up)
+{
+    return up->ssl_ctx;
+}
+
 size_t upstream_open_count(const struct upstream *up)
 {
     size_t n = 0;

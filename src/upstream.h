@@ -3,6 +3,7 @@
 #define PFP_UPSTREAM_H
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,9 @@ void upstream_relay_stats(const struct upstream *up, size_t i, struct upstream_r
 
 /* Closes every connection and stops reconnecting. Idempotent. */
 void upstream_shutdown(struct upstream *up);
+
+/* The TLS context of the connections (the system's trust store and upstream_ca_file), for others dialing relays. */
+SSL_CTX *upstream_ssl_ctx(struct upstream *up);
 
 /* Connections still open or being opened after upstream_shutdown(); wait for 0 before upstream_free(). */
 size_t upstream_open_count(const struct upstream *up);

@@ -32,7 +32,7 @@ static void an_unknown_job_is_enoent_and_an_unreadable_database_is_not(void **st
 
     fixture_open(&fx, "jobs");
     fixture_db_open(&fx, "jobs.db", 16);
-    assert_int_equal(jobs_init(&js, &fx.loop, fx.db, NULL), 0);
+    assert_int_equal(jobs_init(&js, &fx.loop, fx.db, NULL, NULL), 0);
     assert_int_equal(db_start(fx.db), 0);
     assert_int_equal(jobs_start(&js), 0);
 
