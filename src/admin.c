@@ -116,6 +116,18 @@ static bool json_content_type(h2o_req_t *req)
     return n == sizeof("application/json") - 1 && strncasecmp(v.base, "application/json", n) == 0;
 }
 
+/* An admin request with a JSON body: false once it has been answered (refused, or not JSON). */
+static bool admit_json(struct admin *a, h2o_req_t *req)
+{
+    if (!auth_admit(a->_o.auth, req))
+        return false;
+    if (!json_content_type(req)) {
+        http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
+        return false;
+    }
+    return true;
+}
+
 /* The 400 of entries that are not public keys: every index in `invalid`, the first INVALID_NAMED in the message. */
 static int refuse_invalid_keys(struct admin_batch *b, const size_t *bad, size_t nbad, bool names)
 {
@@ -362,12 +374,8 @@ static void on_batch_cache(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct batch_req *br;
 
     (void)param;
-    if (!auth_admit(a->_o.auth, req))
+    if (!admit_json(a, req))
         return;
-    if (!json_content_type(req)) {
-        http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
-        return;
-    }
     if (admin_parse_batch(req->entity.base, req->entity.len, a->_o.names != NULL, &b) != 0) {
         if (b.invalid != NULL) {
             http_reply_json(req, b.status, json_pack("{s:s, s:O}", "error", b.error, "invalid", b.invalid));
@@ -430,12 +438,8 @@ static void on_sync(void *data, h2o_req_t *req, h2o_iovec_t param)
     struct sync_req *sr;
 
     (void)param;
-    if (!auth_admit(a->_o.auth, req))
+    if (!admit_json(a, req))
         return;
-    if (!json_content_type(req)) {
-        http_reply_error(req, 415, "the body must be JSON (Content-Type: application/json)");
-        return;
-    }
     if ((root = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
         http_reply_error(req, 400, "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                          jerr.column);
