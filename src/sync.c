@@ -549,6 +549,8 @@ static void on_arrived(struct ingest_job *job, int status, const struct event_vi
         maybe_free(r);
         return;
     }
+    /* The job shows, and keeps across a restart, what is stored, not only what has arrived. */
+    progress(r);
     check_window(r);
 }
 

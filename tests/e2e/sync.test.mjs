@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 
-import { WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 
 import { newUser, rawClient, wsUrl } from './lib/nostr.mjs';
 import { runBinary, startRelay, tempDir, testConfig, until } from './lib/relay.mjs';
@@ -205,4 +205,75 @@ test('sync_relays are synced at start-up, with the default filter of profiles, c
   assert.equal(r.code, 2);
   assert.match(r.stderr, /sync_relays/);
   assert.match(r.stderr, /ws:\/\/ or wss:\/\//);
+});
+
+// A WebSocket relay between the syncing instance and the relay it syncs with. While `hold` is set, it forwards
+// only the first REQ of each connection, so that a sync stops part-way with a known number of events stored.
+// It counts the events it passes back on each connection.
+function gate(target) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  const g = { hold: true, events: [], sockets: new Set() };
+  wss.on('connection', (down) => {
+    const n = g.events.push(0) - 1;
+    const up = new WebSocket(target);
+    const early = [];
+    let reqs = 0;
+    g.sockets.add(down).add(up);
+    up.on('open', () => early.splice(0).forEach((m) => up.send(m)));
+    up.on('message', (data) => {
+      if (JSON.parse(String(data))[0] === 'EVENT') g.events[n]++;
+      down.send(String(data));
+    });
+    down.on('message', (data) => {
+      const m = String(data);
+      if (JSON.parse(m)[0] === 'REQ' && g.hold && reqs++ > 0) return;
+      if (up.readyState === WebSocket.OPEN) up.send(m);
+      else early.push(m);
+    });
+    down.on('close', () => up.terminate());
+    up.on('close', () => down.terminate());
+    up.on('error', () => down.terminate());
+  });
+  g.url = () => `ws://127.0.0.1:${wss.address().port}`;
+  g.ready = new Promise((r) => wss.on('listening', r));
+  g.close = () => {
+    for (const s of g.sockets) s.terminate();
+    wss.close();
+  };
+  return g;
+}
+
+test('a sync interrupted by kill -9 resumes after the restart, fetching only what it had not stored', async () => {
+  const TOTAL = 3000;
+  const source = await startRelay({ config: BIG });
+  const g = gate(wsUrl(source.url));
+  const dir = await tempDir();
+  let victim;
+  try {
+    await publishAll(source.url, profiles(TOTAL, 1700300000));
+    await g.ready;
+    victim = await startRelay({ dir, config: BIG });
+    const { json } = await post(victim.url, { relay: g.url(), filter: { kinds: [0] } });
+    assert.match(json.job_id, /^[0-9a-f]{16}$/);
+    // The first batch of ids arrives and is stored; the other batches are held at the gate.
+    const atKill = await until(() => job(victim.url, json.job_id), (j) => j.ids_stored === 500, { what: 'the first batch stored', timeoutMs: 30000 });
+    assert.equal(atKill.state, 'running');
+    assert.equal(atKill.ids_needed, TOTAL);
+    victim.proc.kill('SIGKILL');
+    await victim.exited;
+
+    g.hold = false;
+    victim = await startRelay({ dir, config: BIG });
+    assert.equal(await victim.metric('pfpcache_jobs_resumed_total'), 1);
+    const j = await finished(victim.url, json.job_id);
+    assert.equal(j.state, 'done', j.error);
+    assert.deepEqual(await kind0Ids(victim.url), await kind0Ids(source.url));
+    // The restart redid its window's reconciliation and fetched only the 2,500 it lacked.
+    assert.deepEqual(g.events, [500, TOTAL - 500]);
+    assert.equal(await victim.metric('pfpcache_sync_ids_stored_total'), TOTAL - 500);
+  } finally {
+    g.close();
+    await victim?.cleanup();
+    await source.cleanup();
+  }
 });
