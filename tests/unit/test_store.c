@@ -589,13 +589,26 @@ static void query_filters_are_ored_without_duplicates(void **state)
     expect_hits("[{\"kinds\":[2]},{\"#t\":[\"cats\"]}]", "03");
 }
 
+/* The first id byte of each hit, in order, into `got`; then frees the hits. */
+static void hit_bytes(struct store_hit *hits, size_t nhits, char *got, size_t cap)
+{
+    size_t n = 0;
+
+    got[0] = '\0';
+    for (size_t i = 0; i < nhits; i++) {
+        n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
+        assert_true(n < cap);
+    }
+    free(hits);
+}
+
 /* Runs the filters through store_records and writes the records' id bytes, oldest first; returns its status. */
 static int records(const char *filters, size_t max, size_t budget, char *got, size_t cap)
 {
     char text[4096], reason[256];
     struct filter fs[8];
     struct store_hit *hits = NULL;
-    size_t nf, nhits = 0, n = 0;
+    size_t nf, nhits = 0;
     json_error_t jerr;
     json_t *arr;
     int rc;
@@ -610,12 +623,7 @@ static int records(const char *filters, size_t max, size_t budget, char *got, si
     }
     json_decref(arr);
     rc = store_records(&st, fs, nf, max, budget, &hits, &nhits);
-    got[0] = '\0';
-    for (size_t i = 0; rc == 0 && i < nhits; i++) {
-        n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
-        assert_true(n < cap);
-    }
-    free(hits);
+    hit_bytes(hits, rc == 0 ? nhits : 0, got, cap);
     for (size_t i = 0; i < nf; i++)
         filter_free(&fs[i]);
     return rc;
@@ -654,7 +662,7 @@ static int window(const char *filter, size_t max, size_t budget, char *got, size
     char text[1024], reason[256];
     struct filter f;
     struct store_hit *hits = NULL;
-    size_t nhits = 0, n = 0;
+    size_t nhits = 0;
     json_error_t jerr;
     json_t *obj;
     int rc;
@@ -666,12 +674,7 @@ static int window(const char *filter, size_t max, size_t budget, char *got, size
         fail_msg("filter %s: %s", filter, reason);
     json_decref(obj);
     rc = store_window(&st, &f, max, budget, &hits, &nhits, since);
-    got[0] = '\0';
-    for (size_t i = 0; rc == 0 && i < nhits; i++) {
-        n += (size_t)snprintf(got + n, cap - n, "%s%02x", i ? " " : "", hits[i].id[0]);
-        assert_true(n < cap);
-    }
-    free(hits);
+    hit_bytes(hits, rc == 0 ? nhits : 0, got, cap);
     filter_free(&f);
     return rc;
 }
