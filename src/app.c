@@ -360,6 +360,8 @@ static int start(struct app *a)
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
+    a->cluster = cluster_new(&(struct cluster_options){(const char *const *)a->cfg.cluster_nodes.items,
+                                                       a->cfg.cluster_nodes.count, a->cfg.cluster_self});
     {
         /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
         struct pfp_options po = {
@@ -380,8 +382,8 @@ static int start(struct app *a)
             .max_banner_size = (int)a->cfg.max_banner_size,
             .negotiate = a->negotiate,
         };
-        struct pfp_services sv = {&a->store,         a->lookup,   &a->pictures, &a->blobs,
-                                  &a->picture_bytes, &a->fetcher, &a->inbox,    a->names};
+        struct pfp_services sv = {&a->store,   a->lookup, &a->pictures, &a->blobs, &a->picture_bytes,
+                                  &a->fetcher, &a->inbox, a->names,     a->cluster};
         a->nnegotiate = 0;
         for (size_t i = 0; i < a->cfg.negotiate_formats.count; i++) {
             enum variant_format f;
@@ -414,7 +416,7 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
-    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names);
+    profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names, a->cluster);
     admin_init(&a->admin,
                &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names, a->sync});
     a->stats = (struct stats){.auth = &a->auth,
@@ -423,6 +425,7 @@ static int start(struct app *a)
                               .upstream = a->upstream,
                               .lookup = a->lookup,
                               .relay = a->relay,
+                              .cluster = a->cluster,
                               .pfp = a->pfp,
                               .proxy = a->proxy,
                               .neg = a->neg,
@@ -500,6 +503,7 @@ static void stop(struct app *a)
     proxy_free(a->proxy);
     a->proxy = NULL;
     pfp_free(a->pfp);
+    cluster_free(a->cluster);
     a->pfp = NULL;
     if (a->pfp_ready)
         image_free();

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "blob.h"
 #include "blobcache.h"
+#include "cluster.h"
 #include "config.h"
 #include "db.h"
 #include "fetch.h"
@@ -55,6 +56,7 @@ struct app {
     struct fetcher fetcher;                         /* picture downloads */
     struct fetcher names_fetcher;                   /* NIP-05 documents */
     struct names *names;                            /* NIP-05 names resolved */
+    struct cluster *cluster;                        /* the other nodes; NULL: one machine alone */
     struct pfp *pfp;                                /* profile pictures */
     struct proxy *proxy;                            /* pictures by URL, in imgproxy's language */
     enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */

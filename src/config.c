@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "err.h"
 #include "imgproxy.h"
 #include "log.h"
@@ -184,6 +185,10 @@ static const struct key keys[] = {
     {"sync_interval_minutes", KEY_INT, OFF(sync_interval_minutes), 1, 10080, 60},
     {"sync_push", KEY_BOOL, OFF(sync_push), .def_int = 0},
     {"sync_timeout_seconds", KEY_INT, OFF(sync_timeout_seconds), 1, 3600, 30},
+    {"cluster_nodes", KEY_STRING_LIST, OFF(cluster_nodes), .def_list = no_strings, .valid = cluster_valid_node,
+     .allowed = "\"host:port\" as in nginx's upstream block, such as \"10.0.0.1:8080\" or \"[::1]:8080\""},
+    {"cluster_self", KEY_STRING, OFF(cluster_self), .def_str = "",
+     .allowed = "one of \"cluster_nodes\", or \"\" when there is none"},
     {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},
     {"max_client_queue_bytes", KEY_INT, OFF(max_client_queue_bytes), 1048576, 1073741824, 8388608},
     {"max_total_queue_bytes", KEY_INT, OFF(max_total_queue_bytes), 1048576, 68719476736, 268435456},
@@ -587,6 +592,36 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v, char *err
     return -EINVAL;
 }
 
+/* A cluster is its nodes, each once, and this node among them. */
+static int check_cluster(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct config_list *n = &cfg->cluster_nodes;
+    bool found = false;
+
+    for (size_t i = 0; i < n->count; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(n->items[i], n->items[j]) == 0) {
+                err_set(err, errlen, -EINVAL, "\"cluster_nodes\"[%zu] is \"%s\" again; allowed: each node once", i,
+                        n->items[i]);
+                return -EINVAL;
+            }
+        }
+        found |= strcmp(n->items[i], cfg->cluster_self) == 0;
+    }
+    if (n->count == 0 && cfg->cluster_self[0] != '\0') {
+        err_set(err, errlen, -EINVAL, "\"cluster_self\" is \"%s\"; allowed: \"\" while \"cluster_nodes\" is empty",
+                cfg->cluster_self);
+        return -EINVAL;
+    }
+    if (n->count > 0 && !found) {
+        err_set(err, errlen, -EINVAL,
+                "\"cluster_self\" is \"%s\"; allowed: one of \"cluster_nodes\", written the same way",
+                cfg->cluster_self);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Rules that span keys. */
 static int check_together(const struct config *cfg, char *err, size_t errlen)
 {
@@ -603,7 +638,7 @@ static int check_together(const struct config *cfg, char *err, size_t errlen)
                 cfg->imgproxy_salt.count, cfg->imgproxy_key.count);
         return -EINVAL;
     }
-    return 0;
+    return check_cluster(cfg, err, errlen);
 }
 
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen)

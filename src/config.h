@@ -57,8 +57,10 @@ struct config {
     int64_t negentropy_idle_seconds; /* a session silent this long is closed */
     struct config_list sync_relays;  /* relays synced with by NIP-77, at start-up and every interval */
     int64_t sync_interval_minutes;
-    bool sync_push;               /* syncs also send the events the other relay lacks */
-    int64_t sync_timeout_seconds; /* a relay silent this long while answers are due fails the sync */
+    bool sync_push;                   /* syncs also send the events the other relay lacks */
+    int64_t sync_timeout_seconds;     /* a relay silent this long while answers are due fails the sync */
+    struct config_list cluster_nodes; /* "host:port" of every node, as in nginx's upstream block; none: no cluster */
+    char *cluster_self;               /* which of them this node is */
     int64_t max_future_seconds;
     int64_t max_client_queue_bytes;
     int64_t max_total_queue_bytes;

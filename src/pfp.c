@@ -22,6 +22,7 @@
 #include "lookup.h"
 #include "metrics.h"
 #include "names.h"
+#include "cluster.h"
 #include "nip19.h"
 #include "pictures.h"
 #include "prefetch.h"
@@ -273,6 +274,8 @@ static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     uint64_t now = (uint64_t)clock_now_s();
     struct http_hold *hold;
 
+    if (cluster_route(p->sv.cluster, req, pubkey))
+        return;
     have = record_get(p, pubkey, v, &pic) == 0;
     if (have && pic.h.state == PIC_OK) {
         bool stale = pic.h.fetched_at + p->o.max_age <= now;

@@ -20,6 +20,7 @@
 
 struct blobs;
 struct blobcache;
+struct cluster;
 struct downloads;
 struct fetcher;
 struct histogram;
@@ -97,8 +98,9 @@ struct pfp_services {
     struct blobs *blobs;
     struct blobcache *cache;
     struct fetcher *fetcher;
-    struct inbox *inbox; /* where the image and read threads post their results */
-    struct names *names; /* NIP-05 names in place of keys; NULL: keys only */
+    struct inbox *inbox;     /* where the image and read threads post their results */
+    struct names *names;     /* NIP-05 names in place of keys; NULL: keys only */
+    struct cluster *cluster; /* the other nodes behind the balancer; NULL: none */
 };
 
 struct pfp;

@@ -19,6 +19,7 @@
 #include "keymap.h"
 #include "lookup.h"
 #include "names.h"
+#include "cluster.h"
 #include "nip19.h"
 #include "pending.h"
 #include "pfp.h"
@@ -611,12 +612,15 @@ static void start(struct profileapi *pa, h2o_req_t *req, uint8_t (*keys)[32], si
 /* Answers for one pubkey, named by a key or by a name resolved to it (`ctx` is the module). */
 static void start_one(const void *ctx, h2o_req_t *req, const uint8_t pubkey[32])
 {
-    uint8_t(*keys)[32] = malloc(32);
+    struct profileapi *pa = *(struct profileapi *const *)ctx;
+    uint8_t(*keys)[32];
 
-    if (keys == NULL)
+    if (cluster_route(pa->_cluster, req, pubkey))
+        return;
+    if ((keys = malloc(32)) == NULL)
         abort();
     memcpy(keys[0], pubkey, 32);
-    start(*(struct profileapi *const *)ctx, req, keys, 1, false);
+    start(pa, req, keys, 1, false);
 }
 
 static void on_profile(void *data, h2o_req_t *req, h2o_iovec_t param)
@@ -653,13 +657,14 @@ static void on_profiles(void *data, h2o_req_t *req, h2o_iovec_t param)
 }
 
 void profileapi_init(struct profileapi *pa, struct store *store, struct lookup *lookup, struct pictures *pictures,
-                     struct blobs *blobs, struct pfp *pfp, struct names *names)
+                     struct blobs *blobs, struct pfp *pfp, struct names *names, struct cluster *cluster)
 {
     *pa = (struct profileapi){._store = store,
                               ._lookup = lookup,
                               ._pictures = pictures,
                               ._pfp = pfp,
                               ._names = names,
+                              ._cluster = cluster,
                               ._blobs = blobs,
                               ._images = pfp_image_threads(pfp),
                               ._summaries = keymap_new(32)};

@@ -31,6 +31,7 @@ struct http_server;
 struct keymap;
 struct workpool;
 struct lookup;
+struct cluster;
 struct names;
 struct pfp;
 struct store;
@@ -49,7 +50,8 @@ struct profileapi {
     struct lookup *_lookup;
     struct pictures *_pictures;
     struct pfp *_pfp;
-    struct names *_names; /* NULL: keys only */
+    struct names *_names;     /* NULL: keys only */
+    struct cluster *_cluster; /* NULL: no cluster */
     struct blobs *_blobs;
     struct workpool *_images;
     struct keymap *_summaries; /* picture file hash -> struct summary */
@@ -71,7 +73,7 @@ enum profileapi_state {
  * takes NIP-05 names too, resolved by `names` (NULL: keys only).
  */
 void profileapi_init(struct profileapi *pa, struct store *store, struct lookup *lookup, struct pictures *pictures,
-                     struct blobs *blobs, struct pfp *pfp, struct names *names);
+                     struct blobs *blobs, struct pfp *pfp, struct names *names, struct cluster *cluster);
 
 /* Computes nothing more (call before pfp_shutdown()); answers go on without blurhash and colour. */
 void profileapi_shutdown(struct profileapi *pa);

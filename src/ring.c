@@ -125,6 +125,17 @@ void ring_free(struct ring *r)
     free(r);
 }
 
+void ring_shares(const struct ring *r, double *shares, size_t n)
+{
+    memset(shares, 0, n * sizeof(*shares));
+    /* A point owns the hashes from just above the one before it up to its own; the first, those past the last. */
+    for (size_t i = 0; i < r->n; i++) {
+        uint64_t from = i > 0 ? r->points[i - 1].hash : r->points[r->n - 1].hash, to = r->points[i].hash;
+        uint64_t span = i > 0 ? to - from : to + ((uint64_t)1 << 32) - from;
+        shares[r->points[i].server] += (double)span / (double)((uint64_t)1 << 32);
+    }
+}
+
 size_t ring_owner(const struct ring *r, const char *key, size_t len)
 {
     uint32_t hash = ring_crc32(0, key, len);

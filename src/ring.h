@@ -21,6 +21,9 @@ struct ring;
 struct ring *ring_new(const char *const *servers, const unsigned *weights, size_t n);
 void ring_free(struct ring *r);
 
+/* The fraction of the hash space each server owns, into `shares` (one per server given). */
+void ring_shares(const struct ring *r, double *shares, size_t n);
+
 /* The index (into the servers given) of the one that owns `key`. */
 size_t ring_owner(const struct ring *r, const char *key, size_t len);
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "downloads.h"
 #include "fetch.h"
 #include "image.h"
@@ -142,6 +143,24 @@ static json_t *sync_json(struct stats *s)
                      (json_int_t)y.bytes_in, "bytes_out", (json_int_t)y.bytes_out);
 }
 
+/* The ring this node shares with the others, and where its keyed answers' keys belong. */
+static json_t *cluster_json(struct stats *s)
+{
+    struct cluster_stats c;
+    json_t *nodes;
+
+    if (s->cluster == NULL)
+        return json_null();
+    cluster_stats(s->cluster, &c);
+    nodes = json_array();
+    for (size_t i = 0; i < cluster_size(s->cluster); i++)
+        json_array_append_new(
+            nodes, json_pack("{s:s, s:f}", "node", cluster_node(s->cluster, i), "share", cluster_share(s->cluster, i)));
+    return json_pack("{s:s, s:o, s:I, s:I, s:I}", "self", cluster_node(s->cluster, cluster_self(s->cluster)), "nodes",
+                     nodes, "answers_owned", (json_int_t)c.owned, "answers_not_owned", (json_int_t)c.not_owned,
+                     "redirected", (json_int_t)c.redirected);
+}
+
 /* The imgproxy endpoint. */
 static json_t *imgproxy_json(struct stats *s)
 {
@@ -234,6 +253,7 @@ json_t *stats_json(struct stats *s)
     json_object_set_new(root, "imgproxy", imgproxy_json(s));
     json_object_set_new(root, "negentropy", negentropy_json(s));
     json_object_set_new(root, "sync", sync_json(s));
+    json_object_set_new(root, "cluster", cluster_json(s));
     return root;
 }
 
@@ -384,6 +404,25 @@ static void negentropy_metrics(struct stats *s, struct buf *b)
     metrics_single(b, "pfpcache_negentropy_sent_bytes_total", "counter", "NIP-77 messages sent, in bytes before hex.",
                    n.bytes_out);
     metrics_single(b, "pfpcache_negentropy_errors_total", "counter", "NEG-ERR sent.", n.errors);
+}
+
+static void cluster_metrics(struct stats *s, struct buf *b, struct buf *l)
+{
+    struct cluster_stats c;
+
+    if (s->cluster == NULL)
+        return;
+    cluster_stats(s->cluster, &c);
+    metrics_family(b, "pfpcache_cluster_share", "gauge", "The fraction of all keys each node owns on the ring.");
+    for (size_t i = 0; i < cluster_size(s->cluster); i++)
+        metrics_f64(b, "pfpcache_cluster_share", one_label(l, "node", cluster_node(s->cluster, i)),
+                    cluster_share(s->cluster, i));
+    metrics_family(b, "pfpcache_cluster_answers_total", "counter",
+                   "Keyed answers, by whether this node owns the key (\"self\") or another does (\"other\").");
+    metrics_u64(b, "pfpcache_cluster_answers_total", one_label(l, "owner", "self"), c.owned);
+    metrics_u64(b, "pfpcache_cluster_answers_total", one_label(l, "owner", "other"), c.not_owned);
+    metrics_single(b, "pfpcache_cluster_redirects_total", "counter",
+                   "Requests sent to the lowercase hex URL of the key they named.", c.redirected);
 }
 
 static void sync_metrics(struct stats *s, struct buf *b)
@@ -624,6 +663,7 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     imgproxy_metrics(s, &b, &l);
     negentropy_metrics(s, &b);
     sync_metrics(s, &b);
+    cluster_metrics(s, &b, &l);
     profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);

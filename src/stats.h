@@ -40,7 +40,8 @@ struct stats {
     struct jobs *jobs;
     struct names *names;
     struct relaybook *relaybook;
-    uint64_t started_ns; /* clock_mono_ns() at start-up */
+    struct cluster *cluster; /* NULL: no cluster */
+    uint64_t started_ns;     /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;
         uint64_t count;

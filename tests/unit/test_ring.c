@@ -91,12 +91,40 @@ static void losing_a_node_moves_only_its_keys(void **state)
     assert_null(ring_new(three, w, 0));
 }
 
+static void shares_are_the_fractions_of_keys_each_server_owns(void **state)
+{
+    const char *three[] = {"10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"};
+    struct ring *r = ring_new(three, (unsigned[]){1, 1, 2}, 3), *one = ring_new(three, (unsigned[]){1}, 1);
+    double shares[3], total = 0;
+    int counts[3] = {0};
+
+    (void)state;
+    ring_shares(r, shares, 3);
+    for (int k = 0; k < 40000; k++) {
+        char key[16];
+        counts[ring_owner(r, key, (size_t)snprintf(key, sizeof(key), "%d", k))]++;
+    }
+    for (int i = 0; i < 3; i++) {
+        total += shares[i];
+        if (counts[i] / 40000.0 - shares[i] > 0.02 || shares[i] - counts[i] / 40000.0 > 0.02)
+            fail_msg("server %d: share %f, %d of 40,000 keys", i, shares[i], counts[i]);
+    }
+    assert_true(total > 0.999999 && total < 1.000001);
+    /* Twice the weight, about twice the keys. */
+    assert_true(shares[2] > 1.5 * shares[0] && shares[2] > 1.5 * shares[1]);
+    ring_shares(one, shares, 1);
+    assert_true(shares[0] == 1.0);
+    ring_free(r);
+    ring_free(one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crc32_is_the_ieee_one_and_continues),
         cmocka_unit_test(every_key_has_the_owner_nginx_picked),
         cmocka_unit_test(losing_a_node_moves_only_its_keys),
+        cmocka_unit_test(shares_are_the_fractions_of_keys_each_server_owns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,54 @@
+/*
+ * cluster.h -- this node among the others behind a balancer that hashes on the pubkey (nginx's `hash $key
+ * consistent`): the ring they share, the owner of each key, and what keyed answers say about it. Requests that
+ * name a key other than in lowercase hex are sent to its canonical URL, so that the balancer can route them.
+ */
+#ifndef PFP_CLUSTER_H
+#define PFP_CLUSTER_H
+
+#include <h2o.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cluster_options {
+    const char *const *nodes; /* "host:port", exactly as in nginx's upstream block, in its order */
+    size_t nnodes;
+    const char *self; /* one of them */
+};
+
+struct cluster_stats {
+    uint64_t owned;      /* keyed answers for keys this node owns */
+    uint64_t not_owned;  /* ... for keys another node owns: the balancer did not route them here */
+    uint64_t redirected; /* requests sent to the key's canonical URL */
+};
+
+struct cluster;
+
+/* NULL when there are no nodes (one machine alone). The options were checked by the configuration. */
+struct cluster *cluster_new(const struct cluster_options *o);
+void cluster_free(struct cluster *c);
+
+size_t cluster_size(const struct cluster *c);
+size_t cluster_self(const struct cluster *c);
+const char *cluster_node(const struct cluster *c, size_t i);
+
+/* The fraction of all keys node `i` owns. */
+double cluster_share(const struct cluster *c, size_t i);
+
+/* The node that owns `pubkey`: the one nginx picks for its lowercase hex while every node is up. */
+size_t cluster_owner(const struct cluster *c, const uint8_t pubkey[32]);
+
+/*
+ * For a keyed route (/profile-pic/, /profile-banner/, /profile/) whose last path segment named `pubkey`: when
+ * that segment is not its lowercase hex, answers 307 to the URL that is (the query kept) and returns true.
+ * Otherwise adds X-Pfp-Owner and X-Served-By to the answer and returns false. With `c` NULL, returns false.
+ */
+bool cluster_route(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32]);
+
+/* Whether the node's name is a cluster_nodes entry: "host:port" with a port from 1 to 65535. */
+bool cluster_valid_node(const char *s);
+
+void cluster_stats(const struct cluster *c, struct cluster_stats *out);
+
+#endif
