@@ -374,6 +374,8 @@ static int start(struct app *a)
                       a->cfg.max_source_pixels, (int)a->cfg.image_timeout_ms, a->cfg.image_memory_mb << 20,
                       (int)a->cfg.max_animation_frames},
             .max_age = (uint64_t)(a->cfg.cache_expiration_days * 86400),
+            .stale_while_revalidate = (uint64_t)a->cfg.cache_stale_while_revalidate_seconds,
+            .stale_if_error = (uint64_t)a->cfg.cache_stale_if_error_seconds,
             .precache_on_metadata = a->cfg.precache_on_metadata,
             .default_avatar = strcmp(a->cfg.default_avatar, "identicon") == 0 ? VARIANT_FALLBACK_IDENTICON
                               : strcmp(a->cfg.default_avatar, "blank") == 0   ? VARIANT_FALLBACK_BLANK

@@ -187,6 +187,8 @@ static const struct key keys[] = {
     {"sync_timeout_seconds", KEY_INT, OFF(sync_timeout_seconds), 1, 3600, 30},
     {"cluster_nodes", KEY_STRING_LIST, OFF(cluster_nodes), .def_list = no_strings, .valid = cluster_valid_node,
      .allowed = "\"host:port\" as in nginx's upstream block, such as \"10.0.0.1:8080\" or \"[::1]:8080\""},
+    {"cache_stale_while_revalidate_seconds", KEY_INT, OFF(cache_stale_while_revalidate_seconds), 0, 31536000, 86400},
+    {"cache_stale_if_error_seconds", KEY_INT, OFF(cache_stale_if_error_seconds), 0, 31536000, 604800},
     {"cluster_self", KEY_STRING, OFF(cluster_self), .def_str = "",
      .allowed = "one of \"cluster_nodes\", or \"\" when there is none"},
     {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},

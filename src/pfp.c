@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "names.h"
 #include "cluster.h"
+#include "hex.h"
 #include "nip19.h"
 #include "pictures.h"
 #include "prefetch.h"
@@ -46,7 +47,7 @@ struct pfp {
     struct downloads *downloads;
     struct pending *pending;
     struct prefetch *prefetch;
-    char cache_control[64];
+    char cache_control[128];
     struct variant_options variants, banner_variants;
     struct fallback *fallback; /* generated pictures */
     struct answers *answers;
@@ -273,9 +274,14 @@ static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     bool have;
     uint64_t now = (uint64_t)clock_now_s();
     struct http_hold *hold;
+    char *hex;
 
     if (cluster_route(p->sv.cluster, req, pubkey))
         return;
+    /* A CDN in front purges every answer tagged with the pubkey when its picture changes. */
+    hex = h2o_mem_alloc_pool(&req->pool, 64);
+    hex_encode(pubkey, 32, hex);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("surrogate-key"), 0, NULL, hex, 64);
     have = record_get(p, pubkey, v, &pic) == 0;
     if (have && pic.h.state == PIC_OK) {
         bool stale = pic.h.fetched_at + p->o.max_age <= now;
@@ -509,7 +515,7 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     struct downloads_options dopt;
     struct pending_options popt;
     struct prefetch_options qopt;
-    int r;
+    int r, n;
 
     if (p == NULL)
         abort();
@@ -552,7 +558,14 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};
     prefetch_init(&p->prefetch, loop, &qopt, start_ahead, p);
-    snprintf(p->cache_control, sizeof(p->cache_control), "public, max-age=%llu", (unsigned long long)p->o.max_age);
+    /* A CDN in front may serve a stale picture while it asks again, or while this node cannot answer. */
+    n = snprintf(p->cache_control, sizeof(p->cache_control), "public, max-age=%llu", (unsigned long long)p->o.max_age);
+    if (p->o.stale_while_revalidate > 0)
+        n += snprintf(p->cache_control + n, sizeof(p->cache_control) - (size_t)n, ", stale-while-revalidate=%llu",
+                      (unsigned long long)p->o.stale_while_revalidate);
+    if (p->o.stale_if_error > 0)
+        snprintf(p->cache_control + n, sizeof(p->cache_control) - (size_t)n, ", stale-if-error=%llu",
+                 (unsigned long long)p->o.stale_if_error);
     p->variants = (struct variant_options){.ladder = &VARIANT_AVATAR_LADDER,
                                            .default_size = o->image.max_size,
                                            .max_size = o->master_max_size > 0 ? o->master_max_size : 1024,

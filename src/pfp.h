@@ -82,6 +82,8 @@ struct pfp_options {
     size_t max_data_bytes;                /* the most bytes of a data: picture */
     struct image_opts image;              /* how pictures are checked and resized */
     uint64_t max_age;                     /* seconds a picture stays fresh (at least 1) */
+    uint64_t stale_while_revalidate;      /* Cache-Control's, for caches in front (0: not sent) */
+    uint64_t stale_if_error;              /* ... */
     bool precache_on_metadata;            /* fetch the picture of every new kind 0 ahead */
     enum variant_fallback default_avatar; /* what a request without `default` gets: 404, identicon or blank */
     int master_max_size;                  /* the largest `size` a request may ask for */

@@ -289,7 +289,7 @@ test('ETag is strong, If-None-Match gives 304, Cache-Control has max-age, Vary o
   ok(r, 'first');
   const etag = r.res.headers.get('etag');
   assert.match(etag, /^"[0-9a-f]{64}"$/);
-  assert.equal(r.res.headers.get('cache-control'), `public, max-age=${MAX_AGE}`);
+  assert.equal(r.res.headers.get('cache-control'), `public, max-age=${MAX_AGE}, stale-while-revalidate=86400, stale-if-error=604800`);
   assert.equal(r.res.headers.get('vary'), null, 'f:webp: nothing to vary on');
   const before = (await signed.stats()).imgproxy.not_modified;
   const again = await get(signed, path, { headers: { 'if-none-match': etag } });
@@ -302,7 +302,7 @@ test('ETag is strong, If-None-Match gives 304, Cache-Control has max-age, Vary o
   assert.notEqual(other.res.headers.get('etag'), etag);
   const negotiated = await get(signed, signedPath(`/rs:fit:128:128/${b64url(src('alpha.png', '?etag'))}`), { accept: WEBP });
   assert.equal(negotiated.res.headers.get('vary'), 'Accept');
-  assert.equal(negotiated.res.headers.get('cache-control'), `public, max-age=${MAX_AGE}`);
+  assert.equal(negotiated.res.headers.get('cache-control'), `public, max-age=${MAX_AGE}, stale-while-revalidate=86400, stale-if-error=604800`);
 });
 
 test('ten sizes of one source cost one download, requested at once or one after another', async () => {

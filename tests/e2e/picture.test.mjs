@@ -65,7 +65,9 @@ test('a large JPEG is resized to fit max_image_size, cached, and served with str
   assert.equal(first.res.headers.get('x-cache'), 'MISS');
   assert.equal(Number(first.res.headers.get('content-length')), first.body.length);
   assert.equal(first.res.headers.get('etag'), `"${sha256(first.body)}"`);
-  assert.equal(first.res.headers.get('cache-control'), 'public, max-age=2592000');
+  // A CDN in front may serve it stale for a day while it asks again, and for a week while the relay cannot answer.
+  assert.equal(first.res.headers.get('cache-control'), 'public, max-age=2592000, stale-while-revalidate=86400, stale-if-error=604800');
+  assert.equal(first.res.headers.get('surrogate-key'), u.pubkey);
   assert.ok(Date.parse(first.res.headers.get('last-modified')) > Date.now() - 60000);
   const seen = inspectBody(first.body);
   assert.deepEqual([seen.format, seen.width, seen.height, seen.bands, seen.interpretation], ['jpeg', 200, 133, 3, 'srgb']);
@@ -252,12 +254,15 @@ test('data: URIs with base64 pictures are decoded', async () => {
 });
 
 test('a stale entry is served STALE while it is refreshed, and a changed picture replaces it', async () => {
-  const quick = await startRelay({ config: { ...GUARDED, cache_expiration_days: 0.00002 } });
+  const quick = await startRelay({
+    config: { ...GUARDED, cache_expiration_days: 0.00002, cache_stale_while_revalidate_seconds: 0, cache_stale_if_error_seconds: 0 },
+  });
   const c = await rawClient(quick.url);
   try {
     const u = newUser();
     await profile(`${images.url}/f/small.jpg?stale`, { on: c, user: u, created_at: now() - 10 });
     const first = await getPic(u.pubkey, {}, quick.url);
+    // With the stale directives set to 0, they are left out.
     assert.equal(first.res.headers.get('cache-control'), 'public, max-age=1');
     await profile(`${images.url}/f/image.webp?stale`, { on: c, user: u });
     // max-age is 1 s: the entry turns stale within about a second of being stored.
