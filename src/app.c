@@ -360,8 +360,16 @@ static int start(struct app *a)
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
-    a->cluster = cluster_new(&(struct cluster_options){(const char *const *)a->cfg.cluster_nodes.items,
-                                                       a->cfg.cluster_nodes.count, a->cfg.cluster_self});
+    /* An owner may look the profile up, download and resize the picture before it answers. */
+    a->cluster = cluster_new(&(struct cluster_options){
+        (const char *const *)a->cfg.cluster_nodes.items, a->cfg.cluster_nodes.count, a->cfg.cluster_self,
+        (uint64_t)(a->cfg.upstream_timeout_ms + a->cfg.download_timeout_seconds * 1000 + a->cfg.image_timeout_ms +
+                   5000),
+        (size_t)a->cfg.max_source_bytes});
+    if (a->cluster != NULL && (r = cluster_start(a->cluster, &a->loop, err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
     {
         /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
         struct pfp_options po = {
@@ -486,6 +494,7 @@ static void stop(struct app *a)
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     profileapi_shutdown(&a->profileapi);
+    cluster_shutdown(a->cluster);
     /* Before the picture service, so that requests waiting for a name are answered while it still serves. */
     names_shutdown(a->names);
     if (a->proxy != NULL)
@@ -506,6 +515,7 @@ static void stop(struct app *a)
     a->proxy = NULL;
     pfp_free(a->pfp);
     cluster_free(a->cluster);
+    a->cluster = NULL;
     a->pfp = NULL;
     if (a->pfp_ready)
         image_free();

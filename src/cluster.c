@@ -1,19 +1,56 @@
 /* cluster.c -- the ring of the cluster's nodes, the owner of each key, and the canonical URLs of keyed routes. */
 #include "cluster.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "clock.h"
+#include "fetch.h"
 #include "hex.h"
 #include "http.h"
+#include "log.h"
 #include "ring.h"
 
+/* After an owner could not be reached, its keys are answered here for this long before it is asked again. */
+#define DOWN_MS 5000
+
+/*
+ * What an owner's answer passes on, named as h2o names headers. The rest (X-Pfp-Owner, X-Served-By, Surrogate-Key,
+ * the picture routes' own) this node has added already, as it would to its own answer.
+ */
+static const char *const KEPT[] = {"content-type", "content-length", "cache-control", "etag",        "last-modified",
+                                   "vary",         "x-cache",        "location",      "retry-after", NULL};
+
 struct cluster {
+    struct cluster_options o;
     struct ring *ring;
     char **nodes;
     double *shares;
+    uint64_t *down_until; /* by node: clock_mono_ns() / 1e6 before which it is not asked */
     size_t n, self;
+    bool started, closing;
+    struct fetcher fetcher;
+    char **allowed; /* the guard's networks: the nodes' addresses */
+    size_t nallowed;
+    h2o_linklist_t forwards;
     struct cluster_stats stats;
+};
+
+/* A request waiting for its key's owner. */
+struct forward {
+    h2o_linklist_t link;
+    struct cluster *c;
+    struct http_hold *hold;
+    struct fetch *fetch;
+    size_t node;
+    bool head;
+    cluster_local_fn local;
+    size_t ctxlen;
+    uint8_t ctx[];
 };
 
 struct cluster *cluster_new(const struct cluster_options *o)
@@ -24,9 +61,12 @@ struct cluster *cluster_new(const struct cluster_options *o)
     if (o->nnodes == 0)
         return NULL;
     if ((c = calloc(1, sizeof(*c))) == NULL || (c->nodes = calloc(o->nnodes, sizeof(*c->nodes))) == NULL ||
+        (c->down_until = calloc(o->nnodes, sizeof(*c->down_until))) == NULL ||
         (weights = malloc(o->nnodes * sizeof(*weights))) == NULL)
         abort();
+    c->o = *o;
     c->n = o->nnodes;
+    h2o_linklist_init_anchor(&c->forwards);
     for (size_t i = 0; i < o->nnodes; i++) {
         if ((c->nodes[i] = strdup(o->nodes[i])) == NULL)
             abort();
@@ -46,11 +86,18 @@ void cluster_free(struct cluster *c)
 {
     if (c == NULL)
         return;
+    cluster_shutdown(c);
+    if (c->started)
+        fetcher_free(&c->fetcher);
     ring_free(c->ring);
     for (size_t i = 0; i < c->n; i++)
         free(c->nodes[i]);
+    for (size_t i = 0; i < c->nallowed; i++)
+        free(c->allowed[i]);
+    free(c->allowed);
     free(c->nodes);
     free(c->shares);
+    free(c->down_until);
     free(c);
 }
 
@@ -113,6 +160,173 @@ bool cluster_route(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32])
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-served-by"), 0, NULL, c->nodes[c->self],
                           strlen(c->nodes[c->self]));
     return false;
+}
+
+/* --- asking the owner ------------------------------------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    return clock_mono_ns() / 1000000u;
+}
+
+static void allow(struct cluster *c, const char *addr)
+{
+    if ((c->allowed = realloc(c->allowed, (c->nallowed + 1) * sizeof(*c->allowed))) == NULL ||
+        (c->allowed[c->nallowed++] = strdup(addr)) == NULL)
+        abort();
+}
+
+int cluster_start(struct cluster *c, uv_loop_t *loop, char *err, size_t errlen)
+{
+    struct fetch_options fo = {
+        .max_bytes = c->o.max_bytes,
+        .max_bytes_name = "max_source_bytes",
+        .connect_timeout_ms = 2000,
+        .timeout_ms = (long)c->o.timeout_ms,
+        .no_redirects = true,
+        .any_status = true,
+        .keep_headers = KEPT,
+    };
+    int r;
+
+    /* The guard refuses private addresses; the nodes' own are let through, and nothing else. */
+    for (size_t i = 0; i < c->n; i++) {
+        const char *colon = strrchr(c->nodes[i], ':');
+        char host[256];
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+        int gai;
+
+        if (i == c->self)
+            continue;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - c->nodes[i]), c->nodes[i]);
+        if (host[0] == '[') {
+            memmove(host, host + 1, strlen(host));
+            host[strlen(host) - 1] = '\0';
+        }
+        if ((gai = getaddrinfo(host, NULL, &hints, &res)) != 0) {
+            snprintf(err, errlen, "cluster_nodes: cannot resolve \"%s\": %s", host, gai_strerror(gai));
+            return -EINVAL;
+        }
+        for (ai = res; ai != NULL; ai = ai->ai_next) {
+            char addr[64];
+            if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST) == 0)
+                allow(c, addr);
+        }
+        freeaddrinfo(res);
+    }
+    fo.guard = (struct netguard_options){false, c->allowed, c->nallowed};
+    if ((r = fetcher_init(&c->fetcher, loop, &fo, err, errlen)) != 0) {
+        fetcher_free(&c->fetcher);
+        return r;
+    }
+    c->started = true;
+    return 0;
+}
+
+static void forward_free(struct forward *f)
+{
+    h2o_linklist_unlink(&f->link);
+    http_unhold(f->hold);
+    free(f);
+}
+
+static void relay_answer(struct forward *f, h2o_req_t *req, struct fetch_result *res)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t body = h2o_iovec_init(NULL, 0);
+
+    http_begin_response(req, (int)res->http_status);
+    for (size_t i = 0; i < res->nkept; i++) {
+        const struct fetch_header *h = &res->kept[i];
+        if (strcmp(h->name, "content-length") == 0) {
+            if (f->head)
+                req->res.content_length = strtoull(h->value, NULL, 10);
+            continue;
+        }
+        h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, strlen(h->name), 1, NULL,
+                              h2o_strdup(&req->pool, h->value, SIZE_MAX).base, strlen(h->value));
+    }
+    if (!f->head) {
+        body = h2o_strdup(&req->pool, (const char *)res->body, res->len);
+        req->res.content_length = res->len;
+    }
+    h2o_start_response(req, &generator);
+    h2o_send(req, &body, body.len > 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
+}
+
+static void on_owner(void *data, struct fetch_result *res)
+{
+    struct forward *f = data;
+    struct cluster *c = f->c;
+    h2o_req_t *req = http_held(f->hold);
+
+    f->fetch = NULL;
+    if (req != NULL && res->error == FETCH_OK) {
+        c->stats.from_owner++;
+        relay_answer(f, req, res);
+    } else if (req != NULL) {
+        c->stats.owner_failures++;
+        c->down_until[f->node] = now_ms() + DOWN_MS;
+        log_warn("cluster: the owner %s could not answer (%s); answering here", c->nodes[f->node], res->detail);
+        f->local(f->ctx, req);
+    }
+    forward_free(f);
+}
+
+bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32], cluster_local_fn local,
+                     const void *ctx, size_t ctxlen)
+{
+    char url[1024], accept[512], inm[512], hop[300];
+    const char *headers[4];
+    size_t node, nh = 0;
+    struct forward *f;
+    ssize_t i;
+
+    if (c == NULL || !c->started || c->closing || (node = cluster_owner(c, pubkey)) == c->self ||
+        h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-pfp-hop"), -1) != -1 || now_ms() < c->down_until[node] ||
+        (size_t)snprintf(url, sizeof(url), "http://%s%.*s", c->nodes[node], (int)req->path.len, req->path.base) >=
+            sizeof(url))
+        return false;
+    if ((i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1)) != -1 &&
+        (size_t)snprintf(accept, sizeof(accept), "Accept: %.*s", (int)req->headers.entries[i].value.len,
+                         req->headers.entries[i].value.base) < sizeof(accept))
+        headers[nh++] = accept;
+    if ((i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1)) != -1 &&
+        (size_t)snprintf(inm, sizeof(inm), "If-None-Match: %.*s", (int)req->headers.entries[i].value.len,
+                         req->headers.entries[i].value.base) < sizeof(inm))
+        headers[nh++] = inm;
+    snprintf(hop, sizeof(hop), "X-Pfp-Hop: %s", c->nodes[c->self]);
+    headers[nh++] = hop;
+    headers[nh] = NULL;
+    if ((f = calloc(1, sizeof(*f) + ctxlen)) == NULL)
+        abort();
+    f->c = c;
+    f->node = node;
+    f->local = local;
+    f->head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    f->ctxlen = ctxlen;
+    memcpy(f->ctx, ctx, ctxlen);
+    f->hold = http_hold(req);
+    h2o_linklist_insert(&c->forwards, &f->link);
+    f->fetch = fetch_start_with(&c->fetcher, url, headers, f->head, on_owner, f);
+    return true;
+}
+
+void cluster_shutdown(struct cluster *c)
+{
+    if (c == NULL || c->closing)
+        return;
+    c->closing = true;
+    while (!h2o_linklist_is_empty(&c->forwards)) {
+        struct forward *f = H2O_STRUCT_FROM_MEMBER(struct forward, link, c->forwards.next);
+        h2o_req_t *req = http_held(f->hold);
+
+        if (f->fetch != NULL)
+            fetch_cancel(f->fetch);
+        if (req != NULL)
+            http_reply_error(req, 503, "the relay is shutting down");
+        forward_free(f);
+    }
 }
 
 bool cluster_valid_node(const char *s)

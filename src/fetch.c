@@ -27,7 +27,8 @@ struct fetch {
     char refused[128]; /* the guard's reason, when it refused an address; "" otherwise */
     char errbuf[CURL_ERROR_SIZE];
     char *url;
-    h2o_linklist_t link; /* in the fetcher's list of transfers, or of ready answers */
+    struct curl_slist *headers; /* the fetcher's and the fetch's own, when it has any */
+    h2o_linklist_t link;        /* in the fetcher's list of transfers, or of ready answers */
 };
 
 /*
@@ -65,7 +66,24 @@ static void fetch_free(struct fetch *f)
     buf_free(&f->body);
     free(f->res.body);
     free(f->url);
+    for (size_t i = 0; i < f->res.nkept; i++)
+        free(f->res.kept[i].value);
+    curl_slist_free_all(f->headers);
     free(f);
+}
+
+/* The answer's headers the fetcher keeps, read before the handle goes. */
+static void keep_headers(struct fetcher *fr, struct fetch *f, CURL *easy)
+{
+    for (const char *const *n = fr->_opts.keep_headers; n != NULL && *n != NULL && f->res.nkept < FETCH_KEPT_MAX; n++) {
+        struct curl_header *h;
+
+        if (curl_easy_header(easy, *n, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+            continue;
+        f->res.kept[f->res.nkept].name = *n;
+        if ((f->res.kept[f->res.nkept++].value = strdup(h->value)) == NULL)
+            abort();
+    }
 }
 
 static void deliver(struct fetch *f)
@@ -230,7 +248,10 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
     res = &f->res;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res->http_status);
-    if (rc == CURLE_OK && fr->_opts.no_redirects && res->http_status >= 300 && res->http_status <= 399) {
+    if (rc == CURLE_OK && fr->_opts.any_status) {
+        /* Redirects and 304s included: they are answers to pass on. */
+        res->error = FETCH_OK;
+    } else if (rc == CURLE_OK && fr->_opts.no_redirects && res->http_status >= 300 && res->http_status <= 399) {
         res->error = FETCH_REDIRECTS;
         snprintf(res->detail, sizeof(res->detail), "a redirect (%ld), which is not followed", res->http_status);
     } else if (rc == CURLE_OK && (res->http_status < 200 || res->http_status > 299)) {
@@ -261,7 +282,9 @@ static void finish_transfer(struct fetcher *fr, CURL *easy, CURLcode rc)
         res->error = FETCH_NETWORK;
         snprintf(res->detail, sizeof(res->detail), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
     }
-    if (res->error != FETCH_OK)
+    if (res->error == FETCH_OK)
+        keep_headers(fr, f, easy);
+    else
         retire_connection(fr, easy);
     curl_multi_remove_handle(fr->_multi, easy);
     curl_easy_cleanup(easy);
@@ -370,7 +393,24 @@ static void answer_later(struct fetch *f)
     uv_timer_start(&f->fr->_ready_timer, on_ready, 0, 0);
 }
 
+/* Whether `headers` has one of the name `line` ("Name: value") has. */
+static bool names_header(const char *const *headers, const char *line)
+{
+    size_t n = strcspn(line, ":");
+
+    for (size_t i = 0; headers[i] != NULL; i++)
+        if (strncasecmp(headers[i], line, n) == 0 && headers[i][n] == ':')
+            return true;
+    return false;
+}
+
 struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data)
+{
+    return fetch_start_with(fr, url, NULL, false, cb, data);
+}
+
+struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, bool head, fetch_cb cb,
+                               void *data)
 {
     struct fetch *f = calloc(1, sizeof(*f));
     CURL *e;
@@ -410,7 +450,18 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
     /* A proxy from the environment would be the only address the guard sees. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "pfpcache-relay/" PFP_VERSION);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, fr->_headers);
+    if (headers != NULL && headers[0] != NULL) {
+        for (struct curl_slist *l = fr->_headers; l != NULL; l = l->next)
+            if (!names_header(headers, l->data))
+                f->headers = curl_slist_append(f->headers, l->data);
+        for (size_t i = 0; headers[i] != NULL; i++)
+            f->headers = curl_slist_append(f->headers, headers[i]);
+        if (f->headers == NULL)
+            abort();
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers != NULL ? f->headers : fr->_headers);
+    if (head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->_opts.max_bytes);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);

@@ -32,6 +32,15 @@ enum fetch_error {
 /* A stable name for the error, as logs and metrics label it: "timeout", "too_big", ... */
 const char *fetch_error_name(enum fetch_error e);
 
+/* The most response headers a fetcher keeps (fetch_options.keep_headers). */
+#define FETCH_KEPT_MAX 16
+
+/* A response header kept, as the last answer (after redirects) had it. */
+struct fetch_header {
+    const char *name; /* the fetcher's keep_headers entry */
+    char *value;      /* the fetch's */
+};
+
 /* What a download produced. `body` belongs to the fetch; the callback may take it and set it to NULL. */
 struct fetch_result {
     enum fetch_error error;
@@ -39,6 +48,8 @@ struct fetch_result {
     char detail[256]; /* for logs: what went wrong, in words */
     uint8_t *body;
     size_t len;
+    struct fetch_header kept[FETCH_KEPT_MAX]; /* those of keep_headers the answer had */
+    size_t nkept;
 };
 
 /* Called once, on the loop thread, never from inside fetch_start(). The fetch is freed after it returns. */
@@ -57,6 +68,10 @@ struct fetch_options {
     bool no_redirects;   /* a redirect is FETCH_REDIRECTS (NIP-05 forbids them); else up to 5 are followed */
     const char *accept;  /* the Accept header; NULL: pictures' */
     const char *ca_file; /* PEM certificates trusted besides the system's; NULL or "": the system's only */
+    /* Every complete answer is FETCH_OK, whatever its status (in http_status), with its body: for a fetcher that
+       relays answers rather than downloading pictures. */
+    bool any_status;
+    const char *const *keep_headers; /* names of response headers to keep, NULL-terminated (at most FETCH_KEPT_MAX) */
 };
 
 struct fetch_stats {
@@ -97,6 +112,13 @@ int fetcher_init(struct fetcher *fr, uv_loop_t *loop, const struct fetch_options
  * fetch_cancel().
  */
 struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data);
+
+/*
+ * As fetch_start(), with request headers of its own ("Name: value" each, NULL-terminated; copied), which take the
+ * place of the fetcher's of the same name, and as a HEAD request when `head` is set.
+ */
+struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, bool head, fetch_cb cb,
+                               void *data);
 
 /* Abandons a download: its callback is not called. */
 void fetch_cancel(struct fetch *f);

@@ -268,12 +268,30 @@ static void refresh_banner(struct pfp *p, const uint8_t pubkey[32], const struct
 }
 
 /* Answers `req` with the picture of `pubkey` that `v` asks for: from the cache, or found and fetched. */
+/* What a request asked for, should its key's owner not answer it. */
+struct asked {
+    struct pfp *p;
+    struct variant v;
+    uint8_t pubkey[32];
+};
+
+static void serve_here(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                       struct pic *pic, bool have);
+
+static void serve_asked(const void *ctx, h2o_req_t *req)
+{
+    const struct asked *a = ctx;
+    struct pic pic;
+    bool have = record_get(a->p, a->pubkey, &a->v, &pic) == 0;
+
+    serve_here(a->p, req, a->pubkey, &a->v, &pic, have);
+}
+
 static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v)
 {
     struct pic pic;
+    struct asked a = {.p = p, .v = *v};
     bool have;
-    uint64_t now = (uint64_t)clock_now_s();
-    struct http_hold *hold;
     char *hex;
 
     if (cluster_route(p->sv.cluster, req, pubkey))
@@ -283,25 +301,38 @@ static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     hex_encode(pubkey, 32, hex);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("surrogate-key"), 0, NULL, hex, 64);
     have = record_get(p, pubkey, v, &pic) == 0;
-    if (have && pic.h.state == PIC_OK) {
-        bool stale = pic.h.fetched_at + p->o.max_age <= now;
+    /* Another node's key is answered here only when the picture is here: it is downloaded once, by its owner. */
+    memcpy(a.pubkey, pubkey, 32);
+    if (!(have && pic.h.state == PIC_OK) && cluster_forward(p->sv.cluster, req, pubkey, serve_asked, &a, sizeof(a)))
+        return;
+    serve_here(p, req, pubkey, v, &pic, have);
+}
+
+static void serve_here(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v,
+                       struct pic *pic, bool have)
+{
+    uint64_t now = (uint64_t)clock_now_s();
+    struct http_hold *hold;
+
+    if (have && pic->h.state == PIC_OK) {
+        bool stale = pic->h.fetched_at + p->o.max_age <= now;
         if (stale) {
             p->stats.stale++;
             if (p->closing)
                 ;
             else if (v->width_only)
-                refresh_banner(p, pubkey, &pic);
+                refresh_banner(p, pubkey, pic);
             else if (!pending_active(p->pending, pubkey) && prefetch_add(p->prefetch, pubkey, true, 0))
                 p->stats.refreshes++;
         } else {
             p->stats.hits++;
         }
-        serve_cached(p, req, pubkey, v, &pic, stale ? "STALE" : "HIT");
+        serve_cached(p, req, pubkey, v, pic, stale ? "STALE" : "HIT");
         return;
     }
-    if (have && now < pic.h.retry_at) {
+    if (have && now < pic->h.retry_at) {
         p->stats.negative_hits++;
-        send_fallback(p, req, pubkey, v, &pic);
+        send_fallback(p, req, pubkey, v, pic);
         return;
     }
     if (p->closing) {
@@ -311,7 +342,7 @@ static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32]
     p->stats.misses++;
     /* A stale failure record tells the new attempt how many came before it. */
     hold = http_hold(req);
-    if (wait_for_picture(p, pubkey, v, have ? &pic : NULL, hold) != 0) {
+    if (wait_for_picture(p, pubkey, v, have ? pic : NULL, hold) != 0) {
         reply_unavailable(req);
         http_unhold(hold);
     }

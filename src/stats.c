@@ -156,9 +156,10 @@ static json_t *cluster_json(struct stats *s)
     for (size_t i = 0; i < cluster_size(s->cluster); i++)
         json_array_append_new(
             nodes, json_pack("{s:s, s:f}", "node", cluster_node(s->cluster, i), "share", cluster_share(s->cluster, i)));
-    return json_pack("{s:s, s:o, s:I, s:I, s:I}", "self", cluster_node(s->cluster, cluster_self(s->cluster)), "nodes",
-                     nodes, "answers_owned", (json_int_t)c.owned, "answers_not_owned", (json_int_t)c.not_owned,
-                     "redirected", (json_int_t)c.redirected);
+    return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "self", cluster_node(s->cluster, cluster_self(s->cluster)),
+                     "nodes", nodes, "answers_owned", (json_int_t)c.owned, "answers_not_owned", (json_int_t)c.not_owned,
+                     "redirected", (json_int_t)c.redirected, "from_owner", (json_int_t)c.from_owner, "owner_failures",
+                     (json_int_t)c.owner_failures);
 }
 
 /* The imgproxy endpoint. */
@@ -423,6 +424,10 @@ static void cluster_metrics(struct stats *s, struct buf *b, struct buf *l)
     metrics_u64(b, "pfpcache_cluster_answers_total", one_label(l, "owner", "other"), c.not_owned);
     metrics_single(b, "pfpcache_cluster_redirects_total", "counter",
                    "Requests sent to the lowercase hex URL of the key they named.", c.redirected);
+    metrics_single(b, "pfpcache_cluster_from_owner_total", "counter",
+                   "Picture requests for another node's key answered with what its owner answered.", c.from_owner);
+    metrics_single(b, "pfpcache_cluster_owner_failures_total", "counter",
+                   "Picture requests whose owner could not answer, answered here instead.", c.owner_failures);
 }
 
 static void sync_metrics(struct stats *s, struct buf *b)

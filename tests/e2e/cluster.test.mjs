@@ -1,7 +1,9 @@
 // cluster.test.mjs -- nodes behind nginx's `hash $key consistent` (issue 16): a real nginx running the shipped
-// deploy/nginx/pfpcache-cluster.conf in front of three instances picks, for every key, the node the instances
-// name in X-Pfp-Owner; keys spelled other than in lowercase hex are sent to their canonical URL and end at the
-// owner; the cluster's configuration is checked.
+// deploy/nginx/pfpcache-cluster.conf in front of three instances, with a local upstream relay and image server.
+// nginx picks, for every key, the node the instances name in X-Pfp-Owner; each picture is downloaded and resized
+// once in the cluster, by its owner, even when another node is asked for it; keys spelled other than in lowercase
+// hex are sent to their canonical URL and end at the owner; a node stopped moves only its own keys; the cluster's
+// configuration is checked.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -10,31 +12,57 @@ import { after, before, test } from 'node:test';
 
 import { nip19 } from 'nostr-tools';
 
+import { serveFixtures, stopFixtures } from './lib/images.mjs';
 import { startNginx } from './lib/nginx.mjs';
-import { freePort, runBinary, startRelay, tempDir, testConfig } from './lib/relay.mjs';
+import { newUser, publishRaw, rawClient } from './lib/nostr.mjs';
+import { freePort, runBinary, startRelay, tempDir, testConfig, until } from './lib/relay.mjs';
+import { worldConfig } from './lib/world.mjs';
 
 const NODES = 3;
 let nodes = [];
 let names = [];
-let nginx;
+let dirs = [];
+let nginx, world, upstream, upClient;
+
+const nodeConfig = (self) => worldConfig(upstream, { listen_addr: self, cluster_nodes: names, cluster_self: self, max_connections_per_ip: 0 });
+const startNode = (i) => startRelay({ dir: dirs[i], config: nodeConfig(names[i]) });
 
 before(async () => {
+  world = await serveFixtures();
+  upstream = await startRelay();
+  upClient = await rawClient(upstream.url);
   const ports = [];
   while (ports.length < NODES) {
     const p = await freePort();
     if (!ports.includes(p)) ports.push(p);
   }
   names = ports.map((p) => `127.0.0.1:${p}`);
-  nodes = await Promise.all(
-    names.map((self) => startRelay({ config: { listen_addr: self, cluster_nodes: names, cluster_self: self, max_connections_per_ip: 0 } })),
-  );
+  dirs = await Promise.all(names.map(() => tempDir()));
+  nodes = await Promise.all(names.map((_, i) => startNode(i)));
   nginx = await startNginx(await tempDir(), names);
 });
 
 after(async () => {
   await nginx?.stop();
   for (const n of nodes) await n.cleanup();
+  upClient?.close();
+  await upstream?.cleanup();
+  if (world) await stopFixtures(world);
 });
+
+// A user whose kind 0, on the upstream relay, names a picture of its own URL on the image server.
+async function profileWithPicture(tag) {
+  const user = newUser();
+  const content = JSON.stringify({ name: tag, picture: `${world.images.url}/f/small.jpg?${tag}` });
+  assert.equal((await publishRaw(upClient, user.sign({ kind: 0, content })))[2], true);
+  return user;
+}
+
+async function picture(base, pubkey, init) {
+  const res = await fetch(`${base}/profile-pic/${pubkey}`, init);
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, body, h: (n) => res.headers.get(n) };
+}
 
 // Runs `fn` over `items`, `width` at a time.
 async function pool(items, width, fn) {
@@ -109,6 +137,100 @@ test('a key in npub, nprofile or uppercase hex is sent to its lowercase hex URL,
   let total = 0;
   for (const s of await Promise.all(redirected)) total += s.cluster.redirected;
   assert.equal(total, 6);
+});
+
+test('1,000 pictures through nginx: each downloaded and resized once, by its owner, which alone holds it', async () => {
+  const users = [];
+  for (let i = 0; i < 1000; i++) users.push(await profileWithPicture(`through-nginx-${i}`));
+  const downloadsBefore = world.images.total();
+  const before = await Promise.all(nodes.map((n) => n.stats()));
+  const answers = await pool(users, 16, async (u) => {
+    const a = await picture(nginx.url, u.pubkey);
+    return { status: a.status, owner: a.h('x-pfp-owner'), servedBy: a.h('x-served-by'), cache: a.h('x-cache') };
+  });
+  for (const [i, a] of answers.entries()) {
+    assert.equal(a.status, 200, users[i].pubkey);
+    assert.equal(a.servedBy, a.owner);
+    assert.equal(a.cache, 'MISS');
+  }
+  assert.equal(world.images.total() - downloadsBefore, 1000, 'one download per picture in the whole cluster');
+  const owned = names.map((n) => answers.filter((a) => a.owner === n).length);
+  for (const [i, n] of nodes.entries()) {
+    const s = await n.stats();
+    assert.equal(s.downloads.processed - before[i].downloads.processed, owned[i], `${names[i]} resized its own share and nothing else`);
+    assert.equal(s.cluster.from_owner, before[i].cluster.from_owner);
+  }
+  // Asked again, through nginx: every one a hit at its owner.
+  const again = await pool(users.slice(0, 100), 16, async (u) => (await picture(nginx.url, u.pubkey)).h('x-cache'));
+  assert.deepEqual(new Set(again), new Set(['HIT']));
+  assert.equal(world.images.total() - downloadsBefore, 1000);
+});
+
+test("a node asked directly for another's key answers with its owner's picture, downloaded once", async () => {
+  const u = await profileWithPicture('asked-directly');
+  // Its banner (it has none) says whose the key is, and downloads nothing.
+  const owner = (await fetch(`${nodes[0].url}/profile-banner/${u.pubkey}`)).headers.get('x-pfp-owner');
+  const i = names.indexOf(owner);
+  const other = nodes[(i + 1) % NODES];
+  const downloads = world.images.total();
+  const fromOwner = (await other.stats()).cluster.from_owner;
+  const first = await picture(other.url, u.pubkey, { headers: { accept: 'image/webp' } });
+  assert.equal(first.status, 200);
+  assert.equal(first.h('x-pfp-owner'), owner);
+  assert.equal(first.h('x-served-by'), names[nodes.indexOf(other)]);
+  assert.equal(first.h('content-type'), 'image/webp', "the request's Accept went to the owner");
+  assert.equal(first.h('x-cache'), 'MISS');
+  assert.equal(first.h('surrogate-key'), u.pubkey);
+  assert.equal(world.images.total() - downloads, 1);
+  // The owner has it now; a node asked again relays the owner's hit, and its ETag answers If-None-Match.
+  const direct = await picture(nodes[i].url, u.pubkey, { headers: { accept: 'image/webp' } });
+  assert.equal(direct.h('x-cache'), 'HIT');
+  assert.deepEqual(direct.body, first.body);
+  const relayed = await picture(other.url, u.pubkey, { headers: { accept: 'image/webp', 'if-none-match': first.h('etag') } });
+  assert.equal(relayed.status, 304);
+  const head = await fetch(`${other.url}/profile-pic/${u.pubkey}`, { method: 'HEAD', headers: { accept: 'image/webp' } });
+  assert.equal(head.status, 200);
+  assert.equal(Number(head.headers.get('content-length')), first.body.length);
+  assert.equal(world.images.total() - downloads, 1);
+  const s = (await other.stats()).cluster;
+  assert.equal(s.from_owner, fromOwner + 3);
+  assert.equal(s.owner_failures, 0);
+});
+
+test('a node stopped: every request still answers, only its keys move, and they return with it', async () => {
+  const users = [];
+  for (let i = 0; i < 150; i++) users.push(await profileWithPicture(`node-down-${i}`));
+  const owners = await pool(users, 16, async (u) => (await picture(nginx.url, u.pubkey)).h('x-pfp-owner'));
+  const down = 2;
+  await nodes[down].stop();
+  const during = await pool(users, 16, async (u) => {
+    const a = await picture(nginx.url, u.pubkey);
+    return { status: a.status, servedBy: a.h('x-served-by') };
+  });
+  let moved = 0;
+  for (const [k, a] of during.entries()) {
+    assert.equal(a.status, 200, users[k].pubkey);
+    if (owners[k] === names[down]) {
+      assert.notEqual(a.servedBy, names[down]);
+      moved++;
+    } else {
+      assert.equal(a.servedBy, owners[k], "another node's key stays where it was");
+    }
+  }
+  assert.ok(moved > 20 && moved < 90, `${moved} of 150 keys moved`);
+  const failures = (await Promise.all(nodes.filter((_, k) => k !== down).map((n) => n.stats()))).reduce((t, s) => t + s.cluster.owner_failures, 0);
+  assert.ok(failures >= 1, 'the stopped owner was tried, then its keys answered where they landed');
+
+  nodes[down] = await startNode(down);
+  // nginx leaves a node that failed alone for its fail_timeout (10 s) before it tries it again.
+  const probe = users[owners.indexOf(names[down])].pubkey;
+  await until(() => picture(nginx.url, probe).then((a) => a.h('x-served-by')), (s) => s === names[down], {
+    what: 'nginx sends the restarted node its keys again',
+    timeoutMs: 20000,
+    intervalMs: 500,
+  });
+  const back = await pool(users, 16, async (u) => (await picture(nginx.url, u.pubkey)).h('x-served-by'));
+  for (const [k, servedBy] of back.entries()) assert.equal(servedBy, owners[k], 'every key is back at its owner');
 });
 
 test('the cluster configuration is checked: nodes as nginx writes them, each once, and this node among them', async () => {
