@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +25,37 @@ static struct app *app_of_http(struct http_server *s)
     return H2O_STRUCT_FROM_MEMBER(struct app, http, s);
 }
 
+/* An event a client gave this node, newly stored: the other nodes get it too. */
+static void on_accepted(void *ctx, const struct event_view *ev)
+{
+    struct app *a = ctx;
+
+    if (a->replica != NULL)
+        replica_forward(a->replica, ev);
+}
+
 static void on_health(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct app *a = data;
     uint64_t uptime = (clock_mono_ns() - a->started_ns) / 1000000000u;
 
+    json_t *body;
+
     (void)param;
-    http_reply_json(req, a->stopping ? 503 : 200,
-                    json_pack("{s:s, s:s, s:I}", "status", a->stopping ? "shutting_down" : "ok", "version", PFP_VERSION,
-                              "uptime_seconds", (json_int_t)uptime));
+    body = json_pack("{s:s, s:s, s:I}", "status", a->stopping ? "shutting_down" : "ok", "version", PFP_VERSION,
+                     "uptime_seconds", (json_int_t)uptime);
+    /* The node still answers without them (their keys' pictures are made here), so it is not unhealthy. */
+    if (a->replica != NULL) {
+        json_t *away = json_array();
+        for (size_t i = 0; i < replica_peers(a->replica); i++) {
+            struct replica_peer_stats ps;
+            replica_peer_stats(a->replica, i, &ps);
+            if (!ps.connected)
+                json_array_append_new(away, json_string(ps.node));
+        }
+        json_object_set_new(body, "peers_unreachable", away);
+    }
+    http_reply_json(req, a->stopping ? 503 : 200, body);
 }
 
 /* Waits for requests in flight and relay connections to finish, up to the deadline, then stops the loop. */
@@ -114,11 +137,64 @@ static void http_options_of(const struct config *cfg, struct http_options *o)
     };
 }
 
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    return s;
+}
+
+/*
+ * The relays lookups ask: the upstream relays, then the other nodes of the cluster, each reached with the peer
+ * parameter so that it neither passes on what this node sends it nor asks upstream for what it is asked.
+ */
+static void init_relay_urls(struct app *a)
+{
+    const struct config_list *nodes = &a->cfg.cluster_nodes;
+    size_t n = a->cfg.upstream_relays.count;
+
+    if ((a->relay_urls = calloc(n + nodes->count, sizeof(*a->relay_urls))) == NULL ||
+        (a->peer_names = calloc(nodes->count + 1, sizeof(*a->peer_names))) == NULL ||
+        (a->peer_sync_urls = calloc(nodes->count + 1, sizeof(*a->peer_sync_urls))) == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        a->relay_urls[i] = xasprintf("%s", a->cfg.upstream_relays.items[i]);
+    for (size_t i = 0; i < nodes->count; i++) {
+        if (strcmp(nodes->items[i], a->cfg.cluster_self) == 0)
+            continue;
+        a->relay_urls[n + a->npeers] =
+            xasprintf("ws://%s/?" RELAY_PEER_PARAM "=%s", nodes->items[i], a->cfg.cluster_self);
+        a->peer_sync_urls[a->npeers] = xasprintf("ws://%s/", nodes->items[i]);
+        a->peer_names[a->npeers++] = nodes->items[i];
+    }
+    a->nrelay_urls = n + a->npeers;
+}
+
+static void free_relay_urls(struct app *a)
+{
+    for (size_t i = 0; i < a->nrelay_urls; i++)
+        free(a->relay_urls[i]);
+    for (size_t i = 0; i < a->npeers; i++)
+        free(a->peer_sync_urls[i]);
+    free(a->relay_urls);
+    free(a->peer_sync_urls);
+    free(a->peer_names);
+}
+
 /* Prepares the upstream connections; a CA file that cannot be loaded is a configuration error named by its key. */
 static int init_upstream(struct app *a, char *err, size_t errlen)
 {
-    struct upstream_options opt = {.urls = (const char *const *)a->cfg.upstream_relays.items,
-                                   .nurls = a->cfg.upstream_relays.count,
+    init_relay_urls(a);
+    struct upstream_options opt = {.urls = (const char *const *)a->relay_urls,
+                                   .nurls = a->nrelay_urls,
                                    .ca_file = a->cfg.upstream_ca_file,
                                    .max_message = (size_t)a->cfg.max_message_length,
                                    .max_queue = (size_t)a->cfg.max_client_queue_bytes,
@@ -335,7 +411,9 @@ static int start(struct app *a)
                                        .max_subid_length = (size_t)a->cfg.max_subid_length,
                                        .max_future_seconds = a->cfg.max_future_seconds,
                                        .max_client_queue_bytes = (size_t)a->cfg.max_client_queue_bytes,
-                                       .max_total_queue_bytes = (size_t)a->cfg.max_total_queue_bytes},
+                                       .max_total_queue_bytes = (size_t)a->cfg.max_total_queue_bytes,
+                                       .on_accepted = on_accepted,
+                                       .accepted_ctx = a},
                &a->store, a->ingest, a->lookup, a->neg);
     if ((r = blobs_init(&a->blobs, a->cfg.media_cache_path, err, sizeof(err))) != 0) {
         log_error("media_cache_path: %s", err);
@@ -421,6 +499,10 @@ static int start(struct app *a)
     }
     jobs_sync_every(&a->jobs, (const char *const *)a->cfg.sync_relays.items, a->cfg.sync_relays.count,
                     SYNC_DEFAULT_FILTER, (uint64_t)a->cfg.sync_interval_minutes * 60000);
+    if (a->npeers > 0)
+        a->replica = replica_new(
+            &a->loop, &(struct replica_options){a->upstream, a->cfg.upstream_relays.count, a->npeers, a->peer_names,
+                                                (const char *const *)a->peer_sync_urls, &a->jobs, SYNC_DEFAULT_FILTER});
     a->jobs_ready = true;
     auth_init(&a->auth, &(struct auth_options){a->cfg.admin_token,
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
@@ -436,6 +518,7 @@ static int start(struct app *a)
                               .lookup = a->lookup,
                               .relay = a->relay,
                               .cluster = a->cluster,
+                              .replica = a->replica,
                               .pfp = a->pfp,
                               .proxy = a->proxy,
                               .neg = a->neg,
@@ -494,6 +577,7 @@ static void stop(struct app *a)
     if (a->jobs_ready)
         jobs_shutdown(&a->jobs);
     profileapi_shutdown(&a->profileapi);
+    replica_shutdown(a->replica);
     cluster_shutdown(a->cluster);
     /* Before the picture service, so that requests waiting for a name are answered while it still serves. */
     names_shutdown(a->names);
@@ -516,6 +600,8 @@ static void stop(struct app *a)
     pfp_free(a->pfp);
     cluster_free(a->cluster);
     a->cluster = NULL;
+    replica_free(a->replica);
+    a->replica = NULL;
     a->pfp = NULL;
     if (a->pfp_ready)
         image_free();
@@ -639,6 +725,7 @@ out:
     uv_run(&a->loop, UV_RUN_NOWAIT);
     if (status == APP_EXIT_OK && !check_only)
         log_info("stopped");
+    free_relay_urls(a);
     config_free(&a->cfg);
     return status;
 }

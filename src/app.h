@@ -20,6 +20,7 @@
 #include "jobs.h"
 #include "lookup.h"
 #include "pfp.h"
+#include "replica.h"
 #include "pictures.h"
 #include "profileapi.h"
 #include "relay.h"
@@ -47,16 +48,22 @@ struct app {
     struct lookup *lookup;       /* what the upstream relays, then the pubkeys' own relays, are asked */
     struct relaybook *relaybook; /* the discovered relays' records */
     struct relay *relay;
-    struct workpool neg_reads;                      /* NIP-77 sessions' records, read off the loop */
-    struct negserve *neg;                           /* NIP-77 on the relay's connections */
-    struct sync *sync;                              /* NIP-77 syncs with other relays */
-    struct blobs blobs;                             /* picture files */
-    struct blobcache picture_bytes;                 /* pictures kept in memory */
-    struct pictures pictures;                       /* the picture index */
-    struct fetcher fetcher;                         /* picture downloads */
-    struct fetcher names_fetcher;                   /* NIP-05 documents */
-    struct names *names;                            /* NIP-05 names resolved */
-    struct cluster *cluster;                        /* the other nodes; NULL: one machine alone */
+    struct workpool neg_reads;      /* NIP-77 sessions' records, read off the loop */
+    struct negserve *neg;           /* NIP-77 on the relay's connections */
+    struct sync *sync;              /* NIP-77 syncs with other relays */
+    struct blobs blobs;             /* picture files */
+    struct blobcache picture_bytes; /* pictures kept in memory */
+    struct pictures pictures;       /* the picture index */
+    struct fetcher fetcher;         /* picture downloads */
+    struct fetcher names_fetcher;   /* NIP-05 documents */
+    struct names *names;            /* NIP-05 names resolved */
+    struct cluster *cluster;        /* the other nodes; NULL: one machine alone */
+    struct replica *replica;        /* ... and the events they share; NULL: one machine alone */
+    char **relay_urls;              /* upstream_relays, then each other node's URL for its persistent connection */
+    size_t nrelay_urls;
+    const char **peer_names; /* the other nodes, as cluster_nodes names them */
+    char **peer_sync_urls;   /* ... the ws:// URL each is synced with */
+    size_t npeers;
     struct pfp *pfp;                                /* profile pictures */
     struct proxy *proxy;                            /* pictures by URL, in imgproxy's language */
     enum variant_format negotiate[VARIANT_PNG + 1]; /* negotiate_formats, each once, for pfp */

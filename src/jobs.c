@@ -741,12 +741,19 @@ static void on_sync_timer(uv_timer_t *t)
     if (js->_closing)
         return;
     for (size_t i = 0; i < js->_nsync_relays; i++) {
-        bool unfinished = false;
-        for (h2o_linklist_t *l = js->_active.next; l != &js->_active && !unfinished; l = l->next)
-            unfinished = job_of(l)->h.type == JOB_SYNC && strcmp(job_of(l)->relay, js->_sync_relays[i]) == 0;
-        if (!unfinished)
+        if (!jobs_sync_unfinished(js, js->_sync_relays[i]))
             jobs_create_sync(js, js->_sync_relays[i], js->_sync_filter, on_scheduled, js);
     }
+}
+
+bool jobs_sync_unfinished(const struct jobs *js, const char *relay)
+{
+    for (const h2o_linklist_t *l = js->_active.next; l != &js->_active; l = l->next) {
+        const struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, link, l);
+        if (j->h.type == JOB_SYNC && strcmp(j->relay, relay) == 0)
+            return true;
+    }
+    return false;
 }
 
 void jobs_stats(const struct jobs *js, struct jobs_stats *out)

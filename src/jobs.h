@@ -97,6 +97,9 @@ void jobs_create(struct jobs *js, enum job_type type, const uint8_t (*pubkeys)[3
  */
 void jobs_create_sync(struct jobs *js, const char *relay, const char *filter, jobs_created_fn done, void *ctx);
 
+/* Whether a sync with `relay` is queued or running. */
+bool jobs_sync_unfinished(const struct jobs *js, const char *relay);
+
 /*
  * The job `id` as JSON ({id, type, state, total, done, cached, ...}) in `*out`,
  * the caller's reference (json_decref() it). Returns 0, -ENOENT when there is

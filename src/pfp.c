@@ -447,6 +447,9 @@ static bool start_ahead(void *ctx, const uint8_t pubkey[32], bool refresh, int64
     bool have = pictures_get(p->sv.pictures, pubkey, &pic) == 0;
     struct ahead *a;
 
+    /* In a cluster, the key's owner alone fetches it ahead; the others leave the picture to it. */
+    if (p->sv.cluster != NULL && cluster_owner(p->sv.cluster, pubkey) != cluster_self(p->sv.cluster))
+        return false;
     /* The lookup that brought the profile may have cached its picture already. */
     if (!refresh && have && pic.h.kind0_at >= kind0_at)
         return false;

@@ -63,6 +63,7 @@ struct relay_conn {
     size_t looking;            /* upstream lookups its subscriptions wait for */
     unsigned refs;             /* one for the connection, one per event in flight */
     struct negserve_peer *neg; /* its NIP-77 sessions */
+    bool peer;                 /* another node of the cluster */
     h2o_linklist_t link;       /* in relay->conns */
 };
 
@@ -315,6 +316,8 @@ static size_t start_lookups(struct relay *r, struct sub *s)
     size_t n = 0, cap = MAX_LOOKUPS_PER_REQ;
     MDB_txn *txn;
 
+    if (s->conn->peer)
+        return 0;
     /* Past its share, a connection's REQs are answered from what is stored here. */
     if (s->conn->looking + cap > MAX_LOOKUPS_PER_CONN)
         cap = MAX_LOOKUPS_PER_CONN - s->conn->looking;
@@ -481,7 +484,10 @@ static void on_ingested(struct ingest_job *job, int status, const struct event_v
     const char *msg = "";
 
     switch (status) {
-    case INGEST_STORED: break;
+    case INGEST_STORED:
+        if (!c->peer && r->opt.on_accepted != NULL)
+            r->opt.on_accepted(r->opt.accepted_ctx, ev);
+        break;
     case INGEST_EPHEMERAL: broadcast(r, ev, 0); break;
     case INGEST_DUPLICATE:
         r->stats.events_duplicate++;
@@ -681,6 +687,7 @@ static void on_root(void *data, h2o_req_t *req, h2o_iovec_t param)
             abort();
         c->relay = r;
         c->refs = 1;
+        c->peer = http_query_param(req, RELAY_PEER_PARAM, &(h2o_iovec_t){NULL, 0});
         h2o_linklist_init_anchor(&c->subs);
         if ((c->ws = ws_accept(req, &ws_handler, c, &opt)) == NULL) {
             free(c);

@@ -27,7 +27,17 @@ struct relay_options {
     int64_t max_future_seconds;    /* told in NIP-11; the ingest pipeline enforces it */
     size_t max_client_queue_bytes; /* a client that does not read while more waits for it is disconnected */
     size_t max_total_queue_bytes;  /* past this for all clients together, the biggest users are disconnected */
+    /* Told of each event a client (not another node of the cluster) sent that was newly stored; may be NULL. */
+    void (*on_accepted)(void *ctx, const struct event_view *ev);
+    void *accepted_ctx;
 };
+
+/*
+ * The query parameter by which another node of the cluster opens its connection ("/?pfp-peer=host:port"): what
+ * it sends is stored but not passed on again, and what it asks is answered from what is stored here, without
+ * asking upstream (which would ask it back).
+ */
+#define RELAY_PEER_PARAM "pfp-peer"
 
 struct relay_stats {
     uint64_t connections; /* open now */

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "replica.h"
 #include "downloads.h"
 #include "fetch.h"
 #include "image.h"
@@ -147,19 +148,30 @@ static json_t *sync_json(struct stats *s)
 static json_t *cluster_json(struct stats *s)
 {
     struct cluster_stats c;
-    json_t *nodes;
+    struct replica_stats r;
+    struct replica_peer_stats ps;
+    json_t *nodes, *peers;
 
     if (s->cluster == NULL)
         return json_null();
     cluster_stats(s->cluster, &c);
+    replica_stats(s->replica, &r);
     nodes = json_array();
     for (size_t i = 0; i < cluster_size(s->cluster); i++)
         json_array_append_new(
             nodes, json_pack("{s:s, s:f}", "node", cluster_node(s->cluster, i), "share", cluster_share(s->cluster, i)));
-    return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "self", cluster_node(s->cluster, cluster_self(s->cluster)),
-                     "nodes", nodes, "answers_owned", (json_int_t)c.owned, "answers_not_owned", (json_int_t)c.not_owned,
-                     "redirected", (json_int_t)c.redirected, "from_owner", (json_int_t)c.from_owner, "owner_failures",
-                     (json_int_t)c.owner_failures);
+    peers = json_array();
+    for (size_t i = 0; i < replica_peers(s->replica); i++) {
+        replica_peer_stats(s->replica, i, &ps);
+        json_array_append_new(peers, json_pack("{s:s, s:b, s:I}", "node", ps.node, "connected", ps.connected,
+                                               "catchups", (json_int_t)ps.catchups));
+    }
+    return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I}", "self",
+                     cluster_node(s->cluster, cluster_self(s->cluster)), "nodes", nodes, "answers_owned",
+                     (json_int_t)c.owned, "answers_not_owned", (json_int_t)c.not_owned, "redirected",
+                     (json_int_t)c.redirected, "from_owner", (json_int_t)c.from_owner, "owner_failures",
+                     (json_int_t)c.owner_failures, "peers", peers, "events_forwarded", (json_int_t)r.forwarded,
+                     "events_unsent", (json_int_t)r.unsent);
 }
 
 /* The imgproxy endpoint. */
@@ -410,10 +422,13 @@ static void negentropy_metrics(struct stats *s, struct buf *b)
 static void cluster_metrics(struct stats *s, struct buf *b, struct buf *l)
 {
     struct cluster_stats c;
+    struct replica_stats r;
+    struct replica_peer_stats ps;
 
     if (s->cluster == NULL)
         return;
     cluster_stats(s->cluster, &c);
+    replica_stats(s->replica, &r);
     metrics_family(b, "pfpcache_cluster_share", "gauge", "The fraction of all keys each node owns on the ring.");
     for (size_t i = 0; i < cluster_size(s->cluster); i++)
         metrics_f64(b, "pfpcache_cluster_share", one_label(l, "node", cluster_node(s->cluster, i)),
@@ -428,6 +443,21 @@ static void cluster_metrics(struct stats *s, struct buf *b, struct buf *l)
                    "Picture requests for another node's key answered with what its owner answered.", c.from_owner);
     metrics_single(b, "pfpcache_cluster_owner_failures_total", "counter",
                    "Picture requests whose owner could not answer, answered here instead.", c.owner_failures);
+    metrics_single(b, "pfpcache_cluster_events_forwarded_total", "counter",
+                   "Events from clients passed to another node.", r.forwarded);
+    metrics_single(b, "pfpcache_cluster_events_unsent_total", "counter",
+                   "Events from clients not passed to a node that was away (its catch-up sync brings them).", r.unsent);
+    metrics_family(b, "pfpcache_cluster_peer_up", "gauge", "1 while the connection to another node is open.");
+    for (size_t i = 0; i < replica_peers(s->replica); i++) {
+        replica_peer_stats(s->replica, i, &ps);
+        metrics_u64(b, "pfpcache_cluster_peer_up", one_label(l, "node", ps.node), ps.connected);
+    }
+    metrics_family(b, "pfpcache_cluster_catchups_total", "counter",
+                   "Catch-up syncs started with another node because its connection opened.");
+    for (size_t i = 0; i < replica_peers(s->replica); i++) {
+        replica_peer_stats(s->replica, i, &ps);
+        metrics_u64(b, "pfpcache_cluster_catchups_total", one_label(l, "node", ps.node), ps.catchups);
+    }
 }
 
 static void sync_metrics(struct stats *s, struct buf *b)

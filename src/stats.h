@@ -20,6 +20,9 @@
 #include "store.h"
 #include "upstream.h"
 
+struct cluster;
+struct replica;
+
 /* Kinds counted one by one in events stored; the rest are added up as "other". */
 #define STATS_KINDS 32
 
@@ -41,6 +44,7 @@ struct stats {
     struct names *names;
     struct relaybook *relaybook;
     struct cluster *cluster; /* NULL: no cluster */
+    struct replica *replica; /* ... */
     uint64_t started_ns;     /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;
