@@ -2,7 +2,7 @@
 # deps.sh -- install the Debian packages pfpcache-relay needs, and nothing twice.
 #
 #   scripts/deps.sh          what building and running the relay needs (./run.sh)
-#   scripts/deps.sh test     that, plus what `make test` and `make asan` need (nginx for the cluster tests)
+#   scripts/deps.sh test     that, plus what `make test` and `make asan` need (nginx and Varnish for the cluster tests)
 #   scripts/deps.sh bench    that of test, plus wrk for `make bench`
 #   scripts/deps.sh fuzz     that of test, plus clang and libFuzzer for `make fuzz`
 #
@@ -15,7 +15,7 @@ profile=${1:-run}
 run_pkgs=(build-essential pkg-config
     libh2o-dev libuv1-dev libwslay-dev libssl-dev libcurl4-openssl-dev liblmdb-dev
     libvips-dev libsecp256k1-dev libjansson-dev)
-test_pkgs=(libcmocka-dev openssl curl ca-certificates chromium nginx)
+test_pkgs=(libcmocka-dev openssl curl ca-certificates chromium nginx varnish)
 bench_pkgs=(wrk)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cdn.h"
 #include "hex.h"
 #include "keymap.h"
 #include "names.h"
@@ -626,6 +627,7 @@ struct purge_req {
     struct http_hold *hold;
     enum pictures_scope scope;
     uint8_t pubkey[32];
+    struct cdn *cdn;
 };
 
 static void on_purged(void *ctx, const struct pictures_purged *r)
@@ -634,6 +636,9 @@ static void on_purged(void *ctx, const struct pictures_purged *r)
     h2o_req_t *req = http_held(pr->hold);
     char msg[160];
 
+    /* A CDN in front drops the pubkey's answers too (whole-cache purges are the CDN's own to make). */
+    if (r->status == 0 && pr->scope == PURGE_PUBKEY && r->found)
+        cdn_purge(pr->cdn, pr->pubkey);
     if (req == NULL) {
     } else if (r->status != 0) {
         http_reply_error(req, 503, "cannot purge now: %s", strerror(-r->status));
@@ -666,6 +671,7 @@ static void purge(struct admin *a, h2o_req_t *req, enum pictures_scope scope, co
         abort();
     pr->hold = http_hold(req);
     pr->scope = scope;
+    pr->cdn = a->_o.cdn;
     if (pubkey != NULL)
         memcpy(pr->pubkey, pubkey, 32);
     pictures_purge(a->_o.pictures, scope, pubkey, on_purged, pr);

@@ -38,6 +38,7 @@ struct admin_options {
     struct lookup *lookup;
     struct names *names; /* NIP-05 names in place of keys; NULL: keys only */
     struct sync *sync;   /* what POST /sync asks is checked by it */
+    struct cdn *cdn;     /* told of pubkeys purged; NULL: none */
 };
 
 /* The module; the fields are private. */

@@ -448,6 +448,12 @@ static int start(struct app *a)
         log_error("%s", err);
         return APP_EXIT_FAILURE;
     }
+    if ((r = cdn_init(&a->cdn, &a->loop,
+                      &(struct cdn_options){a->cfg.cdn_purge_url, a->cfg.cdn_purge_method, a->cfg.upstream_ca_file},
+                      err, sizeof(err))) != 0) {
+        log_error("%s", err);
+        return APP_EXIT_FAILURE;
+    }
     {
         /* Picture files are read on threads of their own, not libuv's pool that getaddrinfo shares. */
         struct pfp_options po = {
@@ -470,8 +476,8 @@ static int start(struct app *a)
             .max_banner_size = (int)a->cfg.max_banner_size,
             .negotiate = a->negotiate,
         };
-        struct pfp_services sv = {&a->store,   a->lookup, &a->pictures, &a->blobs, &a->picture_bytes,
-                                  &a->fetcher, &a->inbox, a->names,     a->cluster};
+        struct pfp_services sv = {&a->store,   a->lookup, &a->pictures, &a->blobs,  &a->picture_bytes,
+                                  &a->fetcher, &a->inbox, a->names,     a->cluster, a->cdn};
         a->nnegotiate = 0;
         for (size_t i = 0; i < a->cfg.negotiate_formats.count; i++) {
             enum variant_format f;
@@ -509,8 +515,8 @@ static int start(struct app *a)
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
     profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names, a->cluster);
-    admin_init(&a->admin,
-               &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names, a->sync});
+    admin_init(&a->admin, &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names,
+                                                  a->sync, a->cdn});
     a->stats = (struct stats){.auth = &a->auth,
                               .http = &a->http,
                               .store = &a->store,
@@ -519,6 +525,7 @@ static int start(struct app *a)
                               .relay = a->relay,
                               .cluster = a->cluster,
                               .replica = a->replica,
+                              .cdn = a->cdn,
                               .pfp = a->pfp,
                               .proxy = a->proxy,
                               .neg = a->neg,
@@ -602,6 +609,8 @@ static void stop(struct app *a)
     a->cluster = NULL;
     replica_free(a->replica);
     a->replica = NULL;
+    cdn_free(a->cdn);
+    a->cdn = NULL;
     a->pfp = NULL;
     if (a->pfp_ready)
         image_free();

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "blob.h"
 #include "blobcache.h"
+#include "cdn.h"
 #include "cluster.h"
 #include "config.h"
 #include "db.h"
@@ -59,6 +60,7 @@ struct app {
     struct names *names;            /* NIP-05 names resolved */
     struct cluster *cluster;        /* the other nodes; NULL: one machine alone */
     struct replica *replica;        /* ... and the events they share; NULL: one machine alone */
+    struct cdn *cdn;                /* a CDN in front, told of changes; NULL: none */
     char **relay_urls;              /* upstream_relays, then each other node's URL for its persistent connection */
     size_t nrelay_urls;
     const char **peer_names; /* the other nodes, as cluster_nodes names them */

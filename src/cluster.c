@@ -87,8 +87,6 @@ void cluster_free(struct cluster *c)
     if (c == NULL)
         return;
     cluster_shutdown(c);
-    if (c->started)
-        fetcher_free(&c->fetcher);
     ring_free(c->ring);
     for (size_t i = 0; i < c->n; i++)
         free(c->nodes[i]);
@@ -98,7 +96,11 @@ void cluster_free(struct cluster *c)
     free(c->nodes);
     free(c->shares);
     free(c->down_until);
-    free(c);
+    /* The fetcher's handles close with the loop's next turn; the memory holding them goes after. */
+    if (c->started)
+        fetcher_free_then(&c->fetcher, free, c);
+    else
+        free(c);
 }
 
 size_t cluster_size(const struct cluster *c)
@@ -308,7 +310,7 @@ bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32]
     memcpy(f->ctx, ctx, ctxlen);
     f->hold = http_hold(req);
     h2o_linklist_insert(&c->forwards, &f->link);
-    f->fetch = fetch_start_with(&c->fetcher, url, headers, f->head, on_owner, f);
+    f->fetch = fetch_start_with(&c->fetcher, url, headers, f->head ? "HEAD" : NULL, on_owner, f);
     return true;
 }
 

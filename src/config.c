@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cdn.h"
 #include "cluster.h"
 #include "err.h"
 #include "imgproxy.h"
@@ -88,6 +89,16 @@ static bool valid_token_or_empty(const char *s)
             return false;
     }
     return true;
+}
+
+static bool valid_cdn_url(const char *s)
+{
+    return *s == '\0' || cdn_valid_url(s);
+}
+
+static bool valid_purge_method(const char *s)
+{
+    return strcmp(s, "BAN") == 0 || strcmp(s, "PURGE") == 0;
 }
 
 static bool valid_default_avatar(const char *s)
@@ -189,6 +200,10 @@ static const struct key keys[] = {
      .allowed = "\"host:port\" as in nginx's upstream block, such as \"10.0.0.1:8080\" or \"[::1]:8080\""},
     {"cache_stale_while_revalidate_seconds", KEY_INT, OFF(cache_stale_while_revalidate_seconds), 0, 31536000, 86400},
     {"cache_stale_if_error_seconds", KEY_INT, OFF(cache_stale_if_error_seconds), 0, 31536000, 604800},
+    {"cdn_purge_url", KEY_STRING, OFF(cdn_purge_url), .def_str = "", .valid = valid_cdn_url,
+     .allowed = "\"\" (none), or an http:// or https:// URL, with {pubkey} or {path} in it at will"},
+    {"cdn_purge_method", KEY_STRING, OFF(cdn_purge_method), .def_str = "BAN", .valid = valid_purge_method,
+     .allowed = "\"BAN\" or \"PURGE\""},
     {"cluster_self", KEY_STRING, OFF(cluster_self), .def_str = "",
      .allowed = "one of \"cluster_nodes\", or \"\" when there is none"},
     {"max_future_seconds", KEY_INT, OFF(max_future_seconds), 0, 31536000, 900},

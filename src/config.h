@@ -61,6 +61,8 @@ struct config {
     int64_t sync_timeout_seconds;     /* a relay silent this long while answers are due fails the sync */
     struct config_list cluster_nodes; /* "host:port" of every node, as in nginx's upstream block; none: no cluster */
     char *cluster_self;               /* which of them this node is */
+    char *cdn_purge_url;              /* a CDN in front told of changed pubkeys; "" none */
+    char *cdn_purge_method;
     int64_t cache_stale_while_revalidate_seconds; /* Cache-Control of picture answers, for caches in front */
     int64_t cache_stale_if_error_seconds;
     int64_t max_future_seconds;

@@ -406,11 +406,11 @@ static bool names_header(const char *const *headers, const char *line)
 
 struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void *data)
 {
-    return fetch_start_with(fr, url, NULL, false, cb, data);
+    return fetch_start_with(fr, url, NULL, NULL, cb, data);
 }
 
-struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, bool head, fetch_cb cb,
-                               void *data)
+struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, const char *method,
+                               fetch_cb cb, void *data)
 {
     struct fetch *f = calloc(1, sizeof(*f));
     CURL *e;
@@ -460,8 +460,10 @@ struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *
             abort();
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers != NULL ? f->headers : fr->_headers);
-    if (head)
+    if (method != NULL && strcmp(method, "HEAD") == 0)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (method != NULL)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->_opts.max_bytes);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
@@ -526,6 +528,25 @@ static void cancel_all(h2o_linklist_t *list)
         fetch_cancel(H2O_STRUCT_FROM_MEMBER(struct fetch, link, list->next));
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct fetcher *fr = h->data;
+
+    if (--fr->_closing == 0 && fr->_freed != NULL)
+        fr->_freed(fr->_freed_ctx);
+}
+
+void fetcher_free_then(struct fetcher *fr, void (*done)(void *ctx), void *ctx)
+{
+    if (fr->_multi == NULL) {
+        done(ctx);
+        return;
+    }
+    fr->_freed = done;
+    fr->_freed_ctx = ctx;
+    fetcher_free(fr);
+}
+
 void fetcher_free(struct fetcher *fr)
 {
     if (fr->_multi == NULL)
@@ -538,8 +559,9 @@ void fetcher_free(struct fetcher *fr)
     fr->_sockets = NULL;
     curl_slist_free_all(fr->_headers);
     netguard_free(&fr->_guard);
-    uv_close((uv_handle_t *)&fr->_timer, NULL);
-    uv_close((uv_handle_t *)&fr->_ready_timer, NULL);
+    fr->_closing = 2;
+    uv_close((uv_handle_t *)&fr->_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&fr->_ready_timer, on_handle_closed);
     curl_global_cleanup();
 }
 

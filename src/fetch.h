@@ -97,6 +97,9 @@ struct fetcher {
     struct watch **_sockets; /* by descriptor: the sockets the fetcher opened for libcurl, until it closes them */
     size_t _nsockets;        /* room in _sockets */
     struct fetch_stats _stats;
+    unsigned _closing;         /* handles still closing after fetcher_free() */
+    void (*_freed)(void *ctx); /* fetcher_free_then()'s */
+    void *_freed_ctx;
 };
 
 /*
@@ -115,16 +118,19 @@ struct fetch *fetch_start(struct fetcher *fr, const char *url, fetch_cb cb, void
 
 /*
  * As fetch_start(), with request headers of its own ("Name: value" each, NULL-terminated; copied), which take the
- * place of the fetcher's of the same name, and as a HEAD request when `head` is set.
+ * place of the fetcher's of the same name, and with `method` (NULL: GET; "HEAD" asks for no body; static).
  */
-struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, bool head, fetch_cb cb,
-                               void *data);
+struct fetch *fetch_start_with(struct fetcher *fr, const char *url, const char *const *headers, const char *method,
+                               fetch_cb cb, void *data);
 
 /* Abandons a download: its callback is not called. */
 void fetch_cancel(struct fetch *f);
 
 /* Abandons every download and releases libcurl; the fetcher's handles close with the loop. */
 void fetcher_free(struct fetcher *fr);
+
+/* As fetcher_free(), then `done(ctx)` once its handles have closed: the memory holding `fr` may go then. */
+void fetcher_free_then(struct fetcher *fr, void (*done)(void *ctx), void *ctx);
 
 void fetcher_stats(const struct fetcher *fr, struct fetch_stats *out);
 

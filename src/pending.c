@@ -96,8 +96,13 @@ static void on_written(void *ctx, int status)
     struct search *s = ctx;
     struct blob_ref *blob = s->blob;
     struct pending_result r = {.pic = &s->found, .blob = blob, .status = status, .confirmed = s->confirmed};
+    struct pending *ps = s->ps;
 
     s->blob = NULL;
+    /* What caches in front hold of the old picture is no longer the answer. */
+    if (status == 0 && s->have_old && s->old.h.state == PIC_OK &&
+        (s->found.h.state != PIC_OK || memcmp(s->found.h.blob, s->old.h.blob, 32) != 0) && ps->o.changed != NULL)
+        ps->o.changed(ps->o.changed_ctx, s->pubkey, s->slot);
     if (status == -ENOENT && s->found.h.state == PIC_OK && !s->refetched && !s->ps->closing) {
         /* Its file was evicted or purged meanwhile: downloaded again, and written with its bytes this time. */
         s->refetched = true;

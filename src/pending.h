@@ -47,6 +47,9 @@ struct pending_options {
     uint64_t max_age;       /* seconds a picture (and what a URL gave) stays fresh */
     size_t max_data_bytes;  /* the most bytes of a data: picture, as of a download */
     int banner_master_size; /* the width a banner's master may have, as the largest banner asked for */
+    /* Told when a pubkey's stored picture (or banner) was replaced by another, or by a failure; may be NULL. */
+    void (*changed)(void *ctx, const uint8_t pubkey[32], enum pictures_slot slot);
+    void *changed_ctx;
 };
 
 struct pending_stats {

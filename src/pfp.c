@@ -22,6 +22,7 @@
 #include "lookup.h"
 #include "metrics.h"
 #include "names.h"
+#include "cdn.h"
 #include "cluster.h"
 #include "hex.h"
 #include "nip19.h"
@@ -542,6 +543,15 @@ void pfp_precache(struct pfp *p, const uint8_t pubkey[32], enum pictures_slot sl
 
 /* --- life cycle ------------------------------------------------------------------------------------------------- */
 
+/* A picture replaced: what a CDN in front holds of the pubkey goes. */
+static void on_picture_changed(void *ctx, const uint8_t pubkey[32], enum pictures_slot slot)
+{
+    struct pfp *p = ctx;
+
+    (void)slot;
+    cdn_purge(p->sv.cdn, pubkey);
+}
+
 int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, const struct pfp_services *sv, char *err,
              size_t errlen)
 {
@@ -587,8 +597,11 @@ int pfp_init(struct pfp **out, uv_loop_t *loop, const struct pfp_options *o, con
         dopt.first[dopt.nfirst++].type = (enum image_type)variant_image_type(o->negotiate[0]);
     }
     downloads_init(&p->downloads, sv->fetcher, &p->images, sv->cache, &dopt);
-    popt = (struct pending_options){
-        .max_age = p->o.max_age, .max_data_bytes = o->max_data_bytes, .banner_master_size = VARIANT_BANNER_MAX};
+    popt = (struct pending_options){.max_age = p->o.max_age,
+                                    .max_data_bytes = o->max_data_bytes,
+                                    .banner_master_size = VARIANT_BANNER_MAX,
+                                    .changed = on_picture_changed,
+                                    .changed_ctx = p};
     pending_init(&p->pending, sv->store, sv->pictures, sv->lookup, p->downloads, &popt);
     qopt = (struct prefetch_options){.max_queued = PREFETCH_QUEUE_MAX, .max_running = p->o.max_concurrent};
     prefetch_init(&p->prefetch, loop, &qopt, start_ahead, p);

@@ -20,6 +20,7 @@
 
 struct blobs;
 struct blobcache;
+struct cdn;
 struct cluster;
 struct downloads;
 struct fetcher;
@@ -103,6 +104,7 @@ struct pfp_services {
     struct inbox *inbox;     /* where the image and read threads post their results */
     struct names *names;     /* NIP-05 names in place of keys; NULL: keys only */
     struct cluster *cluster; /* the other nodes behind the balancer; NULL: none */
+    struct cdn *cdn;         /* told when a pubkey's picture changes; NULL: none */
 };
 
 struct pfp;

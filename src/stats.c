@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "cdn.h"
 #include "cluster.h"
 #include "replica.h"
 #include "downloads.h"
@@ -267,6 +268,15 @@ json_t *stats_json(struct stats *s)
     json_object_set_new(root, "negentropy", negentropy_json(s));
     json_object_set_new(root, "sync", sync_json(s));
     json_object_set_new(root, "cluster", cluster_json(s));
+    if (s->cdn != NULL) {
+        struct cdn_stats cs;
+        cdn_stats(s->cdn, &cs);
+        json_object_set_new(
+            root, "cdn",
+            json_pack("{s:I, s:I}", "purges_sent", (json_int_t)cs.sent, "purges_failed", (json_int_t)cs.failed));
+    } else {
+        json_object_set_new(root, "cdn", json_null());
+    }
     return root;
 }
 
@@ -699,6 +709,14 @@ static void on_metrics(void *data, h2o_req_t *req, h2o_iovec_t param)
     negentropy_metrics(s, &b);
     sync_metrics(s, &b);
     cluster_metrics(s, &b, &l);
+    if (s->cdn != NULL) {
+        struct cdn_stats cs;
+        cdn_stats(s->cdn, &cs);
+        metrics_family(&b, "pfpcache_cdn_purges_total", "counter",
+                       "Purge requests to the CDN in front, by whether it answered 2xx.");
+        metrics_u64(&b, "pfpcache_cdn_purges_total", one_label(&l, "outcome", "sent"), cs.sent);
+        metrics_u64(&b, "pfpcache_cdn_purges_total", one_label(&l, "outcome", "failed"), cs.failed);
+    }
     profile_metrics(s, &b, &l);
     upstream_metrics(s, &b, &l);
     relay_metrics(s, &b, &l);

@@ -20,6 +20,7 @@
 #include "store.h"
 #include "upstream.h"
 
+struct cdn;
 struct cluster;
 struct replica;
 
@@ -45,6 +46,7 @@ struct stats {
     struct relaybook *relaybook;
     struct cluster *cluster; /* NULL: no cluster */
     struct replica *replica; /* ... */
+    struct cdn *cdn;         /* NULL: no CDN told of changes */
     uint64_t started_ns;     /* clock_mono_ns() at start-up */
     struct {
         uint32_t kind;
