@@ -514,6 +514,11 @@ static int start(struct app *a)
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,
                                                a->cfg.admin_pubkeys.count,
                                                {"admin_token", "admin_pubkeys"}});
+    if ((r = hashurl_init(&a->hashurl, &(struct hashurl_services){&a->pictures, &a->blobs, &a->picture_bytes, &a->inbox,
+                                                                  a->cluster})) != 0) {
+        log_error("cannot start the file reader: %s", strerror(-r));
+        return APP_EXIT_FAILURE;
+    }
     profileapi_init(&a->profileapi, &a->store, a->lookup, &a->pictures, &a->blobs, a->pfp, a->names, a->cluster);
     admin_init(&a->admin, &(struct admin_options){&a->auth, &a->jobs, &a->pictures, &a->store, a->lookup, a->names,
                                                   a->sync, a->cdn});
@@ -543,6 +548,7 @@ static int start(struct app *a)
     http_route(&a->http, HTTP_GET, "/health", on_health, a);
     relay_route(a->relay, &a->http, web_page, NULL);
     pfp_route(a->pfp, &a->http);
+    hashurl_route(a->hashurl, &a->http);
     profileapi_route(&a->profileapi, &a->http);
     admin_route(&a->admin, &a->http);
     stats_route(&a->stats, &a->http);
@@ -592,6 +598,7 @@ static void stop(struct app *a)
         proxy_shutdown(a->proxy);
     if (a->pfp != NULL)
         pfp_shutdown(a->pfp);
+    hashurl_shutdown(a->hashurl);
     if (a->pictures_ready)
         pictures_shutdown(&a->pictures);
     if (a->neg != NULL)
@@ -602,6 +609,8 @@ static void stop(struct app *a)
     db_shutdown(a->db);
     inbox_free(&a->inbox);
     profileapi_free(&a->profileapi);
+    hashurl_free(a->hashurl);
+    a->hashurl = NULL;
     proxy_free(a->proxy);
     a->proxy = NULL;
     pfp_free(a->pfp);

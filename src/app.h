@@ -15,6 +15,7 @@
 #include "config.h"
 #include "db.h"
 #include "fetch.h"
+#include "hashurl.h"
 #include "http.h"
 #include "inbox.h"
 #include "ingest.h"
@@ -60,6 +61,7 @@ struct app {
     struct names *names;            /* NIP-05 names resolved */
     struct cluster *cluster;        /* the other nodes; NULL: one machine alone */
     struct replica *replica;        /* ... and the events they share; NULL: one machine alone */
+    struct hashurl *hashurl;        /* GET /p/{sha256}.{ext} */
     struct cdn *cdn;                /* a CDN in front, told of changes; NULL: none */
     char **relay_urls;              /* upstream_relays, then each other node's URL for its persistent connection */
     size_t nrelay_urls;

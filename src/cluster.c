@@ -48,6 +48,7 @@ struct forward {
     struct fetch *fetch;
     size_t node;
     bool head;
+    bool any; /* asking each other node in turn, until one has it */
     cluster_local_fn local;
     size_t ctxlen;
     uint8_t ctx[];
@@ -225,6 +226,8 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, char *err, size_t errlen)
     return 0;
 }
 
+static void on_owner(void *data, struct fetch_result *res);
+
 static void forward_free(struct forward *f)
 {
     h2o_linklist_unlink(&f->link);
@@ -256,38 +259,27 @@ static void relay_answer(struct forward *f, h2o_req_t *req, struct fetch_result 
     h2o_send(req, &body, body.len > 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
 
-static void on_owner(void *data, struct fetch_result *res)
+/* The first node from `from` on that is another and not known to be down; c->n when there is none. */
+static size_t next_node(const struct cluster *c, size_t from)
 {
-    struct forward *f = data;
-    struct cluster *c = f->c;
-    h2o_req_t *req = http_held(f->hold);
+    uint64_t now = now_ms();
 
-    f->fetch = NULL;
-    if (req != NULL && res->error == FETCH_OK) {
-        c->stats.from_owner++;
-        relay_answer(f, req, res);
-    } else if (req != NULL) {
-        c->stats.owner_failures++;
-        c->down_until[f->node] = now_ms() + DOWN_MS;
-        log_warn("cluster: the owner %s could not answer (%s); answering here", c->nodes[f->node], res->detail);
-        f->local(f->ctx, req);
-    }
-    forward_free(f);
+    while (from < c->n && (from == c->self || now < c->down_until[from]))
+        from++;
+    return from;
 }
 
-bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32], cluster_local_fn local,
-                     const void *ctx, size_t ctxlen)
+/* Asks node f->node for the request's URL, with its Accept and If-None-Match, and the hop header. */
+static bool send_to(struct forward *f, h2o_req_t *req)
 {
+    struct cluster *c = f->c;
     char url[1024], accept[512], inm[512], hop[300];
     const char *headers[4];
-    size_t node, nh = 0;
-    struct forward *f;
+    size_t nh = 0;
     ssize_t i;
 
-    if (c == NULL || !c->started || c->closing || (node = cluster_owner(c, pubkey)) == c->self ||
-        h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-pfp-hop"), -1) != -1 || now_ms() < c->down_until[node] ||
-        (size_t)snprintf(url, sizeof(url), "http://%s%.*s", c->nodes[node], (int)req->path.len, req->path.base) >=
-            sizeof(url))
+    if ((size_t)snprintf(url, sizeof(url), "http://%s%.*s", c->nodes[f->node], (int)req->path.len, req->path.base) >=
+        sizeof(url))
         return false;
     if ((i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1)) != -1 &&
         (size_t)snprintf(accept, sizeof(accept), "Accept: %.*s", (int)req->headers.entries[i].value.len,
@@ -300,17 +292,89 @@ bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32]
     snprintf(hop, sizeof(hop), "X-Pfp-Hop: %s", c->nodes[c->self]);
     headers[nh++] = hop;
     headers[nh] = NULL;
-    if ((f = calloc(1, sizeof(*f) + ctxlen)) == NULL)
+    f->fetch = fetch_start_with(&c->fetcher, url, headers, f->head ? "HEAD" : NULL, on_owner, f);
+    return true;
+}
+
+static void on_owner(void *data, struct fetch_result *res)
+{
+    struct forward *f = data;
+    struct cluster *c = f->c;
+    h2o_req_t *req = http_held(f->hold);
+    bool answered = res->error == FETCH_OK && !(f->any && res->http_status == 404);
+
+    f->fetch = NULL;
+    if (req != NULL && answered) {
+        c->stats.from_owner++;
+        relay_answer(f, req, res);
+    } else if (req != NULL) {
+        if (res->error != FETCH_OK) {
+            c->stats.owner_failures++;
+            c->down_until[f->node] = now_ms() + DOWN_MS;
+            log_warn("cluster: %s could not answer (%s)", c->nodes[f->node], res->detail);
+        }
+        /* Asking every node: the next one, if any is left. */
+        if (f->any && (f->node = next_node(c, f->node + 1)) < c->n && send_to(f, req))
+            return;
+        f->local(f->ctx, req);
+    }
+    forward_free(f);
+}
+
+static struct forward *forward_new(struct cluster *c, h2o_req_t *req, size_t node, bool any, cluster_local_fn local,
+                                   const void *ctx, size_t ctxlen)
+{
+    struct forward *f = calloc(1, sizeof(*f) + ctxlen);
+
+    if (f == NULL)
         abort();
     f->c = c;
     f->node = node;
+    f->any = any;
     f->local = local;
     f->head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     f->ctxlen = ctxlen;
     memcpy(f->ctx, ctx, ctxlen);
     f->hold = http_hold(req);
     h2o_linklist_insert(&c->forwards, &f->link);
-    f->fetch = fetch_start_with(&c->fetcher, url, headers, f->head ? "HEAD" : NULL, on_owner, f);
+    return f;
+}
+
+static bool may_forward(const struct cluster *c, h2o_req_t *req)
+{
+    /* A request another node sent is answered where it lands: nothing goes round in circles. */
+    return c != NULL && c->started && !c->closing &&
+           h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-pfp-hop"), -1) == -1;
+}
+
+bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32], cluster_local_fn local,
+                     const void *ctx, size_t ctxlen)
+{
+    size_t node;
+    struct forward *f;
+
+    if (!may_forward(c, req) || (node = cluster_owner(c, pubkey)) == c->self || now_ms() < c->down_until[node])
+        return false;
+    f = forward_new(c, req, node, false, local, ctx, ctxlen);
+    if (!send_to(f, req)) {
+        forward_free(f);
+        return false;
+    }
+    return true;
+}
+
+bool cluster_ask_others(struct cluster *c, h2o_req_t *req, cluster_local_fn none, const void *ctx, size_t ctxlen)
+{
+    size_t node;
+    struct forward *f;
+
+    if (!may_forward(c, req) || (node = next_node(c, 0)) >= c->n)
+        return false;
+    f = forward_new(c, req, node, true, none, ctx, ctxlen);
+    if (!send_to(f, req)) {
+        forward_free(f);
+        return false;
+    }
     return true;
 }
 

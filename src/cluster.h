@@ -70,6 +70,13 @@ typedef void (*cluster_local_fn)(const void *ctx, h2o_req_t *req);
 bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32], cluster_local_fn local,
                      const void *ctx, size_t ctxlen);
 
+/*
+ * For a request for a file by its hash, which this node does not hold: asks each other node in turn (as
+ * cluster_forward() asks the owner) and answers with the first answer that is not a 404; `none` answers when no
+ * node has it. Returns false, and does nothing, when there is no other node to ask, or the request came from one.
+ */
+bool cluster_ask_others(struct cluster *c, h2o_req_t *req, cluster_local_fn none, const void *ctx, size_t ctxlen);
+
 /* Requests waiting for an owner are answered 503; no more are forwarded. Idempotent; accepts NULL. */
 void cluster_shutdown(struct cluster *c);
 

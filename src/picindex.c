@@ -113,7 +113,7 @@ static int totals_put(struct picindex *ix, MDB_txn *txn, const struct picindex_t
     return db_errno(mdb_put(txn, ix->meta, &k, &v, 0));
 }
 
-static int file_get(struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], struct file_rec *f)
+static int file_get(const struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], struct file_rec *f)
 {
     MDB_val k = {32, (void *)hash}, v;
     int rc = mdb_get(txn, ix->files, &k, &v);
@@ -124,6 +124,16 @@ static int file_get(struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], s
         return -EIO;
     memcpy(f, v.mv_data, sizeof(*f));
     return 0;
+}
+
+int picindex_get_file(const struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], uint64_t *bytes)
+{
+    struct file_rec f;
+    int rc = file_get(ix, txn, hash, &f);
+
+    if (rc == 0)
+        *bytes = f.bytes;
+    return rc;
 }
 
 static int file_put(struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], const struct file_rec *f)

@@ -72,6 +72,8 @@ void picindex_free(struct picindex *ix);
 int picindex_get(const struct picindex *ix, MDB_txn *txn, const uint8_t pubkey[32], struct pic *out);
 /* ... what `url_key` gave, only if its file is still in the index. */
 int picindex_get_url(const struct picindex *ix, MDB_txn *txn, const uint8_t url_key[32], struct url_rec *out);
+/* ... the size of the file `hash`, if the index holds it. */
+int picindex_get_file(const struct picindex *ix, MDB_txn *txn, const uint8_t hash[32], uint64_t *bytes);
 /* ... the variant `key` of `master`. */
 int picindex_get_variant(const struct picindex *ix, MDB_txn *txn, const uint8_t master[32],
                          const struct pictures_vkey *key, struct variant_rec *out);

@@ -995,6 +995,18 @@ int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
     return r;
 }
 
+int pictures_get_file(struct pictures *x, const uint8_t hash[32], uint64_t *bytes)
+{
+    MDB_txn *txn;
+    int r;
+
+    if ((r = db_read_begin(x->_db, &txn)) != 0)
+        return r;
+    r = picindex_get_file(x->_index, txn, hash, bytes);
+    db_read_end(x->_db, txn);
+    return r;
+}
+
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out)
 {
     MDB_txn *txn;

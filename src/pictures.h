@@ -217,6 +217,9 @@ int pictures_get(struct pictures *x, const uint8_t key[32], struct pic *out);
 /* What `url_key` (the URL's SHA-256) gave, if its file is still cached. Returns 0, -ENOENT or -EIO. */
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out);
 
+/* The size of the cached file `hash`: 0, or -ENOENT when the cache holds no such file. Loop thread. */
+int pictures_get_file(struct pictures *x, const uint8_t hash[32], uint64_t *bytes);
+
 /*
  * The variant `key` of the master `master`, if it and its file are in the index. Returns 0, -ENOENT or -EIO.
  * Loop thread.

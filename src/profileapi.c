@@ -20,6 +20,7 @@
 #include "lookup.h"
 #include "names.h"
 #include "cluster.h"
+#include "hashurl.h"
 #include "nip19.h"
 #include "pending.h"
 #include "pfp.h"
@@ -83,8 +84,9 @@ static json_t *string_or_null(json_t *v)
 }
 
 static json_t *picture_object(const struct profile_url *u, const struct pic *pic, const uint8_t event_id[32],
-                              const char *relay_url, enum profileapi_state *state)
+                              const char *relay_url, const char *base, enum profileapi_state *state)
 {
+    char path[HASHURL_PATH_MAX], file_url[1024];
     json_t *o;
 
     if (u->state == PROFILE_URL_ABSENT) {
@@ -106,6 +108,10 @@ static json_t *picture_object(const struct profile_url *u, const struct pic *pic
     if (*state == PROFILEAPI_CACHED) {
         json_object_set_new(o, "width", json_integer(pic->h.width));
         json_object_set_new(o, "height", json_integer(pic->h.height));
+        /* The stored file itself, by its hash: immutable, for a CDN to keep for ever. */
+        hashurl_path(pic->h.blob, (enum image_type)pic->h.type, path);
+        snprintf(file_url, sizeof(file_url), "%s%s", base, path);
+        json_object_set_new(o, "file_url", json_string(file_url));
     }
     return o;
 }
@@ -143,8 +149,8 @@ json_t *profileapi_entry(const char *json, size_t len, const struct pic *pic, co
         abort();
     /* data: pictures are named by their bytes' SHA-256; their size is bounded by the event's. */
     profile_parse(json_string_value(content), json_string_length(content), SIZE_MAX, prof);
-    json_object_set_new(out, "picture", picture_object(&prof->picture, pic, event_id, relay_url, state));
-    json_object_set_new(out, "banner", picture_object(&prof->banner, banner, event_id, banner_url, banner_state));
+    json_object_set_new(out, "picture", picture_object(&prof->picture, pic, event_id, relay_url, base, state));
+    json_object_set_new(out, "banner", picture_object(&prof->banner, banner, event_id, banner_url, base, banner_state));
     profile_free(prof);
     free(prof);
     json_decref(fields);

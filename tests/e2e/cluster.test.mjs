@@ -6,7 +6,7 @@
 // client gives one node is on the others at once, its picture fetched ahead by the owner alone, and a node that was
 // away catches up on what it missed; the cluster's configuration is checked.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -308,6 +308,42 @@ test('a node that was away catches up on the events published meanwhile, and /he
   const s = (await nodes[away].stats()).cluster;
   assert.ok(s.peers.every((p) => p.catchups >= 1), JSON.stringify(s.peers));
   await until(async () => (await (await fetch(`${nodes[0].url}/health`)).json()).peers_unreachable, (p) => p?.length === 0, { what: '/health: every node back' });
+});
+
+test('/p/{sha256}.{ext}: the profile API lists each cached file by its hash, immutable, served by any node', async () => {
+  const u = await profileWithPicture('immutable');
+  const pic = await picture(nginx.url, u.pubkey);
+  assert.equal(pic.status, 200);
+  const profile = await (await fetch(`${nginx.url}/profile/${u.pubkey}`)).json();
+  const fileUrl = profile.picture.file_url;
+  assert.match(fileUrl, /\/p\/[0-9a-f]{64}\.(webp|jpg|png|gif|avif)$/);
+  const path = new URL(fileUrl).pathname;
+  const hash = path.slice(3, 67);
+  const ext = path.slice(68);
+  // Every node answers it: the owner from its disk, the others by asking the others.
+  for (const n of nodes) {
+    const res = await fetch(`${n.url}${path}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(res.status, 200, n.url);
+    assert.equal(res.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(res.headers.get('content-type'), `image/${ext === 'jpg' ? 'jpeg' : ext}`);
+    assert.equal(res.headers.get('etag'), `"${hash}"`);
+    assert.equal(createHash('sha256').update(body).digest('hex'), hash, 'the bytes are the ones the name says');
+    assert.equal((await fetch(`${n.url}${path}`, { headers: { 'if-none-match': `"${hash}"` } })).status, 304);
+  }
+  const other = ext === 'jpg' ? 'png' : 'jpg';
+  const cases = [
+    [`/p/${hash}.${other}`, 404, /not of the type/],
+    [`/p/${'0'.repeat(64)}.webp`, 404, /no cached file has this hash/],
+    [`/p/${hash.toUpperCase()}.${ext}`, 400, /64 lowercase hex digits/],
+    [`/p/${hash}.bmp`, 400, /jpg, jpeg, png, gif, webp or avif/],
+    ['/p/abc', 400, /not \/p\/\{sha256\}\.\{ext\}/],
+  ];
+  for (const [target, status, message] of cases) {
+    const res = await fetch(`${nginx.url}${target}`);
+    assert.equal(res.status, status, target);
+    assert.match((await res.json()).error, message, target);
+  }
 });
 
 test('the cluster configuration is checked: nodes as nginx writes them, each once, and this node among them', async () => {
