@@ -378,7 +378,8 @@ static int start(struct app *a)
                                          .batch_ms = (uint64_t)a->cfg.upstream_batch_ms,
                                          .max_concurrent = (size_t)a->cfg.max_concurrent,
                                          .book = a->cfg.max_discovery_connections > 0 ? a->relaybook : NULL,
-                                         .max_outbox_relays = (size_t)a->cfg.max_outbox_relays},
+                                         .max_outbox_relays = (size_t)a->cfg.max_outbox_relays,
+                                         .npeers = a->npeers},
                 a->upstream, a->ingest, &a->store);
     /* One thread: sessions' reads wait for each other rather than take the signature threads' cores. */
     if ((r = workpool_init(&a->neg_reads, 1, &a->inbox)) != 0) {

@@ -82,6 +82,7 @@ struct lookup_negative {
 };
 
 enum stage {
+    STAGE_PEERS,    /* asked of the cluster's other nodes */
     STAGE_UPSTREAM, /* asked of the upstream relays */
     STAGE_RELAYS,   /* missing there: its relay list (kind 10002) is being found */
     STAGE_OUTBOX,   /* asked of its write relays and hints */
@@ -498,12 +499,17 @@ static void start_queued(struct lookup *lk)
     }
 }
 
-/* A query of `entries` (which it takes) of `relay`, or of every upstream relay when NULL. */
+/*
+ * A query of `entries` (which it takes) of `relay`, or when NULL of the upstream relays of their stage: the
+ * cluster's other nodes, or the others.
+ */
 static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct lookup_entry **entries, size_t n,
                                       struct upstream_relay *relay)
 {
     struct lookup_query *q = calloc(1, sizeof(*q));
-    size_t nparts = relay != NULL ? 1 : upstream_count(lk->up);
+    size_t nup = upstream_count(lk->up) - lk->opt.npeers;
+    bool peers = relay == NULL && entries[0]->stage == STAGE_PEERS;
+    size_t first = peers ? nup : 0, nparts = relay != NULL ? 1 : peers ? lk->opt.npeers : nup;
 
     if (q == NULL || (q->parts = calloc(nparts + 1, sizeof(*q->parts))) == NULL)
         abort();
@@ -514,11 +520,11 @@ static struct lookup_query *new_query(struct lookup *lk, uint32_t kind, struct l
         upstream_relay_hold(relay);
     } else {
         for (size_t i = 0; i < q->nparts; i++)
-            q->parts[i].r = upstream_relay(lk->up, i);
+            q->parts[i].r = upstream_relay(lk->up, first + i);
     }
     q->lk = lk;
-    q->with_lists =
-        relay == NULL && outbox_enabled(lk) && lk->opt.max_outbox_relays > 0 && outbox_kind(kind) && kind != 10002;
+    q->with_lists = relay == NULL && !peers && outbox_enabled(lk) && lk->opt.max_outbox_relays > 0 &&
+                    outbox_kind(kind) && kind != 10002;
     q->id = ++lk->next_query_id;
     snprintf(q->subid, sizeof(q->subid), "pfp%llu", (unsigned long long)q->id);
     q->kind = kind;
@@ -543,16 +549,17 @@ static void on_batch_timer(uv_timer_t *t)
     lk->nbatch = 0;
     while (!h2o_linklist_is_empty(&lk->batch)) {
         uint32_t kind = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, lk->batch.next)->kind;
+        enum stage stage = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, lk->batch.next)->stage;
         struct lookup_entry **group = malloc(MAX_AUTHORS * sizeof(*group));
         size_t n = 0;
 
         if (group == NULL)
             abort();
-        /* Takes up to MAX_AUTHORS entries of this kind out of the batch, in order. */
+        /* Takes up to MAX_AUTHORS entries of this kind and stage out of the batch, in order. */
         for (h2o_linklist_t *l = lk->batch.next, *next; l != &lk->batch && n < MAX_AUTHORS; l = next) {
             struct lookup_entry *e = H2O_STRUCT_FROM_MEMBER(struct lookup_entry, link, l);
             next = l->next;
-            if (e->kind == kind) {
+            if (e->kind == kind && e->stage == stage) {
                 h2o_linklist_unlink(l);
                 group[n++] = e;
             }
@@ -695,6 +702,16 @@ static void next_stage(struct lookup *lk, struct lookup_entry *e)
     struct event_view ev;
     void *copy;
 
+    /* What the other nodes did not have is asked of the upstream relays, in the next batch. */
+    if (e->stage == STAGE_PEERS) {
+        e->stage = STAGE_UPSTREAM;
+        if (!lk->closing && upstream_count(lk->up) > lk->opt.npeers) {
+            h2o_linklist_insert(&lk->batch, &e->link);
+            if (lk->nbatch++ == 0)
+                uv_timer_start(&lk->batch_timer, on_batch_timer, lk->opt.batch_ms, 0);
+            return;
+        }
+    }
     if (lk->closing || !outbox_enabled(lk) || !outbox_kind(e->kind) || e->stage != STAGE_UPSTREAM) {
         finish_miss(lk, e);
         return;
@@ -804,6 +821,7 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
         memcpy(e->pubkey, pubkey, 32);
         e->kind = kind;
         e->refs = 1;
+        e->stage = lk->opt.npeers > 0 ? STAGE_PEERS : STAGE_UPSTREAM;
         e->tier = LOOKUP_TIER_UPSTREAM;
         e->started_ns = clock_mono_ns();
         h2o_linklist_init_anchor(&e->waiters);

@@ -43,6 +43,9 @@ struct lookup_options {
     /* The outbox stage, for kinds 0, 3 and 10002; off without a book (hints only with no write relay to try). */
     struct relaybook *book;   /* the discovered relays' records: who is skipped, who is tried first */
     size_t max_outbox_relays; /* write relays of a pubkey tried at most */
+    /* The last `npeers` upstream relays are the cluster's other nodes: asked first, the others only for what they
+       did not have. */
+    size_t npeers;
 };
 
 /* Where a lookup's answer came from. */

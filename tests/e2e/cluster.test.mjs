@@ -7,7 +7,9 @@
 // away catches up on what it missed; the cluster's configuration is checked.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -17,20 +19,36 @@ import { serveFixtures, stopFixtures } from './lib/images.mjs';
 import { startNginx } from './lib/nginx.mjs';
 import { newUser, publishRaw, query, rawClient } from './lib/nostr.mjs';
 import { freePort, runBinary, startRelay, tempDir, testConfig, until } from './lib/relay.mjs';
+import { makeCertificates } from './lib/tls.mjs';
 import { worldConfig } from './lib/world.mjs';
 
 const NODES = 3;
 let nodes = [];
 let names = [];
 let dirs = [];
-let nginx, world, upstream, upClient;
+let nginx, world, upstream, upClient, certs, nip05Server, nip05Domain;
+// The NIP-05 names the test's domain has: name -> pubkey.
+const nip05Names = {};
 
 const nodeConfig = (self) =>
-  worldConfig(upstream, { listen_addr: self, cluster_nodes: names, cluster_self: self, max_connections_per_ip: 0, precache_on_metadata: true });
+  worldConfig(upstream, {
+    listen_addr: self,
+    cluster_nodes: names,
+    cluster_self: self,
+    max_connections_per_ip: 0,
+    precache_on_metadata: true,
+    upstream_ca_file: certs.ca,
+  });
 const startNode = (i) => startRelay({ dir: dirs[i], config: nodeConfig(names[i]) });
 
 before(async () => {
   world = await serveFixtures();
+  certs = makeCertificates(await tempDir());
+  nip05Server = createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ names: nip05Names })),
+  );
+  await new Promise((r) => nip05Server.listen(0, '127.0.0.1', r));
+  nip05Domain = `127.0.0.1:${nip05Server.address().port}`;
   upstream = await startRelay();
   upClient = await rawClient(upstream.url);
   const ports = [];
@@ -50,6 +68,7 @@ after(async () => {
   upClient?.close();
   await upstream?.cleanup();
   if (world) await stopFixtures(world);
+  nip05Server?.close();
 });
 
 // A user whose kind 0, on the upstream relay, names a picture of its own URL on the image server.
@@ -344,6 +363,40 @@ test('/p/{sha256}.{ext}: the profile API lists each cached file by its hash, imm
     assert.equal(res.status, status, target);
     assert.match((await res.json()).error, message, target);
   }
+});
+
+test("npub and NIP-05 requests through nginx end at the owner, with no download but the owner's one", async () => {
+  const u = await profileWithPicture('named');
+  nip05Names.named = u.pubkey;
+  const downloads = world.images.total();
+  for (const id of [nip19.npubEncode(u.pubkey), `named@${nip05Domain}`]) {
+    const redirect = await fetch(`${nginx.url}/profile-pic/${id}`, { redirect: 'manual' });
+    assert.equal(redirect.status, 307, id);
+    assert.equal(redirect.headers.get('location'), `/profile-pic/${u.pubkey}`, id);
+    const followed = await picture(nginx.url, id);
+    assert.equal(followed.status, 200, id);
+    assert.equal(followed.h('x-served-by'), followed.h('x-pfp-owner'), id);
+  }
+  assert.equal(world.images.total() - downloads, 1);
+});
+
+test('lookups ask the other nodes before the upstream relays', async () => {
+  // On the upstream relay only; one node looks it up there and stores it (events from lookups are not passed on).
+  const u = newUser();
+  assert.equal((await publishRaw(upClient, u.sign({ kind: 0, content: JSON.stringify({ name: 'peers-first' }) })))[2], true);
+  const first = await fetch(`${nodes[0].url}/profile/${u.pubkey}`);
+  assert.equal(first.status, 200);
+  await first.arrayBuffer();
+  const asked = await upstream.metric('pfpcache_relay_subscriptions_total');
+  // Another node finds it on the first: the upstream relay is not asked.
+  const second = await fetch(`${nodes[1].url}/profile/${u.pubkey}`);
+  assert.equal(second.status, 200);
+  assert.equal((await second.json()).name, 'peers-first');
+  assert.equal(await upstream.metric('pfpcache_relay_subscriptions_total'), asked);
+  // What no node has is asked upstream after them.
+  const missing = await fetch(`${nodes[1].url}/profile/${newUser().pubkey}`);
+  assert.equal(missing.status, 404);
+  assert.equal(await upstream.metric('pfpcache_relay_subscriptions_total'), asked + 1);
 });
 
 test('the cluster configuration is checked: nodes as nginx writes them, each once, and this node among them', async () => {
