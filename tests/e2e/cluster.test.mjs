@@ -175,6 +175,7 @@ test('1,000 pictures through nginx: each downloaded and resized once, by its own
     assert.equal(a.cache, 'MISS');
   }
   assert.equal(world.images.total() - downloadsBefore, 1000, 'one download per picture in the whole cluster');
+  console.log(`# 1,000 pictures through nginx: ${world.images.total() - downloadsBefore} downloads`);
   const owned = names.map((n) => answers.filter((a) => a.owner === n).length);
   for (const [i, n] of nodes.entries()) {
     const s = await n.stats();
@@ -239,6 +240,7 @@ test('a node stopped: every request still answers, only its keys move, and they 
     }
   }
   assert.ok(moved > 20 && moved < 90, `${moved} of 150 keys moved`);
+  console.log(`# node stopped: ${moved} of 150 keys moved (its share), 0 of the others'`);
   const failures = (await Promise.all(nodes.filter((_, k) => k !== down).map((n) => n.stats()))).reduce((t, s) => t + s.cluster.owner_failures, 0);
   assert.ok(failures >= 1, 'the stopped owner was tried, then its keys answered where they landed');
 
