@@ -605,6 +605,7 @@ static void on_put_done(struct db_write *w)
     } else {
         px_settled(&p->b);
     }
+    x->_stats.writes_pending--;
     if (p->done != NULL)
         p->done(p->ctx, w->status);
     check_limit(x);
@@ -817,6 +818,7 @@ static void put_queue(struct pictures *x, struct px_put *p)
     /* Writes gather for the next batch while one is on the file thread, and for PUT_GATHER_MS at most. */
     h2o_linklist_insert(&x->_puts, &p->link);
     x->_nputs++;
+    x->_stats.writes_pending++;
     if (x->_file_thread_stopped || (x->_nputs >= PUT_BATCH_MAX && x->_put_batches == 0))
         flush_puts(x);
     else if (!uv_is_active((uv_handle_t *)&x->_put_timer))

@@ -143,6 +143,7 @@ struct pictures_stats {
     uint64_t damaged_files;       /* files of the wrong size found at start-up, dropped and removed */
     uint64_t disk_full;           /* picture files that could not be written: the disk was full (ENOSPC) */
     uint64_t disk_full_evictions; /* evictions started because the disk was full */
+    uint64_t writes_pending;      /* picture and variant writes not yet committed */
     bool ready;                   /* start-up reconciliation done: the totals are known */
     bool evicting;                /* an eviction is under way, its files not all removed yet */
 };

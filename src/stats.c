@@ -225,7 +225,7 @@ json_t *stats_json(struct stats *s)
         json_object_set_new(stored, "other", json_integer((json_int_t)s->stored_other));
     root = json_pack(
         "{s:s, s:I,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:b, s:I, s:I, s:{s:I, s:I, s:I}},"
         " s:{s:I, s:I, s:I, s:o},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:o,"
@@ -237,18 +237,18 @@ json_t *stats_json(struct stats *s)
         "max_bytes", (json_int_t)xs->max_bytes, "hits", (json_int_t)ps->hits, "stale", (json_int_t)ps->stale, "misses",
         (json_int_t)ps->misses, "negative_hits", (json_int_t)ps->negative_hits, "not_modified",
         (json_int_t)ps->not_modified, "hit_ratio", hit_ratio(ps), "bytes_served", (json_int_t)ps->bytes_served,
-        "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "purges",
-        (json_int_t)xs->purges, "generated", "identicon", (json_int_t)ps->identicons, "blank", (json_int_t)ps->blanks,
-        "drawn", (json_int_t)ps->drawn, "downloads", "started", (json_int_t)ps->downloads, "processed",
-        (json_int_t)ps->processed, "url_reuses", (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups",
-        "requested", (json_int_t)ls.requested, "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries,
-        "found", (json_int_t)ls.found, "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out,
-        "upstream_relays", relays_json(s), "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running",
-        (json_int_t)jobs[JOB_RUNNING], "done", (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED],
-        "relay", "connections", (json_int_t)rs.connections, "events_stored", stored, "slow_clients_closed",
-        (json_int_t)rs.slow_clients_closed, "queue_bytes", (json_int_t)rs.queue_bytes, "queue_peak_bytes",
-        (json_int_t)rs.queue_peak_bytes, "admin", "token", as.token, "nip98", as.nip98, "loopback_only",
-        as.loopback_only);
+        "evictions", (json_int_t)xs->evictions, "evicted_files", (json_int_t)xs->evicted_files, "evicting",
+        xs->evicting, "writes_pending", (json_int_t)xs->writes_pending, "purges", (json_int_t)xs->purges, "generated",
+        "identicon", (json_int_t)ps->identicons, "blank", (json_int_t)ps->blanks, "drawn", (json_int_t)ps->drawn,
+        "downloads", "started", (json_int_t)ps->downloads, "processed", (json_int_t)ps->processed, "url_reuses",
+        (json_int_t)ps->url_reuses, "failed", failures_json(ps), "lookups", "requested", (json_int_t)ls.requested,
+        "coalesced", (json_int_t)ls.coalesced, "queries", (json_int_t)ls.queries, "found", (json_int_t)ls.found,
+        "not_found", (json_int_t)ls.not_found, "timed_out", (json_int_t)ls.timed_out, "upstream_relays", relays_json(s),
+        "jobs", "queued", (json_int_t)jobs[JOB_QUEUED], "running", (json_int_t)jobs[JOB_RUNNING], "done",
+        (json_int_t)jobs[JOB_DONE], "failed", (json_int_t)jobs[JOB_FAILED], "relay", "connections",
+        (json_int_t)rs.connections, "events_stored", stored, "slow_clients_closed", (json_int_t)rs.slow_clients_closed,
+        "queue_bytes", (json_int_t)rs.queue_bytes, "queue_peak_bytes", (json_int_t)rs.queue_peak_bytes, "admin",
+        "token", as.token, "nip98", as.nip98, "loopback_only", as.loopback_only);
     json_object_set_new(json_object_get(root, "cache"), "variants", variants_json(ps));
     json_object_set_new(root, "discovery", discovery_json(s, &ls));
     json_object_set_new(json_object_get(root, "lookups"), "by_tier", tiers_json(&ls));

@@ -127,10 +127,15 @@ test('a purge during a burst of reads never serves a partial picture or an error
   }
 });
 
-// Eviction follows the write that crosses the limit by a moment: waits (up to 2 s) for the files to fit.
+// Writes are committed a moment after the answer, eviction follows the commit that crosses the limit and goes on in
+// chunks after the files fit: waits (up to 2 s) for every write committed, no eviction under way and the files within.
 async function settlesWithin(relay, limit, what) {
-  await until(() => mediaFiles(relay).bytes, (bytes) => bytes <= limit, {
-    what: `the files within ${limit} bytes ${what}`,
+  const settled = async () => {
+    const { cache } = await relay.stats();
+    return cache.writes_pending === 0 && !cache.evicting && mediaFiles(relay).bytes <= limit;
+  };
+  await until(settled, Boolean, {
+    what: `the files within ${limit} bytes ${what}, every write committed and no eviction under way`,
     timeoutMs: 2000,
     intervalMs: 10,
   });
