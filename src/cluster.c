@@ -334,7 +334,8 @@ static struct forward *forward_new(struct cluster *c, h2o_req_t *req, size_t nod
     f->local = local;
     f->head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     f->ctxlen = ctxlen;
-    memcpy(f->ctx, ctx, ctxlen);
+    if (ctxlen > 0)
+        memcpy(f->ctx, ctx, ctxlen);
     f->hold = http_hold(req);
     h2o_linklist_insert(&c->forwards, &f->link);
     return f;

@@ -64,11 +64,13 @@ before(async () => {
 
 after(async () => {
   await nginx?.stop();
-  for (const n of nodes) await n.cleanup();
   upClient?.close();
-  await upstream?.cleanup();
+  // Every process is stopped even when one exited badly, so that the test ends; then the first failure is reported.
+  const stopped = await Promise.allSettled([...nodes, upstream].filter(Boolean).map((r) => r.cleanup()));
   if (world) await stopFixtures(world);
   nip05Server?.close();
+  const failed = stopped.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 });
 
 // A user whose kind 0, on the upstream relay, names a picture of its own URL on the image server.
