@@ -985,40 +985,38 @@ void pictures_touch(struct pictures *x, const uint8_t hash[32])
     x->_touches[slot - 1].ms = ms;
 }
 
-int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
+/* What the index's lookups read, each in a read transaction of its own. */
+enum px_read { READ_PIC, READ_FILE, READ_URL };
+
+static int read_index(struct pictures *x, enum px_read what, const uint8_t key[32], void *out)
 {
     MDB_txn *txn;
     int r;
 
     if ((r = db_read_begin(x->_db, &txn)) != 0)
         return r;
-    r = picindex_get(x->_index, txn, pubkey, out);
+    switch (what) {
+    case READ_PIC: r = picindex_get(x->_index, txn, key, out); break;
+    case READ_FILE: r = picindex_get_file(x->_index, txn, key, out); break;
+    case READ_URL: r = picindex_get_url(x->_index, txn, key, out); break;
+    }
     db_read_end(x->_db, txn);
     return r;
+}
+
+int pictures_get(struct pictures *x, const uint8_t pubkey[32], struct pic *out)
+{
+    return read_index(x, READ_PIC, pubkey, out);
 }
 
 int pictures_get_file(struct pictures *x, const uint8_t hash[32], uint64_t *bytes)
 {
-    MDB_txn *txn;
-    int r;
-
-    if ((r = db_read_begin(x->_db, &txn)) != 0)
-        return r;
-    r = picindex_get_file(x->_index, txn, hash, bytes);
-    db_read_end(x->_db, txn);
-    return r;
+    return read_index(x, READ_FILE, hash, bytes);
 }
 
 int pictures_get_url(struct pictures *x, const uint8_t url_key[32], struct url_rec *out)
 {
-    MDB_txn *txn;
-    int r;
-
-    if ((r = db_read_begin(x->_db, &txn)) != 0)
-        return r;
-    r = picindex_get_url(x->_index, txn, url_key, out);
-    db_read_end(x->_db, txn);
-    return r;
+    return read_index(x, READ_URL, url_key, out);
 }
 
 const struct db_table_check *pictures_table_checks(size_t *n)

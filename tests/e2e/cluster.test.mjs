@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { nip19 } from 'nostr-tools';
 
 import { serveFixtures, stopFixtures } from './lib/images.mjs';
-import { startNginx } from './lib/nginx.mjs';
+import { SHIPPED, startNginx } from './lib/nginx.mjs';
 import { newUser, publishRaw, query, rawClient } from './lib/nostr.mjs';
 import { freePort, runBinary, startRelay, tempDir, testConfig, until } from './lib/relay.mjs';
 import { makeCertificates } from './lib/tls.mjs';
@@ -403,6 +403,16 @@ test('lookups ask the other nodes before the upstream relays', async () => {
   const missing = await fetch(`${nodes[1].url}/profile/${newUser().pubkey}`);
   assert.equal(missing.status, 404);
   assert.equal(await upstream.metric('pfpcache_relay_subscriptions_total'), asked + 1);
+});
+
+// A node closes a keep-alive connection idle for 10 s (h2o's HTTP/1 timeout). Were nginx to keep it longer, a
+// request it sent as the node closed it would fail, and nginx would skip a healthy node for its fail_timeout.
+test('the shipped nginx configuration closes idle connections to the nodes before the nodes do', () => {
+  const upstreamBlock = readFileSync(SHIPPED, 'utf8').match(/upstream pfpcache \{([^}]*)\}/)[1];
+  assert.match(upstreamBlock, /^\s*keepalive \d+;/m);
+  const idle = upstreamBlock.match(/^\s*keepalive_timeout (\d+)s;/m);
+  assert.ok(idle, 'keepalive_timeout is set in the upstream block (nginx keeps idle connections 60 s by default)');
+  assert.ok(Number(idle[1]) < 10, `keepalive_timeout ${idle[1]}s is shorter than the nodes' 10 s`);
 });
 
 test('the cluster configuration is checked: nodes as nginx writes them, each once, and this node among them', async () => {
