@@ -1,11 +1,12 @@
 // gen-ring.mjs -- writes ring.json: which server a real nginx (`hash $key consistent`) picks for keys, for
 // the C unit tests of src/ring.c. Needs /usr/sbin/nginx (scripts/deps.sh bench installs it).
 // Run `node tests/vectors/gen-ring.mjs` to regenerate.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { nginxConf, spawnNginx } from '../e2e/lib/nginx.mjs';
 
 const FRONT = 18590;
 // Three rings: the cluster's shape (three nodes), a weighted one, and one whose names are not host:port.
@@ -21,25 +22,21 @@ const keys = Array.from({ length: KEYS }, (_, i) => createHash('sha256').update(
 async function pick(ring) {
   const dir = mkdtempSync(join(tmpdir(), 'pfp-ring-'));
   const backends = [...new Set(ring.servers.map((s) => Number(s.split(':')[1])))];
+  mkdirSync(join(dir, 'tmp'));
   writeFileSync(
     join(dir, 'nginx.conf'),
-    `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+    nginxConf(
+      dir,
+      `    access_log off;
     upstream cluster {
         hash $arg_k consistent;
 ${ring.servers.map((s, i) => `        server ${s} weight=${ring.weights[i]};`).join('\n')}
     }
 ${backends.map((p) => `    server { listen 127.0.0.1:${p}; return 200 "${p}"; }`).join('\n')}
-    server { listen 127.0.0.1:${FRONT}; location / { proxy_pass http://cluster; add_header X-Upstream $upstream_addr always; } }
-}
-`,
+    server { listen 127.0.0.1:${FRONT}; location / { proxy_pass http://cluster; add_header X-Upstream $upstream_addr always; } }`,
+    ),
   );
-  const proc = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stdio: 'inherit' });
+  const proc = spawnNginx(dir, 'inherit');
   const url = `http://127.0.0.1:${FRONT}/`;
   for (let i = 0; i < 100 && !(await fetch(url).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
   const owners = [];

@@ -9,6 +9,29 @@ import { REPO, freePort, until } from './relay.mjs';
 
 export const SHIPPED = join(REPO, 'deploy/nginx/pfpcache-cluster.conf');
 
+// A whole nginx.conf for a foreground nginx with one worker, its pid, error log and temporary files in `dir`
+// (the temporary files in `dir`/tmp, which must exist), and `http` inside its http block.
+export function nginxConf(dir, http) {
+  return `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path ${dir}/tmp;
+    proxy_temp_path ${dir}/tmp;
+    fastcgi_temp_path ${dir}/tmp;
+    uwsgi_temp_path ${dir}/tmp;
+    scgi_temp_path ${dir}/tmp;
+${http}
+}
+`;
+}
+
+// Runs nginx in the foreground on `dir`/nginx.conf, with `stdio` as child_process.spawn() takes it.
+export function spawnNginx(dir, stdio) {
+  return spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stdio });
+}
+
 // Starts nginx in `dir` in front of `nodes` ("host:port", in cluster_nodes order). Resolves with
 // { url, log() (the access log's lines as {key, upstream, uri, status}), stop() }.
 export async function startNginx(dir, nodes) {
@@ -26,23 +49,14 @@ export async function startNginx(dir, nodes) {
   await writeFile(join(dir, 'pfpcache-cluster.conf'), shipped);
   await writeFile(
     join(dir, 'nginx.conf'),
-    `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-    log_format pfp '$pfp_key|$upstream_addr|$status|$request_uri';
+    nginxConf(
+      dir,
+      `    log_format pfp '$pfp_key|$upstream_addr|$status|$request_uri';
     access_log ${dir}/access.log pfp;
-    client_body_temp_path ${dir}/tmp;
-    proxy_temp_path ${dir}/tmp;
-    fastcgi_temp_path ${dir}/tmp;
-    uwsgi_temp_path ${dir}/tmp;
-    scgi_temp_path ${dir}/tmp;
-    include ${dir}/pfpcache-cluster.conf;
-}
-`,
+    include ${dir}/pfpcache-cluster.conf;`,
+    ),
   );
-  const proc = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawnNginx(dir, ['ignore', 'ignore', 'pipe']);
   let stderr = '';
   proc.stderr.on('data', (c) => (stderr += c));
   const exited = new Promise((resolve) => proc.on('exit', resolve));
