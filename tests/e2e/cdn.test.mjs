@@ -64,6 +64,8 @@ before(async () => {
     config: worldConfig(upstream, { listen_addr: `127.0.0.1:${port}`, precache_on_metadata: true, cdn_purge_url: `${varnishUrl}/` }),
   });
   await relay.waitUpstreamConnected();
+  // Varnish holds a backend off for a moment after a refused connection, as while the relay was starting.
+  await until(() => fetch(`${varnishUrl}/health`).then((r) => r.status), (s) => s === 200, { what: 'Varnish reaching the relay' });
 });
 
 after(async () => {
