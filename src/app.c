@@ -507,9 +507,9 @@ static int start(struct app *a)
     jobs_sync_every(&a->jobs, (const char *const *)a->cfg.sync_relays.items, a->cfg.sync_relays.count,
                     SYNC_DEFAULT_FILTER, (uint64_t)a->cfg.sync_interval_minutes * 60000);
     if (a->npeers > 0)
-        a->replica = replica_new(
-            &a->loop, &(struct replica_options){a->upstream, a->cfg.upstream_relays.count, a->npeers, a->peer_names,
-                                                (const char *const *)a->peer_sync_urls, &a->jobs, SYNC_DEFAULT_FILTER});
+        a->replica = replica_new(&(struct replica_options){a->upstream, a->cfg.upstream_relays.count, a->npeers,
+                                                           a->peer_names, (const char *const *)a->peer_sync_urls,
+                                                           &a->jobs, SYNC_DEFAULT_FILTER});
     a->jobs_ready = true;
     auth_init(&a->auth, &(struct auth_options){a->cfg.admin_token,
                                                (const uint8_t(*)[32])a->cfg.admin_pubkeys.keys,

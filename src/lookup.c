@@ -569,6 +569,14 @@ static void on_batch_timer(uv_timer_t *t)
     start_queued(lk);
 }
 
+/* `e` goes in the next batch of queries, which leaves batch_ms after the first entry. */
+static void batch_add(struct lookup *lk, struct lookup_entry *e)
+{
+    h2o_linklist_insert(&lk->batch, &e->link);
+    if (lk->nbatch++ == 0)
+        uv_timer_start(&lk->batch_timer, on_batch_timer, lk->opt.batch_ms, 0);
+}
+
 /* --- the outbox stage ---------------------------------------------------------------------------------------- */
 
 static bool has_hints(const struct lookup *lk, const uint8_t pubkey[32], uint32_t kind)
@@ -706,9 +714,7 @@ static void next_stage(struct lookup *lk, struct lookup_entry *e)
     if (e->stage == STAGE_PEERS) {
         e->stage = STAGE_UPSTREAM;
         if (!lk->closing && upstream_count(lk->up) > lk->opt.npeers) {
-            h2o_linklist_insert(&lk->batch, &e->link);
-            if (lk->nbatch++ == 0)
-                uv_timer_start(&lk->batch_timer, on_batch_timer, lk->opt.batch_ms, 0);
+            batch_add(lk, e);
             return;
         }
     }
@@ -826,9 +832,7 @@ void lookup_get(struct lookup *lk, const uint8_t pubkey[32], uint32_t kind, stru
         e->started_ns = clock_mono_ns();
         h2o_linklist_init_anchor(&e->waiters);
         keymap_put(lk->active, key, e);
-        h2o_linklist_insert(&lk->batch, &e->link);
-        if (lk->nbatch++ == 0)
-            uv_timer_start(&lk->batch_timer, on_batch_timer, lk->opt.batch_ms, 0);
+        batch_add(lk, e);
     }
     w->_entry = e;
     h2o_linklist_insert(&e->waiters, &w->_link);
@@ -1110,7 +1114,7 @@ int lookup_init(struct lookup **out, uv_loop_t *loop, const struct lookup_option
     uv_timer_init(loop, &lk->ready_timer);
     uv_timer_init(loop, &lk->outbox_timer);
     lk->batch_timer.data = lk->ready_timer.data = lk->outbox_timer.data = lk;
-    upstream_set_handler(up, &upstream_handler, lk);
+    upstream_add_handler(up, &upstream_handler, lk);
     *out = lk;
     return 0;
 }

@@ -10,13 +10,8 @@
 #include "store.h"
 #include "upstream.h"
 
-/* How often the connections to the other nodes are looked at, to catch up with one that has just opened. */
-#define WATCH_MS 500
-
 struct replica {
     struct replica_options o;
-    uv_timer_t timer;
-    bool *connected; /* by peer: as last seen */
     uint64_t *catchups;
     bool closing;
     struct replica_stats stats;
@@ -31,34 +26,32 @@ static void on_created(void *ctx, int status, uint64_t id)
         log_info("replica: catch-up sync job %016llx", (unsigned long long)id);
 }
 
-static void on_watch(uv_timer_t *t)
+/* Either side may have missed events while apart: a connection to another node that opens is where that ends. */
+static void on_connected(void *data, struct upstream_relay *r)
 {
-    struct replica *rp = t->data;
+    struct replica *rp = data;
 
     for (size_t i = 0; i < rp->o.n && !rp->closing; i++) {
-        bool now = upstream_relay_state(upstream_relay(rp->o.up, rp->o.first + i)) == UPSTREAM_CONNECTED;
-
-        /* Either side may have missed events while apart: a connection that opens is where that ends. */
-        if (now && !rp->connected[i] && !jobs_sync_unfinished(rp->o.jobs, rp->o.sync_urls[i])) {
+        if (upstream_relay(rp->o.up, rp->o.first + i) != r)
+            continue;
+        if (!jobs_sync_unfinished(rp->o.jobs, rp->o.sync_urls[i])) {
             rp->catchups[i]++;
             jobs_create_sync(rp->o.jobs, rp->o.sync_urls[i], rp->o.filter, on_created, rp);
         }
-        rp->connected[i] = now;
+        return;
     }
 }
 
-struct replica *replica_new(uv_loop_t *loop, const struct replica_options *o)
+static const struct upstream_handler handler = {.on_connected = on_connected};
+
+struct replica *replica_new(const struct replica_options *o)
 {
     struct replica *rp = calloc(1, sizeof(*rp));
 
-    if (rp == NULL || (rp->connected = calloc(o->n, sizeof(*rp->connected))) == NULL ||
-        (rp->catchups = calloc(o->n, sizeof(*rp->catchups))) == NULL)
+    if (rp == NULL || (rp->catchups = calloc(o->n, sizeof(*rp->catchups))) == NULL)
         abort();
     rp->o = *o;
-    uv_timer_init(loop, &rp->timer);
-    rp->timer.data = rp;
-    uv_timer_start(&rp->timer, on_watch, WATCH_MS, WATCH_MS);
-    uv_unref((uv_handle_t *)&rp->timer);
+    upstream_add_handler(o->up, &handler, rp);
     return rp;
 }
 
@@ -85,7 +78,9 @@ size_t replica_peers(const struct replica *rp)
 
 void replica_peer_stats(const struct replica *rp, size_t i, struct replica_peer_stats *out)
 {
-    *out = (struct replica_peer_stats){rp->o.nodes[i], rp->connected[i], rp->catchups[i]};
+    bool connected = upstream_relay_state(upstream_relay(rp->o.up, rp->o.first + i)) == UPSTREAM_CONNECTED;
+
+    *out = (struct replica_peer_stats){rp->o.nodes[i], connected, rp->catchups[i]};
 }
 
 void replica_stats(const struct replica *rp, struct replica_stats *out)
@@ -98,23 +93,14 @@ void replica_stats(const struct replica *rp, struct replica_stats *out)
 
 void replica_shutdown(struct replica *rp)
 {
-    if (rp == NULL)
-        return;
-    rp->closing = true;
-    uv_timer_stop(&rp->timer);
-}
-
-static void on_closed(uv_handle_t *h)
-{
-    struct replica *rp = h->data;
-
-    free(rp->connected);
-    free(rp->catchups);
-    free(rp);
+    if (rp != NULL)
+        rp->closing = true;
 }
 
 void replica_free(struct replica *rp)
 {
-    if (rp != NULL)
-        uv_close((uv_handle_t *)&rp->timer, on_closed);
+    if (rp == NULL)
+        return;
+    free(rp->catchups);
+    free(rp);
 }

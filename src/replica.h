@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 struct event_view;
 struct jobs;
@@ -38,7 +37,8 @@ struct replica_stats {
 
 struct replica;
 
-struct replica *replica_new(uv_loop_t *loop, const struct replica_options *o);
+/* Hears of the connections to the other nodes: call before upstream_start(). */
+struct replica *replica_new(const struct replica_options *o);
 
 /* Passes `ev`, which a client gave this node and which was newly stored, to every other node. */
 void replica_forward(struct replica *rp, const struct event_view *ev);
@@ -50,7 +50,7 @@ void replica_stats(const struct replica *rp, struct replica_stats *out);
 
 /* Starts no more syncs. Idempotent; accepts NULL. */
 void replica_shutdown(struct replica *rp);
-/* The memory goes with the loop's next turn. Accepts NULL. */
+/* After the upstream's connections have closed (they call into the replica until then). Accepts NULL. */
 void replica_free(struct replica *rp);
 
 #endif

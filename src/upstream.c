@@ -59,8 +59,11 @@ struct upstream {
     size_t nrelays;
     size_t max_message;
     size_t max_queue;
-    const struct upstream_handler *h;
-    void *data;
+    struct {
+        const struct upstream_handler *h;
+        void *data;
+    } handlers[UPSTREAM_MAX_HANDLERS];
+    size_t nhandlers;
     bool closing;
     size_t timers_open; /* while upstream_free() waits for close callbacks */
     /* Relays found through the outbox model and hints. */
@@ -114,6 +117,28 @@ static void schedule_retry(struct upstream_relay *r)
     uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
+/* Each handler hears, in the order they were added; a handler may leave out what it does not need. */
+static void tell_connected(struct upstream_relay *r)
+{
+    for (size_t i = 0; i < r->up->nhandlers; i++)
+        if (r->up->handlers[i].h->on_connected != NULL)
+            r->up->handlers[i].h->on_connected(r->up->handlers[i].data, r);
+}
+
+static void tell_disconnected(struct upstream_relay *r)
+{
+    for (size_t i = 0; i < r->up->nhandlers; i++)
+        if (r->up->handlers[i].h->on_disconnected != NULL)
+            r->up->handlers[i].h->on_disconnected(r->up->handlers[i].data, r);
+}
+
+static void tell_message(struct upstream_relay *r, json_t *msg)
+{
+    for (size_t i = 0; i < r->up->nhandlers; i++)
+        if (r->up->handlers[i].h->on_message != NULL)
+            r->up->handlers[i].h->on_message(r->up->handlers[i].data, r, msg);
+}
+
 void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len, bool binary)
 {
     json_error_t err;
@@ -134,7 +159,7 @@ void upstream_receive(struct upstream_relay *r, const uint8_t *data, size_t len,
         log_debug("upstream %s: NOTICE %s", r->url, json_string_value(json_array_get(msg, 1)));
     }
     r->in_callback++;
-    r->up->h->on_message(r->up->data, r, msg);
+    tell_message(r, msg);
     r->in_callback--;
     json_decref(msg);
     maybe_destroy(r);
@@ -156,13 +181,13 @@ static void on_ws_close(struct ws_conn *ws)
         snprintf(r->last_error, sizeof(r->last_error), "connection closed");
     r->failures = lasted >= STABLE_MS ? 0 : r->failures + 1;
     if (!r->discovered) {
-        r->up->h->on_disconnected(r->up->data, r);
+        tell_disconnected(r);
         schedule_retry(r);
         return;
     }
     r->closing = false;
     r->in_callback++;
-    r->up->h->on_disconnected(r->up->data, r);
+    tell_disconnected(r);
     r->in_callback--;
     maybe_destroy(r);
 }
@@ -203,7 +228,7 @@ static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
             r->up->dstats.refused++;
         log_info("upstream %s: %s", r->url, r->last_error);
         r->in_callback++;
-        r->up->h->on_disconnected(r->up->data, r);
+        tell_disconnected(r);
         r->in_callback--;
         maybe_destroy(r);
         return;
@@ -216,7 +241,7 @@ static void on_dialed(void *data, h2o_socket_t *sock, const char *err)
     r->ws = ws_client(sock, &relay_ws_handler, r, &opt);
     log_info("upstream %s: connected", r->url);
     r->in_callback++;
-    r->up->h->on_connected(r->up->data, r);
+    tell_connected(r);
     r->in_callback--;
     maybe_destroy(r);
 }
@@ -453,15 +478,16 @@ int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_
     return 0;
 }
 
-void upstream_set_handler(struct upstream *up, const struct upstream_handler *h, void *data)
+void upstream_add_handler(struct upstream *up, const struct upstream_handler *h, void *data)
 {
-    up->h = h;
-    up->data = data;
+    assert(up->nhandlers < UPSTREAM_MAX_HANDLERS);
+    up->handlers[up->nhandlers].h = h;
+    up->handlers[up->nhandlers++].data = data;
 }
 
 void upstream_start(struct upstream *up)
 {
-    assert(up->h != NULL);
+    assert(up->nhandlers > 0);
     for (size_t i = 0; i < up->nrelays; i++)
         connect_relay(&up->relays[i]);
     /* Idle connections are closed within half discovery_idle_seconds of the deadline. */

@@ -36,7 +36,10 @@ struct upstream_discovery_stats {
     uint64_t skipped_limit; /* relays not asked because max_discovered were open and in use */
 };
 
-/* What the user of the connections hears, on the loop thread. */
+/* The most handlers an upstream has: the lookups', and the cluster's replication. */
+#define UPSTREAM_MAX_HANDLERS 2
+
+/* What a user of the connections hears, on the loop thread; a member left NULL is not called. */
 struct upstream_handler {
     void (*on_connected)(void *data, struct upstream_relay *r);
     /* Called whenever a connection is lost or closed; nothing sent before it will be answered. */
@@ -68,8 +71,11 @@ struct upstream_relay_stats {
  */
 int upstream_init(struct upstream **out, uv_loop_t *loop, const struct upstream_options *opt, char *err, size_t errlen);
 
-/* Sets who hears of the connections (once, before upstream_start()); `h` and `data` must outlive the upstream. */
-void upstream_set_handler(struct upstream *up, const struct upstream_handler *h, void *data);
+/*
+ * Adds one who hears of the connections (before upstream_start(), at most UPSTREAM_MAX_HANDLERS); each hears in
+ * the order added. `h` and `data` must outlive the upstream.
+ */
+void upstream_add_handler(struct upstream *up, const struct upstream_handler *h, void *data);
 
 /* Opens every connection. */
 void upstream_start(struct upstream *up);

@@ -40,7 +40,7 @@ struct upstream {
 
 static struct upstream up;
 
-void upstream_set_handler(struct upstream *u, const struct upstream_handler *h, void *data)
+void upstream_add_handler(struct upstream *u, const struct upstream_handler *h, void *data)
 {
     u->h = h;
     u->data = data;
