@@ -38,7 +38,6 @@ static void on_health(void *data, h2o_req_t *req, h2o_iovec_t param)
 {
     struct app *a = data;
     uint64_t uptime = (clock_mono_ns() - a->started_ns) / 1000000000u;
-
     json_t *body;
 
     (void)param;

@@ -321,8 +321,9 @@ static void on_owner(void *data, struct fetch_result *res)
     forward_free(f);
 }
 
-static struct forward *forward_new(struct cluster *c, h2o_req_t *req, size_t node, bool any, cluster_local_fn local,
-                                   const void *ctx, size_t ctxlen)
+/* Asks `node` for `req`, `local` answering should it not; false (nothing done) when the request cannot be sent. */
+static bool forward(struct cluster *c, h2o_req_t *req, size_t node, bool any, cluster_local_fn local, const void *ctx,
+                    size_t ctxlen)
 {
     struct forward *f = calloc(1, sizeof(*f) + ctxlen);
 
@@ -338,7 +339,11 @@ static struct forward *forward_new(struct cluster *c, h2o_req_t *req, size_t nod
         memcpy(f->ctx, ctx, ctxlen);
     f->hold = http_hold(req);
     h2o_linklist_insert(&c->forwards, &f->link);
-    return f;
+    if (!send_to(f, req)) {
+        forward_free(f);
+        return false;
+    }
+    return true;
 }
 
 static bool may_forward(const struct cluster *c, h2o_req_t *req)
@@ -352,31 +357,19 @@ bool cluster_forward(struct cluster *c, h2o_req_t *req, const uint8_t pubkey[32]
                      const void *ctx, size_t ctxlen)
 {
     size_t node;
-    struct forward *f;
 
     if (!may_forward(c, req) || (node = cluster_owner(c, pubkey)) == c->self || now_ms() < c->down_until[node])
         return false;
-    f = forward_new(c, req, node, false, local, ctx, ctxlen);
-    if (!send_to(f, req)) {
-        forward_free(f);
-        return false;
-    }
-    return true;
+    return forward(c, req, node, false, local, ctx, ctxlen);
 }
 
 bool cluster_ask_others(struct cluster *c, h2o_req_t *req, cluster_local_fn none, const void *ctx, size_t ctxlen)
 {
     size_t node;
-    struct forward *f;
 
     if (!may_forward(c, req) || (node = next_node(c, 0)) >= c->n)
         return false;
-    f = forward_new(c, req, node, true, none, ctx, ctxlen);
-    if (!send_to(f, req)) {
-        forward_free(f);
-        return false;
-    }
-    return true;
+    return forward(c, req, node, true, none, ctx, ctxlen);
 }
 
 void cluster_shutdown(struct cluster *c)

@@ -268,7 +268,6 @@ static void refresh_banner(struct pfp *p, const uint8_t pubkey[32], const struct
         p->stats.refreshes++;
 }
 
-/* Answers `req` with the picture of `pubkey` that `v` asks for: from the cache, or found and fetched. */
 /* What a request asked for, should its key's owner not answer it. */
 struct asked {
     struct pfp *p;
@@ -288,6 +287,7 @@ static void serve_asked(const void *ctx, h2o_req_t *req)
     serve_here(a->p, req, a->pubkey, &a->v, &pic, have);
 }
 
+/* Answers `req` with the picture of `pubkey` that `v` asks for: from the cache, its owner, or found and fetched. */
 static void serve_pubkey(struct pfp *p, h2o_req_t *req, const uint8_t pubkey[32], const struct variant *v)
 {
     struct pic pic;
